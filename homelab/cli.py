@@ -1,0 +1,225 @@
+"""How a lab is asked for: ``python -m homelab <command>`` (also installed as ``homelab``).
+
+Exit codes: 0 done; 1 something is out of date (``build --check``); 2 the lab
+description (or a file in the way) is wrong, nothing was written; 3 nix said
+the generated files are wrong (a bug in homelab: please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import files, render, verify
+from .compile import Compiled, compile_lab
+from .errors import LabError, Problem
+from .load import load_or_raise
+from .model import Lab
+from .pynix_eval import Nix, NixError, NixNotFound
+
+EXIT_OK, EXIT_CHANGED, EXIT_BAD_INPUT, EXIT_VERIFY = 0, 1, 2, 3
+
+
+class Usage(Exception):
+    """A command-line mistake, reported like a lab problem (exit 2)."""
+
+
+def _err(*lines: str) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[str] | None]:
+    """``hosts/yomogi`` arguments -> (lab root, host names), or all hosts when none are named."""
+    base = Path(root) if root else None
+    names: list[str] = []
+    for t in targets:
+        p = Path(t)
+        if base is None:
+            p_abs = p.resolve()
+            if p_abs.parent.name != "hosts":
+                raise Usage(f"{t}: name a host folder such as hosts/yomogi")
+            base = p_abs.parent.parent
+        elif p.parent.name != "hosts" and len(p.parts) != 1:
+            raise Usage(f"{t}: name a host folder such as hosts/yomogi")
+        if not (p.parent.resolve() if base is None else base / "hosts" / p.name).exists() and not p.exists():
+            raise Usage(f"{t}: no such host folder")
+        names.append(p.name)
+    return (base or Path.cwd()), (names or None)
+
+
+def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str, str], list[Problem]]:
+    """Load, validate, compile, precheck and render: everything before a byte is written."""
+    lab, warnings = load_or_raise(root)
+    if only:
+        known = {h.hostname for h in lab.hosts}
+        missing = [n for n in only if n not in known]
+        if missing:
+            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
+                            for n in missing])
+    compiled = compile_lab(lab)
+    pre = verify.precheck(compiled)
+    if pre:
+        raise LabError([Problem("build", "generated code", p) for p in pre])
+    return lab, compiled, render.render_all(compiled, only), warnings
+
+
+def _nix(args) -> Nix:
+    return Nix(timeout=getattr(args, "nix_timeout", 120.0))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_build(args) -> int:
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, compiled, texts, warnings = prepare(root, only)
+    for w in warnings:
+        _err(str(w))
+    prune = only is None
+    if args.check:
+        stale = files.stale(root, texts, prune=prune)
+        if stale:
+            print("out of date (run `python -m homelab build`):")
+            for rel in stale:
+                print(f"  {rel}")
+            return EXIT_CHANGED
+        print(f"up to date: {len(texts)} generated files")
+        return EXIT_OK
+    plan = files.plan(root, texts, prune=prune, force=args.force)
+    verified = ""
+    if not args.no_verify:
+        hosts = only or sorted(compiled.hosts)
+        hand = [r for h in hosts for r in compiled.hosts[h].hand_written]
+        t0 = time.perf_counter()
+        try:
+            with verify.staged(texts, root, hand) as tmp:
+                rep = verify.verify(Path(tmp), compiled, _nix(args), only)
+        except NixNotFound as e:
+            _err(f"not verified: {e.message}")
+            rep = None
+        if rep is not None:
+            if rep.problems:
+                _err("nix disagrees with the model; nothing was written:", *[f"  {p}" for p in rep.problems])
+                return EXIT_VERIFY
+            verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
+                        f"ones in {time.perf_counter() - t0:.2f} s ({rep.nix_calls} nix process)")
+    files.apply(root, plan)
+    n_hosts = len(only or compiled.hosts)
+    print(f"{n_hosts} host{'s' if n_hosts != 1 else ''}: wrote {len(plan.write)}, unchanged {len(plan.unchanged)}"
+          + (f", removed {len(plan.delete)}" if plan.delete else "") + verified)
+    for rel in plan.write:
+        print(f"  wrote {rel}")
+    for rel in plan.delete:
+        print(f"  removed {rel}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    root = Path(args.root) if args.root else Path.cwd()
+    lab, warnings = load_or_raise(root)
+    compiled = compile_lab(lab)
+    pre = verify.precheck(compiled)
+    if pre:
+        raise LabError([Problem("build", "generated code", p) for p in pre])
+    for w in warnings:
+        _err(str(w))
+    print(f"ok: {len(lab.hosts)} hosts, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, compiled, texts, _ = prepare(root, only)
+    stale = files.stale(root, texts, prune=False)
+    if stale:
+        _err("note: these files differ from what a build would write; showing what is on disk:",
+             *[f"  {s}" for s in stale])
+    missing = [rel for rel in texts if not (root / rel).is_file()]
+    if missing:
+        raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
+    evaluated = verify.evaluate(root, compiled, _nix(args), only or sorted(compiled.hosts))
+    out: dict[str, dict] = {}
+    problems: list[str] = []
+    for h in only or sorted(compiled.hosts):
+        out[h], ps = verify.host_options(evaluated, compiled, h)
+        problems += ps
+    if args.json:
+        print(json.dumps(out if len(out) != 1 or not only else out[only[0]], indent=2, sort_keys=True))
+    else:
+        for h, opts in out.items():
+            print(f"{h}:")
+            for k, v in opts.items():
+                print(f"  {k} = {json.dumps(v)}")
+    for p in problems:
+        _err(f"conflict: {p}")
+    return EXIT_VERIFY if problems else EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+COMMANDS: dict[str, tuple[Callable, str, str]] = {}
+
+
+def command(name: str, help_: str, example: str):
+    def deco(fn):
+        COMMANDS[name] = (fn, help_, example)
+        return fn
+    return deco
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="homelab",
+        description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
+        epilog="example: python -m homelab build hosts/yomogi",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name, fn, help_, example):
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(func=fn)
+        sp.add_argument("--root", help="the lab's folder (holding hosts/); default: from the host paths or .")
+        return sp
+
+    b = add("build", cmd_build, "write the NixOS modules of the named hosts (all when none named)",
+            "python -m homelab build hosts/yomogi")
+    b.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
+    b.add_argument("--check", action="store_true", help="write nothing; exit 1 and list stale files if any")
+    b.add_argument("--force", action="store_true", help="overwrite generated files even if edited by hand")
+    b.add_argument("--no-verify", action="store_true", help="skip reading the files back with nix")
+    add("check", cmd_check, "validate the whole lab and list every problem", "python -m homelab check")
+    s = add("show", cmd_show, "print the NixOS option values a host sets, read back from the files by nix",
+            "python -m homelab show hosts/yomogi --json")
+    s.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
+    s.add_argument("--json", action="store_true", help="print JSON: {option path: value}")
+    for name, (fn, help_, example) in COMMANDS.items():
+        fn.configure(add(name, fn, help_, example)) if hasattr(fn, "configure") else add(name, fn, help_, example)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Usage as e:
+        _err(f"homelab: {e}")
+        return EXIT_BAD_INPUT
+    except LabError as e:
+        errors = [p for p in e.problems if p.severity == "error"]
+        _err(f"homelab: {len(errors)} problem{'s' if len(errors) != 1 else ''}; nothing was written:")
+        for p in e.problems:
+            _err(f"  {p}")
+        return EXIT_BAD_INPUT
+    except NixError as e:
+        _err(f"homelab: nix failed: {e}")
+        return EXIT_VERIFY
+    except KeyboardInterrupt:
+        return 130

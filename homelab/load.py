@@ -1,0 +1,97 @@
+"""Reading a lab from disk: hosts/cluster.py and hosts/<name>/host.py.
+
+User files are ordinary Python that build model objects.  While they run,
+field problems are collected (not raised), so one run lists every mistake in
+every file; a crash in a user file becomes a problem naming the file, not a
+traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+from .errors import LabError, Problem, collecting, located
+from .model import Cluster, Host, Lab
+from .validate import validate
+
+_MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
+
+
+def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
+    problems: list[Problem] = []
+    with located(where), collecting() as sink:
+        try:
+            ns = runpy.run_path(str(path), run_name=f"homelab_user_{where.replace('/', '_')}")
+        except SyntaxError as e:
+            problems.append(Problem(where, path.name, f"syntax error on line {e.lineno}: {e.msg}"))
+            ns = {}
+        except TypeError as e:
+            m = _MISSING.search(str(e))
+            if m:
+                for name in re.findall(r"'([^']+)'", m.group(1)):
+                    problems.append(Problem(where, name, "is required"))
+            else:
+                problems.append(Problem(where, path.name, f"TypeError: {e}"))
+            ns = {}
+        except LabError as e:  # raised outside a validator (e.g. by the user's own code)
+            problems.extend(e.problems)
+            ns = {}
+        except Exception as e:  # noqa: BLE001 - any crash in user code is a problem to show
+            problems.append(Problem(where, path.name, f"{type(e).__name__}: {e}"))
+            ns = {}
+    return ns, sink + problems
+
+
+def load(root: Path) -> tuple[Lab | None, list[Problem]]:
+    """The lab under ``root`` and every problem found (errors and warnings)."""
+    root = Path(root)
+    problems: list[Problem] = []
+    cluster_py = root / "hosts" / "cluster.py"
+    cluster = None
+    if not cluster_py.is_file():
+        problems.append(Problem("hosts/cluster.py", "file", f"is missing (looked in {root / 'hosts'})"))
+    else:
+        ns, ps = _run(cluster_py, "cluster")
+        problems += ps
+        cluster = ns.get("cluster")
+        if not ps and not isinstance(cluster, Cluster):
+            problems.append(Problem("cluster", "cluster", "hosts/cluster.py must set `cluster = Cluster(...)`"))
+            cluster = None
+    hosts: list[Host] = []
+    sources: dict[str, str] = {}
+    for host_py in sorted((root / "hosts").glob("*/host.py")):
+        where = f"hosts/{host_py.parent.name}"
+        ns, ps = _run(host_py, where)
+        problems += ps
+        host = ns.get("host")
+        if ps:
+            continue
+        if not isinstance(host, Host):
+            problems.append(Problem(where, "host", "host.py must set `host = Host(...)`"))
+            continue
+        if host.hostname != host_py.parent.name:
+            problems.append(Problem(where, "hostname", f"{host.hostname!r} differs from its folder name "
+                                    f"{host_py.parent.name!r}; rename one of them"))
+            continue
+        for imp in host.imports:
+            if not (host_py.parent / imp).is_file():
+                problems.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
+        hosts.append(host)
+        sources[host.hostname] = where
+    if not list((root / "hosts").glob("*/host.py")) and cluster_py.is_file():
+        problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
+    if cluster is None or any(p.severity == "error" for p in problems):
+        return None, problems
+    lab = Lab(cluster, hosts, sources)
+    return lab, problems + validate(lab)
+
+
+def load_or_raise(root: Path) -> tuple[Lab, list[Problem]]:
+    """The lab and its warnings; LabError listing every error if there is any."""
+    lab, problems = load(root)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or lab is None:
+        raise LabError(errors or problems)
+    return lab, [p for p in problems if p.severity != "error"]

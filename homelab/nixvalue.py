@@ -1,0 +1,146 @@
+"""Write Python data as Nix values, nixfmt (RFC 166) style.
+
+Strings are the dangerous part: anything a user typed must stay inside its Nix
+string.  Single-line strings use ``"..."`` with ``\\``, ``"``, ``${`` and control
+characters escaped.  Multi-line text (firewall commands, CoreDNS and nginx
+configs) uses an indented string ``''...''`` when that form round-trips exactly;
+otherwise it falls back to a double-quoted string with ``\\n``.  The hypothesis
+tests feed hostile strings through real ``nix`` to hold this to account.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from .model import Pkg, Priority
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+_KEYWORDS = {"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"}
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+class NixValueError(ValueError):
+    pass
+
+
+def quote(s: str) -> str:
+    """A double-quoted Nix string equal to ``s``."""
+    if "\x00" in s:
+        raise NixValueError("Nix strings cannot contain NUL characters")
+    out = (
+        s.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("${", "\\${")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{out}"'
+
+
+def attr_name(name: str) -> str:
+    """An attribute name, bare when Nix allows it, quoted otherwise."""
+    if not isinstance(name, str):
+        raise NixValueError(f"attribute names must be strings, not {name!r}")
+    if _IDENT.match(name) and name not in _KEYWORDS:
+        return name
+    return quote(name)
+
+
+def attr_path(path: tuple[str, ...] | list[str]) -> str:
+    return ".".join(attr_name(p) for p in path)
+
+
+def _indented_ok(s: str) -> bool:
+    """Whether ``s`` can be written as an indented string that evaluates back to ``s``.
+
+    Kept deliberately narrow: text ending in a newline, no ``'`` (so no escape
+    can interact with a quote), no CR or tab, every non-empty line starting
+    with a visible character at column 0 somewhere (so Nix strips exactly the
+    indentation we add), and no whitespace-only lines.
+    """
+    if not s.endswith("\n") or len(s) < 2:
+        return False
+    if "'" in s or "\r" in s or "\t" in s or "\x00" in s:
+        return False
+    lines = s[:-1].split("\n")
+    if any(line.strip() == "" and line != "" for line in lines):
+        return False
+    if not any(line and not line[0].isspace() for line in lines):
+        return False
+    # unicode whitespace other than ' ' could be taken for indentation by nobody,
+    # but keep the form for plain text only.
+    return all(line == "" or not line[0].isspace() or line[0] == " " for line in lines)
+
+
+def _indented(s: str, indent: str) -> str:
+    body = []
+    for line in s[:-1].split("\n"):
+        line = line.replace("${", "''${")
+        body.append(f"{indent}  {line}" if line else "")
+    return "''\n" + "\n".join(body) + f"\n{indent}''"
+
+
+def is_simple(value: Any) -> bool:
+    return not isinstance(value, (list, tuple, dict)) and not (isinstance(value, str) and "\n" in value)
+
+
+def render(value: Any, indent: str = "") -> str:
+    """Nix source for ``value``; ``indent`` is the indentation of the line it starts on."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise NixValueError(f"{value} does not fit in a Nix integer")
+        return f"({value})" if value < 0 else str(value)
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
+        return quote(str(value))
+    if isinstance(value, str):
+        if "\n" in value and _indented_ok(value):
+            return _indented(value, indent)
+        return quote(value)
+    if isinstance(value, Pkg):
+        return "pkgs." + attr_path(value.name.split("."))
+    if isinstance(value, Priority):
+        inner = render(value.value, indent)
+        fn = {50: "lib.mkForce", 1000: "lib.mkDefault"}.get(value.priority)
+        head = fn if fn else f"lib.mkOverride {value.priority}"
+        return f"{head} {inner}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[ ]"
+        items = [_element(v, indent + "  ") for v in value]
+        if len(items) == 1 and is_simple(value[0]):
+            return f"[ {items[0]} ]"
+        return "[\n" + "".join(f"{indent}  {i}\n" for i in items) + f"{indent}]"
+    if isinstance(value, dict):
+        if not value:
+            return "{ }"
+        lines = []
+        for k, v in value.items():
+            lines.append(f"{indent}  {attr_name(k)} = {render(v, indent + '  ')};\n")
+        return "{\n" + "".join(lines) + f"{indent}}}"
+    raise NixValueError(f"cannot write {type(value).__name__} {value!r} as a Nix value")
+
+
+def _element(value: Any, indent: str) -> str:
+    if isinstance(value, Priority):
+        raise NixValueError("lib.mkForce / lib.mkDefault apply to a whole option value, not a list element")
+    return render(value, indent)
+
+
+def uses(value: Any) -> set[str]:
+    """Which module arguments (``lib``, ``pkgs``) a value refers to."""
+    if isinstance(value, Pkg):
+        return {"pkgs"}
+    if isinstance(value, Priority):
+        return {"lib"} | uses(value.value)
+    if isinstance(value, (list, tuple)):
+        return set().union(*(uses(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(uses(v) for v in value.values())) if value else set()
+    return set()

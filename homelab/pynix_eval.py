@@ -1,0 +1,199 @@
+"""pynix_eval: run the real ``nix`` binary from Python, with timeouts, batching and clear errors.
+
+Standalone: imports nothing from homelab, so other projects can copy or import it.
+
+    from homelab.pynix_eval import Nix
+    nix = Nix()
+    nix.eval_expr('{ a = 1 + 1; }')            # -> {'a': 2}
+    nix.eval_many({"x": "1", "y": "[ 2 ]"})    # one nix process -> {'x': 1, 'y': [2]}
+    nix.parse_files(["a.nix", "b.nix"])        # one nix process; NixError names the bad file
+
+Evaluation uses ``nix-instantiate --eval --strict --json --readonly-mode``: it
+reads files and writes nothing to the Nix store.  Flake commands go through
+``nix`` with ``nix-command flakes`` enabled via NIX_CONFIG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["Nix", "NixError", "NixNotFound", "NixTimeout", "NixEvalError", "nix_string", "nix_available"]
+
+FLAKE_FEATURES = "experimental-features = nix-command flakes"
+
+
+class NixError(Exception):
+    """nix failed; ``message`` is nix's own error text, without the noise."""
+
+    def __init__(self, message: str, *, command: Sequence[str] = (), stderr: str = "", key: str | None = None):
+        self.message = message
+        self.command = list(command)
+        self.stderr = stderr
+        self.key = key  # which batch item failed, when known
+        super().__init__(message if key is None else f"{key}: {message}")
+
+
+class NixNotFound(NixError):
+    pass
+
+
+class NixTimeout(NixError):
+    pass
+
+
+class NixEvalError(NixError):
+    pass
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def clean_message(stderr: str) -> str:
+    """nix's error text without colour codes, trace noise and blank lines."""
+    text = _ANSI.sub("", stderr)
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    # newer nix prints "error:" blocks with "… while evaluating" traces; keep the error and its location
+    keep = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("…", "(stack trace", "warning: "))]
+    return "\n".join(keep).strip() or "nix failed without a message"
+
+
+def nix_string(s: str) -> str:
+    """A Nix double-quoted string literal equal to ``s`` (for building expressions)."""
+    if "\x00" in s:
+        raise ValueError("Nix strings cannot contain NUL")
+    return '"' + (s.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+                  .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")) + '"'
+
+
+def nix_available(binary: str = "nix-instantiate") -> bool:
+    return shutil.which(binary) is not None
+
+
+@dataclass
+class Nix:
+    """A handle on the nix binaries.  ``timeout`` (seconds) bounds every call."""
+
+    timeout: float = 120.0
+    bindir: str | None = None  # where nix-instantiate and nix live; default: PATH
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    calls: int = 0  # how many nix processes this handle has started (for benchmarks and tests)
+
+    def _bin(self, name: str) -> str:
+        if self.bindir:
+            path = os.path.join(self.bindir, name)
+            if os.access(path, os.X_OK):
+                return path
+        found = shutil.which(name)
+        if not found:
+            raise NixNotFound(f"{name} not found on PATH; install nix (on Debian: apt-get install nix-bin)",
+                              command=[name])
+        return found
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        conf = env.get("NIX_CONFIG", "")
+        if "experimental-features" not in conf:
+            conf = (conf + "\n" if conf else "") + FLAKE_FEATURES
+        env["NIX_CONFIG"] = conf
+        env.update(self.extra_env)
+        return env
+
+    def run(self, args: Sequence[str], *, timeout: float | None = None, cwd: str | Path | None = None,
+            stdin: str | None = None, key: str | None = None) -> str:
+        """Run a nix binary; return stdout.  Raises NixTimeout / NixEvalError / NixNotFound."""
+        cmd = [self._bin(args[0]), *args[1:]]
+        limit = self.timeout if timeout is None else timeout
+        self.calls += 1
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=self._env(),
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(stdin, timeout=limit)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise NixTimeout(f"{' '.join(args[:2])} did not finish within {limit:g} s", command=cmd, key=key)
+        if proc.returncode != 0:
+            raise NixEvalError(clean_message(err), command=cmd, stderr=err, key=key)
+        return out
+
+    # ------------------------------------------------------------ evaluation
+
+    def eval_expr(self, expr: str, *, timeout: float | None = None, cwd: str | Path | None = None,
+                  key: str | None = None) -> Any:
+        """Evaluate a Nix expression strictly and return it as JSON data."""
+        out = self.run(["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode", "--expr", expr],
+                       timeout=timeout, cwd=cwd, key=key)
+        return json.loads(out)
+
+    def eval_file(self, path: str | Path, *, attr: str | None = None, timeout: float | None = None) -> Any:
+        args = ["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode", str(path)]
+        if attr:
+            args += ["-A", attr]
+        return json.loads(self.run(args, timeout=timeout))
+
+    def eval_many(self, exprs: Mapping[str, str], *, timeout: float | None = None,
+                  cwd: str | Path | None = None) -> dict[str, Any]:
+        """Evaluate several expressions in one nix process.
+
+        If the batch fails, each expression is evaluated on its own to find the
+        culprit, and the NixEvalError raised carries its ``key``.
+        """
+        if not exprs:
+            return {}
+        body = " ".join(f"{nix_string(k)} = ({v});" for k, v in exprs.items())
+        try:
+            return self.eval_expr("{ " + body + " }", timeout=timeout, cwd=cwd)
+        except NixEvalError as batch_error:
+            for k, v in exprs.items():
+                self.eval_expr(v, timeout=timeout, cwd=cwd, key=k)  # raises for the first bad one
+            raise batch_error  # the batch failed but no single item did: report the batch
+
+    def parse_files(self, paths: Iterable[str | Path], *, timeout: float | None = None) -> None:
+        """Parse every file with one nix process; NixEvalError names the first file that fails."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
+        try:
+            self.run(["nix-instantiate", "--parse", *paths], timeout=timeout)
+        except NixEvalError as e:
+            bad = next((p for p in paths if p in e.message), None)
+            if bad is None:
+                raise
+            raise NixEvalError(e.message, command=e.command, stderr=e.stderr, key=bad) from None
+
+    def version(self) -> str:
+        return self.run(["nix-instantiate", "--version"]).strip()
+
+    # ------------------------------------------------------------ flakes
+
+    def flake(self, args: Sequence[str], *, timeout: float | None = None, cwd: str | Path | None = None) -> str:
+        """Run ``nix <args>`` with flakes enabled, e.g. ``["flake", "show", "--json", path]``."""
+        return self.run(["nix", *args], timeout=timeout, cwd=cwd)
+
+    def flake_eval(self, installable: str, *, apply: str | None = None, extra: Sequence[str] = (),
+                   timeout: float | None = None) -> Any:
+        args = ["eval", "--json", installable, *extra]
+        if apply:
+            args += ["--apply", apply]
+        return json.loads(self.flake(args, timeout=timeout))
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

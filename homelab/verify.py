@@ -1,0 +1,342 @@
+"""How generated files are checked: real nix reads them back, Python compares.
+
+nixpkgs is not needed: each generated module is called with a stand-in
+``lib`` whose ``mkForce``/``mkDefault`` return tagged values (so priorities stay
+visible) and a stand-in ``pkgs`` whose attributes are tagged package
+references.  Generated modules never read ``config``; the stand-in throws if
+they do.  One nix process evaluates every file of every host; hand-written
+imports are parsed by that same process but not evaluated (they may need
+nixpkgs).
+
+Then, per file, what nix evaluated must equal the compiled definitions; per
+host, the definitions of all its generated files are merged the way NixOS
+merges each option's type (see :mod:`homelab.optiontypes`), and conflicts are
+reported.  The merged values are what ``homelab show`` prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+
+from . import contract
+from . import optiontypes as t
+from .compile import Compiled, ModuleFile, Path as OptPath
+from .model import Pkg, Priority
+from .pynix_eval import Nix, nix_string
+
+STUB_LIB = """{
+    mkOverride = priority: content: { _type = "override"; inherit priority content; };
+    mkForce = content: { _type = "override"; priority = 50; inherit content; };
+    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+  }"""
+
+MODULE_ARGS = """{
+    inherit lib pkgs;
+    config = throw "generated modules must not read config";
+    options = throw "generated modules must not read options";
+    modulesPath = throw "generated modules must not use modulesPath";
+  }"""
+
+
+class VerifyError(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# ---------------------------------------------------------------- value forms
+
+
+def to_json(value: Any) -> Any:
+    """A compiled value in the form nix prints for it (with the stand-ins)."""
+    if isinstance(value, Pkg):
+        return {"_type": "pkg", "attrPath": value.name}
+    if isinstance(value, Priority):
+        return {"_type": "override", "priority": value.priority, "content": to_json(value.value)}
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
+    """Dotted definitions -> one nested attribute set, as Nix builds it from ``a.b.c = v;`` lines."""
+    out: dict = {}
+    for path, value in defs:
+        node = out
+        for i, part in enumerate(path[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict) or nxt.get("_type") in ("override", "pkg"):
+                raise ValueError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is already set to a value")
+            node = nxt
+        leaf = path[-1]
+        value = to_json(value)
+        if leaf in node:
+            if isinstance(node[leaf], dict) and isinstance(value, dict) and "_type" not in value:
+                node[leaf] = _deep_union(node[leaf], value, path)
+                continue
+            raise ValueError(f"{'.'.join(path)} is defined twice in one file")
+        node[leaf] = value
+    return out
+
+
+def _deep_union(a: dict, b: dict, path: OptPath) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if k in out:
+            if isinstance(out[k], dict) and isinstance(v, dict):
+                out[k] = _deep_union(out[k], v, path + (k,))
+            else:
+                raise ValueError(f"{'.'.join(path + (k,))} is defined twice in one file")
+        else:
+            out[k] = v
+    return out
+
+
+def flatten(nested: dict, prefix: OptPath = ()) -> list[tuple[OptPath, Any]]:
+    """A nested attribute set -> (option path, value) pairs, cut at the contract's option paths."""
+    out: list[tuple[OptPath, Any]] = []
+    for k, v in nested.items():
+        path = prefix + (k,)
+        if contract.lookup(path) is None and isinstance(v, dict) and v and "_type" not in v:
+            out += flatten(v, path)
+        else:
+            out.append((path, v))
+    return out
+
+
+def option_type(path: OptPath) -> t.OptionType:
+    fact = contract.lookup(path)
+    return fact.type if fact else t.anything
+
+
+# ---------------------------------------------------------------- checks without nix
+
+
+def contract_problems(f: ModuleFile) -> list[str]:
+    """Paths not in the contract and values that do not fit their type (generated sections only)."""
+    out = []
+    for sec in f.sections:
+        if sec.user:
+            continue
+        for path, value in sec.defs:
+            dotted = ".".join(path)
+            fact = contract.lookup(path)
+            if fact is None:
+                out.append(f"{f.path}: {dotted} is not in the option contract (homelab/contract.py)")
+                continue
+            why = t.check_with_priority(fact.type, to_json(value))
+            if why:
+                out.append(f"{f.path}: {dotted} = {value!r} does not fit {fact.type}: {why}")
+    return out
+
+
+def merge_host(files: list[tuple[str, dict]]) -> tuple[dict[str, Any], list[str]]:
+    """Merge the nested definitions of a host's files (in module order) into option values."""
+    defs: dict[OptPath, list[Any]] = {}
+    where: dict[OptPath, list[str]] = {}
+    for rel, nested in files:
+        for path, value in flatten(nested):
+            defs.setdefault(path, []).append(value)
+            where.setdefault(path, []).append(rel)
+    merged: dict[str, Any] = {}
+    problems: list[str] = []
+    for path in sorted(defs):
+        try:
+            merged[".".join(path)] = t.merge_definitions(option_type(path), defs[path])
+        except t.MergeConflict as e:
+            problems.append(f"{'.'.join(path)}: {e} (defined in {', '.join(where[path])})")
+    return merged, problems
+
+
+def precheck(compiled: Compiled) -> list[str]:
+    """Everything that can be checked before nix runs: contract, nesting, merge conflicts."""
+    problems: list[str] = []
+    nested: dict[str, dict] = {}
+    for rel, f in compiled.files.items():
+        problems += contract_problems(f)
+        try:
+            nested[rel] = nest(f.definitions())
+        except ValueError as e:
+            problems.append(f"{rel}: {e}")
+    if problems:
+        return problems
+    for name, plan in compiled.hosts.items():
+        _, ps = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)])
+        problems += [f"{plan.entry}: {p}" for p in ps]
+    return problems
+
+
+# ---------------------------------------------------------------- nix
+
+
+def _pkg_names(compiled: Compiled) -> list[str]:
+    names: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Pkg):
+            names.add(v.name)
+        elif isinstance(v, Priority):
+            walk(v.value)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+
+    for f in compiled.files.values():
+        for _, v in f.definitions():
+            walk(v)
+    return sorted(names)
+
+
+def stub_pkgs(names: Iterable[str]) -> str:
+    tree: dict = {}
+    for name in names:
+        node = tree
+        parts = name.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = name
+    def emit(node: dict) -> str:
+        items = []
+        for k, v in sorted(node.items()):
+            val = emit(v) if isinstance(v, dict) else f'{{ _type = "pkg"; attrPath = {nix_string(v)}; }}'
+            items.append(f"{nix_string(k)} = {val};")
+        return "{ " + " ".join(items) + " }"
+    return emit(tree)
+
+
+def _path_expr(p: Path) -> str:
+    return f"(/. + {nix_string(str(p))})"
+
+
+def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], pkg_names: list[str]) -> str:
+    root = Path(root).resolve()
+    files = " ".join(f"{nix_string(rel)} = load {_path_expr(root / rel)};" for rel in generated)
+    hand = " ".join(f"{nix_string(rel)} = builtins.typeOf (import {_path_expr(root / rel)});"
+                    for rel in hand_written)
+    return f"""let
+  lib = {STUB_LIB};
+  pkgs = {stub_pkgs(pkg_names)};
+  args = {MODULE_ARGS};
+  load = p: let m = import p; v = if builtins.isFunction m then m args else m; in {{
+    imports = map toString (v.imports or [ ]);
+    defs = removeAttrs v [ "imports" ];
+  }};
+in {{
+  generated = {{ {files} }};
+  handWritten = {{ {hand} }};
+}}"""
+
+
+def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None) -> dict:
+    """Evaluate the generated files on disk under ``root`` (one nix process)."""
+    nix = nix or Nix()
+    hosts = only if only is not None else sorted(compiled.hosts)
+    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
+    hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled)))
+    base = str(Path(root).resolve()) + "/"
+    for entry in out["generated"].values():
+        entry["imports"] = [i.removeprefix(base) for i in entry["imports"]]
+    return out
+
+
+def _import_target(rel_file: str, written: str) -> str:
+    """hosts/x/default.nix + '../../modules/a.nix' -> 'modules/a.nix' (plain path arithmetic)."""
+    parts = rel_file.split("/")[:-1]
+    for p in written.split("/"):
+        if p == "..":
+            parts.pop()
+        elif p not in (".", ""):
+            parts.append(p)
+    return "/".join(parts)
+
+
+@attrs.frozen
+class Report:
+    files: int  # generated files evaluated
+    hand_written: int  # hand-written imports parsed
+    options: dict[str, dict[str, Any]]  # host -> merged option values read back through nix
+    problems: list[str]
+    nix_calls: int
+
+
+def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[dict[str, Any], list[str]]:
+    """Merged option values of one host, from what nix evaluated, walking imports from the entry."""
+    gen = evaluated["generated"]
+    order: list[str] = []
+
+    def visit(rel: str) -> None:
+        if rel in order or rel not in gen:
+            return
+        order.append(rel)
+        for imp in gen[rel]["imports"]:
+            visit(imp)
+
+    visit(compiled.hosts[hostname].entry)
+    return merge_host([(rel, gen[rel]["defs"]) for rel in order])
+
+
+def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None) -> Report:
+    """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised."""
+    nix = nix or Nix()
+    calls0 = nix.calls
+    problems = precheck(compiled)
+    evaluated = evaluate(root, compiled, nix, only)
+    gen = evaluated["generated"]
+    for rel, entry in sorted(gen.items()):
+        f = compiled.files[rel]
+        want_imports = [_import_target(rel, i) for i in f.imports]
+        if entry["imports"] != want_imports:
+            problems.append(f"{rel}: imports {entry['imports']} but the model says {want_imports}")
+        want = nest(f.definitions())
+        if entry["defs"] != want:
+            for path, value in sorted(set(_leaves(entry["defs"])) ^ set(_leaves(want))):
+                problems.append(f"{rel}: {'.'.join(path)} differs: nix read {_get(entry['defs'], path)!r}, "
+                                f"the model says {_get(want, path)!r}")
+    options: dict[str, dict[str, Any]] = {}
+    for h in sorted(only if only is not None else compiled.hosts):
+        options[h], ps = host_options(evaluated, compiled, h)
+        problems += [f"{compiled.hosts[h].entry}: {p}" for p in ps]
+    return Report(len(gen), len(evaluated["handWritten"]), options, problems, nix.calls - calls0)
+
+
+def _leaves(d: Any, prefix: OptPath = ()) -> list[tuple[OptPath, str]]:
+    if isinstance(d, dict) and d:
+        return [x for k, v in d.items() for x in _leaves(v, prefix + (k,))]
+    return [(prefix, repr(d))]
+
+
+def _get(d: Any, path: OptPath) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> tempfile.TemporaryDirectory:
+    """A temporary lab holding ``texts`` and copies of the hand-written imports, for checking before writing."""
+    tmp = tempfile.TemporaryDirectory(prefix="homelab-verify-")
+    base = Path(tmp.name)
+    for rel, text in texts.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text(text, encoding="utf-8")
+    for rel in hand_written:
+        src = Path(root) / rel
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_file():
+            shutil.copyfile(src, base / rel)
+    return tmp
