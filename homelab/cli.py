@@ -8,6 +8,7 @@ the generated files are wrong (a bug in homelab: please report it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -162,12 +163,17 @@ def cmd_show(args) -> int:
 
 # ---------------------------------------------------------------- parser
 
-COMMANDS: dict[str, tuple[Callable, str, str]] = {}
+COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {}
+
+# Modules that add commands with @command(...).  One line each; they are imported
+# when the parser is built, so a command's code stays beside what it is about.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
-def command(name: str, help_: str, example: str):
+def command(name: str, help_: str, example: str, configure: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register ``fn(args) -> exit code`` as ``homelab <name>``; ``configure`` adds its arguments."""
     def deco(fn):
-        COMMANDS[name] = (fn, help_, example)
+        COMMANDS[name] = (fn, help_, example, configure)
         return fn
     return deco
 
@@ -199,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
             "python -m homelab show hosts/yomogi --json")
     s.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
     s.add_argument("--json", action="store_true", help="print JSON: {option path: value}")
-    for name, (fn, help_, example) in COMMANDS.items():
-        fn.configure(add(name, fn, help_, example)) if hasattr(fn, "configure") else add(name, fn, help_, example)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    for name, (fn, help_, example, configure) in sorted(COMMANDS.items()):
+        sp = add(name, fn, help_, example)
+        if configure:
+            configure(sp)
     return p
 
 

@@ -1,0 +1,46 @@
+"""Small builders for labs in tests: the seed lab as Python objects, easy to vary."""
+
+from __future__ import annotations
+
+import attrs
+
+from homelab import (
+    CephStorage,
+    Cluster,
+    ControlPlane,
+    DnsServer,
+    Host,
+    IngressProxy,
+    Lab,
+    RaspberryPi4,
+    Tailscale,
+    Worker,
+)
+
+
+def cluster(**kw) -> Cluster:
+    base = dict(name="seed", domain="home.example.com", lan="192.168.10.0/24", gateway="192.168.10.1",
+                nameservers=["192.168.10.1"])
+    base.update(kw)
+    return Cluster(**base)
+
+
+def seed_hosts() -> list[Host]:
+    return [
+        Host(hostname="yomogi", system="aarch64-linux", interface="end0", address="192.168.10.10",
+             tailscale_address="100.64.0.10", boot=RaspberryPi4(),
+             roles=[ControlPlane(), CephStorage(), DnsServer(), Tailscale()]),
+        Host(hostname="tokiwa", system="x86_64-linux", interface="enp1s0", address="192.168.10.11",
+             tailscale_address="100.64.0.11", roles=[Worker(), CephStorage(), Tailscale()]),
+        Host(hostname="hanaakari", system="x86_64-linux", interface="enp1s0", address="192.168.10.12",
+             tailscale_address="100.64.0.12", roles=[Worker(), CephStorage(), IngressProxy(), Tailscale()]),
+    ]
+
+
+def lab(hosts=None, **cluster_kw) -> Lab:
+    return Lab(cluster(**cluster_kw), hosts if hosts is not None else seed_hosts())
+
+
+def evolve_host(lab_: Lab, name: str, **kw) -> Lab:
+    hosts = [attrs.evolve(h, **kw) if h.hostname == name else h for h in lab_.hosts]
+    return Lab(lab_.cluster, hosts, lab_.sources)
