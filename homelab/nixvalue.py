@@ -96,6 +96,8 @@ def render(value: Any, indent: str = "") -> str:
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
             raise NixValueError(f"{value} does not fit in a Nix integer")
+        if value == INT_MIN:  # the literal 9223372036854775808 does not exist in Nix
+            return f"({INT_MIN + 1} - 1)"
         return f"({value})" if value < 0 else str(value)
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
         return quote(str(value))

@@ -1,0 +1,118 @@
+"""The Nix value emitter: exact output for the shapes we write, exact round trips through real nix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from homelab import Pkg, default, force
+from homelab.nixvalue import NixValueError, _indented_ok, attr_name, quote, render
+from homelab.verify import STUB_LIB, stub_pkgs, to_json
+
+
+def nix_eval_values(nix, values: list) -> list:
+    """Render each value, evaluate them all in one nix process, return the JSON nix prints."""
+    body = "\n".join(f"  ({render(v, '  ')})" for v in values)
+    expr = f"let lib = {STUB_LIB}; pkgs = {stub_pkgs(['htop', 'linuxPackages_rpi4', 'a.b'])}; in [\n{body}\n]"
+    return nix.eval_expr(expr)
+
+
+def test_scalars_render_as_nix_writes_them():
+    assert render(True) == "true" and render(False) == "false"
+    assert render(None) == "null"
+    assert render(6443) == "6443"
+    assert render(-1) == "(-1)"  # bare -1 after a function would parse as subtraction
+    assert render("api.kube") == '"api.kube"'
+
+
+def test_lists_and_attrsets_follow_nixfmt_layout():
+    assert render([]) == "[ ]"
+    assert render({}) == "{ }"
+    assert render(["node"]) == '[ "node" ]'
+    assert render(["ceph", "rbd"]) == '[\n  "ceph"\n  "rbd"\n]'
+    assert render({"LimitNOFILE": "1048576"}, "  ") == '{\n    LimitNOFILE = "1048576";\n  }'
+
+
+def test_attribute_names_are_quoted_only_when_nix_needs_it():
+    assert attr_name("systemd-boot") == "systemd-boot"
+    assert attr_name("ETCD_UNSUPPORTED_ARCH") == "ETCD_UNSUPPORTED_ARCH"
+    assert attr_name("with") == '"with"'  # a keyword
+    assert attr_name("or") == '"or"'
+    assert attr_name("9lives") == '"9lives"'
+    assert attr_name("a.b") == '"a.b"'
+    assert attr_name("${x}") == '"\\${x}"'
+
+
+def test_dangerous_characters_are_escaped_in_double_quoted_strings():
+    assert quote('a"b') == '"a\\"b"'
+    assert quote("a\\b") == '"a\\\\b"'
+    assert quote("${pkgs.evil}") == '"\\${pkgs.evil}"'
+    assert quote("line\nnext") == '"line\\nnext"'
+    with pytest.raises(NixValueError):
+        quote("nul\x00")
+
+
+def test_multi_line_text_uses_an_indented_string_only_when_it_round_trips():
+    assert _indented_ok("iptables -A nixos-fw -s 10.1.0.0/16 -j nixos-fw-accept\n")
+    assert not _indented_ok("no final newline")
+    assert not _indented_ok("it's\n")  # a quote could meet an escape
+    assert not _indented_ok("  all lines indented\n  so nix would strip it\n")
+    assert not _indented_ok("a\n   \nb\n")  # whitespace-only line
+    assert render("a\nb\n", "  ") == "''\n    a\n    b\n  ''"
+    assert render("a\nb") == '"a\\nb"'
+
+
+def test_priorities_and_packages_render_as_lib_and_pkgs_calls(nix):
+    values = [force(False), default(["x"]), force(-5), Pkg("htop"), Pkg("a.b")]
+    assert render(force(False)) == "lib.mkForce false"
+    assert render(default(1)) == "lib.mkDefault 1"
+    assert render(Pkg("linuxPackages_rpi4")) == "pkgs.linuxPackages_rpi4"
+    assert nix_eval_values(nix, values) == [to_json(v) for v in values]
+
+
+def test_priority_inside_a_list_is_refused():
+    with pytest.raises(NixValueError):
+        render([force(1)])
+
+
+def test_refuses_values_nix_cannot_hold():
+    with pytest.raises(NixValueError):
+        render(2**63)
+    with pytest.raises(NixValueError):
+        render(1.5)
+    with pytest.raises(NixValueError):
+        render({1: "x"})
+
+
+# Hostile text: the characters that matter to Nix's two string syntaxes, plus any unicode.
+nix_meta = st.sampled_from(["$", "{", "}", "${", "$${", "''", "'''", "'", "\\", '"', "\n", "\r", "\t", " ", "''${",
+                            "''\\", "\\${", "#", "/*", "*/"])
+hostile = st.lists(st.one_of(nix_meta, st.text(st.characters(exclude_characters="\x00"), max_size=4)),
+                   max_size=12).map("".join)
+multiline = st.lists(st.one_of(st.text(st.characters(exclude_characters="\x00\n"), max_size=12), nix_meta),
+                     min_size=1, max_size=6).map(lambda xs: "\n".join(xs) + "\n")
+
+
+@given(st.lists(st.one_of(hostile, multiline), min_size=1, max_size=8))
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_any_string_round_trips_through_nix(nix, strings):
+    assert nix_eval_values(nix, strings) == strings
+
+
+json_leaf = st.one_of(st.booleans(), st.none(), st.integers(-(2**63), 2**63 - 1), hostile)
+nix_data = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(hostile, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@given(st.lists(nix_data, min_size=1, max_size=4))
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_any_data_round_trips_through_nix(nix, values):
+    back = nix_eval_values(nix, values)
+    # nix prints attribute sets with sorted keys; compare as JSON data
+    assert json.dumps(back, sort_keys=True) == json.dumps(values, sort_keys=True)
