@@ -1,0 +1,115 @@
+"""The seed article's facts, asserted on the option values real nix reads back from the committed files."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from homelab import ARM64_COREDNS, files, render, verify
+
+
+@pytest.fixture(scope="module")
+def options(repo, seed_compiled, nix):
+    """host -> option values, as nix reads them from the files committed in this repository."""
+    report = verify.verify(repo, seed_compiled, nix)
+    assert report.problems == []
+    assert report.nix_calls == 1  # one nix process for every file of every host
+    return report.options
+
+
+def test_committed_files_are_what_the_model_generates(repo, seed_compiled):
+    texts = render.render_all(seed_compiled)
+    assert files.stale(repo, texts) == []
+
+
+def test_roles(options):
+    assert options["yomogi"]["services.kubernetes.roles"] == ["master", "node"]
+    assert options["tokiwa"]["services.kubernetes.roles"] == ["node"]
+    assert options["hanaakari"]["services.kubernetes.roles"] == ["node"]
+
+
+def test_arm64_control_plane_gets_etcd_override_and_coredns_pin(options):
+    y = options["yomogi"]
+    assert y["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
+    assert y["services.kubernetes.addons.dns.coredns"] == {
+        "imageName": "coredns/coredns",
+        "imageDigest": "sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
+        "finalImageTag": "1.10.1",
+        "sha256": "0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
+    }
+    assert ARM64_COREDNS.finalImageTag == "1.10.1"
+    for x86 in ("tokiwa", "hanaakari"):
+        assert "systemd.services.etcd.environment" not in options[x86]
+        assert "services.kubernetes.addons.dns.coredns" not in options[x86]
+
+
+def test_ceph_prerequisites_on_all_three(options):
+    for host in ("yomogi", "tokiwa", "hanaakari"):
+        o = options[host]
+        assert {"ceph", "rbd"} <= set(o["boot.kernelModules"])
+        assert "--root-dir=/var/lib/kubelet" in o["services.kubernetes.kubelet.extraOpts"].split(" ")
+        assert o["systemd.services.containerd.serviceConfig"]["LimitNOFILE"] == "1048576"
+
+
+def test_api_address_and_extra_hosts_on_every_host(options, seed):
+    lab = seed[0]
+    cp = lab.control_plane
+    for host in ("yomogi", "tokiwa", "hanaakari"):
+        o = options[host]
+        assert f"{cp.ip} api.kube" in o["networking.extraHosts"].splitlines()
+        assert o["services.kubernetes.apiserverAddress"] == "https://api.kube:6443"
+        assert o["services.kubernetes.masterAddress"] == "api.kube"
+        assert o["services.kubernetes.easyCerts"] is True
+    assert options["yomogi"]["services.kubernetes.apiserver.securePort"] == 6443
+    assert options["yomogi"]["services.kubernetes.apiserver.advertiseAddress"] == "192.168.10.10"
+    assert options["yomogi"]["services.kubernetes.apiserver.allowPrivileged"] is True
+    for worker in ("tokiwa", "hanaakari"):
+        assert options[worker]["services.kubernetes.kubelet.kubeconfig.server"] == "https://api.kube:6443"
+
+
+def test_trust_ranges_are_the_cluster_ranges_not_10_slash_8(options, seed):
+    c = seed[0].cluster
+    for host in ("yomogi", "tokiwa", "hanaakari"):
+        rules = options[host]["networking.firewall.extraCommands"].splitlines()
+        trusted = [ipaddress.ip_network(r.split()[4]) for r in rules]
+        assert trusted == [c.pod_cidr, c.service_cidr, c.lan]
+        assert all(r.startswith("iptables -A nixos-fw -s ") and r.endswith(" -j nixos-fw-accept") for r in rules)
+        assert ipaddress.ip_network("10.0.0.0/8") not in trusted
+        assert options[host]["networking.firewall.trustedInterfaces"] == ["tailscale0"]
+        assert options[host]["services.tailscale.enable"] is True
+
+
+def test_split_dns_answers_with_the_ingress_hosts_tailscale_address(options, seed):
+    lab = seed[0]
+    corefile = options["yomogi"]["services.coredns.config"]
+    ingress_ts = lab.host("hanaakari").tailscale_address
+    assert f'answer "{{{{ .Name }}}} 60 IN A {ingress_ts}"' in corefile
+    assert "template IN A home.example.com" in corefile
+    assert "forward . 1.1.1.1 1.0.0.1" in corefile
+    assert "services.coredns.enable" not in options["tokiwa"]
+
+
+def test_ingress_proxy_streams_80_and_443_to_traefik_nodeports(options):
+    stream = options["hanaakari"]["services.nginx.streamConfig"]
+    assert "listen 80;" in stream and "server 127.0.0.1:31080;" in stream
+    assert "listen 443;" in stream and "server 127.0.0.1:31443;" in stream
+    assert options["hanaakari"]["networking.firewall.allowedTCPPorts"] == [80, 443]
+    assert "services.nginx.enable" not in options["yomogi"]
+
+
+def test_raspberry_pi_boot_and_uefi_boot(options):
+    y = options["yomogi"]
+    assert y["boot.loader.grub.enable"] is False
+    assert y["boot.loader.generic-extlinux-compatible.enable"] is True
+    assert y["boot.kernelPackages"] == {"_type": "pkg", "attrPath": "linuxPackages_rpi4"}
+    assert y["nixpkgs.hostPlatform"] == "aarch64-linux"
+    for x86 in ("tokiwa", "hanaakari"):
+        assert options[x86]["boot.loader.systemd-boot.enable"] is True
+        assert options[x86]["nixpkgs.hostPlatform"] == "x86_64-linux"
+
+
+def test_hand_written_imports_are_imported_and_parsed(repo, seed_compiled, nix):
+    report = verify.verify(repo, seed_compiled, nix)
+    assert report.hand_written == 3
+    assert "./hardware-configuration.nix" in seed_compiled.files["hosts/yomogi/default.nix"].imports
