@@ -167,7 +167,9 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {}
 
 # Modules that add commands with @command(...).  One line each; they are imported
 # when the parser is built, so a command's code stays beside what it is about.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "homelab.graph",
+)
 
 
 def command(name: str, help_: str, example: str, configure: Callable[[argparse.ArgumentParser], None] | None = None):
