@@ -169,6 +169,7 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {}
 # when the parser is built, so a command's code stays beside what it is about.
 COMMAND_MODULES: tuple[str, ...] = (
     "homelab.graph",
+    "homelab.plan",
 )
 
 
