@@ -18,7 +18,7 @@ from typing import Callable
 from . import files, render, verify
 from .compile import Compiled, compile_lab
 from .errors import LabError, Problem
-from .load import load_or_raise
+from .load import load, load_or_raise
 from .model import Lab
 from .pynix_eval import Nix, NixError, NixNotFound
 
@@ -122,6 +122,8 @@ def cmd_build(args) -> int:
 
 def cmd_check(args) -> int:
     root = Path(args.root) if args.root else Path.cwd()
+    if args.json:
+        return _check_json(root)
     lab, warnings = load_or_raise(root)
     compiled = compile_lab(lab)
     pre = verify.precheck(compiled)
@@ -131,6 +133,18 @@ def cmd_check(args) -> int:
         _err(str(w))
     print(f"ok: {len(lab.hosts)} hosts, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
     return EXIT_OK
+
+
+def _check_json(root: Path) -> int:
+    """``check --json`` (shape in docs/json.md): every problem as data; exit 2 when one is an error."""
+    lab, problems = load(root)
+    if lab is not None and not any(p.severity == "error" for p in problems):
+        problems += [Problem("build", "generated code", p) for p in verify.precheck(compile_lab(lab))]
+    errors = [p for p in problems if p.severity == "error"]
+    print(json.dumps({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
+                      "problems": [{"where": p.where, "field": p.field, "reason": p.reason, "severity": p.severity}
+                                   for p in problems]}, indent=2))
+    return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
 def cmd_show(args) -> int:
@@ -203,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 and list stale files if any")
     b.add_argument("--force", action="store_true", help="overwrite generated files even if edited by hand")
     b.add_argument("--no-verify", action="store_true", help="skip reading the files back with nix")
-    add("check", cmd_check, "validate the whole lab and list every problem", "python -m homelab check")
+    c = add("check", cmd_check, "validate the whole lab and list every problem", "python -m homelab check --json")
+    c.add_argument("--json", action="store_true", help="print JSON: {ok, hosts, problems: [{where, field, reason, "
+                   "severity}]}")
     s = add("show", cmd_show, "print the NixOS option values a host sets, read back from the files by nix",
             "python -m homelab show hosts/yomogi --json")
     s.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
