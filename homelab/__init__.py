@@ -15,6 +15,7 @@ from .model import (
     IngressProxy,
     Lab,
     Pkg,
+    PkgCall,
     Priority,
     RaspberryPi4,
     SystemdBoot,
@@ -26,7 +27,7 @@ from .model import (
 
 __all__ = [
     "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "Host",
-    "IngressProxy", "Lab", "LabError", "Pkg", "Priority", "Problem", "RaspberryPi4", "SystemdBoot",
+    "IngressProxy", "Lab", "LabError", "Pkg", "PkgCall", "Priority", "Problem", "RaspberryPi4", "SystemdBoot",
     "Tailscale", "Worker", "default", "force",
 ]
 __version__ = "0.1.0"

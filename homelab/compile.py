@@ -19,11 +19,13 @@ from .model import (
     CephStorage,
     Cluster,
     ControlPlane,
+    CorednsImage,
     DnsServer,
     Host,
     IngressProxy,
     Lab,
     Pkg,
+    PkgCall,
     RaspberryPi4,
     Role,
     SystemdBoot,
@@ -119,22 +121,27 @@ def control_plane(role: ControlPlane, cluster: Cluster, lab: Lab) -> tuple[str, 
     )
     dns = section("Cluster DNS (the CoreDNS addon).", ("services.kubernetes.addons.dns.enable", role.dns_addon))
     sections = [apiserver, dns]
-    if role.coredns_image is not None and not (cp.arch == "aarch64" and role.arm64_overrides):
+    if isinstance(role.coredns_image, CorednsImage) and not (cp.arch == "aarch64" and role.arm64_overrides):
         sections.append(section("The DNS addon's image, pinned in host.py.",
-                                ("services.kubernetes.addons.dns.coredns", attrs.asdict(role.coredns_image))))
+                                ("services.kubernetes.addons.dns.corednsImage", coredns_image(role.coredns_image))))
     return "modules/k8s/master.nix", "Kubernetes control plane: roles master + node", sections
 
 
+def coredns_image(image: CorednsImage) -> PkgCall:
+    return PkgCall("dockerTools.pullImage", attrs.asdict(image))
+
+
 def arm64_control_plane(role: ControlPlane, cluster: Cluster, lab: Lab) -> tuple[str, str, list[Section]]:
-    image = role.coredns_image or ARM64_COREDNS
+    image = ARM64_COREDNS if role.coredns_image == "auto" else role.coredns_image
     sections = [
         section("etcd refuses to start on arm64 unless told the architecture is unsupported on purpose.",
                 ("systemd.services.etcd.environment", {"ETCD_UNSUPPORTED_ARCH": "arm64"})),
     ]
-    if role.dns_addon:
+    if role.dns_addon and image is not None:
         sections.append(section(
-            "The DNS addon's default CoreDNS image did not run on arm64 (nixpkgs #398895): pin one that does.",
-            ("services.kubernetes.addons.dns.coredns", attrs.asdict(image))))
+            "The DNS addon's CoreDNS image, pinned for arm64 as in the seed lab (up to nixos-25.11 the "
+            "default image failed on arm64, nixpkgs #398895).",
+            ("services.kubernetes.addons.dns.corednsImage", coredns_image(image))))
     return "modules/k8s/arm64.nix", "arm64 overrides for a control plane on aarch64", sections
 
 

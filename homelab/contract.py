@@ -33,7 +33,6 @@ class OptionFact:
 _addr = t.Submodule({"address": t.str_, "prefixLength": t.int_})
 _gateway = t.Either((t.str_, t.Submodule({"address": t.str_, "interface": t.NullOr(t.str_),
                                            "metric": t.NullOr(t.int_), "source": t.NullOr(t.str_)})))
-_coredns = t.Submodule({"imageName": t.str_, "imageDigest": t.str_, "finalImageTag": t.str_, "sha256": t.str_})
 _env = t.AttrsOf(t.NullOr(t.Either((t.str_, t.Package()))))
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
@@ -75,8 +74,9 @@ OPTIONS: tuple[OptionFact, ...] = (
                "defaults to false"),
     OptionFact("services.kubernetes.apiserver.serviceClusterIpRange", t.str_, K8S + "apiserver.nix"),
     OptionFact("services.kubernetes.addons.dns.enable", t.bool_, K8S + "addons/dns.nix"),
-    OptionFact("services.kubernetes.addons.dns.coredns", _coredns, K8S + "addons/dns.nix",
-               "the image the addon pulls; the default was amd64-only on aarch64 (nixpkgs #398895)"),
+    OptionFact("services.kubernetes.addons.dns.corednsImage", t.Package(), K8S + "addons/dns.nix",
+               "new in 26.05 (renamed from addons.dns.coredns, an attrs); default: an image built from "
+               "pkgs.coredns; the pod uses its imageName and imageTag, which dockerTools.pullImage sets"),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix"),
     OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.NullOr(t.str_), K8S + "default.nix",
                "declared by the kubeconfig option set mkKubeConfigOptions"),

@@ -110,11 +110,21 @@ def one_of(*choices: str):
     )
 
 
+def _path_reason(v: Any) -> str:
+    from .validate import redact, secret_kind  # late: validate imports this module
+
+    kind = secret_kind(v)
+    if kind:  # never echo a secret; say what to do with it
+        return (f"{redact(v)} is not an absolute file path; it looks like {kind} itself: put it in a file "
+                "outside the Nix store and give that file's path")
+    return f"{v!r} is not an absolute file path"
+
+
 def absolute_path(inst, attribute, value):
     return _check(
         lambda v: v is None
         or (isinstance(v, str) and v.startswith("/") and bool(_SAFE_TEXT.match(v)) and '"' not in v),
-        lambda v: f"{v!r} is not an absolute file path",
+        _path_reason,
     )(inst, attribute, value)
 
 
@@ -209,7 +219,13 @@ def _roles(v: Any) -> tuple:
 
 @attrs.frozen
 class CorednsImage:
-    """The container image the Kubernetes DNS addon pulls (``addons.dns.coredns``)."""
+    """A pinned CoreDNS image for the Kubernetes DNS addon.
+
+    Written as ``services.kubernetes.addons.dns.corednsImage =
+    pkgs.dockerTools.pullImage { ... }`` (nixos-26.05 renamed the old
+    ``addons.dns.coredns`` attribute set to ``corednsImage``, a package).
+    ``sha256`` is the hash of the pulled image for ``arch``.
+    """
 
     imageName: str = attrs.field(validator=safe_text)
     imageDigest: str = attrs.field(
@@ -226,11 +242,16 @@ class CorednsImage:
             lambda v: f"{v!r} is not a Nix hash (52 base-32 characters or sha256-<base64>)",
         )
     )
+    arch: str = attrs.field(default="arm64", validator=one_of("arm64", "amd64"))
 
 
 # The seed lab's pin: an arm64-capable CoreDNS for the DNS addon on an aarch64
-# control plane (the addon's default image did not run there; nixpkgs #398895).
-# Checked against the nixpkgs release named in homelab.contract.NIXPKGS_RELEASE.
+# control plane.  Up to nixos-25.11 the addon pulled coredns/coredns with an
+# amd64 hash, which failed on arm64 (nixpkgs #398895); the seed article pinned
+# the same digest with the arm64 hash.  nixos-26.05 builds the addon's image
+# from pkgs.coredns by default; homelab keeps the seed's pin on aarch64 (so the
+# image is the one the lab ran) and lets ControlPlane(coredns_image=None) use
+# the nixpkgs default instead.
 ARM64_COREDNS = CorednsImage(
     imageName="coredns/coredns",
     imageDigest="sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
@@ -250,6 +271,17 @@ class Pkg:
             lambda v: f"{v!r} is not a package attribute path such as 'htop' or 'linuxPackages_rpi4'",
         )
     )
+
+
+@attrs.frozen
+class PkgCall:
+    """A call of a nixpkgs function, written as ``pkgs.<function> { <args> }``."""
+
+    function: str = attrs.field(validator=_check(
+        lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
+        is not None,
+        lambda v: f"{v!r} is not a function path such as 'dockerTools.pullImage'"))
+    args: dict = attrs.field(validator=instance_of(dict, "an attribute set of arguments"))
 
 
 @attrs.frozen
@@ -281,17 +313,20 @@ class Role:
 class ControlPlane(Role):
     """Kubernetes control plane: NixOS roles master + node, API server, DNS addon.
 
-    On an aarch64 host the DNS addon gets an arm64-capable CoreDNS image
-    (``coredns_image``, default :data:`ARM64_COREDNS`) and etcd gets
-    ``ETCD_UNSUPPORTED_ARCH=arm64``; leave ``arm64_overrides`` on unless you
-    know your etcd/CoreDNS builds support arm64.
+    On an aarch64 host etcd gets ``ETCD_UNSUPPORTED_ARCH=arm64`` and the DNS
+    addon the seed's arm64 CoreDNS pin (:data:`ARM64_COREDNS`; see
+    ``coredns_image``); leave ``arm64_overrides`` on unless you know your etcd
+    build supports arm64.
     """
 
     allow_privileged: bool = attrs.field(default=True, validator=a_bool)
     dns_addon: bool = attrs.field(default=True, validator=a_bool)
-    coredns_image: CorednsImage | None = attrs.field(
-        default=None,
-        validator=_check(lambda v: v is None or isinstance(v, CorednsImage), lambda v: f"{v!r} is not a CorednsImage"),
+    # "auto": the seed's arm64 pin on aarch64, nixpkgs' own image elsewhere;
+    # None: always nixpkgs' image; a CorednsImage: that pin on any system.
+    coredns_image: CorednsImage | None | str = attrs.field(
+        default="auto",
+        validator=_check(lambda v: v is None or v == "auto" or isinstance(v, CorednsImage),
+                         lambda v: f"{v!r} is not \"auto\", None or a CorednsImage"),
     )
     arm64_overrides: bool = attrs.field(default=True, validator=a_bool)
     label = "control plane"

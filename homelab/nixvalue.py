@@ -14,7 +14,7 @@ import ipaddress
 import re
 from typing import Any
 
-from .model import Pkg, Priority
+from .model import Pkg, PkgCall, Priority
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 _KEYWORDS = {"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"}
@@ -107,6 +107,8 @@ def render(value: Any, indent: str = "") -> str:
         return quote(value)
     if isinstance(value, Pkg):
         return "pkgs." + attr_path(value.name.split("."))
+    if isinstance(value, PkgCall):
+        return "pkgs." + attr_path(value.function.split(".")) + " " + render(value.args, indent)
     if isinstance(value, Priority):
         inner = render(value.value, indent)
         fn = {50: "lib.mkForce", 1000: "lib.mkDefault"}.get(value.priority)
@@ -132,6 +134,8 @@ def render(value: Any, indent: str = "") -> str:
 def _element(value: Any, indent: str) -> str:
     if isinstance(value, Priority):
         raise NixValueError("lib.mkForce / lib.mkDefault apply to a whole option value, not a list element")
+    if isinstance(value, PkgCall):  # a function call is two list elements without parentheses
+        return f"({render(value, indent)})"
     return render(value, indent)
 
 
@@ -139,6 +143,8 @@ def uses(value: Any) -> set[str]:
     """Which module arguments (``lib``, ``pkgs``) a value refers to."""
     if isinstance(value, Pkg):
         return {"pkgs"}
+    if isinstance(value, PkgCall):
+        return {"pkgs"} | uses(value.args)
     if isinstance(value, Priority):
         return {"lib"} | uses(value.value)
     if isinstance(value, (list, tuple)):

@@ -32,7 +32,8 @@ def is_override(v: Any) -> bool:
 
 
 def is_pkg(v: Any) -> bool:
-    return isinstance(v, dict) and v.get("_type") == "pkg"
+    """A package: ``pkgs.<name>`` or the result of a nixpkgs function such as dockerTools.pullImage."""
+    return isinstance(v, dict) and v.get("_type") in ("pkg", "pkg-call")
 
 
 class OptionType:
@@ -210,7 +211,7 @@ class Package(OptionType):
     nix = "package"
 
     def check(self, v: Any) -> str | None:
-        return None if is_pkg(v) else f"{v!r} is not a package (pkgs.<name>)"
+        return None if is_pkg(v) else f"{v!r} is not a package (pkgs.<name> or a pkgs function's result)"
 
 
 def check_with_priority(t: OptionType, v: Any) -> str | None:

@@ -56,7 +56,7 @@ def module_text(f: ModuleFile) -> str:
         imports=list(f.imports),
         blocks=[_block(s) for s in f.sections],
     )
-    draft = configs.text("module.nix.j2", hash_line=HASH_PREFIX.rstrip(), **values)
+    draft = configs.text("module.nix.j2", hash_line=HASH_PREFIX, **values)
     return configs.text("module.nix.j2", hash_line=HASH_PREFIX + content_hash(draft), **values)
 
 

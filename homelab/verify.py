@@ -27,7 +27,7 @@ import attrs
 from . import contract
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile, Path as OptPath
-from .model import Pkg, Priority
+from .model import Pkg, PkgCall, Priority
 from .pynix_eval import Nix, nix_string
 
 STUB_LIB = """{
@@ -57,6 +57,8 @@ def to_json(value: Any) -> Any:
     """A compiled value in the form nix prints for it (with the stand-ins)."""
     if isinstance(value, Pkg):
         return {"_type": "pkg", "attrPath": value.name}
+    if isinstance(value, PkgCall):
+        return {"_type": "pkg-call", "function": value.function, "args": to_json(value.args)}
     if isinstance(value, Priority):
         return {"_type": "override", "priority": value.priority, "content": to_json(value.value)}
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
@@ -75,7 +77,7 @@ def nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
         node = out
         for i, part in enumerate(path[:-1]):
             nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict) or nxt.get("_type") in ("override", "pkg"):
+            if not isinstance(nxt, dict) or "_type" in nxt:
                 raise ValueError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is already set to a value")
             node = nxt
         leaf = path[-1]
@@ -179,12 +181,16 @@ def precheck(compiled: Compiled) -> list[str]:
 # ---------------------------------------------------------------- nix
 
 
-def _pkg_names(compiled: Compiled) -> list[str]:
-    names: set[str] = set()
+def _pkg_names(compiled: Compiled) -> list[tuple[str, str]]:
+    """(kind, attribute path) of every pkgs reference: ("pkg", "htop"), ("call", "dockerTools.pullImage")."""
+    names: set[tuple[str, str]] = set()
 
     def walk(v: Any) -> None:
         if isinstance(v, Pkg):
-            names.add(v.name)
+            names.add(("pkg", v.name))
+        elif isinstance(v, PkgCall):
+            names.add(("call", v.function))
+            walk(v.args)
         elif isinstance(v, Priority):
             walk(v.value)
         elif isinstance(v, (list, tuple)):
@@ -200,20 +206,29 @@ def _pkg_names(compiled: Compiled) -> list[str]:
     return sorted(names)
 
 
-def stub_pkgs(names: Iterable[str]) -> str:
+def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
+    """A stand-in ``pkgs``: packages become tagged values, functions return tagged calls."""
     tree: dict = {}
-    for name in names:
+    for item in names:
+        kind, name = item if isinstance(item, tuple) else ("pkg", item)
         node = tree
         parts = name.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = name
+        node[parts[-1]] = (kind, name)
+
     def emit(node: dict) -> str:
         items = []
         for k, v in sorted(node.items()):
-            val = emit(v) if isinstance(v, dict) else f'{{ _type = "pkg"; attrPath = {nix_string(v)}; }}'
+            if isinstance(v, dict):
+                val = emit(v)
+            elif v[0] == "call":
+                val = f'args: {{ _type = "pkg-call"; function = {nix_string(v[1])}; inherit args; }}'
+            else:
+                val = f'{{ _type = "pkg"; attrPath = {nix_string(v[1])}; }}'
             items.append(f"{nix_string(k)} = {val};")
         return "{ " + " ".join(items) + " }"
+
     return emit(tree)
 
 

@@ -23,6 +23,13 @@ def test_committed_files_are_what_the_model_generates(repo, seed_compiled):
     assert files.stale(repo, texts) == []
 
 
+def test_every_generated_file_carries_a_hash_that_matches_its_content(seed_compiled):
+    for rel, text in render.render_all(seed_compiled).items():
+        assert render.stored_hash(text) == render.content_hash(text), rel
+        assert not files.edited(text)
+        assert files.edited(text.replace("true", "false", 1)) or "true" not in text
+
+
 def test_roles(options):
     assert options["yomogi"]["services.kubernetes.roles"] == ["master", "node"]
     assert options["tokiwa"]["services.kubernetes.roles"] == ["node"]
@@ -32,16 +39,22 @@ def test_roles(options):
 def test_arm64_control_plane_gets_etcd_override_and_coredns_pin(options):
     y = options["yomogi"]
     assert y["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
-    assert y["services.kubernetes.addons.dns.coredns"] == {
-        "imageName": "coredns/coredns",
-        "imageDigest": "sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
-        "finalImageTag": "1.10.1",
-        "sha256": "0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
+    # nixos-26.05: addons.dns.corednsImage is a package; the seed's pin is pulled with dockerTools
+    assert y["services.kubernetes.addons.dns.corednsImage"] == {
+        "_type": "pkg-call",
+        "function": "dockerTools.pullImage",
+        "args": {
+            "imageName": "coredns/coredns",
+            "imageDigest": "sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
+            "finalImageTag": "1.10.1",
+            "sha256": "0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
+            "arch": "arm64",
+        },
     }
     assert ARM64_COREDNS.finalImageTag == "1.10.1"
     for x86 in ("tokiwa", "hanaakari"):
         assert "systemd.services.etcd.environment" not in options[x86]
-        assert "services.kubernetes.addons.dns.coredns" not in options[x86]
+        assert "services.kubernetes.addons.dns.corednsImage" not in options[x86]
 
 
 def test_ceph_prerequisites_on_all_three(options):

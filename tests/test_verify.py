@@ -1,0 +1,168 @@
+"""The verifier: the option combiner, the contract, and nix catching a file that differs from the model."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from homelab import contract, render, verify
+from homelab import optiontypes as t
+from homelab.compile import ModuleFile, Section, compile_lab, opt
+from tests import labkit
+
+OV = lambda p, v: {"_type": "override", "priority": p, "content": v}  # noqa: E731
+
+
+def test_lists_concatenate_in_module_order():
+    assert t.merge_definitions(t.ListOf(t.str_), [["ceph", "rbd"], ["dm_crypt"]]) == ["ceph", "rbd", "dm_crypt"]
+
+
+def test_lines_join_with_newlines_and_separated_strings_with_their_separator():
+    assert t.merge_definitions(t.lines, ["a", "b"]) == "a\nb"
+    assert t.merge_definitions(t.separatedString(" "), ["--root-dir=/x", "--v=2"]) == "--root-dir=/x --v=2"
+
+
+def test_attribute_sets_merge_per_key_and_scalars_conflict():
+    env = contract.BY_PATH["systemd.services.<name>.environment"].type
+    assert t.merge_definitions(env, [{"A": "1"}, {"B": "2"}]) == {"A": "1", "B": "2"}
+    with pytest.raises(t.MergeConflict):
+        t.merge_definitions(env, [{"A": "1"}, {"A": "2"}])
+    with pytest.raises(t.MergeConflict):
+        t.merge_definitions(t.bool_, [True, False])
+    assert t.merge_definitions(t.bool_, [True, True]) is True
+
+
+def test_stronger_priority_hides_weaker_definitions():
+    assert t.merge_definitions(t.bool_, [True, OV(50, False)]) is False  # mkForce wins
+    assert t.merge_definitions(t.bool_, [OV(1000, True), False]) is False  # mkDefault loses
+    assert t.merge_definitions(t.ListOf(t.str_), [OV(1000, ["a"]), ["b"], ["c"]]) == ["b", "c"]
+
+
+def test_types_check_values():
+    roles = contract.BY_PATH["services.kubernetes.roles"].type
+    assert roles.check(["master", "node"]) is None
+    assert roles.check(["worker"]) is not None
+    assert t.port.check(6443) is None and t.port.check(70000) is not None
+    assert t.bool_.check(1) is not None and t.int_.check(True) is not None
+    assert t.Package().check({"_type": "pkg", "attrPath": "htop"}) is None
+    assert t.Package().check("htop") is not None
+
+
+def test_contract_lookup_matches_name_placeholders():
+    assert contract.lookup(opt("systemd.services.etcd.environment")).path == "systemd.services.<name>.environment"
+    assert contract.lookup(opt("networking.interfaces.end0.ipv4.addresses")) is not None
+    assert contract.lookup(opt("services.kubernetes.roles.extra")) is None
+
+
+def test_every_path_the_seed_lab_emits_is_in_the_contract(seed_compiled):
+    for f in seed_compiled.files.values():
+        assert verify.contract_problems(f) == []
+        for sec in f.sections:
+            if not sec.user:
+                for path, _ in sec.defs:
+                    assert contract.lookup(path) is not None, ".".join(path)
+
+
+def test_a_path_outside_the_contract_is_refused():
+    f = ModuleFile("modules/x.nix", "x", "test", (), (Section("", ((opt("services.kubernetes.rolez"), ["node"]),)),))
+    assert "not in the option contract" in verify.contract_problems(f)[0]
+
+
+def test_a_value_that_does_not_fit_its_type_is_refused():
+    f = ModuleFile("modules/x.nix", "x", "test", (),
+                   (Section("", ((opt("services.kubernetes.roles"), ["worker"]),)),))
+    assert "does not fit" in verify.contract_problems(f)[0]
+
+
+def test_user_raw_options_are_exempt_from_the_contract_but_still_merged():
+    f = ModuleFile("hosts/a/default.nix", "x", "test", (),
+                   (Section("", ((opt("services.openssh.enable"), True),), user=True),))
+    assert verify.contract_problems(f) == []
+
+
+def test_precheck_finds_a_user_option_conflicting_with_a_role():
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.roles": ["master"]})
+    problems = verify.precheck(compile_lab(lab))
+    assert any("services.kubernetes.roles" in p for p in problems) is False  # lists concatenate: no conflict
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": False})
+    problems = verify.precheck(compile_lab(lab))
+    assert any("services.kubernetes.easyCerts" in p and "conflicting" in p for p in problems)
+
+
+def test_force_lets_a_user_option_win(nix, tmp_path):
+    from homelab import force
+
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": force(False)})
+    compiled = compile_lab(lab)
+    assert verify.precheck(compiled) == []
+    for rel, text in render.render_all(compiled).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    report = verify.verify(tmp_path, compiled, nix)
+    assert report.problems == []
+    assert report.options["tokiwa"]["services.kubernetes.easyCerts"] is False
+    assert report.options["hanaakari"]["services.kubernetes.easyCerts"] is True
+
+
+def test_nix_catches_a_file_that_differs_from_the_model(nix, tmp_path, seed_compiled):
+    texts = render.render_all(seed_compiled)
+    for rel, text in texts.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    for h in ("yomogi", "tokiwa", "hanaakari"):
+        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    assert verify.verify(tmp_path, seed_compiled, nix).problems == []
+    ceph = tmp_path / "modules/k8s/ceph.nix"
+    ceph.write_text(ceph.read_text().replace('"1048576"', '"4096"'))
+    problems = verify.verify(tmp_path, seed_compiled, nix).problems
+    assert any("modules/k8s/ceph.nix" in p and "LimitNOFILE" in p for p in problems)
+
+
+def test_nix_catches_a_missing_import(nix, tmp_path, seed_compiled):
+    texts = render.render_all(seed_compiled)
+    for rel, text in texts.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    for h in ("yomogi", "tokiwa", "hanaakari"):
+        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    entry = tmp_path / "hosts/tokiwa/default.nix"
+    entry.write_text(entry.read_text().replace("    ../../modules/k8s/ceph.nix\n", ""))
+    problems = verify.verify(tmp_path, seed_compiled, nix).problems
+    assert any(p.startswith("hosts/tokiwa/default.nix: imports") for p in problems)
+
+
+def test_generated_modules_must_not_read_config(nix, tmp_path, seed_compiled):
+    from homelab.pynix_eval import NixEvalError
+
+    texts = render.render_all(seed_compiled)
+    for rel, text in texts.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    for h in ("yomogi", "tokiwa", "hanaakari"):
+        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    base = tmp_path / "modules/k8s/base.nix"
+    base.write_text(base.read_text().replace("{ ... }:", "{ config, ... }:").replace(
+        '"api.kube";', "config.networking.hostName;", 1))
+    with pytest.raises(NixEvalError, match="must not read config"):
+        verify.verify(tmp_path, seed_compiled, nix)
+
+
+def test_nest_and_flatten_are_inverse_on_contract_paths(seed_compiled):
+    for f in seed_compiled.files.values():
+        defs = [(p, verify.to_json(v)) for p, v in f.definitions()]
+        assert sorted(verify.flatten(verify.nest(f.definitions()))) == sorted(defs)
+
+
+def test_coredns_pin_can_be_turned_off_or_set_on_any_system():
+    from homelab import ControlPlane, CorednsImage
+
+    lab = labkit.evolve_host(labkit.lab(), "yomogi", roles=[ControlPlane(coredns_image=None)])
+    files = compile_lab(lab).files
+    arm64 = dict(files["modules/k8s/arm64.nix"].definitions())
+    assert arm64 == {opt("systemd.services.etcd.environment"): {"ETCD_UNSUPPORTED_ARCH": "arm64"}}
+    pin = CorednsImage("coredns/coredns", "sha256:" + "0" * 64, "1.12.2", "a" * 52, arch="amd64")
+    lab = labkit.evolve_host(labkit.lab(), "yomogi", system="x86_64-linux", roles=[ControlPlane(coredns_image=pin)])
+    files = compile_lab(lab).files
+    assert "modules/k8s/arm64.nix" not in files
+    defs = dict(files["modules/k8s/master.nix"].definitions())
+    assert defs[opt("services.kubernetes.addons.dns.corednsImage")].args["finalImageTag"] == "1.12.2"
