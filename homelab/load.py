@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import re
 import runpy
+import traceback
 from pathlib import Path
 
+import attrs
+
 from .errors import LabError, Problem, collecting, located
-from .model import Cluster, Host, Lab
+from .model import ROLE_TYPES, Cluster, CorednsImage, Host, Lab, RaspberryPi4, SystemdBoot
 from .validate import validate
 
 _MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
+_UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+# classes whose unknown keyword arguments are named with the fields they do have
+_FIELDED = (Cluster, Host, *ROLE_TYPES, RaspberryPi4, SystemdBoot, CorednsImage)
+
+
+def _user_line(e: BaseException, path: Path) -> str:
+    """' line N' of the innermost frame of the user's file in ``e``'s traceback, or ''."""
+    line = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno
+    return f" line {line}" if line else ""
 
 
 def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
@@ -29,17 +44,28 @@ def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
             ns = {}
         except TypeError as e:
             m = _MISSING.search(str(e))
+            u = _UNEXPECTED.search(str(e))
             if m:
                 for name in re.findall(r"'([^']+)'", m.group(1)):
                     problems.append(Problem(where, name, "is required"))
+            elif u:  # Host(frob=1): name the field, and the fields there are
+                cls = next((c for c in _FIELDED if c.__name__ == u.group(1)), None)
+                names = [a.name for a in attrs.fields(cls)] if cls else []
+                known = (f"; it has: {', '.join(names)}" if names else "; it takes no arguments") if cls else ""
+                field = u.group(2) if u.group(1) in ("Host", "Cluster") else f"{u.group(1)}.{u.group(2)}"
+                problems.append(Problem(where, field, f"is not a field of {u.group(1)}{known}"))
             else:
-                problems.append(Problem(where, path.name, f"TypeError: {e}"))
+                problems.append(Problem(where, path.name + _user_line(e, path), f"TypeError: {e}"))
             ns = {}
         except LabError as e:  # raised outside a validator (e.g. by the user's own code)
             problems.extend(e.problems)
             ns = {}
+        except SystemExit as e:  # exit() in a user file must not end homelab without a word
+            problems.append(Problem(where, path.name + _user_line(e, path), f"called exit({e.code!r}); "
+                                    f"{path.name} only describes, it does not exit"))
+            ns = {}
         except Exception as e:  # noqa: BLE001 - any crash in user code is a problem to show
-            problems.append(Problem(where, path.name, f"{type(e).__name__}: {e}"))
+            problems.append(Problem(where, path.name + _user_line(e, path), f"{type(e).__name__}: {e}"))
             ns = {}
     return ns, sink + problems
 
