@@ -29,6 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 __all__ = ["Nix", "NixError", "NixNotFound", "NixTimeout", "NixEvalError", "nix_string", "nix_available"]
 
 FLAKE_FEATURES = "experimental-features = nix-command flakes"
+# Linux caps a single argv string at 128 KiB (MAX_ARG_STRLEN); longer expressions go through stdin.
+MAX_ARG_EXPR = 100_000
 
 
 class NixError(Exception):
@@ -136,8 +138,11 @@ class Nix:
     def eval_expr(self, expr: str, *, timeout: float | None = None, cwd: str | Path | None = None,
                   key: str | None = None) -> Any:
         """Evaluate a Nix expression strictly and return it as JSON data."""
-        out = self.run(["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode", "--expr", expr],
-                       timeout=timeout, cwd=cwd, key=key)
+        args = ["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode"]
+        if len(expr.encode()) > MAX_ARG_EXPR:  # too long for one argv string: read it from stdin
+            out = self.run([*args, "-"], stdin=expr, timeout=timeout, cwd=cwd, key=key)
+        else:
+            out = self.run([*args, "--expr", expr], timeout=timeout, cwd=cwd, key=key)
         return json.loads(out)
 
     def eval_file(self, path: str | Path, *, attr: str | None = None, timeout: float | None = None) -> Any:
