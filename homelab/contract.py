@@ -26,6 +26,7 @@ to accept what homelab writes), the note says so.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -201,10 +202,24 @@ OPTIONS: tuple[OptionFact, ...] = (
 BY_PATH: dict[str, OptionFact] = {o.path: o for o in OPTIONS}
 
 
+# Rows by (number of parts, first part), in contract order: lookup runs for every attribute
+# of every generated file (flatten, merge), and a scan of every row per call dominated the
+# build time of large labs (bench/bench.py).
+_INDEX: dict[tuple[int, str], tuple[OptionFact, ...]] = {}
+for _o in OPTIONS:
+    _INDEX[(len(_o.parts), _o.parts[0])] = _INDEX.get((len(_o.parts), _o.parts[0]), ()) + (_o,)
+
+
 def lookup(parts: tuple[str, ...]) -> OptionFact | None:
     """The contract row whose path matches ``parts`` (``<name>`` matches any one part)."""
-    for o in OPTIONS:
-        p = o.parts
-        if len(p) == len(parts) and all(a == b or a == "<name>" for a, b in zip(p, parts)):
+    return _lookup(tuple(parts))
+
+
+@functools.lru_cache(maxsize=8192)
+def _lookup(parts: tuple[str, ...]) -> OptionFact | None:
+    if not parts:
+        return None
+    for o in _INDEX.get((len(parts), parts[0]), ()):
+        if all(a == b or a == "<name>" for a, b in zip(o.parts, parts)):
             return o
     return None
