@@ -317,12 +317,16 @@ def compile_lab(lab: Lab) -> Compiled:
         users.setdefault(path, []).append(f"{lab.sources.get(host.hostname, 'hosts/' + host.hostname)}/host.py")
         return path
 
+    # lab-wide files, computed once (k8s_base looks up the control plane: once per host was quadratic)
+    fw = firewall(cluster, lab)
+    base = None
     for host in lab.hosts:
         hostdir = f"hosts/{host.hostname}"
         source = f"{lab.sources.get(host.hostname, hostdir)}/host.py"
-        modules: list[str] = [add_shared(*firewall(cluster, lab), "", host)]
+        modules: list[str] = [add_shared(*fw, "", host)]
         if host.has(ControlPlane) or host.has(Worker):
-            modules.append(add_shared(*k8s_base(cluster, lab), "", host))
+            base = base or k8s_base(cluster, lab)
+            modules.append(add_shared(*base, "", host))
         for role in host.roles:
             name = type(role).__name__
             modules.append(add_shared(*ROLE_COMPILERS[type(role)](role, cluster, lab), f"{name} role", host))
