@@ -57,9 +57,10 @@ class AttrNamesToTrue(t.OptionType):
     """``boot.kernelModules`` since nixos-25.11: a list of names or a set of name -> bool.
 
     nixpkgs coerces a list to ``{ name = true; }``, merges the sets key by key
-    (so one definition may switch a name off with ``false``), then hands the
-    modules the names set to true in attribute order, i.e. sorted.  The merged
-    value here is that sorted list; no definition order survives.
+    (a bool per name: ``true`` against ``false`` conflicts unless one side is
+    ``lib.mkForce``d), then hands the modules the names set to true in
+    attribute order, i.e. sorted.  The merged value here is that sorted list; no
+    definition order survives.
     """
 
     nix = "coercedTo (listOf str) (attrsOf bool), applied to its sorted true names"
