@@ -99,7 +99,7 @@ def cmd_build(args) -> int:
         t0 = time.perf_counter()
         try:
             with verify.staged(texts, root, hand) as tmp:
-                rep = verify.verify(Path(tmp), compiled, _nix(args), only)
+                rep = verify.verify(Path(tmp), compiled, _nix(args), only, prechecked=True)  # by prepare()
         except NixNotFound as e:
             _err(f"not verified: {e.message}")
             rep = None

@@ -305,11 +305,16 @@ def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[di
     return merge_host([(rel, gen[rel]["defs"]) for rel in order])
 
 
-def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None) -> Report:
-    """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised."""
+def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
+           *, prechecked: bool = False) -> Report:
+    """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
+
+    ``prechecked``: the caller has run :func:`precheck` on ``compiled`` and found nothing (the CLI's
+    build does, before rendering); it is not run a second time.
+    """
     nix = nix or Nix()
     calls0 = nix.calls
-    problems = precheck(compiled)
+    problems = [] if prechecked else precheck(compiled)
     evaluated = evaluate(root, compiled, nix, only)
     gen = evaluated["generated"]
     for rel, entry in sorted(gen.items()):
