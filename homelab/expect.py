@@ -94,6 +94,7 @@ class HostExpectations:
     host: str
     system: str
     address: str
+    tailscale_address: str | None
     roles: tuple[str, ...]
     checks: tuple[Check, ...]
 
@@ -103,6 +104,7 @@ class HostExpectations:
             "host": self.host,
             "system": self.system,
             "address": self.address,
+            "tailscale_address": self.tailscale_address,
             "roles": list(self.roles),
             "checks": [c.to_json() for c in self.checks],
         }
@@ -301,7 +303,9 @@ def host_expectations(lab: Lab, host: Host) -> HostExpectations:
 
     _firewall(acc, host, lab, open_tcp, open_udp, trusted_ifaces)
     checks = tuple(sorted(acc.checks.values(), key=lambda c: (KINDS.index(c.kind), c.id)))
-    return HostExpectations(host.hostname, host.system, str(host.ip), tuple(r.label for r in host.roles), checks)
+    ts_addr = str(host.tailscale_address) if host.tailscale_address is not None else None
+    return HostExpectations(host.hostname, host.system, str(host.ip), ts_addr, tuple(r.label for r in host.roles),
+                            checks)
 
 
 def lab_expectations(lab: Lab) -> dict[str, HostExpectations]:
