@@ -77,7 +77,7 @@ def load(root: Path) -> tuple[Lab | None, list[Problem]]:
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
     if not cluster_py.is_file():
-        problems.append(Problem("hosts/cluster.py", "file", f"is missing (looked in {root / 'hosts'})"))
+        problems.append(Problem("cluster", "cluster.py", f"is missing (looked in {root / 'hosts'})"))
     else:
         ns, ps = _run(cluster_py, "cluster")
         problems += ps

@@ -113,11 +113,11 @@ def _secret_problems(option: str, value: Any) -> list[str]:
         dotted = ".".join(path)
         kind = secret_kind(leaf)
         if kind:
-            hint = (f"set {dotted}File" if name and _secret_name(name) else "use the option's *File variant")
+            target = (f"{dotted}File" if name and _secret_name(name) else "the option's *File variant")
             if kind == "a Tailscale key":
-                hint = "give Tailscale(auth_key_file=...) or services.tailscale.authKeyFile"
+                target = "Tailscale(auth_key_file=...) or services.tailscale.authKeyFile"
             out.append(f"{redact(leaf)} looks like {kind}; generated files and the Nix store are world-readable, "
-                       f"so put it in a file outside the store and {hint} to that file's absolute path")
+                       f"so put it in a file outside the store and set {target} to that file's absolute path")
         elif name and isinstance(leaf, str) and leaf and _secret_name(name):
             out.append(f"{dotted} would put a secret in clear into the world-readable Nix store; put it in a "
                        f"file outside the store and set {dotted}File (or the option's *File variant) to its path")
@@ -128,6 +128,17 @@ def _secret_problems(option: str, value: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------- option values
+
+
+def _text_problem(s: str) -> str | None:
+    """Why ``s`` cannot be written into a generated file (UTF-8 text read by nix), or None."""
+    if "\x00" in s:
+        return "contains a NUL character, which Nix strings cannot hold"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"contains {s[e.start]!r}, a lone surrogate that cannot be written as UTF-8"
+    return None
 
 
 # values the emitter writes as Nix expressions (PkgCall where the model has it)
@@ -144,7 +155,7 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
     if isinstance(value, int):
         return None if -(2**63) <= value < 2**63 else f"{value} does not fit in a Nix integer"
     if isinstance(value, str):
-        return "contains a NUL character, which Nix strings cannot hold" if "\x00" in value else None
+        return _text_problem(value)
     if isinstance(value, (list, tuple)):
         for v in value:
             why = _option_value_problems(v, top=False)
@@ -153,8 +164,10 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
         return None
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k:
+            if not isinstance(k, str):
                 return f"attribute name {k!r} is not a string"
+            if _text_problem(k):
+                return f"attribute name {k!r} {_text_problem(k)}"
             why = _option_value_problems(v, top=False)
             if why:
                 return why
@@ -198,8 +211,9 @@ def validate(lab: Lab) -> list[Problem]:
         err("cluster", "pod_cidr", f"{c.pod_cidr} is smaller than the /{NODE_POD_PREFIX} the controller manager "
             "gives each node; use a /16 or so")
     elif 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen) < len(nodes):
-        err("cluster", "pod_cidr", f"{c.pod_cidr} has room for {2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen)} "
-            f"node subnets (/{NODE_POD_PREFIX} each) and the lab has {len(nodes)} Kubernetes nodes")
+        room = 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen)
+        err("cluster", "pod_cidr", f"{c.pod_cidr} has room for {room} node subnet{'s' if room != 1 else ''} "
+            f"(/{NODE_POD_PREFIX} each) and the lab has {len(nodes)} Kubernetes nodes")
     elif c.pod_cidr.prefixlen < 16:
         warn("cluster", "pod_cidr", f"{c.pod_cidr} is trusted by every host's firewall and is broader than the "
              "lab needs (a /16 has room for 256 nodes)")
@@ -339,6 +353,10 @@ def validate(lab: Lab) -> list[Problem]:
         if ts is not None and ts.interface == h.interface:
             err(w, "Tailscale.interface", f"{ts.interface} is the LAN interface too")
         for path, value in h.options.items():
+            why = _text_problem(path) if isinstance(path, str) else None
+            if why:
+                err(w, f"options[{path!r}]", f"the option path {why}")
+                continue
             why = _option_value_problems(value)
             if why:
                 err(w, f"options[{path!r}]", why)
