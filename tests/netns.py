@@ -27,6 +27,7 @@ import ctypes
 import ipaddress
 import itertools
 import os
+import re
 import selectors
 import shutil
 import socket
@@ -126,6 +127,7 @@ def netns_unavailable() -> str | None:
         return "network namespace tests need root (ip netns add, iptables/nft in the namespace)"
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed"
+    sweep_stale()
     name = f"hlprobe{os.getpid()}"
     try:
         run(["ip", "netns", "add", name], timeout=10)
@@ -138,6 +140,19 @@ def netns_unavailable() -> str | None:
     finally:
         run(["ip", "netns", "del", name], check=False, timeout=10)
     return None
+
+
+def sweep_stale() -> list[str]:
+    """Delete namespaces left by earlier runs of these tests that were killed (their process is gone)."""
+    listing = run(["ip", "netns", "list"], check=False).stdout
+    removed = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(r"^hl(\d+)-\d+-", name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            if run(["ip", "netns", "del", name], check=False).returncode == 0:
+                removed.append(name)
+    return removed
 
 
 def tool_unavailable(*cmd: str) -> str | None:

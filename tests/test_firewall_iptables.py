@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import attrs
 import pytest
@@ -120,6 +118,7 @@ def _labs(nix):
 CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "yomogi")]
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize("which,hostname", CASES, ids=[f"{w}-{h}" for w, h in CASES])
 def test_generated_extra_commands_accept_and_refuse_what_the_model_says(nix, backend, which, hostname, tmp_path):
     binary, bindir = backend

@@ -100,6 +100,7 @@ def nft_lab(nix):
     return read_back_lab("nftables", labkit.lab(firewall="nftables"), nix)
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize("hostname", ["hanaakari", "tokiwa", "yomogi"])
 def test_generated_extra_input_rules_accept_and_refuse_what_the_model_says(nix, nft_ok, nft_lab, hostname, tmp_path):
     host = nft_lab.lab.host(hostname)
