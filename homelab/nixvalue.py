@@ -29,6 +29,8 @@ def quote(s: str) -> str:
     """A double-quoted Nix string equal to ``s``."""
     if "\x00" in s:
         raise NixValueError("Nix strings cannot contain NUL characters")
+    if any("\ud800" <= c <= "\udfff" for c in s):
+        raise NixValueError("a lone surrogate cannot be written as UTF-8")
     out = (
         s.replace("\\", "\\\\")
         .replace('"', '\\"')
