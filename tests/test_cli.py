@@ -1,0 +1,126 @@
+"""The CLI as a user runs it: build, no-op builds, --check, one host, pruning, show, usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from homelab.cli import main
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """path -> (inode, mtime_ns, bytes) of every file under hosts/ and modules/."""
+    out = {}
+    for p in sorted([*root.rglob("hosts/**/*"), *root.rglob("modules/**/*")]):
+        if p.is_file() and "__pycache__" not in p.parts:
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns, p.read_bytes())
+    return out
+
+
+def test_build_from_scratch_writes_every_file_and_matches_the_repo(lab_copy, repo, nix, capsys):
+    for p in [*lab_copy.glob("hosts/*/default.nix"), *lab_copy.rglob("modules/**/*.nix")]:
+        p.unlink()
+    assert main(["build", "--root", str(lab_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 12" in out and "nix read back 12 generated files" in out
+    for p in [*repo.glob("hosts/*/default.nix"), *repo.rglob("modules/**/*.nix")]:
+        rel = p.relative_to(repo)
+        assert (lab_copy / rel).read_bytes() == p.read_bytes(), rel
+
+
+def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
+    before = snapshot(lab_copy)
+    assert main(["build", "--root", str(lab_copy)]) == 0
+    assert "wrote 0, unchanged 12" in capsys.readouterr().out
+    assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
+
+
+def test_check_lists_stale_files_and_exits_1(lab_copy, capsys):
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 0
+    host_py = lab_copy / "hosts/tokiwa/host.py"
+    host_py.write_text(host_py.read_text().replace("192.168.10.11/24", "192.168.10.21/24"))
+    before = snapshot(lab_copy)
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "hosts/tokiwa/default.nix" in out and "modules/k8s/base.nix" not in out
+    assert snapshot(lab_copy) == before
+
+
+def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):
+    cluster = lab_copy / "hosts/cluster.py"
+    cluster.write_text(cluster.read_text().replace("api_port=6443", "api_port=6444"))
+    assert main(["build", str(lab_copy / "hosts/tokiwa")]) == 0
+    out = capsys.readouterr().out
+    assert "1 host:" in out
+    assert "https://api.kube:6444" in (lab_copy / "modules/k8s/base.nix").read_text()
+    assert "securePort = 6443" in (lab_copy / "modules/k8s/master.nix").read_text()  # yomogi's, untouched
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 1
+    assert "modules/k8s/master.nix" in capsys.readouterr().out
+
+
+def test_removed_host_and_unused_modules_are_pruned(lab_copy, nix, capsys):
+    import shutil
+
+    shutil.rmtree(lab_copy / "hosts/hanaakari")
+    # the DNS zone now points at no ingress host: drop the DnsServer role from yomogi too
+    y = lab_copy / "hosts/yomogi/host.py"
+    y.write_text(y.read_text().replace('        DnsServer(forward=["1.1.1.1", "1.0.0.1"]),\n', ""))
+    assert main(["build", "--root", str(lab_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "removed modules/ingress/nginx-stream.nix" in out
+    assert "removed modules/dns/coredns.nix" in out
+    assert not (lab_copy / "modules/ingress/nginx-stream.nix").exists()
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 0
+
+
+def test_show_reads_the_files_on_disk_through_nix(lab_copy, nix, capsys):
+    assert main(["show", str(lab_copy / "hosts/yomogi"), "--json"]) == 0
+    opts = json.loads(capsys.readouterr().out)
+    assert opts["services.kubernetes.roles"] == ["master", "node"]
+    # show reads what is on disk, not Python memory: a forced edit shows up
+    f = lab_copy / "modules/k8s/ceph.nix"
+    f.write_text(f.read_text().replace('"1048576"', '"65536"'))
+    assert main(["show", str(lab_copy / "hosts/yomogi"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["systemd.services.containerd.serviceConfig"]["LimitNOFILE"] == "65536"
+    assert "modules/k8s/ceph.nix" in captured.err  # and says the file differs from the model
+
+
+def test_usage_mistakes_exit_2_without_traceback(lab_copy, capsys):
+    assert main(["build", str(lab_copy / "hosts/nosuchhost")]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchhost" in err and "Traceback" not in err
+    assert main(["build", str(lab_copy / "modules")]) == 2
+    assert "name a host folder" in capsys.readouterr().err
+
+
+def test_missing_nix_still_builds_and_says_it_did_not_verify(lab_copy, tmp_path, capsys, monkeypatch):
+    (lab_copy / "modules/k8s/ceph.nix").unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["build", "--root", str(lab_copy)]) == 0
+    captured = capsys.readouterr()
+    assert "not verified" in captured.err and "nix-bin" in captured.err
+    assert (lab_copy / "modules/k8s/ceph.nix").exists()
+
+
+def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
+    r = subprocess.run([sys.executable, "-m", "homelab", "build", "hosts/yomogi"], cwd=lab_copy,
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert r.returncode == 0, r.stderr
+    assert "1 host: wrote 0, unchanged 8" in r.stdout
+    assert "warning: a control plane booted from an SD card" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["build", "check", "show", "graph", "plan", "expect"])
+def test_every_command_has_help_with_an_example(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert "example: python -m homelab" in capsys.readouterr().out
