@@ -35,22 +35,25 @@ def _err(*lines: str) -> None:
 
 
 def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[str] | None]:
-    """``hosts/yomogi`` arguments -> (lab root, host names), or all hosts when none are named."""
-    base = Path(root) if root else None
+    """``hosts/yomogi`` arguments -> (lab root, host names), or all hosts when none are named.
+
+    Host paths are relative to ``--root`` when given, else to the current folder;
+    the lab root is the folder holding their ``hosts/``.
+    """
+    base = Path(root or ".")
+    lab_root: Path | None = Path(root).resolve() if root else None
     names: list[str] = []
     for t in targets:
-        p = Path(t)
-        if base is None:
-            p_abs = p.resolve()
-            if p_abs.parent.name != "hosts":
-                raise Usage(f"{t}: name a host folder such as hosts/yomogi")
-            base = p_abs.parent.parent
-        elif p.parent.name != "hosts" and len(p.parts) != 1:
+        p = (base / t).resolve()
+        if p.parent.name != "hosts":
             raise Usage(f"{t}: name a host folder such as hosts/yomogi")
-        if not (p.parent.resolve() if base is None else base / "hosts" / p.name).exists() and not p.exists():
+        if lab_root is not None and p.parent.parent != lab_root:
+            raise Usage(f"{t}: is not in the lab at {lab_root}")
+        if not p.is_dir():
             raise Usage(f"{t}: no such host folder")
+        lab_root = p.parent.parent
         names.append(p.name)
-    return (base or Path.cwd()), (names or None)
+    return (lab_root or Path.cwd()), (names or None)
 
 
 def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str, str], list[Problem]]:
