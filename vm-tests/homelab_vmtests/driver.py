@@ -79,3 +79,68 @@ def run_suite(machines: Mapping[str, Any], *, expectations: str | os.PathLike, s
     args += list(extra)
     sys.stdout.flush()
     return int(pytest.main(args))
+
+
+def out_path(name: str) -> str:
+    """A file in the test's result ($out), where the driver keeps its logs."""
+    return os.path.join(os.environ.get("out", "."), name)
+
+
+def require_success(rc: int) -> None:
+    if rc != 0:
+        raise AssertionError(f"the vm-tests suite did not pass (pytest exit code {rc}); see its report above")
+
+
+def _log(msg: str) -> None:
+    print(f"homelab: {msg}", flush=True)
+
+
+def settle(machines: Mapping[str, Any], expectations: str | os.PathLike, *, scope: str = "host",
+           timeout: float = 600, poll: float = 2.0, log=_log) -> dict[str, list[str]]:
+    """Wait (bounded) until each machine's services are active and its ports listen.
+
+    Services start in their own time after boot (the apiserver waits for etcd and its
+    certificates); the suite should judge a settled machine, not a booting one.  Never raises:
+    what is still not as expected after ``timeout`` seconds is returned (and logged), and the
+    suite then says exactly what is wrong.
+    """
+    import json
+    import time
+
+    from homelab_vmtests import probes
+
+    data = json.loads(Path(expectations).read_text(encoding="utf-8"))
+    if "checks" in data:
+        data = {data["host"]: data}
+    scopes = ("host",) if scope == "host" else ("host", "cluster")
+    deadline = time.monotonic() + timeout
+    pending: dict[str, list[str]] = {}
+    for name, machine in machines.items():
+        checks = [c for c in data[name]["checks"] if c["scope"] in scopes and c["kind"] in ("service", "listening")]
+        t0 = last = time.monotonic()
+        todo = list(checks)
+        while todo:
+            still = []
+            for c in todo:
+                if c["kind"] == "service":
+                    _, out = machine.execute("set +euo pipefail; " + probes.service_command(c["unit"]), timeout=60)
+                    ok = out.strip() == "active"
+                else:
+                    _, out = machine.execute("set +euo pipefail; " + probes.listening_command(c["proto"]), timeout=60)
+                    ok = c["port"] in probes.listening_ports(out, c["proto"])
+                if not ok:
+                    still.append(c)
+            todo = still
+            if not todo or time.monotonic() >= deadline:
+                break
+            if time.monotonic() - last >= 15:
+                last = time.monotonic()
+                log(f"[{name}] {last - t0:.0f} s, waiting for {len(todo)} of {len(checks)}: "
+                    + ", ".join(c["id"].split(":", 1)[1] for c in todo[:6]) + (" ..." if len(todo) > 6 else ""))
+            time.sleep(poll)
+        pending[name] = [c["id"] for c in todo]
+        if todo:
+            log(f"[{name}] not settled after {time.monotonic() - t0:.0f} s: {', '.join(pending[name])}")
+        else:
+            log(f"[{name}] settled in {time.monotonic() - t0:.0f} s ({len(checks)} services and ports)")
+    return pending
