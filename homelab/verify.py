@@ -29,7 +29,8 @@ from . import contract
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile, Path as OptPath
 from .model import Pkg, PkgCall, Priority
-from .pynix_eval import Nix, nix_string
+from .errors import LabError, Problem
+from .pynix_eval import Nix, NixEvalError, nix_string
 
 STUB_LIB = """{
     mkOverride = priority: content: { _type = "override"; inherit priority content; };
@@ -262,8 +263,17 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     hosts = only if only is not None else sorted(compiled.hosts)
     generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
-    out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled)))
     base = str(Path(root).resolve()) + "/"
+    try:
+        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled)))
+    except NixEvalError as e:
+        # a hand-written import that does not parse is the user's mistake, not homelab's
+        bad = [rel for rel in hand if base + rel in e.message]
+        if bad:
+            message = e.message.replace(base, "")
+            raise LabError([Problem(rel.rsplit("/", 1)[0], "imports", f"{rel.rsplit('/', 1)[1]} is not valid "
+                                    f"Nix: {message}") for rel in bad]) from None
+        raise
     for entry in out["generated"].values():
         entry["imports"] = [i.removeprefix(base) for i in entry["imports"]]
     return out

@@ -124,3 +124,15 @@ def test_every_command_has_help_with_an_example(cmd, capsys):
         main([cmd, "--help"])
     assert e.value.code == 0
     assert "example: python -m homelab" in capsys.readouterr().out
+
+
+def test_a_hand_written_import_that_does_not_parse_is_a_user_problem(lab_copy, nix, capsys):
+    hw = lab_copy / "hosts/tokiwa/hardware-configuration.nix"
+    hw.write_text("{ ... }: { fileSystems = ; }\n")
+    (lab_copy / "modules/k8s/ceph.nix").unlink()
+    before = snapshot(lab_copy)
+    assert main(["build", "--root", str(lab_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "hosts/tokiwa: imports: hardware-configuration.nix is not valid Nix" in err
+    assert "Traceback" not in err and str(lab_copy) not in err
+    assert snapshot(lab_copy) == before
