@@ -95,9 +95,7 @@ def test_force_lets_a_user_option_win(nix, tmp_path):
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": force(False)})
     compiled = compile_lab(lab)
     assert verify.precheck(compiled) == []
-    for rel, text in render.render_all(compiled).items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+    write_lab(tmp_path, compiled)
     report = verify.verify(tmp_path, compiled, nix)
     assert report.problems == []
     assert report.options["tokiwa"]["services.kubernetes.easyCerts"] is False
@@ -105,12 +103,7 @@ def test_force_lets_a_user_option_win(nix, tmp_path):
 
 
 def test_nix_catches_a_file_that_differs_from_the_model(nix, tmp_path, seed_compiled):
-    texts = render.render_all(seed_compiled)
-    for rel, text in texts.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    for h in ("yomogi", "tokiwa", "hanaakari"):
-        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    write_lab(tmp_path, seed_compiled)
     assert verify.verify(tmp_path, seed_compiled, nix).problems == []
     ceph = tmp_path / "modules/k8s/ceph.nix"
     ceph.write_text(ceph.read_text().replace('"1048576"', '"4096"'))
@@ -119,12 +112,7 @@ def test_nix_catches_a_file_that_differs_from_the_model(nix, tmp_path, seed_comp
 
 
 def test_nix_catches_a_missing_import(nix, tmp_path, seed_compiled):
-    texts = render.render_all(seed_compiled)
-    for rel, text in texts.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    for h in ("yomogi", "tokiwa", "hanaakari"):
-        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    write_lab(tmp_path, seed_compiled)
     entry = tmp_path / "hosts/tokiwa/default.nix"
     entry.write_text(entry.read_text().replace("    ../../modules/k8s/ceph.nix\n", ""))
     problems = verify.verify(tmp_path, seed_compiled, nix).problems
@@ -134,17 +122,22 @@ def test_nix_catches_a_missing_import(nix, tmp_path, seed_compiled):
 def test_generated_modules_must_not_read_config(nix, tmp_path, seed_compiled):
     from homelab.pynix_eval import NixEvalError
 
-    texts = render.render_all(seed_compiled)
-    for rel, text in texts.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    for h in ("yomogi", "tokiwa", "hanaakari"):
-        (tmp_path / f"hosts/{h}/hardware-configuration.nix").write_text("{ ... }: { }\n")
+    write_lab(tmp_path, seed_compiled)
     base = tmp_path / "modules/k8s/base.nix"
     base.write_text(base.read_text().replace("{ ... }:", "{ config, ... }:").replace(
         '"api.kube";', "config.networking.hostName;", 1))
     with pytest.raises(NixEvalError, match="must not read config"):
         verify.verify(tmp_path, seed_compiled, nix)
+
+
+def write_lab(root, compiled) -> None:
+    """The generated files of ``compiled`` under ``root``, with empty hand-written imports."""
+    for rel, text in render.render_all(compiled).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    for plan in compiled.hosts.values():
+        for rel in plan.hand_written:
+            (root / rel).write_text("{ ... }: { }\n")
 
 
 def test_nest_and_flatten_are_inverse_on_contract_paths(seed_compiled):
