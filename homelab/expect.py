@@ -96,6 +96,7 @@ class HostExpectations:
     address: str
     tailscale_address: str | None
     roles: tuple[str, ...]
+    role_kinds: tuple[str, ...]  # the role classes' names (ControlPlane, Worker, ...), for scripts
     checks: tuple[Check, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +107,7 @@ class HostExpectations:
             "address": self.address,
             "tailscale_address": self.tailscale_address,
             "roles": list(self.roles),
+            "role_kinds": list(self.role_kinds),
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -305,7 +307,7 @@ def host_expectations(lab: Lab, host: Host) -> HostExpectations:
     checks = tuple(sorted(acc.checks.values(), key=lambda c: (KINDS.index(c.kind), c.id)))
     ts_addr = str(host.tailscale_address) if host.tailscale_address is not None else None
     return HostExpectations(host.hostname, host.system, str(host.ip), ts_addr, tuple(r.label for r in host.roles),
-                            checks)
+                            tuple(type(r).__name__ for r in host.roles), checks)
 
 
 def lab_expectations(lab: Lab) -> dict[str, HostExpectations]:
