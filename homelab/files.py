@@ -5,13 +5,24 @@ refuse), then writes each new file to a temporary beside its target, fsyncs
 it, and renames it into place.  A crash at any point leaves every file either
 old or new.  A file whose content no longer matches the hash in its header
 was edited by hand and is not overwritten without ``force``.
+
+Order of the renames: module files first, then the hosts' entry files that
+import them, then deletions, so a crash never leaves an entry importing a
+module that is not there yet.  Temporaries a killed build left behind
+(``.<name>.nix.XXXXXXXX.tmp``) are removed by the next build.  Builds of one
+lab are serialised by an advisory lock on the lab's folder (released by the
+kernel even when a build is killed).
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import re
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import attrs
@@ -132,10 +143,20 @@ def apply(root: Path, p: Plan) -> None:
     directory, which took seconds for a thousand hosts); few files, or a system without
     syncfs, get the per-file fsyncs.
     """
+    lock = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        remove_stale_temps(root)
+        _apply(root, p)
+    finally:
+        os.close(lock)
+
+
+def _apply(root: Path, p: Plan) -> None:
     temps: list[tuple[str, Path]] = []
     batch = len(p.write) >= BATCH_SYNC_FROM and _SYNCFS is not False
     try:
-        for rel, text in p.write.items():
+        for rel, text in sorted(p.write.items(), key=lambda kv: _rename_order(kv[0])):
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -146,6 +167,7 @@ def apply(root: Path, p: Plan) -> None:
                     os.fsync(fh.fileno())
             os.chmod(tmp, 0o644)
             temps.append((rel, Path(tmp)))
+            _test_pause("temp", rel)
         if batch and not _syncfs(root):
             batch = False
             for _, tmp in temps:
@@ -153,15 +175,58 @@ def apply(root: Path, p: Plan) -> None:
                     os.fsync(fh.fileno())
         for rel, tmp in temps:
             os.replace(tmp, root / rel)
+            _test_pause("rename", rel)
         if not (batch and _syncfs(root)):
             for d in {(root / rel).parent for rel, _ in temps}:
                 _fsync_dir(d)
         temps = []
         for rel in p.delete:
             (root / rel).unlink(missing_ok=True)
+            _test_pause("delete", rel)
     finally:
         for _, tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _rename_order(rel: str) -> tuple[bool, str]:
+    """Modules before the entry files (hosts/<name>/default.nix) that import them."""
+    return (rel.startswith("hosts/"), rel)
+
+
+# what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") makes for a generated .nix file
+_TEMP = re.compile(r"^\..+\.nix\.[a-z0-9_]{8}\.tmp$")
+
+
+def stale_temps(root: Path) -> list[Path]:
+    """Temporaries a killed build left beside generated files (modules/**, hosts/*/)."""
+    dirs = [root / "modules", *(root / "modules").rglob("*"), *(root / "hosts").glob("*")]
+    return sorted(f for d in dirs if d.is_dir() and not d.is_symlink()
+                  for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink())
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    found = stale_temps(root)
+    for f in found:
+        f.unlink(missing_ok=True)
+    return found
+
+
+_steps_done = 0
+
+
+def _test_pause(step: str, rel: str) -> None:
+    """Test hook, off unless HOMELAB_TEST_STOP_AT=N is set: name each write step on stderr, stop at the N-th.
+
+    tests/test_atomic.py kills the build while it waits after step N, for every N,
+    to prove that every file is old or new at every point.
+    """
+    stop = os.environ.get("HOMELAB_TEST_STOP_AT")
+    if stop:
+        global _steps_done
+        _steps_done += 1
+        print(f"homelab-test-step {step} {rel}", file=sys.stderr, flush=True)
+        if _steps_done == int(stop):
+            time.sleep(3600)
 
 
 def stale(root: Path, texts: dict[str, str], *, prune: bool = True) -> list[str]:
