@@ -187,7 +187,7 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {}
 COMMAND_MODULES: tuple[str, ...] = (
     "homelab.graph",
     "homelab.plan",
-    "homelab.expect",
+    "homelab.expect", "homelab.vm",
 )
 
 

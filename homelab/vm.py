@@ -1,0 +1,371 @@
+"""``homelab vm hosts/<h>``: build a host's VM, boot it with SSH on a free local port, run the
+vm-tests suite against it over SSH, and shut it down.
+
+The VM is the host's own configuration with the VM adapter (vm-tests/adapter.nix) as its
+``virtualisation.vmVariant``: ``nixos-rebuild build-vm --flake <lab>#<h>`` when the host's system is
+this machine's, else ``nix build <lab>#vm-<h>`` (an aarch64 host as an x86_64 VM, and so on).
+
+QEMU's user network plays the LAN: ``QEMU_NET_OPTS`` gives it the lab's LAN and gateway, so the
+host keeps its generated address and interface (renamed by the adapter); SSH is forwarded from
+127.0.0.1:<free port> to the host's address.  A fresh key goes into the VM's shared folder; the
+adapter authorizes it for root.  Each VM is alone, so the suite runs with ``--homelab-scope host``.
+
+``--dry-run`` prints the exact commands and runs nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import LabError, Problem
+from .model import Host, Lab
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUILD = 0, 1, 2, 3
+FLAKES = ["--extra-experimental-features", "nix-command flakes"]
+
+
+def local_system() -> str:
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
+    return f"{machine}-linux"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slirp_dns(lab: Lab) -> str:
+    """An address in the LAN that no host, gateway or nameserver uses: QEMU's own DNS sits there."""
+    taken = {lab.cluster.gateway, *lab.cluster.nameservers, *(h.ip for h in lab.hosts)}
+    for addr in reversed(list(lab.cluster.lan.hosts())):
+        if addr not in taken:
+            return str(addr)
+    raise LabError([Problem("cluster", "lan", "has no free address left for the VM network's DNS")])
+
+
+def qemu_net_opts(lab: Lab, host: Host, port: int) -> str:
+    """QEMU user network = the lab's LAN; SSH from 127.0.0.1:port to the host's own address."""
+    lan: ipaddress.IPv4Network = lab.cluster.lan
+    return (f"net={lan},host={lab.cluster.gateway},dns={slirp_dns(lab)},"
+            f"hostfwd=tcp:127.0.0.1:{port}-{host.ip}:22")
+
+
+@attrs.frozen
+class Step:
+    what: str  # for progress output
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+
+    def shell(self) -> str:
+        cmd = shlex.join(self.argv)
+        if self.env:
+            cmd = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env) + " " + cmd
+        if self.cwd:
+            cmd = f"cd {shlex.quote(self.cwd)} && {cmd}"
+        return cmd
+
+
+@attrs.frozen
+class HostPlan:
+    name: str
+    system: str
+    port: int
+    dir: str
+    build: Step
+    runner: str  # the VM's start script
+    boot: Step
+    poweroff: Step
+    console: str
+
+
+@attrs.frozen
+class VmPlan:
+    workdir: str
+    key: str
+    ssh_config: str
+    keygen: Step
+    hosts: tuple[HostPlan, ...]
+    suite: Step
+    expectations: str
+
+
+def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[int], *, system: str,
+              nixos_rebuild: bool, suite_dir: Path, python: str = sys.executable,
+              junitxml: str | None = None, extra: tuple[str, ...] = ()) -> VmPlan:
+    root = root.resolve()
+    key = workdir / "id_ed25519"
+    ssh_config = workdir / "ssh_config"
+    hosts = []
+    for name, port in zip(names, ports):
+        h = lab.host(name)
+        d = workdir / name
+        if h.system == system and nixos_rebuild:
+            build = Step(f"[{name}] build: nixos-rebuild build-vm",
+                         ("nixos-rebuild", "build-vm", "--flake", f"{root}#{name}"), cwd=str(d))
+        else:
+            why = "" if h.system == system else f" ({h.system} host as a {system} VM)"
+            build = Step(f"[{name}] build: nix build{why}",
+                         ("nix", *FLAKES, "build", f"{root}#vm-{name}", "--out-link", str(d / "result")))
+        runner = str(d / "result" / "bin" / f"run-{name}-vm")
+        env = (
+            ("NIX_DISK_IMAGE", str(d / f"{name}.qcow2")),
+            ("SHARED_DIR", str(d / "shared")),
+            ("TMPDIR", str(d)),
+            ("QEMU_NET_OPTS", qemu_net_opts(lab, h, port)),
+        )
+        boot = Step(f"[{name}] boot: ssh on 127.0.0.1:{port}", (runner,), env)
+        poweroff = Step(f"[{name}] shutdown", ("ssh", "-F", str(ssh_config), name, "poweroff"))
+        hosts.append(HostPlan(name, h.system, port, str(d), build, runner, boot, poweroff, str(d / "console.log")))
+    keygen = Step("ssh key for the VMs", ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "homelab-vm",
+                                          "-f", str(key)))
+    expectations = workdir / "expectations.json"
+    argv = [python, "-m", "pytest", str(suite_dir), "--hosts=" + ",".join(f"ssh://{n}" for n in names),
+            f"--ssh-config={ssh_config}", f"--expectations={expectations}", "--homelab-scope=host"]
+    if len(names) > 1:
+        argv += ["-n", str(len(names)), "--dist=loadgroup"]
+    if junitxml:
+        argv.append(f"--junitxml={junitxml}")
+    argv += list(extra)
+    suite = Step("suite: vm-tests over ssh", tuple(argv), cwd=str(root))
+    return VmPlan(str(workdir), str(key), str(ssh_config), keygen, tuple(hosts), suite, str(expectations))
+
+
+def ssh_config_text(plan: VmPlan) -> str:
+    blocks = []
+    for h in plan.hosts:
+        blocks.append("\n".join([
+            f"Host {h.name}",
+            "  HostName 127.0.0.1",
+            f"  Port {h.port}",
+            "  User root",
+            f"  IdentityFile {plan.key}",
+            "  IdentitiesOnly yes",
+            "  StrictHostKeyChecking no",
+            "  UserKnownHostsFile /dev/null",
+            "  LogLevel ERROR",
+            "  ConnectTimeout 5",
+            "  BatchMode yes",
+        ]))
+    return "\n\n".join(blocks) + "\n"
+
+
+# ---------------------------------------------------------------- running
+
+
+def _say(msg: str) -> None:
+    print(f"homelab vm: {msg}", flush=True)
+
+
+def kvm_problem(device: str = "/dev/kvm") -> str | None:
+    if not os.path.exists(device):
+        return f"{device} does not exist: no KVM here"
+    if not os.access(device, os.R_OK | os.W_OK):
+        return f"{device} is not accessible to this user (add yourself to the kvm group)"
+    return None
+
+
+def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout: float) -> float:
+    t0 = last = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            tail = Path(h.console).read_text(errors="replace")[-2000:] if Path(h.console).exists() else ""
+            raise RuntimeError(f"[{h.name}] the VM exited (code {proc.returncode}) before SSH answered; "
+                               f"console ({h.console}) ends:\n{tail}")
+        r = subprocess.run(["ssh", "-F", ssh_config, h.name, "true"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        if r.returncode == 0:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"[{h.name}] no SSH after {timeout:.0f} s; console log: {h.console}")
+        if time.monotonic() - last >= 15:
+            last = time.monotonic()
+            _say(f"[{h.name}] waiting for ssh ({last - t0:.0f} s)")
+        time.sleep(3)
+
+
+def _stop(h: HostPlan, proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    _say(h.poweroff.what)
+    subprocess.run(list(h.poweroff.argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30, check=False)
+    try:
+        proc.wait(timeout=60)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
+    from .expect import lab_expectations
+
+    work = Path(plan.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    exp = lab_expectations(lab)
+    Path(plan.expectations).write_text(
+        json.dumps({h.name: exp[h.name].to_json() for h in plan.hosts}, indent=2, sort_keys=True) + "\n")
+    if not Path(plan.key).exists():
+        subprocess.run(list(plan.keygen.argv), check=True)
+    Path(plan.ssh_config).write_text(ssh_config_text(plan))
+    pub = Path(plan.key + ".pub").read_text()
+    timings: dict[str, dict[str, float]] = {h.name: {} for h in plan.hosts}
+
+    for h in plan.hosts:
+        (Path(h.dir) / "shared").mkdir(parents=True, exist_ok=True)
+        (Path(h.dir) / "shared" / "authorized_keys").write_text(pub)
+        _say(f"{h.build.what}: {h.build.shell()}")
+        t0 = time.monotonic()
+        r = subprocess.run(list(h.build.argv), cwd=h.build.cwd)
+        timings[h.name]["build"] = time.monotonic() - t0
+        if r.returncode != 0 or not Path(h.runner).exists():
+            _say(f"[{h.name}] build failed (exit {r.returncode}); nothing was booted")
+            return EXIT_BUILD
+
+    procs: dict[str, subprocess.Popen] = {}
+    rc = EXIT_BUILD
+    try:
+        for h in plan.hosts:
+            _say(f"{h.boot.what}; console in {h.console}")
+            with open(h.console, "wb") as console:
+                procs[h.name] = subprocess.Popen(list(h.boot.argv), env={**os.environ, **dict(h.boot.env)},
+                                                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)
+        for h in plan.hosts:
+            timings[h.name]["boot"] = _wait_for_ssh(h, procs[h.name], plan.ssh_config, boot_timeout)
+            _say(f"[{h.name}] up after {timings[h.name]['boot']:.0f} s")
+        _say(f"{plan.suite.what}: {plan.suite.shell()}")
+        rc = EXIT_OK if subprocess.run(list(plan.suite.argv), cwd=plan.suite.cwd).returncode == 0 else EXIT_FAILED
+    except RuntimeError as e:
+        _say(str(e))
+    finally:
+        if keep and procs:
+            for h in plan.hosts:
+                _say(f"[{h.name}] left running: ssh -F {plan.ssh_config} {h.name}  (pid {procs[h.name].pid})")
+        else:
+            for h in plan.hosts:
+                if h.name in procs:
+                    _stop(h, procs[h.name])
+    _say("summary:")
+    for h in plan.hosts:
+        t = timings[h.name]
+        parts = [f"built in {t['build']:.0f} s" if "build" in t else "not built",
+                 f"booted in {t['boot']:.0f} s" if "boot" in t else "not booted"]
+        _say(f"  {h.name} ({h.system}): {', '.join(parts)}")
+    _say({EXIT_OK: "suite passed", EXIT_FAILED: "suite found problems (see above)",
+          EXIT_BUILD: "stopped before the suite ran"}[rc])
+    return rc
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _configure(p) -> None:
+    p.add_argument("hosts", nargs="+", help="host folders, e.g. hosts/yomogi (several boot side by side)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
+    p.add_argument("--workdir", help="where keys, disk images and logs go (default: a new temporary folder)")
+    p.add_argument("--ssh-port", type=int, help="the first host's forwarded SSH port (default: a free one)")
+    p.add_argument("--boot-timeout", type=float, default=600, help="seconds to wait for SSH (default 600)")
+    p.add_argument("--allow-tcg", action="store_true",
+                   help="boot without KVM under QEMU's emulation (very slow); by default a missing KVM stops here")
+    p.add_argument("--keep", action="store_true", help="leave the VMs running after the suite")
+    p.add_argument("--suite", help="the vm-tests folder (default: <lab>/vm-tests)")
+    p.add_argument("--junitxml", help="write the suite's JUnit XML report here")
+    p.add_argument("--pytest-args", default="", metavar="ARGS",
+                   help='extra arguments for pytest, one string (e.g. "-k dns -x")')
+
+
+def cmd_vm(args) -> int:
+    from .cli import Usage, resolve_targets
+    from .load import load_or_raise
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_or_raise(root)
+    known = {h.hostname for h in lab.hosts}
+    missing = [n for n in only or [] if n not in known]
+    if missing:
+        raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)") for n in missing])
+    names = list(dict.fromkeys(only or []))
+    suite_dir = Path(args.suite) if args.suite else root / "vm-tests"
+    if not (suite_dir / "conftest.py").is_file():
+        raise Usage(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
+    if args.ssh_port is not None:
+        if not 1024 <= args.ssh_port <= 65535 - len(names):
+            raise Usage(f"--ssh-port {args.ssh_port}: pick a port from 1024 to {65535 - len(names)}")
+        ports = [args.ssh_port + i for i in range(len(names))]
+    else:
+        ports = []
+        while len(ports) < len(names):
+            p = free_port()
+            if p not in ports:
+                ports.append(p)
+    workdir = Path(args.workdir).resolve() if args.workdir else None
+    if workdir is None:
+        workdir = Path(tempfile.gettempdir()) / "homelab-vm-<new>" if args.dry_run else \
+            Path(tempfile.mkdtemp(prefix="homelab-vm-"))
+    plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+                     nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
+                     junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
+    kvm = None if args.allow_tcg else kvm_problem()
+    if args.dry_run:
+        print(f"# homelab vm: {', '.join(names)} on {local_system()}; work in {plan.workdir}")
+        if kvm:
+            print(f"# note: {kvm}; a real run stops here unless --allow-tcg")
+        print(f"mkdir -p {shlex.quote(plan.workdir)}")
+        print(f"# write {plan.expectations} (python -m homelab expect --json) and {plan.ssh_config}")
+        print(plan.keygen.shell())
+        for h in plan.hosts:
+            print(f"mkdir -p {shlex.quote(h.dir + '/shared')} && cp {shlex.quote(plan.key + '.pub')} "
+                  f"{shlex.quote(h.dir + '/shared/authorized_keys')}")
+            print(h.build.shell())
+        for h in plan.hosts:
+            print(f"{h.boot.shell()} > {shlex.quote(h.console)} 2>&1 &")
+        for h in plan.hosts:
+            print(f"until ssh -F {shlex.quote(plan.ssh_config)} {h.name} true; do sleep 3; done")
+        print(plan.suite.shell())
+        for h in plan.hosts:
+            print(h.poweroff.shell())
+        return EXIT_OK
+    if kvm:
+        raise Usage(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "
+                    "run it anyway")
+    for tool in ("ssh", "ssh-keygen", "nix"):
+        if shutil.which(tool) is None:
+            raise Usage(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
+    return execute(plan, lab, boot_timeout=args.boot_timeout, keep=args.keep)
+
+
+def _register() -> None:
+    from .cli import command
+
+    command("vm", "build a host's VM, boot it with SSH forwarded, run the vm-tests suite on it, shut it down",
+            "python -m homelab vm hosts/tokiwa --dry-run", _configure)(cmd_vm)
+
+
+_register()
