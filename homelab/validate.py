@@ -87,6 +87,10 @@ def redact(text: str) -> str:
     return repr(text[:6] + "…")
 
 
+def _in_store(path: str) -> bool:
+    return path == "/nix/store" or path.startswith("/nix/store/")
+
+
 def _secret_name(name: str) -> bool:
     low = name.lower().replace("_", "").replace("-", "")
     return any(low == n or low.endswith(n) for n in _SECRET_NAMES)
@@ -124,6 +128,9 @@ def _secret_problems(option: str, value: Any) -> list[str]:
         elif name and name.endswith("File") and isinstance(leaf, str) and not leaf.startswith("/"):
             out.append(f"{dotted} = {leaf!r} is not an absolute path (a *File option names a file, "
                        "it does not hold the secret)")
+        elif name and _secret_name(name.removesuffix("File")) and isinstance(leaf, str) and _in_store(leaf):
+            out.append(f"{dotted} = {leaf!r} lies in the Nix store, which every user can read; keep secrets "
+                       "outside it (e.g. /run/secrets)")
     return out
 
 
@@ -352,6 +359,9 @@ def validate(lab: Lab) -> list[Problem]:
         ts = h.role(Tailscale)
         if ts is not None and ts.interface == h.interface:
             err(w, "Tailscale.interface", f"{ts.interface} is the LAN interface too")
+        if ts is not None and ts.auth_key_file and _in_store(ts.auth_key_file):
+            err(w, "Tailscale.auth_key_file", f"{ts.auth_key_file!r} lies in the Nix store, which every user can "
+                "read; keep the key outside it (e.g. /run/secrets/tailscale-authkey)")
         for path, value in h.options.items():
             why = _text_problem(path) if isinstance(path, str) else None
             if why:
