@@ -1,0 +1,326 @@
+"""homelab.expect: what must be true on a running host, derived from the model.
+
+Unit tests pin the seed lab's expectations; property tests generate labs and check that every
+expectation agrees with the option values homelab.compile generates for the same host (so the
+suite in vm-tests/ checks what the generated files actually configure, never a second copy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import sys
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from homelab import (
+    CephStorage,
+    Cluster,
+    ControlPlane,
+    DnsServer,
+    Host,
+    IngressProxy,
+    Lab,
+    RaspberryPi4,
+    SystemdBoot,
+    Tailscale,
+    Worker,
+)
+from homelab import verify
+from homelab.compile import compile_lab
+from homelab.expect import KINDS, SCOPES, SCHEMA, TAILSCALE_PORT, dns_addon_ip, host_expectations, lab_expectations
+
+from . import labkit
+from .conftest import REPO
+
+
+def merged_options(lab: Lab, hostname: str) -> dict:
+    """The host's option values as homelab generates them (files merged the way NixOS merges types)."""
+    compiled = compile_lab(lab)
+    files = [(rel, verify.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(hostname)]
+    merged, problems = verify.merge_host(files)
+    assert problems == []
+    return merged
+
+
+def of(e, kind):
+    return [c for c in e.checks if c.kind == kind]
+
+
+# ---------------------------------------------------------------- the seed lab
+
+
+def test_seed_yomogi(seed):
+    lab, _ = seed
+    e = host_expectations(lab, lab.host("yomogi"))
+    assert e.system == "aarch64-linux" and e.address == "192.168.10.10" and e.tailscale_address == "100.64.0.10"
+    assert e.role_kinds == ("ControlPlane", "CephStorage", "DnsServer", "Tailscale")
+    services = {c.spec["unit"]: c.scope for c in of(e, "service")}
+    assert services == {u: "host" for u in [
+        "firewall.service", "sshd.service", "containerd.service", "etcd.service", "kube-apiserver.service",
+        "kube-controller-manager.service", "kube-scheduler.service", "kube-addon-manager.service",
+        "kubelet.service", "kube-proxy.service", "flannel.service", "cfssl.service", "certmgr.service",
+        "coredns.service", "tailscaled.service"]}
+    assert {c.spec["module"] for c in of(e, "kernel_module")} == {"br_netfilter", "overlay", "ceph", "rbd"}
+    assert {(c.spec["proto"], c.spec["port"]) for c in of(e, "listening")} == {
+        ("tcp", 22), ("tcp", 6443), ("tcp", 2379), ("tcp", 10250), ("tcp", 8888), ("tcp", 53), ("udp", 53)}
+    props = {(c.spec["unit"], c.spec["property"]): (c.spec["value"], c.spec["match"]) for c in of(e, "systemd_property")}
+    assert props == {
+        ("etcd.service", "Environment"): ("ETCD_UNSUPPORTED_ARCH=arm64", "contains"),
+        ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
+        ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "contains"),
+    }
+    rules = {c.spec["rule"] for c in of(e, "firewall_rule")}
+    assert rules == {
+        "-A nixos-fw -s 10.1.0.0/16 -j nixos-fw-accept",
+        "-A nixos-fw -s 10.0.0.0/24 -j nixos-fw-accept",
+        "-A nixos-fw -s 192.168.10.0/24 -j nixos-fw-accept",
+        "-A nixos-fw -p tcp -m tcp --dport 53 -j nixos-fw-accept",
+        "-A nixos-fw -p udp -m udp --dport 53 -j nixos-fw-accept",
+        f"-A nixos-fw -p udp -m udp --dport {TAILSCALE_PORT} -j nixos-fw-accept",
+        "-A nixos-fw -i tailscale0 -j nixos-fw-accept",
+    }
+    dns = {(c.spec["name"], c.spec["server"], c.spec.get("answer"), c.spec.get("not_answer"), c.scope)
+           for c in of(e, "dns")}
+    assert dns == {
+        ("home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
+        ("www.home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
+        ("a.b.home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
+        ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", None, "100.64.0.12", "host"),
+        ("kubernetes.default.svc.cluster.local", "10.0.0.254", "10.0.0.1", None, "cluster"),
+    }
+    assert of(e, "proxy") == []
+
+
+def test_seed_workers_and_ingress(seed):
+    lab, _ = seed
+    tokiwa = host_expectations(lab, lab.host("tokiwa"))
+    scopes = {c.spec["unit"]: c.scope for c in of(tokiwa, "service")}
+    assert scopes["containerd.service"] == "host"
+    assert {u for u, s in scopes.items() if s == "cluster"} == {
+        "kubelet.service", "kube-proxy.service", "flannel.service", "certmgr.service"}
+    assert not any(c.spec["unit"] == "etcd.service" for c in of(tokiwa, "systemd_property"))
+    # the DNS host answers the zone over the LAN, from every other node (once the lab is up)
+    assert [(c.spec["server"], c.spec["name"], c.spec["answer"]) for c in of(tokiwa, "dns") if c.scope == "cluster"
+            and c.spec["server"] != "10.0.0.254"] == [("192.168.10.10", "probe.home.example.com", "100.64.0.12")]
+    hana = host_expectations(lab, lab.host("hanaakari"))
+    assert sorted((c.spec["listen"], c.spec["upstream"], c.scope) for c in of(hana, "proxy")) == [
+        (80, "127.0.0.1:31080", "cluster"), (443, "127.0.0.1:31443", "cluster")]
+    assert {("tcp", 80), ("tcp", 443)} <= {(c.spec["proto"], c.spec["port"]) for c in of(hana, "listening")}
+    assert "nginx.service" in {c.spec["unit"] for c in of(hana, "service")}
+
+
+def test_dns_addon_ip_follows_nixpkgs_rule():
+    assert dns_addon_ip(ipaddress.ip_network("10.0.0.0/24")) == "10.0.0.254"
+    assert dns_addon_ip(ipaddress.ip_network("10.96.0.0/12")) == "10.96.0.254"
+
+
+def vm_probes():
+    """vm-tests/homelab_vmtests/probes.py (the suite's matchers), importable from its folder."""
+    path = str(REPO / "vm-tests")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    from homelab_vmtests import probes
+
+    return probes
+
+
+def test_nftables_expectations_match_what_nft_prints():
+    firewall_matches = vm_probes().firewall_matches
+    lab = labkit.lab(firewall="nftables")
+    e = host_expectations(lab, lab.host("yomogi"))
+    rules = {c.id: c.spec for c in of(e, "firewall_rule")}
+    assert all(s["backend"] == "nftables" and s["list"].startswith("nft list chain inet nixos-fw") for s in
+               rules.values())
+    # how nft lists the input-allow chain NixOS writes (sets print in braces, single ports without)
+    listing = """table inet nixos-fw {
+\tchain input-allow {
+\t\tiifname "tailscale0" accept
+\t\ttcp dport 53 accept
+\t\tudp dport { 53, 41641 } accept
+\t\tip saddr 10.1.0.0/16 accept
+\t\tip saddr 10.0.0.0/24 accept
+\t\tip saddr 192.168.10.0/24 accept
+\t}
+}"""
+    for cid, spec in rules.items():
+        assert firewall_matches(listing, spec["rule"], spec["match"]), cid
+    # and a rule that is not there is not found: 5353 is not 53, a missing range is missing
+    assert not firewall_matches(listing.replace("tcp dport 53", "tcp dport 5353"), rules["firewall_rule:tcp dport 53"]
+                                ["rule"], "regex")
+    assert not firewall_matches(listing.replace("ip saddr 10.0.0.0/24 accept\n", ""),
+                                rules["firewall_rule:accept 10.0.0.0/24"]["rule"], "line")
+
+
+# ---------------------------------------------------------------- agreement with compile (properties)
+
+label = st.from_regex(r"[a-z]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+
+
+@st.composite
+def labs(draw) -> Lab:
+    lan = ipaddress.ip_network(draw(st.sampled_from(["192.168.10.0/24", "192.168.0.0/16", "172.16.5.0/24"])))
+    cluster = Cluster(
+        name=draw(label), domain=f"{draw(label)}.{draw(label)}", lan=str(lan),
+        gateway=str(lan.network_address + 1), nameservers=[str(lan.network_address + 1)],
+        pod_cidr=draw(st.sampled_from(["10.1.0.0/16", "10.244.0.0/16"])),
+        service_cidr=draw(st.sampled_from(["10.0.0.0/24", "10.96.0.0/20"])),
+        api_port=draw(st.integers(1024, 65535)), easy_certs=draw(st.booleans()),
+        firewall=draw(st.sampled_from(["iptables", "nftables"])),
+        extra_trusted=draw(st.sampled_from([[], ["172.31.0.0/16"]])),
+    )
+    n = draw(st.integers(1, 4))
+    names = draw(st.lists(label, min_size=n, max_size=n, unique=True))
+    cp_i, ing_i, dns_i = (draw(st.integers(0, n - 1)) for _ in range(3))
+    hosts = []
+    for i, name in enumerate(names):
+        system = draw(st.sampled_from(["x86_64-linux", "aarch64-linux"]))
+        roles = [ControlPlane(dns_addon=draw(st.booleans()), arm64_overrides=draw(st.booleans()))
+                 if i == cp_i else Worker()]
+        if draw(st.booleans()):
+            roles.append(CephStorage(containerd_nofile=draw(st.integers(1024, 2**20)),
+                                     kubelet_root_dir=draw(st.sampled_from(["/var/lib/kubelet", "/srv/kubelet"]))))
+        if i == ing_i:
+            roles.append(IngressProxy(http_nodeport=draw(st.integers(30000, 31000)),
+                                      https_nodeport=draw(st.integers(31001, 32767)),
+                                      http_port=draw(st.sampled_from([80, 8080])),
+                                      open_firewall=draw(st.booleans())))
+        if i == dns_i:
+            roles.append(DnsServer(port=draw(st.sampled_from([53, 5353])), open_firewall=draw(st.booleans())))
+        if draw(st.booleans()):
+            roles.append(Tailscale(interface=draw(st.sampled_from(["tailscale0", "ts0"]))))
+        options = {"services.openssh.enable": True} if draw(st.booleans()) else {}
+        hosts.append(Host(
+            hostname=name, system=system, interface="enp1s0", address=str(lan.network_address + 10 + i),
+            tailscale_address=f"100.64.0.{10 + i}",
+            boot=RaspberryPi4() if system == "aarch64-linux" else SystemdBoot(), roles=roles, options=options,
+            kernel_modules=draw(st.lists(st.sampled_from(["wireguard", "dm_crypt"]), unique=True, max_size=2)),
+        ))
+    return Lab(cluster, hosts)
+
+
+@given(labs())
+@settings(deadline=None)
+def test_expectations_agree_with_the_generated_options(lab):
+    for host in lab.hosts:
+        e = host_expectations(lab, host)
+        opts = merged_options(lab, host.hostname)
+        ids = [c.id for c in e.checks]
+        assert len(ids) == len(set(ids))
+        assert all(c.kind in KINDS and c.scope in SCOPES for c in e.checks)
+        assert json.loads(json.dumps(e.to_json())) == e.to_json() and e.to_json()["schema"] == SCHEMA
+        units = {c.spec["unit"] for c in of(e, "service")}
+        rules = {c.spec["rule"] for c in of(e, "firewall_rule")}
+
+        # firewall: the trusted ranges are exactly the generated ones
+        if lab.cluster.firewall == "iptables":
+            generated = {line.removeprefix("iptables ") for line in opts["networking.firewall.extraCommands"]
+                         .splitlines()}
+            assert {r for r in rules if " -s " in r} == generated
+        else:
+            generated = set(opts["networking.firewall.extraInputRules"].splitlines())
+            assert {r for r in rules if r.startswith("ip saddr")} == generated
+        tcp = set(opts.get("networking.firewall.allowedTCPPorts", []))
+        udp = set(opts.get("networking.firewall.allowedUDPPorts", []))
+        if opts.get("services.tailscale.openFirewall"):
+            udp.add(TAILSCALE_PORT)
+        port_rules = {c.id for c in of(e, "firewall_rule") if "dport" in c.id}
+        assert port_rules == {f"firewall_rule:tcp dport {p}" for p in tcp} | {f"firewall_rule:udp dport {p}" for p in udp}
+        ifaces = {c.id.split()[-1] for c in of(e, "firewall_rule") if c.id.split(":")[1].startswith(("iface", "iifname"))}
+        assert ifaces == set(opts.get("networking.firewall.trustedInterfaces", []))
+
+        # services follow the generated roles and services
+        roles = set(opts.get("services.kubernetes.roles", []))
+        assert ("kube-apiserver.service" in units) == ("master" in roles)
+        assert ("kubelet.service" in units) == bool(roles)
+        assert ("coredns.service" in units) == bool(opts.get("services.coredns.enable"))
+        assert ("nginx.service" in units) == bool(opts.get("services.nginx.enable"))
+        assert ("tailscaled.service" in units) == bool(opts.get("services.tailscale.enable"))
+        assert ("cfssl.service" in units) == ("master" in roles and opts["services.kubernetes.easyCerts"] is True)
+
+        # kernel modules: at least those the files load
+        assert set(opts.get("boot.kernelModules", [])) <= {c.spec["module"] for c in of(e, "kernel_module")}
+
+        # systemd properties are the generated values
+        props = {(c.spec["unit"], c.spec["property"]): c.spec["value"] for c in of(e, "systemd_property")}
+        limit = opts.get("systemd.services.containerd.serviceConfig", {}).get("LimitNOFILE")
+        assert props.get(("containerd.service", "LimitNOFILE")) == limit
+        arch = opts.get("systemd.services.etcd.environment", {}).get("ETCD_UNSUPPORTED_ARCH")
+        assert props.get(("etcd.service", "Environment")) == (None if arch is None else f"ETCD_UNSUPPORTED_ARCH={arch}")
+        root_dir = props.get(("kubelet.service", "ExecStart"))
+        assert (root_dir is not None) == ("--root-dir=" in opts.get("services.kubernetes.kubelet.extraOpts", ""))
+        if root_dir:
+            assert root_dir in opts["services.kubernetes.kubelet.extraOpts"]
+
+        # split DNS: every answer is the one the generated Corefile gives; ports are the Corefile's
+        for c in of(e, "dns"):
+            assert c.scope == "cluster" or c.spec["server"] == "127.0.0.1"  # a lone host only asks itself
+            if c.spec["name"].endswith(".svc.cluster.local"):
+                assert c.spec["answer"] == str(lab.cluster.service_cidr.network_address + 1)
+                continue
+            dns_host = next(h for h in lab.with_role(DnsServer) if c.spec["server"] in ("127.0.0.1", str(h.ip)))
+            corefile = merged_options(lab, dns_host.hostname)["services.coredns.config"]
+            assert f".:{c.spec['port']} {{" in corefile
+            ip = c.spec.get("answer") or c.spec.get("not_answer")
+            assert f"IN A {ip}\"" in corefile
+            zone_re = re.search(r'match "([^"]+)"', corefile).group(1)
+            assert bool(re.match(zone_re, c.spec["name"] + ".")) == ("answer" in c.spec)
+
+        # the proxy path is the generated nginx stream config
+        for c in of(e, "proxy"):
+            stream = opts["services.nginx.streamConfig"]
+            assert f"listen {c.spec['listen']};" in stream and f"server {c.spec['upstream']};" in stream
+
+
+def test_every_check_id_is_stable_and_scoped(seed):
+    lab, _ = seed
+    a = lab_expectations(lab)
+    b = lab_expectations(lab)
+    assert {n: e.to_json() for n, e in a.items()} == {n: e.to_json() for n, e in b.items()}
+    for e in a.values():
+        for c in e.checks:
+            assert c.id.startswith(c.kind + ":")
+
+
+def test_arm64_override_off_means_no_etcd_expectation():
+    lab = labkit.lab()
+    yomogi = lab.host("yomogi")
+    off = attrs.evolve(yomogi, roles=tuple(attrs.evolve(r, arm64_overrides=False) if isinstance(r, ControlPlane)
+                                           else r for r in yomogi.roles))
+    lab2 = labkit.evolve_host(lab, "yomogi", roles=off.roles)
+    assert not [c for c in host_expectations(lab2, lab2.host("yomogi")).checks if c.spec.get("unit") == "etcd.service"
+                and c.kind == "systemd_property"]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "homelab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_json_is_the_model(repo, seed):
+    lab, _ = seed
+    r = run_cli("expect", "hosts/yomogi", "--json", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == host_expectations(lab, lab.host("yomogi")).to_json()
+    r = run_cli("expect", "--json", "--scope", "host", cwd=repo)
+    data = json.loads(r.stdout)
+    assert sorted(data) == ["hanaakari", "tokiwa", "yomogi"]
+    assert all(c["scope"] == "host" for e in data.values() for c in e["checks"])
+
+
+def test_cli_text_and_bad_input(repo, lab_copy):
+    r = run_cli("expect", "hosts/hanaakari", cwd=repo)
+    assert r.returncode == 0 and "proxy:" in r.stdout and "80->31080  [cluster]" in r.stdout
+    r = run_cli("expect", "hosts/nosuch", cwd=repo)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (lab_copy / "hosts" / "tokiwa" / "host.py").write_text("from homelab import Host\nhost = Host(hostname='tokiwa')\n")
+    r = run_cli("expect", "--json", cwd=lab_copy)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "hosts/tokiwa" in r.stderr
