@@ -184,7 +184,7 @@
       ];
       testArgs = {
         inherit nodeModules;
-        expectations = expectationsFor testPkgs;
+        expectations = self.packages.${testSystem}.expectations;
         suite = ./vm-tests;
       };
     in
@@ -209,6 +209,8 @@
           {
             default = homelabFor (pkgsFor system);
             homelab = homelabFor (pkgsFor system);
+            # what the VM tests check, per host: `homelab expect --json` over hosts/
+            expectations = expectationsFor (pkgsFor system);
           }
           # a VM of each host for this machine: `nix build .#vm-yomogi` (what `homelab vm` boots)
           // listToAttrs (
