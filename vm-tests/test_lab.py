@@ -7,44 +7,51 @@ import pytest
 from homelab_vmtests import probes
 
 
+def fail(message: str) -> None:
+    """A check that does not hold: say what and why, without a Python traceback."""
+    pytest.fail(message, pytrace=False)
+
+
 @pytest.mark.homelab_kind("service")
 def test_service_active(host, check):
     unit = check["unit"]
     state = host.run(probes.service_command(unit)).stdout.strip() or "unknown (systemctl gave no answer)"
     if state != "active":
         status = host.run(probes.service_status_command(unit)).stdout.strip()
-        pytest.fail(f"{unit} is {state}, expected active — {check['why']}\n{status}", pytrace=False)
+        fail(f"{unit} is {state}, expected active — {check['why']}" + (f"\n{status}" if status else ""))
 
 
 @pytest.mark.homelab_kind("kernel_module")
 def test_kernel_module_loaded(host, check):
     state = host.run(probes.module_command(check["module"])).stdout.strip()
-    assert state == "loaded", f"kernel module {check['module']} is not loaded — {check['why']}"
+    if state != "loaded":
+        fail(f"kernel module {check['module']} is not loaded — {check['why']}")
 
 
 @pytest.mark.homelab_kind("listening")
 def test_port_listening(host, check):
     proto, port = check["proto"], check["port"]
     ports = probes.listening_ports(host.run(probes.listening_command(proto)).stdout, proto)
-    assert port in ports, (f"nothing listens on {proto.upper()} port {port} — {check['why']} "
-                           f"(listening: {sorted(ports) or 'none'})")
+    if port not in ports:
+        fail(f"nothing listens on {proto.upper()} port {port} — {check['why']} (listening: {sorted(ports) or 'none'})")
 
 
 @pytest.mark.homelab_kind("firewall_rule")
 def test_firewall_rule(host, check):
     r = host.run(check["list"])
-    assert r.rc == 0, f"`{check['list']}` failed (exit {r.rc}): is the {check['backend']} firewall loaded?"
-    assert probes.firewall_matches(r.stdout, check["rule"], check["match"]), (
-        f"no rule `{check['rule']}` — {check['why']}\n`{check['list']}` printed:\n{r.stdout}")
+    if r.rc != 0:
+        fail(f"`{check['list']}` failed (exit {r.rc}): is the {check['backend']} firewall loaded? — {check['why']}")
+    if not probes.firewall_matches(r.stdout, check["rule"], check["match"]):
+        fail(f"no rule `{check['rule']}` — {check['why']}\n`{check['list']}` printed:\n{r.stdout}")
 
 
 @pytest.mark.homelab_kind("systemd_property")
 def test_systemd_property(host, check):
     unit, prop, value = check["unit"], check["property"], check["value"]
     actual = host.run(probes.property_command(unit, prop)).stdout.strip()
-    assert probes.property_matches(actual, value, check["match"]), (
-        f"{unit} {prop} is {actual!r}; expected it to {check['match'].replace('equals', 'equal')} {value!r} "
-        f"— {check['why']}")
+    if not probes.property_matches(actual, value, check["match"]):
+        verb = {"equals": "be", "contains": "contain"}[check["match"]]
+        fail(f"{unit} {prop} is {actual!r}; expected it to {verb} {value!r} — {check['why']}")
 
 
 @pytest.mark.homelab_kind("dns")
@@ -52,12 +59,12 @@ def test_dns_answer(host, check):
     reply = probes.parse_dns_output(host.run(probes.dns_command(check["server"], check["port"], check["name"])).stdout)
     where = f"{check['name']} asked of {check['server']}:{check['port']}"
     if "answer" in check:
-        assert not reply.error, f"{where}: {reply.describe()} — {check['why']}"
-        assert check["answer"] in reply.answers, (
-            f"{where}: got {reply.describe()}, expected A {check['answer']} — {check['why']}")
-    else:
-        assert check["not_answer"] not in reply.answers, (
-            f"{where}: got {reply.describe()}, must not be {check['not_answer']} — {check['why']}")
+        if reply.error:
+            fail(f"{where}: {reply.describe()} — {check['why']}")
+        if check["answer"] not in reply.answers:
+            fail(f"{where}: got {reply.describe()}, expected A {check['answer']} — {check['why']}")
+    elif check["not_answer"] in reply.answers:
+        fail(f"{where}: got {reply.describe()}, must not be {check['not_answer']} — {check['why']}")
 
 
 @pytest.mark.homelab_kind("proxy")
@@ -69,5 +76,5 @@ def test_proxy_path(host, check):
     direct = probes.parse_exchange(host.run(probes.exchange_command("127.0.0.1", nodeport)).stdout)
     hint = ("the NodePort itself answers, so nginx does not pass bytes through" if direct.reply
             else "the NodePort does not answer either: is its Service (Traefik) deployed?")
-    pytest.fail(f"port {listen} -> {check['upstream']}: {via_proxy.describe()}; NodePort {nodeport} directly: "
-                f"{direct.describe()} ({hint}) — {check['why']}", pytrace=False)
+    fail(f"port {listen} -> {check['upstream']}: {via_proxy.describe()}; NodePort {nodeport} directly: "
+                f"{direct.describe()} ({hint}) — {check['why']}")
