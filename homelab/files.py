@@ -194,7 +194,7 @@ def _rename_order(rel: str) -> tuple[bool, str]:
 
 
 # what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") makes for a generated .nix file
-_TEMP = re.compile(r"^\..+\.nix\.[a-z0-9_]{8}\.tmp$")
+_TEMP = re.compile(r"^\..+\.nix\.[a-z0-9_]{8}\.tmp\Z")
 
 
 def stale_temps(root: Path) -> list[Path]:

@@ -18,9 +18,9 @@ from .errors import is_collecting, report
 
 # ---------------------------------------------------------------- validators
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$")  # no control characters, no lone surrogates
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
+_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]*\Z")  # no control characters, no lone surrogates
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
 NODEPORT_RANGE = range(30000, 32768)
 TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")

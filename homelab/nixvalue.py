@@ -16,7 +16,7 @@ from typing import Any
 
 from .model import Pkg, PkgCall, Priority
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*\Z")
 _KEYWORDS = {"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"}
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 

@@ -82,6 +82,7 @@ def scratch():
 @example(s='"; injected = true; x = "', t="''\n}; injected = true; x = ''")
 @example(s="a\\", t="$${x}\\${y}")
 @example(s="#", t="/*")
+@example(s="A\n", t="with")  # an identifier with a trailing newline was once written bare (`$` matched before it)
 def test_hostile_strings_stay_strings(nix, scratch, s, t):
     try:
         lab = hostile_lab(s, t)
