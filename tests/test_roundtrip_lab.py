@@ -26,12 +26,16 @@ from homelab import (
 )
 from homelab import render, verify
 from homelab.compile import compile_lab
-from homelab.validate import validate
+from homelab.validate import CONTROL_PLANE_PORTS, validate
 
 label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 text = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
 option_value = st.one_of(st.booleans(), st.integers(-1000, 10**6), text, st.lists(text, max_size=3),
                          st.dictionaries(label, text, max_size=3))
+
+
+# outside the NodePort range and the ports a control plane already uses (homelab.validate refuses those)
+api_port = st.integers(1024, 29999).filter(lambda p: p not in CONTROL_PLANE_PORTS)
 
 
 @st.composite
@@ -42,7 +46,7 @@ def labs(draw) -> Lab:
     cluster = Cluster(
         name=draw(label), domain=f"{draw(label)}.{draw(label)}", lan=str(lan),
         gateway=str(lan.network_address + 1), nameservers=[str(lan.network_address + 1)],
-        pod_cidr=pod, service_cidr=svc, api_name=f"api.{draw(label)}", api_port=draw(st.integers(1024, 65535)),
+        pod_cidr=pod, service_cidr=svc, api_name=f"api.{draw(label)}", api_port=draw(api_port),
         easy_certs=draw(st.booleans()), firewall=draw(st.sampled_from(["iptables", "nftables"])),
     )
     n = draw(st.integers(1, 5))
