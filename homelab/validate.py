@@ -429,6 +429,13 @@ def option_clashes(lab: Lab) -> list[Problem]:
 
     out: list[Problem] = []
     compiled = compile_lab(lab)
+    cache: dict[str, list[tuple[str, ...]]] = {}
+
+    def generated_paths(rel: str) -> list[tuple[str, ...]]:
+        if rel not in cache:
+            cache[rel] = [path for sec in compiled.files[rel].sections if not sec.user for path, _ in sec.defs]
+        return cache[rel]
+
     for h in lab.hosts:
         if not h.options:
             continue
@@ -442,12 +449,14 @@ def option_clashes(lab: Lab) -> list[Problem]:
                 continue
             for path, _ in sec.defs:
                 for up, key in user.items():
-                    n = min(len(up), len(path))
-                    if up[:n] == path[:n] and key not in clashed:
+                    if _related(up, path) and key not in clashed:
                         clashed.add(key)
                         out.append(Problem(w, f"options[{key!r}]", f"homelab sets {'.'.join(path)} itself in "
                                            f"{plan.entry}; change the host.py field that makes it instead"))
         if clashed:
+            continue
+        # merge (the costly part) only where a user path meets a path the host's modules set
+        if not any(_related(up, path) for rel in plan.modules for path in generated_paths(rel) for up in user):
             continue
         try:
             nested = [(rel, verify.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(h.hostname)]
@@ -463,3 +472,9 @@ def option_clashes(lab: Lab) -> list[Problem]:
                 out.append(Problem(w, f"options[{key!r}]", f"{text.split(':', 1)[1].strip()}; wrap the value in "
                                    "force(...) to override homelab's definition"))
     return out
+
+
+def _related(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One option path equals the other or lies inside it."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
