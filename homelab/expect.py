@@ -52,7 +52,8 @@ NIXPKGS_FACTS: dict[str, str] = {
              "kube-scheduler, kube-addon-manager, kubelet, kube-proxy, flannel, certmgr + cfssl with easyCerts "
              f"({K8S}*.nix, pki.nix), containerd (virtualisation/containerd.nix), coredns "
              "(services/networking/coredns.nix), nginx, tailscaled, sshd, firewall "
-             "(services/networking/firewall.nix)",
+             "(services/networking/firewall-iptables.nix; with nftables the rules are a table of "
+             "nftables.service, firewall-nftables.nix)",
     "kubelet-modules": f"{K8S}kubelet.nix: boot.kernelModules = [ \"br_netfilter\" \"overlay\" ]",
     "kubelet-port": f"{K8S}kubelet.nix: services.kubernetes.kubelet.port default 10250",
     "cfssl-port": "nixos/modules/services/security/cfssl.nix: port default 8888 (the easyCerts CA on the master)",
@@ -198,7 +199,10 @@ def host_expectations(lab: Lab, host: Host) -> HostExpectations:
     k8s = host.has(ControlPlane) or host.has(Worker)
     cp_host = lab.control_plane
 
-    acc.service("firewall.service", "host", "networking.firewall.enable (every host)")
+    if cluster.firewall == "nftables":  # the nftables firewall is a table loaded by nftables.service
+        acc.service("nftables.service", "host", "networking.firewall.enable with nftables (every host)")
+    else:
+        acc.service("firewall.service", "host", "networking.firewall.enable (every host)")
     if host.options.get("services.openssh.enable") is True:
         acc.service("sshd.service", "host", "services.openssh.enable in host.py")
         acc.port("tcp", 22, "host", "sshd")

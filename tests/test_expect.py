@@ -241,6 +241,8 @@ def test_expectations_agree_with_the_generated_options(lab):
         assert ("coredns.service" in units) == bool(opts.get("services.coredns.enable"))
         assert ("nginx.service" in units) == bool(opts.get("services.nginx.enable"))
         assert ("tailscaled.service" in units) == bool(opts.get("services.tailscale.enable"))
+        assert ("nftables.service" in units) == bool(opts.get("networking.nftables.enable"))
+        assert ("firewall.service" in units) == (not opts.get("networking.nftables.enable"))
         assert ("cfssl.service" in units) == ("master" in roles and opts["services.kubernetes.easyCerts"] is True)
 
         # kernel modules: at least those the files load
