@@ -9,14 +9,15 @@ homelab generates.  Each problem names where (``hosts/<name>`` or
 ``cluster``), the field, and the reason; warnings are risky choices that
 still build.
 
-Facts from nixpkgs (nixos-25.05) relied on here:
+Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 
 * ``nixos/modules/services/cluster/kubernetes/addons/dns.nix``: the DNS addon's
   ``clusterIp`` defaults to the first three octets of
   ``apiserver.serviceClusterIpRange`` followed by ``.254``.
 * ``nixos/modules/config/networking.nix``: ``networking.hosts`` maps
-  ``127.0.0.2`` to the host's own ``hostName``, and ``/etc/hosts`` lists those
-  entries before ``networking.extraHosts`` (where homelab puts the API name).
+  ``127.0.0.2`` to the host's own ``hostName``, and ``networking.hostFiles``
+  puts those entries before ``networking.extraHosts`` (where homelab puts the
+  API name) in ``/etc/hosts``; ``host.conf`` has ``multi on``.
 * kube-apiserver refuses a ``--service-cluster-ip-range`` wider than /12; the
   controller manager gives each node a /24 of the pod range
   (``--node-cidr-mask-size`` default 24).
@@ -268,12 +269,14 @@ def validate(lab: Lab) -> list[Problem]:
                 f"({workers}) would have no way to reach the API")
         for h in nodes:
             if h is not cp and h.hostname == c.api_name:
-                err(_where(lab, h.hostname), "hostname", f"{h.hostname!r} is also the cluster's api_name: NixOS maps "
-                    "a host's own name to 127.0.0.2 before extraHosts, so this worker would look for the API on "
-                    "itself; rename the host or api_name")
+                warn(_where(lab, h.hostname), "hostname", f"{h.hostname!r} is also the cluster's api_name: NixOS maps "
+                     "a host's own name to 127.0.0.2 ahead of extraHosts, so on this worker the API name resolves "
+                     "to itself first and reaches the control plane only after a refused connection; rename the "
+                     "host or api_name")
         if c.api_port in NODEPORT_RANGE:
-            err("cluster", "api_port", f"{c.api_port} lies in the NodePort range 30000-32767, where kube-proxy "
-                "redirects traffic to services; workers could not reach the API")
+            err("cluster", "api_port", f"{c.api_port} lies in the NodePort range 30000-32767: a Service given that "
+                "NodePort would take the API's traffic on every node (kube-proxy redirects it), and workers could "
+                "no longer reach the API")
         taken = dict(CONTROL_PLANE_PORTS)
         ing, dns = cp.role(IngressProxy), cp.role(DnsServer)
         if ing is not None:

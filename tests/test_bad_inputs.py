@@ -96,15 +96,13 @@ ERRORS = [
     case("api-port-a-string", C, "api_port=6443", 'api_port="6443"',
          ("cluster", "api_port", "'6443' is not a TCP/UDP port (1-65535)")),
     case("api-port-in-nodeport-range", C, "api_port=6443", "api_port=30443",
-         ("cluster", "api_port", "30443 lies in the NodePort range 30000-32767")),
+         ("cluster", "api_port", "30443 lies in the NodePort range 30000-32767: a Service given that NodePort "
+          "would take the API's traffic")),
     case("api-port-taken-by-etcd", C, "api_port=6443", "api_port=2379",
          ("cluster", "api_port", "2379 is taken on the control plane yomogi by etcd")),
     case("api-name-foreign-ip", C, 'api_name="api.kube"', 'api_name="10.9.9.9"',
          ("cluster", "api_name", "10.9.9.9 is not the control plane's address 192.168.10.10; the workers "
           "(hosts/hanaakari, hosts/tokiwa) would have no way to reach the API")),
-    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
-         ("hosts/tokiwa", "hostname", "'tokiwa' is also the cluster's api_name: NixOS maps a host's own name to "
-          "127.0.0.2")),
     case("api-name-invalid", C, 'api_name="api.kube"', 'api_name="api_kube"',
          ("cluster", "api_name", "'api_kube' is not a valid DNS name")),
     case("domain-invalid", C, 'domain="home.example.com"', 'domain="home..example.com"',
@@ -350,6 +348,9 @@ WARNINGS = [
     case("pod-range-too-broad", C, 'pod_cidr="10.1.0.0/16"', 'pod_cidr="10.128.0.0/9"',
          ("cluster", "pod_cidr", "warning: 10.128.0.0/9 is trusted by every host's firewall and is broader than "
           "the lab needs")),
+    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
+         ("hosts/tokiwa", "hostname", "warning: 'tokiwa' is also the cluster's api_name: NixOS maps a host's own "
+          "name to 127.0.0.2 ahead of extraHosts")),
     case("api-name-in-zone", C, 'api_name="api.kube"', 'api_name="api.home.example.com"',
          ("cluster", "api_name", "warning: api.home.example.com lies in the split-DNS zone home.example.com")),
     case("tailscale-address-without-role", T, "roles=[Worker(), CephStorage(), Tailscale()]",
