@@ -17,7 +17,7 @@ import attrs
 
 from .errors import LabError, Problem, collecting, located
 from .model import ROLE_TYPES, Cluster, CorednsImage, Host, Lab, RaspberryPi4, SystemdBoot
-from .validate import validate
+from .validate import validate, validate_cluster
 
 _MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
@@ -109,6 +109,8 @@ def load(root: Path) -> tuple[Lab | None, list[Problem]]:
     if not list((root / "hosts").glob("*/host.py")) and cluster_py.is_file():
         problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
     if cluster is None or any(p.severity == "error" for p in problems):
+        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
+            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
         return None, problems
     lab = Lab(cluster, hosts, sources)
     return lab, problems + validate(lab)

@@ -35,6 +35,7 @@ from .model import (
     NODEPORT_RANGE,
     TAILSCALE_RANGE,
     CephStorage,
+    Cluster,
     ControlPlane,
     DnsServer,
     IngressProxy,
@@ -190,19 +191,19 @@ def _where(lab: Lab, hostname: str) -> str:
 # ---------------------------------------------------------------- the rules
 
 
-def validate(lab: Lab) -> list[Problem]:
-    """Problems (errors and warnings) of the lab as a whole."""
+def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = False) -> list[Problem]:
+    """Problems of hosts/cluster.py on its own (``nodes``: how many Kubernetes nodes, when known).
+
+    The loader runs this even when some host.py fails, so a broken host file does
+    not hide the cluster's own problems.
+    """
     out: list[Problem] = []
-    c = lab.cluster
 
     def err(where: str, field: str, reason: str) -> None:
         out.append(Problem(where, field, reason))
 
     def warn(where: str, field: str, reason: str) -> None:
         out.append(Problem(where, field, reason, "warning"))
-
-    nodes = [h for h in lab.hosts if h.has(ControlPlane) or h.has(Worker)]
-    cps = lab.with_role(ControlPlane)
 
     # ---- cluster ranges
     if c.gateway not in c.lan:
@@ -218,16 +219,16 @@ def validate(lab: Lab) -> list[Problem]:
     if c.pod_cidr.prefixlen > NODE_POD_PREFIX:
         err("cluster", "pod_cidr", f"{c.pod_cidr} is smaller than the /{NODE_POD_PREFIX} the controller manager "
             "gives each node; use a /16 or so")
-    elif 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen) < len(nodes):
+    elif nodes is not None and 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen) < nodes:
         room = 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen)
         err("cluster", "pod_cidr", f"{c.pod_cidr} has room for {room} node subnet{'s' if room != 1 else ''} "
-            f"(/{NODE_POD_PREFIX} each) and the lab has {len(nodes)} Kubernetes nodes")
+            f"(/{NODE_POD_PREFIX} each) and the lab has {nodes} Kubernetes nodes")
     elif c.pod_cidr.prefixlen < 16:
         warn("cluster", "pod_cidr", f"{c.pod_cidr} is trusted by every host's firewall and is broader than the "
              "lab needs (a /16 has room for 256 nodes)")
     if 32 - c.service_cidr.prefixlen > MAX_SERVICE_HOST_BITS:
         err("cluster", "service_cidr", f"{c.service_cidr} is too large; kube-apiserver accepts /12 or narrower")
-    if any(cp.role(ControlPlane).dns_addon for cp in cps):
+    if dns_addon:
         dns_ip = ipaddress.IPv4Address(".".join(str(c.service_cidr.network_address).split(".")[:3]) + ".254")
         if dns_ip not in c.service_cidr:
             err("cluster", "service_cidr", f"the DNS addon's address {dns_ip} (nixpkgs takes the range's first "
@@ -254,6 +255,24 @@ def validate(lab: Lab) -> list[Problem]:
     if c.easy_certs and c.production:
         warn("cluster", "easy_certs", "easyCerts is not meant for a production cluster (nixpkgs says so, and "
              "so does the seed article)")
+    return out
+
+
+def validate(lab: Lab) -> list[Problem]:
+    """Problems (errors and warnings) of the lab as a whole."""
+    out: list[Problem] = []
+    c = lab.cluster
+
+    def err(where: str, field: str, reason: str) -> None:
+        out.append(Problem(where, field, reason))
+
+    def warn(where: str, field: str, reason: str) -> None:
+        out.append(Problem(where, field, reason, "warning"))
+
+    nodes = [h for h in lab.hosts if h.has(ControlPlane) or h.has(Worker)]
+    cps = lab.with_role(ControlPlane)
+
+    out += validate_cluster(c, len(nodes), any(cp.role(ControlPlane).dns_addon for cp in cps))
 
     # ---- the API address: every node must reach the control plane by api_name:api_port
     if len(cps) == 1:
