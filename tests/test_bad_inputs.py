@@ -501,3 +501,14 @@ def test_every_problem_names_where_field_and_reason():
     for p in problems:
         assert p.where == "cluster" or p.where.startswith("hosts/"), p
         assert p.field and p.reason, p
+
+
+def test_hand_written_import_that_does_not_parse(lab_copy: Path, nix):
+    """Only a build reads hand-written Nix (through real nix): exit 2, the host and file named, nothing written."""
+    apply_edits(lab_copy, [("hosts/tokiwa/hardware-configuration.nix", None, "{ config, ... }: { boot.x = ; }\n")])
+    before = snapshot(lab_copy)
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 2, out + err
+    assert "Traceback" not in out + err
+    assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
+    assert snapshot(lab_copy) == before
