@@ -162,6 +162,10 @@ def ssh_config_text(plan: VmPlan) -> str:
             "  LogLevel ERROR",
             "  ConnectTimeout 5",
             "  BatchMode yes",
+            # one SSH connection per VM for all the suite's commands
+            "  ControlMaster auto",
+            "  ControlPersist 60",
+            "  ControlPath /tmp/homelab-vm-%C",
         ]))
     return "\n\n".join(blocks) + "\n"
 

@@ -509,6 +509,82 @@ def test_suite_unchanged_through_testinfra_local_backend_with_xdist(lab2, driver
     assert "yomogi via local:" in r.stdout
 
 
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+
+
+def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
+    """Target (c), a deployed lab: `pytest vm-tests --hosts=ssh://yomogi,ssh://hanaakari -n 2`, for real.
+
+    sshd runs in both namespaces; pytest runs on hanaakari's side and reaches yomogi over the LAN
+    through yomogi's firewall (its SSH port opened as services.openssh.openFirewall would).
+    """
+    if SSHD is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("needs OpenSSH's sshd, ssh and ssh-keygen (Debian: openssh-server, openssh-client)")
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hostkey")], check=True)
+    shutil.copy(f"{key}.pub", tmp_path / "authorized_keys")
+    where = {"yomogi": (str(lab2.lab.host("yomogi").ip), 22), "hanaakari": ("127.0.0.1", 2201)}
+    privsep = Path("/run/sshd")
+    made_privsep = not privsep.exists()
+    privsep.mkdir(mode=0o755, exist_ok=True)
+    procs = []
+    rule = ["-p", "tcp", "--dport", "22", "-j", "nixos-fw-accept"]
+    lab2.sh("yomogi", "iptables", "-w", "-I", "nixos-fw", "1", *rule)
+    try:
+        for host, (_, port) in where.items():
+            conf = tmp_path / f"sshd-{host}.conf"
+            conf.write_text(textwrap.dedent(f"""\
+                Port {port}
+                ListenAddress 0.0.0.0
+                HostKey {tmp_path / 'hostkey'}
+                PidFile {tmp_path / f'sshd-{host}.pid'}
+                AuthorizedKeysFile {tmp_path / 'authorized_keys'}
+                PermitRootLogin prohibit-password
+                PasswordAuthentication no
+                KbdInteractiveAuthentication no
+                UsePAM no
+                StrictModes no
+                """))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", lab2.ns[host], SSHD, "-D", "-e", "-f", str(conf)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
+        deadline = time.monotonic() + 10
+        for host, (_, port) in where.items():
+            while port not in probes.listening_ports(lab2.sh(host, "cat", "/proc/net/tcp").stdout, "tcp"):
+                assert time.monotonic() < deadline, f"sshd in {host} did not start"
+                time.sleep(0.1)
+        cfg = tmp_path / "ssh_config"
+        cfg.write_text("".join(f"Host {h}\n  HostName {a}\n  Port {p}\n" for h, (a, p) in where.items())
+                       + f"Host *\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                       "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+                       "  BatchMode yes\n  ConnectTimeout 5\n"
+                       # one connection per host for all the checks (the path must stay short for a socket)
+                       f"  ControlMaster auto\n  ControlPersist 30\n  ControlPath /tmp/hlti{os.getpid()}-%C\n")
+        junit = tmp_path / "ssh.xml"
+        r = pytest_run("--hosts=ssh://yomogi,ssh://hanaakari", f"--ssh-config={cfg}",
+                       f"--expectations={lab2.expectations}", "-n", "2", "--dist=loadgroup", f"--junitxml={junit}",
+                       prefix=("ip", "netns", "exec", lab2.ns["hanaakari"]), timeout=600)
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "2 workers" in r.stdout
+        want = expected_verdicts(lab2, "cluster", ("yomogi", "hanaakari"))
+        want[("yomogi", "listening:tcp/22")] = "passed"  # sshd answers there now
+        assert junit_verdicts(junit) == want
+        assert "yomogi via ssh://yomogi:" in r.stdout and "hanaakari via ssh://hanaakari:" in r.stdout
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, 15)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=10)
+            p.stderr.close()
+        lab2.sh("yomogi", "iptables", "-w", "-D", "nixos-fw", *rule, check=False)
+        for sock in Path("/tmp").glob(f"hlti{os.getpid()}-*"):  # control sockets of ssh masters now gone
+            sock.unlink(missing_ok=True)
+        if made_privsep:
+            privsep.rmdir()
+
+
 # ---------------------------------------------------------------- homelab vm
 
 
