@@ -227,6 +227,19 @@ def _stop(h: HostPlan, proc: subprocess.Popen) -> None:
             continue
 
 
+def untracked_entries(root: Path, names: list[str]) -> list[str]:
+    """Generated entries a git flake would not see (flakes in a git checkout only see tracked files)."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return []
+    out = []
+    for n in names:
+        rel = f"hosts/{n}/default.nix"
+        r = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", rel], capture_output=True)
+        if r.returncode != 0:
+            out.append(rel)
+    return out
+
+
 def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
     from .expect import lab_expectations
 
@@ -337,6 +350,8 @@ def cmd_vm(args) -> int:
                      nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
                      junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
     kvm = None if args.allow_tcg else kvm_problem()
+    for rel in untracked_entries(root, names):
+        _say(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
     if args.dry_run:
         print(f"# homelab vm: {', '.join(names)} on {local_system()}; work in {plan.workdir}")
         if kvm:
