@@ -11,8 +11,9 @@ own interface names and addresses:
 
 The suite runs against them (a) through the NixOS-driver backend, with a machine object that
 executes in the namespace exactly like the test driver's (``set -euo pipefail``, stdout only),
-and (b) unchanged through testinfra's own ``local://`` backend inside the namespace, with
-pytest-xdist and --junitxml.  Both must report the same verdicts, and each verdict is asserted:
+(b) unchanged through testinfra's own ``local://`` backend inside the namespace, with
+pytest-xdist and --junitxml, and (c) over real SSH to sshd in both namespaces, two hosts in
+parallel, as against a deployed lab.  All must report the same verdicts, and each is asserted:
 what was set up holds, what was broken fails.  Services, kernel modules and systemd properties
 belong to this machine's kernel and systemd, so their verdicts are compared with what this
 machine has.  Everything stays inside namespaces the test creates; every process is ended and
