@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import struct
@@ -584,6 +585,76 @@ def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
             sock.unlink(missing_ok=True)
         if made_privsep:
             privsep.rmdir()
+
+
+class RecordingMachine:
+    """Answers like a booted lab host would, and records what the cluster steps ask (no VM here)."""
+
+    def __init__(self, name: str, log: list, answers: dict[str, str]):
+        self.name, self.log, self.answers = name, log, answers
+
+    def _record(self, verb: str, what: str) -> None:
+        self.log.append((self.name, verb, what))
+
+    def wait_for_unit(self, unit, timeout=900):
+        self._record("unit", unit)
+
+    def succeed(self, cmd, timeout=None):
+        self._record("succeed", cmd)
+        return "the-token\n" if cmd.startswith("cat ") else ""
+
+    def wait_until_succeeds(self, cmd, timeout=900):
+        self._record("wait", cmd)
+        return ""
+
+    def execute(self, cmd, check_return=True, check_output=True, timeout=900):
+        self._record("execute", cmd)
+        server = re.search(r"/dev/tcp/([0-9.]+)/", cmd).group(1)
+        q = probes.dns_query("x")
+        return 0, " ".join(str(b) for b in dns_reply(q, [self.answers[server]]))
+
+
+def test_cluster_steps_follow_the_lab(expectations, tmp_path):
+    from homelab_vmtests import cluster
+
+    path = tmp_path / "expectations.json"
+    path.write_text(json.dumps(expectations))
+    log: list = []
+    answers = {"192.168.10.10": "100.64.0.12", "10.0.0.254": "10.0.0.1"}
+    machines = {n: RecordingMachine(n, log, answers) for n in ("hanaakari", "tokiwa", "yomogi")}
+    steps: list[str] = []
+
+    class Step:
+        def __init__(self, name):
+            steps.append(name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    cluster.run(machines, str(path), subtest=Step, echo_text="hello-echo", suite=False)
+    assert steps[0].startswith("control plane") and steps[-1].startswith("nginx -> NodePort")
+    assert log[0] == ("yomogi", "unit", "kube-apiserver.service")
+    joins = [(n, c) for n, v, c in log if "nixos-kubernetes-node-join" in c]
+    assert joins == [("hanaakari", "echo the-token | nixos-kubernetes-node-join"),
+                     ("tokiwa", "echo the-token | nixos-kubernetes-node-join")]
+    ready = [c for n, v, c in log if "kubectl get node " in c]
+    assert ready == [f"kubectl get node {n} --no-headers | grep -w Ready" for n in ("yomogi", "hanaakari", "tokiwa")]
+    apply = next(c for n, v, c in log if "kubectl apply" in c)
+    manifest = json.loads(shlex.split(apply)[1])
+    assert sorted(p["nodePort"] for p in manifest["items"][1]["spec"]["ports"]) == [31080, 31443]
+    assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup kubernetes.default.svc.cluster.local | "
+            "grep -F '10.0.0.1'") in log
+    assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup probe.home.example.com 192.168.10.10 | "
+            "grep -F '100.64.0.12'") in log
+    asked = {(n, re.search(r"/dev/tcp/([0-9.]+)/", c).group(1)) for n, v, c in log if v == "execute"}
+    assert asked == {(n, s) for n in ("hanaakari", "tokiwa") for s in answers} | {("yomogi", "10.0.0.254")}
+    curls = [(n, c) for n, v, c in log if c.startswith("curl")]
+    assert ("hanaakari", "curl -sf --max-time 5 http://127.0.0.1:80/ | grep -F hello-echo") in curls
+    assert ("hanaakari", "curl -sf --max-time 5 http://127.0.0.1:443/ | grep -F hello-echo") in curls
+    assert any(n != "hanaakari" and "http://192.168.10.12:80/" in c for n, c in curls)
 
 
 # ---------------------------------------------------------------- homelab vm
