@@ -192,10 +192,13 @@ def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout:
             tail = Path(h.console).read_text(errors="replace")[-2000:] if Path(h.console).exists() else ""
             raise RuntimeError(f"[{h.name}] the VM exited (code {proc.returncode}) before SSH answered; "
                                f"console ({h.console}) ends:\n{tail}")
-        r = subprocess.run(["ssh", "-F", ssh_config, h.name, "true"], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-        if r.returncode == 0:
-            return time.monotonic() - t0
+        try:
+            r = subprocess.run(["ssh", "-F", ssh_config, h.name, "true"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            if r.returncode == 0:
+                return time.monotonic() - t0
+        except subprocess.TimeoutExpired:
+            pass
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"[{h.name}] no SSH after {timeout:.0f} s; console log: {h.console}")
         if time.monotonic() - last >= 15:
@@ -208,8 +211,11 @@ def _stop(h: HostPlan, proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     _say(h.poweroff.what)
-    subprocess.run(list(h.poweroff.argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=30, check=False)
+    try:
+        subprocess.run(list(h.poweroff.argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pass
     try:
         proc.wait(timeout=60)
         return
