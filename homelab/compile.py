@@ -31,6 +31,7 @@ from .model import (
     SystemdBoot,
     Tailscale,
     Worker,
+    option_path,
 )
 
 Path = tuple[str, ...]
@@ -79,8 +80,9 @@ class Compiled:
         return [plan.entry, *plan.modules]
 
 
-def section(comment: str, *defs: tuple[str, Any], user: bool = False) -> Section:
-    return Section(comment, tuple((opt(p), v) for p, v in defs), user)
+def section(comment: str, *defs: tuple[str | Path, Any], user: bool = False) -> Section:
+    """Definitions by dotted path ("services.x.enable") or, where a name may hold a dot, by tuple."""
+    return Section(comment, tuple((p if isinstance(p, tuple) else opt(p), v) for p, v in defs), user)
 
 
 # ---------------------------------------------------------------- roles
@@ -258,7 +260,7 @@ def host_sections(host: Host, cluster: Cluster) -> list[Section]:
         section(
             f"LAN {cluster.lan}",
             ("networking.useDHCP", False),
-            (f"networking.interfaces.{host.interface}.ipv4.addresses",
+            (("networking", "interfaces", host.interface, "ipv4", "addresses"),  # "eth0.10" is one name
              [{"address": str(host.ip), "prefixLength": prefix}]),
             ("networking.defaultGateway", {"address": str(cluster.gateway), "interface": host.interface}),
             ("networking.nameservers", [str(a) for a in cluster.nameservers]),
@@ -285,7 +287,7 @@ def host_sections(host: Host, cluster: Cluster) -> list[Section]:
     if host.options:
         out.append(Section(
             "Raw options from host.py.",
-            tuple((opt(k), v) for k, v in sorted(host.options.items())),
+            tuple((option_path(k), v) for k, v in sorted(host.options.items())),
             user=True,
         ))
     return out

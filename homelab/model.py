@@ -132,6 +132,17 @@ def instance_of(kind: type | tuple[type, ...], what: str):
     return _check(lambda v: isinstance(v, kind), lambda v: f"{v!r} is not {what}")
 
 
+# An option path as a user writes it: dotted names, a name with a dot in double quotes.
+_SEGMENT = r'(?:[^."\s\\]+|"(?:[^"\\\x00-\x1f]|\\["\\])*")'
+_OPTION_PATH = re.compile(rf"[A-Za-z_][A-Za-z0-9_'-]*(?:\.{_SEGMENT})*\Z")
+
+
+def option_path(dotted: str) -> tuple[str, ...]:
+    """'environment.etc."a.conf".text' -> ('environment', 'etc', 'a.conf', 'text')."""
+    parts = re.findall(_SEGMENT, dotted)
+    return tuple(re.sub(r'\\(["\\])', r"\1", p[1:-1]) if p.startswith('"') else p for p in parts)
+
+
 # ---------------------------------------------------------------- converters
 # Converters turn friendly input ("192.168.10.0/24") into typed values.  When
 # the input is unusable they report it; while collecting, the raw value is kept
@@ -535,8 +546,9 @@ class Host:
     @options.validator
     def _options(self, attribute, value):
         for path in value if isinstance(value, dict) else ():
-            if not isinstance(path, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[^.\s]+)*", path):
-                report(attribute.name, f"{path!r} is not a dotted option path such as 'services.openssh.enable'")
+            if not isinstance(path, str) or not _OPTION_PATH.fullmatch(path):
+                report(attribute.name, f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
+                       "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
 
     def has(self, role_type: type) -> bool:
         return any(isinstance(r, role_type) for r in self.roles)

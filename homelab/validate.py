@@ -115,7 +115,7 @@ def _strings(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...
 
 def _secret_problems(option: str, value: Any) -> list[str]:
     out: list[str] = []
-    for path, name, leaf in _strings(value, tuple(option.split("."))):
+    for path, name, leaf in _strings(value, model.option_path(option)):
         dotted = ".".join(path)
         kind = secret_kind(leaf)
         if kind:
@@ -463,7 +463,7 @@ def option_clashes(lab: Lab) -> list[Problem]:
             continue
         w = _where(lab, h.hostname)
         plan = compiled.hosts[h.hostname]
-        user = {tuple(k.split(".")): k for k in h.options}
+        user = {model.option_path(k): k for k in h.options}
         entry = compiled.files[plan.entry]
         clashed: set[str] = set()
         for sec in entry.sections:

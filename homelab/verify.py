@@ -29,6 +29,7 @@ from . import contract
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile, Path as OptPath
 from .model import Pkg, PkgCall, Priority
+from .nixvalue import attr_path
 from .errors import LabError, Problem
 from .pynix_eval import Nix, NixEvalError, nix_string
 
@@ -156,9 +157,9 @@ def merge_host(files: list[tuple[str, dict]]) -> tuple[dict[str, Any], list[str]
     problems: list[str] = []
     for path in sorted(defs):
         try:
-            merged[".".join(path)] = t.merge_definitions(option_type(path), defs[path])
+            merged[attr_path(path)] = t.merge_definitions(option_type(path), defs[path])
         except t.MergeConflict as e:
-            problems.append(f"{'.'.join(path)}: {e} (defined in {', '.join(where[path])})")
+            problems.append(f"{attr_path(path)}: {e} (defined in {', '.join(where[path])})")
     return merged, problems
 
 

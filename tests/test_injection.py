@@ -42,10 +42,14 @@ _chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"
 hostile = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(_chars, max_size=4)), max_size=8).map("".join)
 
 
+def segment_name(s: str) -> str:
+    """``s`` without the control characters an option path may not hold (dots and quotes stay)."""
+    return "".join(ch for ch in s if ch >= " " and ch != "\x7f")
+
+
 def path_segment(s: str) -> str:
-    """``s`` made usable as one segment of a dotted option path (no '.', no whitespace, not empty)."""
-    seg = "".join(ch for ch in s if ch != "." and not ch.isspace())
-    return seg or "x"
+    """``s`` as one quoted segment of a dotted option path: 'services.y."<s>"' names the attribute s."""
+    return '"' + segment_name(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def file_path(s: str) -> str:
@@ -107,7 +111,7 @@ def test_hostile_strings_stay_strings(nix, scratch, s, t):
     options = lab.host("tokiwa").options
     x = evaluated["hosts/tokiwa/default.nix"]["defs"]["services"]["x"]
     assert x == {k.split(".")[2]: v for k, v in options.items() if k.startswith("services.x.")}
-    assert evaluated["hosts/tokiwa/default.nix"]["defs"]["services"]["y"] == {path_segment(s): t}
+    assert evaluated["hosts/tokiwa/default.nix"]["defs"]["services"]["y"] == {segment_name(s): t}
     ts = next(v for rel, v in evaluated.items() if rel.startswith("modules/network/tailscale"))
     assert ts["defs"]["services"]["tailscale"]["authKeyFile"] == file_path(t)
     ceph = next(v for rel, v in evaluated.items() if rel.startswith("modules/k8s/ceph"))

@@ -159,3 +159,29 @@ def test_coredns_pin_can_be_turned_off_or_set_on_any_system():
     assert "modules/k8s/arm64.nix" not in files
     defs = dict(files["modules/k8s/master.nix"].definitions())
     assert defs[opt("services.kubernetes.addons.dns.corednsImage")].args["finalImageTag"] == "1.12.2"
+
+
+def test_an_option_name_with_a_dot_is_written_quoted_and_read_back(nix, tmp_path):
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={
+        'environment.etc."k3s/registries.yaml".text': "mirrors: {}\n",
+        'environment.etc."q\\"uote".text': "x",
+    })
+    compiled = compile_lab(lab)
+    write_lab(tmp_path, compiled)
+    text = (tmp_path / "hosts/tokiwa/default.nix").read_text()
+    assert 'environment.etc."k3s/registries.yaml".text = ' in text
+    report = verify.verify(tmp_path, compiled, nix)
+    assert report.problems == []
+    # show's keys are Nix attribute paths: a name with a dot stays quoted
+    assert report.options["tokiwa"]['environment.etc."k3s/registries.yaml".text'] == "mirrors: {}\n"
+    assert report.options["tokiwa"]['environment.etc."q\\"uote".text'] == "x"
+
+
+def test_an_interface_name_with_a_dot_is_one_attribute(nix, tmp_path):
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", interface="enp1s0.10")
+    compiled = compile_lab(lab)
+    write_lab(tmp_path, compiled)
+    report = verify.verify(tmp_path, compiled, nix)
+    assert report.problems == []
+    assert report.options["tokiwa"]['networking.interfaces."enp1s0.10".ipv4.addresses'] == [
+        {"address": "192.168.10.11", "prefixLength": 24}]
