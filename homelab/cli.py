@@ -56,8 +56,8 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
     return (lab_root or Path.cwd()), (names or None)
 
 
-def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str, str], list[Problem]]:
-    """Load, validate, compile, precheck and render: everything before a byte is written."""
+def load_selected(root: Path, only: list[str] | None) -> tuple[Lab, list[Problem]]:
+    """The validated lab and its warnings; LabError if a named host has no host.py."""
     lab, warnings = load_or_raise(root)
     if only:
         known = {h.hostname for h in lab.hosts}
@@ -65,6 +65,12 @@ def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str
         if missing:
             raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
                             for n in missing])
+    return lab, warnings
+
+
+def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str, str], list[Problem]]:
+    """Load, validate, compile, precheck and render: everything before a byte is written."""
+    lab, warnings = load_selected(root, only)
     compiled = compile_lab(lab)
     pre = verify.precheck(compiled)
     if pre:

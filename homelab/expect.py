@@ -341,19 +341,10 @@ def _text(e: HostExpectations, scope: str | None) -> str:
 
 
 def cmd_expect(args) -> int:
-    from .cli import resolve_targets
-    from .load import load_or_raise
+    from .cli import load_selected, resolve_targets
 
     root, only = resolve_targets(args.hosts, args.root)
-    lab, _ = load_or_raise(root)
-    if only:
-        from .errors import LabError, Problem
-
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in only if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
+    lab, _ = load_selected(root, only)
     names = only or [h.hostname for h in lab.hosts]
     out = {n: host_expectations(lab, lab.host(n)) for n in names}
     if args.scope:
