@@ -248,8 +248,22 @@ print("ready", flush=True)
 while True:
     c, _ = s.accept()
     with c:
-        c.recv(4096)
-        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nnodeport backend\n")
+        c.settimeout(5)
+        data = b""
+        try:
+            # read the whole request first: closing with unread bytes sends a RST, and nginx may then
+            # drop the reply before passing it on (seen under load)
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nnodeport backend\n")
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
 '''
 
 DRIVER_RUN = r'''
