@@ -561,6 +561,8 @@ def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
                 KbdInteractiveAuthentication no
                 UsePAM no
                 StrictModes no
+                ClientAliveInterval 5
+                ClientAliveCountMax 2
                 """))
             procs.append(subprocess.Popen(["ip", "netns", "exec", lab2.ns[host], SSHD, "-D", "-e", "-f", str(conf)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
@@ -588,6 +590,9 @@ def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
         assert "yomogi via ssh://yomogi:" in r.stdout and "hanaakari via ssh://hanaakari:" in r.stdout
     finally:
         for p in procs:
+            # each connection has its own sshd process in a session of its own: end those first (the
+            # listener's process group does not include them), then the listener
+            subprocess.run(["pkill", "-TERM", "-P", str(p.pid)], capture_output=True)
             try:
                 os.killpg(p.pid, 15)
             except ProcessLookupError:
