@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 something is out of date (``build --check``); 2 the lab
 description (or a file in the way) is wrong, nothing was written; 3 nix said
-the generated files are wrong (a bug in homelab: please report it).
+the generated files are wrong (a bug in homelab: please report it); 4 the
+command needs nix and none is installed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .load import load, load_or_raise
 from .model import Lab
 from .pynix_eval import Nix, NixError, NixNotFound
 
-EXIT_OK, EXIT_CHANGED, EXIT_BAD_INPUT, EXIT_VERIFY = 0, 1, 2, 3
+EXIT_OK, EXIT_CHANGED, EXIT_BAD_INPUT, EXIT_VERIFY, EXIT_NO_NIX = 0, 1, 2, 3, 4
 
 
 class Usage(Exception):
@@ -85,11 +86,41 @@ def _nix(args) -> Nix:
 # ---------------------------------------------------------------- commands
 
 
+def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> list[str]:
+    """``only`` plus every other host whose configuration a build of ``only`` would change.
+
+    Hosts share module files: rewriting one that another host's entry (as it is
+    on disk) imports changes that host too, so that host is built as well.
+    """
+    hosts = set(only)
+    while True:
+        texts = render.render_all(compiled, sorted(hosts))
+        changed = [rel for rel, text in texts.items() if rel.startswith("modules/")
+                   and (not (root / rel).is_file() or files.read_exact(root / rel) != text)]
+        extra = set()
+        for name, plan in compiled.hosts.items():
+            entry = root / plan.entry
+            if name in hosts or not entry.is_file():
+                continue
+            on_disk = files.read_exact(entry)
+            if any(f"../../{rel}\n" in on_disk for rel in changed):
+                extra.add(name)
+        if not extra:
+            return sorted(hosts)
+        hosts |= extra
+
+
 def cmd_build(args) -> int:
     root, only = resolve_targets(args.hosts, args.root)
     lab, compiled, texts, warnings = prepare(root, only)
     for w in warnings:
         _err(str(w))
+    if only and not args.check:
+        wider = hosts_sharing_changes(root, compiled, only)
+        if wider != sorted(only):
+            others = [h for h in wider if h not in only]
+            _err(f"note: also building {', '.join(others)}: they import module files this build changes")
+            only, texts = wider, render.render_all(compiled, wider)
     prune = only is None
     if args.check:
         stale = files.stale(root, texts, prune=prune)
@@ -257,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in e.problems:
             _err(f"  {p}")
         return EXIT_BAD_INPUT
+    except NixNotFound as e:
+        _err(f"homelab: {args.command} needs nix: {e.message}")
+        return EXIT_NO_NIX
     except NixError as e:
         _err(f"homelab: nix failed: {e}")
         return EXIT_VERIFY

@@ -298,42 +298,59 @@ def _rel_from_host(path: str) -> str:
 
 
 def compile_lab(lab: Lab) -> Compiled:
-    """The module files of every host.  The lab must have passed validation."""
-    cluster = lab.cluster
-    files: dict[str, ModuleFile] = {}
-    plans: dict[str, HostPlan] = {}
-    # same stem and same sections -> one shared file; who uses it goes in its header
-    shared: dict[tuple[str, str], str] = {}
-    users: dict[str, list[str]] = {}
+    """The module files of every host.  The lab must have passed validation.
 
-    def add_shared(stem: str, title: str, sections: list[Section], why: str, host: Host) -> str:
+    Hosts whose role compiles to the same definitions share one file.  When
+    hosts configure a role differently, the variant most hosts use keeps the
+    plain name (ties: the first host by name) and the others get ``-2``, ``-3``.
+    """
+    cluster = lab.cluster
+    # (stem, sections) of each variant, in first-use order, and the hosts using it
+    variants: dict[tuple[str, str], tuple[str, str, list[Section], str]] = {}
+    users: dict[tuple[str, str], list[str]] = {}
+    wanted: dict[str, list[tuple[str, str]]] = {}
+
+    def use(stem: str, title: str, sections: list[Section], why: str, host: Host) -> tuple[str, str]:
         key = (stem, repr(sections))
-        if key not in shared:
-            path, n = stem, 2
-            while path in files:  # same role, configured differently on another host
-                path = stem.removesuffix(".nix") + f"-{n}.nix"
-                n += 1
-            files[path] = ModuleFile(path, title, why, (), tuple(sections))
-            shared[key] = path
-        path = shared[key]
-        users.setdefault(path, []).append(f"{lab.sources.get(host.hostname, 'hosts/' + host.hostname)}/host.py")
-        return path
+        variants.setdefault(key, (stem, title, sections, why))
+        users.setdefault(key, []).append(f"{lab.sources.get(host.hostname, 'hosts/' + host.hostname)}/host.py")
+        return key
 
     # lab-wide files, computed once (k8s_base looks up the control plane: once per host was quadratic)
     fw = firewall(cluster, lab)
     base = None
     for host in lab.hosts:
-        hostdir = f"hosts/{host.hostname}"
-        source = f"{lab.sources.get(host.hostname, hostdir)}/host.py"
-        modules: list[str] = [add_shared(*fw, "", host)]
+        keys = [use(*fw, "", host)]
         if host.has(ControlPlane) or host.has(Worker):
             base = base or k8s_base(cluster, lab)
-            modules.append(add_shared(*base, "", host))
+            keys.append(use(*base, "", host))
         for role in host.roles:
             name = type(role).__name__
-            modules.append(add_shared(*ROLE_COMPILERS[type(role)](role, cluster, lab), f"{name} role", host))
+            keys.append(use(*ROLE_COMPILERS[type(role)](role, cluster, lab), f"the {name} role in host.py", host))
             if isinstance(role, ControlPlane) and host.arch == "aarch64" and role.arm64_overrides:
-                modules.append(add_shared(*arm64_control_plane(role, cluster, lab), "aarch64 system", host))
+                keys.append(use(*arm64_control_plane(role, cluster, lab), "an aarch64 ControlPlane in host.py",
+                                host))
+        wanted[host.hostname] = keys
+
+    files: dict[str, ModuleFile] = {}
+    path_of: dict[tuple[str, str], str] = {}
+    order = list(variants)
+    for key in sorted(order, key=lambda k: (k[0], -len(users[k]), order.index(k))):
+        stem, title, sections, why = variants[key]
+        path, n = stem, 2
+        while path in files:  # same role, configured differently on another host
+            path = stem.removesuffix(".nix") + f"-{n}.nix"
+            n += 1
+        # which hosts use a file is left out on purpose: adding a host must not rewrite shared files
+        source = CLUSTER_SOURCE + (f" and {why}" if why else "")
+        files[path] = ModuleFile(path, title, source, (), tuple(sections))
+        path_of[key] = path
+
+    plans: dict[str, HostPlan] = {}
+    for host in lab.hosts:
+        hostdir = f"hosts/{host.hostname}"
+        source = f"{lab.sources.get(host.hostname, hostdir)}/host.py"
+        modules = [path_of[k] for k in wanted[host.hostname]]
         hand = tuple(f"{hostdir}/{p.removeprefix('./')}" for p in host.imports)
         entry = f"{hostdir}/default.nix"
         files[entry] = ModuleFile(
@@ -345,9 +362,4 @@ def compile_lab(lab: Lab) -> Compiled:
             tuple(host_sections(host, cluster)),
         )
         plans[host.hostname] = HostPlan(host.hostname, entry, tuple(modules), hand)
-
-    for path, who in users.items():
-        f = files[path]
-        because = f" ({f.source} of {', '.join(who)})" if f.source else f" (used by {', '.join(who)})"
-        files[path] = attrs.evolve(f, source=CLUSTER_SOURCE + because)
     return Compiled(files, plans)

@@ -38,12 +38,17 @@ class Plan:
     unchanged: tuple[str, ...]
 
 
+def read_exact(path: Path) -> str:
+    """A file's text exactly as stored: no newline translation (a CRLF copy is not the same file)."""
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
 def generated_on_disk(root: Path) -> list[str]:
     """Files homelab generated earlier: modules/**.nix and hosts/*/default.nix with our header."""
     found = []
     for p in sorted([*root.glob("modules/**/*.nix"), *root.glob("hosts/*/default.nix")]):
         try:
-            head = p.read_text(encoding="utf-8", errors="replace")[:64]
+            head = read_exact(p)[:64]
         except OSError:
             continue
         if is_generated(head):
@@ -64,11 +69,17 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     unchanged: list[str] = []
     for rel, text in sorted(texts.items()):
         target = root / rel
+        blocking = next((p for p in target.parents if p != root and root in p.parents
+                         and (p.is_symlink() or (p.exists() and not p.is_dir()))), None)
+        if blocking is not None:
+            problems.append(Problem(blocking.relative_to(root).as_posix(), "file",
+                                    f"is in the way: homelab needs a folder there to write {rel}"))
+            continue
         if target.is_symlink() or (target.exists() and not target.is_file()):
             problems.append(Problem(rel, "file", "is not a regular file; homelab will not replace it"))
             continue
         if target.exists():
-            old = target.read_text(encoding="utf-8", errors="replace")
+            old = read_exact(target)
             if old == text:
                 unchanged.append(rel)
                 continue
@@ -87,7 +98,7 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
         for rel in generated_on_disk(root):
             if rel in texts:
                 continue
-            old = (root / rel).read_text(encoding="utf-8", errors="replace")
+            old = read_exact(root / rel)
             if edited(old) and not force:
                 problems.append(Problem(rel, "file", "is no longer generated but was edited by hand; delete it "
                                         "yourself or run the build with --force"))
@@ -234,7 +245,7 @@ def stale(root: Path, texts: dict[str, str], *, prune: bool = True) -> list[str]
     out = []
     for rel, text in sorted(texts.items()):
         target = root / rel
-        if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != text:
+        if not target.is_file() or read_exact(target) != text:
             out.append(rel)
     if prune:
         out += [rel for rel in generated_on_disk(root) if rel not in texts]

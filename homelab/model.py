@@ -220,7 +220,7 @@ def _roles(v: Any) -> tuple:
     if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
         raise TypeError(v)
     v = tuple(v)
-    if not all(isinstance(r, Role) for r in v):
+    if not all(type(r) in ROLE_TYPES for r in v):  # a subclass would have no meaning in NixOS
         raise TypeError(v)
     return v
 
@@ -300,7 +300,10 @@ class Priority:
     """A value with a module-system priority: ``lib.mkForce`` (50), ``lib.mkDefault`` (1000)."""
 
     value: Any
-    priority: int = attrs.field(validator=positive_int)
+    # lib.mkOverride takes any integer; the module system's own range is 10 (mkVMOverride) to 1500
+    priority: int = attrs.field(validator=_check(
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 100_000,
+        lambda v: f"{v!r} is not a module priority (0-100000; mkForce is 50, mkDefault 1000)"))
 
 
 def force(value: Any) -> Priority:
@@ -501,7 +504,8 @@ class Host:
     # "192.168.10.11" or, with the LAN's prefix, "192.168.10.11/24"
     address: ipaddress.IPv4Address | ipaddress.IPv4Interface = attrs.field(converter=_converter(
         _host_address, "an IPv4 address (e.g. 192.168.10.11 or 192.168.10.11/24)"))
-    roles: tuple[Role, ...] = attrs.field(converter=_converter(_roles, "a list of roles such as Worker()"))
+    roles: tuple[Role, ...] = attrs.field(converter=_converter(
+        _roles, "a list of homelab roles (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale)"))
     tailscale_address: ipaddress.IPv4Address | None = attrs.field(default=None, converter=to_optional_address)
     boot: Boot = attrs.field(
         factory=SystemdBoot,
@@ -526,18 +530,18 @@ class Host:
     @kernel_modules.validator
     def _kmods(self, attribute, value):
         for m in value if isinstance(value, tuple) else ():
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", m):
+            if isinstance(m, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", m):  # non-strings: reported already
                 report(attribute.name, f"{m!r} is not a kernel module name")
 
     @kernel_params.validator
     def _kparams(self, attribute, value):
         for p in value if isinstance(value, tuple) else ():
-            if not p or not re.fullmatch(r"[^\s\"'\\$`]+", p):
+            if isinstance(p, str) and (not p or not re.fullmatch(r"[^\s\"'\\$`]+", p)):
                 report(attribute.name, f"{p!r} is not a kernel parameter (no spaces, quotes, '$' or '\\')")
 
     @imports.validator
     def _imports(self, attribute, value):
-        for p in value if isinstance(value, tuple) else ():
+        for p in value if isinstance(value, tuple) and all(isinstance(x, str) for x in value) else ():
             if not re.fullmatch(r"(\.\./|\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*\.nix", p) or "/../" in p[3:]:
                 report(attribute.name, f"{p!r} is not a relative path to a .nix file")
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):

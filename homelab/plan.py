@@ -52,7 +52,7 @@ RED, GREEN, YELLOW, CYAN, BOLD = "31", "32", "33", "36", "1"
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+        return files.read_exact(path) if path.is_file() else None
     except OSError:
         return None
 

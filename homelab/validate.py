@@ -51,6 +51,9 @@ MAX_SERVICE_HOST_BITS = 20  # kube-apiserver: the service range must be /12 or n
 # Ports a control plane host already listens on (etcd client/peer, kubelet, controller manager, scheduler).
 CONTROL_PLANE_PORTS = {2379: "etcd", 2380: "etcd (peer)", 10250: "the kubelet",
                        10257: "kube-controller-manager", 10259: "kube-scheduler"}
+# Ports every Kubernetes node listens on (kubelet, kube-proxy metrics and health).
+NODE_PORTS = {10250: "the kubelet", 10249: "kube-proxy (metrics)", 10256: "kube-proxy (health)"}
+EASYCERTS_PORT = 8888  # cfssl on the control plane when easyCerts is on
 
 
 # ---------------------------------------------------------------- secrets
@@ -102,6 +105,8 @@ def _strings(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...
     """(attribute path, name it sits under, value) for every leaf and key of an option value."""
     if isinstance(value, Priority):
         yield from _strings(value.value, path)
+    elif isinstance(value, model.PkgCall):
+        yield from _strings(value.args, path)
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _strings(v, path)
@@ -159,6 +164,8 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
         if not top:
             return "lib.mkForce/mkDefault (force()/default()) can only wrap a whole option value"
         return _option_value_problems(value.value, top=False)
+    if isinstance(value, getattr(model, "PkgCall", ())):
+        return _option_value_problems(value.args, top=False)  # the arguments are written as Nix values too
     if isinstance(value, bool) or value is None or isinstance(value, _NIX_EXPRS):
         return None
     if isinstance(value, int):
@@ -365,6 +372,21 @@ def validate(lab: Lab) -> list[Problem]:
         dns = h.role(DnsServer)
         if dns is not None and ing is not None and dns.port in (ing.http_port, ing.https_port):
             err(w, "DnsServer.port", f"{dns.port} is taken by the ingress proxy")
+        # what Kubernetes itself listens on here
+        k8s_ports: dict[int, str] = {}
+        if h.has(ControlPlane) or h.has(Worker):
+            k8s_ports.update(NODE_PORTS)
+        if h.has(ControlPlane):
+            k8s_ports.update(CONTROL_PLANE_PORTS)
+            k8s_ports[c.api_port] = "the API server"
+            if c.easy_certs:
+                k8s_ports[EASYCERTS_PORT] = "easyCerts' cfssl"
+        for role_name, role, fields in (("IngressProxy", ing, ("http_port", "https_port")),
+                                        ("DnsServer", dns, ("port",))):
+            for f in fields if role is not None else ():
+                taken_by = k8s_ports.get(getattr(role, f))
+                if taken_by:
+                    err(w, f"{role_name}.{f}", f"{getattr(role, f)} is taken on this host by {taken_by}")
         if dns is not None and not h.has(Tailscale):
             warn(w, "roles", "DnsServer without Tailscale(): tailnet clients cannot reach this split-DNS server")
         cp = h.role(ControlPlane)
@@ -469,9 +491,12 @@ def option_clashes(lab: Lab) -> list[Problem]:
         for sec in entry.sections:
             if sec.user:
                 continue
-            for path, _ in sec.defs:
+            for path, value in sec.defs:
                 for up, key in user.items():
-                    if _related(up, path) and key not in clashed:
+                    # a user path below an attribute set homelab writes merges into it (Nix joins
+                    # `a = { ... }; a.b = ...;`); the same path, or one above, is defined twice
+                    below_a_set = len(up) > len(path) and isinstance(value, dict)
+                    if _related(up, path) and not below_a_set and key not in clashed:
                         clashed.add(key)
                         out.append(Problem(w, f"options[{key!r}]", f"homelab sets {'.'.join(path)} itself in "
                                            f"{plan.entry}; change the host.py field that makes it instead"))

@@ -108,15 +108,28 @@ def _deep_union(a: dict, b: dict, path: OptPath) -> dict:
 
 
 def flatten(nested: dict, prefix: OptPath = ()) -> list[tuple[OptPath, Any]]:
-    """A nested attribute set -> (option path, value) pairs, cut at the contract's option paths."""
+    """A nested attribute set -> (option path, value) pairs, cut at the contract's option paths.
+
+    ``lib.mkForce { a = 1; b = 2; }`` set above the options it holds applies to
+    each of them, as the module system pushes overrides down to the options.
+    """
     out: list[tuple[OptPath, Any]] = []
     for k, v in nested.items():
         path = prefix + (k,)
         if contract.lookup(path) is None and isinstance(v, dict) and v and "_type" not in v:
             out += flatten(v, path)
+        elif (contract.lookup(path) is None and t.is_override(v) and isinstance(v["content"], dict)
+              and v["content"] and "_type" not in v["content"]):
+            out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path)]
         else:
             out.append((path, v))
     return out
+
+
+def _with_priority(value: Any, priority: int) -> Any:
+    if t.is_override(value):  # an inner override is the one that counts
+        return value
+    return {"_type": "override", "priority": priority, "content": value}
 
 
 def option_type(path: OptPath) -> t.OptionType:
@@ -210,29 +223,37 @@ def _pkg_names(compiled: Compiled) -> list[tuple[str, str]]:
 
 
 def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
-    """A stand-in ``pkgs``: packages become tagged values, functions return tagged calls."""
+    """A stand-in ``pkgs``: packages become tagged values, functions return tagged calls.
+
+    A package can hold others (``linuxPackages_rpi4.v4l2loopback``): its tagged
+    set carries them as attributes, and :data:`CLEAN` keeps only the tag when
+    nix prints it.
+    """
     tree: dict = {}
     for item in names:
         kind, name = item if isinstance(item, tuple) else ("pkg", item)
         node = tree
-        parts = name.split(".")
-        for p in parts[:-1]:
+        for p in name.split("."):
             node = node.setdefault(p, {})
-        node[parts[-1]] = (kind, name)
+        node[""] = (kind, name)  # "" never is an attribute name here
 
     def emit(node: dict) -> str:
-        items = []
-        for k, v in sorted(node.items()):
-            if isinstance(v, dict):
-                val = emit(v)
-            elif v[0] == "call":
-                val = f'args: {{ _type = "pkg-call"; function = {nix_string(v[1])}; inherit args; }}'
-            else:
-                val = f'{{ _type = "pkg"; attrPath = {nix_string(v[1])}; }}'
-            items.append(f"{nix_string(k)} = {val};")
+        kind, name = node.get("", ("set", ""))
+        if kind == "call":
+            return f'args: {{ _type = "pkg-call"; function = {nix_string(name)}; inherit args; }}'
+        items = [f'_type = "pkg"; attrPath = {nix_string(name)};'] if kind == "pkg" else []
+        items += [f"{nix_string(k)} = {emit(v)};" for k, v in sorted(node.items()) if k]
         return "{ " + " ".join(items) + " }"
 
     return emit(tree)
+
+
+# What nix prints of a module's definitions: a package is its tag only (not the packages it holds).
+CLEAN = """v:
+    if builtins.isAttrs v then
+      (if v._type or null == "pkg" then { inherit (v) _type attrPath; } else builtins.mapAttrs (_: clean) v)
+    else if builtins.isList v then map clean v
+    else v"""
 
 
 def _path_expr(p: Path) -> str:
@@ -248,9 +269,10 @@ def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], p
   lib = {STUB_LIB};
   pkgs = {stub_pkgs(pkg_names)};
   args = {MODULE_ARGS};
+  clean = {CLEAN};
   load = p: let m = import p; v = if builtins.isFunction m then m args else m; in {{
     imports = map toString (v.imports or [ ]);
-    defs = removeAttrs v [ "imports" ];
+    defs = clean (removeAttrs v [ "imports" ]);
   }};
 in {{
   generated = {{ {files} }};
