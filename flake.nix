@@ -63,14 +63,15 @@
         let
           e = entry name;
           ifaces = e.networking.interfaces or { };
-          iface = head (attrNames ifaces);
+          # the LAN interface is the gateway's (raw options may mention other interfaces)
+          iface = e.networking.defaultGateway.interface or (head (attrNames ifaces));
         in
         {
           inherit name;
           system =
             e.nixpkgs.hostPlatform
               or (throw "hosts/${name}/default.nix sets no nixpkgs.hostPlatform: run `python -m homelab build`");
-          interfaces = attrNames ifaces;
+          interfaces = if ifaces == { } then [ ] else [ iface ];
           address = if ifaces == { } then "" else (head ifaces.${iface}.ipv4.addresses).address;
         };
 

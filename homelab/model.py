@@ -63,9 +63,10 @@ def dns_name(inst, attribute, value):
 
 def interface_name(inst, attribute, value):
     return _check(
-        lambda v: isinstance(v, str) and bool(_IFNAME.match(v)),
-        lambda v: f"{v!r} is not a valid network interface name "
-        "(1-15 characters from letters, digits, '_', '.', '-')",
+        lambda v: isinstance(v, str) and bool(_IFNAME.match(v)) and "." not in v,
+        lambda v: f"{v!r} is a VLAN interface (name.vid); homelab does not write networking.vlans, so name "
+        "the parent interface" if isinstance(v, str) and _IFNAME.match(v) and "." in v
+        else f"{v!r} is not a valid network interface name (1-15 characters from letters, digits, '_', '-')",
     )(inst, attribute, value)
 
 

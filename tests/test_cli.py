@@ -53,15 +53,19 @@ def test_check_lists_stale_files_and_exits_1(lab_copy, capsys):
 
 
 def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):
-    cluster = lab_copy / "hosts/cluster.py"
-    cluster.write_text(cluster.read_text().replace("api_port=6443", "api_port=6444"))
+    host_py = lab_copy / "hosts/tokiwa/host.py"
+    host_py.write_text(host_py.read_text().replace('roles=[', 'kernel_params=["mitigations=auto"],\n    roles=['))
+    y = lab_copy / "hosts/yomogi/host.py"
+    y.write_text(y.read_text().replace('"services.openssh.enable": True', '"services.openssh.enable": False'))
+    before = snapshot(lab_copy)
     assert main(["build", str(lab_copy / "hosts/tokiwa")]) == 0
-    out = capsys.readouterr().out
-    assert "1 host:" in out
-    assert "https://api.kube:6444" in (lab_copy / "modules/k8s/base.nix").read_text()
-    assert "securePort = 6443" in (lab_copy / "modules/k8s/master.nix").read_text()  # yomogi's, untouched
-    assert main(["build", "--check", "--root", str(lab_copy)]) == 1
-    assert "modules/k8s/master.nix" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "1 host: wrote 1, unchanged 5" in captured.out and "also building" not in captured.err
+    after = snapshot(lab_copy)
+    assert [p for p in after if after[p] != before.get(p)] == ["hosts/tokiwa/default.nix"]
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 1  # yomogi is still stale
+    assert capsys.readouterr().out.split() == ["out", "of", "date", "(run", "`python", "-m", "homelab",
+                                               "build`):", "hosts/yomogi/default.nix"]
 
 
 def test_removed_host_and_unused_modules_are_pruned(lab_copy, nix, capsys):

@@ -195,7 +195,7 @@ def test_vm_packages_are_vms_of_the_package_system(packages, seed):
             a = adapter_of(vm["vm"]["modules"])
             assert a["nixpkgs.hostPlatform"] == force(system)
             # a cross-architecture VM drops the arm64 CoreDNS pin for nixpkgs' default image
-            assert a["services.kubernetes.addons.dns.coredns"]["condition"] is (host.system != system)
+            assert a["services.kubernetes.addons.dns.corednsImage"]["condition"] is (host.system != system)
 
 
 def test_per_host_checks(checks, packages, seed, seed_compiled):
@@ -238,8 +238,8 @@ def test_cluster_check(checks, packages, seed, seed_compiled):
         plan = seed_compiled.hosts[n]
         assert {plan.entry, "vm-tests/adapter.nix"} <= set(files(t["nodes"][n]))
     yomogi = adapter_of(t["nodes"]["yomogi"])
-    assert yomogi["services.kubernetes.addons.dns.coredns"] == when(True, force(
-        {"_type": "option-default", "option": "services.kubernetes.addons.dns.coredns"}))
+    assert yomogi["services.kubernetes.addons.dns.corednsImage"] == when(True, force(
+        {"_type": "option-default", "option": "services.kubernetes.addons.dns.corednsImage"}))
     images = defs(t["defaults"], "services.kubernetes.kubelet.seedDockerImages")
     assert len(images) == 1 and images[0][0].endswith("docker-image-homelab-echo.tar.gz")
     machines = "{" + ", ".join(f'"{n}": {n}' for n in names) + "}"
@@ -399,3 +399,26 @@ def test_real_vm_tests(nix, tmp_path):
         pytest.skip("needs KVM (/dev/kvm readable and writable) for the NixOS VM tests")
     root = copy_flake(tmp_path / "lab")
     Nix(timeout=4 * 3600).flake(["flake", "check", "-L", "--no-write-lock-file", f"path:{root}"])
+
+
+def test_option_defaults_the_vm_adapter_reads_are_contract_options():
+    """The adapter resets options to nixpkgs' default; a renamed option (an alias) has none, so each one
+    it reads must be a real option of the pinned release, i.e. a row of homelab's contract."""
+    text = (REPO / "vm-tests/adapter.nix").read_text()
+    read = re.findall(r"options\.([A-Za-z0-9_.-]+)\.default", text)
+    assert read, "the adapter reads no option default any more: drop this test"
+    for path in read:
+        assert path in contract.BY_PATH, f"vm-tests/adapter.nix reads options.{path}.default, not in the contract"
+
+
+def test_a_raw_option_naming_another_interface_does_not_add_a_vm_card(nix, tmp_path):
+    root = copy_flake(tmp_path / "lab")
+    host_py = root / "hosts/tokiwa/host.py"
+    host_py.write_text(host_py.read_text().replace(
+        'options={"services.openssh.enable": True},',
+        'options={"services.openssh.enable": True, "networking.interfaces.eno1.wakeOnLan.enable": True},'))
+    assert subprocess.run([sys.executable, "-m", "homelab", "build", "--root", str(root)], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}).returncode == 0
+    checks = Flake(nix, root).eval("checks.x86_64-linux", apply="cs: builtins.mapAttrs (n: c: c.standIn) cs")
+    node = checks["host-tokiwa"]["nodes"]["tokiwa"]
+    assert adapter_of(node)["virtualisation.interfaces"] == when(True, {"enp1s0": {"vlan": 1}})

@@ -177,11 +177,8 @@ def test_an_option_name_with_a_dot_is_written_quoted_and_read_back(nix, tmp_path
     assert report.options["tokiwa"]['environment.etc."q\\"uote".text'] == "x"
 
 
-def test_an_interface_name_with_a_dot_is_one_attribute(nix, tmp_path):
-    lab = labkit.evolve_host(labkit.lab(), "tokiwa", interface="enp1s0.10")
-    compiled = compile_lab(lab)
-    write_lab(tmp_path, compiled)
-    report = verify.verify(tmp_path, compiled, nix)
-    assert report.problems == []
-    assert report.options["tokiwa"]['networking.interfaces."enp1s0.10".ipv4.addresses'] == [
-        {"address": "192.168.10.11", "prefixLength": 24}]
+def test_a_vlan_interface_is_refused_with_the_reason():
+    from homelab import LabError
+
+    with pytest.raises(LabError, match="VLAN interface .* does not write networking.vlans"):
+        labkit.evolve_host(labkit.lab(), "tokiwa", interface="enp1s0.10")

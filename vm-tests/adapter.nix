@@ -63,8 +63,8 @@ in
     virtualisation.graphics = false;
 
     # The arm64 CoreDNS pin names the arm64 image's hash; an x86_64 VM pulls nixpkgs' default image.
-    services.kubernetes.addons.dns.coredns = lib.mkIf crossArch (
-      lib.mkForce options.services.kubernetes.addons.dns.coredns.default
+    services.kubernetes.addons.dns.corednsImage = lib.mkIf crossArch (
+      lib.mkForce options.services.kubernetes.addons.dns.corednsImage.default
     );
 
     # Test networks: a card named like the host's own, on VLAN 1 (test driver only).

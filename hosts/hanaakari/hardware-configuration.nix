@@ -8,4 +8,11 @@
     device = "/dev/disk/by-label/nixos";
     fsType = "ext4";
   };
+
+  # the EFI system partition systemd-boot installs to
+  fileSystems."/boot" = {
+    device = "/dev/disk/by-label/BOOT";
+    fsType = "vfat";
+    options = [ "fmask=0077" "dmask=0077" ];
+  };
 }

@@ -74,11 +74,16 @@ let
     ]
   ) // {
     writeShellScriptBin = name: text: pkgRef "writeShellScriptBin:${name}";
+    dockerTools.pullImage = args: {
+      _type = "pkg-call";
+      function = "dockerTools.pullImage";
+      inherit args;
+    };
   };
   moduleOptions = {
-    services.kubernetes.addons.dns.coredns.default = {
+    services.kubernetes.addons.dns.corednsImage.default = {
       _type = "option-default";
-      option = "services.kubernetes.addons.dns.coredns";
+      option = "services.kubernetes.addons.dns.corednsImage";
     };
   };
 
@@ -98,7 +103,7 @@ let
     "virtualisation.graphics"
     "virtualisation.interfaces"
     "services.kubernetes.roles"
-    "services.kubernetes.addons.dns.coredns"
+    "services.kubernetes.addons.dns.corednsImage"
     "services.kubernetes.kubelet.seedDockerImages"
     "services.openssh.enable"
     "boot.kernelModules"
