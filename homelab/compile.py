@@ -113,6 +113,11 @@ def k8s_base(cluster: Cluster, lab: Lab) -> tuple[str, str, list[Section]]:
 def control_plane(role: ControlPlane, cluster: Cluster, lab: Lab) -> tuple[str, str, list[Section]]:
     cp = lab.control_plane
     assert cp is not None
+    etcd = section(
+        "easyCerts names the single etcd member after masterAddress (initialCluster in nixpkgs' pki.nix); "
+        "etcd must carry that name, not the host's.",
+        ("services.etcd.name", cluster.api_name),
+    )
     apiserver = section(
         "",
         ("services.kubernetes.roles", ["master", "node"]),
@@ -122,7 +127,7 @@ def control_plane(role: ControlPlane, cluster: Cluster, lab: Lab) -> tuple[str, 
         ("services.kubernetes.apiserver.allowPrivileged", role.allow_privileged),
     )
     dns = section("Cluster DNS (the CoreDNS addon).", ("services.kubernetes.addons.dns.enable", role.dns_addon))
-    sections = [apiserver, dns]
+    sections = [apiserver, dns] + ([etcd] if cluster.easy_certs else [])
     if isinstance(role.coredns_image, CorednsImage) and not (cp.arch == "aarch64" and role.arm64_overrides):
         sections.append(section("The DNS addon's image, pinned in host.py.",
                                 ("services.kubernetes.addons.dns.corednsImage", coredns_image(role.coredns_image))))

@@ -136,6 +136,10 @@ OPTIONS: tuple[OptionFact, ...] = (
                "https://<advertiseAddress> without a port, so homelab writes it with the port"),
     OptionFact("services.kubernetes.easyCerts", t.bool_, K8S + "default.nix",
                "default false, mkDefault true once roles is non-empty; nixpkgs: not for production"),
+    OptionFact("services.etcd.name", t.str_, "nixos/modules/services/databases/etcd.nix",
+               "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
+               "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
+               status=PARTIAL),
     OptionFact("services.kubernetes.clusterCidr", t.NullOr(t.str_), K8S + "default.nix",
                "default 10.1.0.0/16; also flannel's network"),
     OptionFact("services.kubernetes.apiserver.advertiseAddress", t.NullOr(t.str_), K8S + "apiserver.nix",

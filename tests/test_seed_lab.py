@@ -126,3 +126,9 @@ def test_hand_written_imports_are_imported_and_parsed(repo, seed_compiled, nix):
     report = verify.verify(repo, seed_compiled, nix)
     assert report.hand_written == 3
     assert "./hardware-configuration.nix" in seed_compiled.files["hosts/yomogi/default.nix"].imports
+
+
+def test_etcd_is_named_like_the_easycerts_initial_cluster_entry(options):
+    # nixpkgs' pki.nix: initialCluster = [ "<masterAddress>=https://etcd.local:2380" ]
+    assert options["yomogi"]["services.etcd.name"] == options["yomogi"]["services.kubernetes.masterAddress"]
+    assert "services.etcd.name" not in options["tokiwa"]
