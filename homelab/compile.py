@@ -271,6 +271,12 @@ def host_sections(host: Host, cluster: Cluster) -> list[Section]:
             ("networking.nameservers", [str(a) for a in cluster.nameservers]),
         ),
     ]
+    if host.has(ControlPlane) or host.has(Worker):
+        out.append(section(
+            "Kubernetes uses the LAN address, not another interface's (Tailscale adds one).",
+            ("services.kubernetes.kubelet.nodeIp", str(host.ip)),
+            ("services.flannel.iface", host.interface),
+        ))
     if isinstance(host.boot, RaspberryPi4):
         boot = [("boot.loader.grub.enable", False), ("boot.loader.generic-extlinux-compatible.enable", True)]
         if host.boot.kernel_packages:

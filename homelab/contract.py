@@ -140,6 +140,12 @@ OPTIONS: tuple[OptionFact, ...] = (
                "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
                "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
                status=PARTIAL),
+    OptionFact("services.kubernetes.kubelet.nodeIp", t.NullOr(t.str_), K8S + "kubelet.nix",
+               "default null (the kubelet picks an address itself); nixpkgs' own kubernetes tests set it",
+               status=PARTIAL),
+    OptionFact("services.flannel.iface", t.NullOr(t.str_), "nixos/modules/services/networking/flannel.nix",
+               "default null (flannel takes the default route's interface); nixpkgs' kubernetes tests set it",
+               status=PARTIAL),
     OptionFact("services.kubernetes.clusterCidr", t.NullOr(t.str_), K8S + "default.nix",
                "default 10.1.0.0/16; also flannel's network"),
     OptionFact("services.kubernetes.apiserver.advertiseAddress", t.NullOr(t.str_), K8S + "apiserver.nix",

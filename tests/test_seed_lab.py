@@ -132,3 +132,9 @@ def test_etcd_is_named_like_the_easycerts_initial_cluster_entry(options):
     # nixpkgs' pki.nix: initialCluster = [ "<masterAddress>=https://etcd.local:2380" ]
     assert options["yomogi"]["services.etcd.name"] == options["yomogi"]["services.kubernetes.masterAddress"]
     assert "services.etcd.name" not in options["tokiwa"]
+
+
+def test_kubernetes_is_pinned_to_the_lan_address_and_interface(options, seed):
+    for h in seed[0].hosts:
+        assert options[h.hostname]["services.kubernetes.kubelet.nodeIp"] == str(h.ip)
+        assert options[h.hostname]["services.flannel.iface"] == h.interface
