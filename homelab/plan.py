@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import files
-from .cli import EXIT_CHANGED, EXIT_OK, command, prepare, resolve_targets
+from .render import render_all
+from .cli import EXIT_CHANGED, EXIT_OK, command, hosts_sharing_changes, prepare, resolve_targets
 from .errors import LabError
 
 JSON_VERSION = 1
@@ -73,6 +74,10 @@ def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     """The plan as a plain dict (the ``--json`` shape, see docs/json.md).  Writes nothing."""
     root = Path(root)
     lab, compiled, texts, warnings = prepare(root, only)
+    if only:  # as build does: hosts importing a module file this build changes are built too
+        wider = hosts_sharing_changes(root, compiled, only)
+        if wider != sorted(only):
+            only, texts = wider, render_all(compiled, wider)
     prune = only is None
     hosts = only or sorted(compiled.hosts)
     blocked: dict[str, str] = {}

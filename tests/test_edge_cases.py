@@ -131,3 +131,15 @@ def test_show_without_nix_says_nix_is_needed(lab_copy, tmp_path, capsys, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert main(["show", str(lab_copy / "hosts/yomogi")]) == 4
     assert "show needs nix" in capsys.readouterr().err
+
+
+def test_plan_for_one_host_shows_the_hosts_a_build_would_widen_to(lab_copy, capsys):
+    edit(lab_copy / "hosts/hanaakari/host.py", "IngressProxy(http_nodeport=31080, https_nodeport=31443)",
+         "IngressProxy(http_nodeport=31080, https_nodeport=31443, open_firewall=False)")
+    edit(lab_copy / "hosts/cluster.py", "api_port=6443", "api_port=6444")
+    assert main(["plan", str(lab_copy / "hosts/tokiwa"), "--json"]) == 1
+    plan = json.loads(capsys.readouterr().out)
+    # tokiwa's build changes modules/k8s/base.nix, which yomogi and hanaakari import: they are built too
+    assert sorted(plan["hosts"]) == ["hanaakari", "tokiwa", "yomogi"]
+    changed = {f["path"] for f in plan["files"]}
+    assert {"modules/k8s/base.nix", "modules/k8s/master.nix", "modules/ingress/nginx-stream.nix"} <= changed
