@@ -66,7 +66,3 @@ def report(field: str, reason: str) -> None:
     if sink is None:
         raise LabError([problem])
     sink.append(problem)
-
-
-def is_collecting() -> bool:
-    return _sink.get() is not None

@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 
 import attrs
 
-from .errors import is_collecting, report
+from .errors import report
 
 # ---------------------------------------------------------------- validators
 

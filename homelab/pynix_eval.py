@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -196,9 +195,3 @@ class Nix:
         if apply:
             args += ["--apply", apply]
         return json.loads(self.flake(args, timeout=timeout))
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0

@@ -155,8 +155,8 @@ def _text_problem(s: str) -> str | None:
     return None
 
 
-# values the emitter writes as Nix expressions (PkgCall where the model has it)
-_NIX_EXPRS = tuple(t for t in (Pkg, getattr(model, "PkgCall", None)) if t is not None)
+# values the emitter writes as Nix expressions
+_NIX_EXPRS = (Pkg, model.PkgCall)
 
 
 def _option_value_problems(value: Any, top: bool = True) -> str | None:
@@ -164,7 +164,7 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
         if not top:
             return "lib.mkForce/mkDefault (force()/default()) can only wrap a whole option value"
         return _option_value_problems(value.value, top=False)
-    if isinstance(value, getattr(model, "PkgCall", ())):
+    if isinstance(value, model.PkgCall):
         return _option_value_problems(value.args, top=False)  # the arguments are written as Nix values too
     if isinstance(value, bool) or value is None or isinstance(value, _NIX_EXPRS):
         return None

@@ -68,3 +68,9 @@ def test_nix_string_round_trips(nix):
 def test_flakes_are_enabled_for_flake_commands(nix, tmp_path):
     (tmp_path / "flake.nix").write_text('{ outputs = { self }: { answer = 42; }; }\n')
     assert nix.flake_eval(f"path:{tmp_path}#answer") == 42
+
+
+def test_eval_file_with_an_attribute(nix, tmp_path):
+    f = tmp_path / "lab.nix"
+    f.write_text('{ hosts = { yomogi = { system = "aarch64-linux"; }; }; }\n')
+    assert nix.eval_file(f, attr="hosts.yomogi") == {"system": "aarch64-linux"}
