@@ -1,33 +1,56 @@
 """homelab: a typed NixOS + Kubernetes home lab, compiled to NixOS modules and proven by real nix.
 
     from homelab import Cluster, Host, ControlPlane, Worker
+
+The model (:mod:`homelab.model`), the built-in roles (:mod:`homelab.roles`), the
+role interface for your own roles (:mod:`homelab.role`, :mod:`homelab.fields`,
+:mod:`homelab.checks`), and the pipeline as a library (:mod:`homelab.build`,
+:func:`load_lab`).
 """
 
 from .errors import LabError, Problem
 from .model import (
-    ARM64_COREDNS,
-    CephStorage,
     Cluster,
-    ControlPlane,
-    CorednsImage,
-    DnsServer,
+    FrozenDict,
     Host,
-    IngressProxy,
     Lab,
     Pkg,
     PkgCall,
     Priority,
     RaspberryPi4,
+    Ssh,
     SystemdBoot,
-    Tailscale,
-    Worker,
     default,
     force,
 )
+from .role import Role
+from .roles import (
+    ARM64_COREDNS,
+    CephStorage,
+    ControlPlane,
+    CorednsImage,
+    DnsServer,
+    IngressProxy,
+    Monitoring,
+    NodeExporter,
+    Tailscale,
+    Worker,
+)
+
+
+def load_lab(root):
+    """The validated lab in the folder ``root`` (holding hosts/cluster.py); LabError lists every problem."""
+    from pathlib import Path
+
+    from .load import load_or_raise
+
+    lab, _warnings = load_or_raise(Path(root))
+    return lab
+
 
 __all__ = [
-    "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "Host",
-    "IngressProxy", "Lab", "LabError", "Pkg", "PkgCall", "Priority", "Problem", "RaspberryPi4", "SystemdBoot",
-    "Tailscale", "Worker", "default", "force",
+    "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
+    "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "Priority", "Problem",
+    "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "default", "force", "load_lab",
 ]
 __version__ = "0.1.0"

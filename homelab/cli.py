@@ -1,29 +1,42 @@
 """How a lab is asked for: ``python -m homelab <command>`` (also installed as ``homelab``).
 
-Exit codes: 0 done; 1 something is out of date (``build --check``); 2 the lab
-description (or a file in the way) is wrong, nothing was written; 3 nix said
-the generated files are wrong (a bug in homelab: please report it); 4 the
-command needs nix and none is installed.
+Every command is registered here, and only here: the domain modules (build,
+expect, graph, plan, vm...) know nothing of argparse, and are imported only when
+their command runs, so ``homelab build`` does not load what ``homelab vm`` needs.
+
+The lab is found like git finds a repository: from the current folder upward,
+the first folder holding ``hosts/cluster.py`` (``--root`` names it instead).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
-from . import files, render, verify
-from .compile import Compiled, compile_lab
-from .errors import LabError, Problem
-from .load import load, load_or_raise
-from .model import Lab
-from .pynix_eval import Nix, NixError, NixNotFound
+from .errors import GeneratedCodeError, LabError, Problem
 
-EXIT_OK, EXIT_CHANGED, EXIT_BAD_INPUT, EXIT_VERIFY, EXIT_NO_NIX = 0, 1, 2, 3, 4
+# One table of exit codes for every command (also in --help and the README).
+EXIT_OK = 0  # done; nothing out of date
+EXIT_CHANGED = 1  # something is out of date or would change (build --check, plan, graph --check-readme)
+EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
+EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
+EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES = (
+    (EXIT_OK, "done"),
+    (EXIT_CHANGED, "out of date / something would change (build --check, plan, graph --check-readme)"),
+    (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
+                     "usage mistake; each named by host, field and reason; nothing was written"),
+    (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
+    (EXIT_NO_NIX, "a tool the command needs (nix) is missing; nothing was written"),
+    (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
 
 
 class Usage(Exception):
@@ -35,17 +48,32 @@ def _err(*lines: str) -> None:
         print(line, file=sys.stderr)
 
 
+# ---------------------------------------------------------------- finding the lab
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The lab folder: ``start`` (default: the current folder) or the nearest parent holding hosts/cluster.py."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "hosts" / "cluster.py").is_file():
+            return d
+    raise Usage(f"no lab here: neither {here} nor a folder above it holds hosts/cluster.py "
+                "(run `homelab init DIR` to start one, or pass --root)")
+
+
 def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[str] | None]:
     """``hosts/yomogi`` arguments -> (lab root, host names), or all hosts when none are named.
 
-    Host paths are relative to ``--root`` when given, else to the current folder;
-    the lab root is the folder holding their ``hosts/``.
+    Host paths are relative to the current folder (or to ``--root`` when it is
+    given and the path does not exist here); the lab root is the folder holding
+    their ``hosts/``.  Without host paths, the lab is ``--root`` or found upward.
     """
-    base = Path(root or ".")
     lab_root: Path | None = Path(root).resolve() if root else None
     names: list[str] = []
     for t in targets:
-        p = (base / t).resolve()
+        p = Path(t).resolve()
+        if root and not p.exists():
+            p = (Path(root) / t).resolve()
         if p.parent.name != "hosts":
             raise Usage(f"{t}: name a host folder such as hosts/yomogi")
         if lab_root is not None and p.parent.parent != lab_root:
@@ -54,11 +82,21 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
             raise Usage(f"{t}: no such host folder")
         lab_root = p.parent.parent
         names.append(p.name)
-    return (lab_root or Path.cwd()), (names or None)
+    if lab_root is None:
+        lab_root = find_root()
+    elif not names and not (lab_root / "hosts").is_dir():
+        raise Usage(f"--root {root}: no hosts/ folder there")
+    return lab_root, (list(dict.fromkeys(names)) or None)
 
 
-def load_selected(root: Path, only: list[str] | None) -> tuple[Lab, list[Problem]]:
+def _root(args) -> Path:
+    return resolve_targets([], args.root)[0]
+
+
+def load_selected(root: Path, only: list[str] | None):
     """The validated lab and its warnings; LabError if a named host has no host.py."""
+    from .load import load_or_raise
+
     lab, warnings = load_or_raise(root)
     if only:
         known = {h.hostname for h in lab.hosts}
@@ -69,214 +107,281 @@ def load_selected(root: Path, only: list[str] | None) -> tuple[Lab, list[Problem
     return lab, warnings
 
 
-def prepare(root: Path, only: list[str] | None) -> tuple[Lab, Compiled, dict[str, str], list[Problem]]:
-    """Load, validate, compile, precheck and render: everything before a byte is written."""
-    lab, warnings = load_selected(root, only)
-    compiled = compile_lab(lab)
-    pre = verify.precheck(compiled)
-    if pre:
-        raise LabError([Problem("build", "generated code", p) for p in pre])
-    return lab, compiled, render.render_all(compiled, only), warnings
+def _nix(args):
+    from .pynix_eval import Nix
 
-
-def _nix(args) -> Nix:
     return Nix(timeout=getattr(args, "nix_timeout", 120.0))
+
+
+def _dump(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 # ---------------------------------------------------------------- commands
 
 
-def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> list[str]:
-    """``only`` plus every other host whose configuration a build of ``only`` would change.
-
-    Hosts share module files: rewriting one that another host's entry (as it is
-    on disk) imports changes that host too, so that host is built as well.
-    """
-    hosts = set(only)
-    while True:
-        texts = render.render_all(compiled, sorted(hosts))
-        changed = [rel for rel, text in texts.items() if rel.startswith("modules/")
-                   and (not (root / rel).is_file() or files.read_exact(root / rel) != text)]
-        extra = set()
-        for name, plan in compiled.hosts.items():
-            entry = root / plan.entry
-            if name in hosts or not entry.is_file():
-                continue
-            on_disk = files.read_exact(entry)
-            if any(f"../../{rel}\n" in on_disk for rel in changed):
-                extra.add(name)
-        if not extra:
-            return sorted(hosts)
-        hosts |= extra
-
-
 def cmd_build(args) -> int:
+    from . import build
+
     root, only = resolve_targets(args.hosts, args.root)
-    lab, compiled, texts, warnings = prepare(root, only)
+    lab, warnings = load_selected(root, only)
     for w in warnings:
         _err(str(w))
-    if only and not args.check:
-        wider = hosts_sharing_changes(root, compiled, only)
-        if wider != sorted(only):
-            others = [h for h in wider if h not in only]
-            _err(f"note: also building {', '.join(others)}: they import module files this build changes")
-            only, texts = wider, render.render_all(compiled, wider)
-    prune = only is None
+    if args.no_verify:
+        _err("warning: --no-verify: the files are written WITHOUT being read back by nix")
+    res = build.build(root, lab=lab, hosts=only, check=args.check, force=args.force,
+                      verify_with_nix=not args.no_verify, nix=_nix(args))
     if args.check:
-        stale = files.stale(root, texts, prune=prune)
-        if stale:
+        if res.stale:
             print("out of date (run `python -m homelab build`):")
-            for rel in stale:
+            for rel in res.stale:
                 print(f"  {rel}")
             return EXIT_CHANGED
-        print(f"up to date: {len(texts)} generated files")
+        print(f"up to date: {len(lab.hosts) if only is None else len(only)} host"
+              f"{'s' if (only is None and len(lab.hosts) != 1) or (only and len(only) != 1) else ''}, generated "
+              "files match their sources")
         return EXIT_OK
-    plan = files.plan(root, texts, prune=prune, force=args.force)
-    verified = ""
-    if not args.no_verify:
-        hosts = only or sorted(compiled.hosts)
-        hand = [r for h in hosts for r in compiled.hosts[h].hand_written]
-        t0 = time.perf_counter()
-        try:
-            with verify.staged(texts, root, hand) as tmp:
-                rep = verify.verify(Path(tmp), compiled, _nix(args), only, prechecked=True)  # by prepare()
-        except NixNotFound as e:
-            _err(f"not verified: {e.message}")
-            rep = None
-        if rep is not None:
-            if rep.problems:
-                _err("nix disagrees with the model; nothing was written:", *[f"  {p}" for p in rep.problems])
-                return EXIT_VERIFY
-            verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
-                        f"ones in {time.perf_counter() - t0:.2f} s ({rep.nix_calls} nix process)")
-    files.apply(root, plan)
-    n_hosts = len(only or compiled.hosts)
-    print(f"{n_hosts} host{'s' if n_hosts != 1 else ''}: wrote {len(plan.write)}, unchanged {len(plan.unchanged)}"
-          + (f", removed {len(plan.delete)}" if plan.delete else "") + verified)
-    for rel in plan.write:
+    if res.also_built:
+        _err(f"note: also building {', '.join(res.also_built)}: they import module files this build changes")
+    rep = res.verified
+    verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
+                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process)") if rep else \
+        "; NOT verified by nix (--no-verify)"
+    n = len(res.hosts)
+    print(f"{n} host{'s' if n != 1 else ''}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
+          + (f", removed {len(res.removed)}" if res.removed else "") + verified)
+    for rel in res.written:
         print(f"  wrote {rel}")
-    for rel in plan.delete:
+    for rel in res.removed:
         print(f"  removed {rel}")
     return EXIT_OK
 
 
 def cmd_check(args) -> int:
-    root = Path(args.root) if args.root else Path.cwd()
+    from .build import prepare
+    from .load import load
+
+    root = _root(args)
+    lab, problems = load(root)
+    if lab is not None and not any(p.severity == "error" for p in problems):
+        try:
+            problems = list(prepare(lab, problems).warnings)
+        except LabError as e:
+            problems = [p for p in problems if p.severity != "error"] + e.problems
+    errors = [p for p in problems if p.severity == "error"]
     if args.json:
-        return _check_json(root)
-    lab, warnings = load_or_raise(root)
-    compiled = compile_lab(lab)
-    pre = verify.precheck(compiled)
-    if pre:
-        raise LabError([Problem("build", "generated code", p) for p in pre])
-    for w in warnings:
+        _dump({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
+               "problems": [{"where": p.where, "field": p.field, "reason": p.reason, "severity": p.severity}
+                            for p in problems]})
+        return EXIT_BAD_INPUT if errors else EXIT_OK
+    if errors:
+        raise LabError(problems)
+    for w in problems:
         _err(str(w))
-    print(f"ok: {len(lab.hosts)} hosts, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
+    print(f"ok: {len(lab.hosts)} hosts, {len(problems)} warning{'s' if len(problems) != 1 else ''}")
     return EXIT_OK
 
 
-def _check_json(root: Path) -> int:
-    """``check --json`` (shape in docs/json.md): every problem as data; exit 2 when one is an error."""
-    lab, problems = load(root)
-    if lab is not None and not any(p.severity == "error" for p in problems):
-        problems += [Problem("build", "generated code", p) for p in verify.precheck(compile_lab(lab))]
-    errors = [p for p in problems if p.severity == "error"]
-    print(json.dumps({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
-                      "problems": [{"where": p.where, "field": p.field, "reason": p.reason, "severity": p.severity}
-                                   for p in problems]}, indent=2))
-    return EXIT_BAD_INPUT if errors else EXIT_OK
-
-
 def cmd_show(args) -> int:
+    from . import build, files
+
     root, only = resolve_targets(args.hosts, args.root)
-    lab, compiled, texts, _ = prepare(root, only)
-    stale = files.stale(root, texts, prune=False)
+    lab, warnings = load_selected(root, only)
+    p = build.prepare(lab, warnings)
+    stale = files.stale(root, p.texts(only), prune=False)
     if stale:
         _err("note: these files differ from what a build would write; showing what is on disk:",
              *[f"  {s}" for s in stale])
-    missing = [rel for rel in texts if not (root / rel).is_file()]
-    if missing:
-        raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
-    evaluated = verify.evaluate(root, compiled, _nix(args), only or sorted(compiled.hosts))
-    out: dict[str, dict] = {}
-    problems: list[str] = []
-    for h in only or sorted(compiled.hosts):
-        out[h], ps = verify.host_options(evaluated, compiled, h)
-        problems += ps
+    out = build.show(root, only, _nix(args))
     if args.json:
-        print(json.dumps(out if len(out) != 1 or not only else out[only[0]], indent=2, sort_keys=True))
+        _dump(out if len(out) != 1 or not only else out[only[0]])
     else:
         for h, opts in out.items():
             print(f"{h}:")
             for k, v in opts.items():
                 print(f"  {k} = {json.dumps(v)}")
-    for p in problems:
-        _err(f"conflict: {p}")
-    return EXIT_VERIFY if problems else EXIT_OK
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    from . import plan as planmod
+
+    root, only = resolve_targets(args.hosts, args.root)
+    plan = planmod.compute(root, only)
+    if args.json:
+        _dump(plan)
+    else:
+        for w in plan["warnings"]:
+            _err(f"{w['where']}: {w['field']}: warning: {w['reason']}")
+        sys.stdout.write(planmod.render(plan, diffs=not args.no_diff, colour=planmod.use_colour(sys.stdout)))
+    return EXIT_CHANGED if plan["changed"] else EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from . import graph
+    from .load import load_or_raise
+
+    root = _root(args)
+    lab, _warnings = load_or_raise(root)
+    topo = graph.topology(lab)
+    if args.update_readme or args.check_readme:
+        readme = Path(args.readme) if args.readme else root / "README.md"
+        old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        new = graph.replace_block(old, graph.readme_block(topo))
+        if args.check_readme:
+            if new != old:
+                print(f"{readme}: the diagram is out of date (run `python -m homelab graph --update-readme`)")
+                return EXIT_CHANGED
+            print(f"{readme}: the diagram is up to date")
+            return EXIT_OK
+        if new != old:
+            graph.write_atomic(readme, new)
+            print(f"{readme}: diagram updated")
+        else:
+            print(f"{readme}: diagram already up to date")
+        return EXIT_OK
+    if args.json:
+        _dump(dict(topo, mermaid=graph.mermaid(topo), table=graph.table(topo)))
+    elif args.format == "table":
+        sys.stdout.write(graph.table(topo))
+    else:
+        sys.stdout.write(graph.mermaid(topo))
+    return EXIT_OK
+
+
+def cmd_expect(args) -> int:
+    from . import expect
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_selected(root, only)
+    names = only or [h.hostname for h in lab.hosts]
+    out = expect.lab_expectations(lab, names, scope=args.scope)
+    if args.json:
+        data = {n: e.to_json() for n, e in out.items()}
+        _dump(data[only[0]] if only and len(only) == 1 else data)
+    else:
+        print("\n\n".join(expect.text(e) for e in out.values()))
+    return EXIT_OK
+
+
+def cmd_vm(args) -> int:
+    from . import vm
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_selected(root, only)
+    return vm.run(lab, root, list(only or []), args)
 
 
 # ---------------------------------------------------------------- parser
 
-COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {}
 
-# Modules that add commands with @command(...).  One line each; they are imported
-# when the parser is built, so a command's code stays beside what it is about.
-COMMAND_MODULES: tuple[str, ...] = (
-    "homelab.graph",
-    "homelab.plan",
-    "homelab.expect", "homelab.vm",
-)
+def _hosts(p, help_: str = "host folders, e.g. hosts/yomogi (all hosts when none are named)", nargs: str = "*"):
+    p.add_argument("hosts", nargs=nargs, help=help_)
 
 
-def command(name: str, help_: str, example: str, configure: Callable[[argparse.ArgumentParser], None] | None = None):
-    """Register ``fn(args) -> exit code`` as ``homelab <name>``; ``configure`` adds its arguments."""
-    def deco(fn):
-        COMMANDS[name] = (fn, help_, example, configure)
-        return fn
-    return deco
+def _build_args(p) -> None:
+    _hosts(p)
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list stale files if any")
+    p.add_argument("--force", action="store_true", help="overwrite generated files even if edited by hand")
+    p.add_argument("--no-verify", action="store_true",
+                   help="write without reading the files back with nix (the output says so)")
+
+
+def _check_args(p) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON: {ok, hosts, problems: [{where, field, reason, "
+                   "severity}]}")
+
+
+def _show_args(p) -> None:
+    _hosts(p)
+    p.add_argument("--json", action="store_true", help="print JSON: {option path: value}")
+
+
+def _plan_args(p) -> None:
+    _hosts(p, "host folders, e.g. hosts/yomogi (default: every host, and generated files no longer produced "
+               "count too)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (see docs/json.md)")
+    p.add_argument("--no-diff", action="store_true", help="list the files only, without the diff")
+
+
+def _graph_args(p) -> None:
+    p.add_argument("--format", choices=("mermaid", "table"), default="mermaid",
+                   help="mermaid diagram (default) or the hardware/role table (markdown)")
+    p.add_argument("--json", action="store_true", help="print the topology as JSON (see docs/json.md)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite the diagram between the README's <!-- homelab graph --> markers")
+    p.add_argument("--check-readme", action="store_true",
+                   help="write nothing; exit 1 if the README's diagram is out of date")
+    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
+
+
+def _expect_args(p) -> None:
+    _hosts(p)
+    p.add_argument("--json", action="store_true", help="print JSON (one host: its object; else keyed by host)")
+    p.add_argument("--scope", choices=("host", "cluster"), help="only checks of this scope")
+
+
+def _vm_args(p) -> None:
+    _hosts(p, "host folders, e.g. hosts/yomogi (several boot side by side)", "+")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
+    p.add_argument("--workdir", help="where keys, disk images and logs go (default: a new temporary folder)")
+    p.add_argument("--ssh-port", type=int, help="the first host's forwarded SSH port (default: a free one)")
+    p.add_argument("--boot-timeout", type=float, default=600, help="seconds to wait for SSH (default 600)")
+    p.add_argument("--allow-tcg", action="store_true",
+                   help="boot without KVM under QEMU's emulation (very slow); by default a missing KVM stops here")
+    p.add_argument("--keep", action="store_true", help="leave the VMs running after the suite")
+    p.add_argument("--suite", help="the vm-tests folder (default: the one homelab ships)")
+    p.add_argument("--junitxml", help="write the suite's JUnit XML report here")
+    p.add_argument("--pytest-args", default="", metavar="ARGS",
+                   help='extra arguments for pytest, one string (e.g. "-k dns -x")')
+
+
+# name -> (function, help, example, arguments)
+COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
+    "build": (cmd_build, "write the NixOS modules of the named hosts (all when none named), verified by nix",
+              "python -m homelab build hosts/yomogi", _build_args),
+    "check": (cmd_check, "validate the whole lab and list every problem", "python -m homelab check --json", _check_args),
+    "show": (cmd_show, "print the NixOS option values a host sets, read back from the files by nix",
+             "python -m homelab show hosts/yomogi --json", _show_args),
+    "plan": (cmd_plan, "show which generated files a build would change, with a diff; writes nothing "
+             "(exit 1 when something would change)", "python -m homelab plan hosts/yomogi", _plan_args),
+    "graph": (cmd_graph, "draw the lab from the model: mermaid diagram, hardware/role table, or JSON",
+              "python -m homelab graph --format table", _graph_args),
+    "expect": (cmd_expect, "print what must be true on a running host (derived from the model), for vm-tests",
+               "python -m homelab expect hosts/yomogi --json", _expect_args),
+    "vm": (cmd_vm, "build a host's VM, boot it with SSH forwarded, run the vm-tests suite on it, shut it down",
+           "python -m homelab vm hosts/tokiwa --dry-run", _vm_args),
+}
+
+
+def _exit_table() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="homelab",
         description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
-        epilog="example: python -m homelab build hosts/yomogi",
+        epilog="example: python -m homelab build hosts/yomogi\n\n" + _exit_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--debug", action="store_true", help="show the full traceback when homelab crashes")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    def add(name, fn, help_, example):
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}",
+    for name, (fn, help_, example, configure) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}\n\n{_exit_table()}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(func=fn)
-        sp.add_argument("--root", help="the lab's folder (holding hosts/); default: from the host paths or .")
-        return sp
-
-    b = add("build", cmd_build, "write the NixOS modules of the named hosts (all when none named)",
-            "python -m homelab build hosts/yomogi")
-    b.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
-    b.add_argument("--check", action="store_true", help="write nothing; exit 1 and list stale files if any")
-    b.add_argument("--force", action="store_true", help="overwrite generated files even if edited by hand")
-    b.add_argument("--no-verify", action="store_true", help="skip reading the files back with nix")
-    c = add("check", cmd_check, "validate the whole lab and list every problem", "python -m homelab check --json")
-    c.add_argument("--json", action="store_true", help="print JSON: {ok, hosts, problems: [{where, field, reason, "
-                   "severity}]}")
-    s = add("show", cmd_show, "print the NixOS option values a host sets, read back from the files by nix",
-            "python -m homelab show hosts/yomogi --json")
-    s.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi")
-    s.add_argument("--json", action="store_true", help="print JSON: {option path: value}")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
-    for name, (fn, help_, example, configure) in sorted(COMMANDS.items()):
-        sp = add(name, fn, help_, example)
+        sp.add_argument("--root", help="the lab's folder (holding hosts/); default: found from the current "
+                        "folder upward")
         if configure:
             configure(sp)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _run(args) -> int:
+    from .pynix_eval import NixError, NixNotFound
+
     try:
         return args.func(args)
     except Usage as e:
@@ -288,11 +393,61 @@ def main(argv: list[str] | None = None) -> int:
         for p in e.problems:
             _err(f"  {p}")
         return EXIT_BAD_INPUT
+    except GeneratedCodeError as e:
+        _err("homelab: the generated code breaks homelab's own rules (a homelab bug; please report it); nothing "
+             "was written:", *[f"  {p}" for p in e.problems])
+        return EXIT_VERIFY
     except NixNotFound as e:
-        _err(f"homelab: {args.command} needs nix: {e.message}")
+        _err(f"homelab: {args.command} needs nix: {e.message}; nothing was written")
         return EXIT_NO_NIX
     except NixError as e:
         _err(f"homelab: nix failed: {e}")
         return EXIT_VERIFY
+    except Exception as e:  # noqa: BLE001 - named below
+        from .build import NotVerified
+        from .verify import VerifyError
+
+        if isinstance(e, NotVerified):
+            _err(f"homelab: {args.command} reads every file back with nix before writing, and {e.message}; nothing "
+                 "was written (install nix, e.g. apt-get install nix-bin, or pass --no-verify to write unverified "
+                 "files)")
+            return EXIT_NO_NIX
+        if isinstance(e, VerifyError):
+            _err("homelab: nix disagrees with the model (a homelab bug; please report it); nothing was written:",
+                 *[f"  {p}" for p in e.problems])
+            return EXIT_VERIFY
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return rc
     except KeyboardInterrupt:
-        return 130
+        _err("homelab: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _closed_stdout()
+    except Exception:  # noqa: BLE001 - a crash is a bug: say so, keep the traceback for --debug
+        import traceback
+
+        if args.debug:
+            traceback.print_exc()
+        else:
+            last = traceback.format_exc().strip().splitlines()[-1]
+            _err(f"homelab: crashed ({last}); this is a homelab bug, please report it. Run again with "
+                 "--debug to see the traceback.")
+        return EXIT_CRASH
+
+
+def _closed_stdout() -> int:
+    """stdout was closed by the reader (``homelab show | head -1``): stop quietly, like other CLIs."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_OK

@@ -1,5 +1,10 @@
 """The option contract: every NixOS option path homelab emits, with its nixpkgs type.
 
+The core rows (networking, boot, firewall, systemd, system) are here; each role
+brings the rows of the options it writes as its ``options`` (see
+:mod:`homelab.roles`), and a lab's contract is :func:`of_roles` of the roles it
+uses.
+
 Each row records an option as nixpkgs declares it for :data:`NIXPKGS_RELEASE`:
 the type (modelled with the :mod:`homelab.optiontypes` building blocks), the
 file that declares it (``declared_in``, relative to the nixpkgs root), the
@@ -88,17 +93,12 @@ _hostname = t.strMatching(r"|[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 # nixpkgs "kernelParam": tokens without whitespace, spaces only inside double quotes ([:space:] is ASCII)
 _kernel_param = t.strMatching(r'([^" \t\n\r\f\v]|"[^"]*")+')
 
-K8S = "nixos/modules/services/cluster/kubernetes/"
 NET = "nixos/modules/tasks/network-interfaces.nix"
 FW = "nixos/modules/services/networking/firewall.nix"
 UNIT = "nixos/lib/systemd-unit-options.nix"
 KERNEL = "nixos/modules/system/boot/kernel.nix"
-TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
-NGINX = "nixos/modules/services/web-servers/nginx/default.nix"
-COREDNS = "nixos/modules/services/networking/coredns.nix"
 
-OPTIONS: tuple[OptionFact, ...] = (
-    # networking
+CORE_OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("networking.hostName", _hostname, NET,
                "strMatching: one label, no dots (the domain goes in networking.domain), at most 63 characters"),
     OptionFact("networking.extraHosts", t.lines, "nixos/modules/config/networking.nix",
@@ -127,54 +127,12 @@ OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("networking.nftables.enable", t.bool_, "nixos/modules/services/networking/nftables.nix",
                "true selects the nftables firewall (networking.firewall.backend's default) and blacklists "
                "the ip_tables kernel module"),
-    # kubernetes
-    OptionFact("services.kubernetes.roles", t.ListOf(t.Enum(("master", "node"))), K8S + "default.nix",
-               "any role turns flannel and easyCerts on by mkDefault; master also enables etcd"),
-    OptionFact("services.kubernetes.masterAddress", t.str_, K8S + "default.nix", "no default: must be set"),
-    OptionFact("services.kubernetes.apiserverAddress", t.str_, K8S + "default.nix",
-               "no option default; with apiserver.advertiseAddress set the module derives "
-               "https://<advertiseAddress> without a port, so homelab writes it with the port"),
-    OptionFact("services.kubernetes.easyCerts", t.bool_, K8S + "default.nix",
-               "default false, mkDefault true once roles is non-empty; nixpkgs: not for production"),
-    OptionFact("services.etcd.name", t.str_, "nixos/modules/services/databases/etcd.nix",
-               "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
-               "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
-               status=PARTIAL),
-    OptionFact("services.kubernetes.kubelet.nodeIp", t.NullOr(t.str_), K8S + "kubelet.nix",
-               "default null (the kubelet picks an address itself); nixpkgs' own kubernetes tests set it",
-               status=PARTIAL),
-    OptionFact("services.flannel.iface", t.NullOr(t.str_), "nixos/modules/services/networking/flannel.nix",
-               "default null (flannel takes the default route's interface); nixpkgs' kubernetes tests set it",
-               status=PARTIAL),
-    OptionFact("services.kubernetes.clusterCidr", t.NullOr(t.str_), K8S + "default.nix",
-               "default 10.1.0.0/16; also flannel's network"),
-    OptionFact("services.kubernetes.apiserver.advertiseAddress", t.NullOr(t.str_), K8S + "apiserver.nix",
-               "setting it drops the port from the derived apiserverAddress"),
-    OptionFact("services.kubernetes.apiserver.securePort", t.int_, K8S + "apiserver.nix",
-               "plain types.int, not types.port; default 6443"),
-    OptionFact("services.kubernetes.apiserver.allowPrivileged", t.bool_, K8S + "apiserver.nix",
-               "defaults to false"),
-    OptionFact("services.kubernetes.apiserver.serviceClusterIpRange", t.str_, K8S + "apiserver.nix",
-               "default 10.0.0.0/24; the DNS addon's clusterIp defaults to its first three octets + .254"),
-    OptionFact("services.kubernetes.addons.dns.enable", t.bool_, K8S + "addons/dns.nix",
-               "option default false, but kubernetes/default.nix sets mkDefault true with any component on"),
-    OptionFact("services.kubernetes.addons.dns.corednsImage", t.Package(), K8S + "addons/dns.nix",
-               "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); must be a dockerTools "
-               "image: the pod runs imageName:imageTag with imagePullPolicy Never; default built from "
-               "pkgs.coredns", status=PARTIAL),
-    OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
-               "appended last to the kubelet command line; definitions join with one space"),
-    OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.str_, K8S + "kubelet.nix",
-               "types.str without a default of its own (option set built by mkKubeConfigOptions in "
-               "kubernetes/default.nix); kubelet.nix sets mkDefault apiserverAddress"),
-    # systemd
     OptionFact("systemd.services.<name>.environment", _env, UNIT,
                "null leaves a variable unset; systemd.services itself is declared in "
                "nixos/modules/system/boot/systemd.nix", status=PARTIAL),
     OptionFact("systemd.services.<name>.serviceConfig", t.AttrsOf(t.unitOption), UNIT,
                "addCheck (attrsOf unitOption) checkService: Type= and Restart= values are checked too",
                status=PARTIAL),
-    # boot
     OptionFact("boot.kernelModules", AttrNamesToTrue(), KERNEL,
                "since 25.11 a list or a name -> bool set; the result is sorted, so no load order survives"),
     OptionFact("boot.kernelParams", t.ListOf(_kernel_param), KERNEL,
@@ -193,46 +151,76 @@ OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("boot.loader.generic-extlinux-compatible.enable", t.bool_,
                "nixos/modules/system/boot/loader/generic-extlinux-compatible/default.nix",
                "writes /boot/extlinux/extlinux.conf for U-Boot"),
-    # services
-    OptionFact("services.coredns.enable", t.bool_, COREDNS),
-    OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
-    OptionFact("services.nginx.enable", t.bool_, NGINX, status=PARTIAL),
-    OptionFact("services.nginx.streamConfig", t.lines, NGINX, "placed inside the stream { } block by the module",
-               status=PARTIAL),
-    OptionFact("services.tailscale.enable", t.bool_, TAILSCALE),
-    OptionFact("services.tailscale.openFirewall", t.bool_, TAILSCALE,
-               "default false; true adds services.tailscale.port (41641) to allowedUDPPorts"),
-    OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0"),
-    OptionFact("services.tailscale.authKeyFile", t.NullOr(t.path), TAILSCALE,
-               "nullOr path: homelab writes a string, since a Nix path literal would copy the key into the store"),
-    # system
     OptionFact("nixpkgs.hostPlatform", t.Either((t.str_, t.Scalar("attrs", dict))), "nixos/modules/misc/nixpkgs.nix",
                "either str attrs, elaborated by apply; no default; homelab writes the system string"),
     OptionFact("system.stateVersion", t.str_, "nixos/modules/misc/version.nix",
                "an assertion requires the form YY.MM"),
 )
 
-BY_PATH: dict[str, OptionFact] = {o.path: o for o in OPTIONS}
+
+class Contract:
+    """The option contract of a lab: the core rows and those of every role the lab uses.
+
+    ``lookup`` runs for every attribute of every generated file (flatten, merge), so
+    rows are indexed by (number of parts, first part) and answers are cached: a scan
+    of every row per call dominated the build time of large labs (bench/bench.py).
+    """
+
+    def __init__(self, rows: tuple[OptionFact, ...]):
+        by_path: dict[str, OptionFact] = {}
+        for o in rows:
+            old = by_path.get(o.path)
+            if old is not None and old != o:
+                raise ValueError(f"two contract rows for {o.path}: {old.declared_in} and {o.declared_in}")
+            by_path[o.path] = o
+        self.rows = tuple(by_path.values())
+        self.by_path = by_path
+        self._index: dict[tuple[int, str], tuple[OptionFact, ...]] = {}
+        for o in self.rows:
+            key = (len(o.parts), o.parts[0])
+            self._index[key] = self._index.get(key, ()) + (o,)
+        self._cache: dict[tuple[str, ...], OptionFact | None] = {}
+
+    def lookup(self, parts: tuple[str, ...]) -> OptionFact | None:
+        """The row whose path matches ``parts`` (``<name>`` matches any one part)."""
+        parts = tuple(parts)
+        try:
+            return self._cache[parts]
+        except KeyError:
+            pass
+        found = None
+        if parts:
+            for o in self._index.get((len(parts), parts[0]), ()):
+                if all(a == b or a == "<name>" for a, b in zip(o.parts, parts)):
+                    found = o
+                    break
+        if len(self._cache) < 65536:
+            self._cache[parts] = found
+        return found
 
 
-# Rows by (number of parts, first part), in contract order: lookup runs for every attribute
-# of every generated file (flatten, merge), and a scan of every row per call dominated the
-# build time of large labs (bench/bench.py).
-_INDEX: dict[tuple[int, str], tuple[OptionFact, ...]] = {}
-for _o in OPTIONS:
-    _INDEX[(len(_o.parts), _o.parts[0])] = _INDEX.get((len(_o.parts), _o.parts[0]), ()) + (_o,)
+@functools.lru_cache(maxsize=64)
+def of_roles(role_types: tuple[type, ...]) -> Contract:
+    """The contract of a lab that uses these role classes: the core rows and each role's ``options``."""
+    return Contract(CORE_OPTIONS + tuple(o for r in role_types for o in getattr(r, "options", ())))
+
+
+def builtin() -> Contract:
+    """The contract of every built-in role (what docs/nixpkgs-facts.md tabulates)."""
+    from .roles import BUILTIN
+
+    return of_roles(BUILTIN)
 
 
 def lookup(parts: tuple[str, ...]) -> OptionFact | None:
-    """The contract row whose path matches ``parts`` (``<name>`` matches any one part)."""
-    return _lookup(tuple(parts))
+    """The row of the built-in contract whose path matches ``parts`` (a lab's own roles: use its Contract)."""
+    return builtin().lookup(parts)
 
 
-@functools.lru_cache(maxsize=8192)
-def _lookup(parts: tuple[str, ...]) -> OptionFact | None:
-    if not parts:
-        return None
-    for o in _INDEX.get((len(parts), parts[0]), ()):
-        if all(a == b or a == "<name>" for a, b in zip(o.parts, parts)):
-            return o
-    return None
+def __getattr__(name: str):
+    # OPTIONS / BY_PATH: every row of the built-in contract (core + built-in roles), for docs and tests
+    if name == "OPTIONS":
+        return builtin().rows
+    if name == "BY_PATH":
+        return builtin().by_path
+    raise AttributeError(name)

@@ -66,3 +66,11 @@ def report(field: str, reason: str) -> None:
     if sink is None:
         raise LabError([problem])
     sink.append(problem)
+
+
+class GeneratedCodeError(Exception):
+    """homelab generated code that breaks its own option contract or does not merge: a homelab bug."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

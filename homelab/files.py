@@ -44,9 +44,9 @@ def read_exact(path: Path) -> str:
 
 
 def generated_on_disk(root: Path) -> list[str]:
-    """Files homelab generated earlier: modules/**.nix and hosts/*/default.nix with our header."""
+    """Files homelab generated earlier: modules/**.nix, hosts/*/default.nix and hosts/lab.nix with our header."""
     found = []
-    for p in sorted([*root.glob("modules/**/*.nix"), *root.glob("hosts/*/default.nix")]):
+    for p in sorted([*root.glob("modules/**/*.nix"), *root.glob("hosts/*/default.nix"), *root.glob("hosts/lab.nix")]):
         try:
             head = read_exact(p)[:64]
         except OSError:
@@ -209,8 +209,8 @@ _TEMP = re.compile(r"^\..+\.nix\.[a-z0-9_]{8}\.tmp\Z")
 
 
 def stale_temps(root: Path) -> list[Path]:
-    """Temporaries a killed build left beside generated files (modules/**, hosts/*/)."""
-    dirs = [root / "modules", *(root / "modules").rglob("*"), *(root / "hosts").glob("*")]
+    """Temporaries a killed build left beside generated files (modules/**, hosts/, hosts/*/)."""
+    dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", *(root / "hosts").glob("*")]
     return sorted(f for d in dirs if d.is_dir() and not d.is_symlink()
                   for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink())
 

@@ -1,11 +1,13 @@
 """What the lab looks like: a mermaid diagram and a hardware/role table, drawn from the model.
 
 Everything here is read from a :class:`~homelab.model.Lab` (never from the
-generated files): the hosts with their roles and architecture, the LAN and
-its router, the Tailscale tailnet, the split-DNS path (tailnet client ->
-CoreDNS on the DNS host -> the ingress host's Tailscale address; other names
-forwarded upstream), the ingress path (nginx stream on the ingress host ->
-Traefik's NodePorts) and the control-plane API every node talks to.
+generated files).  The frame is the same for every lab: the internet, the LAN
+and its router, the Tailscale tailnet, the Kubernetes cluster holding its
+nodes.  What runs inside comes from the roles (:meth:`homelab.role.Role.graph`):
+the control plane draws the API arrows, the DNS server the split-DNS path, the
+ingress proxy nginx → Traefik's NodePorts, and a lab's own role whatever it
+adds — in the order of the roles (built-ins first, then the lab's own by name),
+host by host.
 
 :func:`topology` builds one plain dict (the ``--json`` shape, see
 docs/json.md); :func:`mermaid` and :func:`table` render it.
@@ -18,55 +20,40 @@ docs/json.md); :func:`mermaid` and :func:`table` render it.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_CHANGED, EXIT_OK, command
 from .errors import LabError, Problem
-from .load import load_or_raise
-from .model import (
-    TAILSCALE_RANGE,
-    CephStorage,
-    ControlPlane,
-    DnsServer,
-    Host,
-    IngressProxy,
-    Lab,
-    RaspberryPi4,
-    Tailscale,
-    Worker,
-)
+from .model import TAILSCALE_RANGE, Host, Lab
+from .role import HostContext
 
-JSON_VERSION = 1
+JSON_VERSION = 2
 README_START = "<!-- homelab graph -->"
 README_END = "<!-- /homelab graph -->"
+PLACES = ("outside", "tailnet", "lan", "cluster")
 
 
 # ---------------------------------------------------------------- the topology (the --json shape)
 
 
 def _boot(h: Host) -> str:
-    if isinstance(h.boot, RaspberryPi4):
-        return h.boot.label + (", SD card" if h.boot.sd_card else "")
-    return h.boot.label
+    label = h.boot.label
+    return label + (", SD card" if getattr(h.boot, "sd_card", False) else "")
 
 
 def _kubernetes(h: Host) -> str | None:
-    if h.has(ControlPlane):
+    if h.is_control_plane:
         return "control-plane"
-    if h.has(Worker):
+    if h.is_kubernetes_node:
         return "worker"
     return None
 
 
-def host_row(h: Host) -> dict[str, Any]:
+def host_row(lab: Lab, h: Host) -> dict[str, Any]:
     """One host as the table and the JSON show it."""
-    ceph = h.role(CephStorage)
-    ts = h.role(Tailscale)
+    ctx = HostContext(lab, h)
     return {
         "hostname": h.hostname,
         "description": h.description,
@@ -78,54 +65,35 @@ def host_row(h: Host) -> dict[str, Any]:
         "lan_address": str(h.ip),
         "interface": h.interface,
         "tailscale_address": str(h.tailscale_address) if h.tailscale_address is not None else None,
-        "tailscale_interface": ts.interface if ts is not None else None,
         "boot": _boot(h),
-        "ceph_disks": list(ceph.disks) if ceph is not None else [],
+        "notes": [n for r in h.roles for n in r.notes(ctx)],
     }
 
 
+def _role_order(lab: Lab) -> list[type]:
+    from .roles import BUILTIN
+
+    own = sorted((t for t in lab.role_types if t not in BUILTIN), key=lambda t: (t.__module__, t.__name__))
+    return [t for t in BUILTIN if t in lab.role_types] + own
+
+
 def topology(lab: Lab) -> dict[str, Any]:
-    """The lab as a plain dict: cluster facts, one row per host, and the paths traffic takes."""
+    """The lab as a plain dict: cluster facts, one row per host, the roles' boxes, arrows and paths."""
     c = lab.cluster
-    ingress = lab.with_role(IngressProxy)
-    answer = ingress[0] if len(ingress) == 1 else None
-    split_dns = []
-    for h in lab.with_role(DnsServer):
-        role = h.role(DnsServer)
-        split_dns.append({
-            "zone": c.domain,
-            "server": h.hostname,
-            "server_address": str(h.tailscale_address or h.ip),
-            "port": role.port,
-            "answer_host": answer.hostname if answer else None,
-            "answer_address": str(answer.tailscale_address) if answer and answer.tailscale_address else None,
-            "ttl": role.ttl,
-            "forward": [str(a) for a in role.forward],
-        })
-    ingress_paths = []
-    for h in ingress:
-        role = h.role(IngressProxy)
-        ingress_paths.append({
-            "host": h.hostname,
-            "address": str(h.tailscale_address or h.ip),
-            "proxy": "nginx stream",
-            "target": "Traefik",
-            "routes": [
-                {"name": "http", "listen": role.http_port, "nodeport": role.http_nodeport},
-                {"name": "https", "listen": role.https_port, "nodeport": role.https_nodeport},
-            ],
-        })
-    cp = lab.control_plane
-    api = None
-    if cp is not None:
-        api = {
-            "url": c.api_url,
-            "name": c.api_name,
-            "port": c.api_port,
-            "server": cp.hostname,
-            "address": str(cp.ip),
-            "clients": [h.hostname for h in lab.hosts if h.has(Worker) and h is not cp],
-        }
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, Any]] = []
+    paths: dict[str, list[Any]] = {}
+    for role_type in _role_order(lab):
+        for h, role in lab.roles_of_type(role_type):
+            part = role.graph(HostContext(lab, h))
+            if part is None:
+                continue
+            for n in part.nodes:
+                nodes.setdefault(n.id, {"id": n.id, "lines": list(n.lines), "class": n.cls, "place": n.place,
+                                        "shape": n.shape})
+            edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
+            if part.key:
+                paths.setdefault(part.key, []).append(part.path)
     return {
         "version": JSON_VERSION,
         "cluster": {
@@ -138,8 +106,10 @@ def topology(lab: Lab) -> dict[str, Any]:
             "service_cidr": str(c.service_cidr),
             "tailnet": str(TAILSCALE_RANGE),
         },
-        "hosts": [host_row(h) for h in lab.hosts],
-        "paths": {"split_dns": split_dns, "ingress": ingress_paths, "api": api},
+        "hosts": [host_row(lab, h) for h in lab.hosts],
+        "nodes": list(nodes.values()),
+        "edges": edges,
+        "paths": paths,
     }
 
 
@@ -185,40 +155,50 @@ def _label(*lines: str) -> str:
 
 def host_label(row: dict[str, Any]) -> str:
     addr = row["lan_address"] + (f" · ts {row['tailscale_address']}" if row["tailscale_address"] else "")
-    disks = f"ceph disks: {', '.join(row['ceph_disks'])}" if row["ceph_disks"] else ""
     return _label(row["hostname"], " · ".join(row["roles"]) or "no roles", f"{row['arch']} · {row['description']}"
-                  if row["description"] else row["arch"], addr, disks)
+                  if row["description"] else row["arch"], addr, *row["notes"])
+
+
+_SHAPES = {"round": ("(", ")"), "box": ("[", "]"), "subroutine": ("[[", "]]")}
+
+
+def _node(n: dict[str, Any]) -> str:
+    left, right = _SHAPES[n["shape"]]
+    return f"{n['id']}{left}{_label(*n['lines'])}{right}:::{n['class']}"
+
+
+def _end(name: str, hosts: set[str]) -> str:
+    return node_id(name) if name in hosts else name
 
 
 def mermaid(topo: dict[str, Any]) -> str:
     """A mermaid flowchart of the topology (``graph TB``), deterministic for a given lab."""
     c = topo["cluster"]
     hosts = topo["hosts"]
-    paths = topo["paths"]
+    names = {h["hostname"] for h in hosts}
     k8s = [h for h in hosts if h["kubernetes"]]
     others = [h for h in hosts if not h["kubernetes"]]
     on_tailnet = any(h["tailscale_address"] for h in hosts)
+    placed = {p: [n for n in topo["nodes"] if n["place"] == p] for p in PLACES}
     lines = ["graph TB"]
     lines += [f"  classDef {name} {style};" for name, style in CLASSES.items()]
     lines.append("")
     lines.append('  internet(("Internet")):::ext')
-    upstream = list(dict.fromkeys(a for d in paths["split_dns"] for a in d["forward"]))
-    if upstream:
-        lines.append(f"  upstream({_label('upstream DNS', ', '.join(upstream))}):::ext")
+    lines += [f"  {_node(n)}" for n in placed["outside"]]
     if on_tailnet:
         lines.append(f'  subgraph tailnet[{_label("Tailscale tailnet " + c["tailnet"])}]')
         lines.append(f"    client({_label('tailnet client', 'laptop / phone')}):::ext")
+        lines += [f"    {_node(n)}" for n in placed["tailnet"]]
         lines.append("  end")
     lines.append(f'  subgraph lan[{_label("LAN " + c["lan"])}]')
     lines.append(f"    router({_label('router', c['gateway'])}):::net")
+    lines += [f"    {_node(n)}" for n in placed["lan"]]
     if k8s:
         lines.append(f'    subgraph k8s[{_label("Kubernetes cluster " + c["name"])}]')
         for h in k8s:
             cls = "cp" if h["kubernetes"] == "control-plane" else "worker"
             lines.append(f"      {node_id(h['hostname'])}[{host_label(h)}]:::{cls}")
-        for i, ing in enumerate(paths["ingress"]):
-            ports = ", ".join(str(r["nodeport"]) for r in ing["routes"])
-            lines.append(f"      {_traefik_id(i)}[[{_label(ing['target'], 'NodePorts ' + ports)}]]:::svc")
+        lines += [f"      {_node(n)}" for n in placed["cluster"]]
         lines.append("    end")
     for h in others:
         lines.append(f"    {node_id(h['hostname'])}[{host_label(h)}]:::host")
@@ -227,31 +207,11 @@ def mermaid(topo: dict[str, Any]) -> str:
     lines.append("  internet --- router")
     for h in hosts:
         lines.append(f"  router ---|{_label('LAN ' + h['lan_address'])}| {node_id(h['hostname'])}")
-    api = paths["api"]
-    if api:
-        for name in api["clients"]:
-            lines.append(f"  {node_id(name)} -->|{_label('API ' + api['url'])}| {node_id(api['server'])}")
-    for d in paths["split_dns"]:
-        server = node_id(d["server"])
-        zone, where = "*." + d["zone"], f"{d['server_address']}:{d['port']}"
-        if on_tailnet:
-            lines.append(f"  client -->|{_label('split DNS: ' + zone, where)}| {server}")
-        if d["answer_host"]:
-            answer = f"{zone} A {d['answer_address']}"
-            lines.append(f"  {server} -.->|{_label(answer)}| {node_id(d['answer_host'])}")
-        if d["forward"]:
-            lines.append(f"  {server} -->|{_label('other names: forward')}| upstream")
-    for i, ing in enumerate(paths["ingress"]):
-        listen = ", ".join(f":{r['listen']}" for r in ing["routes"])
-        if on_tailnet:
-            lines.append(f"  client -->|{_label(listen + ' to ' + ing['address'])}| {node_id(ing['host'])}")
-        routes = ", ".join(f"{r['listen']} → {r['nodeport']}" for r in ing["routes"])
-        lines.append(f"  {node_id(ing['host'])} -->|{_label(ing['proxy'], routes)}| {_traefik_id(i)}")
+    for e in topo["edges"]:
+        if "client" in (e["from"], e["to"]) and not on_tailnet:
+            continue
+        lines.append(f"  {_end(e['from'], names)} {e['style']}|{_label(*e['lines'])}| {_end(e['to'], names)}")
     return "\n".join(lines) + "\n"
-
-
-def _traefik_id(i: int) -> str:
-    return "traefik" if i == 0 else f"traefik{i + 1}"
 
 
 # ---------------------------------------------------------------- table
@@ -301,7 +261,7 @@ def replace_block(readme: str, block: str) -> str:
     return readme[:start] + block + readme[end + len(README_END):]
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
@@ -313,50 +273,4 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-# ---------------------------------------------------------------- command
-
-
-def _configure(p) -> None:
-    p.add_argument("--format", choices=("mermaid", "table"), default="mermaid",
-                   help="mermaid diagram (default) or the hardware/role table (markdown)")
-    p.add_argument("--json", action="store_true", help="print the topology as JSON (see docs/json.md)")
-    p.add_argument("--update-readme", action="store_true",
-                   help="rewrite the diagram between the README's <!-- homelab graph --> markers")
-    p.add_argument("--check-readme", action="store_true",
-                   help="write nothing; exit 1 if the README's diagram is out of date")
-    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
-
-
-@command("graph", "draw the lab from the model: mermaid diagram, hardware/role table, or JSON",
-         "python -m homelab graph --format table", _configure)
-def cmd_graph(args) -> int:
-    root = Path(args.root) if args.root else Path.cwd()
-    lab, _warnings = load_or_raise(root)
-    topo = topology(lab)
-    if args.update_readme or args.check_readme:
-        readme = Path(args.readme) if args.readme else root / "README.md"
-        old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-        new = replace_block(old, readme_block(topo))
-        if args.check_readme:
-            if new != old:
-                print(f"{readme}: the diagram is out of date (run `python -m homelab graph --update-readme`)")
-                return EXIT_CHANGED
-            print(f"{readme}: the diagram is up to date")
-            return EXIT_OK
-        if new != old:
-            _write_atomic(readme, new)
-            print(f"{readme}: diagram updated")
-        else:
-            print(f"{readme}: diagram already up to date")
-        return EXIT_OK
-    if args.json:
-        out = dict(topo, mermaid=mermaid(topo), table=table(topo))
-        print(json.dumps(out, indent=2, sort_keys=True))
-    elif args.format == "table":
-        sys.stdout.write(table(topo))
-    else:
-        sys.stdout.write(mermaid(topo))
-    return EXIT_OK
-
-
-__all__ = ["topology", "mermaid", "table", "readme_block", "replace_block"]
+__all__ = ["topology", "mermaid", "table", "readme_block", "replace_block", "write_atomic"]

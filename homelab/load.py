@@ -4,25 +4,75 @@ User files are ordinary Python that build model objects.  While they run,
 field problems are collected (not raised), so one run lists every mistake in
 every file; a crash in a user file becomes a problem naming the file, not a
 traceback.
+
+A lab can bring its own roles: any Python module beside ``hosts/`` (e.g.
+``roles/backup.py`` or ``myroles.py`` in the lab folder) can be imported from
+``host.py`` while the lab loads, because the lab folder is on ``sys.path`` for
+that time.  Modules a previous lab loaded from another folder are forgotten
+first, so two labs in one process never see each other's roles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import runpy
+import sys
 import traceback
 from pathlib import Path
+from typing import Iterator
 
 import attrs
 
 from .errors import LabError, Problem, collecting, located
-from .model import ROLE_TYPES, Cluster, CorednsImage, Host, Lab, RaspberryPi4, SystemdBoot
+from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
+from .role import Role
 from .validate import validate, validate_cluster
 
 _MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
-# classes whose unknown keyword arguments are named with the fields they do have
-_FIELDED = (Cluster, Host, *ROLE_TYPES, RaspberryPi4, SystemdBoot, CorednsImage)
+
+
+def _fielded() -> list[type]:
+    """Classes whose unknown keyword arguments are named with the fields they do have: the model's and every
+    role class (and the attrs classes role modules define) known in this process."""
+    from .roles import CorednsImage
+
+    out: list[type] = [Cluster, Host, RaspberryPi4, SystemdBoot, Ssh, CorednsImage]
+    todo = list(Role.__subclasses__())
+    while todo:
+        c = todo.pop()
+        todo += c.__subclasses__()
+        if attrs.has(c):
+            out.append(c)
+    return out
+
+
+# the lab folders whose modules are importable right now, and the modules each one loaded
+_LAB_MODULES: dict[str, set[str]] = {}
+
+
+@contextlib.contextmanager
+def lab_on_path(root: Path) -> Iterator[None]:
+    """The lab folder on sys.path while its files run, so host.py can import the lab's own roles."""
+    root_s = str(root.resolve())
+    for other, names in list(_LAB_MODULES.items()):
+        if other != root_s:  # another lab's roles must not leak into this one
+            for n in names:
+                sys.modules.pop(n, None)
+            del _LAB_MODULES[other]
+    before = set(sys.modules)
+    sys.path.insert(0, root_s)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(root_s)
+        except ValueError:
+            pass
+        loaded = {n for n in set(sys.modules) - before
+                  if (getattr(sys.modules[n], "__file__", None) or "").startswith(root_s + "/")}
+        _LAB_MODULES.setdefault(root_s, set()).update(loaded)
 
 
 def _user_line(e: BaseException, path: Path) -> str:
@@ -49,7 +99,7 @@ def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
                 for name in re.findall(r"'([^']+)'", m.group(1)):
                     problems.append(Problem(where, name, "is required"))
             elif u:  # Host(frob=1): name the field, and the fields there are
-                cls = next((c for c in _FIELDED if c.__name__ == u.group(1)), None)
+                cls = next((c for c in _fielded() if c.__name__ == u.group(1)), None)
                 names = [a.name for a in attrs.fields(cls)] if cls else []
                 known = (f"; it has: {', '.join(names)}" if names else "; it takes no arguments") if cls else ""
                 field = u.group(2) if u.group(1) in ("Host", "Cluster") else f"{u.group(1)}.{u.group(2)}"
@@ -73,6 +123,11 @@ def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
 def load(root: Path) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings)."""
     root = Path(root)
+    with lab_on_path(root):
+        return _load(root)
+
+
+def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None

@@ -1,141 +1,187 @@
-"""What a home lab is: typed, frozen value objects, validated where they are built.
+"""What a home lab is: typed, frozen, hashable value objects, validated where they are built.
 
 A lab is one :class:`Cluster` (the shared network and Kubernetes facts) and
 several :class:`Host` objects, each with a tuple of roles.  Field validators sit
-beside their fields; lab-wide rules (one control plane, no overlapping ranges,
-...) live in :mod:`homelab.validate`.
+beside their fields (:mod:`homelab.fields`); lab-wide rules live in
+:mod:`homelab.validate` and in each role's module (:mod:`homelab.roles`).
+
+Every value is immutable all the way down: lists become tuples and dicts become
+:class:`FrozenDict` when an object is built, so a Host can be hashed, shared and
+put in a set, and nothing can change it after it was validated.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from typing import Any, Callable, Union
+from typing import Any, Iterator, Mapping
 
 import attrs
 
+from . import fields
+from .boot import Boot, RaspberryPi4, SystemdBoot
 from .errors import report
+from .fields import (
+    a_bool,
+    converter,
+    dns_label,
+    dns_name,
+    instance_of,
+    interface_name,
+    one_of,
+    port,
+    safe_text,
+    to_address,
+    to_addresses,
+    to_network,
+    to_networks,
+    to_optional_address,
+    to_strs,
+)
+from .role import Role
 
-# ---------------------------------------------------------------- validators
-
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
-_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]*\Z")  # no control characters, no lone surrogates
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
-NODEPORT_RANGE = range(30000, 32768)
+NODEPORT_RANGE = fields.NODEPORT_RANGE
 TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")
+# How deep an option value may nest (lists in sets in lists...).  NixOS modules rarely go past 6; a
+# value nested deeper than this, or one that contains itself, is refused as a mistake, before it could
+# exhaust the emitter's or nix's recursion.
+MAX_VALUE_DEPTH = 32
+
+__all__ = [
+    "Cluster", "Host", "Lab", "Role", "Ssh", "FrozenDict", "Pkg", "PkgCall", "Priority", "force", "default",
+    "SystemdBoot", "RaspberryPi4", "SYSTEMS", "TAILSCALE_RANGE", "NODEPORT_RANGE", "option_path", "freeze",
+]
 
 
-def _field_name(inst: Any, attribute: attrs.Attribute) -> str:
-    if isinstance(inst, (Host, Cluster)):
-        return attribute.name
-    return f"{type(inst).__name__}.{attribute.name}"
+# ---------------------------------------------------------------- immutable values
 
 
-def _check(pred: Callable[[Any], bool], reason: Callable[[Any], str]):
-    def validator(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+class FrozenDict(dict):
+    """A dict that cannot change and can be hashed (its values are frozen too).
+
+    A dict subclass, so JSON, ``==`` with plain dicts and ``isinstance(v, dict)``
+    keep working; every method that would change it raises TypeError.
+    """
+
+    __slots__ = ("_hash",)
+
+    def _refuse(self, *a: Any, **kw: Any) -> None:
+        raise TypeError("a FrozenDict cannot be changed; build a new one (dict(d, key=value))")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
+
+    def __hash__(self) -> int:  # type: ignore[override]
         try:
-            ok = pred(value)
-        except Exception:  # a wrong type is a user mistake, not a crash
-            ok = False
-        if not ok:
-            report(_field_name(inst, attribute), reason(value))
+            return self._hash
+        except AttributeError:
+            h = hash(frozenset(self.items()))
+            object.__setattr__(self, "_hash", h)
+            return h
 
-    return validator
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> FrozenDict:
+        return self
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
 
 
-def dns_label(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, str) and bool(_LABEL.match(v)),
-        lambda v: f"{v!r} is not a valid DNS label (lower-case letters, digits and '-', "
-        "1-63 characters, not starting or ending with '-')",
-    )(inst, attribute, value)
+class TooDeep(ValueError):
+    pass
 
 
-def dns_name(inst, attribute, value):
-    return _check(
+def freeze(value: Any, depth: int = 0) -> Any:
+    """``value`` with lists as tuples and dicts as FrozenDicts, all the way down.
+
+    ValueError (:class:`TooDeep`) for a value nested deeper than
+    :data:`MAX_VALUE_DEPTH` levels, which is also what a list or dict that
+    contains itself looks like; TypeError for a set (it has no order to write).
+    """
+    if depth > MAX_VALUE_DEPTH:
+        raise TooDeep(f"is nested more than {MAX_VALUE_DEPTH} levels deep (or contains itself); NixOS options "
+                      "are never that deep")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Priority):
+        return Priority(freeze(value.value, depth + 1), value.priority)
+    if isinstance(value, PkgCall):
+        return PkgCall(value.function, freeze(value.args, depth + 1))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return FrozenDict((k, freeze(v, depth + 1)) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        raise TypeError("a set has no order; use a list")
+    return value  # Pkg, addresses, and what the emitter refuses with its own reason
+
+
+def _freeze_or_keep(value: Any) -> Any:
+    try:
+        return freeze(value)
+    except (ValueError, TypeError, RecursionError):
+        return value  # validation reports it
+
+
+# ---------------------------------------------------------------- values written as Nix expressions
+
+
+@attrs.frozen
+class Pkg:
+    """A package from nixpkgs, written as ``pkgs.<name>`` (for raw options)."""
+
+    name: str = attrs.field(validator=fields.check(
         lambda v: isinstance(v, str)
-        and len(v) <= 253
-        and all(_LABEL.match(p) for p in v.split(".")),
-        lambda v: f"{v!r} is not a valid DNS name (dot-separated DNS labels)",
-    )(inst, attribute, value)
+        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
+        lambda v: f"{v!r} is not a package attribute path such as 'htop' or 'linuxPackages_rpi4'"))
 
 
-def interface_name(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, str) and bool(_IFNAME.match(v)) and "." not in v,
-        lambda v: f"{v!r} is a VLAN interface (name.vid); homelab does not write networking.vlans, so name "
-        "the parent interface" if isinstance(v, str) and _IFNAME.match(v) and "." in v
-        else f"{v!r} is not a valid network interface name (1-15 characters from letters, digits, '_', '-')",
-    )(inst, attribute, value)
+@attrs.frozen
+class PkgCall:
+    """A call of a nixpkgs function, written as ``pkgs.<function> { <args> }``."""
+
+    function: str = attrs.field(validator=fields.check(
+        lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
+        is not None,
+        lambda v: f"{v!r} is not a function path such as 'dockerTools.pullImage'"))
+    args: Mapping[str, Any] = attrs.field(converter=_freeze_or_keep,
+                                          validator=instance_of(dict, "an attribute set of arguments"))
 
 
-def safe_text(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, str) and bool(_SAFE_TEXT.match(v)),
-        lambda v: f"{v!r} contains control characters",
-    )(inst, attribute, value)
+@attrs.frozen
+class Priority:
+    """A value with a module-system priority: ``lib.mkForce`` (50), ``lib.mkDefault`` (1000)."""
+
+    value: Any = attrs.field(converter=_freeze_or_keep)
+    # lib.mkOverride takes any integer; the module system's own range is 10 (mkVMOverride) to 1500
+    priority: int = attrs.field(validator=fields.typed(
+        int, "a whole number", lambda v: 0 <= v <= 100_000,
+        lambda v: f"{v!r} is not a module priority (0-100000; mkForce is 50, mkDefault 1000)"))
 
 
-def port(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535,
-        lambda v: f"{v!r} is not a TCP/UDP port (1-65535)",
-    )(inst, attribute, value)
+def force(value: Any) -> Priority:
+    return Priority(value, 50)
 
 
-def nodeport(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in NODEPORT_RANGE,
-        lambda v: f"{v!r} is outside the Kubernetes NodePort range 30000-32767",
-    )(inst, attribute, value)
+def default(value: Any) -> Priority:
+    return Priority(value, 1000)
 
 
-def positive_int(inst, attribute, value):
-    return _check(
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-        lambda v: f"{v!r} is not a positive whole number",
-    )(inst, attribute, value)
-
-
-def a_bool(inst, attribute, value):
-    return _check(lambda v: isinstance(v, bool), lambda v: f"{v!r} is not true or false")(
-        inst, attribute, value
-    )
-
-
-def one_of(*choices: str):
-    return _check(
-        lambda v: v in choices,
-        lambda v: f"{v!r} is not one of: {', '.join(choices)}",
-    )
-
-
-def _path_reason(v: Any) -> str:
-    from .validate import redact, secret_kind  # late: validate imports this module
-
-    kind = secret_kind(v)
-    if kind:  # never echo a secret; say what to do with it
-        return (f"{redact(v)} is not an absolute file path; it looks like {kind} itself: put it in a file "
-                "outside the Nix store and give that file's path")
-    return f"{v!r} is not an absolute file path"
-
-
-def absolute_path(inst, attribute, value):
-    return _check(
-        lambda v: v is None
-        or (isinstance(v, str) and v.startswith("/") and bool(_SAFE_TEXT.match(v)) and '"' not in v),
-        _path_reason,
-    )(inst, attribute, value)
-
-
-def instance_of(kind: type | tuple[type, ...], what: str):
-    return _check(lambda v: isinstance(v, kind), lambda v: f"{v!r} is not {what}")
-
+# ---------------------------------------------------------------- option paths
 
 # An option path as a user writes it: dotted names, a name with a dot in double quotes.
 _SEGMENT = r'(?:[^."\s\\]+|"(?:[^"\\\x00-\x1f]|\\["\\])*")'
 _OPTION_PATH = re.compile(rf"[A-Za-z_][A-Za-z0-9_'-]*(?:\.{_SEGMENT})*\Z")
+# What a NixOS module may hold besides option definitions (nixpkgs lib/modules.nix): as the first part
+# of a raw option path these are not options, and NixOS refuses or misreads them.
+_MODULE_KEYS = ("imports", "options", "config", "_file", "key", "disabledModules", "meta", "freeformType",
+                "_class")
 
 
 def option_path(dotted: str) -> tuple[str, ...]:
@@ -144,64 +190,54 @@ def option_path(dotted: str) -> tuple[str, ...]:
     return tuple(re.sub(r'\\(["\\])', r"\1", p[1:-1]) if p.startswith('"') else p for p in parts)
 
 
-# ---------------------------------------------------------------- converters
-# Converters turn friendly input ("192.168.10.0/24") into typed values.  When
-# the input is unusable they report it; while collecting, the raw value is kept
-# so that loading can go on and list every problem.
+def option_path_problem(path: Any) -> str | None:
+    """Why ``path`` is not an option path a host.py may set, or None."""
+    if not isinstance(path, str):
+        return fields.wrong_type(path, "a dotted option path (a string)")
+    if not _OPTION_PATH.fullmatch(path):
+        return (f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
+                "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
+    head = option_path(path)[0]
+    if head in _MODULE_KEYS:
+        what = {"imports": "use Host(imports=[...]) for Nix files",
+                "config": "write the path without 'config.'",
+                "options": "raw options set values; they cannot declare options"}.get(head, "it is not an option")
+        return f"{path!r} starts with {head!r}, which is a module keyword, not an option: {what}"
+    return None
 
 
-def _converter(parse: Callable[[Any], Any], what: str):
-    def convert(value: Any, self_: Any, field: attrs.Attribute) -> Any:
-        try:
-            return parse(value)
-        except (ValueError, TypeError):
-            report(_field_name(self_, field), f"{value!r} is not {what}")
-            return value  # reached only while collecting
-
-    return attrs.Converter(convert, takes_self=True, takes_field=True)
+# ---------------------------------------------------------------- deploy target
 
 
-def _network(v: Any) -> ipaddress.IPv4Network:
-    if not isinstance(v, (str, ipaddress.IPv4Network)) or (isinstance(v, str) and "/" not in v):
-        raise ValueError(v)
-    return ipaddress.IPv4Network(v, strict=True)
+@attrs.frozen
+class Ssh:
+    """How homelab reaches a host over SSH (``homelab deploy``, ``verify``, ``wake``, ``sleep``).
+
+    ``host`` is a name or address; None means the host's LAN address.
+    """
+
+    user: str = attrs.field(default="root", validator=fields.typed(
+        str, "a user name", lambda v: re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", v) is not None,
+        lambda v: f"{v!r} is not a user name (lower-case letters, digits, '_' and '-')"))
+    host: str | None = attrs.field(default=None, validator=fields.check(
+        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v)
+                                is not None),
+        lambda v: f"{v!r} is not a host name or address"))
+    port: int = attrs.field(default=22, validator=port)
 
 
-def _address(v: Any) -> ipaddress.IPv4Address:
-    if isinstance(v, ipaddress.IPv4Address):
-        return v
-    if not isinstance(v, str):
+# ---------------------------------------------------------------- host & cluster
+
+
+def _roles(v: Any) -> tuple:
+    if isinstance(v, Role):
+        return (v,)
+    if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
         raise TypeError(v)
-    return ipaddress.IPv4Address(v)
-
-
-def _optional(parse):
-    return lambda v: None if v is None else parse(v)
-
-
-def _tuple_of(parse):
-    def conv(v):
-        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-            raise TypeError(v)
-        return tuple(parse(x) for x in v)
-
-    return conv
-
-
-def _strs(v):
-    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+    v = tuple(v)
+    if not all(isinstance(r, Role) and attrs.has(type(r)) for r in v):
         raise TypeError(v)
-    if not all(isinstance(x, str) for x in v):
-        raise TypeError(v)
-    return tuple(v)
-
-
-to_network = _converter(_network, "an IPv4 network in CIDR form with no host bits (e.g. 192.168.10.0/24)")
-to_address = _converter(_address, "an IPv4 address (e.g. 192.168.10.11)")
-to_optional_address = _converter(_optional(_address), "an IPv4 address (e.g. 100.64.0.3)")
-to_addresses = _converter(_tuple_of(_address), "a list of IPv4 addresses")
-to_networks = _converter(_tuple_of(_network), "a list of IPv4 networks in CIDR form")
-to_strs = _converter(_strs, "a list of strings")
+    return v
 
 
 def _host_address(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv4Interface:
@@ -215,252 +251,30 @@ def _host_address(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv4Interface:
     return ipaddress.IPv4Address(v)
 
 
-def _roles(v: Any) -> tuple:
-    if isinstance(v, Role):
-        return (v,)
-    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-        raise TypeError(v)
-    v = tuple(v)
-    if not all(type(r) in ROLE_TYPES for r in v):  # a subclass would have no meaning in NixOS
-        raise TypeError(v)
-    return v
-
-
-# ---------------------------------------------------------------- values
-
-
-@attrs.frozen
-class CorednsImage:
-    """A pinned CoreDNS image for the Kubernetes DNS addon.
-
-    Written as ``services.kubernetes.addons.dns.corednsImage =
-    pkgs.dockerTools.pullImage { ... }`` (nixos-26.05 renamed the old
-    ``addons.dns.coredns`` attribute set to ``corednsImage``, a package).
-    ``sha256`` is the hash of the pulled image for ``arch``.
-    """
-
-    imageName: str = attrs.field(validator=safe_text)
-    imageDigest: str = attrs.field(
-        validator=_check(
-            lambda v: isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v) is not None,
-            lambda v: f"{v!r} is not an image digest (sha256:<64 hex digits>)",
-        )
-    )
-    finalImageTag: str = attrs.field(validator=safe_text)
-    sha256: str = attrs.field(
-        validator=_check(
-            lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-z]{52}|sha256-[A-Za-z0-9+/]{43}=", v)
-            is not None,
-            lambda v: f"{v!r} is not a Nix hash (52 base-32 characters or sha256-<base64>)",
-        )
-    )
-    arch: str = attrs.field(default="arm64", validator=one_of("arm64", "amd64"))
-
-
-# The seed lab's pin: an arm64-capable CoreDNS for the DNS addon on an aarch64
-# control plane.  Up to nixos-25.11 the addon pulled coredns/coredns with an
-# amd64 hash, which failed on arm64 (nixpkgs #398895); the seed article pinned
-# the same digest with the arm64 hash.  nixos-26.05 builds the addon's image
-# from pkgs.coredns by default; homelab keeps the seed's pin on aarch64 (so the
-# image is the one the lab ran) and lets ControlPlane(coredns_image=None) use
-# the nixpkgs default instead.
-ARM64_COREDNS = CorednsImage(
-    imageName="coredns/coredns",
-    imageDigest="sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
-    finalImageTag="1.10.1",
-    sha256="0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
-)
-
-
-@attrs.frozen
-class Pkg:
-    """A package from nixpkgs, written as ``pkgs.<name>`` (for raw options)."""
-
-    name: str = attrs.field(
-        validator=_check(
-            lambda v: isinstance(v, str)
-            and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
-            lambda v: f"{v!r} is not a package attribute path such as 'htop' or 'linuxPackages_rpi4'",
-        )
-    )
-
-
-@attrs.frozen
-class PkgCall:
-    """A call of a nixpkgs function, written as ``pkgs.<function> { <args> }``."""
-
-    function: str = attrs.field(validator=_check(
-        lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
-        is not None,
-        lambda v: f"{v!r} is not a function path such as 'dockerTools.pullImage'"))
-    args: dict = attrs.field(validator=instance_of(dict, "an attribute set of arguments"))
-
-
-@attrs.frozen
-class Priority:
-    """A value with a module-system priority: ``lib.mkForce`` (50), ``lib.mkDefault`` (1000)."""
-
-    value: Any
-    # lib.mkOverride takes any integer; the module system's own range is 10 (mkVMOverride) to 1500
-    priority: int = attrs.field(validator=_check(
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 100_000,
-        lambda v: f"{v!r} is not a module priority (0-100000; mkForce is 50, mkDefault 1000)"))
-
-
-def force(value: Any) -> Priority:
-    return Priority(value, 50)
-
-
-def default(value: Any) -> Priority:
-    return Priority(value, 1000)
-
-
-# ---------------------------------------------------------------- roles
-
-
-class Role:
-    """Base of every role; a host's roles say what it does in the lab."""
-
-    label: str = "role"
-
-
-@attrs.frozen
-class ControlPlane(Role):
-    """Kubernetes control plane: NixOS roles master + node, API server, DNS addon.
-
-    On an aarch64 host etcd gets ``ETCD_UNSUPPORTED_ARCH=arm64`` and the DNS
-    addon the seed's arm64 CoreDNS pin (:data:`ARM64_COREDNS`; see
-    ``coredns_image``); leave ``arm64_overrides`` on unless you know your etcd
-    build supports arm64.
-    """
-
-    allow_privileged: bool = attrs.field(default=True, validator=a_bool)
-    dns_addon: bool = attrs.field(default=True, validator=a_bool)
-    # "auto": the seed's arm64 pin on aarch64, nixpkgs' own image elsewhere;
-    # None: always nixpkgs' image; a CorednsImage: that pin on any system.
-    coredns_image: CorednsImage | None | str = attrs.field(
-        default="auto",
-        validator=_check(lambda v: v is None or v == "auto" or isinstance(v, CorednsImage),
-                         lambda v: f"{v!r} is not \"auto\", None or a CorednsImage"),
-    )
-    arm64_overrides: bool = attrs.field(default=True, validator=a_bool)
-    label = "control plane"
-
-
-@attrs.frozen
-class Worker(Role):
-    """Kubernetes worker: NixOS role node, kubelet talking to the cluster's API address."""
-
-    label = "worker"
-
-
-@attrs.frozen
-class CephStorage(Role):
-    """Rook Ceph prerequisites: ceph + rbd kernel modules, kubelet root dir, containerd file limit.
-
-    ``disks`` names the devices Rook may use (for the diagram and table; Rook's
-    Helm values select them, not NixOS).
-    """
-
-    kubelet_root_dir: str = attrs.field(default="/var/lib/kubelet", validator=absolute_path)
-    containerd_nofile: int = attrs.field(default=1048576, validator=positive_int)
-    disks: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
-    label = "ceph"
-
-    @disks.validator
-    def _disks(self, attribute, value):
-        for d in value if isinstance(value, tuple) else ():
-            if not (isinstance(d, str) and d.startswith("/dev/") and _SAFE_TEXT.match(d)):
-                report(_field_name(self, attribute), f"{d!r} is not a device path under /dev/")
-
-
-@attrs.frozen
-class DnsServer(Role):
-    """Split DNS: CoreDNS answers the lab's zone with the ingress host's Tailscale address.
-
-    Every name under ``cluster.domain`` (and the apex) gets an A record pointing
-    at the host with the IngressProxy role; everything else is forwarded.
-    """
-
-    forward: tuple[ipaddress.IPv4Address, ...] = attrs.field(
-        default=("1.1.1.1", "1.0.0.1"), converter=to_addresses
-    )
-    ttl: int = attrs.field(default=60, validator=positive_int)
-    cache_seconds: int = attrs.field(default=30, validator=positive_int)
-    port: int = attrs.field(default=53, validator=port)
-    open_firewall: bool = attrs.field(default=True, validator=a_bool)
-    label = "dns"
-
-    @forward.validator
-    def _forward(self, attribute, value):
-        if isinstance(value, tuple) and not value:
-            report(_field_name(self, attribute), "needs at least one upstream resolver")
-
-
-@attrs.frozen
-class IngressProxy(Role):
-    """nginx ``stream`` proxy: 80 and 443 on the host to Traefik's NodePorts."""
-
-    http_nodeport: int = attrs.field(default=31080, validator=nodeport)
-    https_nodeport: int = attrs.field(default=31443, validator=nodeport)
-    http_port: int = attrs.field(default=80, validator=port)
-    https_port: int = attrs.field(default=443, validator=port)
-    open_firewall: bool = attrs.field(default=True, validator=a_bool)
-    label = "ingress"
-
-
-@attrs.frozen
-class Tailscale(Role):
-    """Tailscale VPN; its interface is trusted by the firewall.
-
-    ``auth_key_file`` is a path read at run time (e.g. a sops-nix secret); the
-    key itself is never written into generated files.
-    """
-
-    auth_key_file: str | None = attrs.field(default=None, validator=absolute_path)
-    interface: str = attrs.field(default="tailscale0", validator=interface_name)
-    label = "tailscale"
-
-
-ROLE_TYPES = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale)
-
-
-# ---------------------------------------------------------------- boot
-
-
-@attrs.frozen
-class SystemdBoot:
-    """UEFI machines: systemd-boot, EFI variables writable."""
-
-    label = "systemd-boot (UEFI)"
-    on_sd_card = False
-
-
-@attrs.frozen
-class RaspberryPi4:
-    """Raspberry Pi 4: extlinux boot (no GRUB) with the rpi4 kernel, usually from an SD card."""
-
-    sd_card: bool = attrs.field(default=True, validator=a_bool)
-    # nixpkgs is moving the Pi kernels to nixos-hardware; None keeps the default kernel
-    kernel_packages: str | None = attrs.field(default="linuxPackages_rpi4", validator=_check(
-        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"linuxPackages[A-Za-z0-9_]*", v) is not None),
-        lambda v: f"{v!r} is not a kernel package set such as 'linuxPackages_rpi4'"))
-    label = "Raspberry Pi 4 (extlinux)"
-
-    @property
-    def on_sd_card(self) -> bool:
-        return self.sd_card
-
-
-Boot = Union[SystemdBoot, RaspberryPi4]
-
-
-# ---------------------------------------------------------------- host & cluster
+def _options(value: Any) -> Any:
+    """``options``: a FrozenDict of option path -> frozen value; a bad entry is reported and left out."""
+    if not isinstance(value, Mapping):
+        report("options", fields.wrong_type(value, "a dict of option path -> value"))
+        return FrozenDict()
+    out = {}
+    for path, v in value.items():
+        why = option_path_problem(path)
+        if why:
+            report("options", why)
+            continue
+        try:
+            out[path] = freeze(v)
+        except (ValueError, TypeError, RecursionError) as e:
+            reason = str(e) if not isinstance(e, RecursionError) else "contains itself"
+            report(f"options[{path!r}]", reason)
+    return FrozenDict(out)
 
 
 @attrs.frozen
 class Cluster:
     """The lab's shared facts: LAN, Kubernetes ranges, API name, DNS zone."""
+
+    plain_field_names = True
 
     name: str = attrs.field(validator=dns_label)
     domain: str = attrs.field(validator=dns_name)  # the lab's private zone, e.g. home.example.com
@@ -499,28 +313,31 @@ class Host:
     path, for what the roles do not cover.
     """
 
+    plain_field_names = True
+
     hostname: str = attrs.field(validator=dns_label)
     system: str = attrs.field(validator=one_of(*SYSTEMS))
     interface: str = attrs.field(validator=interface_name)
     # "192.168.10.11" or, with the LAN's prefix, "192.168.10.11/24"
-    address: ipaddress.IPv4Address | ipaddress.IPv4Interface = attrs.field(converter=_converter(
+    address: ipaddress.IPv4Address | ipaddress.IPv4Interface = attrs.field(converter=converter(
         _host_address, "an IPv4 address (e.g. 192.168.10.11 or 192.168.10.11/24)"))
-    roles: tuple[Role, ...] = attrs.field(converter=_converter(
-        _roles, "a list of homelab roles (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale)"))
+    roles: tuple[Role, ...] = attrs.field(converter=converter(
+        _roles, "a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)"))
     tailscale_address: ipaddress.IPv4Address | None = attrs.field(default=None, converter=to_optional_address)
     boot: Boot = attrs.field(
         factory=SystemdBoot,
-        validator=_check(lambda v: isinstance(v, (SystemdBoot, RaspberryPi4)),
-                         lambda v: f"{v!r} is not SystemdBoot() or RaspberryPi4()"),
+        validator=fields.check(lambda v: isinstance(v, (SystemdBoot, RaspberryPi4)),
+                               lambda v: f"{v!r} is not SystemdBoot() or RaspberryPi4()"),
     )
     kernel_modules: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     kernel_params: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     imports: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
-    options: dict[str, Any] = attrs.field(factory=dict, validator=instance_of(dict, "a dict of option path -> value"))
-    state_version: str = attrs.field(default="25.05", validator=_check(
-        lambda v: isinstance(v, str) and re.fullmatch(r"\d\d\.\d\d", v) is not None,
-        lambda v: f"{v!r} is not a NixOS release such as '25.05'"))
+    options: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=_options)
+    state_version: str = attrs.field(default="25.05", validator=fields.typed(
+        str, "a NixOS release such as '26.05'", lambda v: re.fullmatch(r"\d\d\.\d\d", v) is not None,
+        lambda v: f"{v!r} is not a NixOS release such as '26.05'"))
     description: str = attrs.field(default="", validator=safe_text)  # hardware, for the table
+    ssh: Ssh = attrs.field(factory=Ssh, validator=instance_of(Ssh, "Ssh(user=..., host=..., port=...)"))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:
@@ -548,13 +365,6 @@ class Host:
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):
                 report(attribute.name, f"{p!r} is the generated entry module itself")
 
-    @options.validator
-    def _options(self, attribute, value):
-        for path in value if isinstance(value, dict) else ():
-            if not isinstance(path, str) or not _OPTION_PATH.fullmatch(path):
-                report(attribute.name, f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
-                       "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
-
     def has(self, role_type: type) -> bool:
         return any(isinstance(r, role_type) for r in self.roles)
 
@@ -565,8 +375,22 @@ class Host:
         return None
 
     @property
+    def is_kubernetes_node(self) -> bool:
+        """Runs a kubelet: one of its roles says so (ControlPlane, Worker)."""
+        return any(r.kubernetes_node for r in self.roles)
+
+    @property
+    def is_control_plane(self) -> bool:
+        return any(r.control_plane for r in self.roles)
+
+    @property
     def arch(self) -> str:
         return self.system.split("-")[0] if isinstance(self.system, str) else "?"
+
+    @property
+    def ssh_target(self) -> str:
+        """``user@host`` for ssh (the LAN address unless ``ssh.host`` names another)."""
+        return f"{self.ssh.user}@{self.ssh.host or self.ip}"
 
 
 @attrs.frozen
@@ -576,18 +400,39 @@ class Lab:
     cluster: Cluster
     hosts: tuple[Host, ...] = attrs.field(converter=lambda hs: tuple(sorted(hs, key=lambda h: str(h.hostname))))
     # where each host came from (hostname -> "hosts/<dir>"), for messages and headers
-    sources: dict[str, str] = attrs.field(factory=dict, eq=False)
+    sources: Mapping[str, str] = attrs.field(factory=FrozenDict, converter=FrozenDict, eq=False)
 
     def host(self, name: str) -> Host:
-        for h in self.hosts:
-            if h.hostname == name:
-                return h
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Host]:
+        return {h.hostname: h for h in self.hosts}
+
+    def where(self, host: Host | str) -> str:
+        """Where a host came from, for messages: ``hosts/<folder>``."""
+        name = host if isinstance(host, str) else host.hostname
+        return self.sources.get(name, f"hosts/{name}")
 
     def with_role(self, role_type: type) -> list[Host]:
         return [h for h in self.hosts if h.has(role_type)]
 
-    @property
+    def roles_of_type(self, role_type: type) -> Iterator[tuple[Host, Any]]:
+        for h in self.hosts:
+            r = h.role(role_type)
+            if r is not None:
+                yield h, r
+
+    @functools.cached_property
+    def role_types(self) -> tuple[type, ...]:
+        """Every role class the lab uses, in the order of first use (hosts by name, roles in order)."""
+        return tuple(dict.fromkeys(type(r) for h in self.hosts for r in h.roles))
+
+    @functools.cached_property
+    def kubernetes_nodes(self) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.is_kubernetes_node)
+
+    @functools.cached_property
     def control_plane(self) -> Host | None:
-        cps = self.with_role(ControlPlane)
+        cps = [h for h in self.hosts if h.is_control_plane]
         return cps[0] if len(cps) == 1 else None

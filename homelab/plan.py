@@ -1,7 +1,7 @@
 """What would a build change?  Per host, the generated files that differ and a unified diff.
 
 ``python -m homelab plan [hosts/<h> ...]`` loads, validates, compiles and
-renders exactly as ``build`` does (:func:`homelab.cli.prepare`), then compares
+renders exactly as ``build`` does (:func:`homelab.build.prepare`), then compares
 with the files on disk and writes nothing.  Exit 0 when nothing would change,
 1 when something would (a file created, updated or deleted), 2 when the lab
 description is wrong.
@@ -14,15 +14,12 @@ it counts as a change (a build with ``--force`` would change it).
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import files
-from .render import render_all
-from .cli import EXIT_CHANGED, EXIT_OK, command, hosts_sharing_changes, prepare, resolve_targets
+from .build import hosts_sharing_changes, prepare
 from .errors import LabError
 
 JSON_VERSION = 1
@@ -72,12 +69,15 @@ def diff_text(rel: str, old: str | None, new: str | None) -> str:
 
 def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     """The plan as a plain dict (the ``--json`` shape, see docs/json.md).  Writes nothing."""
+    from .cli import load_selected
+
     root = Path(root)
-    lab, compiled, texts, warnings = prepare(root, only)
+    lab, warnings = load_selected(root, only)
+    prepared = prepare(lab, warnings)
+    compiled, warnings = prepared.compiled, prepared.warnings
     if only:  # as build does: hosts importing a module file this build changes are built too
-        wider = hosts_sharing_changes(root, compiled, only)
-        if wider != sorted(only):
-            only, texts = wider, render_all(compiled, wider)
+        only = hosts_sharing_changes(root, compiled, only)
+    texts = prepared.texts(only)
     prune = only is None
     hosts = only or sorted(compiled.hosts)
     blocked: dict[str, str] = {}
@@ -90,6 +90,8 @@ def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     for h in hosts:
         for rel in compiled.files_of(h):
             users.setdefault(rel, []).append(h)
+    if compiled.data is not None:  # hosts/lab.nix describes every host
+        users[compiled.data.path] = list(hosts)
     changes = []
     for rel in files.stale(root, texts, prune=prune):
         old = _read(root / rel)
@@ -106,14 +108,18 @@ def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
         "changed": bool(changes),
-        "hosts": {h: {"files": compiled.files_of(h),
-                      "changed": [rel for rel in compiled.files_of(h) if rel in changed_paths]}
+        "hosts": {h: {"files": _files_of(compiled, h),
+                      "changed": [rel for rel in _files_of(compiled, h) if rel in changed_paths]}
                   for h in hosts},
         "files": changes,
         "unchanged": sorted(rel for rel in texts if rel not in changed_paths),
         "warnings": [{"where": w.where, "field": w.field, "reason": w.reason, "severity": w.severity}
                      for w in warnings],
     }
+
+
+def _files_of(compiled, h: str) -> list[str]:
+    return compiled.files_of(h) + ([compiled.data.path] if compiled.data is not None else [])
 
 
 # ---------------------------------------------------------------- human output
@@ -172,27 +178,3 @@ def _diff_line(line: str, colour: bool) -> str:
     if line.startswith("-"):
         return paint(line, RED, True)
     return line
-
-
-# ---------------------------------------------------------------- command
-
-
-def _configure(p) -> None:
-    p.add_argument("hosts", nargs="*", help="host folders, e.g. hosts/yomogi (default: every host, and "
-                   "generated files no longer produced count too)")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON (see docs/json.md)")
-    p.add_argument("--no-diff", action="store_true", help="list the files only, without the diff")
-
-
-@command("plan", "show which generated files a build would change, with a diff; writes nothing "
-         "(exit 1 when something would change)", "python -m homelab plan hosts/yomogi", _configure)
-def cmd_plan(args) -> int:
-    root, only = resolve_targets(args.hosts, args.root)
-    plan = compute(root, only)
-    if args.json:
-        print(json.dumps(plan, indent=2, sort_keys=True))
-    else:
-        for w in plan["warnings"]:
-            print(f"{w['where']}: {w['field']}: warning: {w['reason']}", file=sys.stderr)
-        sys.stdout.write(render(plan, diffs=not args.no_diff, colour=use_colour(sys.stdout)))
-    return EXIT_CHANGED if plan["changed"] else EXIT_OK

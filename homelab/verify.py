@@ -25,12 +25,13 @@ from typing import Any, Iterable
 
 import attrs
 
-from . import contract
+from . import contract as contracts
 from . import optiontypes as t
-from .compile import Compiled, ModuleFile, Path as OptPath
-from .model import Pkg, PkgCall, Priority
-from .nixvalue import attr_path
+from .compile import Compiled, ModuleFile
 from .errors import LabError, Problem
+from .model import Pkg, PkgCall, Priority
+from .nixmodule import OptPath
+from .nixvalue import attr_path
 from .pynix_eval import Nix, NixEvalError, nix_string
 
 STUB_LIB = """{
@@ -107,20 +108,22 @@ def _deep_union(a: dict, b: dict, path: OptPath) -> dict:
     return out
 
 
-def flatten(nested: dict, prefix: OptPath = ()) -> list[tuple[OptPath, Any]]:
+def flatten(nested: dict, prefix: OptPath = (), contract: contracts.Contract | None = None
+            ) -> list[tuple[OptPath, Any]]:
     """A nested attribute set -> (option path, value) pairs, cut at the contract's option paths.
 
     ``lib.mkForce { a = 1; b = 2; }`` set above the options it holds applies to
     each of them, as the module system pushes overrides down to the options.
     """
+    contract = contract or contracts.builtin()
     out: list[tuple[OptPath, Any]] = []
     for k, v in nested.items():
         path = prefix + (k,)
         if contract.lookup(path) is None and isinstance(v, dict) and v and "_type" not in v:
-            out += flatten(v, path)
+            out += flatten(v, path, contract)
         elif (contract.lookup(path) is None and t.is_override(v) and isinstance(v["content"], dict)
               and v["content"] and "_type" not in v["content"]):
-            out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path)]
+            out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path, contract)]
         else:
             out.append((path, v))
     return out
@@ -132,16 +135,17 @@ def _with_priority(value: Any, priority: int) -> Any:
     return {"_type": "override", "priority": priority, "content": value}
 
 
-def option_type(path: OptPath) -> t.OptionType:
-    fact = contract.lookup(path)
+def option_type(path: OptPath, contract: contracts.Contract | None = None) -> t.OptionType:
+    fact = (contract or contracts.builtin()).lookup(path)
     return fact.type if fact else t.anything
 
 
 # ---------------------------------------------------------------- checks without nix
 
 
-def contract_problems(f: ModuleFile) -> list[str]:
+def contract_problems(f: ModuleFile, contract: contracts.Contract | None = None) -> list[str]:
     """Paths not in the contract and values that do not fit their type (generated sections only)."""
+    contract = contract or contracts.builtin()
     out = []
     for sec in f.sections:
         if sec.user:
@@ -150,7 +154,8 @@ def contract_problems(f: ModuleFile) -> list[str]:
             dotted = ".".join(path)
             fact = contract.lookup(path)
             if fact is None:
-                out.append(f"{f.path}: {dotted} is not in the option contract (homelab/contract.py)")
+                out.append(f"{f.path}: {dotted} is not in the option contract (the core rows in homelab/contract.py "
+                           "or the options of the role that writes it)")
                 continue
             why = t.check_with_priority(fact.type, to_json(value))
             if why:
@@ -158,40 +163,74 @@ def contract_problems(f: ModuleFile) -> list[str]:
     return out
 
 
-def merge_host(files: list[tuple[str, dict]]) -> tuple[dict[str, Any], list[str]]:
+@attrs.frozen
+class Conflict:
+    """Definitions of one option that NixOS could not merge."""
+
+    path: OptPath
+    message: str
+    files: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{attr_path(self.path)}: {self.message} (defined in {', '.join(self.files)})"
+
+
+def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | None = None
+               ) -> tuple[dict[str, Any], list[Conflict]]:
     """Merge the nested definitions of a host's files (in module order) into option values."""
+    contract = contract or contracts.builtin()
     defs: dict[OptPath, list[Any]] = {}
     where: dict[OptPath, list[str]] = {}
     for rel, nested in files:
-        for path, value in flatten(nested):
+        for path, value in flatten(nested, (), contract):
             defs.setdefault(path, []).append(value)
             where.setdefault(path, []).append(rel)
     merged: dict[str, Any] = {}
-    problems: list[str] = []
+    conflicts: list[Conflict] = []
     for path in sorted(defs):
         try:
-            merged[attr_path(path)] = t.merge_definitions(option_type(path), defs[path])
+            merged[attr_path(path)] = t.merge_definitions(option_type(path, contract), defs[path])
         except t.MergeConflict as e:
-            problems.append(f"{attr_path(path)}: {e} (defined in {', '.join(where[path])})")
-    return merged, problems
+            conflicts.append(Conflict(path, str(e), tuple(where[path])))
+    return merged, conflicts
 
 
-def precheck(compiled: Compiled) -> list[str]:
-    """Everything that can be checked before nix runs: contract, nesting, merge conflicts."""
+@attrs.frozen
+class Precheck:
+    """What can be known before nix runs: contract and nesting problems, and each host merged once."""
+
+    problems: list[str]  # in generated code: a homelab bug
+    merged: dict[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them
+    conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
+    nested: dict[str, dict]  # file -> its definitions as one nested attribute set
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not any(self.conflicts.values())
+
+    def all_problems(self) -> list[str]:
+        return self.problems + [f"hosts/{h}/default.nix: {c}" for h, cs in sorted(self.conflicts.items())
+                                for c in cs]
+
+
+def precheck(compiled: Compiled) -> Precheck:
+    """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once)."""
     problems: list[str] = []
     nested: dict[str, dict] = {}
+    contract = compiled.contract
     for rel, f in compiled.files.items():
-        problems += contract_problems(f)
+        problems += contract_problems(f, contract)
         try:
             nested[rel] = nest(f.definitions())
         except ValueError as e:
             problems.append(f"{rel}: {e}")
+    merged: dict[str, dict[str, Any]] = {}
+    conflicts: dict[str, list[Conflict]] = {}
     if problems:
-        return problems
-    for name, plan in compiled.hosts.items():
-        _, ps = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)])
-        problems += [f"{plan.entry}: {p}" for p in ps]
-    return problems
+        return Precheck(problems, merged, conflicts, nested)
+    for name in compiled.hosts:
+        merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract)
+    return Precheck(problems, merged, conflicts, nested)
 
 
 # ---------------------------------------------------------------- nix
@@ -260,9 +299,11 @@ def _path_expr(p: Path) -> str:
     return f"(/. + {nix_string(str(p))})"
 
 
-def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], pkg_names: list[str]) -> str:
+def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], pkg_names: list[str],
+                    data: str | None = None) -> str:
     root = Path(root).resolve()
     files = " ".join(f"{nix_string(rel)} = load {_path_expr(root / rel)};" for rel in generated)
+    data_expr = f"import {_path_expr(root / data)}" if data else "null"
     hand = " ".join(f"{nix_string(rel)} = builtins.typeOf (import {_path_expr(root / rel)});"
                     for rel in hand_written)
     return f"""let
@@ -277,6 +318,7 @@ def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], p
 in {{
   generated = {{ {files} }};
   handWritten = {{ {hand} }};
+  data = {data_expr};
 }}"""
 
 
@@ -288,7 +330,9 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled)))
+        data = compiled.data.path if compiled.data is not None and (Path(root) / compiled.data.path).is_file() \
+            else None
+        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled), data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
         bad = [rel for rel in hand if base + rel in e.message]
@@ -322,7 +366,7 @@ class Report:
     nix_calls: int
 
 
-def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[dict[str, Any], list[str]]:
+def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[dict[str, Any], list[Conflict]]:
     """Merged option values of one host, from what nix evaluated, walking imports from the entry."""
     gen = evaluated["generated"]
     order: list[str] = []
@@ -335,36 +379,53 @@ def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[di
             visit(imp)
 
     visit(compiled.hosts[hostname].entry)
-    return merge_host([(rel, gen[rel]["defs"]) for rel in order])
+    return merge_host([(rel, gen[rel]["defs"]) for rel in order], compiled.contract)
 
 
 def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
-           *, prechecked: bool = False) -> Report:
+           *, pre: Precheck | None = None) -> Report:
     """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
 
-    ``prechecked``: the caller has run :func:`precheck` on ``compiled`` and found nothing (the CLI's
-    build does, before rendering); it is not run a second time.
+    ``pre``: the :func:`precheck` of ``compiled`` when the caller has it (the build does, before
+    rendering), so nothing is nested or merged twice.  When nix reads back exactly what the model
+    says, file by file, the merged option values are the precheck's; they are merged again from what
+    nix read only where a file differs.
     """
     nix = nix or Nix()
     calls0 = nix.calls
-    problems = [] if prechecked else precheck(compiled)
+    pre = pre or precheck(compiled)
+    problems = pre.all_problems()
     evaluated = evaluate(root, compiled, nix, only)
     gen = evaluated["generated"]
+    differs = False
     for rel, entry in sorted(gen.items()):
         f = compiled.files[rel]
         want_imports = [_import_target(rel, i) for i in f.imports]
         if entry["imports"] != want_imports:
+            differs = True
             problems.append(f"{rel}: imports {entry['imports']} but the model says {want_imports}")
-        want = nest(f.definitions())
+        want = pre.nested[rel] if rel in pre.nested else nest(f.definitions())
         if entry["defs"] != want:
+            differs = True
             for path, value in sorted(set(_leaves(entry["defs"])) ^ set(_leaves(want))):
                 problems.append(f"{rel}: {'.'.join(path)} differs: nix read {_get(entry['defs'], path)!r}, "
                                 f"the model says {_get(want, path)!r}")
+    if compiled.data is not None and evaluated.get("data") is not None:
+        want = to_json(compiled.data.value)
+        if evaluated["data"] != want:
+            differs = True
+            for path, value in sorted(set(_leaves(evaluated["data"])) ^ set(_leaves(want))):
+                problems.append(f"{compiled.data.path}: {'.'.join(path)} differs: nix read "
+                                f"{_get(evaluated['data'], path)!r}, the model says {_get(want, path)!r}")
     options: dict[str, dict[str, Any]] = {}
     for h in sorted(only if only is not None else compiled.hosts):
-        options[h], ps = host_options(evaluated, compiled, h)
-        problems += [f"{compiled.hosts[h].entry}: {p}" for p in ps]
-    return Report(len(gen), len(evaluated["handWritten"]), options, problems, nix.calls - calls0)
+        if not differs and h in pre.merged:
+            options[h] = pre.merged[h]
+            continue
+        options[h], cs = host_options(evaluated, compiled, h)
+        problems += [f"{compiled.hosts[h].entry}: {c}" for c in cs]
+    files = len(gen) + (1 if evaluated.get("data") is not None else 0)
+    return Report(files, len(evaluated["handWritten"]), options, problems, nix.calls - calls0)
 
 
 def _leaves(d: Any, prefix: OptPath = ()) -> list[tuple[OptPath, str]]:

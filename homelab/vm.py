@@ -306,35 +306,13 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
     return rc
 
 
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- the command
 
 
-def _configure(p) -> None:
-    p.add_argument("hosts", nargs="+", help="host folders, e.g. hosts/yomogi (several boot side by side)")
-    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
-    p.add_argument("--workdir", help="where keys, disk images and logs go (default: a new temporary folder)")
-    p.add_argument("--ssh-port", type=int, help="the first host's forwarded SSH port (default: a free one)")
-    p.add_argument("--boot-timeout", type=float, default=600, help="seconds to wait for SSH (default 600)")
-    p.add_argument("--allow-tcg", action="store_true",
-                   help="boot without KVM under QEMU's emulation (very slow); by default a missing KVM stops here")
-    p.add_argument("--keep", action="store_true", help="leave the VMs running after the suite")
-    p.add_argument("--suite", help="the vm-tests folder (default: <lab>/vm-tests)")
-    p.add_argument("--junitxml", help="write the suite's JUnit XML report here")
-    p.add_argument("--pytest-args", default="", metavar="ARGS",
-                   help='extra arguments for pytest, one string (e.g. "-k dns -x")')
+def run(lab: Lab, root: Path, names: list[str], args) -> int:
+    """``homelab vm``: the arguments are the command line's (see homelab.cli)."""
+    from .cli import Usage
 
-
-def cmd_vm(args) -> int:
-    from .cli import Usage, resolve_targets
-    from .load import load_or_raise
-
-    root, only = resolve_targets(args.hosts, args.root)
-    lab, _ = load_or_raise(root)
-    known = {h.hostname for h in lab.hosts}
-    missing = [n for n in only or [] if n not in known]
-    if missing:
-        raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)") for n in missing])
-    names = list(dict.fromkeys(only or []))
     suite_dir = Path(args.suite) if args.suite else root / "vm-tests"
     if not (suite_dir / "conftest.py").is_file():
         raise Usage(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
@@ -384,13 +362,3 @@ def cmd_vm(args) -> int:
         if shutil.which(tool) is None:
             raise Usage(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
     return execute(plan, lab, boot_timeout=args.boot_timeout, keep=args.keep)
-
-
-def _register() -> None:
-    from .cli import command
-
-    command("vm", "build a host's VM, boot it with SSH forwarded, run the vm-tests suite on it, shut it down",
-            "python -m homelab vm hosts/tokiwa --dry-run", _configure)(cmd_vm)
-
-
-_register()

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 from homelab import render, verify
 from homelab.compile import Compiled, compile_lab
 from homelab.load import load_or_raise
-from homelab.model import DnsServer, Host, IngressProxy, Lab, Tailscale
+from homelab import DnsServer, Host, IngressProxy, Lab, Tailscale
 from homelab.pynix_eval import Nix
 from homelab.validate import validate
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from homelab import files
-from homelab.cli import prepare
+from homelab.build import prepare
+from homelab.load import load_or_raise
 
 from .test_bad_inputs import apply_edits, run_cli
 
@@ -152,7 +153,7 @@ def versions(tmp_path_factory):
     old_paths = files.generated_on_disk(template)
     old = {rel: (template / rel).read_text() for rel in old_paths}
     apply_edits(template, NEW_LAB_EDITS)
-    _, _, texts, _ = prepare(template, None)
+    texts = prepare(load_or_raise(template)[0]).texts()
     new: dict[str, str | None] = {rel: None for rel in old}
     new.update(texts)
     return template, old, new
@@ -261,7 +262,7 @@ def test_random_kills_in_a_big_lab(tmp_path, nix):
     old = generated_texts(template, files.generated_on_disk(template))
     apply_edits(template, [(C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers=["192.168.10.1"]'),
                            (C, "api_port=6443", "api_port=6444")])
-    _, _, texts, _ = prepare(template, None)
+    texts = prepare(load_or_raise(template)[0]).texts()
     new = {**{rel: None for rel in old}, **texts}
     assert sum(old.get(rel) != text for rel, text in new.items()) > N_WORKERS
 

@@ -24,12 +24,12 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 def test_build_from_scratch_writes_every_file_and_matches_the_repo(lab_copy, repo, nix, capsys):
-    for p in [*lab_copy.glob("hosts/*/default.nix"), *lab_copy.rglob("modules/**/*.nix")]:
+    for p in [*lab_copy.glob("hosts/*/default.nix"), *lab_copy.rglob("modules/**/*.nix"), lab_copy / "hosts/lab.nix"]:
         p.unlink()
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
-    assert "wrote 12" in out and "nix read back 12 generated files" in out
-    for p in [*repo.glob("hosts/*/default.nix"), *repo.rglob("modules/**/*.nix")]:
+    assert "wrote 13" in out and "nix read back 13 generated files" in out  # 12 modules + hosts/lab.nix
+    for p in [*repo.glob("hosts/*/default.nix"), *repo.rglob("modules/**/*.nix"), repo / "hosts/lab.nix"]:
         rel = p.relative_to(repo)
         assert (lab_copy / rel).read_bytes() == p.read_bytes(), rel
 
@@ -37,7 +37,7 @@ def test_build_from_scratch_writes_every_file_and_matches_the_repo(lab_copy, rep
 def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", "--root", str(lab_copy)]) == 0
-    assert "wrote 0, unchanged 12" in capsys.readouterr().out
+    assert "wrote 0, unchanged 13" in capsys.readouterr().out
     assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
 
 
@@ -60,7 +60,7 @@ def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", str(lab_copy / "hosts/tokiwa")]) == 0
     captured = capsys.readouterr()
-    assert "1 host: wrote 1, unchanged 5" in captured.out and "also building" not in captured.err
+    assert "1 host: wrote 1, unchanged 6" in captured.out and "also building" not in captured.err
     after = snapshot(lab_copy)
     assert [p for p in after if after[p] != before.get(p)] == ["hosts/tokiwa/default.nix"]
     assert main(["build", "--check", "--root", str(lab_copy)]) == 1  # yomogi is still stale
@@ -104,12 +104,21 @@ def test_usage_mistakes_exit_2_without_traceback(lab_copy, capsys):
     assert "name a host folder" in capsys.readouterr().err
 
 
-def test_missing_nix_still_builds_and_says_it_did_not_verify(lab_copy, tmp_path, capsys, monkeypatch):
+def test_missing_nix_refuses_to_write_unverified_files(lab_copy, tmp_path, capsys, monkeypatch):
     (lab_copy / "modules/k8s/ceph.nix").unlink()
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert main(["build", "--root", str(lab_copy)]) == 0
+    assert main(["build", "--root", str(lab_copy)]) == 4
     captured = capsys.readouterr()
-    assert "not verified" in captured.err and "nix-bin" in captured.err
+    assert "nothing was written" in captured.err and "nix-bin" in captured.err and "--no-verify" in captured.err
+    assert not (lab_copy / "modules/k8s/ceph.nix").exists()
+
+
+def test_no_verify_writes_and_says_so_in_the_output(lab_copy, tmp_path, capsys, monkeypatch):
+    (lab_copy / "modules/k8s/ceph.nix").unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["build", "--no-verify", "--root", str(lab_copy)]) == 0
+    captured = capsys.readouterr()
+    assert "WITHOUT being read back by nix" in captured.err and "NOT verified by nix" in captured.out
     assert (lab_copy / "modules/k8s/ceph.nix").exists()
 
 
@@ -118,7 +127,7 @@ def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert r.returncode == 0, r.stderr
-    assert "1 host: wrote 0, unchanged 8" in r.stdout
+    assert "1 host: wrote 0, unchanged 9" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr
 
 

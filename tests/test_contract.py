@@ -1,8 +1,8 @@
 """The option contract: well-formed rows, every row emitted by the generator, documented in docs/nixpkgs-facts.md.
 
-Five labs between them exercise every branch of the compiler that writes an
+Six labs between them exercise every branch of the compiler that writes an
 option: the seed lab (iptables, an aarch64 Raspberry Pi control plane), the
-same lab with the nftables firewall, a host with a Tailscale auth key file, a
+seed lab with Prometheus monitoring, the same lab with the nftables firewall, a host with a Tailscale auth key file, a
 Raspberry Pi host with its own kernel settings, and an x86 control plane with a
 pinned CoreDNS image.  A contract row none of them emits is dead weight (or a
 missing lab here) and fails the test.
@@ -83,8 +83,20 @@ def x86_control_plane_lab():
     return labkit.evolve_host(lab, "yomogi", roles=[Worker(), CephStorage(), DnsServer(), Tailscale()])
 
 
+def monitoring_lab():
+    """Every host runs a node exporter; yomogi also runs Prometheus (the worked example role)."""
+    from homelab import Monitoring, NodeExporter
+
+    lab = labkit.lab()
+    for h in lab.hosts:
+        extra = [NodeExporter(), Monitoring()] if h.hostname == "yomogi" else [NodeExporter()]
+        lab = labkit.evolve_host(lab, h.hostname, roles=[*h.roles, *extra])
+    return lab
+
+
 LABS = {
     "seed": seed_lab,
+    "monitoring": monitoring_lab,
     "nftables": nftables_lab,
     "tailscale-auth-key": tailscale_key_lab,
     "raspberry-pi": raspberry_pi_lab,
@@ -133,7 +145,7 @@ def test_every_emitted_path_is_a_contract_row_and_fits_its_type(compiled, name):
     c = compiled[name]
     for rel, path, _ in _emitted(c):
         assert contract.lookup(path) is not None, f"{rel}: {'.'.join(path)}"
-    assert verify.precheck(c) == []
+    assert verify.precheck(c).all_problems() == []
 
 
 def test_every_contract_row_is_emitted_by_one_of_the_labs(compiled):

@@ -37,7 +37,7 @@ import re
 import attrs
 import pytest
 
-from homelab.model import DnsServer, IngressProxy
+from homelab import DnsServer, IngressProxy
 from tests import labkit
 from tests.netns import plain, read_back_lab, read_back_seed
 

@@ -80,7 +80,7 @@ def test_a_setting_below_an_attribute_set_homelab_writes_merges(lab_copy, nix, c
 
 @pytest.mark.parametrize("where, old, new, message", [
     ("tokiwa", "roles=[Worker(), CephStorage(), Tailscale()],",
-     "roles=[type('GpuWorker', (Worker,), {})(), CephStorage(), Tailscale()],",
+     "roles=[type('GpuWorker', (), {})(), CephStorage(), Tailscale()],",  # not a Role at all
      "hosts/tokiwa: roles: "),
     ("tokiwa", 'options={"services.openssh.enable": True},',
      'options={"services.openssh.enable": force(True) if False else __import__("homelab").Priority(True, 10**30)},',

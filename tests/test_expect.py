@@ -33,7 +33,9 @@ from homelab import (
 )
 from homelab import verify
 from homelab.compile import compile_lab
-from homelab.expect import KINDS, SCOPES, SCHEMA, TAILSCALE_PORT, dns_addon_ip, host_expectations, lab_expectations
+from homelab.expect import KINDS, SCOPES, SCHEMA, host_expectations, lab_expectations
+from homelab.roles.kubernetes import dns_addon_ip
+from homelab.roles.tailscale import TAILSCALE_PORT
 
 from . import labkit
 from .conftest import REPO

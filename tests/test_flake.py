@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from homelab import contract
-from homelab.model import ControlPlane
+from homelab import ControlPlane
 from homelab.pynix_eval import Nix, NixError
 
 from .conftest import REPO

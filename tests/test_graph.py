@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from homelab import cli, graph
-from homelab.model import CephStorage, ControlPlane, DnsServer, IngressProxy, Tailscale, Worker
+from homelab import CephStorage, ControlPlane, DnsServer, IngressProxy, Tailscale, Worker
 from tests import labkit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,32 +275,33 @@ def test_cli_table_and_mermaid_and_json(seed_lab):
     assert data["mermaid"] == m.stdout and data["table"] == t.stdout
     assert [h["hostname"] for h in data["hosts"]] == [h.hostname for h in seed_lab.hosts]
     cp = seed_lab.control_plane
-    assert data["paths"]["api"]["server"] == cp.hostname and data["paths"]["api"]["url"] == seed_lab.cluster.api_url
+    assert [(a["server"], a["url"]) for a in data["paths"]["api"]] == [(cp.hostname, seed_lab.cluster.api_url)]
 
 
-GRAPH_KEYS = {"version", "cluster", "hosts", "paths", "mermaid", "table"}
+GRAPH_KEYS = {"version", "cluster", "hosts", "nodes", "edges", "paths", "mermaid", "table"}
 CLUSTER_KEYS = {"name", "domain", "lan", "gateway", "nameservers", "pod_cidr", "service_cidr", "tailnet"}
 HOST_KEYS = {"hostname", "description", "system", "arch", "roles", "role_types", "kubernetes", "lan_address",
-             "interface", "tailscale_address", "tailscale_interface", "boot", "ceph_disks"}
+             "interface", "tailscale_address", "boot", "notes"}
 DNS_KEYS = {"zone", "server", "server_address", "port", "answer_host", "answer_address", "ttl", "forward"}
 INGRESS_KEYS = {"host", "address", "proxy", "target", "routes"}
 API_KEYS = {"url", "name", "port", "server", "address", "clients"}
 
 
 def assert_graph_json_shape(data: dict) -> None:
-    assert set(data) == GRAPH_KEYS and data["version"] == 1
+    assert set(data) == GRAPH_KEYS and data["version"] == 2
     assert set(data["cluster"]) == CLUSTER_KEYS
     for h in data["hosts"]:
         assert set(h) == HOST_KEYS
         assert h["kubernetes"] in ("control-plane", "worker", None)
-    assert set(data["paths"]) == {"split_dns", "ingress", "api"}
-    for d in data["paths"]["split_dns"]:
+    assert set(data["paths"]) <= {"split_dns", "ingress", "api", "monitoring"}
+    for d in data["paths"].get("split_dns", []):
         assert set(d) == DNS_KEYS
-    for i in data["paths"]["ingress"]:
+    for i in data["paths"].get("ingress", []):
         assert set(i) == INGRESS_KEYS
         for r in i["routes"]:
             assert set(r) == {"name", "listen", "nodeport"}
-    assert data["paths"]["api"] is None or set(data["paths"]["api"]) == API_KEYS
+    for a in data["paths"].get("api", []):
+        assert set(a) == API_KEYS
 
 
 def test_json_shape_is_documented():

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from homelab.cli import prepare
+from homelab.build import prepare
+from homelab.load import load_or_raise
 from homelab.render import HASH_PREFIX
 
 from .test_bad_inputs import apply_edits, run_cli, snapshot
@@ -33,7 +34,7 @@ HAND_WRITTEN = """{ ... }:
 
 
 def generated(root: Path) -> dict[str, str]:
-    return prepare(root, None)[2]
+    return prepare(load_or_raise(root)[0]).texts()
 
 
 def assert_refused(root: Path, *paths: str, how: str = "--force") -> str:

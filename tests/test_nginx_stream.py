@@ -40,7 +40,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from homelab.model import IngressProxy
+from homelab import IngressProxy
 from tests import labkit
 from tests.netns import plain, read_back_lab, read_back_seed
 

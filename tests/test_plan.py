@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from homelab import cli, plan as planmod, render
-from homelab.compile import compile_lab
+from homelab.compile import LAB_DATA, compile_lab
 from homelab.load import load_or_raise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +52,7 @@ def expected_texts(root: Path, only=None) -> tuple[dict[str, str], dict[str, lis
     for h in hosts:
         for rel in compiled.files_of(h):
             users.setdefault(rel, []).append(h)
+    users[LAB_DATA] = list(hosts)  # the lab's data file lists every host
     return render.render_all(compiled, only), users
 
 

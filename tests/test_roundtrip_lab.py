@@ -26,7 +26,9 @@ from homelab import (
 )
 from homelab import render, verify
 from homelab.compile import compile_lab
-from homelab.validate import CONTROL_PLANE_PORTS, validate
+from homelab.roles.control_plane import CFSSL_PORT, CONTROL_PLANE_PORTS
+from homelab.roles.kubernetes import NODE_PORTS
+from homelab.validate import validate
 
 label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 text = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
@@ -35,7 +37,8 @@ option_value = st.one_of(st.booleans(), st.integers(-1000, 10**6), text, st.list
 
 
 # outside the NodePort range and the ports a control plane already uses (homelab.validate refuses those)
-api_port = st.integers(1024, 29999).filter(lambda p: p not in CONTROL_PLANE_PORTS)
+_TAKEN = {p.number for p in (*CONTROL_PLANE_PORTS, *NODE_PORTS)} | {CFSSL_PORT}
+api_port = st.integers(1024, 29999).filter(lambda p: p not in _TAKEN)
 
 
 @st.composite
@@ -99,7 +102,7 @@ def test_random_labs_round_trip_through_nix(nix, lab):
     assume(_no_prefix_clash(lab))
     assert [p for p in validate(lab) if p.severity == "error"] == []
     compiled = compile_lab(lab)
-    problems = verify.precheck(compiled)
+    problems = verify.precheck(compiled).all_problems()
     assume(not any("conflicting" in p for p in problems))  # random user options may clash with roles
     assert problems == []
     texts = render.render_all(compiled)

@@ -82,10 +82,10 @@ def test_user_raw_options_are_exempt_from_the_contract_but_still_merged():
 
 def test_precheck_finds_a_user_option_conflicting_with_a_role():
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.roles": ["master"]})
-    problems = verify.precheck(compile_lab(lab))
+    problems = verify.precheck(compile_lab(lab)).all_problems()
     assert any("services.kubernetes.roles" in p for p in problems) is False  # lists concatenate: no conflict
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": False})
-    problems = verify.precheck(compile_lab(lab))
+    problems = verify.precheck(compile_lab(lab)).all_problems()
     assert any("services.kubernetes.easyCerts" in p and "conflicting" in p for p in problems)
 
 
@@ -94,7 +94,7 @@ def test_force_lets_a_user_option_win(nix, tmp_path):
 
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": force(False)})
     compiled = compile_lab(lab)
-    assert verify.precheck(compiled) == []
+    assert verify.precheck(compiled).all_problems() == []
     write_lab(tmp_path, compiled)
     report = verify.verify(tmp_path, compiled, nix)
     assert report.problems == []

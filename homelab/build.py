@@ -1,0 +1,192 @@
+"""The build pipeline as a library: validate -> compile -> render -> verify with nix -> write atomically.
+
+This is what ``python -m homelab build`` runs, and what your own Python calls::
+
+    from homelab import build, load_lab
+
+    lab = load_lab("path/to/lab")                  # LabError listing every problem, or the lab
+    result = build.build("path/to/lab", lab=lab)   # verified by nix, written atomically
+    print(result.written)
+
+Every entry point validates: an invalid lab raises :class:`~homelab.errors.LabError`
+carrying every problem (host, field, reason); nothing is written.  Work is done
+once: the lab is compiled once and each host is merged once (the precheck); nix
+reads the written files back once, in one process, and when it reads exactly
+what the model says, the precheck's merge is the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import files, render, verify
+from .compile import Compiled, compile_lab
+from .errors import GeneratedCodeError, LabError, Problem
+from .model import Lab
+from .pynix_eval import Nix, NixNotFound
+
+__all__ = ["Prepared", "BuildResult", "prepare", "build", "hosts_sharing_changes", "NotVerified"]
+
+
+class NotVerified(Exception):
+    """nix is needed to verify the files and none was found; nothing was written."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+@attrs.frozen
+class Prepared:
+    """A validated lab, compiled once and merged once: everything a build decides before writing."""
+
+    lab: Lab
+    compiled: Compiled
+    pre: verify.Precheck
+    warnings: tuple[Problem, ...] = ()
+
+    def texts(self, only: list[str] | None = None) -> dict[str, str]:
+        """The generated files' texts (all, or those of the named hosts), keyed by path."""
+        return render.render_all(self.compiled, only)
+
+
+def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Prepared:
+    """Compile and precheck a validated lab.
+
+    LabError when a host's raw ``options`` fight what homelab generates (the
+    user's to fix); GeneratedCodeError when the generated code itself breaks the
+    option contract or does not merge (homelab's bug).
+    """
+    from .validate import option_clashes
+
+    compiled = compile_lab(lab)
+    pre = verify.precheck(compiled)
+    clashes, explained = option_clashes(lab, compiled, pre)
+    errors = [p for p in clashes if p.severity == "error"]
+    if errors:
+        raise LabError(errors)
+    bugs = pre.problems + [f"{compiled.hosts[h].entry}: {c}" for h, cs in sorted(pre.conflicts.items())
+                           if h not in explained for c in cs]
+    if bugs:
+        raise GeneratedCodeError(bugs)
+    return Prepared(lab, compiled, pre, tuple(warnings) + tuple(clashes))
+
+
+def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> list[str]:
+    """``only`` plus every other host whose configuration a build of ``only`` would change.
+
+    Hosts share module files: rewriting one that another host's entry (as it is
+    on disk) imports changes that host too, so that host is built as well.
+    """
+    hosts = set(only)
+    while True:
+        texts = render.render_all(compiled, sorted(hosts))
+        changed = [rel for rel, text in texts.items() if rel.startswith("modules/")
+                   and (not (root / rel).is_file() or files.read_exact(root / rel) != text)]
+        extra = set()
+        for name, plan in compiled.hosts.items():
+            entry = root / plan.entry
+            if name in hosts or not entry.is_file():
+                continue
+            on_disk = files.read_exact(entry)
+            if any(f"../../{rel}\n" in on_disk for rel in changed):
+                extra.add(name)
+        if not extra:
+            return sorted(hosts)
+        hosts |= extra
+
+
+@attrs.frozen
+class BuildResult:
+    """What a build did (or, with ``check``, would do)."""
+
+    hosts: tuple[str, ...]
+    written: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()  # with check=True: the files a build would change
+    also_built: tuple[str, ...] = ()  # hosts added because they import a module file the build changes
+    verified: verify.Report | None = None
+    verify_seconds: float = 0.0
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed or self.stale)
+
+
+def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None = None, check: bool = False,
+          force: bool = False, verify_with_nix: bool = True, nix: Nix | None = None,
+          warnings: tuple[Problem, ...] = ()) -> BuildResult:
+    """Build the lab under ``root`` (every host, or ``hosts``): validate, compile, verify with nix, write.
+
+    ``lab``: an already loaded lab (default: load and validate ``root``).  ``check``:
+    write nothing, report stale files.  ``force``: overwrite generated files edited
+    by hand.  ``verify_with_nix=False`` writes without reading the files back with
+    nix (the CLI asks for ``--no-verify`` and says so).  Raises LabError (the lab
+    or a file in the way is wrong), GeneratedCodeError or VerifyFailed (homelab's
+    bug), NotVerified (no nix); in every case nothing was written.
+    """
+    from .load import load_or_raise
+
+    root = Path(root)
+    if lab is None:
+        lab, loaded = load_or_raise(root)
+        warnings = tuple(warnings) + tuple(loaded)
+    if hosts:
+        known = {h.hostname for h in lab.hosts}
+        missing = [n for n in hosts if n not in known]
+        if missing:
+            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
+                            for n in missing])
+    p = prepare(lab, warnings)
+    only = sorted(hosts) if hosts else None
+    also: tuple[str, ...] = ()
+    if only and not check:
+        wider = hosts_sharing_changes(root, p.compiled, only)
+        also = tuple(h for h in wider if h not in only)
+        only = wider
+    texts = p.texts(only)
+    prune = only is None
+    names = tuple(only or sorted(p.compiled.hosts))
+    if check:
+        return BuildResult(names, stale=tuple(files.stale(root, texts, prune=prune)), warnings=p.warnings)
+    plan = files.plan(root, texts, prune=prune, force=force)
+    rep, seconds = None, 0.0
+    if verify_with_nix:
+        hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
+        t0 = time.perf_counter()
+        try:
+            with verify.staged(texts, root, hand) as tmp:
+                rep = verify.verify(Path(tmp), p.compiled, nix or Nix(), only, pre=p.pre)
+        except NixNotFound as e:
+            raise NotVerified(e.message) from None
+        seconds = time.perf_counter() - t0
+        if rep.problems:
+            raise verify.VerifyError(rep.problems)
+    files.apply(root, plan)
+    return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
+
+
+def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = None) -> dict[str, dict[str, Any]]:
+    """The option values each host sets, read back from the generated files on disk by real nix."""
+    from .load import load_or_raise
+
+    root = Path(root)
+    lab, warnings = load_or_raise(root)
+    p = prepare(lab, warnings)
+    names = hosts or sorted(p.compiled.hosts)
+    missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
+    if missing:
+        raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
+    evaluated = verify.evaluate(root, p.compiled, nix or Nix(), names)
+    out: dict[str, dict[str, Any]] = {}
+    for h in names:
+        out[h], conflicts = verify.host_options(evaluated, p.compiled, h)
+        if conflicts:
+            raise verify.VerifyError([f"{p.compiled.hosts[h].entry}: {c}" for c in conflicts])
+    return out

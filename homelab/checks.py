@@ -1,0 +1,100 @@
+"""Checks: one thing that must be true on a running host, as data the vm-tests suite probes.
+
+Roles say what must hold once their host runs (:meth:`homelab.roles.Role.expectations`)
+with the small constructors here; :mod:`homelab.expect` gathers them per host.
+
+Every check has a *scope*:
+
+* ``host``: true once the host has booted its configuration, even alone
+  (a single VM, a freshly deployed machine);
+* ``cluster``: needs the rest of the lab too (the node joined Kubernetes, the
+  DNS host reachable over the LAN, something behind the ingress NodePorts).
+
+A check's ``id`` is ``<kind>:<what>``: unique per host and stable across runs.
+Two checks with the same id are the same fact; the one with scope ``host`` (the
+stronger claim) is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+SCOPES = ("host", "cluster")
+KINDS = ("service", "kernel_module", "listening", "firewall_rule", "systemd_property", "dns", "proxy", "hosts_entry",
+         "reach")
+
+
+@attrs.frozen
+class Check:
+    """One thing that must be true on a host."""
+
+    id: str
+    kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
+    scope: str = attrs.field(validator=attrs.validators.in_(SCOPES))
+    why: str
+    spec: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "scope": self.scope, "why": self.why, **self.spec}
+
+
+def check(kind: str, ident: str, scope: str, why: str, **spec: Any) -> Check:
+    return Check(f"{kind}:{ident}", kind, scope, why, spec)
+
+
+def service(unit: str, scope: str, why: str) -> Check:
+    """A systemd unit is active."""
+    return check("service", unit, scope, why, unit=unit)
+
+
+def kernel_module(name: str, why: str) -> Check:
+    """A kernel module is loaded."""
+    return check("kernel_module", name, "host", why, module=name)
+
+
+def listening(proto: str, port: int, scope: str, why: str) -> Check:
+    """Something listens on ``proto``/``port`` (on an address other hosts can reach)."""
+    return check("listening", f"{proto}/{port}", scope, why, proto=proto, port=port)
+
+
+def systemd_property(unit: str, prop: str, value: str, match: str, why: str) -> Check:
+    """``systemctl show -p <prop> <unit>`` ``equals`` or ``contains`` ``value``."""
+    return check("systemd_property", f"{unit}:{prop}:{value}", "host", why, unit=unit, property=prop, value=value,
+                 match=match)
+
+
+def dns(name: str, server: str, port: int, scope: str, why: str, *, answer: str | None = None,
+        not_answer: str | None = None) -> Check:
+    """A DNS server answers ``name`` with ``answer`` (or anything but ``not_answer``)."""
+    spec: dict[str, Any] = {"server": server, "port": port, "name": name}
+    if answer is not None:
+        spec["answer"] = answer
+    if not_answer is not None:
+        spec["not_answer"] = not_answer
+    return check("dns", f"{name}@{server}:{port}", scope, why, **spec)
+
+
+def proxy(listen: int, nodeport: int, why: str) -> Check:
+    """A TCP proxy on ``listen`` passes through to ``127.0.0.1:<nodeport>``."""
+    return check("proxy", f"{listen}->{nodeport}", "cluster", why, listen=listen, upstream=f"127.0.0.1:{nodeport}",
+                 nodeport=nodeport)
+
+
+def hosts_entry(name: str, address: str, why: str) -> Check:
+    """``getent hosts <name>`` answers ``address`` from the configuration itself (/etc/hosts)."""
+    return check("hosts_entry", name, "host", why, name=name, address=address)
+
+
+def open_port(backend: str, proto: str, port: int, why: str) -> Check:
+    """The host firewall accepts ``proto``/``port`` from anywhere (a port NixOS opens, e.g. by ``openFirewall``).
+
+    ``backend`` is the cluster's firewall ("iptables" or "nftables"); the rule is
+    matched the way that backend lists it.
+    """
+    from . import firewall
+
+    match, rule = firewall.listed_port_rule(backend, proto, port)
+    return check("firewall_rule", f"{proto} dport {port}", "host", why, match=match, rule=rule, backend=backend,
+                 list=firewall.NFT_LIST if backend == "nftables" else firewall.IPT_LIST)

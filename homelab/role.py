@@ -1,0 +1,222 @@
+"""The role interface: one role, one module, everything about it in one place.
+
+A role is a frozen attrs class that subclasses :class:`Role`.  Its fields are
+its settings (validators beside them, :mod:`homelab.fields`); its methods say
+what it means for the lab.  homelab's pipeline (validate → compile → render →
+verify → write; expect; graph; plan) knows roles only through these methods, so
+a role defined in a lab's own folder works exactly like a built-in one.
+
+=====================  =====================================================
+method / attribute     what it gives
+=====================  =====================================================
+``label``              its name in tables and diagrams ("worker")
+``tag``                its deployment tag (``@k8s-worker`` in colmena)
+``kubernetes_node``    True when the host runs a kubelet because of it
+``control_plane``      True for the one Kubernetes control plane
+``options``            contract rows: every NixOS option its modules write
+``compile(ctx)``       the module files it adds to its host (:class:`Module`)
+``host_sections(ctx)`` per-host definitions for the host's own entry file
+``ports(ctx)``         what it listens on (:class:`Port`): the one port table
+``flows(ctx)``         who may reach it, and why (:class:`Flow`): the lab's flow table
+``check(ctx)``         problems of this role on this host
+``check_lab(lab)``     (classmethod) problems of the lab as a whole, once per role type
+``expectations(ctx)``  what must be true on the running host (:mod:`homelab.checks`)
+``expectations_for``   what must be true on *another* host because of it
+``graph(ctx)``         what the diagram shows (:class:`GraphPart`)
+``notes(ctx)``         extra lines for the host's box in the diagram
+=====================  =====================================================
+
+Every method gets a :class:`HostContext`: the lab, the host, and helpers to
+name a problem (``self.error(ctx, "port", "...")`` reports
+``hosts/<host>: <Role>.port: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+
+import attrs
+
+from . import optiontypes as types
+from .checks import Check
+from .contract import PARTIAL, OptionFact
+from .errors import Problem
+from .nixmodule import Module, Section, section
+
+if TYPE_CHECKING:
+    from .model import Cluster, Host, Lab
+
+__all__ = ["Role", "HostContext", "Module", "Section", "section", "Port", "Flow", "Source", "GraphPart", "Node",
+           "Edge", "Check", "OptionFact", "PARTIAL", "Problem", "types", "NODES", "CONTROL_PLANE", "PODS", "LAN",
+           "TAILNET", "ADMINS", "WORLD"]
+
+PROTOCOLS = ("tcp", "udp")
+
+
+@attrs.frozen
+class Port:
+    """A port a role listens on, for the lab's port table.
+
+    ``field`` names the setting that chose the number (``IngressProxy.http_port``,
+    or ``api_port`` of the cluster with ``on_cluster``), so a clash is reported
+    where the user can change it.  ``loopback`` marks a port bound to 127.0.0.1
+    only: it is in the table (two services cannot share it) but nothing outside
+    the host can reach it.
+    """
+
+    number: int
+    proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
+    what: str
+    field: str | None = None
+    on_cluster: bool = False
+    loopback: bool = False
+
+
+SOURCE_KINDS = ("host", "nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world")
+
+
+@attrs.frozen
+class Source:
+    """Who a flow lets in: a lab host (by its LAN address), every Kubernetes node, the control plane, the pods,
+    the LAN, the tailnet, the cluster's admins, or the world."""
+
+    kind: str = attrs.field(validator=attrs.validators.in_(SOURCE_KINDS))
+    host: str | None = None  # the hostname, for kind "host"
+
+    @classmethod
+    def of_host(cls, hostname: str) -> Source:
+        return cls("host", hostname)
+
+    def __str__(self) -> str:
+        return f"host {self.host}" if self.kind == "host" else self.kind
+
+
+NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SOURCE_KINDS[1:])
+
+
+@attrs.frozen
+class Flow:
+    """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``."""
+
+    port: int
+    proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
+    source: Source
+    why: str
+
+
+@attrs.frozen
+class Node:
+    """A box in the diagram that is not a host: ``place`` is outside, tailnet, lan or cluster."""
+
+    id: str
+    lines: tuple[str, ...]
+    cls: str = "ext"
+    place: str = "outside"
+    shape: str = "round"  # round ( ), box [ ], subroutine [[ ]]
+
+
+@attrs.frozen
+class Edge:
+    """An arrow: ``src``/``dst`` are hostnames or node ids; ``style`` is mermaid's ``-->``, ``-.->`` or ``---``."""
+
+    src: str
+    dst: str
+    lines: tuple[str, ...]
+    style: str = "-->"
+
+
+@attrs.frozen
+class GraphPart:
+    """What a role adds to the diagram, and to ``graph --json`` under ``paths[key]``."""
+
+    nodes: tuple[Node, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    key: str | None = None
+    path: Any = None
+
+
+@attrs.frozen
+class HostContext:
+    """What a role method sees: the whole lab and the host the role is on."""
+
+    lab: Lab
+    host: Host
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.lab.cluster
+
+    @property
+    def where(self) -> str:
+        """``hosts/<folder>``: where problems of this host are reported."""
+        return self.lab.where(self.host)
+
+    def error(self, field: str, reason: str) -> Problem:
+        """A problem with one of the host's own fields (``roles``, ``address``...)."""
+        return Problem(self.where, field, reason)
+
+    def warn(self, field: str, reason: str) -> Problem:
+        return Problem(self.where, field, reason, "warning")
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+class Role:
+    """Base of every role; a host's roles say what it does in the lab.  Subclass with ``@attrs.frozen``."""
+
+    label: ClassVar[str] = "role"
+    tag: ClassVar[str | None] = None
+    kubernetes_node: ClassVar[bool] = False
+    control_plane: ClassVar[bool] = False
+    options: ClassVar[tuple[OptionFact, ...]] = ()
+
+    @classmethod
+    def role_tag(cls) -> str:
+        """The deployment tag (``tag``, or the class name in kebab case: ``NodeExporter`` -> ``node-exporter``)."""
+        return cls.tag or _kebab(cls.__name__)
+
+    # -- what it writes
+    def compile(self, ctx: HostContext) -> Iterable[Module]:
+        return ()
+
+    def host_sections(self, ctx: HostContext) -> Iterable[Section]:
+        return ()
+
+    # -- what it needs
+    def ports(self, ctx: HostContext) -> Iterable[Port]:
+        return ()
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        return ()
+
+    # -- what it refuses
+    def check(self, ctx: HostContext) -> Iterable[Problem]:
+        return ()
+
+    @classmethod
+    def check_lab(cls, lab: Lab) -> Iterable[Problem]:
+        return ()
+
+    # -- what must hold, and what it looks like
+    def expectations(self, ctx: HostContext) -> Iterable[Check]:
+        return ()
+
+    def expectations_for(self, ctx: HostContext, other: HostContext) -> Iterable[Check]:
+        return ()
+
+    def graph(self, ctx: HostContext) -> GraphPart | None:
+        return None
+
+    def notes(self, ctx: HostContext) -> Iterable[str]:
+        return ()
+
+    # -- helpers for role authors
+    def error(self, ctx: HostContext, field: str, reason: str) -> Problem:
+        """A problem with one of this role's fields: ``hosts/<h>: <Role>.<field>: <reason>``."""
+        return Problem(ctx.where, f"{type(self).__name__}.{field}", reason)
+
+    def warn(self, ctx: HostContext, field: str, reason: str) -> Problem:
+        return Problem(ctx.where, f"{type(self).__name__}.{field}", reason, "warning")

@@ -1,0 +1,35 @@
+"""homelab's built-in roles, one module each, written against the public interface in :mod:`homelab.role`.
+
+=================  ==========================================================
+module             role(s)
+=================  ==========================================================
+control_plane      ControlPlane (+ CorednsImage, ARM64_COREDNS)
+worker             Worker
+kubernetes         what every Kubernetes node shares (used by the two above)
+ceph               CephStorage
+dns_server         DnsServer
+ingress            IngressProxy
+tailscale          Tailscale
+monitoring         NodeExporter, Monitoring (the worked example of a role
+                   written only through the public interface)
+=================  ==========================================================
+
+A lab brings its own role the same way: a module beside ``hosts/`` (or an
+installed package) that defines an attrs class subclassing
+:class:`homelab.role.Role`, imported from ``host.py``.
+"""
+
+from .ceph import CephStorage
+from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
+from .dns_server import DnsServer
+from .ingress import IngressProxy
+from .monitoring import Monitoring, NodeExporter
+from .tailscale import Tailscale
+from .worker import Worker
+
+# In the order the diagram draws their paths and the docs list them.
+BUILTIN: tuple[type, ...] = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale, NodeExporter,
+                             Monitoring)
+
+__all__ = ["ARM64_COREDNS", "BUILTIN", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
+           "Monitoring", "NodeExporter", "Tailscale", "Worker"]

@@ -1,0 +1,163 @@
+"""DnsServer: split DNS with CoreDNS — the lab's zone answers with the ingress host's Tailscale address.
+
+Every name under ``cluster.domain`` (and the apex) gets an A record pointing at
+the host with the :class:`~homelab.roles.ingress.IngressProxy` role, at its
+Tailscale address; everything else is forwarded upstream, with a cache.  The
+Corefile is ``homelab/templates/Corefile.j2``.
+
+Facts from nixpkgs (nixos-26.05): ``services/networking/coredns.nix`` writes
+``services.coredns.config`` verbatim as the Corefile.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Iterable
+
+import attrs
+
+from .. import checks, configs, fields
+from .. import optiontypes as t
+from ..contract import OptionFact
+from ..errors import Problem, report
+from ..role import Edge, GraphPart, HostContext, Module, Node, Port, Role, section
+from .ingress import IngressProxy
+from .tailscale import Tailscale
+
+COREDNS = "nixos/modules/services/networking/coredns.nix"
+
+
+def zone_regex(zone: str) -> str:
+    """The CoreDNS ``match`` regex for the zone apex and every name below it."""
+    return "^(.+\\.)?" + re.escape(zone).replace("\\-", "-") + "\\.$"
+
+
+def corefile(*, zone: str, answer_ip: str, ttl: int, forward: list[str], cache: int, port: int) -> str:
+    return configs.text("Corefile.j2", zone=zone, regex=zone_regex(zone), answer_ip=answer_ip, ttl=ttl,
+                        forward=forward, cache=cache, port=port)
+
+
+@attrs.frozen
+class DnsServer(Role):
+    """Split DNS: CoreDNS answers the lab's zone with the ingress host's Tailscale address.
+
+    Every name under ``cluster.domain`` (and the apex) gets an A record pointing
+    at the host with the IngressProxy role; everything else is forwarded.
+    """
+
+    forward: tuple[ipaddress.IPv4Address, ...] = attrs.field(
+        default=("1.1.1.1", "1.0.0.1"), converter=fields.to_addresses
+    )
+    ttl: int = attrs.field(default=60, validator=fields.positive_int)
+    cache_seconds: int = attrs.field(default=30, validator=fields.positive_int)
+    port: int = attrs.field(default=53, validator=fields.port)
+    open_firewall: bool = attrs.field(default=True, validator=fields.a_bool)
+
+    label = "dns"
+    tag = "dns"
+    options = (
+        OptionFact("services.coredns.enable", t.bool_, COREDNS),
+        OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
+    )
+
+    @forward.validator
+    def _forward(self, attribute, value):
+        if isinstance(value, tuple) and not value:
+            report(fields.field_name(self, attribute), "needs at least one upstream resolver")
+
+    def answer_host(self, lab):
+        """The ingress host every name of the zone points at (the lab must have exactly one)."""
+        return lab.with_role(IngressProxy)[0]
+
+    def compile(self, ctx: HostContext) -> Iterable[Module]:
+        c = ctx.cluster
+        ingress = self.answer_host(ctx.lab)
+        text = corefile(zone=c.domain, answer_ip=str(ingress.tailscale_address), ttl=self.ttl,
+                        forward=[str(a) for a in self.forward], cache=self.cache_seconds, port=self.port)
+        sections = [section(
+            f"Split DNS: every name under {c.domain} answers with {ingress.hostname}'s Tailscale "
+            "address; the rest is forwarded.",
+            ("services.coredns.enable", True),
+            ("services.coredns.config", text),
+        )]
+        if self.open_firewall:
+            sections.append(section("", ("networking.firewall.allowedTCPPorts", [self.port]),
+                                    ("networking.firewall.allowedUDPPorts", [self.port])))
+        yield Module("modules/dns/coredns.nix", "Split-DNS server for the lab's zone", sections)
+
+    def ports(self, ctx: HostContext) -> Iterable[Port]:
+        yield Port(self.port, "tcp", "the DNS server", field="DnsServer.port")
+        yield Port(self.port, "udp", "the DNS server", field="DnsServer.port")
+
+    def check(self, ctx: HostContext) -> Iterable[Problem]:
+        if not ctx.host.has(Tailscale):
+            yield ctx.warn("roles", "DnsServer without Tailscale(): tailnet clients cannot reach this split-DNS "
+                           "server")
+
+    @classmethod
+    def check_lab(cls, lab) -> Iterable[Problem]:
+        c = lab.cluster
+        ingress = lab.with_role(IngressProxy)
+        dns_hosts = ", ".join(lab.where(h) for h in lab.with_role(cls))
+        if not ingress:
+            yield Problem(dns_hosts, "DnsServer", f"the zone {c.domain} must point at a host with the IngressProxy "
+                          "role, and no host has one")
+        elif len(ingress) > 1:
+            names = ", ".join(lab.where(h) for h in ingress)
+            yield Problem(dns_hosts, "DnsServer", f"several hosts have the IngressProxy role ({names}); the zone "
+                          f"{c.domain} can point at one")
+        elif ingress[0].tailscale_address is None:
+            yield Problem(lab.where(ingress[0]), "tailscale_address",
+                          f"the split-DNS zone {c.domain} answers with the ingress host's Tailscale address, and "
+                          f"{ingress[0].hostname} has none")
+        elif not ingress[0].has(Tailscale):
+            yield Problem(lab.where(ingress[0]), "roles",
+                          f"the split-DNS zone {c.domain} answers with this host's Tailscale address, and it has "
+                          "no Tailscale() role")
+        if c.api_name == c.domain or c.api_name.endswith("." + c.domain):
+            yield Problem("cluster", "api_name", f"{c.api_name} lies in the split-DNS zone {c.domain}; hosts "
+                          "resolve it through extraHosts, tailnet clients would get the ingress host", "warning")
+
+    def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
+        why = "DnsServer role (CoreDNS)"
+        yield checks.service("coredns.service", "host", why)
+        yield checks.listening("tcp", self.port, "host", why)
+        yield checks.listening("udp", self.port, "host", why)
+        ingress = self.answer_host(ctx.lab)
+        answer = str(ingress.tailscale_address)
+        zone = ctx.cluster.domain
+        for name in (zone, f"www.{zone}", f"a.b.{zone}"):
+            yield checks.dns(name, "127.0.0.1", self.port, "host", f"split DNS: names under {zone} answer with "
+                             f"{ingress.hostname}'s Tailscale address", answer=answer)
+        lookalike = f"{zone}.homelab-lookalike.invalid"
+        yield checks.dns(lookalike, "127.0.0.1", self.port, "host",
+                         "a look-alike outside the zone must not get the ingress address", not_answer=answer)
+
+    def expectations_for(self, ctx: HostContext, other: HostContext) -> Iterable[checks.Check]:
+        """From every other Kubernetes node: this server answers the zone over the LAN."""
+        if other.host.is_kubernetes_node:
+            ingress = self.answer_host(ctx.lab)
+            yield checks.dns(f"probe.{ctx.cluster.domain}", str(ctx.host.ip), self.port, "cluster",
+                             f"split DNS served by {ctx.host.hostname} over the LAN",
+                             answer=str(ingress.tailscale_address))
+
+    def graph(self, ctx: HostContext) -> GraphPart:
+        lab, h = ctx.lab, ctx.host
+        ingress = lab.with_role(IngressProxy)
+        answer = ingress[0] if len(ingress) == 1 else None
+        upstream = list(dict.fromkeys(str(a) for _, r in lab.roles_of_type(DnsServer) for a in r.forward))
+        zone, where = "*." + lab.cluster.domain, f"{h.tailscale_address or h.ip}:{self.port}"
+        edges = []
+        if any(x.tailscale_address for x in lab.hosts):
+            edges.append(Edge("client", h.hostname, (f"split DNS: {zone}", where)))
+        if answer is not None:
+            edges.append(Edge(h.hostname, answer.hostname, (f"{zone} A {answer.tailscale_address}",), "-.->"))
+        edges.append(Edge(h.hostname, "upstream", ("other names: forward",)))
+        return GraphPart(
+            nodes=(Node("upstream", ("upstream DNS", ", ".join(upstream))),),
+            edges=tuple(edges), key="split_dns", path={
+                "zone": lab.cluster.domain, "server": h.hostname, "server_address": str(h.tailscale_address or h.ip),
+                "port": self.port, "answer_host": answer.hostname if answer else None,
+                "answer_address": str(answer.tailscale_address) if answer and answer.tailscale_address else None,
+                "ttl": self.ttl, "forward": [str(a) for a in self.forward]})
