@@ -126,7 +126,10 @@ def lab_data(lab: Lab) -> DataFile:
             "kubernetes": kube,
             "roles": [type(r).__name__ for r in h.roles],
             "tags": list(dict.fromkeys(type(r).role_tag() for r in h.roles)),
-            "ssh": {"user": h.ssh.user, "host": h.ssh.host or str(h.ip), "port": h.ssh.port},
+            # colmena's deployment.* names: where to reach the host, and where its system is built
+            "deploy": {"targetUser": h.ssh.user, "targetHost": h.ssh.host or str(h.ip), "targetPort": h.ssh.port,
+                       "buildOnTarget": h.build_host == "target",
+                       "buildHost": h.build_host if h.build_host not in (None, "target") else None},
         }
     return DataFile(LAB_DATA, "the lab's hosts as data, for the flake (homelab.lib.mkLab)",
                     f"{CLUSTER_SOURCE} and every hosts/<name>/host.py",

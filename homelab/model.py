@@ -338,6 +338,13 @@ class Host:
         lambda v: f"{v!r} is not a NixOS release such as '26.05'"))
     description: str = attrs.field(default="", validator=safe_text)  # hardware, for the table
     ssh: Ssh = attrs.field(factory=Ssh, validator=instance_of(Ssh, "Ssh(user=..., host=..., port=...)"))
+    # where `homelab deploy` builds the system: "local" (this machine), "target" (the host itself), another
+    # lab host's name (a build host), or "auto": the target itself for aarch64 (a Raspberry Pi builds its own
+    # system; nothing needs emulation), this machine otherwise
+    build_on: str = attrs.field(default="auto", validator=fields.typed(
+        str, "\"auto\", \"local\", \"target\" or a host name",
+        lambda v: v in ("auto", "local", "target") or fields.LABEL.match(v) is not None,
+        lambda v: f"{v!r} is not \"auto\", \"local\", \"target\" or a host name"))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:
@@ -386,6 +393,14 @@ class Host:
     @property
     def arch(self) -> str:
         return self.system.split("-")[0] if isinstance(self.system, str) else "?"
+
+    @property
+    def build_host(self) -> str | None:
+        """Where the system is built: None for this machine, "target" for the host itself, or a host name."""
+        where = self.build_on
+        if where == "auto":
+            where = "target" if self.arch == "aarch64" else "local"
+        return None if where == "local" else where
 
     @property
     def ssh_target(self) -> str:

@@ -240,6 +240,9 @@ def validate(lab: Lab) -> list[Problem]:
                 err(w, "roles", f"{k.__name__} is given {n} times")
         for field, reason in h.boot.problems(h):
             err(w, field, reason)
+        if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in lab.hosts}:
+            err(w, "build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
+                "lab host's name)")
         out += port_clashes(ctx)
         for role in h.roles:
             out += role.check(ctx)
