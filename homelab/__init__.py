@@ -10,7 +10,9 @@ role interface for your own roles (:mod:`homelab.role`, :mod:`homelab.fields`,
 
 from .errors import LabError, Problem
 from .model import (
+    PLACEHOLDER_KEY,
     Cluster,
+    OpenPort,
     FrozenDict,
     Host,
     Lab,
@@ -49,7 +51,7 @@ def load_lab(root):
 
 
 __all__ = [
-    "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
+    "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
     "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "Priority", "Problem",
     "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "default", "force", "load_lab",
 ]

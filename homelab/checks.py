@@ -24,6 +24,8 @@ import attrs
 SCOPES = ("host", "cluster")
 KINDS = ("service", "kernel_module", "listening", "firewall_rule", "systemd_property", "dns", "proxy", "hosts_entry",
          "reach")
+# reach: from a client of the lab's network (a LAN client, another lab host), proto/port on this host is
+# accepted or refused — what the flow table says (homelab/firewall.py)
 
 
 @attrs.frozen
@@ -54,9 +56,11 @@ def kernel_module(name: str, why: str) -> Check:
     return check("kernel_module", name, "host", why, module=name)
 
 
-def listening(proto: str, port: int, scope: str, why: str) -> Check:
-    """Something listens on ``proto``/``port`` (on an address other hosts can reach)."""
-    return check("listening", f"{proto}/{port}", scope, why, proto=proto, port=port)
+def listening(proto: str, port: int, scope: str, why: str, *, loopback: bool = False) -> Check:
+    """Something listens on ``proto``/``port``: on an address other hosts can reach (``bind`` "any": the
+    wildcard or a non-loopback address), or, with ``loopback``, on 127.0.0.1/::1 only (and never wider)."""
+    return check("listening", f"{proto}/{port}", scope, why, proto=proto, port=port,
+                 bind="loopback" if loopback else "any")
 
 
 def systemd_property(unit: str, prop: str, value: str, match: str, why: str) -> Check:

@@ -17,14 +17,14 @@ from typing import Any
 
 import attrs
 
+from . import access, firewall
 from . import contract as contracts
-from . import firewall
 from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
-from .role import Flow, HostContext
+from .role import HostContext
 
-__all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "host_flows", "opt",
-           "section", "CLUSTER_SOURCE", "LAB_DATA"]
+__all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "opt", "section",
+           "CLUSTER_SOURCE", "LAB_DATA"]
 
 CLUSTER_SOURCE = "hosts/cluster.py"
 LAB_DATA = "hosts/lab.nix"
@@ -63,11 +63,6 @@ class Compiled:
 # ---------------------------------------------------------------- hosts
 
 
-def host_flows(ctx: HostContext) -> list[Flow]:
-    """The host's rows of the lab's flow table: what each of its roles lets in, in role order."""
-    return [f for role in ctx.host.roles for f in role.flows(ctx)]
-
-
 def host_sections(ctx: HostContext) -> list[Section]:
     """The definitions of a host's own entry file, in the order a person would write them."""
     host, cluster = ctx.host, ctx.cluster
@@ -101,9 +96,9 @@ def host_sections(ctx: HostContext) -> list[Section]:
         extra.append(("boot.kernelParams", list(host.kernel_params)))
     if extra:
         out.append(section("Kernel settings from host.py.", *extra))
-    flows = firewall.flows_section(ctx.lab, host_flows(ctx))
-    if flows is not None:
-        out.append(flows)
+    rules = firewall.host_section(ctx)
+    if rules is not None:
+        out.append(rules)
     if host.options:
         out.append(Section(
             "Raw options from host.py.",
@@ -162,10 +157,10 @@ def compile_lab(lab: Lab) -> Compiled:
         users.setdefault(key, []).append(lab.where(host))
         return key
 
-    trust = firewall.trust_module(lab.cluster)  # lab-wide: computed once
+    shared = [firewall.base_module(lab.cluster), access.module(lab.cluster)]  # every host's; computed once
     for host in lab.hosts:
         ctx = HostContext(lab, host)
-        keys = [use(trust, "", host)]
+        keys = [use(m, "", host) for m in shared]
         for role in host.roles:
             for m in role.compile(ctx):
                 keys.append(use(m, type(role).__name__, host))

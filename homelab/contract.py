@@ -111,12 +111,6 @@ CORE_OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("networking.interfaces.<name>.ipv4.addresses", t.ListOf(_addr), NET,
                "prefixLength is ints.between 0 32 (a Nix int); address is an unchecked string"),
     OptionFact("networking.firewall.enable", t.bool_, FW, "default true: the firewall is on unless disabled"),
-    OptionFact("networking.firewall.trustedInterfaces", t.ListOf(t.str_), FW,
-               "the module always adds lo; traffic on a trusted interface skips every port rule"),
-    OptionFact("networking.firewall.allowedTCPPorts", t.ListOf(t.port), FW,
-               "apply sorts and de-duplicates the merged list (homelab show prints the plain concatenation)"),
-    OptionFact("networking.firewall.allowedUDPPorts", t.ListOf(t.port), FW,
-               "apply sorts and de-duplicates the merged list; tailscale's openFirewall adds its port here"),
     OptionFact("networking.firewall.extraCommands", t.lines,
                "nixos/modules/services/networking/firewall-iptables.nix",
                "iptables backend only: runs after the generated accept rules, just before the final refuse "
@@ -202,7 +196,9 @@ class Contract:
 @functools.lru_cache(maxsize=64)
 def of_roles(role_types: tuple[type, ...]) -> Contract:
     """The contract of a lab that uses these role classes: the core rows and each role's ``options``."""
-    return Contract(CORE_OPTIONS + tuple(o for r in role_types for o in getattr(r, "options", ())))
+    from .access import OPTIONS as ACCESS  # every host's sshd (homelab/access.py)
+
+    return Contract(CORE_OPTIONS + ACCESS + tuple(o for r in role_types for o in getattr(r, "options", ())))
 
 
 def builtin() -> Contract:

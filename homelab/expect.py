@@ -9,9 +9,9 @@ machine.
 Nothing here is hand-copied from the generated files.  Each role says what must
 hold because of it (:meth:`homelab.role.Role.expectations`, and
 ``expectations_for`` for what it needs on other hosts); what every host has
-(the firewall service, raw options such as sshd, host kernel modules) is added
-here; the firewall rules come from the compiled option tree itself, through
-:mod:`homelab.firewall`, the same code that writes them.  Where a check relies on
+(the firewall service, sshd for the admins, host kernel modules) is added here;
+the firewall rules and what each client must and must not reach come from the
+lab's flow table (:mod:`homelab.firewall`), the same data the rules are written from.  Where a check relies on
 what nixpkgs does with an option (unit names, kernel modules the kubelet module
 loads, the DNS addon's service address), the fact and its nixpkgs file are in
 :data:`NIXPKGS_FACTS` and in the role's module.
@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from . import checks, firewall
+from . import access, checks, firewall
 from .checks import KINDS, SCOPES, Check
 from .model import Lab
 from .role import HostContext
@@ -99,51 +99,50 @@ class _Acc:
             self.checks[c.id] = c
 
 
-def _firewall_checks(ctx: HostContext, options: dict[str, Any]) -> list[Check]:
-    """The accept rules the host's firewall must list, from the host's compiled (merged) firewall options."""
-    c = ctx.cluster
-    backend = c.firewall
-    table = {"backend": backend, "list": firewall.NFT_LIST if backend == "nftables" else firewall.IPT_LIST}
-    names = firewall.range_names(c)
+def _firewall_checks(ctx: HostContext) -> list[Check]:
+    """Every accept rule of the host's flow table, as the firewall must list it on the running host."""
+    backend = ctx.cluster.firewall
     out: list[Check] = []
-    for net in c.trusted_ranges:
-        out.append(checks.check("firewall_rule", f"accept {net}", "host",
-                                f"trust {names.get(net, 'an extra trusted range')}", match="line",
-                                rule=firewall.listed_rule(backend, firewall.trust_rule(c, net)), **table))
-    for proto in ("tcp", "udp"):
-        for p in sorted(set(options.get(f"networking.firewall.allowed{proto.upper()}Ports", []))):
-            match, rule = firewall.listed_port_rule(backend, proto, p)
-            out.append(checks.check("firewall_rule", f"{proto} dport {p}", "host", f"open {proto.upper()} port {p}",
-                                    match=match, rule=rule, **table))
-    for iface in options.get("networking.firewall.trustedInterfaces", []):
-        match, rule = firewall.listed_interface_rule(backend, iface)
-        ident = f"iifname {iface}" if backend == "nftables" else f"iface {iface}"
-        out.append(checks.check("firewall_rule", ident, "host", f"trust the {iface} interface", match=match,
-                                rule=rule, **table))
-    from .compile import host_flows
-
-    for rule, flow in firewall.flow_rules(ctx.lab, host_flows(ctx)):
-        listed = firewall.listed_rule(backend, rule)
-        out.append(checks.check("firewall_rule", listed, "host", flow.why, match="line", rule=listed, **table))
+    for r in firewall.host_rules(ctx):
+        listing, line = r.listed(backend)
+        ident = line if backend == "nftables" or r.family == 4 else f"ip6 {line}"
+        out.append(checks.check("firewall_rule", ident, "host", f"{r.flow.why} ({r.by})", match="line", rule=line,
+                                backend=backend, list=listing))
     return out
 
 
-def host_expectations(lab: Lab, host, options: dict[str, Any] | None = None) -> HostExpectations:
-    """Everything that must hold on ``host`` once it runs the configuration homelab generated for it.
+def _reach_checks(ctx: HostContext) -> list[Check]:
+    """What each kind of client must and must not reach on the host: every port of its flow table and one outside.
 
-    ``options``: the host's merged option values (default: compiled and merged here).
+    Scope ``cluster``: a probe needs a client of that kind on the lab's network (the cluster VM test's
+    outsider on the LAN, a tailnet device, a node).  ``expect`` is "accept" or "refuse", from the flow table.
     """
-    if options is None:
-        options = _merged(lab)[host.hostname]
+    lab, host = ctx.lab, ctx.host
+    ports = sorted({(f.proto, f.port) for f, _ in firewall.host_flows(ctx)})
+    taken = {p for _, p in ports}
+    closed = next(p for p in range(8081, 9000) if p not in taken)
+    out: list[Check] = []
+    for client, address in firewall.probe_clients(lab, host):
+        for proto, port in ports + [("tcp", closed), ("udp", closed)]:
+            iface = firewall.client_interface(host, client)
+            flow = firewall.admits(lab, host, 4, iface, address, proto, port) if iface else None
+            expect = "accept" if flow else "refuse"
+            why = flow.why if flow else f"nothing in the flow table lets {client} reach {port}/{proto}"
+            out.append(checks.check("reach", f"{client}->{proto}/{port}", "cluster", why, client=client,
+                                    source=address, address=str(host.ip), proto=proto, port=port, expect=expect))
+    return out
+
+
+def host_expectations(lab: Lab, host) -> HostExpectations:
+    """Everything that must hold on ``host`` once it runs the configuration homelab generated for it."""
     ctx = HostContext(lab, host)
     acc = _Acc()
     if lab.cluster.firewall == "nftables":  # the nftables firewall is a table loaded by nftables.service
         acc.add(checks.service("nftables.service", "host", "networking.firewall.enable with nftables (every host)"))
     else:
         acc.add(checks.service("firewall.service", "host", "networking.firewall.enable (every host)"))
-    if host.options.get("services.openssh.enable") is True:
-        acc.add(checks.service("sshd.service", "host", "services.openssh.enable in host.py"))
-        acc.add(checks.listening("tcp", 22, "host", "sshd"))
+    for c in access.expectations(ctx):
+        acc.add(c)
     for m in host.kernel_modules:
         acc.add(checks.kernel_module(m, "kernel_modules in host.py"))
     for role in host.roles:
@@ -156,7 +155,7 @@ def host_expectations(lab: Lab, host, options: dict[str, Any] | None = None) -> 
         for role in other.roles:
             for c in role.expectations_for(octx, ctx):
                 acc.add(c)
-    for c in _firewall_checks(ctx, options):
+    for c in _firewall_checks(ctx) + _reach_checks(ctx):
         acc.add(c)
     ordered = tuple(sorted(acc.checks.values(), key=lambda c: (KINDS.index(c.kind), c.id)))
     ts = str(host.tailscale_address) if host.tailscale_address is not None else None
@@ -164,19 +163,12 @@ def host_expectations(lab: Lab, host, options: dict[str, Any] | None = None) -> 
                             tuple(type(r).__name__ for r in host.roles), ordered)
 
 
-def _merged(lab: Lab) -> dict[str, dict[str, Any]]:
-    from .build import prepare
-
-    return prepare(lab).pre.merged
-
-
 def lab_expectations(lab: Lab, names: list[str] | None = None, scope: str | None = None
                      ) -> dict[str, HostExpectations]:
     """Every host's expectations (or the named hosts'), optionally only checks of one scope."""
-    merged = _merged(lab)
     out = {}
     for name in names or [h.hostname for h in lab.hosts]:
-        e = host_expectations(lab, lab.host(name), merged[name])
+        e = host_expectations(lab, lab.host(name))
         if scope:
             e = attrs.evolve(e, checks=tuple(c for c in e.checks if c.scope == scope))
         out[name] = e

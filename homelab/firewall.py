@@ -1,22 +1,35 @@
-"""The firewall homelab writes, and the rule lines NixOS renders from it: written once, read by compile and expect.
+"""The lab's network policy, built once as data — the flow table — and the firewall rules made from it.
 
-Two things live here:
+Every row says who may reach which host on which port, and why: the role (or
+the host's own ``open_ports``) that needs it.  Nothing else gets in: NixOS's
+firewall drops the rest, and homelab opens no port to everyone through
+``allowedTCPPorts`` and trusts no interface as a whole (``lo`` aside, which
+NixOS always trusts).
 
-* the lab-wide trust ranges (``modules/network/firewall.nix``): the pod range,
-  the service range and the LAN, computed from ``hosts/cluster.py``;
-* the host's flow table (who may reach which port, :class:`homelab.role.Flow`),
-  rendered as rules in the host's own entry file.
+From the one table come:
 
-Both backends: iptables ``networking.firewall.extraCommands`` lines appended to
-the ``nixos-fw`` chain, or nftables ``networking.firewall.extraInputRules`` in
-the ``input-allow`` chain of table ``inet nixos-fw``.  How NixOS itself renders
-``allowedTCPPorts`` and ``trustedInterfaces`` (what ``iptables -S`` or ``nft
-list`` then shows) is here too, for the expectations.
+* the firewall rules, for both backends and both IP versions, in each host's own
+  entry file (:func:`host_section`): iptables ``networking.firewall.extraCommands``
+  lines appended to the ``nixos-fw`` chain (``ip6tables`` for IPv6 sources), or
+  nftables ``networking.firewall.extraInputRules`` in the ``input-allow`` chain
+  of table ``inet nixos-fw``;
+* the expectations the vm-tests and the namespace tests probe, positive and
+  negative (:mod:`homelab.expect`);
+* the README's policy table (``homelab policy``).
+
+A source becomes concrete per host (:func:`matches`): a lab host or the nodes
+are their LAN addresses on the LAN interface; LAN clients are the LAN range on
+the LAN interface; the pods are the pod range on the pods' own interfaces (the
+CNI bridge and flannel's VXLAN device — a pod address arriving on the LAN is
+refused); the tailnet is Tailscale's ranges (IPv4 and IPv6) on the Tailscale
+interface; the world is anyone, both IP versions.  Service-range addresses are
+never sources (kube-proxy rewrites them before the input chain).
 
 Facts from nixpkgs (nixos-26.05): ``services/networking/firewall-iptables.nix``
 (``extraCommands`` runs after the generated accept rules, before the final
-refuse jump) and ``firewall-nftables.nix`` (``extraInputRules`` at the end of
-``input-allow``); docs/firewall-skeleton.md has the chain skeletons.
+refuse jump; plain ``iptables`` lines are IPv4 only) and
+``firewall-nftables.nix`` (``extraInputRules`` at the end of ``input-allow``);
+docs/firewall-skeleton.md has the chain skeletons the namespace tests rebuild.
 """
 
 from __future__ import annotations
@@ -24,116 +37,213 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Iterable
 
+import attrs
+
 from .nixmodule import Module, Section, section
+from .role import Flow, HostContext, Source
 
 if TYPE_CHECKING:
-    from .model import Cluster, Lab
-    from .role import Flow, Source
+    from .model import Cluster, Host, Lab
 
 NFT_LIST = "nft list chain inet nixos-fw input-allow"
 IPT_LIST = "iptables -w -S nixos-fw"
+IP6T_LIST = "ip6tables -w -S nixos-fw"
+TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
+TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 
 
-def range_names(cluster: Cluster) -> dict:
-    return {cluster.pod_cidr: "the pod range", cluster.service_cidr: "the service range", cluster.lan: "the LAN"}
+@attrs.frozen
+class Row:
+    """One row of the lab's flow table: ``source`` may reach ``host`` on ``port``/``proto`` because of ``by``."""
+
+    host: str
+    port: int
+    proto: str
+    source: Source
+    why: str
+    by: str  # the role's class name, or "host.py" (open_ports), or "homelab" (sshd)
 
 
-def trust_rule(cluster: Cluster, net: ipaddress.IPv4Network) -> str:
-    """The rule line that trusts a source range, as written and as listed."""
+@attrs.frozen
+class Match:
+    """A source made concrete on one host: IP version, incoming interface (None: any), network (None: any)."""
+
+    family: int
+    iface: str | None
+    net: str | None
+
+
+def base_module(cluster: Cluster) -> Module:
+    """``modules/network/firewall.nix``: the firewall on (one file for the lab); the rules are per host."""
     if cluster.firewall == "nftables":
-        return f"ip saddr {net} accept"
-    return f"iptables -A nixos-fw -s {net} -j nixos-fw-accept"
-
-
-def trust_module(cluster: Cluster) -> Module:
-    """``modules/network/firewall.nix``: the firewall on, and the cluster's trusted ranges (one file for the lab)."""
-    rules = "".join(trust_rule(cluster, r) + "\n" for r in cluster.trusted_ranges)
-    why = ("Trust the pod range, the service range and the LAN (computed from hosts/cluster.py), "
-           "nothing wider.")
-    if cluster.firewall == "nftables":
-        return Module("modules/network/firewall.nix", "Firewall trust ranges (nftables)", (
-            section("", ("networking.firewall.enable", True), ("networking.nftables.enable", True)),
-            section(why, ("networking.firewall.extraInputRules", rules)),
+        return Module("modules/network/firewall.nix", "Firewall on (nftables)", (
+            section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
+                    ("networking.firewall.enable", True), ("networking.nftables.enable", True)),
         ), source="")
-    return Module("modules/network/firewall.nix", "Firewall trust ranges (iptables)", (
-        section("", ("networking.firewall.enable", True)),
-        section(why, ("networking.firewall.extraCommands", rules)),
+    return Module("modules/network/firewall.nix", "Firewall on (iptables)", (
+        section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
+                ("networking.firewall.enable", True)),
     ), source="")
 
 
-# ---------------------------------------------------------------- the flow table
+# ---------------------------------------------------------------- the table
 
 
-def source_addresses(lab: Lab, source: Source) -> list[str]:
-    """The addresses a flow's source stands for (an empty list: nobody, e.g. no host has the role)."""
-    c = lab.cluster
-    kind = source.kind
-    if kind == "host":
-        return [str(lab.host(source.host).ip)] if source.host in {h.hostname for h in lab.hosts} else []
-    if kind == "nodes":
-        return [str(h.ip) for h in lab.kubernetes_nodes]
-    if kind == "control-plane":
-        return [str(lab.control_plane.ip)] if lab.control_plane else []
-    if kind == "pods":
-        return [str(c.pod_cidr)]
-    if kind == "lan":
-        return [str(c.lan)]
-    if kind == "world":
-        return ["0.0.0.0/0"]
-    raise ValueError(f"the firewall cannot write a rule for source {source}")
+def host_flows(ctx: HostContext) -> list[tuple[Flow, str]]:
+    """The host's rows of the flow table, as (flow, who asks for it): homelab's sshd, each role, open_ports."""
+    from . import access
 
-
-def flow_rule(backend: str, address: str, flow: Flow) -> str:
-    """One accept rule: ``address`` may reach ``flow.port``/``flow.proto``."""
-    any_source = address == "0.0.0.0/0"
-    if backend == "nftables":
-        return ("" if any_source else f"ip saddr {address} ") + f"{flow.proto} dport {flow.port} accept"
-    src = "" if any_source else f"-s {address if '/' in address else address + '/32'} "  # as iptables -S lists it
-    return f"iptables -A nixos-fw {src}-p {flow.proto} -m {flow.proto} --dport {flow.port} -j nixos-fw-accept"
-
-
-def flow_rules(lab: Lab, flows: Iterable[Flow]) -> list[tuple[str, Flow]]:
-    """(rule line, flow) for every source address of every flow, in order, without repeats."""
-    out: list[tuple[str, Flow]] = []
-    seen: set[str] = set()
-    for flow in flows:
-        for address in source_addresses(lab, flow.source):
-            rule = flow_rule(lab.cluster.firewall, address, flow)
-            if rule not in seen:
-                seen.add(rule)
-                out.append((rule, flow))
+    out: list[tuple[Flow, str]] = [(f, "homelab") for f in access.flows(ctx)]
+    for role in ctx.host.roles:
+        out += [(f, type(role).__name__) for f in role.flows(ctx)]
+    for p in ctx.host.open_ports:
+        out.append((Flow(p.port, p.proto, p.source, p.reason), "host.py"))
     return out
 
 
-def flows_section(lab: Lab, flows: list[Flow]) -> Section | None:
-    """The host's flow table as firewall rules for its entry file, or None when it has no flows."""
-    rules = flow_rules(lab, flows)
+def flow_table(lab: Lab) -> list[Row]:
+    """The lab's whole network policy: every host's rows, hosts by name."""
+    return [Row(h.hostname, f.port, f.proto, f.source, f.why, by)
+            for h in lab.hosts for f, by in host_flows(HostContext(lab, h))]
+
+
+# ---------------------------------------------------------------- sources made concrete
+
+
+def tailnet_interface(host: Host) -> str | None:
+    from .roles.tailscale import Tailscale
+
+    ts = host.role(Tailscale)
+    return ts.interface if ts is not None else None
+
+
+def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
+    """What ``source`` stands for on ``host``: an empty list means nobody (e.g. no host has the role)."""
+    from .roles.kubernetes import POD_INTERFACES
+
+    c = lab.cluster
+    lan_if = host.interface
+    kind = source.kind
+    if kind == "host":
+        others = [h for h in lab.hosts if h.hostname == source.host and h is not host]
+        return [Match(4, lan_if, f"{h.ip}/32") for h in others]
+    if kind == "nodes":
+        return [Match(4, lan_if, f"{h.ip}/32") for h in lab.kubernetes_nodes if h is not host]
+    if kind == "control-plane":
+        cp = lab.control_plane
+        return [Match(4, lan_if, f"{cp.ip}/32")] if cp is not None and cp is not host else []
+    if kind == "pods":
+        return [Match(4, i, str(c.pod_cidr)) for i in POD_INTERFACES] if host.is_kubernetes_node else []
+    if kind == "lan":
+        return [Match(4, lan_if, str(c.lan))]
+    if kind == "tailnet":
+        ts = tailnet_interface(host)
+        return [Match(4, ts, TAILNET_V4), Match(6, ts, TAILNET_V6)] if ts else []
+    if kind == "admins":
+        return list(dict.fromkeys(m for s in c.admins for m in matches(lab, host, s)))
+    if kind == "world":
+        return [Match(4, None, None), Match(6, None, None)]
+    if kind == "network":
+        net = ipaddress.ip_network(source.network)
+        return [Match(net.version, None, str(net))]
+    raise ValueError(f"unknown source {source}")
+
+
+# ---------------------------------------------------------------- rules
+
+
+def rule(backend: str, m: Match, proto: str, port: int) -> str:
+    """One accept rule, written in the form the backend lists it (``iptables -S``, ``nft list``)."""
+    if backend == "nftables":
+        parts = []
+        if m.iface:
+            parts.append(f'iifname "{m.iface}"')
+        if m.net:
+            net = m.net.removesuffix("/32") if m.family == 4 else m.net.removesuffix("/128")
+            parts.append(f"{'ip' if m.family == 4 else 'ip6'} saddr {net}")
+        return " ".join(parts + [f"{proto} dport {port} accept"])
+    cmd = "iptables" if m.family == 4 else "ip6tables"
+    src = f" -s {m.net}" if m.net else ""
+    iface = f" -i {m.iface}" if m.iface else ""
+    return f"{cmd} -A nixos-fw{src}{iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+
+
+@attrs.frozen
+class Rule:
+    text: str  # as written into extraCommands / extraInputRules
+    family: int
+    flow: Flow
+    by: str
+
+    def listed(self, backend: str) -> tuple[str, str]:
+        """(the command that lists the chain, the rule as it shows there)."""
+        if backend == "nftables":
+            return NFT_LIST, self.text
+        return (IPT_LIST if self.family == 4 else IP6T_LIST), self.text.split(" ", 1)[1]
+
+
+def host_rules(ctx: HostContext) -> list[Rule]:
+    """Every accept rule of the host, in flow-table order, without repeats."""
+    backend = ctx.cluster.firewall
+    out: list[Rule] = []
+    seen: set[str] = set()
+    for flow, by in host_flows(ctx):
+        for m in matches(ctx.lab, ctx.host, flow.source):
+            text = rule(backend, m, flow.proto, flow.port)
+            if text not in seen:
+                seen.add(text)
+                out.append(Rule(text, m.family, flow, by))
+    return out
+
+
+def host_section(ctx: HostContext) -> Section | None:
+    """The host's firewall rules for its entry file, each group under a comment that says why."""
+    rules = host_rules(ctx)
     if not rules:
         return None
-    text = "".join(rule + "\n" for rule, _ in rules)
-    option = "networking.firewall.extraInputRules" if lab.cluster.firewall == "nftables" \
-        else "networking.firewall.extraCommands"
-    why = "; ".join(dict.fromkeys(f.why for _, f in rules))
-    return section(f"Who may reach this host, and why (the lab's flow table): {why}.", (option, text))
+    lines: list[str] = []
+    last = None
+    for r in rules:
+        head = (r.flow.port, r.flow.proto, str(r.flow.source), r.flow.why)
+        if head != last:
+            lines.append(f"# {r.flow.port}/{r.flow.proto} from {r.flow.source}: {r.flow.why} ({r.by})")
+            last = head
+        lines.append(r.text)
+    option = ("networking.firewall.extraInputRules" if ctx.cluster.firewall == "nftables"
+              else "networking.firewall.extraCommands")
+    return section("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`). "
+                   "Nothing else gets in.", (option, "".join(line + "\n" for line in lines)))
 
 
-# ---------------------------------------------------------------- how NixOS lists what it renders
+# ---------------------------------------------------------------- what a probe from a source should see
 
 
-def listed_port_rule(backend: str, proto: str, port: int) -> tuple[str, str]:
-    """(match, rule) of an ``allowed<Proto>Ports`` entry as the backend lists it."""
-    if backend == "nftables":
-        return "regex", rf"{proto} dport (\{{[^}}]*\b{port}\b[^}}]*\}}|{port}) accept"
-    return "line", f"-A nixos-fw -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+def admits(lab: Lab, host: Host, family: int, iface: str, address: str, proto: str, port: int) -> Flow | None:
+    """The flow that lets a packet in (from ``address`` on ``iface``), or None when the firewall must drop it."""
+    a = ipaddress.ip_address(address)
+    for flow, _by in host_flows(HostContext(lab, host)):
+        if flow.proto != proto or flow.port != port:
+            continue
+        for m in matches(lab, host, flow.source):
+            if m.family == family and (m.iface is None or m.iface == iface) and (
+                    m.net is None or a in ipaddress.ip_network(m.net)):
+                return flow
+    return None
 
 
-def listed_interface_rule(backend: str, iface: str) -> tuple[str, str]:
-    """(match, rule) of a trusted interface as the backend lists it."""
-    if backend == "nftables":
-        return "regex", rf'iifname (\{{[^}}]*"{iface}"[^}}]*\}}|"{iface}") accept'
-    return "line", f"-A nixos-fw -i {iface} -j nixos-fw-accept"
+def lan_client_address(lab: Lab) -> str:
+    """A LAN address no lab host and not the gateway uses: where a probe plays "a LAN client" (the highest free)."""
+    c = lab.cluster
+    taken = {h.ip for h in lab.hosts} | {c.gateway}
+    return str(next(a for a in reversed(list(c.lan.hosts())) if a not in taken))
 
 
-def listed_rule(backend: str, written: str) -> str:
-    """A rule homelab wrote, as the backend lists it (``iptables -S`` drops the command name)."""
-    return written if backend == "nftables" else written.removeprefix("iptables ")
+def probe_clients(lab: Lab, host: Host) -> list[tuple[str, str]]:
+    """(client, source address) the live checks probe ``host`` from: a LAN client and every other lab host."""
+    return [("lan-client", lan_client_address(lab))] + [(f"host:{h.hostname}", str(h.ip))
+                                                         for h in lab.hosts if h is not host]
+
+
+def client_interface(host: Host, client: str) -> str | None:
+    """The interface a probe client's packets arrive on at ``host`` (all of them come over the LAN)."""
+    return host.interface if client == "lan-client" or client.startswith("host:") else None

@@ -35,11 +35,10 @@ from .fields import (
     to_address,
     to_addresses,
     to_network,
-    to_networks,
     to_optional_address,
     to_strs,
 )
-from .role import Role
+from .role import Role, Source
 
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
 NODEPORT_RANGE = fields.NODEPORT_RANGE
@@ -226,6 +225,61 @@ class Ssh:
     port: int = attrs.field(default=22, validator=port)
 
 
+# ---------------------------------------------------------------- access
+
+
+_PUBKEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+                     r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?\Z")
+# homelab's own stand-in for a public key (the seed lab and `homelab init` write it): structurally valid, and
+# nobody holds its private half, so nobody logs in with it; validation warns while it is in the lab
+PLACEHOLDER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWVsYWItcGxhY2Vob2xkZXItcmVwbGFjZS1tZSEh placeholder"
+
+
+def _public_keys(v: Any) -> tuple[str, ...]:
+    keys = fields.strings(v)
+    for k in keys:
+        if not _PUBKEY.match(k):
+            raise ValueError(k)
+    return keys
+
+
+def _sources(v: Any) -> tuple[Source, ...]:
+    if isinstance(v, (str, Source)):
+        v = (v,)
+    if isinstance(v, (bytes, dict)) or not hasattr(v, "__iter__"):
+        raise TypeError(v)
+    return tuple(Source.parse(x) for x in v)
+
+
+SOURCES_HELP = ("a list of sources: \"lan\", \"tailnet\", \"nodes\", \"pods\", \"control-plane\", \"world\", "
+                "\"host:<name>\" or a network such as \"192.168.20.0/24\"")
+
+
+@attrs.frozen
+class OpenPort:
+    """A port a host opens to a source for something you run yourself, with the reason (the escape hatch).
+
+    ``OpenPort(8123, source="lan", reason="Home Assistant")`` becomes a row of the
+    host's flow table: the firewall lets the LAN reach 8123/tcp, and nothing else.
+    """
+
+    port: int = attrs.field(validator=fields.port)
+    proto: str = attrs.field(default="tcp", validator=one_of("tcp", "udp"))
+    source: Source = attrs.field(default="lan", converter=converter(
+        lambda v: Source.parse(v), "a source: \"lan\", \"tailnet\", \"admins\", \"nodes\", \"pods\", \"world\", "
+        "\"host:<name>\" or a network such as \"192.168.20.0/24\""))
+    reason: str = attrs.field(default="", validator=fields.typed(
+        str, "a reason", lambda v: bool(v.strip()) and bool(fields.SAFE_TEXT.match(v)),
+        lambda v: "says why the port is open: give a reason (it is written beside the rule)"
+        if not v.strip() else f"{v!r} contains control characters"))
+
+
+def _open_port(p: Any) -> OpenPort:
+    if not isinstance(p, OpenPort):
+        raise TypeError(p)
+    return p
+
+
 # ---------------------------------------------------------------- host & cluster
 
 
@@ -287,21 +341,18 @@ class Cluster:
     api_port: int = attrs.field(default=6443, validator=port)
     easy_certs: bool = attrs.field(default=True, validator=a_bool)
     firewall: str = attrs.field(default="iptables", validator=one_of("iptables", "nftables"))
-    extra_trusted: tuple[ipaddress.IPv4Network, ...] = attrs.field(default=(), converter=to_networks)
+    # who may ssh in and reach the API server (and the lab's admin pages): the seed lab's are its LAN and
+    # its tailnet; a list of "lan", "tailnet", "host:<name>" or networks
+    admins: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=converter(_sources, SOURCES_HELP))
+    # SSH public keys allowed to log in as root (password login is off): what `homelab deploy` uses
+    admin_keys: tuple[str, ...] = attrs.field(default=(), converter=converter(
+        _public_keys, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
     production: bool = attrs.field(default=False, validator=a_bool)
 
     @property
     def api_url(self) -> str:
         return f"https://{self.api_name}:{self.api_port}"
 
-    @property
-    def trusted_ranges(self) -> tuple[ipaddress.IPv4Network, ...]:
-        """What the firewall trusts: pods, services, the LAN, then any extra ranges."""
-        out: list[ipaddress.IPv4Network] = []
-        for net in (self.pod_cidr, self.service_cidr, self.lan, *self.extra_trusted):
-            if net not in out:
-                out.append(net)
-        return tuple(out)
 
 
 @attrs.frozen
@@ -341,6 +392,9 @@ class Host:
     # where `homelab deploy` builds the system: "local" (this machine), "target" (the host itself), another
     # lab host's name (a build host), or "auto": the target itself for aarch64 (a Raspberry Pi builds its own
     # system; nothing needs emulation), this machine otherwise
+    open_ports: tuple[OpenPort, ...] = attrs.field(default=(), converter=converter(
+        fields.tuple_of(_open_port),
+        "a list of OpenPort(port, proto=..., source=..., reason=...)"))
     build_on: str = attrs.field(default="auto", validator=fields.typed(
         str, "\"auto\", \"local\", \"target\" or a host name",
         lambda v: v in ("auto", "local", "target") or fields.LABEL.match(v) is not None,

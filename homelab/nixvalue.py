@@ -58,14 +58,16 @@ def attr_path(path: tuple[str, ...] | list[str]) -> str:
 def _indented_ok(s: str) -> bool:
     """Whether ``s`` can be written as an indented string that evaluates back to ``s``.
 
-    Kept deliberately narrow: text ending in a newline, no ``'`` (so no escape
-    can interact with a quote), no CR or tab, every non-empty line starting
-    with a visible character at column 0 somewhere (so Nix strips exactly the
-    indentation we add), and no whitespace-only lines.
+    Kept deliberately narrow: text ending in a newline; a ``'`` only alone
+    (never two in a row, which end the string, and never right before ``$``,
+    where the escape of ``${`` would put two more quotes after it); no CR or
+    tab; every non-empty line starting with a visible character at column 0
+    somewhere (so Nix strips exactly the indentation we add); and no
+    whitespace-only lines.
     """
     if not s.endswith("\n") or len(s) < 2:
         return False
-    if "'" in s or "\r" in s or "\t" in s or "\x00" in s:
+    if "''" in s or "'$" in s or "\r" in s or "\t" in s or "\x00" in s:
         return False
     lines = s[:-1].split("\n")
     if any(line.strip() == "" and line != "" for line in lines):

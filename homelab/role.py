@@ -73,26 +73,58 @@ class Port:
     loopback: bool = False
 
 
-SOURCE_KINDS = ("host", "nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world")
+SOURCE_KINDS = ("host", "nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world", "network")
+# what a user may write for a source (Cluster.admins, Host.open_ports, a role's settings)
+SOURCE_WORDS = ("nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world")
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Source:
-    """Who a flow lets in: a lab host (by its LAN address), every Kubernetes node, the control plane, the pods,
-    the LAN, the tailnet, the cluster's admins, or the world."""
+    """Who a flow lets in.
+
+    ``host``: one lab host, by its LAN address; ``nodes``: every Kubernetes node (LAN addresses);
+    ``control-plane``: the control plane; ``pods``: the pod range, on the pods' own interfaces (the
+    CNI bridge and flannel's VXLAN device); ``lan``: LAN clients, on the LAN interface;
+    ``tailnet``: Tailscale peers, on the Tailscale interface; ``admins``: the cluster's admins
+    (``Cluster.admins``); ``world``: anyone; ``network``: an explicit IPv4/IPv6 network.
+    """
 
     kind: str = attrs.field(validator=attrs.validators.in_(SOURCE_KINDS))
     host: str | None = None  # the hostname, for kind "host"
+    network: str | None = None  # the network, for kind "network"
 
     @classmethod
     def of_host(cls, hostname: str) -> Source:
         return cls("host", hostname)
 
+    @classmethod
+    def parse(cls, spec) -> Source:
+        """'lan', 'tailnet', 'admins', 'world', 'nodes', 'pods', 'control-plane', 'host:<name>', or a network
+        such as '192.168.20.0/24' / '2001:db8::/64' (a bare address means just that address)."""
+        import ipaddress
+
+        if isinstance(spec, Source):
+            return spec
+        if not isinstance(spec, str):
+            raise TypeError(spec)
+        if spec in SOURCE_WORDS:
+            return cls(spec)
+        if spec.startswith("host:") and spec[5:]:
+            return cls("host", spec[5:])
+        return cls("network", network=str(ipaddress.ip_network(spec, strict=True)))
+
     def __str__(self) -> str:
-        return f"host {self.host}" if self.kind == "host" else self.kind
+        if self.kind == "host":
+            return f"host:{self.host}"
+        if self.kind == "network":
+            return str(self.network)
+        return self.kind
+
+    def __repr__(self) -> str:  # what a user writes: repr(Cluster(...)) reads back as the same Cluster
+        return repr(str(self))
 
 
-NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SOURCE_KINDS[1:])
+NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SOURCE_WORDS)
 
 
 @attrs.frozen

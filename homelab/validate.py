@@ -33,7 +33,7 @@ import re
 from typing import Any, Iterator
 
 from .errors import Problem
-from .model import TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
+from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
 from .secrets import option_problems, redact, secret_kind
 from .model import option_path as model_option_path
@@ -144,18 +144,24 @@ def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = Fal
                     "for their own name lookups")
     if len(set(c.nameservers)) != len(c.nameservers):
         err("cluster", "nameservers", "lists the same address twice")
-    for net in c.extra_trusted:
-        if any(net == r or net.subnet_of(r) for r in (c.pod_cidr, c.service_cidr, c.lan)):
-            warn("cluster", "extra_trusted", f"{net} is trusted already (it lies in the pod, service or LAN range)")
-        elif any(net.supernet_of(r) for r in (c.pod_cidr, c.service_cidr, c.lan)) or net.prefixlen < 16:
-            warn("cluster", "extra_trusted", f"{net} is broader than the lab needs; the pod, service and LAN "
-                 "ranges are trusted already")
-        elif net.overlaps(TAILSCALE_RANGE):
-            warn("cluster", "extra_trusted", f"{net} overlaps Tailscale's range; the tailnet is trusted by its "
-                 "interface already, trusting its addresses trusts them on every interface")
-        elif not net.is_private:
-            warn("cluster", "extra_trusted", f"{net} is not a private range; the firewall would trust hosts "
-                 "on the internet")
+    for i, src in enumerate(c.admins):
+        if src.kind == "world":
+            warn("cluster", f"admins[{i}]", "\"world\" lets anyone on the internet try SSH and the API server; "
+                 "name your networks instead")  # a warning: a lab behind a router's NAT may mean it
+        elif src.kind == "network":
+            net = ipaddress.ip_network(src.network)
+            if not net.is_private:
+                warn("cluster", f"admins[{i}]", f"{net} is not a private range: hosts on the internet could try "
+                     "SSH and the API server")
+        elif src.kind not in ("lan", "tailnet", "host"):
+            err("cluster", f"admins[{i}]", f"{src} cannot be an admin source (say \"lan\", \"tailnet\", "
+                "\"host:<name>\" or a network)")
+    if not c.admin_keys:
+        warn("cluster", "admin_keys", "is empty: password logins are off, so nobody can log in over SSH (homelab "
+             "deploy needs it); add your public key")
+    elif PLACEHOLDER_KEY in c.admin_keys:
+        warn("cluster", "admin_keys", "holds homelab's placeholder key, which nobody can log in with; put your "
+             "own public key there")
     if c.easy_certs and c.production:
         warn("cluster", "easy_certs", "easyCerts is not meant for a production cluster (nixpkgs says so, and "
              "so does the seed article)")

@@ -3,7 +3,7 @@
 Edit this file, then run `python -m homelab build`.
 """
 
-from homelab import Cluster
+from homelab import PLACEHOLDER_KEY, Cluster
 
 cluster = Cluster(
     name="seed",
@@ -16,4 +16,8 @@ cluster = Cluster(
     api_name="api.kube",
     api_port=6443,
     easy_certs=True,  # fine for a home lab; nixpkgs advises against it in production
+    # who may ssh in and reach the API server: the LAN and the tailnet (everything else is per role)
+    admins=["lan", "tailnet"],
+    # root's SSH keys (password logins are off); replace the placeholder with your own public key
+    admin_keys=[PLACEHOLDER_KEY],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from homelab import (
+from homelab import (  # noqa: I001
     CephStorage,
     Cluster,
     ControlPlane,
@@ -44,3 +44,20 @@ def lab(hosts=None, **cluster_kw) -> Lab:
 def evolve_host(lab_: Lab, name: str, **kw) -> Lab:
     hosts = [attrs.evolve(h, **kw) if h.hostname == name else h for h in lab_.hosts]
     return Lab(lab_.cluster, hosts, lab_.sources)
+
+
+def wide_lab(**cluster_kw) -> Lab:
+    """The seed hosts on other ranges, with what the seed lab lacks: admins on a network of their own, a node
+    exporter on every host scraped by the control plane, and a port one host opens itself (an OpenPort)."""
+    from homelab import Monitoring, NodeExporter, OpenPort
+
+    base = dict(lan="192.168.50.0/24", gateway="192.168.50.1", nameservers=["192.168.50.1"],
+                pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16", admins=["tailnet", "192.168.50.64/27"])
+    base.update(cluster_kw)
+    hosts = []
+    for i, h in enumerate(seed_hosts()):
+        roles = [*h.roles, NodeExporter()] + ([Monitoring()] if h.hostname == "yomogi" else [])
+        extra = {"open_ports": [OpenPort(8123, source="lan", reason="Home Assistant")]} \
+            if h.hostname == "tokiwa" else {}
+        hosts.append(attrs.evolve(h, address=f"192.168.50.{10 + i}", roles=roles, **extra))
+    return lab(hosts, **base)

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 from homelab import render, verify
 from homelab.compile import Compiled, compile_lab
 from homelab.load import load_or_raise
-from homelab import DnsServer, Host, IngressProxy, Lab, Tailscale
+from homelab import Host, Lab
 from homelab.pynix_eval import Nix
 from homelab.validate import validate
 
@@ -318,10 +318,16 @@ def marker(port: int) -> bytes:
     return f"homelab-test port {port}\n".encode()
 
 
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def listen(kind: str, addr: str, port: int) -> socket.socket:
-    """A bound socket (call inside the namespace that should own it)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+    """A bound socket (call inside the namespace that should own it); '::' listens on IPv6 only."""
+    s = socket.socket(_family(addr), socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if _family(addr) == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((addr, port))
     if kind == "tcp":
         s.listen(64)
@@ -334,7 +340,7 @@ def probe(kind: str, src: str, dst: str, port: int, timeout: float = PROBE_TIMEO
     Anything else (refused, unreachable, wrong answer) is an error in the test's
     wiring, not a firewall verdict, and raises.
     """
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+    s = socket.socket(_family(dst), socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
         s.bind((src, 0))
@@ -362,31 +368,29 @@ def probe(kind: str, src: str, dst: str, port: int, timeout: float = PROBE_TIMEO
         s.close()
 
 
-# ---------------------------------------------------------------- addresses
-
-
-def edge_addresses(net: ipaddress.IPv4Network) -> tuple[list[str], list[str]]:
-    """Sources just inside (first and last usable) and just outside (one below, one above) ``net``."""
-    inside = {net.network_address + 1, net.broadcast_address - 1} if net.num_addresses > 2 else set(net)
-    outside = set()
-    if int(net.network_address) > 0:
-        outside.add(net.network_address - 1)
-    if int(net.broadcast_address) < 2**32 - 1:
-        outside.add(net.broadcast_address + 1)
-    return sorted(map(str, inside)), sorted(map(str, outside))
-
-
-def _usable_source(a: ipaddress.IPv4Address) -> bool:
-    return not (a.is_loopback or a.is_multicast or a.is_unspecified or a.is_reserved or a.is_link_local
-                or int(a) >> 24 == 0 or a == ipaddress.IPv4Address("255.255.255.255"))
-
-
 # ---------------------------------------------------------------- the firewall rig
+
+TEST_V6_PREFIX = "2001:db8:10::"  # documentation range: the host's and the LAN client's IPv6 addresses
+OUTSIDE = "203.0.113.7"  # an internet address, arriving from the router on the LAN interface
+TAILNET_V6_PEER = "fd7a:115c:a1e0::7"
+POD_INTERFACES = ("mynet", "flannel.1")  # nixpkgs' CNI bridge; flannel's VXLAN device
+
+
+@dataclass(frozen=True)
+class Client:
+    """Somebody who sends probes to the host under test: where from (peer and interface), which address,
+    and which kinds of flow source the test itself counts them as (not homelab.firewall's reading)."""
+
+    name: str
+    via: str  # the interface on the host the packets arrive on
+    src: str
+    kinds: frozenset  # e.g. {"lan", "admins", "host:tokiwa", "nodes"}; every client is also "world"
 
 
 @dataclass(frozen=True)
 class Probe:
-    via: str  # which peer sends it ("lan", a trusted interface, "self" for loopback, "out" for a reply)
+    client: str
+    via: str
     kind: str  # tcp | udp
     src: str
     dst: str
@@ -396,139 +400,142 @@ class Probe:
 
     def __str__(self) -> str:
         verdict = "accept" if self.expect else "refuse"
-        return f"{self.kind} {self.src} -> {self.dst}:{self.port} via {self.via}: expect {verdict} ({self.why})"
+        return f"{self.client}: {self.kind} {self.src} -> {self.dst}:{self.port} via {self.via}: expect {verdict} ({self.why})"
 
 
-@dataclass
-class Expectations:
-    """What the model says the host's firewall must do (independent of the generated rules)."""
+def clients(lab: Lab, host: Host) -> list[Client]:
+    """Every kind of client the flow table distinguishes, plus spoofed sources on the wrong interface."""
+    from homelab.firewall import lan_client_address, tailnet_interface
 
-    trusted_ranges: list[tuple[str, ipaddress.IPv4Network]]
-    trusted_interfaces: list[str]
-    tcp: set[int]
-    udp: set[int]
+    c = lab.cluster
+    admins = {str(a) for a in c.admins}
 
-    @classmethod
-    def of(cls, lab: Lab, host: Host) -> "Expectations":
-        c = lab.cluster
-        ranges = [("pod CIDR", c.pod_cidr), ("service CIDR", c.service_cidr), ("LAN", c.lan)]
-        ranges += [(f"extra trusted {n}", n) for n in c.extra_trusted]
-        ifaces = ["lo"]  # nixos/modules/services/networking/firewall.nix always trusts lo
-        tcp: set[int] = set()
-        udp: set[int] = set()
-        for role in host.roles:
-            if isinstance(role, Tailscale):
-                ifaces.append(role.interface)
-            elif isinstance(role, IngressProxy) and role.open_firewall:
-                tcp |= {role.http_port, role.https_port}
-            elif isinstance(role, DnsServer) and role.open_firewall:
-                tcp.add(role.port)
-                udp.add(role.port)
-        return cls(ranges, ifaces, tcp, udp)
+    def adm(*kinds: str) -> set[str]:
+        return {"admins"} if admins & set(kinds) else set()
 
-    def trusted(self, src: str) -> str | None:
-        a = ipaddress.IPv4Address(src)
-        for label, net in self.trusted_ranges:
-            if a in net:
-                return f"inside the {label} {net}"
-        return None
+    out = [Client("LAN client", host.interface, lan_client_address(lab), frozenset({"lan", *adm("lan")}))]
+    for other in lab.hosts:
+        if other is host:
+            continue
+        kinds = {"lan", f"host:{other.hostname}", *adm("lan", f"host:{other.hostname}")}
+        if other.is_kubernetes_node:
+            kinds.add("nodes")
+        if other.is_control_plane:
+            kinds.add("control-plane")
+        out.append(Client(f"node {other.hostname}", host.interface, str(other.ip), frozenset(kinds)))
+    out.append(Client("outside (internet via the router)", host.interface, OUTSIDE, frozenset()))
+    pod = str(c.pod_cidr.network_address + 2 * 256 + 5)
+    out.append(Client("pod address on the LAN (spoofed)", host.interface, str(c.pod_cidr.network_address + 3 * 256 + 5),
+                      frozenset()))
+    out.append(Client("service address on the LAN", host.interface, str(c.service_cidr.network_address + 9),
+                      frozenset()))
+    out.append(Client("tailnet address on the LAN (spoofed)", host.interface, "100.64.99.9", frozenset()))
+    out.append(Client("IPv6 client on the LAN", host.interface, TEST_V6_PREFIX + "7", frozenset()))
+    if host.is_kubernetes_node:
+        out.append(Client("pod on this node", "mynet", str(c.pod_cidr.network_address + 5), frozenset({"pods"})))
+        out.append(Client("pod on another node (VXLAN)", "flannel.1", pod, frozenset({"pods"})))
+    ts = tailnet_interface(host)
+    if ts:
+        peer = next((str(h.tailscale_address) for h in lab.hosts if h.tailscale_address and h is not host),
+                    "100.64.0.77")
+        out.append(Client("tailnet device", ts, peer, frozenset({"tailnet", *adm("tailnet")})))
+        out.append(Client("tailnet device (IPv6)", ts, TAILNET_V6_PEER, frozenset({"tailnet", *adm("tailnet")})))
+        out.append(Client("stranger on the tailnet interface", ts, "198.51.100.9", frozenset()))
+    return out
+
+
+def counts_as(client: Client, source) -> bool:
+    """Whether the test counts ``client`` as a flow source (kind, host:<name> or an explicit network)."""
+    if source.kind == "world":
+        return True
+    if source.kind == "network":
+        return ipaddress.ip_address(client.src) in ipaddress.ip_network(source.network)
+    return str(source) in client.kinds
 
 
 @dataclass
 class FirewallRig:
-    """The host under test in namespace ``fw``, with peers; see the module docstring."""
+    """The host under test in namespace ``fw``, with a peer namespace per incoming interface.
+
+    The probes' verdicts come from the lab's flow table *rows* (port, protocol, source) and the test's own
+    reading of who counts as which source (:func:`clients`), not from the generated rules.
+    """
 
     lab: Lab
     host: Host
     ns: Namespaces
-    expect: Expectations
     fw: Netns = None  # type: ignore[assignment]
     peers: dict[str, Netns] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
     reply_probe: Probe | None = None
+    v6: str = TEST_V6_PREFIX + "1"
 
     def build(self) -> "FirewallRig":
-        lab, host, ex = self.lab, self.host, self.expect
+        from homelab.firewall import flow_table
+
+        lab, host = self.lab, self.host
         cluster = lab.cluster
-        closed = [p for p in (CLOSED_PORT, CLOSED_PORT + 1) if p not in ex.tcp | ex.udp][0]
-        tcp_ports = sorted(ex.tcp) + [closed]
-        udp_ports = sorted(ex.udp) + [closed]
+        rows = [r for r in flow_table(lab) if r.host == host.hostname]
+        ports = sorted({r.port for r in rows})
+        closed = next(p for p in range(CLOSED_PORT, CLOSED_PORT + 100) if p not in ports)
+        probed = ports + [closed]
         self.fw = fw = self.ns.new("fw")
+        everyone = clients(lab, host)
 
-        # the LAN: host.interface in fw, eth0 in the peer; the peer owns every LAN-side test source
-        lan = self.peers["lan"] = self.ns.new("lan")
-        veth(fw, host.interface, lan, "eth0")
+        # one peer namespace per interface the host receives on, named like the host's interface
         prefix = cluster.lan.prefixlen
-        fw.ip("addr", "add", f"{host.ip}/{prefix}", "dev", host.interface)
-        taken = {h.ip for h in lab.hosts} | {cluster.gateway}
-        peer_base = next(a for a in reversed(list(cluster.lan.hosts())) if a not in taken)
-        lan.ip("addr", "add", f"{peer_base}/{prefix}", "dev", "eth0")
-
-        sources: list[str] = []
-        for label, net in ex.trusted_ranges:
-            inside, outside = edge_addresses(net)
-            outside = [a for a in outside if not ex.trusted(a) and _usable_source(ipaddress.IPv4Address(a))]
-            assert outside, f"no usable source address just outside the {label} {net}"
-            sources += [a for a in inside if a != str(host.ip)] + outside
-        sources = list(dict.fromkeys(sources))
-        for src in sources:
-            a = ipaddress.IPv4Address(src)
-            if a != peer_base:
-                lan.ip("addr", "add", f"{src}/32", "dev", "eth0")
-            if a not in cluster.lan:
-                # a route back, so the reverse-path filter passes and only the firewall decides
-                fw.ip("route", "add", f"{src}/32", "dev", host.interface)
-        for src in sources:
-            why = ex.trusted(src)
-            for kind, ports, allowed in (("tcp", tcp_ports, ex.tcp), ("udp", udp_ports, ex.udp)):
-                for port in ports:
-                    if why:
-                        self.probes.append(Probe("lan", kind, src, str(host.ip), port, True, why))
-                    elif port in allowed:
-                        self.probes.append(Probe("lan", kind, src, str(host.ip), port, True,
-                                                 f"{kind} port {port} is open; source outside every trusted range"))
-                    else:
-                        self.probes.append(Probe("lan", kind, src, str(host.ip), port, False,
-                                                 f"outside every trusted range, {kind} port {port} closed"))
-
-        # each trusted interface but lo: a veth of that name; its peer uses a source no range trusts
-        others = [h.tailscale_address for h in lab.hosts if h.tailscale_address and h is not host]
-        for n, iface in enumerate(i for i in ex.trusted_interfaces if i != "lo"):
-            peer = self.peers[iface] = self.ns.new(f"t{n}")
+        v6_dst: dict[str, str] = {}
+        for n, iface in enumerate(dict.fromkeys(c.via for c in everyone)):
+            peer = self.peers[iface] = self.ns.new(f"p{n}")
             veth(fw, iface, peer, "eth0")
-            mine = str(host.tailscale_address or f"198.51.100.{2 * n + 1}")
-            theirs = str(others[0] if others else f"198.51.100.{2 * n + 2}")
-            assert not ex.trusted(theirs), f"{theirs} is inside a trusted range; pick another test address"
-            fw.ip("addr", "add", f"{mine}/32", "dev", iface)
-            fw.ip("route", "add", f"{theirs}/32", "dev", iface)
-            peer.ip("addr", "add", f"{theirs}/32", "dev", "eth0")
-            peer.ip("route", "add", f"{mine}/32", "dev", "eth0")
+            # IPv6 neighbour discovery answers only for an interface's own addresses: one per link
+            v6_dst[iface] = self.v6 if iface == host.interface else f"{TAILNET_V6_PEER.rsplit(':', 1)[0]}:{n + 1}"
+            if iface != host.interface:
+                fw.ip("addr", "add", f"{v6_dst[iface]}/128", "dev", iface, "nodad")
+            # the host's addresses, as the peer reaches them over this link
+            peer.ip("route", "add", f"{host.ip}/32", "dev", "eth0")
+            peer.ip("-6", "route", "add", f"{v6_dst[iface]}/128", "dev", "eth0")
+        fw.ip("addr", "add", f"{host.ip}/{prefix}", "dev", host.interface)
+        fw.ip("addr", "add", f"{self.v6}/64", "dev", host.interface, "nodad")
+        for c in everyone:
+            v6 = ":" in c.src
+            plen = 128 if v6 else 32
+            self.peers[c.via].ip("addr", "add", f"{c.src}/{plen}", "dev", "eth0", *(["nodad"] if v6 else []))
+            on_link = c.via == host.interface and ipaddress.ip_address(c.src) in (
+                ipaddress.ip_network(TEST_V6_PREFIX + "/64") if v6 else cluster.lan)
+            if not on_link:
+                # a route back the way it came, so the reverse-path filter passes and only the firewall decides
+                fw.ip(*(["-6"] if v6 else []), "route", "add", f"{c.src}/{plen}", "dev", c.via)
+            dst = v6_dst[c.via] if v6 else str(host.ip)
             for kind in ("tcp", "udp"):
-                self.probes.append(Probe(iface, kind, theirs, mine, closed, True,
-                                         f"arrives on trusted interface {iface}; port {closed} closed"))
+                for port in probed:
+                    flow = next((r for r in rows if r.port == port and r.proto == kind and counts_as(c, r.source)),
+                                None)
+                    why = (f"{r_why(flow)}" if flow else f"no row lets {c.name} reach {port}/{kind}")
+                    self.probes.append(Probe(c.name, c.via, kind, c.src, dst, port, flow is not None, why))
 
-        # loopback is always trusted
+        # loopback is always trusted (NixOS's firewall.nix adds lo)
         for kind in ("tcp", "udp"):
-            self.probes.append(Probe("self", kind, "127.0.0.1", "127.0.0.1", closed, True,
+            self.probes.append(Probe("the host itself", "lo", kind, "127.0.0.1", "127.0.0.1", closed, True,
                                      "loopback (lo) is always trusted"))
 
-        # servers on every probed port in fw
         servers = Servers()
-        for kind, ports in (("tcp", tcp_ports), ("udp", udp_ports)):
-            for port in ports:
+        for kind in ("tcp", "udp"):
+            for port in probed:
                 servers.add(fw.call(listen, kind, "0.0.0.0", port), kind, port)
+                servers.add(fw.call(listen, kind, "::", port), kind, port)
 
-        # the reply to a connection the host opened itself: from outside every range, on a closed port
-        far = next(p.src for p in self.probes if p.via == "lan" and not p.expect)
-        servers.add(lan.call(listen, "tcp", far, closed), "tcp", closed)
-        self.reply_probe = Probe("out", "tcp", str(host.ip), far, closed, True,
+        # the reply to a connection the host opened itself: to the internet, on a closed port
+        lan = self.peers[host.interface]
+        servers.add(lan.call(listen, "tcp", OUTSIDE, closed), "tcp", closed)
+        self.reply_probe = Probe("the host itself", "out", "tcp", str(host.ip), OUTSIDE, closed, True,
                                  "reply to a connection the host opened (established/related)")
         servers.start()
         self.ns.on_close(servers.close)
         return self
 
     def _where(self, p: Probe) -> Netns:
-        return {"self": self.fw, "out": self.fw}.get(p.via) or self.peers[p.via]
+        return self.fw if p.via in ("lo", "out") else self.peers[p.via]
 
     def run(self) -> dict[Probe, bool]:
         """Send every probe at once; the verdict of each."""
@@ -542,12 +549,17 @@ class FirewallRig:
         blocked = [str(p) for p, ok in self.run().items() if not ok]
         assert not blocked, "the test's own wiring drops these (no firewall loaded yet):\n" + "\n".join(blocked)
 
-    def check_verdicts(self) -> None:
+    def check_verdicts(self) -> dict[Probe, bool]:
         results = self.run()
         wrong = [f"{p} -> got {'accept' if ok else 'refuse'}" for p, ok in results.items() if ok != p.expect]
         assert not wrong, f"{self.host.hostname}: {len(wrong)} of {len(results)} probes wrong:\n" + "\n".join(wrong)
         assert any(not p.expect for p in results), "no probe expects a refusal: the test proves nothing"
-        assert any(p.expect and p.via == "lan" for p in results)
+        assert any(p.expect and p.via == self.host.interface for p in results)
+        return results
+
+
+def r_why(row) -> str:
+    return f"{row.port}/{row.proto} from {row.source}: {row.why} ({row.by})"
 
 
 def temp_bin(links: dict[str, str]) -> tempfile.TemporaryDirectory:

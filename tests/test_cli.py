@@ -28,7 +28,7 @@ def test_build_from_scratch_writes_every_file_and_matches_the_repo(lab_copy, rep
         p.unlink()
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
-    assert "wrote 13" in out and "nix read back 13 generated files" in out  # 12 modules + hosts/lab.nix
+    assert "wrote 14" in out and "nix read back 14 generated files" in out  # 13 modules + hosts/lab.nix
     for p in [*repo.glob("hosts/*/default.nix"), *repo.rglob("modules/**/*.nix"), repo / "hosts/lab.nix"]:
         rel = p.relative_to(repo)
         assert (lab_copy / rel).read_bytes() == p.read_bytes(), rel
@@ -37,7 +37,7 @@ def test_build_from_scratch_writes_every_file_and_matches_the_repo(lab_copy, rep
 def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", "--root", str(lab_copy)]) == 0
-    assert "wrote 0, unchanged 13" in capsys.readouterr().out
+    assert "wrote 0, unchanged 14" in capsys.readouterr().out
     assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
 
 
@@ -56,11 +56,12 @@ def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):
     host_py = lab_copy / "hosts/tokiwa/host.py"
     host_py.write_text(host_py.read_text().replace('roles=[', 'kernel_params=["mitigations=auto"],\n    roles=['))
     y = lab_copy / "hosts/yomogi/host.py"
-    y.write_text(y.read_text().replace('"services.openssh.enable": True', '"services.openssh.enable": False'))
+    y.write_text(y.read_text().replace('"services.openssh.enable": True', '"services.openssh.enable": True, '
+                                       '"time.timeZone": "Asia/Tokyo"'))
     before = snapshot(lab_copy)
     assert main(["build", str(lab_copy / "hosts/tokiwa")]) == 0
     captured = capsys.readouterr()
-    assert "1 host: wrote 1, unchanged 6" in captured.out and "also building" not in captured.err
+    assert "1 host: wrote 1, unchanged 7" in captured.out and "also building" not in captured.err
     after = snapshot(lab_copy)
     assert [p for p in after if after[p] != before.get(p)] == ["hosts/tokiwa/default.nix"]
     assert main(["build", "--check", "--root", str(lab_copy)]) == 1  # yomogi is still stale
@@ -127,7 +128,7 @@ def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert r.returncode == 0, r.stderr
-    assert "1 host: wrote 0, unchanged 9" in r.stdout
+    assert "1 host: wrote 0, unchanged 10" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr
 
 

@@ -60,12 +60,12 @@ def test_nested_and_overlapping_package_names(lab_copy, nix, capsys):
 
 def test_force_around_a_group_of_options_applies_to_each(lab_copy, nix, capsys):
     edit(lab_copy / "hosts/tokiwa/host.py", 'options={"services.openssh.enable": True},',
-         'options={"services.openssh.enable": True, "networking.firewall": force({"enable": False})},')
+         'options={"services.openssh.enable": True, "services.tailscale": force({"openFirewall": True})},')
     edit(lab_copy / "hosts/tokiwa/host.py", "from homelab import ", "from homelab import force, ")
     assert main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert main(["show", str(lab_copy / "hosts/tokiwa"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["networking.firewall.enable"] is False
+    assert json.loads(capsys.readouterr().out)["services.tailscale.openFirewall"] is True
 
 
 def test_a_setting_below_an_attribute_set_homelab_writes_merges(lab_copy, nix, capsys):
@@ -135,7 +135,7 @@ def test_show_without_nix_says_nix_is_needed(lab_copy, tmp_path, capsys, monkeyp
 
 def test_plan_for_one_host_shows_the_hosts_a_build_would_widen_to(lab_copy, capsys):
     edit(lab_copy / "hosts/hanaakari/host.py", "IngressProxy(http_nodeport=31080, https_nodeport=31443)",
-         "IngressProxy(http_nodeport=31080, https_nodeport=31443, open_firewall=False)")
+         "IngressProxy(http_nodeport=31080, https_nodeport=31444)")
     edit(lab_copy / "hosts/cluster.py", "api_port=6443", "api_port=6444")
     assert main(["plan", str(lab_copy / "hosts/tokiwa"), "--json"]) == 1
     plan = json.loads(capsys.readouterr().out)

@@ -69,24 +69,31 @@ def test_seed_yomogi(seed):
         "kubelet.service", "kube-proxy.service", "flannel.service", "cfssl.service", "certmgr.service",
         "coredns.service", "tailscaled.service"]}
     assert {c.spec["module"] for c in of(e, "kernel_module")} == {"br_netfilter", "overlay", "ceph", "rbd"}
-    assert {(c.spec["proto"], c.spec["port"]) for c in of(e, "listening")} == {
-        ("tcp", 22), ("tcp", 6443), ("tcp", 2379), ("tcp", 10250), ("tcp", 8888), ("tcp", 53), ("udp", 53)}
+    assert {(c.spec["proto"], c.spec["port"], c.spec["bind"]) for c in of(e, "listening")} == {
+        ("tcp", 22, "any"), ("tcp", 6443, "any"), ("tcp", 2379, "loopback"), ("tcp", 10250, "any"),
+        ("tcp", 8888, "any"), ("tcp", 53, "any"), ("udp", 53, "any")}
     props = {(c.spec["unit"], c.spec["property"]): (c.spec["value"], c.spec["match"]) for c in of(e, "systemd_property")}
     assert props == {
         ("etcd.service", "Environment"): ("ETCD_UNSUPPORTED_ARCH=arm64", "contains"),
         ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
         ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "contains"),
     }
-    rules = {c.spec["rule"] for c in of(e, "firewall_rule")}
-    assert rules == {
-        "-A nixos-fw -s 10.1.0.0/16 -j nixos-fw-accept",
-        "-A nixos-fw -s 10.0.0.0/24 -j nixos-fw-accept",
-        "-A nixos-fw -s 192.168.10.0/24 -j nixos-fw-accept",
-        "-A nixos-fw -p tcp -m tcp --dport 53 -j nixos-fw-accept",
-        "-A nixos-fw -p udp -m udp --dport 53 -j nixos-fw-accept",
-        f"-A nixos-fw -p udp -m udp --dport {TAILSCALE_PORT} -j nixos-fw-accept",
-        "-A nixos-fw -i tailscale0 -j nixos-fw-accept",
-    }
+    # the firewall rules it must list: exactly the seed's flow table (written out by hand in test_seed_lab)
+    from .test_seed_lab import _seed_policy
+
+    rules = {(c.spec["list"], c.spec["rule"]) for c in of(e, "firewall_rule")}
+    assert rules == {("iptables -w -S nixos-fw" if r.startswith("iptables ") else "ip6tables -w -S nixos-fw",
+                      r.split(" ", 1)[1]) for r in _seed_policy()["yomogi"]}
+    # what a LAN client and the other nodes must and must not reach (probed by the cluster VM test and live)
+    reach = {(c.spec["client"], c.spec["proto"], c.spec["port"]): c.spec["expect"] for c in of(e, "reach")}
+    accepted = {k for k, v in reach.items() if v == "accept"}
+    assert accepted == {("lan-client", "tcp", 22), ("lan-client", "tcp", 6443), ("lan-client", "tcp", 53),
+                        ("lan-client", "udp", 53), ("lan-client", "udp", 41641)} | {
+        (f"host:{n}", proto, port) for n in ("tokiwa", "hanaakari")
+        for proto, port in (("tcp", 22), ("tcp", 6443), ("tcp", 8888), ("udp", 8472), ("tcp", 53), ("udp", 53),
+                            ("udp", 41641))}
+    assert ("lan-client", "tcp", 8888) in reach and ("lan-client", "udp", 8472) in reach  # refused, and probed
+    assert {c.scope for c in of(e, "reach")} == {"cluster"}
     dns = {(c.spec["name"], c.spec["server"], c.spec.get("answer"), c.spec.get("not_answer"), c.scope)
            for c in of(e, "dns")}
     assert dns == {
@@ -135,28 +142,35 @@ def vm_probes():
 def test_nftables_expectations_match_what_nft_prints():
     firewall_matches = vm_probes().firewall_matches
     lab = labkit.lab(firewall="nftables")
-    e = host_expectations(lab, lab.host("yomogi"))
+    e = host_expectations(lab, lab.host("tokiwa"))
     rules = {c.id: c.spec for c in of(e, "firewall_rule")}
-    assert all(s["backend"] == "nftables" and s["list"].startswith("nft list chain inet nixos-fw") for s in
+    assert all(s["backend"] == "nftables" and s["list"] == "nft list chain inet nixos-fw input-allow" for s in
                rules.values())
-    # how nft lists the input-allow chain NixOS writes (sets print in braces, single ports without)
+    # how `nft list chain inet nixos-fw input-allow` prints tokiwa's chain (tests/test_firewall_nftables.py
+    # checks the same against the real nft)
     listing = """table inet nixos-fw {
 \tchain input-allow {
-\t\tiifname "tailscale0" accept
-\t\ttcp dport 53 accept
-\t\tudp dport { 53, 41641 } accept
-\t\tip saddr 10.1.0.0/16 accept
-\t\tip saddr 10.0.0.0/24 accept
-\t\tip saddr 192.168.10.0/24 accept
+\t\tmeta l4proto . th dport @temp-ports accept
+\t\ticmp type echo-request accept comment "allow ping"
+\t\tiifname "enp1s0" ip saddr 192.168.10.0/24 tcp dport 22 accept
+\t\tiifname "tailscale0" ip saddr 100.64.0.0/10 tcp dport 22 accept
+\t\tiifname "tailscale0" ip6 saddr fd7a:115c:a1e0::/48 tcp dport 22 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.10 tcp dport 10250 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.12 udp dport 8472 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.10 udp dport 8472 accept
+\t\tudp dport 41641 accept
 \t}
 }"""
+    assert len(rules) == 7
     for cid, spec in rules.items():
         assert firewall_matches(listing, spec["rule"], spec["match"]), cid
-    # and a rule that is not there is not found: 5353 is not 53, a missing range is missing
-    assert not firewall_matches(listing.replace("tcp dport 53", "tcp dport 5353"), rules["firewall_rule:tcp dport 53"]
-                                ["rule"], "regex")
-    assert not firewall_matches(listing.replace("ip saddr 10.0.0.0/24 accept\n", ""),
-                                rules["firewall_rule:accept 10.0.0.0/24"]["rule"], "line")
+    # a rule that is not there is not found: a wider source, another interface, another port
+    kubelet = next(s for s in rules.values() if "10250" in s["rule"])
+    for wrong in ("ip saddr 192.168.10.0/24 tcp dport 10250", 'iifname "tailscale0" ip saddr 192.168.10.10 tcp',
+                  "192.168.10.10 tcp dport 10251"):
+        original = 'iifname "enp1s0" ip saddr 192.168.10.10 tcp dport 10250'
+        changed = listing.replace(original, wrong if wrong.startswith("iif") else f'iifname "enp1s0" {wrong}')
+        assert not firewall_matches(changed, kubelet["rule"], kubelet["match"]), wrong
 
 
 # ---------------------------------------------------------------- agreement with compile (properties)
@@ -174,7 +188,7 @@ def labs(draw) -> Lab:
         service_cidr=draw(st.sampled_from(["10.0.0.0/24", "10.96.0.0/20"])),
         api_port=draw(st.integers(1024, 65535)), easy_certs=draw(st.booleans()),
         firewall=draw(st.sampled_from(["iptables", "nftables"])),
-        extra_trusted=draw(st.sampled_from([[], ["172.31.0.0/16"]])),
+        admins=draw(st.sampled_from([["lan", "tailnet"], ["tailnet"], ["172.31.0.0/16"]])),
     )
     n = draw(st.integers(1, 4))
     names = draw(st.lists(label, min_size=n, max_size=n, unique=True))
@@ -191,9 +205,10 @@ def labs(draw) -> Lab:
             roles.append(IngressProxy(http_nodeport=draw(st.integers(30000, 31000)),
                                       https_nodeport=draw(st.integers(31001, 32767)),
                                       http_port=draw(st.sampled_from([80, 8080])),
-                                      open_firewall=draw(st.booleans())))
+                                      clients=draw(st.sampled_from([[], ["lan"], ["lan", "tailnet", "world"]]))))
         if i == dns_i:
-            roles.append(DnsServer(port=draw(st.sampled_from([53, 5353])), open_firewall=draw(st.booleans())))
+            roles.append(DnsServer(port=draw(st.sampled_from([53, 5353])),
+                                   clients=draw(st.sampled_from([[], ["lan", "pods"], ["tailnet"]]))))
         if draw(st.booleans()):
             roles.append(Tailscale(interface=draw(st.sampled_from(["tailscale0", "ts0"]))))
         options = {"services.openssh.enable": True} if draw(st.booleans()) else {}
@@ -219,22 +234,17 @@ def test_expectations_agree_with_the_generated_options(lab):
         units = {c.spec["unit"] for c in of(e, "service")}
         rules = {c.spec["rule"] for c in of(e, "firewall_rule")}
 
-        # firewall: the trusted ranges are exactly the generated ones
+        # firewall: the rules it must list are exactly the generated ones (comments aside), as the backend lists them
         if lab.cluster.firewall == "iptables":
-            generated = {line.removeprefix("iptables ") for line in opts["networking.firewall.extraCommands"]
-                         .splitlines()}
-            assert {r for r in rules if " -s " in r} == generated
+            generated = {(("iptables -w -S nixos-fw" if ln.startswith("iptables ") else "ip6tables -w -S nixos-fw"),
+                          ln.split(" ", 1)[1]) for ln in opts["networking.firewall.extraCommands"].splitlines()
+                         if ln and not ln.startswith("#")}
         else:
-            generated = set(opts["networking.firewall.extraInputRules"].splitlines())
-            assert {r for r in rules if r.startswith("ip saddr")} == generated
-        tcp = set(opts.get("networking.firewall.allowedTCPPorts", []))
-        udp = set(opts.get("networking.firewall.allowedUDPPorts", []))
-        if opts.get("services.tailscale.openFirewall"):
-            udp.add(TAILSCALE_PORT)
-        port_rules = {c.id for c in of(e, "firewall_rule") if "dport" in c.id}
-        assert port_rules == {f"firewall_rule:tcp dport {p}" for p in tcp} | {f"firewall_rule:udp dport {p}" for p in udp}
-        ifaces = {c.id.split()[-1] for c in of(e, "firewall_rule") if c.id.split(":")[1].startswith(("iface", "iifname"))}
-        assert ifaces == set(opts.get("networking.firewall.trustedInterfaces", []))
+            generated = {("nft list chain inet nixos-fw input-allow", ln)
+                         for ln in opts["networking.firewall.extraInputRules"].splitlines() if ln and not ln.startswith("#")}
+        assert {(c.spec["list"], c.spec["rule"]) for c in of(e, "firewall_rule")} == generated
+        assert not any(k in opts for k in ("networking.firewall.allowedTCPPorts", "networking.firewall.allowedUDPPorts",
+                                           "networking.firewall.trustedInterfaces"))
 
         # services follow the generated roles and services
         roles = set(opts.get("services.kubernetes.roles", []))

@@ -24,7 +24,6 @@ import pytest
 
 from tests import labkit
 from tests.netns import (
-    Expectations,
     FirewallRig,
     Namespaces,
     iter_lines,
@@ -36,21 +35,21 @@ from tests.netns import (
     tool_unavailable,
 )
 
-BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy"}
+BACKENDS = {"nft": ("iptables-nft", "ip6tables-nft"), "legacy": ("iptables-legacy", "ip6tables-legacy")}
 
 
 def nixos_firewall_start(extra_commands: str, trusted_interfaces: list[str], tcp: list[int], udp: list[int]) -> str:
-    """The IPv4 part of NixOS's firewall-start script with default options, ``extraCommands`` verbatim.
+    """NixOS's firewall-start script with default options (IPv4 and IPv6), ``extraCommands`` verbatim.
 
-    Facts (see docs/firewall-skeleton.md): rejectPackets=false -> refuse is DROP;
-    logging off; checkReversePath=true -> strict rpfilter in the mangle table;
-    allowPing=true; extraCommands just before the final jump to nixos-fw-log-refuse.
-    IPv6 (ip6tables) is left out: no IPv6 rule is under test.
+    Facts (see docs/firewall-skeleton.md): ``ip46tables`` runs iptables and ip6tables (IPv6 is on by
+    default); rejectPackets=false -> refuse is DROP; logging off; checkReversePath=true -> strict
+    rpfilter in the mangle table; allowPing=true; ICMPv6 (but redirects) and DHCPv6 accepted;
+    extraCommands just before the final jump to nixos-fw-log-refuse.
     """
     ip46 = "ip46tables"
     lines = [
-        "# NixOS firewall-start skeleton (IPv4), built by tests/test_firewall_iptables.py",
-        f'{ip46}() {{ iptables -w "$@"; }}',
+        "# NixOS firewall-start skeleton, built by tests/test_firewall_iptables.py",
+        f'{ip46}() {{ iptables -w "$@"; ip6tables -w "$@"; }}',
         f"{ip46} -N nixos-fw-accept",
         f"{ip46} -A nixos-fw-accept -j ACCEPT",
         f"{ip46} -N nixos-fw-refuse",
@@ -73,6 +72,12 @@ def nixos_firewall_start(extra_commands: str, trusted_interfaces: list[str], tcp
     lines += [f"{ip46} -A nixos-fw -p tcp --dport {p} -j nixos-fw-accept" for p in tcp]
     lines += [f"{ip46} -A nixos-fw -p udp --dport {p} -j nixos-fw-accept" for p in udp]
     lines.append("iptables -w -A nixos-fw -p icmp --icmp-type echo-request -j nixos-fw-accept")
+    lines += [
+        "ip6tables -w -A nixos-fw -p icmpv6 --icmpv6-type redirect -j DROP",
+        "ip6tables -w -A nixos-fw -p icmpv6 --icmpv6-type 139 -j DROP",
+        "ip6tables -w -A nixos-fw -p icmpv6 -j nixos-fw-accept",
+        "ip6tables -w -A nixos-fw -d fe80::/64 -p udp --dport 546 -j nixos-fw-accept",
+    ]
     lines.append("")
     lines.append(extra_commands)  # verbatim, as NixOS interpolates it into the same script
     lines.append(f"{ip46} -A nixos-fw -j nixos-fw-log-refuse")
@@ -82,7 +87,7 @@ def nixos_firewall_start(extra_commands: str, trusted_interfaces: list[str], tcp
 
 def _normalise(rule: str) -> list[str]:
     """'iptables -w -A nixos-fw -s X -j Y' and iptables -S output compare as the same token list."""
-    return [t for t in rule.split() if t not in ("iptables", "-w")]
+    return [t for t in rule.split() if t not in ("iptables", "ip6tables", "-w")]
 
 
 @pytest.fixture(scope="module")
@@ -94,60 +99,63 @@ def netns_ok():
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request, netns_ok):
-    binary = BACKENDS[request.param]
-    why = tool_unavailable(binary, "-w", "-t", "mangle", "-N", "hlprobe") or tool_unavailable(
-        binary, "-w", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT")
-    if why:
-        pytest.skip(f"{binary}: {why}")
-    with temp_bin({"iptables": shutil.which(binary)}) as d:
-        yield binary, d
+    binary, binary6 = BACKENDS[request.param]
+    for b in (binary, binary6):
+        why = tool_unavailable(b, "-w", "-t", "mangle", "-N", "hlprobe") or tool_unavailable(
+            b, "-w", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT")
+        if why:
+            pytest.skip(f"{b}: {why}")
+    with temp_bin({"iptables": shutil.which(binary), "ip6tables": shutil.which(binary6)}) as d:
+        yield (binary, binary6), d
 
 
 def _labs(nix):
     return {
         "seed": read_back_seed(nix),
-        # same hosts, other ranges (and one extra trusted range): the rules follow the model
-        "wide": read_back_lab("iptables-wide", labkit.lab(
-            lan="192.168.50.0/24", gateway="192.168.50.1", nameservers=["192.168.50.1"],
-            pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16", extra_trusted=["172.20.0.0/24"],
-            hosts=[attrs.evolve(h, address=f"192.168.50.{10 + i}") for i, h in enumerate(labkit.seed_hosts())]),
-            nix),
+        # other ranges, admins on a network of their own, a node exporter scraped by the control plane, and a
+        # port a host opens itself: the rules follow the model
+        "wide": read_back_lab("iptables-wide", labkit.wide_lab(), nix),
     }
 
 
-CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "yomogi")]
+CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "yomogi"), ("wide", "tokiwa")]
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("which,hostname", CASES, ids=[f"{w}-{h}" for w, h in CASES])
-def test_generated_extra_commands_accept_and_refuse_what_the_model_says(nix, backend, which, hostname, tmp_path):
-    binary, bindir = backend
+def test_generated_extra_commands_accept_and_refuse_what_the_flow_table_says(nix, backend, which, hostname,
+                                                                           tmp_path):
+    (binary, binary6), bindir = backend
     rb = _labs(nix)[which]
     host = rb.lab.host(hostname)
     opts = rb.options[hostname]
     assert plain(opts["networking.firewall.enable"]) is True
     assert not opts.get("networking.nftables.enable"), "this lab asks for the iptables backend"
+    # homelab opens nothing to everyone and trusts no interface: the flow table is the whole policy
+    assert "networking.firewall.allowedTCPPorts" not in opts and "networking.firewall.allowedUDPPorts" not in opts
+    assert "networking.firewall.trustedInterfaces" not in opts
     extra = plain(opts["networking.firewall.extraCommands"])
-    trusted = ["lo", *plain(opts.get("networking.firewall.trustedInterfaces", []))]  # firewall.nix adds lo
-    tcp = plain(opts.get("networking.firewall.allowedTCPPorts", []))
-    udp = plain(opts.get("networking.firewall.allowedUDPPorts", []))
     script = tmp_path / "firewall-start"
-    script.write_text(nixos_firewall_start(extra, trusted, tcp, udp))
+    script.write_text(nixos_firewall_start(extra, ["lo"], [], []))  # firewall.nix always trusts lo
 
     with Namespaces(hostname) as ns:
-        rig = FirewallRig(rb.lab, host, ns, Expectations.of(rb.lab, host)).build()
+        rig = FirewallRig(rb.lab, host, ns).build()
         rig.check_wiring()
 
         env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
         rig.fw.exec("bash", "-e", str(script), env=env, timeout=30)
 
-        # the generated rules sit exactly where NixOS puts extraCommands: just before the final refuse
-        listed = [r.split() for r in rig.fw.exec(binary, "-w", "-S", "nixos-fw").stdout.splitlines()]
-        generated = [_normalise(r) for r in iter_lines(extra)]
-        assert listed[-1] == ["-A", "nixos-fw", "-j", "nixos-fw-log-refuse"]
-        assert listed[-1 - len(generated):-1] == generated, listed
+        # the generated rules sit exactly where NixOS puts extraCommands: just before the final refuse,
+        # IPv4 rules in iptables' chain and IPv6 rules in ip6tables'
+        for cmd, tool in (("iptables", binary), ("ip6tables", binary6)):
+            listed = [r.split() for r in rig.fw.exec(tool, "-w", "-S", "nixos-fw").stdout.splitlines()]
+            generated = [_normalise(r) for r in iter_lines(extra) if r.split()[0] == cmd]
+            assert generated, f"no {cmd} rule generated"
+            assert listed[-1] == ["-A", "nixos-fw", "-j", "nixos-fw-log-refuse"]
+            assert listed[-1 - len(generated):-1] == generated, listed
 
-        rig.check_verdicts()
+        results = rig.check_verdicts()
+        assert any(not ok for p, ok in results.items() if ":" in p.src), "no IPv6 probe was refused"
 
         counters = rig.fw.exec(binary, "-w", "-L", "nixos-fw-refuse", "-v", "-n", "-x").stdout.splitlines()
         dropped = int(counters[2].split()[0])
@@ -161,4 +169,5 @@ def test_skeleton_script_keeps_extra_commands_verbatim_before_the_final_refuse()
     at = body.index("iptables -A nixos-fw -s 10.1.0.0/16 -j nixos-fw-accept")
     assert body[at + 1] == "# a comment"
     assert body[at + 3:] == ["ip46tables -A nixos-fw -j nixos-fw-log-refuse", "ip46tables -A INPUT -j nixos-fw"]
+    assert body[1] == 'ip46tables() { iptables -w "$@"; ip6tables -w "$@"; }'  # IPv6 is on by default
     assert body.index("ip46tables -A nixos-fw -p tcp --dport 80 -j nixos-fw-accept") < at

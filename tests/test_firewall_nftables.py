@@ -15,7 +15,6 @@ import pytest
 
 from tests import labkit
 from tests.netns import (
-    Expectations,
     FirewallRig,
     Namespaces,
     iter_lines,
@@ -95,39 +94,41 @@ def nft_ok():
         pytest.skip(why)
 
 
-@pytest.fixture(scope="module")
-def nft_lab(nix):
-    return read_back_lab("nftables", labkit.lab(firewall="nftables"), nix)
+LABS = {"seed": lambda: labkit.lab(firewall="nftables"), "wide": lambda: labkit.wide_lab(firewall="nftables")}
+CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "tokiwa")]
 
 
 @pytest.mark.netns
-@pytest.mark.parametrize("hostname", ["hanaakari", "tokiwa", "yomogi"])
-def test_generated_extra_input_rules_accept_and_refuse_what_the_model_says(nix, nft_ok, nft_lab, hostname, tmp_path):
-    host = nft_lab.lab.host(hostname)
-    opts = nft_lab.options[hostname]
+@pytest.mark.parametrize("which,hostname", CASES, ids=[f"{w}-{h}" for w, h in CASES])
+def test_generated_extra_input_rules_accept_and_refuse_what_the_flow_table_says(nix, nft_ok, which, hostname,
+                                                                               tmp_path):
+    rb = read_back_lab(f"nftables-{which}", LABS[which](), nix)
+    host = rb.lab.host(hostname)
+    opts = rb.options[hostname]
     assert plain(opts["networking.nftables.enable"]) is True  # selects the nftables backend in firewall.nix
     # firewall-nftables.nix asserts extraCommands == "" with this backend
     assert plain(opts.get("networking.firewall.extraCommands", "")) == ""
+    # homelab opens nothing to everyone and trusts no interface: the flow table is the whole policy
+    assert "networking.firewall.allowedTCPPorts" not in opts and "networking.firewall.allowedUDPPorts" not in opts
+    assert "networking.firewall.trustedInterfaces" not in opts
     rules = plain(opts["networking.firewall.extraInputRules"])
-    trusted = ["lo", *plain(opts.get("networking.firewall.trustedInterfaces", []))]
-    tcp = plain(opts.get("networking.firewall.allowedTCPPorts", []))
-    udp = plain(opts.get("networking.firewall.allowedUDPPorts", []))
     ruleset = tmp_path / "nixos-fw.nft"
-    ruleset.write_text(nixos_fw_table(rules, trusted, tcp, udp))
+    ruleset.write_text(nixos_fw_table(rules, ["lo"], [], []))
 
     with Namespaces(hostname) as ns:
-        rig = FirewallRig(nft_lab.lab, host, ns, Expectations.of(nft_lab.lab, host)).build()
+        rig = FirewallRig(rb.lab, host, ns).build()
         rig.check_wiring()
         rig.fw.exec("nft", "-f", str(ruleset), timeout=30)
 
-        # the generated rules are the last rules of input-allow, in order
+        # the generated rules are the last rules of input-allow, in order, exactly as nft lists them
         listed = [ln.strip() for ln in rig.fw.exec("nft", "list", "chain", "inet", "nixos-fw", "input-allow")
                   .stdout.splitlines()]
         body = listed[listed.index("chain input-allow {") + 1:listed.index("}")]
         generated = list(iter_lines(rules))
         assert body[-len(generated):] == generated, body
 
-        rig.check_verdicts()
+        results = rig.check_verdicts()
+        assert any(not ok for p, ok in results.items() if ":" in p.src), "no IPv6 probe was refused"
 
 
 def test_table_keeps_extra_input_rules_last_in_input_allow():

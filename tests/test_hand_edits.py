@@ -82,7 +82,7 @@ def test_refusal_writes_nothing_even_where_other_files_change(lab_copy: Path):
 def test_every_edited_file_is_named_at_once(lab_copy: Path):
     edit(lab_copy, BASE, "6443", "6444")
     edit(lab_copy, ENTRY, "enp1s0", "eth0")
-    edit(lab_copy, "modules/network/firewall.nix", "10.1.0.0/16", "10.0.0.0/8")
+    edit(lab_copy, "modules/network/firewall.nix", "enable = true", "enable = false")
     assert_refused(lab_copy, BASE, ENTRY, "modules/network/firewall.nix")
 
 

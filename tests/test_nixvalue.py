@@ -60,7 +60,10 @@ def test_dangerous_characters_are_escaped_in_double_quoted_strings():
 def test_multi_line_text_uses_an_indented_string_only_when_it_round_trips():
     assert _indented_ok("iptables -A nixos-fw -s 10.1.0.0/16 -j nixos-fw-accept\n")
     assert not _indented_ok("no final newline")
-    assert not _indented_ok("it's\n")  # a quote could meet an escape
+    assert _indented_ok("it's\n")  # a lone quote is plain text in an indented string
+    assert not _indented_ok("it''s\n")  # two quotes would end the string
+    assert not _indented_ok("a '${x}\n")  # the escape of ${ would put two more quotes after it
+    assert not _indented_ok("cost '$5\n")
     assert not _indented_ok("  all lines indented\n  so nix would strip it\n")
     assert not _indented_ok("a\n   \nb\n")  # whitespace-only line
     assert render("a\nb\n", "  ") == "''\n    a\n    b\n  ''"

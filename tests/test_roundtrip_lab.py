@@ -28,6 +28,8 @@ from homelab import render, verify
 from homelab.compile import compile_lab
 from homelab.roles.control_plane import CFSSL_PORT, CONTROL_PLANE_PORTS
 from homelab.roles.kubernetes import NODE_PORTS
+from homelab import firewall
+from homelab.role import HostContext
 from homelab.validate import validate
 
 label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
@@ -118,11 +120,10 @@ def test_random_labs_round_trip_through_nix(nix, lab):
         opts = report.options[h.hostname]
         assert opts["networking.hostName"] == h.hostname
         assert opts["nixpkgs.hostPlatform"] == h.system
-        trusted = [str(lab.cluster.pod_cidr), str(lab.cluster.service_cidr), str(lab.cluster.lan)]
-        if lab.cluster.firewall == "iptables":
-            assert [r.split()[4] for r in opts["networking.firewall.extraCommands"].splitlines()] == trusted
-        else:
-            assert [r.split()[2] for r in opts["networking.firewall.extraInputRules"].splitlines()] == trusted
+        rules = opts["networking.firewall.extraInputRules" if lab.cluster.firewall == "nftables"
+                     else "networking.firewall.extraCommands"]
+        written = [r.text for r in firewall.host_rules(HostContext(lab, h))]
+        assert [ln for ln in rules.splitlines() if not ln.startswith("#")] == written
         for k, v in h.options.items():
             want = verify.to_json(v)
             got = opts.get(k, verify.nest([(tuple(k.split(".")), v)]))

@@ -81,16 +81,57 @@ def test_api_address_and_extra_hosts_on_every_host(options, seed):
         assert options[worker]["services.kubernetes.kubelet.kubeconfig.server"] == "https://api.kube:6443"
 
 
-def test_trust_ranges_are_the_cluster_ranges_not_10_slash_8(options, seed):
-    c = seed[0].cluster
-    for host in ("yomogi", "tokiwa", "hanaakari"):
-        rules = options[host]["networking.firewall.extraCommands"].splitlines()
-        trusted = [ipaddress.ip_network(r.split()[4]) for r in rules]
-        assert trusted == [c.pod_cidr, c.service_cidr, c.lan]
-        assert all(r.startswith("iptables -A nixos-fw -s ") and r.endswith(" -j nixos-fw-accept") for r in rules)
-        assert ipaddress.ip_network("10.0.0.0/8") not in trusted
-        assert options[host]["networking.firewall.trustedInterfaces"] == ["tailscale0"]
+def _v4(src: str, iface: str, proto: str, port: int) -> str:
+    return f"iptables -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+
+
+def _v6(src: str, iface: str, proto: str, port: int) -> str:
+    return f"ip6tables -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+
+
+def _seed_policy() -> dict[str, set[str]]:
+    """The seed lab's firewall, written out by hand from its roles (not computed by homelab): who reaches what."""
+    lan, ts4, ts6, pods = "192.168.10.0/24", "100.64.0.0/10", "fd7a:115c:a1e0::/48", "10.1.0.0/16"
+    y, t, h = "192.168.10.10/32", "192.168.10.11/32", "192.168.10.12/32"
+    world = {"iptables -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept",  # WireGuard, from anywhere
+             "ip6tables -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept"}
+
+    def admins(lan_if: str, port: int) -> set[str]:  # the LAN and the tailnet
+        return {_v4(lan, lan_if, "tcp", port), _v4(ts4, "tailscale0", "tcp", port), _v6(ts6, "tailscale0", "tcp", port)}
+
+    # the control plane: its API server reaches its own kubelet over loopback, so no kubelet rule there
+    yomogi = (admins("end0", 22) | {_v4(o, "end0", "udp", 8472) for o in (t, h)} | world
+              | {_v4(n, "end0", "tcp", p) for n in (t, h) for p in (6443, 8888)}  # API and cfssl from the nodes
+              | {_v4(pods, i, "tcp", 6443) for i in ("mynet", "flannel.1")} | admins("end0", 6443)
+              | {_v4(lan, "end0", pr, 53) for pr in ("tcp", "udp")}  # split DNS: LAN, tailnet, pods
+              | {_v4(ts4, "tailscale0", pr, 53) for pr in ("tcp", "udp")}
+              | {_v6(ts6, "tailscale0", pr, 53) for pr in ("tcp", "udp")}
+              | {_v4(pods, i, pr, 53) for i in ("mynet", "flannel.1") for pr in ("tcp", "udp")})
+    tokiwa = admins("enp1s0", 22) | world | {_v4(y, "enp1s0", "tcp", 10250)} | {_v4(o, "enp1s0", "udp", 8472)
+                                                                               for o in (y, h)}
+    hanaakari = (admins("enp1s0", 22) | world | {_v4(y, "enp1s0", "tcp", 10250)}
+                 | {_v4(o, "enp1s0", "udp", 8472) for o in (y, t)}
+                 | {_v4(lan, "enp1s0", "tcp", p) for p in (80, 443)}  # the ingress: LAN and tailnet only
+                 | {_v4(ts4, "tailscale0", "tcp", p) for p in (80, 443)} | {_v6(ts6, "tailscale0", "tcp", p)
+                                                                              for p in (80, 443)})
+    return {"yomogi": yomogi, "tokiwa": tokiwa, "hanaakari": hanaakari}
+
+
+def test_the_firewall_is_exactly_the_seed_labs_flow_table(options):
+    """Least privilege: each host lets in exactly who its roles need, from where, and nothing to everyone."""
+    for host, want in _seed_policy().items():
+        rules = {ln for ln in options[host]["networking.firewall.extraCommands"].splitlines()
+                 if ln and not ln.startswith("#")}
+        assert rules == want, f"{host}: extra {sorted(rules - want)}; missing {sorted(want - rules)}"
+        # nothing opened to every source, no interface trusted as a whole (tailscale0 included)
+        for option in ("allowedTCPPorts", "allowedUDPPorts", "trustedInterfaces"):
+            assert f"networking.firewall.{option}" not in options[host], option
         assert options[host]["services.tailscale.enable"] is True
+        assert options[host]["services.tailscale.openFirewall"] is False
+        assert options[host]["services.tailscale.extraSetFlags"] == ["--netfilter-mode=off"]
+        assert options[host]["services.openssh.openFirewall"] is False
+        assert options[host]["services.kubernetes.flannel.openFirewallPorts"] is False
+        assert not any("10.0.0.0/24" in r for r in rules)  # the service range is never a source
 
 
 def test_split_dns_answers_with_the_ingress_hosts_tailscale_address(options, seed):
@@ -107,7 +148,6 @@ def test_ingress_proxy_streams_80_and_443_to_traefik_nodeports(options):
     stream = options["hanaakari"]["services.nginx.streamConfig"]
     assert "listen 80;" in stream and "server 127.0.0.1:31080;" in stream
     assert "listen 443;" in stream and "server 127.0.0.1:31443;" in stream
-    assert options["hanaakari"]["networking.firewall.allowedTCPPorts"] == [80, 443]
     assert "services.nginx.enable" not in options["yomogi"]
 
 

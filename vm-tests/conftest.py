@@ -13,6 +13,11 @@ Options (besides testinfra's ``--hosts``, ``--ssh-config``, ``--ssh-identity-fil
 ``--lab-root DIR``       the lab (holding hosts/) when computing them; default: this suite's parent
 ``--lab-host NAME``      which lab host the target is (or TARGET=NAME, repeatable)
 ``--homelab-scope``      ``host`` (true on a lone host) or ``cluster`` (everything; the default)
+``--homelab-client``     ``NAME=HOST``: who plays a client of the firewall checks (``reach``): e.g.
+                         ``lan-client=ssh://me@laptop`` (a machine on the LAN that is not a lab host) or
+                         ``lan-client=nixos-driver://outsider``; ``host:<name>`` clients are the targets of
+                         those lab hosts in the same run.  A reach check without its client is skipped,
+                         saying which client it needs.
 
 Each test is one check of one host; checks of other hosts and of a wider scope are deselected,
 not skipped.  With several targets, ``-n N --dist loadgroup`` keeps each host's checks on one worker.
@@ -30,6 +35,7 @@ from homelab_vmtests.targets import SetupError, lab_host_for, load_expectations,
 SCOPES = ("host", "cluster")
 _EXPECT = pytest.StashKey[dict]()
 _MAP = pytest.StashKey[dict]()
+_TARGETS = pytest.StashKey[dict]()  # lab host name -> its testinfra host in this run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="which lab host a target is, when its address does not say (repeatable)")
     g.addoption("--homelab-scope", choices=SCOPES, default="cluster",
                 help="host: only what holds on a lone host; cluster: everything (default)")
+    g.addoption("--homelab-client", action="append", default=[], metavar="NAME=HOST",
+                help="who plays a firewall client for reach checks, e.g. lan-client=ssh://me@laptop (repeatable)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,6 +78,29 @@ def check(request: pytest.FixtureRequest) -> dict:
     return request.param[1]
 
 
+@pytest.fixture
+def reach_client(request: pytest.FixtureRequest):
+    """``reach_client(name)``: the testinfra host that plays client ``name``, or a skip that says who is missing."""
+    import testinfra
+
+    config = request.config
+    given = dict(spec.split("=", 1) for spec in config.getoption("homelab_client") if "=" in spec)
+    targets = config.stash.get(_TARGETS, {})
+
+    def get(name: str):
+        if name in given:
+            opt = config.option
+            return testinfra.get_host(given[name], ssh_config=getattr(opt, "ssh_config", None),
+                                      ssh_identity_file=getattr(opt, "ssh_identity_file", None),
+                                      sudo=getattr(opt, "sudo", False))
+        if name.startswith("host:") and name[5:] in targets:
+            return targets[name[5:]]
+        pytest.skip(f"needs a client {name!r}: run with --homelab-client {name}=HOST"
+                    + (" or target that lab host too" if name.startswith("host:") else ""))
+
+    return get
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     expectations = config.stash[_EXPECT]
@@ -85,6 +116,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                   for tid, h in targets.items()}
     except SetupError as e:
         raise pytest.UsageError(str(e)) from None
+    config.stash[_TARGETS] = {name: targets[tid] for tid, name in lab_of.items()}
     keep, drop = [], []
     for item in items:
         cs = getattr(item, "callspec", None)

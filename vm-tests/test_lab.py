@@ -31,9 +31,26 @@ def test_kernel_module_loaded(host, check):
 @pytest.mark.homelab_kind("listening")
 def test_port_listening(host, check):
     proto, port = check["proto"], check["port"]
-    ports = probes.listening_ports(host.run(probes.listening_command(proto)).stdout, proto)
-    if port not in ports:
-        fail(f"nothing listens on {proto.upper()} port {port} — {check['why']} (listening: {sorted(ports) or 'none'})")
+    bound = probes.listening_addresses(host.run(probes.listening_command(proto)).stdout, proto)
+    if port not in bound:
+        fail(f"nothing listens on {proto.upper()} port {port} — {check['why']} (listening: {sorted(bound) or 'none'})")
+    why = probes.bind_verdict(bound[port], check.get("bind", "any"))
+    if why:
+        fail(f"{proto.upper()} port {port}: {why} — {check['why']}")
+
+
+@pytest.mark.homelab_kind("reach")
+def test_reach_from_a_client(host, check, reach_client):
+    """The firewall, seen from another machine: what the flow table lets in gets through, the rest is dropped."""
+    client = reach_client(check["client"])
+    proto, port = check["proto"], check["port"]
+    word = client.run(probes.reach_command(proto, check["address"], port)).stdout.strip()
+    verdict, seen = probes.reach_verdict(proto, word, check["expect"])
+    where = f"{proto.upper()} {check['address']}:{port} from {check['client']}"
+    if verdict == "unknown":
+        pytest.skip(f"{where}: {seen}; a UDP listener that ignores the probe cannot be told from a drop")
+    if verdict == "fail":
+        fail(f"{where}: {seen}, expected the firewall to {check['expect']} it — {check['why']}")
 
 
 @pytest.mark.homelab_kind("firewall_rule")

@@ -27,17 +27,19 @@ import attrs
 from .. import checks, fields
 from ..errors import Problem
 from ..model import PkgCall
-from ..role import Edge, GraphPart, HostContext, Module, Port, Role, section
+from ..role import ADMINS, NODES, PODS, Edge, Flow, GraphPart, HostContext, Module, Port, Role, section
 from . import kubernetes
 
 CFSSL_PORT = 8888  # easyCerts' CA (services.cfssl.port) on the control plane
 ETCD_PORT = 2379
 # Ports the control plane listens on besides every node's and the API server's own.
+# (etcd listens on 127.0.0.1 only under easyCerts; the controller manager and the scheduler on 127.0.0.1:10252
+# and 10251: kubernetes/pki.nix, controller-manager.nix, scheduler.nix)
 CONTROL_PLANE_PORTS = (
-    Port(ETCD_PORT, "tcp", "etcd"),
-    Port(2380, "tcp", "etcd (peer)"),
-    Port(10257, "tcp", "kube-controller-manager"),
-    Port(10259, "tcp", "kube-scheduler"),
+    Port(ETCD_PORT, "tcp", "etcd", loopback=True),
+    Port(2380, "tcp", "etcd (peer)", loopback=True),
+    Port(10252, "tcp", "kube-controller-manager", loopback=True),
+    Port(10251, "tcp", "kube-scheduler", loopback=True),
 )
 CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-addon-manager",
                        *kubernetes.NODE_UNITS)
@@ -166,6 +168,16 @@ class ControlPlane(Role):
         if ctx.cluster.easy_certs:
             yield Port(CFSSL_PORT, "tcp", "easyCerts' cfssl")
 
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        c = ctx.cluster
+        yield from kubernetes.node_flows(ctx)
+        for source, who in ((NODES, "the nodes' kubelets, kube-proxy and flannel"),
+                            (PODS, "pods (in-cluster clients, through the kubernetes Service)"),
+                            (ADMINS, "admins (kubectl)")):
+            yield Flow(c.api_port, "tcp", source, f"the API server, for {who}")
+        if c.easy_certs:
+            yield Flow(CFSSL_PORT, "tcp", NODES, "cfssl, the easyCerts CA: nodes fetch their certificates")
+
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if ctx.host.arch == "aarch64" and not self.arm64_overrides:
             yield self.error(ctx, "arm64_overrides", "etcd does not start on aarch64 without "
@@ -220,7 +232,8 @@ class ControlPlane(Role):
             yield checks.service("certmgr.service", "host", "easyCerts: certificates for the node's own services")
             yield checks.listening("tcp", CFSSL_PORT, "host", "cfssl, the easyCerts CA")
         yield checks.listening("tcp", c.api_port, "host", "kube-apiserver securePort")
-        yield checks.listening("tcp", ETCD_PORT, "host", "etcd clients")
+        yield checks.listening("tcp", ETCD_PORT, "host", "etcd clients (easyCerts binds it to 127.0.0.1)",
+                               loopback=c.easy_certs)
         yield checks.listening("tcp", kubernetes.KUBELET_PORT, "host", "kubelet")
         if arm64_overrides(host, self):
             yield checks.systemd_property("etcd.service", "Environment", "ETCD_UNSUPPORTED_ARCH=arm64", "contains",

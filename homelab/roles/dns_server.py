@@ -21,11 +21,13 @@ from .. import checks, configs, fields
 from .. import optiontypes as t
 from ..contract import OptionFact
 from ..errors import Problem, report
-from ..role import Edge, GraphPart, HostContext, Module, Node, Port, Role, section
+from ..model import SOURCES_HELP, _sources
+from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
 from .ingress import IngressProxy
 from .tailscale import Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
+HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
 
 
 def zone_regex(zone: str) -> str:
@@ -33,9 +35,10 @@ def zone_regex(zone: str) -> str:
     return "^(.+\\.)?" + re.escape(zone).replace("\\-", "-") + "\\.$"
 
 
-def corefile(*, zone: str, answer_ip: str, ttl: int, forward: list[str], cache: int, port: int) -> str:
+def corefile(*, zone: str, answer_ip: str, ttl: int, forward: list[str], cache: int, port: int,
+             allow: list[str]) -> str:
     return configs.text("Corefile.j2", zone=zone, regex=zone_regex(zone), answer_ip=answer_ip, ttl=ttl,
-                        forward=forward, cache=cache, port=port)
+                        forward=forward, cache=cache, port=port, allow=allow, health_port=HEALTH_PORT)
 
 
 @attrs.frozen
@@ -52,7 +55,9 @@ class DnsServer(Role):
     ttl: int = attrs.field(default=60, validator=fields.positive_int)
     cache_seconds: int = attrs.field(default=30, validator=fields.positive_int)
     port: int = attrs.field(default=53, validator=fields.port)
-    open_firewall: bool = attrs.field(default=True, validator=fields.a_bool)
+    # who may ask it: LAN clients, the tailnet and the pods by default; never the world (an open resolver)
+    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet", "pods"), converter=fields.converter(
+        _sources, SOURCES_HELP))
 
     label = "dns"
     tag = "dns"
@@ -74,21 +79,33 @@ class DnsServer(Role):
         c = ctx.cluster
         ingress = self.answer_host(ctx.lab)
         text = corefile(zone=c.domain, answer_ip=str(ingress.tailscale_address), ttl=self.ttl,
-                        forward=[str(a) for a in self.forward], cache=self.cache_seconds, port=self.port)
-        sections = [section(
+                        forward=[str(a) for a in self.forward], cache=self.cache_seconds, port=self.port,
+                        allow=self.acl_networks(ctx))
+        yield Module("modules/dns/coredns.nix", "Split-DNS server for the lab's zone", (section(
             f"Split DNS: every name under {c.domain} answers with {ingress.hostname}'s Tailscale "
-            "address; the rest is forwarded.",
+            "address; the rest is forwarded. Only its clients get answers (acl), whatever reaches the port.",
             ("services.coredns.enable", True),
             ("services.coredns.config", text),
-        )]
-        if self.open_firewall:
-            sections.append(section("", ("networking.firewall.allowedTCPPorts", [self.port]),
-                                    ("networking.firewall.allowedUDPPorts", [self.port])))
-        yield Module("modules/dns/coredns.nix", "Split-DNS server for the lab's zone", sections)
+        ),))
+
+    def acl_networks(self, ctx: HostContext) -> list[str]:
+        """The networks CoreDNS answers (its acl): the clients' networks, and the host itself."""
+        from ..firewall import matches
+
+        nets = ["127.0.0.0/8", "::1/128"]
+        for source in self.clients:
+            nets += [m.net or ("0.0.0.0/0" if m.family == 4 else "::/0") for m in matches(ctx.lab, ctx.host, source)]
+        return list(dict.fromkeys(nets))
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        for source in self.clients:
+            for proto in ("udp", "tcp"):
+                yield Flow(self.port, proto, source, f"split DNS for the zone {ctx.cluster.domain}")
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(self.port, "tcp", "the DNS server", field="DnsServer.port")
         yield Port(self.port, "udp", "the DNS server", field="DnsServer.port")
+        yield Port(HEALTH_PORT, "tcp", "CoreDNS's health endpoint", loopback=True)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if not ctx.host.has(Tailscale):

@@ -19,7 +19,8 @@ from .. import checks, configs, fields
 from .. import optiontypes as t
 from ..contract import PARTIAL, OptionFact
 from ..errors import Problem
-from ..role import Edge, GraphPart, HostContext, Module, Node, Port, Role, section
+from ..model import SOURCES_HELP, _sources
+from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
 
 NGINX = "nixos/modules/services/web-servers/nginx/default.nix"
 
@@ -37,7 +38,9 @@ class IngressProxy(Role):
     https_nodeport: int = attrs.field(default=31443, validator=fields.nodeport)
     http_port: int = attrs.field(default=80, validator=fields.port)
     https_port: int = attrs.field(default=443, validator=fields.port)
-    open_firewall: bool = attrs.field(default=True, validator=fields.a_bool)
+    # who may reach 80/443: LAN clients and the tailnet by default; add "world" to publish the lab
+    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=fields.converter(
+        _sources, SOURCES_HELP))
 
     label = "ingress"
     tag = "ingress"
@@ -54,18 +57,20 @@ class IngressProxy(Role):
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         stream = nginx_stream(routes=[(f"traefik_{name}", listen, nodeport) for name, listen, nodeport in self.routes])
-        sections = [section(
+        yield Module("modules/ingress/nginx-stream.nix", "Ingress: nginx stream proxy to Traefik", (section(
             "TCP passthrough to Traefik's NodePorts; Traefik terminates TLS.",
             ("services.nginx.enable", True),
             ("services.nginx.streamConfig", stream),
-        )]
-        if self.open_firewall:
-            sections.append(section("", ("networking.firewall.allowedTCPPorts", [self.http_port, self.https_port])))
-        yield Module("modules/ingress/nginx-stream.nix", "Ingress: nginx stream proxy to Traefik", sections)
+        ),))
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(self.http_port, "tcp", "the ingress proxy (http)", field="IngressProxy.http_port")
         yield Port(self.https_port, "tcp", "the ingress proxy (https)", field="IngressProxy.https_port")
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        for name, listen, nodeport in self.routes:
+            for source in self.clients:
+                yield Flow(listen, "tcp", source, f"the ingress: {name} to Traefik's NodePort {nodeport}")
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if not ctx.host.is_kubernetes_node:

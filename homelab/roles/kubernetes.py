@@ -24,7 +24,7 @@ import ipaddress
 from .. import checks
 from .. import optiontypes as t
 from ..contract import PARTIAL, OptionFact
-from ..role import HostContext, Module, Port, section
+from ..role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
 
@@ -65,12 +65,18 @@ OPTIONS: tuple[OptionFact, ...] = (
                "pkgs.coredns", status=PARTIAL),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
                "appended last to the kubelet command line; definitions join with one space"),
+    OptionFact("services.kubernetes.flannel.openFirewallPorts", t.bool_, K8S + "flannel.nix",
+               "default true: opens flannel's UDP ports (8285, 8472) to every source on every interface"),
     OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.str_, K8S + "kubelet.nix",
                "types.str without a default of its own (option set built by mkKubeConfigOptions in "
                "kubernetes/default.nix); kubelet.nix sets mkDefault apiserverAddress"),
 )
 
 KUBELET_PORT = 10250
+FLANNEL_VXLAN_PORT = 8472  # flannel's vxlan backend (the kubernetes flannel module's default backend)
+# where pods' traffic reaches their host: the CNI bridge nixpkgs' kubernetes/flannel.nix names "mynet" (pods of
+# this node) and flannel's VXLAN device "flannel.1" (pods of other nodes, flannel's own naming)
+POD_INTERFACES = ("mynet", "flannel.1")
 # Ports every Kubernetes node listens on.
 NODE_PORTS = (
     Port(KUBELET_PORT, "tcp", "the kubelet"),
@@ -95,6 +101,11 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             ("services.kubernetes.clusterCidr", pod_cidr),
             ("services.kubernetes.easyCerts", easy_certs),
         ),
+        section(
+            "flannel would open its UDP ports to every source; each node's flow table opens VXLAN to the other "
+            "nodes only.",
+            ("services.kubernetes.flannel.openFirewallPorts", False),
+        ),
     ), source="")
 
 
@@ -112,6 +123,14 @@ def node_host_sections(ctx: HostContext):
         ("services.kubernetes.kubelet.nodeIp", str(h.ip)),
         ("services.flannel.iface", h.interface),
     )]
+
+
+def node_flows(ctx: HostContext) -> list[Flow]:
+    """What every node lets in: the control plane's API server reaching its kubelet, the other nodes' VXLAN."""
+    return [
+        Flow(KUBELET_PORT, "tcp", CONTROL_PLANE, "the API server reaches the kubelet (logs, exec, port-forward)"),
+        Flow(FLANNEL_VXLAN_PORT, "udp", NODES, "flannel: pod traffic between nodes (VXLAN)"),
+    ]
 
 
 def dns_addon_ip(service_cidr: ipaddress.IPv4Network) -> str:

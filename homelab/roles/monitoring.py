@@ -29,6 +29,7 @@ import attrs
 
 from homelab import checks, fields
 from homelab.role import (
+    ADMINS,
     PARTIAL,
     Edge,
     Flow,
@@ -131,6 +132,9 @@ class Monitoring(Role):
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(self.port, "tcp", "Prometheus", field="Monitoring.port")
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        yield Flow(self.port, "tcp", ADMINS, "Prometheus' web UI and API, for the admins")
 
     def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
         yield checks.service("prometheus.service", "host", "Monitoring role")

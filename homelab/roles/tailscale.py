@@ -1,11 +1,22 @@
-"""Tailscale: the host joins the tailnet; its interface is trusted like the LAN.
+"""Tailscale: the host joins the tailnet; what tailnet peers may reach is the host's flow table's business.
 
 ``auth_key_file`` is a path read at run time (e.g. a sops-nix secret): the key
 itself never enters a generated file or the Nix store.
 
+The tailnet interface is not trusted as a whole: peers reach only the ports
+whose flows name the tailnet (or the admins, when the tailnet is among them).
+Since 1.52 tailscaled adds its own netfilter rule accepting everything that
+arrives on its interface, ahead of NixOS's firewall; homelab turns tailscaled's
+netfilter handling off (``tailscale set --netfilter-mode=off``) so the host's
+firewall decides (tailscale/tailscale#11717; nixpkgs PR #454518 discusses the
+same).  WireGuard's UDP port is opened to the world by a flow, not by
+``openFirewall``.
+
 Facts from nixpkgs (nixos-26.05): ``services/networking/tailscale.nix`` —
 ``openFirewall`` adds ``services.tailscale.port`` (41641) to the allowed UDP
-ports; ``authKeyFile`` is ``nullOr path`` (homelab writes a string).
+ports of every interface; the module never trusts the interface itself;
+``extraSetFlags`` are passed to ``tailscale set`` by ``tailscaled-set.service``;
+``authKeyFile`` is ``nullOr path`` (homelab writes a string).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from .. import checks, fields
 from .. import optiontypes as t
 from ..contract import OptionFact
 from ..errors import Problem
-from ..role import HostContext, Module, Port, Role, section
+from ..role import WORLD, Flow, HostContext, Module, Port, Role, section
 from ..secrets import in_store
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
@@ -41,6 +52,8 @@ class Tailscale(Role):
         OptionFact("services.tailscale.enable", t.bool_, TAILSCALE),
         OptionFact("services.tailscale.openFirewall", t.bool_, TAILSCALE,
                    "default false; true adds services.tailscale.port (41641) to allowedUDPPorts"),
+        OptionFact("services.tailscale.extraSetFlags", t.ListOf(t.str_), TAILSCALE,
+                   "passed to `tailscale set` by tailscaled-set.service after tailscaled starts"),
         OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0"),
         OptionFact("services.tailscale.authKeyFile", t.NullOr(t.path), TAILSCALE,
                    "nullOr path: homelab writes a string, since a Nix path literal would copy the key into the "
@@ -50,16 +63,20 @@ class Tailscale(Role):
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         defs: list[tuple[str, object]] = [
             ("services.tailscale.enable", True),
-            ("services.tailscale.openFirewall", True),
+            ("services.tailscale.openFirewall", False),
             ("services.tailscale.interfaceName", self.interface),
         ]
         if self.auth_key_file:
             defs.append(("services.tailscale.authKeyFile", self.auth_key_file))
         yield Module("modules/network/tailscale.nix", "Tailscale on every host", (
             section("", *defs),
-            section("Peers on the tailnet are trusted like the LAN.",
-                    ("networking.firewall.trustedInterfaces", [self.interface])),
+            section("tailscaled would accept everything arriving on its interface ahead of NixOS's firewall; "
+                    "turned off, the host's flow table decides what tailnet peers reach.",
+                    ("services.tailscale.extraSetFlags", ["--netfilter-mode=off"])),
         ))
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        yield Flow(TAILSCALE_PORT, "udp", WORLD, "WireGuard: tailnet peers reach this host directly from anywhere")
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(TAILSCALE_PORT, "udp", "tailscaled")
@@ -73,5 +90,4 @@ class Tailscale(Role):
 
     def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
         yield checks.service("tailscaled.service", "host", "Tailscale role")
-        yield checks.open_port(ctx.cluster.firewall, "udp", TAILSCALE_PORT,
-                               f"open UDP port {TAILSCALE_PORT} (services.tailscale.openFirewall)")
+

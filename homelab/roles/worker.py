@@ -13,7 +13,7 @@ import attrs
 
 from .. import checks
 from ..errors import Problem
-from ..role import HostContext, Module, Port, Role, section
+from ..role import Flow, HostContext, Module, Port, Role, section
 from . import kubernetes
 
 
@@ -39,6 +39,9 @@ class Worker(Role):
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         return kubernetes.NODE_PORTS
+
+    def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        return kubernetes.node_flows(ctx)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if ctx.host.is_control_plane:

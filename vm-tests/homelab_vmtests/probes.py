@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 
 TIMEOUT = 5  # seconds for one network read
+REACH_TIMEOUT = 2  # seconds a firewall probe waits: an accepted packet on a LAN is answered in milliseconds
 CONNECT_TIMEOUT = 15  # bash's /dev/tcp has no connect timeout of its own
 
 
@@ -75,16 +76,90 @@ def listening_command(proto: str) -> str:
 
 def listening_ports(text: str, proto: str) -> set[int]:
     """Ports with a listening (TCP) or bound (UDP) socket in /proc/net/{tcp,udp}[6] text."""
+    return set(listening_addresses(text, proto))
+
+
+def _proc_address(hexaddr: str) -> str:
+    """/proc/net's hex address (IPv4: 8 hex digits, little-endian; IPv6: 32, four little-endian words)."""
+    import ipaddress
+
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    a = ipaddress.IPv6Address(words)
+    return str(a.ipv4_mapped) if a.ipv4_mapped else str(a)
+
+
+def listening_addresses(text: str, proto: str) -> dict[int, set[str]]:
+    """Port -> the local addresses it is bound to ("0.0.0.0" / "::" for all), from /proc/net text."""
     state = _LISTEN_STATE[proto]
-    ports: set[int] = set()
+    out: dict[int, set[str]] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 4 or not parts[0].rstrip(":").isdigit():
             continue
         local, st = parts[1], parts[3]
         if st.upper() == state and ":" in local:
-            ports.add(int(local.rsplit(":", 1)[1], 16))
-    return ports
+            addr, port = local.rsplit(":", 1)
+            out.setdefault(int(port, 16), set()).add(_proc_address(addr))
+    return out
+
+
+def _loopback(addr: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(addr).is_loopback
+
+
+def bind_verdict(addresses: set[str], bind: str) -> str | None:
+    """Why the sockets on a port do not match ``bind`` ("any": reachable from other hosts; "loopback": only
+    from the host itself), or None when they do."""
+    if not addresses:
+        return "nothing listens"
+    if bind == "loopback":
+        wide = sorted(a for a in addresses if not _loopback(a))
+        return f"also bound to {', '.join(wide)}: reachable from other hosts" if wide else None
+    if all(_loopback(a) for a in addresses):
+        return f"bound to {', '.join(sorted(addresses))} only: other hosts cannot reach it"
+    return None
+
+
+# ---------------------------------------------------------------- reaching a port from another machine
+
+
+def reach_command(proto: str, address: str, port: int) -> str:
+    """From a client: does ``address:port`` let ``proto`` through?  Prints one word.
+
+    TCP: ``open`` (connected), ``closed`` (refused: it got through, nothing listens), ``silent``
+    (no answer: dropped).  UDP: ``answered`` (a reply), ``closed`` (port unreachable came back:
+    it got through), ``silent`` (no answer: dropped, or a listener that ignores the probe).
+    """
+    if proto == "tcp":
+        return (f"out=$(timeout {REACH_TIMEOUT} bash -c {shlex.quote(f'exec 3<>/dev/tcp/{address}/{int(port)} && echo open')}"
+                " 2>&1); rc=$?; if [ $rc = 124 ]; then echo silent; elif [ \"$out\" = open ]; then echo open; "
+                "else case \"$out\" in *refused*) echo closed;; *) echo \"error: $out\";; esac; fi")
+    script = (f"exec 3<>/dev/udp/{address}/{int(port)} && printf homelab >&3 && read -r -t {REACH_TIMEOUT} -n 1 x <&3 "
+              "&& echo answered")
+    return (f"out=$(timeout {REACH_TIMEOUT + 1} bash -c {shlex.quote(script)} 2>&1); rc=$?; "
+            "case \"$out\" in *answered*) echo answered;; *refused*) echo closed;; *) "
+            "if [ $rc -gt 128 ] || [ $rc = 124 ] || [ $rc = 1 ]; then echo silent; else echo \"error: $out\"; fi;; esac")
+
+
+def reach_verdict(proto: str, word: str, expect: str) -> tuple[str, str]:
+    """("pass" | "fail" | "unknown", what was seen) for a probe's word and the expected "accept" / "refuse"."""
+    word = word.strip()
+    through = word in ("open", "closed", "answered")
+    if word.startswith("error") or word not in ("open", "closed", "answered", "silent"):
+        return "fail", f"the probe itself failed: {word!r}"
+    seen = {"open": "connected", "closed": "refused by the host (it got through the firewall)",
+            "answered": "answered", "silent": "no answer (dropped)"}[word]
+    if expect == "refuse":
+        return ("fail" if through else "pass"), seen
+    if through:
+        return "pass", seen
+    # UDP: a listener that ignores a stray datagram looks like a drop; say so rather than guess
+    return ("unknown" if proto == "udp" else "fail"), seen
 
 
 # ---------------------------------------------------------------- firewall
