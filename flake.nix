@@ -236,6 +236,7 @@
                 // {
                   pkgs = testPkgs;
                   names = hostNames;
+                  network = (import ./hosts/lab.nix).network;
                 }
               )
             );

@@ -225,27 +225,52 @@ def cmd_graph(args) -> int:
     lab, _warnings = load_or_raise(root)
     topo = graph.topology(lab)
     if args.update_readme or args.check_readme:
-        readme = Path(args.readme) if args.readme else root / "README.md"
-        old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-        new = graph.replace_block(old, graph.readme_block(topo))
-        if args.check_readme:
-            if new != old:
-                print(f"{readme}: the diagram is out of date (run `python -m homelab graph --update-readme`)")
-                return EXIT_CHANGED
-            print(f"{readme}: the diagram is up to date")
-            return EXIT_OK
-        if new != old:
-            graph.write_atomic(readme, new)
-            print(f"{readme}: diagram updated")
-        else:
-            print(f"{readme}: diagram already up to date")
-        return EXIT_OK
+        return _readme_command(args, root, graph.readme_block(topo), (graph.README_START, graph.README_END),
+                               "Diagram", "diagram", "graph")
     if args.json:
         _dump(dict(topo, mermaid=graph.mermaid(topo), table=graph.table(topo)))
     elif args.format == "table":
         sys.stdout.write(graph.table(topo))
     else:
         sys.stdout.write(graph.mermaid(topo))
+    return EXIT_OK
+
+
+def _readme_command(args, root: Path, block: str, markers: tuple[str, str], heading: str, what: str,
+                    command: str) -> int:
+    """--update-readme / --check-readme for a generated README block (the diagram, the policy table)."""
+    from . import graph
+
+    readme = Path(args.readme) if args.readme else root / "README.md"
+    old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    new = graph.replace_block(old, block, markers, heading)
+    if args.check_readme:
+        if new != old:
+            print(f"{readme}: the {what} is out of date (run `python -m homelab {command} --update-readme`)")
+            return EXIT_CHANGED
+        print(f"{readme}: the {what} is up to date")
+        return EXIT_OK
+    if new != old:
+        graph.write_atomic(readme, new)
+        print(f"{readme}: {what} updated")
+    else:
+        print(f"{readme}: {what} already up to date")
+    return EXIT_OK
+
+
+def cmd_policy(args) -> int:
+    from . import policy
+    from .load import load_or_raise
+
+    root = _root(args)
+    lab, _warnings = load_or_raise(root)
+    if args.update_readme or args.check_readme:
+        return _readme_command(args, root, policy.readme_block(lab), (policy.README_START, policy.README_END),
+                               "Network policy", "policy table", "policy")
+    if args.json:
+        _dump(policy.to_json(lab))
+    else:
+        sys.stdout.write(policy.table(lab))
     return EXIT_OK
 
 
@@ -315,6 +340,15 @@ def _graph_args(p) -> None:
     p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
 
 
+def _policy_args(p) -> None:
+    p.add_argument("--json", action="store_true", help="print the flow table as JSON (see docs/json.md)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite the table between the README's <!-- homelab policy --> markers")
+    p.add_argument("--check-readme", action="store_true",
+                   help="write nothing; exit 1 if the README's policy table is out of date")
+    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
+
+
 def _expect_args(p) -> None:
     _hosts(p)
     p.add_argument("--json", action="store_true", help="print JSON (one host: its object; else keyed by host)")
@@ -347,6 +381,8 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
              "(exit 1 when something would change)", "python -m homelab plan hosts/yomogi", _plan_args),
     "graph": (cmd_graph, "draw the lab from the model: mermaid diagram, hardware/role table, or JSON",
               "python -m homelab graph --format table", _graph_args),
+    "policy": (cmd_policy, "print the lab's network policy: who may reach which host on which port, and why",
+               "python -m homelab policy", _policy_args),
     "expect": (cmd_expect, "print what must be true on a running host (derived from the model), for vm-tests",
                "python -m homelab expect hosts/yomogi --json", _expect_args),
     "vm": (cmd_vm, "build a host's VM, boot it with SSH forwarded, run the vm-tests suite on it, shut it down",

@@ -126,9 +126,15 @@ def lab_data(lab: Lab) -> DataFile:
                        "buildOnTarget": h.build_host == "target",
                        "buildHost": h.build_host if h.build_host not in (None, "target") else None},
         }
+    c = lab.cluster
+    from .firewall import lan_client_address
+
+    network = {"lan": str(c.lan), "prefixLength": c.lan.prefixlen, "gateway": str(c.gateway),
+               # a LAN address no lab host uses: the cluster VM test's outsider, the checks' "lan-client"
+               "lanClient": lan_client_address(lab)}
     return DataFile(LAB_DATA, "the lab's hosts as data, for the flake (homelab.lib.mkLab)",
                     f"{CLUSTER_SOURCE} and every hosts/<name>/host.py",
-                    {"cluster": lab.cluster.name, "hosts": hosts})
+                    {"cluster": c.name, "network": network, "hosts": hosts})
 
 
 def _rel_from_host(path: str) -> str:

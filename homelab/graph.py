@@ -250,15 +250,17 @@ def readme_block(topo: dict[str, Any]) -> str:
             f"```mermaid\n{mermaid(topo)}```\n\n{table(topo)}{README_END}")
 
 
-def replace_block(readme: str, block: str) -> str:
-    """The README with the marked block replaced (or a "## Diagram" section appended when absent)."""
-    start, end = readme.find(README_START), readme.find(README_END)
+def replace_block(readme: str, block: str, markers: tuple[str, str] = (README_START, README_END),
+                  heading: str = "Diagram") -> str:
+    """The README with the marked block replaced (or a "## <heading>" section appended when absent)."""
+    first, last = markers
+    start, end = readme.find(first), readme.find(last)
     if start == -1 and end == -1:
         sep = "" if not readme or readme.endswith("\n\n") else ("\n" if readme.endswith("\n") else "\n\n")
-        return f"{readme}{sep}## Diagram\n\n{block}\n"
+        return f"{readme}{sep}## {heading}\n\n{block}\n"
     if start == -1 or end == -1 or end < start:
-        raise LabError([Problem("README.md", "markers", f"needs both {README_START} and {README_END}, in order")])
-    return readme[:start] + block + readme[end + len(README_END):]
+        raise LabError([Problem("README.md", "markers", f"needs both {first} and {last}, in order")])
+    return readme[:start] + block + readme[end + len(last):]
 
 
 def write_atomic(path: Path, text: str) -> None:

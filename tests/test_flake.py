@@ -232,8 +232,8 @@ def test_cluster_check(checks, packages, seed, seed_compiled):
     lab, _ = seed
     t = checks["cluster"]
     names = sorted(seed_compiled.hosts)
-    assert sorted(t["nodes"]) == names
-    assert t["nodeSystems"] == {n: "x86_64-linux" for n in names}  # yomogi (aarch64) too
+    assert sorted(t["nodes"]) == sorted(names + ["outsider"])  # a LAN machine that is no lab host
+    assert t["nodeSystems"] == {n: "x86_64-linux" for n in names} | {"outsider": None}  # the driver's default system
     for n in names:
         plan = seed_compiled.hosts[n]
         assert {plan.entry, "vm-tests/adapter.nix"} <= set(files(t["nodes"][n]))
@@ -247,6 +247,7 @@ def test_cluster_check(checks, packages, seed, seed_compiled):
     expectations = packages["x86_64-linux"]["expectations"]["storePath"]
     assert f'cluster.run({machines}, "{expectations}"' in script
     assert 'echo_text="homelab-nodeport-ok"' in script and "start_all()" in script
+    assert "outsider=outsider" in script
     assert t["forceAccel"] is True and t["pkgsReadOnly"] is False
 
 
@@ -315,7 +316,8 @@ def test_adding_and_removing_a_host_changes_the_outputs(nix, tmp_path):
     assert "kiri" in f.eval("nixosModules", apply="builtins.attrNames")
     assert "host-kiri" in f.eval("checks.x86_64-linux", apply="builtins.attrNames")
     assert "vm-kiri" in f.eval("packages.x86_64-linux", apply="builtins.attrNames")
-    assert sorted(f.eval("checks.x86_64-linux.cluster.standIn.nodes", apply="builtins.attrNames")) == configs
+    assert sorted(f.eval("checks.x86_64-linux.cluster.standIn.nodes", apply="builtins.attrNames")) == sorted(
+        configs + ["outsider"])
     node = f.eval("checks.x86_64-linux.host-kiri.standIn.nodes.kiri")
     assert adapter_of(node)["virtualisation.interfaces"] == when(True, {"eno1": {"vlan": 1}})
 

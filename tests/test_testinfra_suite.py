@@ -782,3 +782,46 @@ def test_vm_real_run():
                        text=True, timeout=3 * 3600)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert "suite passed" in r.stdout
+
+
+class Outsider(RecordingMachine):
+    """The LAN machine that is no lab host: answers each firewall probe as a host firewall ``opened`` would."""
+
+    def __init__(self, log: list, opened: set[tuple[str, str, int]]):
+        super().__init__("outsider", log, {})
+        self.opened = opened
+
+    def succeed(self, cmd, timeout=None):
+        self._record("succeed", cmd)
+        m = re.search(r"/dev/(tcp|udp)/([0-9.]+)/(\d+)", cmd)
+        got_through = (m.group(2), m.group(1), int(m.group(3))) in self.opened
+        return "closed\n" if got_through else "silent\n"
+
+
+def test_the_outsider_is_refused_what_only_nodes_may_reach(expectations, tmp_path):
+    from homelab_vmtests import cluster
+
+    path = tmp_path / "expectations.json"
+    path.write_text(json.dumps(expectations))
+    lan = [(c["address"], c["proto"], c["port"], c["expect"]) for e in expectations.values() for c in e["checks"]
+           if c["kind"] == "reach" and c["client"] == "lan-client"]
+    allowed = {(a, pr, p) for a, pr, p, x in lan if x == "accept"}
+    assert ("192.168.10.10", "tcp", 8888) not in allowed and ("192.168.10.10", "tcp", 22) in allowed
+    answers = {"192.168.10.10": "100.64.0.12", "10.0.0.254": "10.0.0.1"}
+
+    def run_with(opened):
+        log: list = []
+        machines = {n: RecordingMachine(n, log, answers) for n in ("hanaakari", "tokiwa", "yomogi")}
+        outsider = Outsider(log, opened)
+        cluster.run(machines, str(path), echo_text="hello-echo", suite=False, outsider=outsider)
+        return [c for n, v, c in log if n == "outsider" and v == "succeed"]
+
+    # a lab whose firewalls do what the flow table says: every lan-client check probed once, all fine
+    probed = run_with(allowed)
+    assert len(probed) == len(lan) == len({(a, pr, p) for a, pr, p, _ in lan})
+    # a firewall that lets the outsider reach cfssl: the step fails and names it
+    with pytest.raises(AssertionError, match=r"yomogi: tcp/8888: refused by the host .*expected refuse"):
+        run_with(allowed | {("192.168.10.10", "tcp", 8888)})
+    # one that drops the admins' SSH: also caught
+    with pytest.raises(AssertionError, match=r"tcp/22: no answer \(dropped\), expected accept"):
+        run_with(allowed - {("192.168.10.11", "tcp", 22)})

@@ -11,7 +11,9 @@ JSON (``homelab expect --json``), so the steps follow the lab as written:
 6. split DNS: a pod and every node get the ingress host's Tailscale address for a name in the zone;
 7. nginx -> NodePort: the ingress ports on the ingress host return the workload's page,
    from the host itself and over the LAN;
-8. the vm-tests suite with every expectation (scope cluster).
+8. a machine on the LAN that is not a node (the ``outsider``) reaches what the flow table lets
+   LAN clients reach and nothing else: kubelets, cfssl, VXLAN and the rest are refused;
+9. the vm-tests suite with every expectation (scope cluster), the outsider playing the LAN client.
 """
 
 from __future__ import annotations
@@ -85,8 +87,11 @@ def _await_dns(machine: Any, name: str, c: dict, timeout: float) -> None:
 
 
 def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[str], Any] | None = None,
-        echo_text: str = "homelab-nodeport-ok", suite: bool = True) -> None:
-    """The steps above; ``suite=False`` stops before the vm-tests suite (for testing the steps)."""
+        echo_text: str = "homelab-nodeport-ok", suite: bool = True, outsider: Any = None) -> None:
+    """The steps above; ``suite=False`` stops before the vm-tests suite (for testing the steps).
+
+    ``outsider``: a machine on the LAN at the address the lan-client checks name, that is no lab host.
+    """
     data = json.loads(Path(expectations).read_text(encoding="utf-8"))
     step = subtest or (lambda _name: contextlib.nullcontext())
     cps = _with("ControlPlane", data)
@@ -152,9 +157,25 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
                     f"curl -sf --max-time 5 http://{address}:{c['listen']}/ | grep -F {shlex.quote(echo_text)}",
                     timeout=300)
 
+    if outsider is not None:
+        with step("a machine that is not a node: only what LAN clients may reach gets through"):
+            outsider.wait_for_unit("multi-user.target")
+            wrong = []
+            for n in data:
+                for c in checks[n]:
+                    if c["kind"] != "reach" or c["client"] != "lan-client":
+                        continue
+                    word = outsider.succeed(probes.reach_command(c["proto"], c["address"], c["port"])).strip()
+                    verdict, seen = probes.reach_verdict(c["proto"], word, c["expect"])
+                    if verdict == "fail":
+                        wrong.append(f"{n}: {c['proto']}/{c['port']}: {seen}, expected {c['expect']} ({c['why']})")
+            if wrong:
+                raise AssertionError("the outsider's probes:\n" + "\n".join(wrong))
+
     if not suite:
         return
     with step("vm-tests suite, every expectation (scope cluster)"):
         driver.settle(machines, expectations, scope="cluster", timeout=300)
         driver.require_success(driver.run_suite(machines, expectations=expectations, scope="cluster",
-                                                junitxml=driver.out_path("junit-cluster.xml")))
+                                                junitxml=driver.out_path("junit-cluster.xml"),
+                                                clients={"lan-client": outsider} if outsider is not None else {}))

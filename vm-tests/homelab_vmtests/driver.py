@@ -59,18 +59,27 @@ SUITE = Path(__file__).resolve().parent.parent
 
 
 def run_suite(machines: Mapping[str, Any], *, expectations: str | os.PathLike, scope: str = "host",
-              junitxml: str | os.PathLike | None = None, extra: Iterable[str] = ()) -> int:
-    """Run the vm-tests suite against driver machines (name -> Machine); return pytest's exit code."""
+              junitxml: str | os.PathLike | None = None, extra: Iterable[str] = (),
+              clients: Mapping[str, Any] | None = None) -> int:
+    """Run the vm-tests suite against driver machines (name -> Machine); return pytest's exit code.
+
+    ``clients``: machines that play a client of the firewall checks (client name -> Machine, e.g.
+    ``{"lan-client": outsider}``); they are not targets themselves.
+    """
     import pytest
 
     register()
     MACHINES.clear()
     MACHINES.update(machines)
+    clients = dict(clients or {})
+    for client, machine in clients.items():
+        MACHINES[f"client-{client}"] = machine
     args = [
         str(SUITE),
         "--hosts=" + ",".join(f"{NAME}://{name}" for name in machines),
         f"--expectations={expectations}",
         f"--homelab-scope={scope}",
+        *[f"--homelab-client={client}={NAME}://client-{client}" for client in clients],
         "-p", "no:cacheprovider",
         "-v",
     ]
