@@ -65,6 +65,13 @@ def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Pre
 
     compiled = compile_lab(lab)
     pre = verify.precheck(compiled)
+    # a role of the lab's own that writes what its contract rows do not allow is the lab's to fix
+    own = [Problem(f"role {f.owner.__name__}", "options", f"{problem} (add a row to {f.owner.__name__}.options "
+                   f"in {f.owner.__module__}, or write the option it declares)")
+           for rel, f in compiled.files.items() if f.owner is not None and not _builtin(f.owner)
+           for problem in pre.by_file.get(rel, ())]
+    if own:
+        raise LabError(own)
     clashes, explained = option_clashes(lab, compiled, pre)
     errors = [p for p in clashes if p.severity == "error"]
     if errors:
@@ -74,6 +81,12 @@ def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Pre
     if bugs:
         raise GeneratedCodeError(bugs)
     return Prepared(lab, compiled, pre, tuple(warnings) + tuple(clashes))
+
+
+def _builtin(role: type) -> bool:
+    from .roles import BUILTIN
+
+    return role in BUILTIN
 
 
 def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> list[str]:

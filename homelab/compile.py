@@ -150,26 +150,26 @@ def compile_lab(lab: Lab) -> Compiled:
     ``-2``, ``-3``.
     """
     # (path, sections) of each variant, in first-use order, and the hosts using it
-    variants: dict[tuple[str, str], tuple[Module, str]] = {}
+    variants: dict[tuple[str, str], tuple[Module, str, type | None]] = {}
     users: dict[tuple[str, str], list[str]] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
     entries: dict[str, list[Section]] = {}
 
-    def use(m: Module, role_name: str, host: Host) -> tuple[str, str]:
+    def use(m: Module, role: type | None, host: Host) -> tuple[str, str]:
         key = (m.path, repr(m.sections))
         if key not in variants:
-            why = f"the {role_name} role in host.py" if m.source is None else m.source
-            variants[key] = (m, why)
+            why = f"the {role.__name__} role in host.py" if m.source is None else m.source
+            variants[key] = (m, why, role)
         users.setdefault(key, []).append(lab.where(host))
         return key
 
     shared = [firewall.base_module(lab.cluster), access.module(lab.cluster)]  # every host's; computed once
     for host in lab.hosts:
         ctx = HostContext(lab, host)
-        keys = [use(m, "", host) for m in shared]
+        keys = [use(m, None, host) for m in shared]
         for role in host.roles:
             for m in role.compile(ctx):
-                keys.append(use(m, type(role).__name__, host))
+                keys.append(use(m, type(role), host))
         wanted[host.hostname] = list(dict.fromkeys(keys))
         entries[host.hostname] = host_sections(ctx)
 
@@ -177,14 +177,14 @@ def compile_lab(lab: Lab) -> Compiled:
     path_of: dict[tuple[str, str], str] = {}
     order = list(variants)
     for key in sorted(order, key=lambda k: (k[0], -len(users[k]), order.index(k))):
-        m, why = variants[key]
+        m, why, owner = variants[key]
         path, n = m.path, 2
         while path in files:  # same role, configured differently on another host
             path = m.path.removesuffix(".nix") + f"-{n}.nix"
             n += 1
         # which hosts use a file is left out on purpose: adding a host must not rewrite shared files
         source = CLUSTER_SOURCE + (f" and {why}" if why else "")
-        files[path] = ModuleFile(path, m.title, source, (), m.sections)
+        files[path] = ModuleFile(path, m.title, source, (), m.sections, owner)
         path_of[key] = path
 
     plans: dict[str, HostPlan] = {}

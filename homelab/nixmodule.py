@@ -59,6 +59,7 @@ class ModuleFile:
     source: str  # what it was generated from
     imports: tuple[str, ...]  # as written in the file, relative to it
     sections: tuple[Section, ...]
+    owner: type | None = attrs.field(default=None, eq=False)  # the role class that asked for it, if one did
 
     def definitions(self) -> list[tuple[OptPath, Any]]:
         return [d for s in self.sections for d in s.defs]

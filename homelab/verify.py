@@ -199,10 +199,11 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
 class Precheck:
     """What can be known before nix runs: contract and nesting problems, and each host merged once."""
 
-    problems: list[str]  # in generated code: a homelab bug
+    problems: list[str]  # in generated code: a homelab bug (or a bug of the lab's own role, see by_file)
     merged: dict[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them
     conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
     nested: dict[str, dict]  # file -> its definitions as one nested attribute set
+    by_file: dict[str, list[str]] = attrs.field(factory=dict)  # file -> its contract and nesting problems
 
     @property
     def ok(self) -> bool:
@@ -216,21 +217,25 @@ class Precheck:
 def precheck(compiled: Compiled) -> Precheck:
     """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once)."""
     problems: list[str] = []
+    by_file: dict[str, list[str]] = {}
     nested: dict[str, dict] = {}
     contract = compiled.contract
     for rel, f in compiled.files.items():
-        problems += contract_problems(f, contract)
+        ps = contract_problems(f, contract)
         try:
             nested[rel] = nest(f.definitions())
         except ValueError as e:
-            problems.append(f"{rel}: {e}")
+            ps.append(f"{rel}: {e}")
+        if ps:
+            by_file[rel] = ps
+            problems += ps
     merged: dict[str, dict[str, Any]] = {}
     conflicts: dict[str, list[Conflict]] = {}
     if problems:
-        return Precheck(problems, merged, conflicts, nested)
+        return Precheck(problems, merged, conflicts, nested, by_file)
     for name in compiled.hosts:
         merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract)
-    return Precheck(problems, merged, conflicts, nested)
+    return Precheck(problems, merged, conflicts, nested, by_file)
 
 
 # ---------------------------------------------------------------- nix
