@@ -23,7 +23,7 @@ import attrs
 
 SCOPES = ("host", "cluster")
 KINDS = ("service", "kernel_module", "listening", "firewall_rule", "systemd_property", "dns", "proxy", "hosts_entry",
-         "reach")
+         "reach", "image")
 
 
 @attrs.frozen
@@ -85,6 +85,11 @@ def proxy(listen: int, nodeport: int, why: str) -> Check:
 def hosts_entry(name: str, address: str, why: str) -> Check:
     """``getent hosts <name>`` answers ``address`` from the configuration itself (/etc/hosts)."""
     return check("hosts_entry", name, "host", why, name=name, address=address)
+
+
+def container_image(reference: str, scope: str, why: str, namespace: str = "k8s.io") -> Check:
+    """containerd holds the image ``reference`` (as ``ctr -n <namespace> images ls -q`` lists it)."""
+    return check("image", reference, scope, why, namespace=namespace, reference=reference)
 
 
 def open_port(backend: str, proto: str, port: int, why: str) -> Check:

@@ -230,6 +230,14 @@ ERRORS = [
     case("arm64-overrides-off", Y, "ControlPlane(),", "ControlPlane(arm64_overrides=False),",
          ("hosts/yomogi", "ControlPlane.arm64_overrides", "etcd does not start on aarch64 without "
           "ETCD_UNSUPPORTED_ARCH=arm64")),
+    case("coredns-default-image-in-a-mixed-lab", Y, "ControlPlane(),", "ControlPlane(coredns_image=None),",
+         ("hosts/yomogi", "ControlPlane.coredns_image", "None keeps nixpkgs' default image, tagged with its store "
+          "hash, which differs between architectures (aarch64, x86_64 here)")),
+    Case("coredns-arm64-pin-in-a-mixed-lab", ((Y, "from homelab import", "from homelab import ARM64_COREDNS,"),
+                                              (Y, "ControlPlane(),", "ControlPlane(coredns_image=ARM64_COREDNS),")),
+         (("hosts/yomogi", "ControlPlane.coredns_image", "the pinned image is for arm64, and every Kubernetes node "
+           "seeds it for the CoreDNS Deployment, which may run on any node: hanaakari (x86_64), tokiwa (x86_64) "
+           "cannot run it"),)),
     case("nodeport-outside-range", H, "http_nodeport=31080", "http_nodeport=8080",
          ("hosts/hanaakari", "IngressProxy.http_nodeport", "8080 is outside the Kubernetes NodePort range "
           "30000-32767")),

@@ -55,7 +55,7 @@ def test_nested_and_overlapping_package_names(lab_copy, nix, capsys):
     opts = json.loads(capsys.readouterr().out)
     assert opts["boot.extraModulePackages"] == [{"_type": "pkg", "attrPath": "linuxPackages_rpi4.v4l2loopback"}]
     assert opts["boot.kernelPackages"] == {"_type": "pkg", "attrPath": "linuxPackages_rpi4"}
-    assert opts["services.kubernetes.addons.dns.corednsImage"]["function"] == "dockerTools.pullImage"
+    assert opts["services.kubernetes.addons.dns.corednsImage"]["function"] == "dockerTools.buildImage"
 
 
 def test_force_around_a_group_of_options_applies_to_each(lab_copy, nix, capsys):

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from homelab import ARM64_COREDNS, files, render, verify
+from homelab import files, render, verify
+from homelab.roles import kubernetes
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +37,29 @@ def test_roles(options):
     assert options["hanaakari"]["services.kubernetes.roles"] == ["node"]
 
 
-def test_arm64_control_plane_gets_etcd_override_and_coredns_pin(options):
-    y = options["yomogi"]
-    assert y["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
-    # nixos-26.05: addons.dns.corednsImage is a package; the seed's pin is pulled with dockerTools
-    assert y["services.kubernetes.addons.dns.corednsImage"] == {
-        "_type": "pkg-call",
-        "function": "dockerTools.pullImage",
-        "args": {
-            "imageName": "coredns/coredns",
-            "imageDigest": "sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
-            "finalImageTag": "1.10.1",
-            "sha256": "0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
-            "arch": "arm64",
-        },
-    }
-    assert ARM64_COREDNS.finalImageTag == "1.10.1"
+def test_arm64_control_plane_gets_the_etcd_override(options):
+    assert options["yomogi"]["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
     for x86 in ("tokiwa", "hanaakari"):
         assert "systemd.services.etcd.environment" not in options[x86]
-        assert "services.kubernetes.addons.dns.corednsImage" not in options[x86]
+
+
+def test_every_node_seeds_the_image_the_dns_deployment_names(options, seed):
+    """The CoreDNS Deployment (rendered on the control plane, imagePullPolicy Never) names the control plane's
+    corednsImage as <name>:<tag>; each node seeds its own.  So every node must build one name:tag, from its
+    own pkgs (aarch64 yomogi and the x86_64 workers alike): no store-hash tag, no one-architecture pull."""
+    lab = seed[0]
+    cp = options[lab.control_plane.hostname]["services.kubernetes.addons.dns.corednsImage"]
+    assert cp["function"] == "dockerTools.buildImage"
+    named = (cp["args"]["name"], cp["args"]["tag"])
+    assert named == ("coredns", "homelab")
+    for h in lab.kubernetes_nodes:
+        image = options[h.hostname]["services.kubernetes.addons.dns.corednsImage"]
+        assert (image["function"], image["args"]["name"], image["args"]["tag"]) == ("dockerTools.buildImage", *named)
+        # built from the node's own pkgs.coredns, entry point its binary (as nixpkgs' default image)
+        assert image["args"]["copyToRoot"] == {"_type": "pkg-call", "function": "buildEnv", "args": {
+            "name": "coredns-root", "paths": [{"_type": "pkg", "attrPath": "coredns"}], "pathsToLink": ["/bin"]}}
+        assert image["args"]["config"] == {"Entrypoint": ["/bin/coredns"]}
+    assert kubernetes.image_reference(*named) == "docker.io/library/coredns:homelab"
 
 
 def test_ceph_prerequisites_on_all_three(options):

@@ -113,6 +113,15 @@ def test_property_and_exchange_parsing():
     assert probes.parse_exchange("SFRUUC8xLjAgMjAwIE9LDQoNCmhp\n").reply == b"HTTP/1.0 200 OK\r\n\r\nhi"
 
 
+def test_hosts_and_image_listings_parse():
+    getent = "127.0.0.2       yomogi\n192.168.10.10   yomogi\n"
+    assert probes.hosts_addresses(getent) == ["127.0.0.2", "192.168.10.10"]
+    assert probes.hosts_addresses("") == []
+    assert probes.hosts_command("x; rm -rf /") == "getent -s files hosts 'x; rm -rf /'; true"
+    ctr = "docker.io/library/coredns:homelab\ndocker.io/library/pause:latest\n\n"
+    assert probes.listed_images(ctr) == {"docker.io/library/coredns:homelab", "docker.io/library/pause:latest"}
+
+
 # ---------------------------------------------------------------- which lab host a target is
 
 
@@ -470,6 +479,8 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
                 ok = c["server"] in ("127.0.0.1", str(lab.host("yomogi").ip))
             elif c["kind"] == "proxy":
                 ok = True
+            elif c["kind"] == "image":
+                ok = False  # no containerd in the namespaces: the probe must say so, not pass
             else:
                 raise AssertionError(c)
             out[key] = "passed" if ok else "failed"
@@ -496,6 +507,8 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     assert f"no rule `-A nixos-fw -s {lab2.dropped} -j nixos-fw-accept`" in out
     assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 100.64.0.12" in out
     assert "port 443 -> 127.0.0.1:31443: connected, but no bytes came back" in out
+    assert "listing containerd's images (k8s.io) failed (exit 127): bash: line 1: ctr: command not found" in out \
+        or shutil.which("ctr") is not None
     assert "the NodePort does not answer either" in out
     # the per-host summary, naming the target
     assert "homelab: per host" in out and "yomogi via nixos-driver://yomogi:" in out

@@ -67,6 +67,28 @@ def test_dns_answer(host, check):
         fail(f"{where}: got {reply.describe()}, must not be {check['not_answer']} — {check['why']}")
 
 
+@pytest.mark.homelab_kind("hosts_entry")
+def test_hosts_entry(host, check):
+    name, address = check["name"], check["address"]
+    found = probes.hosts_addresses(host.run(probes.hosts_command(name)).stdout)
+    if not found:
+        fail(f"/etc/hosts does not name {name} (only DNS might) — {check['why']}")
+    if found[0] != address:
+        fail(f"/etc/hosts answers {name} with {', '.join(found)}; expected {address} first — {check['why']}")
+
+
+@pytest.mark.homelab_kind("image")
+def test_container_image(host, check):
+    r = host.run(probes.images_command(check["namespace"]))
+    listed = probes.listed_images(r.stdout)
+    if r.rc != 0:
+        fail(f"listing containerd's images ({check['namespace']}) failed (exit {r.rc}): {r.stdout.strip()} — "
+             f"{check['why']}")
+    if check["reference"] not in listed:
+        fail(f"containerd ({check['namespace']}) holds no {check['reference']} (it has: "
+             f"{', '.join(sorted(listed)) or 'nothing'}) — {check['why']}")
+
+
 @pytest.mark.homelab_kind("proxy")
 def test_proxy_path(host, check):
     listen, nodeport = check["listen"], check["nodeport"]

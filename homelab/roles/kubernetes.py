@@ -13,7 +13,12 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
   and listens on 10250; kube-proxy serves health on 10256 and metrics on
   127.0.0.1:10249.
 * ``kubernetes/addons/dns.nix``: the DNS addon's Service address is the service
-  range's first three octets followed by ``.254``.
+  range's first three octets followed by ``.254``; the addon is on (mkDefault)
+  on every node, each node seeds ``corednsImage`` into its own containerd, and
+  the Deployment (rendered on the control plane, ``imagePullPolicy = "Never"``)
+  names the control plane's image as ``<imageName>:<imageTag>``.  So every node
+  gets one explicitly tagged image, built from its own ``pkgs.coredns``
+  (:func:`coredns_image`): one name:tag on every architecture.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import ipaddress
 from .. import checks
 from .. import optiontypes as t
 from ..contract import PARTIAL, OptionFact
+from ..model import Pkg, PkgCall
 from ..role import HostContext, Module, Port, section
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
@@ -60,9 +66,10 @@ OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("services.kubernetes.addons.dns.enable", t.bool_, K8S + "addons/dns.nix",
                "option default false, but kubernetes/default.nix sets mkDefault true with any component on"),
     OptionFact("services.kubernetes.addons.dns.corednsImage", t.Package(), K8S + "addons/dns.nix",
-               "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); must be a dockerTools "
-               "image: the pod runs imageName:imageTag with imagePullPolicy Never; default built from "
-               "pkgs.coredns", status=PARTIAL),
+               "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); every node seeds it, the "
+               "control plane's Deployment runs imageName:imageTag with imagePullPolicy Never; the default is "
+               "tagged with its store hash, different per architecture, so homelab writes one tagged image "
+               "on every node", status=PARTIAL),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
                "appended last to the kubelet command line; definitions join with one space"),
     OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.str_, K8S + "kubelet.nix",
@@ -79,11 +86,42 @@ NODE_PORTS = (
 )
 NODE_UNITS = ("kubelet", "kube-proxy", "flannel")
 
+# The DNS addon's image, the same name:tag on every node (see coredns_image).
+COREDNS_IMAGE_NAME = "coredns"
+COREDNS_IMAGE_TAG = "homelab"
+
+
+def coredns_image() -> PkgCall:
+    """The DNS addon's CoreDNS image as every node builds it from its own ``pkgs.coredns``.
+
+    nixpkgs' default (addons/dns.nix) is ``dockerTools.buildImage`` named ``coredns`` with the
+    coredns binary as entry point and no tag, so the tag is the image's store hash: different on
+    each architecture.  This is the same image with a fixed tag, its root built the way
+    kubelet.nix builds the pause image every node seeds (a ``buildEnv`` of the package's
+    ``/bin``), so the Deployment's ``coredns:homelab`` exists on every node, built for that node.
+    """
+    return PkgCall("dockerTools.buildImage", {
+        "name": COREDNS_IMAGE_NAME,
+        "tag": COREDNS_IMAGE_TAG,
+        "copyToRoot": PkgCall("buildEnv", {"name": "coredns-root", "paths": [Pkg("coredns")],
+                                           "pathsToLink": ["/bin"]}),
+        "config": {"Entrypoint": ["/bin/coredns"]},
+    })
+
+
+def image_reference(name: str, tag: str) -> str:
+    """The reference containerd lists for an image imported as ``name:tag`` (Docker's normalisation)."""
+    first = name.split("/", 1)[0]
+    if "/" in name and ("." in first or ":" in first or first == "localhost"):
+        return f"{name}:{tag}"
+    return f"docker.io/{name if '/' in name else 'library/' + name}:{tag}"
+
 
 @functools.lru_cache(maxsize=16)
-def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str) -> Module:
+def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str,
+                dns_image: PkgCall | None) -> Module:
     """modules/k8s/base.nix: what every node needs to find the control plane (one file for the lab)."""
-    return Module("modules/k8s/base.nix", "Kubernetes settings shared by every node", (
+    sections = [
         section(
             "Every node finds the API server by name; the control plane's LAN address answers for it.",
             ("networking.extraHosts", f"{cp_ip} {api_name}\n"),
@@ -95,14 +133,33 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             ("services.kubernetes.clusterCidr", pod_cidr),
             ("services.kubernetes.easyCerts", easy_certs),
         ),
-    ), source="")
+    ]
+    if dns_image is not None:
+        sections.append(section(
+            "Every node seeds the DNS addon's image into its own containerd, and the CoreDNS Deployment "
+            "(imagePullPolicy Never) names the control plane's: one name:tag, built on each node for its "
+            "own architecture.",
+            ("services.kubernetes.addons.dns.corednsImage", dns_image)))
+    return Module("modules/k8s/base.nix", "Kubernetes settings shared by every node", sections, source="")
+
+
+def control_plane_role(lab):
+    """The role that makes the lab's control plane one (ControlPlane, or a lab's own)."""
+    return next(r for r in lab.control_plane.roles if r.control_plane)
+
+
+def dns_image(lab) -> PkgCall | None:
+    """The DNS addon's image every node writes (None: the addon is off, or nixpkgs' own default is kept)."""
+    role = control_plane_role(lab)
+    image = getattr(role, "dns_image", None)
+    return image() if image is not None else None
 
 
 def node_modules(ctx: HostContext) -> list[Module]:
     """The modules every Kubernetes node imports (the lab must have its one control plane)."""
     c = ctx.cluster
     cp = ctx.lab.control_plane
-    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip))]
+    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab))]
 
 
 def node_host_sections(ctx: HostContext):
@@ -119,10 +176,17 @@ def dns_addon_ip(service_cidr: ipaddress.IPv4Network) -> str:
     return ".".join(str(service_cidr.network_address).split(".")[:3]) + ".254"
 
 
-def node_expectations(ctx: HostContext) -> list[checks.Check]:
+def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check]:
+    """What every node must have; ``kubelet_scope``: when its kubelet runs (a worker's only after joining)."""
     why = "Kubernetes node (nixpkgs kubelet.nix loads it)"
-    return [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
-            checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+    out = [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
+           checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+    reference = getattr(control_plane_role(ctx.lab), "dns_image_reference", lambda: None)()
+    if reference is not None:
+        out.append(checks.container_image(
+            reference, kubelet_scope, "the kubelet seeds the DNS addon's image; the CoreDNS Deployment "
+            "(imagePullPolicy Never) may run on any node and names exactly this image"))
+    return out
 
 
 def cluster_dns_check(ctx: HostContext) -> checks.Check:

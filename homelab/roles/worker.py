@@ -47,7 +47,7 @@ class Worker(Role):
     def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
         if ctx.host.is_control_plane:
             return
-        yield from kubernetes.node_expectations(ctx)
+        yield from kubernetes.node_expectations(ctx, "cluster")
         why = "Worker role: runs once the node joined the cluster (nixos-kubernetes-node-join)"
         for unit in kubernetes.NODE_UNITS:
             yield checks.service(f"{unit}.service", "cluster", why)
