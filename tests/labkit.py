@@ -44,3 +44,22 @@ def lab(hosts=None, **cluster_kw) -> Lab:
 def evolve_host(lab_: Lab, name: str, **kw) -> Lab:
     hosts = [attrs.evolve(h, **kw) if h.hostname == name else h for h in lab_.hosts]
     return Lab(lab_.cluster, hosts, lab_.sources)
+
+
+def etc_hosts(options: dict, hostname: str) -> list[tuple[str, list[str]]]:
+    """/etc/hosts as NixOS writes it from a host's option values (nixos/modules/config/networking.nix): localhost,
+    then networking.hosts, whose own 127.0.0.2 line names the host, one line per address in attribute-name
+    order, then networking.extraHosts verbatim."""
+    hosts: dict[str, list[str]] = {"127.0.0.2": [hostname]}
+    for ip, names in options.get("networking.hosts", {}).items():
+        hosts[ip] = hosts.get(ip, []) + list(names)
+    lines = [("127.0.0.1", ["localhost"])] + [(ip, hosts[ip]) for ip in sorted(hosts) if hosts[ip]]
+    for line in options.get("networking.extraHosts", "").splitlines():
+        if line.split():
+            lines.append((line.split()[0], line.split()[1:]))
+    return lines
+
+
+def resolve(hosts: list[tuple[str, list[str]]], name: str) -> list[str]:
+    """The addresses glibc (with `multi on`) and Go's resolver find for ``name``, in file order."""
+    return [ip for ip, names in hosts if name.lower() in (n.lower() for n in names)]

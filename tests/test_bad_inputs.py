@@ -230,6 +230,12 @@ ERRORS = [
     case("arm64-overrides-off", Y, "ControlPlane(),", "ControlPlane(arm64_overrides=False),",
          ("hosts/yomogi", "ControlPlane.arm64_overrides", "etcd does not start on aarch64 without "
           "ETCD_UNSUPPORTED_ARCH=arm64")),
+    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
+         ("hosts/tokiwa", "hostname", "'tokiwa' is also the cluster's api_name: every node's /etc/hosts maps this "
+          "worker's name to 192.168.10.11 (networking.hosts) ahead of the API line (extraHosts)")),
+    case("kubelet-renamed-by-a-domain", T, 'options={"services.openssh.enable": True}',
+         'options={"services.openssh.enable": True, "networking.domain": "lab.example"}',
+         ("hosts/tokiwa", "options", "'networking.domain' renames this node's kubelet")),
     case("coredns-default-image-in-a-mixed-lab", Y, "ControlPlane(),", "ControlPlane(coredns_image=None),",
          ("hosts/yomogi", "ControlPlane.coredns_image", "None keeps nixpkgs' default image, tagged with its store "
           "hash, which differs between architectures (aarch64, x86_64 here)")),
@@ -360,9 +366,6 @@ WARNINGS = [
     case("pod-range-too-broad", C, 'pod_cidr="10.1.0.0/16"', 'pod_cidr="10.128.0.0/9"',
          ("cluster", "pod_cidr", "warning: 10.128.0.0/9 is trusted by every host's firewall and is broader than "
           "the lab needs")),
-    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
-         ("hosts/tokiwa", "hostname", "warning: 'tokiwa' is also the cluster's api_name: NixOS maps a host's own "
-          "name to 127.0.0.2 ahead of extraHosts")),
     case("api-name-in-zone", C, 'api_name="api.kube"', 'api_name="api.home.example.com"',
          ("cluster", "api_name", "warning: api.home.example.com lies in the split-DNS zone home.example.com")),
     case("tailscale-address-without-role", T, "roles=[Worker(), CephStorage(), Tailscale()]",

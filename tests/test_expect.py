@@ -76,6 +76,7 @@ def test_seed_yomogi(seed):
         ("etcd.service", "Environment"): ("ETCD_UNSUPPORTED_ARCH=arm64", "contains"),
         ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
         ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "contains"),
+        ("kube-apiserver.service", "ExecStart"): ("--kubelet-preferred-address-types=Hostname", "contains"),
     }
     rules = {c.spec["rule"] for c in of(e, "firewall_rule")}
     assert rules == {
@@ -98,6 +99,9 @@ def test_seed_yomogi(seed):
     }
     assert of(e, "proxy") == []
     assert [(c.spec["reference"], c.scope) for c in of(e, "image")] == [("docker.io/library/coredns:homelab", "host")]
+    assert {(c.spec["name"], c.spec["address"], c.scope) for c in of(e, "hosts_entry")} == {
+        ("tokiwa", "192.168.10.11", "host"), ("hanaakari", "192.168.10.12", "host"),
+        ("api.kube", "192.168.10.10", "host")}
 
 
 def test_image_references_are_what_containerd_lists():
@@ -286,6 +290,17 @@ def test_expectations_agree_with_the_generated_options(lab):
             assert f"IN A {ip}\"" in corefile
             zone_re = re.search(r'match "([^"]+)"', corefile).group(1)
             assert bool(re.match(zone_re, c.spec["name"] + ".")) == ("answer" in c.spec)
+
+        # names: each hosts_entry is what the host's generated /etc/hosts answers first; every other node is named
+        hosts = labkit.etc_hosts(opts, host.hostname)
+        entries = {c.spec["name"]: c.spec["address"] for c in of(e, "hosts_entry")}
+        assert all(labkit.resolve(hosts, n)[:1] == [a] for n, a in entries.items())
+        if host.is_kubernetes_node:
+            assert {n.hostname for n in lab.kubernetes_nodes if n is not host} <= set(entries)
+        if "master" in roles:  # the API server dials kubelets by exactly the names checked above
+            flag = f"--kubelet-preferred-address-types={opts['services.kubernetes.apiserver.preferredAddressTypes']}"
+            assert props.get(("kube-apiserver.service", "ExecStart")) == flag == \
+                "--kubelet-preferred-address-types=Hostname"
 
         # the DNS image: each node must hold what the control plane's Deployment names, as the node builds it
         cp_image = merged_options(lab, lab.control_plane.hostname).get("services.kubernetes.addons.dns.corednsImage")

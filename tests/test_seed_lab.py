@@ -9,6 +9,8 @@ import pytest
 from homelab import files, render, verify
 from homelab.roles import kubernetes
 
+from . import labkit
+
 
 @pytest.fixture(scope="module")
 def options(repo, seed_compiled, nix):
@@ -143,3 +145,23 @@ def test_kubernetes_is_pinned_to_the_lan_address_and_interface(options, seed):
     for h in seed[0].hosts:
         assert options[h.hostname]["services.kubernetes.kubelet.nodeIp"] == str(h.ip)
         assert options[h.hostname]["services.flannel.iface"] == h.interface
+
+
+def test_every_node_resolves_every_kubelet_name_the_api_server_uses(options, seed):
+    """The API server reaches kubelets by hostname (preferredAddressTypes), verifies their easyCerts serving
+    certificate, which names only the kubelet's name, and resolves the name through /etc/hosts: every node's
+    hosts file, as NixOS writes it from these options, must lead to that node; nothing is left to the router."""
+    lab = seed[0]
+    cp = lab.control_plane
+    assert options[cp.hostname]["services.kubernetes.apiserver.preferredAddressTypes"] == "Hostname"
+    for h in lab.kubernetes_nodes:
+        o = options[h.hostname]
+        # the kubelet registers as the lower-cased fqdnOrHostName: the hostname, with no domain set
+        assert "networking.domain" not in o and "services.kubernetes.kubelet.hostname" not in o
+        hosts = labkit.etc_hosts(o, h.hostname)
+        for node in lab.kubernetes_nodes:
+            found = labkit.resolve(hosts, node.hostname)
+            # a node's own name is NixOS's 127.0.0.2 line (its kubelet listens on every address)
+            want = ["127.0.0.2", str(node.ip)] if node is h else [str(node.ip)]
+            assert found == want, (h.hostname, node.hostname)
+        assert labkit.resolve(hosts, lab.cluster.api_name) == [str(cp.ip)]

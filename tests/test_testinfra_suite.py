@@ -9,6 +9,9 @@ own interface names and addresses:
 * ``hanaakari``: Debian's nginx running the generated stream config, with a backend on the HTTP
   NodePort only (the HTTPS NodePort has none, on purpose).
 
+Each namespace has its own /etc/hosts (``ip netns exec`` mounts ``/etc/netns/<name>/hosts`` over it), as
+NixOS writes it from the host's generated options; hanaakari's leaves out tokiwa's line on purpose.
+
 The suite runs against them (a) through the NixOS-driver backend, with a machine object that
 executes in the namespace exactly like the test driver's (``set -euo pipefail``, stdout only),
 (b) unchanged through testinfra's own ``local://`` backend inside the namespace, with
@@ -22,6 +25,7 @@ every namespace deleted, also on failure.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -44,6 +48,7 @@ from homelab.expect import lab_expectations
 from homelab.vm import VmPlan, free_port, kvm_problem, make_plan, qemu_net_opts, slirp_dns, ssh_config_text
 from homelab import verify
 
+from . import labkit
 from .conftest import REPO
 
 SUITE = REPO / "vm-tests"
@@ -54,6 +59,7 @@ from homelab_vmtests import probes  # noqa: E402
 from homelab_vmtests.targets import SetupError, lab_host_for, parse_overrides  # noqa: E402
 
 NGINX_STREAM = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+NETNS_ETC = Path("/etc/netns")  # ip netns exec mounts /etc/netns/<name>/<file> over /etc/<file>
 BROKEN_ZONE = r"^([^.]+\.)?home\.example\.com\.$"  # one label deep only: a.b.home.example.com is missed
 WRONG_ANSWER = "10.9.9.9"
 
@@ -325,6 +331,14 @@ class Lab2:
         lab = self.lab
         y, h = lab.host("yomogi"), lab.host("hanaakari")
         prefix = lab.cluster.lan.prefixlen
+        # each namespace's /etc/hosts, as NixOS writes it from the generated options (hanaakari's without tokiwa)
+        for host, ns in self.ns.items():
+            hopts, _ = verify.merge_host([(rel, verify.nest(self.compiled.files[rel].definitions()))
+                                          for rel in self.compiled.files_of(host)])
+            lines = [(ip, names) for ip, names in labkit.etc_hosts(hopts, host)
+                     if not (host == "hanaakari" and "tokiwa" in names)]
+            (NETNS_ETC / ns).mkdir(parents=True, exist_ok=True)
+            (NETNS_ETC / ns / "hosts").write_text("".join(f"{ip} {' '.join(names)}\n" for ip, names in lines))
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "add", ns], check=True)
             subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
@@ -399,6 +413,9 @@ class Lab2:
                     f.close()
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+        with contextlib.suppress(OSError):  # an empty /etc/netns means nothing; another rig may still use it
+            NETNS_ETC.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -457,6 +474,7 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
         ("yomogi", f"firewall_rule:accept {rig.dropped}"),  # left out on purpose
         ("yomogi", "dns:a.b.home.example.com@127.0.0.1:53"),  # the zone rule is one label too narrow
         ("hanaakari", "proxy:443->31443"),  # no backend on the HTTPS NodePort
+        ("hanaakari", "hosts_entry:tokiwa"),  # its /etc/hosts leaves tokiwa out
     }
     out = {}
     for name in hosts:
@@ -479,6 +497,8 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
                 ok = c["server"] in ("127.0.0.1", str(lab.host("yomogi").ip))
             elif c["kind"] == "proxy":
                 ok = True
+            elif c["kind"] == "hosts_entry":
+                ok = True  # the namespace's own /etc/hosts, from the generated options
             elif c["kind"] == "image":
                 ok = False  # no containerd in the namespaces: the probe must say so, not pass
             else:
@@ -507,6 +527,7 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     assert f"no rule `-A nixos-fw -s {lab2.dropped} -j nixos-fw-accept`" in out
     assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 100.64.0.12" in out
     assert "port 443 -> 127.0.0.1:31443: connected, but no bytes came back" in out
+    assert "/etc/hosts does not name tokiwa (only DNS might)" in out
     assert "listing containerd's images (k8s.io) failed (exit 127): bash: line 1: ctr: command not found" in out \
         or shutil.which("ctr") is not None
     assert "the NodePort does not answer either" in out

@@ -47,6 +47,8 @@ CONTROL_PLANE_PORTS = (
     Port(10257, "tcp", "kube-controller-manager"),
     Port(10259, "tcp", "kube-scheduler"),
 )
+# How the API server reaches kubelets (kube-apiserver --kubelet-preferred-address-types)
+PREFERRED_ADDRESS_TYPES = "Hostname"
 CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-addon-manager",
                        *kubernetes.NODE_UNITS)
 
@@ -163,6 +165,9 @@ class ControlPlane(Role):
                 ("services.kubernetes.apiserver.serviceClusterIpRange", str(c.service_cidr)),
                 ("services.kubernetes.apiserver.allowPrivileged", self.allow_privileged),
             ),
+            section("The API server reaches kubelets by name (every node's /etc/hosts has them); easyCerts' "
+                    "kubelet certificates name only that.",
+                    ("services.kubernetes.apiserver.preferredAddressTypes", PREFERRED_ADDRESS_TYPES)),
             section("Cluster DNS (the CoreDNS addon).", ("services.kubernetes.addons.dns.enable", self.dns_addon)),
         ]
         if c.easy_certs:
@@ -193,6 +198,7 @@ class ControlPlane(Role):
             yield Port(CFSSL_PORT, "tcp", "easyCerts' cfssl")
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
+        yield from kubernetes.node_problems(ctx)
         if ctx.host.arch == "aarch64" and not self.arm64_overrides:
             yield self.error(ctx, "arm64_overrides", "etcd does not start on aarch64 without "
                              "ETCD_UNSUPPORTED_ARCH=arm64; leave arm64_overrides on")
@@ -219,10 +225,10 @@ class ControlPlane(Role):
                           f"workers ({workers}) would have no way to reach the API")
         for h in nodes:
             if h is not cp and h.hostname == c.api_name:
-                yield Problem(lab.where(h), "hostname", f"{h.hostname!r} is also the cluster's api_name: NixOS maps "
-                              "a host's own name to 127.0.0.2 ahead of extraHosts, so on this worker the API name "
-                              "resolves to itself first and reaches the control plane only after a refused "
-                              "connection; rename the host or api_name", "warning")
+                yield Problem(lab.where(h), "hostname", f"{h.hostname!r} is also the cluster's api_name: every "
+                              f"node's /etc/hosts maps this worker's name to {h.ip} (networking.hosts) ahead of "
+                              "the API line (extraHosts), so the API name would lead every node to this worker; "
+                              "rename the host or api_name")
         if c.api_port in fields.NODEPORT_RANGE:
             yield Problem("cluster", "api_port", f"{c.api_port} lies in the NodePort range 30000-32767: a Service "
                           "given that NodePort would take the API's traffic on every node (kube-proxy redirects "
@@ -270,6 +276,9 @@ class ControlPlane(Role):
         yield checks.listening("tcp", c.api_port, "host", "kube-apiserver securePort")
         yield checks.listening("tcp", ETCD_PORT, "host", "etcd clients")
         yield checks.listening("tcp", kubernetes.KUBELET_PORT, "host", "kubelet")
+        yield checks.systemd_property("kube-apiserver.service", "ExecStart",
+                                      f"--kubelet-preferred-address-types={PREFERRED_ADDRESS_TYPES}", "contains",
+                                      "the API server reaches kubelets by the name their certificates carry")
         if arm64_overrides(host, self):
             yield checks.systemd_property("etcd.service", "Environment", "ETCD_UNSUPPORTED_ARCH=arm64", "contains",
                                           "etcd refuses to start on arm64 without it (ControlPlane on aarch64)")

@@ -11,7 +11,12 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
   (mkDefault); ``apiserverAddress`` has no port once ``advertiseAddress`` is set.
 * ``kubernetes/kubelet.nix``: the kubelet loads ``br_netfilter`` and ``overlay``
   and listens on 10250; kube-proxy serves health on 10256 and metrics on
-  127.0.0.1:10249.
+  127.0.0.1:10249.  The kubelet registers as the lower-cased
+  ``networking.fqdnOrHostName`` (kube-proxy as ``networking.hostName``), and
+  easyCerts' serving certificate names only that; the API server reaches
+  kubelets by that name (``preferredAddressTypes``, see the control plane), so
+  every node's ``/etc/hosts`` maps every node's name to its LAN address
+  (``networking.hosts``, ``config/networking.nix``).
 * ``kubernetes/addons/dns.nix``: the DNS addon's Service address is the service
   range's first three octets followed by ``.254``; the addon is on (mkDefault)
   on every node, each node seeds ``corednsImage`` into its own containerd, and
@@ -47,6 +52,11 @@ OPTIONS: tuple[OptionFact, ...] = (
                "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
                "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
                status=PARTIAL),
+    OptionFact("networking.hosts", t.AttrsOf(t.ListOf(t.str_)), "nixos/modules/config/networking.nix",
+               "IP -> names, one /etc/hosts line per IP in attribute-name order, after localhost and before "
+               "extraHosts; the module itself maps the host's own name to 127.0.0.2"),
+    OptionFact("services.kubernetes.apiserver.preferredAddressTypes", t.NullOr(t.str_), K8S + "apiserver.nix",
+               "default null: no --kubelet-preferred-address-types flag, Kubernetes' own order (Hostname first)"),
     OptionFact("services.kubernetes.kubelet.nodeIp", t.NullOr(t.str_), K8S + "kubelet.nix",
                "default null (the kubelet picks an address itself); nixpkgs' own kubernetes tests set it",
                status=PARTIAL),
@@ -117,11 +127,28 @@ def image_reference(name: str, tag: str) -> str:
     return f"docker.io/{name if '/' in name else 'library/' + name}:{tag}"
 
 
+def kubelet_name(host) -> str:
+    """The name a node's kubelet registers with: nixpkgs' lower-cased fqdnOrHostName, i.e. the hostname (homelab
+    hostnames are lower-case labels, and :func:`node_problems` refuses a networking.domain on a node)."""
+    return host.hostname
+
+
+def node_names(lab) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(LAN address, kubelet names) of every Kubernetes node, by address: what every node's /etc/hosts holds."""
+    return tuple((str(h.ip), (kubelet_name(h),)) for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip))
+
+
 @functools.lru_cache(maxsize=16)
 def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str,
-                dns_image: PkgCall | None) -> Module:
-    """modules/k8s/base.nix: what every node needs to find the control plane (one file for the lab)."""
+                dns_image: PkgCall | None, nodes: tuple[tuple[str, tuple[str, ...]], ...]) -> Module:
+    """modules/k8s/base.nix: what every node needs to find the control plane and every other node (one file for
+    the lab)."""
     sections = [
+        section(
+            "The API server reaches each kubelet by the name it registers with, which its certificate names; "
+            "every node resolves every node's name itself, not through the router's DNS.",
+            ("networking.hosts", {ip: list(names) for ip, names in nodes}),
+        ),
         section(
             "Every node finds the API server by name; the control plane's LAN address answers for it.",
             ("networking.extraHosts", f"{cp_ip} {api_name}\n"),
@@ -159,7 +186,24 @@ def node_modules(ctx: HostContext) -> list[Module]:
     """The modules every Kubernetes node imports (the lab must have its one control plane)."""
     c = ctx.cluster
     cp = ctx.lab.control_plane
-    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab))]
+    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab),
+                        node_names(ctx.lab))]
+
+
+# raw options that would rename a node's kubelet away from the name every node's /etc/hosts and easyCerts use
+_RENAMING = ("networking.domain", "networking.fqdn", "services.kubernetes.kubelet.hostname")
+
+
+def node_problems(ctx: HostContext) -> list:
+    """A Kubernetes node's raw options must leave its kubelet named like the host."""
+    out = []
+    for path in _RENAMING:
+        if ctx.host.options.get(path) is not None:
+            out.append(ctx.error("options", f"{path!r} renames this node's kubelet (nixpkgs names it after the "
+                                 "lower-cased networking.fqdnOrHostName, kube-proxy after networking.hostName), "
+                                 "and every node's /etc/hosts and easyCerts' kubelet certificate use the "
+                                 f"hostname {ctx.host.hostname!r}; leave it unset on Kubernetes nodes"))
+    return out
 
 
 def node_host_sections(ctx: HostContext):
@@ -169,6 +213,14 @@ def node_host_sections(ctx: HostContext):
         ("services.kubernetes.kubelet.nodeIp", str(h.ip)),
         ("services.flannel.iface", h.interface),
     )]
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def dns_addon_ip(service_cidr: ipaddress.IPv4Network) -> str:
@@ -181,6 +233,14 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
     why = "Kubernetes node (nixpkgs kubelet.nix loads it)"
     out = [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
            checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+    for other in ctx.lab.kubernetes_nodes:
+        if other is not ctx.host:  # its own name is NixOS's 127.0.0.2 line
+            out.append(checks.hosts_entry(kubelet_name(other), str(other.ip), "the API server reaches kubelets by "
+                                          "name, and every node resolves every node's name from /etc/hosts"))
+    api = ctx.cluster.api_name
+    if not _is_address(api):
+        out.append(checks.hosts_entry(api, str(ctx.lab.control_plane.ip), "every node finds the API server by "
+                                      "name (extraHosts)"))
     reference = getattr(control_plane_role(ctx.lab), "dns_image_reference", lambda: None)()
     if reference is not None:
         out.append(checks.container_image(

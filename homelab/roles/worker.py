@@ -41,6 +41,8 @@ class Worker(Role):
         return kubernetes.NODE_PORTS
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
+        if not ctx.host.is_control_plane:
+            yield from kubernetes.node_problems(ctx)
         if ctx.host.is_control_plane:
             yield ctx.error("roles", "ControlPlane already makes this host a Kubernetes node; drop Worker()")
 
