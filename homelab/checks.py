@@ -60,7 +60,8 @@ def listening(proto: str, port: int, scope: str, why: str) -> Check:
 
 
 def systemd_property(unit: str, prop: str, value: str, match: str, why: str) -> Check:
-    """``systemctl show -p <prop> <unit>`` ``equals`` or ``contains`` ``value``."""
+    """``systemctl show -p <prop> <unit>`` ``equals`` or ``contains`` ``value``; ``last``: ``value`` is
+    ``--flag=x`` and the last ``--flag=`` word of the property is exactly it (a repeated flag's winner)."""
     return check("systemd_property", f"{unit}:{prop}:{value}", "host", why, unit=unit, property=prop, value=value,
                  match=match)
 

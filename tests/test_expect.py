@@ -75,7 +75,7 @@ def test_seed_yomogi(seed):
     assert props == {
         ("etcd.service", "Environment"): ("ETCD_UNSUPPORTED_ARCH=arm64", "contains"),
         ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
-        ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "contains"),
+        ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "last"),
         ("kube-apiserver.service", "ExecStart"): ("--kubelet-preferred-address-types=Hostname", "contains"),
     }
     rules = {c.spec["rule"] for c in of(e, "firewall_rule")}

@@ -113,6 +113,13 @@ def test_property_and_exchange_parsing():
     assert probes.property_matches("1048576\n", "1048576", "equals")
     assert not probes.property_matches("524288", "1048576", "equals")
     assert probes.property_matches("PATH=/x ETCD_UNSUPPORTED_ARCH=arm64", "ETCD_UNSUPPORTED_ARCH=arm64", "contains")
+    # the kubelet's root dir: nixpkgs' flag first, the role's last; only the last one counts
+    start = "{ path=/nix/store/k/bin/kubelet ; argv[]=/nix/store/k/bin/kubelet --root-dir=/var/lib/kubernetes "
+    assert probes.property_matches(start + "--v=2 --root-dir=/var/lib/kubelet ; }", "--root-dir=/var/lib/kubelet",
+                                   "last")
+    assert not probes.property_matches(start.replace("kubernetes ", "kubelet ") + "--root-dir=/var/lib/kubernetes",
+                                       "--root-dir=/var/lib/kubelet", "last")
+    assert not probes.property_matches("", "--root-dir=/var/lib/kubelet", "last")
     assert not probes.property_matches("", "ETCD_UNSUPPORTED_ARCH=arm64", "contains")
     assert probes.parse_exchange("CONNECT-FAILED\n").describe() == "connection refused or timed out"
     assert probes.parse_exchange("\n").describe() == "connected, but no bytes came back"
@@ -465,6 +472,9 @@ def machine_truth(check: dict) -> bool:
     r = subprocess.run([systemctl, "show", f"--property={check['property']}", "--value", check["unit"]],
                        capture_output=True, text=True)
     v = r.stdout.strip()
+    if check["match"] == "last":
+        flag = check["value"].split("=", 1)[0] + "="
+        return [w for w in v.split() if w.startswith(flag)][-1:] == [check["value"]]
     return v == check["value"] if check["match"] == "equals" else check["value"] in v
 
 

@@ -50,7 +50,7 @@ def test_systemd_property(host, check):
     unit, prop, value = check["unit"], check["property"], check["value"]
     actual = host.run(probes.property_command(unit, prop)).stdout.strip()
     if not probes.property_matches(actual, value, check["match"]):
-        verb = {"equals": "be", "contains": "contain"}[check["match"]]
+        verb = {"equals": "be", "contains": "contain", "last": "end its flags of that name with"}[check["match"]]
         fail(f"{unit} {prop} is {actual!r}; expected it to {verb} {value!r} — {check['why']}")
 
 

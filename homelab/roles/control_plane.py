@@ -170,11 +170,6 @@ class ControlPlane(Role):
                     ("services.kubernetes.apiserver.preferredAddressTypes", PREFERRED_ADDRESS_TYPES)),
             section("Cluster DNS (the CoreDNS addon).", ("services.kubernetes.addons.dns.enable", self.dns_addon)),
         ]
-        if c.easy_certs:
-            sections.append(section(
-                "easyCerts names the single etcd member after masterAddress (initialCluster in nixpkgs' "
-                "pki.nix); etcd must carry that name, not the host's.",
-                ("services.etcd.name", c.api_name)))
         return Module("modules/k8s/master.nix", "Kubernetes control plane: roles master + node", sections)
 
     def _arm64(self) -> Module:

@@ -8,7 +8,8 @@ every node listens on, what must run) lives here, and both roles use it.
 Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 
 * ``kubernetes/default.nix``: any role turns flannel and easyCerts on
-  (mkDefault); ``apiserverAddress`` has no port once ``advertiseAddress`` is set.
+  (mkDefault); ``apiserverAddress`` has no port where ``advertiseAddress`` is set
+  (the control plane) and takes the node's own ``securePort`` elsewhere.
 * ``kubernetes/kubelet.nix``: the kubelet loads ``br_netfilter`` and ``overlay``
   and listens on 10250; kube-proxy serves health on 10256 and metrics on
   127.0.0.1:10249.  The kubelet registers as the lower-cased
@@ -44,14 +45,11 @@ OPTIONS: tuple[OptionFact, ...] = (
                "any role turns flannel and easyCerts on by mkDefault; master also enables etcd"),
     OptionFact("services.kubernetes.masterAddress", t.str_, K8S + "default.nix", "no default: must be set"),
     OptionFact("services.kubernetes.apiserverAddress", t.str_, K8S + "default.nix",
-               "no option default; with apiserver.advertiseAddress set the module derives "
-               "https://<advertiseAddress> without a port, so homelab writes it with the port"),
+               "no option default; the module derives https://<advertiseAddress> without a port where "
+               "apiserver.advertiseAddress is set (the control plane), else https://<masterAddress>:<securePort> "
+               "with the node's own securePort; homelab writes it with the port on every node"),
     OptionFact("services.kubernetes.easyCerts", t.bool_, K8S + "default.nix",
                "default false, mkDefault true once roles is non-empty; nixpkgs: not for production"),
-    OptionFact("services.etcd.name", t.str_, "nixos/modules/services/databases/etcd.nix",
-               "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
-               "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
-               status=PARTIAL),
     OptionFact("networking.hosts", t.AttrsOf(t.ListOf(t.str_)), "nixos/modules/config/networking.nix",
                "IP -> names, one /etc/hosts line per IP in attribute-name order, after localhost and before "
                "extraHosts; the module itself maps the host's own name to 127.0.0.2"),
@@ -154,7 +152,8 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             ("networking.extraHosts", f"{cp_ip} {api_name}\n"),
         ),
         section(
-            "With securePort set, apiserverAddress must carry the port: its default has none.",
+            "apiserverAddress with the port, the same on every node: nixpkgs derives it without one where "
+            "advertiseAddress is set (the control plane), and from the node's own securePort elsewhere.",
             ("services.kubernetes.masterAddress", api_name),
             ("services.kubernetes.apiserverAddress", api_url),
             ("services.kubernetes.clusterCidr", pod_cidr),

@@ -51,6 +51,9 @@ def property_matches(actual: str, value: str, match: str) -> bool:
         return actual == value
     if match == "contains":
         return value in actual.split() or value in actual
+    if match == "last":  # the winner of a repeated --flag=x: the last such word
+        flag = value.split("=", 1)[0] + "="
+        return [w for w in actual.split() if w.startswith(flag)][-1:] == [value]
     raise ValueError(f"unknown match {match!r}")
 
 
