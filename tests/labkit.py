@@ -27,12 +27,15 @@ def cluster(**kw) -> Cluster:
 
 def seed_hosts() -> list[Host]:
     return [
-        Host(hostname="yomogi", system="aarch64-linux", interface="end0", address="192.168.10.10",
+        Host(hostname="yomogi", system="aarch64-linux", state_version="25.05", interface="end0",
+             address="192.168.10.10",
              tailscale_address="100.64.0.10", boot=RaspberryPi4(),
              roles=[ControlPlane(), CephStorage(), DnsServer(), Tailscale()]),
-        Host(hostname="tokiwa", system="x86_64-linux", interface="enp1s0", address="192.168.10.11",
+        Host(hostname="tokiwa", system="x86_64-linux", state_version="25.05", interface="enp1s0",
+             address="192.168.10.11",
              tailscale_address="100.64.0.11", roles=[Worker(), CephStorage(), Tailscale()]),
-        Host(hostname="hanaakari", system="x86_64-linux", interface="enp1s0", address="192.168.10.12",
+        Host(hostname="hanaakari", system="x86_64-linux", state_version="25.05", interface="enp1s0",
+             address="192.168.10.12",
              tailscale_address="100.64.0.12", roles=[Worker(), CephStorage(), IngressProxy(), Tailscale()]),
     ]
 

@@ -214,7 +214,8 @@ def labs(draw) -> Lab:
             roles.append(Tailscale(interface=draw(st.sampled_from(["tailscale0", "ts0"]))))
         options = {"services.openssh.enable": True} if draw(st.booleans()) else {}
         hosts.append(Host(
-            hostname=name, system=system, interface="enp1s0", address=str(lan.network_address + 10 + i),
+            hostname=name, system=system, state_version="26.05", interface="enp1s0",
+            address=str(lan.network_address + 10 + i),
             tailscale_address=f"100.64.0.{10 + i}",
             boot=RaspberryPi4() if system == "aarch64-linux" else SystemdBoot(), roles=roles, options=options,
             kernel_modules=draw(st.lists(st.sampled_from(["wireguard", "dm_crypt"]), unique=True, max_size=2)),

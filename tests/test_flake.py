@@ -296,6 +296,7 @@ from homelab import Host, Tailscale, Worker
 host = Host(
     hostname="kiri",
     system="x86_64-linux",
+    state_version="26.05",
     interface="eno1",
     address="192.168.10.13/24",
     tailscale_address="100.64.0.13",

@@ -5,6 +5,7 @@ from homelab import CephStorage, ControlPlane, DnsServer, Host, RaspberryPi4, Ta
 host = Host(
     hostname="yomogi",
     system="aarch64-linux",
+    state_version="25.05",  # the NixOS release it was first installed with (system.stateVersion); never change it
     description="Raspberry Pi 4, 4 GB, 64 GB SD card",
     interface="end0",
     address="192.168.10.10/24",
