@@ -369,6 +369,8 @@ WARNINGS = [
     case("pod-range-too-broad", C, 'pod_cidr="10.1.0.0/16"', 'pod_cidr="10.128.0.0/9"',
          ("cluster", "pod_cidr", "warning: 10.128.0.0/9 is trusted by every host's firewall and is broader than "
           "the lab needs")),
+    case("rpi-kernel-deprecated", Y, "boot=RaspberryPi4(),", 'boot=RaspberryPi4(kernel_packages="linuxPackages_rpi4"),',
+         ("hosts/yomogi", "RaspberryPi4.kernel_packages", "warning: linuxPackages_rpi4 is deprecated in nixos-26.05")),
     case("api-name-in-zone", C, 'api_name="api.kube"', 'api_name="api.home.example.com"',
          ("cluster", "api_name", "warning: api.home.example.com lies in the split-DNS zone home.example.com")),
     case("tailscale-address-without-role", T, "roles=[Worker(), CephStorage(), Tailscale()]",

@@ -122,7 +122,8 @@ def test_raspberry_pi_boot_and_uefi_boot(options):
     y = options["yomogi"]
     assert y["boot.loader.grub.enable"] is False
     assert y["boot.loader.generic-extlinux-compatible.enable"] is True
-    assert y["boot.kernelPackages"] == {"_type": "pkg", "attrPath": "linuxPackages_rpi4"}
+    # nixpkgs' default kernel: 26.05 deprecates linuxPackages_rpi4 (docs/nixpkgs-facts.md)
+    assert "boot.kernelPackages" not in y
     assert y["nixpkgs.hostPlatform"] == "aarch64-linux"
     for x86 in ("tokiwa", "hanaakari"):
         assert options[x86]["boot.loader.systemd-boot.enable"] is True

@@ -10,7 +10,7 @@ host = Host(
     interface="end0",
     address="192.168.10.10/24",
     tailscale_address="100.64.0.10",
-    boot=RaspberryPi4(),
+    boot=RaspberryPi4(),  # nixpkgs' default kernel: 26.05 deprecates linuxPackages_rpi4 (see docs)
     roles=[
         ControlPlane(),  # arm64: etcd override and CoreDNS pin come from the system, automatically
         CephStorage(),
