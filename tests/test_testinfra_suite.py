@@ -708,6 +708,7 @@ def test_cluster_steps_follow_the_lab(expectations, tmp_path):
     apply = next(c for n, v, c in log if "kubectl apply" in c)
     manifest = json.loads(shlex.split(apply)[1])
     assert sorted(p["nodePort"] for p in manifest["items"][1]["spec"]["ports"]) == [31080, 31443]
+    assert ("yomogi", "wait", "kubectl -n kube-system rollout status deployment/coredns --timeout=20s") in log
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup kubernetes.default.svc.cluster.local | "
             "grep -F '10.0.0.1'") in log
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup probe.home.example.com 192.168.10.10 | "
