@@ -152,6 +152,7 @@ def test_the_dns_image_is_one_choice_written_for_every_node():
     from homelab import ControlPlane, CorednsImage, SystemdBoot
     from homelab.roles import kubernetes
 
+    from homelab.expect import host_expectations
     from homelab.validate import validate
 
     image = opt("services.kubernetes.addons.dns.corednsImage")
@@ -165,18 +166,26 @@ def test_the_dns_image_is_one_choice_written_for_every_node():
         return {h: [v for rel in c.files_of(h) for p, v in c.files[rel].definitions() if p == image]
                 for h in c.hosts}
 
+    def seeded(lab) -> dict[str, list]:
+        """host -> the images its expectations say containerd must hold."""
+        return {h.hostname: [c.spec["reference"] for c in host_expectations(lab, h).checks if c.kind == "image"]
+                for h in lab.hosts}
+
     # "auto": the tagged image, in the shared base module, on all three nodes of the mixed seed lab
     seed = labkit.lab()
     assert images(seed) == {h: [kubernetes.coredns_image()] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(seed) == {h: ["docker.io/library/coredns:homelab"] for h in ("hanaakari", "tokiwa", "yomogi")}
     assert dict(compile_lab(seed).files["modules/k8s/arm64.nix"].definitions()) == {
         opt("systemd.services.etcd.environment"): {"ETCD_UNSUPPORTED_ARCH": "arm64"}}
     # an all-x86 lab may keep nixpkgs' default (nothing written) or pull a pin on every node
     x86 = labkit.evolve_host(seed, "yomogi", system="x86_64-linux", boot=SystemdBoot())
     lab = labkit.evolve_host(x86, "yomogi", roles=[ControlPlane(coredns_image=None)])
     assert errors(lab) == [] and images(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}  # its tag is a store hash
     pin = CorednsImage("coredns/coredns", "sha256:" + "0" * 64, "1.12.2", "a" * 52, arch="amd64")
     lab = labkit.evolve_host(x86, "yomogi", roles=[ControlPlane(coredns_image=pin)])
     assert errors(lab) == [] and images(lab) == {h: [pin.package()] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(lab) == {h: ["docker.io/coredns/coredns:1.12.2"] for h in ("hanaakari", "tokiwa", "yomogi")}
     # without the addon nothing is seeded
     lab = labkit.evolve_host(seed, "yomogi", roles=[ControlPlane(dns_addon=False)])
     assert images(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}

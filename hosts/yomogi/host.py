@@ -12,7 +12,7 @@ host = Host(
     tailscale_address="100.64.0.10",
     boot=RaspberryPi4(),  # nixpkgs' default kernel: 26.05 deprecates linuxPackages_rpi4 (see docs)
     roles=[
-        ControlPlane(),  # arm64: etcd override and CoreDNS pin come from the system, automatically
+        ControlPlane(),  # arm64: the etcd override comes from the system, automatically
         CephStorage(),
         DnsServer(forward=["1.1.1.1", "1.0.0.1"]),
         Tailscale(),
