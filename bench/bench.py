@@ -100,6 +100,7 @@ def synthetic_lab(n: int) -> Lab:
             kw = dict(system="x86_64-linux", interface="enp1s0", description=f"synthetic mini PC #{i}")
             if i % 5 == 0:
                 kw["kernel_modules"] = ["kvm-intel"]
+        kw["state_version"] = "26.05"  # a new lab's hosts start on the release homelab targets
         roles.append(Tailscale())
         hosts.append(Host(
             hostname=f"n{i:04d}",

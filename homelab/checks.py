@@ -23,7 +23,7 @@ import attrs
 
 SCOPES = ("host", "cluster")
 KINDS = ("service", "kernel_module", "listening", "firewall_rule", "systemd_property", "dns", "proxy", "hosts_entry",
-         "reach")
+         "reach", "image")
 # reach: from a client of the lab's network (a LAN client, another lab host), proto/port on this host is
 # accepted or refused — what the flow table says (homelab/firewall.py)
 
@@ -64,7 +64,8 @@ def listening(proto: str, port: int, scope: str, why: str, *, loopback: bool = F
 
 
 def systemd_property(unit: str, prop: str, value: str, match: str, why: str) -> Check:
-    """``systemctl show -p <prop> <unit>`` ``equals`` or ``contains`` ``value``."""
+    """``systemctl show -p <prop> <unit>`` ``equals`` or ``contains`` ``value``; ``last``: ``value`` is
+    ``--flag=x`` and the last ``--flag=`` word of the property is exactly it (a repeated flag's winner)."""
     return check("systemd_property", f"{unit}:{prop}:{value}", "host", why, unit=unit, property=prop, value=value,
                  match=match)
 
@@ -89,6 +90,11 @@ def proxy(listen: int, nodeport: int, why: str) -> Check:
 def hosts_entry(name: str, address: str, why: str) -> Check:
     """``getent hosts <name>`` answers ``address`` from the configuration itself (/etc/hosts)."""
     return check("hosts_entry", name, "host", why, name=name, address=address)
+
+
+def container_image(reference: str, scope: str, why: str, namespace: str = "k8s.io") -> Check:
+    """containerd holds the image ``reference`` (as ``ctr -n <namespace> images ls -q`` lists it)."""
+    return check("image", reference, scope, why, namespace=namespace, reference=reference)
 
 
 def open_port(backend: str, proto: str, port: int, why: str) -> Check:

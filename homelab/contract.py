@@ -133,7 +133,7 @@ CORE_OPTIONS: tuple[OptionFact, ...] = (
                "each element is one token; spaces only inside double quotes"),
     OptionFact("boot.kernelPackages", t.Package(), KERNEL,
                "types.raw in nixpkgs (default pkgs.linuxPackages); the contract only accepts a pkgs package "
-               "set on purpose; linuxPackages_rpi4 warns on use since 2026-04"),
+               "set on purpose; linuxPackages_rpi4 warns on use since 2026-04, so RaspberryPi4() writes none"),
     OptionFact("boot.loader.systemd-boot.enable", t.bool_,
                "nixos/modules/system/boot/loader/systemd-boot/systemd-boot.nix",
                "enabling it also sets boot.loader.grub.enable to mkDefault false"),
@@ -148,7 +148,8 @@ CORE_OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("nixpkgs.hostPlatform", t.Either((t.str_, t.Scalar("attrs", dict))), "nixos/modules/misc/nixpkgs.nix",
                "either str attrs, elaborated by apply; no default; homelab writes the system string"),
     OptionFact("system.stateVersion", t.str_, "nixos/modules/misc/version.nix",
-               "an assertion requires the form YY.MM"),
+               "an assertion requires the form YY.MM; the default follows the running release (with a warning), "
+               "so homelab always writes Host.state_version, which host.py must give"),
 )
 
 

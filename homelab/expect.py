@@ -48,6 +48,9 @@ NIXPKGS_FACTS: dict[str, str] = {
     "dns-addon": f"{K8S}addons/dns.nix: clusterIp default = first three octets of "
                  "apiserver.serviceClusterIpRange + .254; clusterDomain default cluster.local",
     "apiserver-service": "the first address of the service range is the `kubernetes` Service (kube-apiserver)",
+    "dns-image": f"{K8S}addons/dns.nix: every node with the addon seeds corednsImage (kubelet.nix imports it with "
+                 "`ctr -n k8s.io image import`); the control plane's Deployment runs imageName:imageTag with "
+                 "imagePullPolicy Never",
     "iptables-rules": "nixos/modules/services/networking/firewall-iptables.nix: `-A nixos-fw -p tcp --dport P -j "
                       "nixos-fw-accept` per allowed port, `-A nixos-fw -i IF -j nixos-fw-accept` per trusted "
                       "interface; extraCommands run after them",

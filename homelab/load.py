@@ -29,7 +29,7 @@ from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
 from .role import Role
 from .validate import validate, validate_cluster
 
-_MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
+_MISSING = re.compile(r"(?:(\w+)\.__init__\(\) )?missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
 
 
@@ -96,8 +96,11 @@ def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
             m = _MISSING.search(str(e))
             u = _UNEXPECTED.search(str(e))
             if m:
-                for name in re.findall(r"'([^']+)'", m.group(1)):
-                    problems.append(Problem(where, name, "is required"))
+                cls = next((c for c in _fielded() if c.__name__ == m.group(1)), None)
+                hints = {a.name: a.metadata.get("required") for a in attrs.fields(cls)} if cls else {}
+                for name in re.findall(r"'([^']+)'", m.group(2)):
+                    hint = hints.get(name)
+                    problems.append(Problem(where, name, f"is required: {hint}" if hint else "is required"))
             elif u:  # Host(frob=1): name the field, and the fields there are
                 cls = next((c for c in _fielded() if c.__name__ == u.group(1)), None)
                 names = [a.name for a in attrs.fields(cls)] if cls else []

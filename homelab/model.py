@@ -384,9 +384,14 @@ class Host:
     kernel_params: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     imports: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     options: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=_options)
-    state_version: str = attrs.field(default="25.05", validator=fields.typed(
+    # system.stateVersion, written explicitly (nixpkgs' default follows the running release, with a warning):
+    # the release the host was first installed with; it never changes with upgrades
+    state_version: str = attrs.field(kw_only=True, validator=fields.typed(
         str, "a NixOS release such as '26.05'", lambda v: re.fullmatch(r"\d\d\.\d\d", v) is not None,
-        lambda v: f"{v!r} is not a NixOS release such as '26.05'"))
+        lambda v: f"{v!r} is not a NixOS release such as '26.05'"),
+        metadata={"required": "the NixOS release the host was first installed with, e.g. '26.05' (system."
+                              "stateVersion: NixOS keeps that release's data formats; never change it on an "
+                              "installed host)"})
     description: str = attrs.field(default="", validator=safe_text)  # hardware, for the table
     ssh: Ssh = attrs.field(factory=Ssh, validator=instance_of(Ssh, "Ssh(user=..., host=..., port=...)"))
     # where `homelab deploy` builds the system: "local" (this machine), "target" (the host itself), another

@@ -244,8 +244,8 @@ def validate(lab: Lab) -> list[Problem]:
         for k, n in kinds.items():
             if n > 1:
                 err(w, "roles", f"{k.__name__} is given {n} times")
-        for field, reason in h.boot.problems(h):
-            err(w, field, reason)
+        for field, reason, *severity in h.boot.problems(h):
+            out.append(Problem(w, field, reason, *severity))
         if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in lab.hosts}:
             err(w, "build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
                 "lab host's name)")

@@ -27,12 +27,15 @@ def cluster(**kw) -> Cluster:
 
 def seed_hosts() -> list[Host]:
     return [
-        Host(hostname="yomogi", system="aarch64-linux", interface="end0", address="192.168.10.10",
+        Host(hostname="yomogi", system="aarch64-linux", state_version="25.05", interface="end0",
+             address="192.168.10.10",
              tailscale_address="100.64.0.10", boot=RaspberryPi4(),
              roles=[ControlPlane(), CephStorage(), DnsServer(), Tailscale()]),
-        Host(hostname="tokiwa", system="x86_64-linux", interface="enp1s0", address="192.168.10.11",
+        Host(hostname="tokiwa", system="x86_64-linux", state_version="25.05", interface="enp1s0",
+             address="192.168.10.11",
              tailscale_address="100.64.0.11", roles=[Worker(), CephStorage(), Tailscale()]),
-        Host(hostname="hanaakari", system="x86_64-linux", interface="enp1s0", address="192.168.10.12",
+        Host(hostname="hanaakari", system="x86_64-linux", state_version="25.05", interface="enp1s0",
+             address="192.168.10.12",
              tailscale_address="100.64.0.12", roles=[Worker(), CephStorage(), IngressProxy(), Tailscale()]),
     ]
 
@@ -61,3 +64,22 @@ def wide_lab(**cluster_kw) -> Lab:
             if h.hostname == "tokiwa" else {}
         hosts.append(attrs.evolve(h, address=f"192.168.50.{10 + i}", roles=roles, **extra))
     return lab(hosts, **base)
+
+
+def etc_hosts(options: dict, hostname: str) -> list[tuple[str, list[str]]]:
+    """/etc/hosts as NixOS writes it from a host's option values (nixos/modules/config/networking.nix): localhost,
+    then networking.hosts, whose own 127.0.0.2 line names the host, one line per address in attribute-name
+    order, then networking.extraHosts verbatim."""
+    hosts: dict[str, list[str]] = {"127.0.0.2": [hostname]}
+    for ip, names in options.get("networking.hosts", {}).items():
+        hosts[ip] = hosts.get(ip, []) + list(names)
+    lines = [("127.0.0.1", ["localhost"])] + [(ip, hosts[ip]) for ip in sorted(hosts) if hosts[ip]]
+    for line in options.get("networking.extraHosts", "").splitlines():
+        if line.split():
+            lines.append((line.split()[0], line.split()[1:]))
+    return lines
+
+
+def resolve(hosts: list[tuple[str, list[str]]], name: str) -> list[str]:
+    """The addresses glibc (with `multi on`) and Go's resolver find for ``name``, in file order."""
+    return [ip for ip, names in hosts if name.lower() in (n.lower() for n in names)]

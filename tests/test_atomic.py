@@ -55,8 +55,8 @@ NEW_LAB_EDITS = [
     (Y, '        DnsServer(forward=["1.1.1.1", "1.0.0.1"]),\n', ""),
     ("hosts/kusa/host.py", None, '''from homelab import Host, Tailscale, Worker
 
-host = Host(hostname="kusa", system="x86_64-linux", interface="enp2s0", address="192.168.10.13/24",
-            tailscale_address="100.64.0.13", roles=[Worker(), Tailscale(interface="ts0")])
+host = Host(hostname="kusa", system="x86_64-linux", state_version="26.05", interface="enp2s0",
+            address="192.168.10.13/24", tailscale_address="100.64.0.13", roles=[Worker(), Tailscale(interface="ts0")])
 '''),
 ]
 
@@ -249,7 +249,7 @@ def big_lab(root: Path) -> None:
         (root / "hosts" / name).mkdir()
         (root / "hosts" / name / "host.py").write_text(
             "from homelab import Host, Tailscale, Worker\n\n"
-            f'host = Host(hostname="{name}", system="x86_64-linux", interface="enp1s0",\n'
+            f'host = Host(hostname="{name}", system="x86_64-linux", state_version="26.05", interface="enp1s0",\n'
             f'            address="192.168.10.{20 + i}/24", tailscale_address="100.64.1.{i}",\n'
             f'            roles=[Worker(), Tailscale()], options={{"networking.hostId": "{i:08x}"}})\n')
 

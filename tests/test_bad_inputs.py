@@ -183,8 +183,11 @@ ERRORS = [
          ("hosts/tokiwa", "roles", "'Worker' is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
     case("roles-a-class", T, "roles=[Worker(),", "roles=[Worker,",
          ("hosts/tokiwa", "roles", "is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
-    case("state-version-invalid", T, 'hostname="tokiwa",', 'hostname="tokiwa", state_version="25.5",',
+    case("state-version-invalid", T, 'state_version="25.05"', 'state_version="25.5"',
          ("hosts/tokiwa", "state_version", "'25.5' is not a NixOS release such as '26.05'")),
+    case("state-version-missing", T, 'state_version="25.05",', "",
+         ("hosts/tokiwa", "state_version", "is required: the NixOS release the host was first installed with, "
+          "e.g. '26.05'")),
     case("description-control-char", T, 'description="Intel', 'description="Intel\\x1b[31m',
          ("hosts/tokiwa", "description", "contains control characters")),
     case("boot-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", boot="uefi",',
@@ -203,7 +206,7 @@ ERRORS = [
     case("host-exits", T, "host = Host(", "import sys\nsys.exit(3)\nhost = Host(",
          ("hosts/tokiwa", "host.py line 6", "called exit(3)")),
     case("host-name-not-imported", T, "roles=[Worker(),", "roles=[ControlPlane(),",
-         ("hosts/tokiwa", "host.py line 12", "NameError: name 'ControlPlane' is not defined")),
+         ("hosts/tokiwa", "host.py line 13", "NameError: name 'ControlPlane' is not defined")),
     case("host-bad-import", T, "from homelab import", "from homelab import Kubelet,",
          ("hosts/tokiwa", "host.py line 3", "ImportError: cannot import name 'Kubelet' from 'homelab'")),
     case("host-not-set", T, "host = Host(", "tokiwa = Host(",
@@ -234,6 +237,20 @@ ERRORS = [
     case("arm64-overrides-off", Y, "ControlPlane(),", "ControlPlane(arm64_overrides=False),",
          ("hosts/yomogi", "ControlPlane.arm64_overrides", "etcd does not start on aarch64 without "
           "ETCD_UNSUPPORTED_ARCH=arm64")),
+    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
+         ("hosts/tokiwa", "hostname", "'tokiwa' is also the cluster's api_name: every node's /etc/hosts maps this "
+          "worker's name to 192.168.10.11 (networking.hosts) ahead of the API line (extraHosts)")),
+    case("kubelet-renamed-by-a-domain", T, 'options={"services.openssh.enable": True}',
+         'options={"services.openssh.enable": True, "networking.domain": "lab.example"}',
+         ("hosts/tokiwa", "options", "'networking.domain' renames this node's kubelet")),
+    case("coredns-default-image-in-a-mixed-lab", Y, "ControlPlane(),", "ControlPlane(coredns_image=None),",
+         ("hosts/yomogi", "ControlPlane.coredns_image", "None keeps nixpkgs' default image, tagged with its store "
+          "hash, which differs between architectures (aarch64, x86_64 here)")),
+    Case("coredns-arm64-pin-in-a-mixed-lab", ((Y, "from homelab import", "from homelab import ARM64_COREDNS,"),
+                                              (Y, "ControlPlane(),", "ControlPlane(coredns_image=ARM64_COREDNS),")),
+         (("hosts/yomogi", "ControlPlane.coredns_image", "the pinned image is for arm64, and every Kubernetes node "
+           "seeds it for the CoreDNS Deployment, which may run on any node: hanaakari (x86_64), tokiwa (x86_64) "
+           "cannot run it"),)),
     case("nodeport-outside-range", H, "http_nodeport=31080", "http_nodeport=8080",
          ("hosts/hanaakari", "IngressProxy.http_nodeport", "8080 is outside the Kubernetes NodePort range "
           "30000-32767")),
@@ -354,9 +371,8 @@ WARNINGS = [
     case("pod-range-too-broad", C, 'pod_cidr="10.1.0.0/16"', 'pod_cidr="10.128.0.0/9"',
          ("cluster", "pod_cidr", "warning: 10.128.0.0/9 is trusted by every host's firewall and is broader than "
           "the lab needs")),
-    case("api-name-is-a-worker", C, 'api_name="api.kube"', 'api_name="tokiwa"',
-         ("hosts/tokiwa", "hostname", "warning: 'tokiwa' is also the cluster's api_name: NixOS maps a host's own "
-          "name to 127.0.0.2 ahead of extraHosts")),
+    case("rpi-kernel-deprecated", Y, "boot=RaspberryPi4(),", 'boot=RaspberryPi4(kernel_packages="linuxPackages_rpi4"),',
+         ("hosts/yomogi", "RaspberryPi4.kernel_packages", "warning: linuxPackages_rpi4 is deprecated in nixos-26.05")),
     case("api-name-in-zone", C, 'api_name="api.kube"', 'api_name="api.home.example.com"',
          ("cluster", "api_name", "warning: api.home.example.com lies in the split-DNS zone home.example.com")),
     case("tailscale-address-without-role", T, "roles=[Worker(), CephStorage(), Tailscale()]",

@@ -44,12 +44,16 @@ def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
 def test_check_lists_stale_files_and_exits_1(lab_copy, capsys):
     assert main(["build", "--check", "--root", str(lab_copy)]) == 0
     host_py = lab_copy / "hosts/tokiwa/host.py"
-    host_py.write_text(host_py.read_text().replace("192.168.10.11/24", "192.168.10.21/24"))
+    host_py.write_text(host_py.read_text().replace('interface="enp1s0"', 'interface="enp2s0"'))
     before = snapshot(lab_copy)
     assert main(["build", "--check", "--root", str(lab_copy)]) == 1
     out = capsys.readouterr().out
     assert "hosts/tokiwa/default.nix" in out and "modules/k8s/base.nix" not in out
     assert snapshot(lab_copy) == before
+    # a node's address is in every node's /etc/hosts: the shared base module goes stale too
+    host_py.write_text(host_py.read_text().replace("192.168.10.11/24", "192.168.10.21/24"))
+    assert main(["build", "--check", "--root", str(lab_copy)]) == 1
+    assert "modules/k8s/base.nix" in capsys.readouterr().out
 
 
 def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):

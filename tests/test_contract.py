@@ -76,11 +76,13 @@ def raspberry_pi_lab(kernel_packages="linuxPackages_rpi4"):
 
 
 def x86_control_plane_lab():
-    """The control plane on an x86 host, with the DNS addon's image pinned in host.py."""
+    """An all-x86 lab, its control plane on tokiwa, with the DNS addon's image pinned in host.py (a pin is one
+    architecture's image: every node must be of it)."""
     lab = labkit.lab()
     lab = labkit.evolve_host(lab, "tokiwa", roles=[ControlPlane(coredns_image=AMD64_COREDNS), CephStorage(),
                                                    Tailscale()])
-    return labkit.evolve_host(lab, "yomogi", roles=[Worker(), CephStorage(), DnsServer(), Tailscale()])
+    return labkit.evolve_host(lab, "yomogi", system="x86_64-linux", boot=SystemdBoot(),
+                              roles=[Worker(), CephStorage(), DnsServer(), Tailscale()])
 
 
 def monitoring_lab():
@@ -177,17 +179,18 @@ def test_auth_key_file_is_written_as_a_string_not_a_nix_path(compiled):
     assert not any(re.search(r"authKeyFile = [./]", x) for x in texts.values())
 
 
-def test_x86_control_plane_pins_coredns_with_docker_tools_pull_image(compiled):
+def test_a_coredns_pin_is_pulled_with_docker_tools_on_every_node(compiled):
     c = compiled["x86-coredns-pin"]
     pins = [(rel, v) for rel, p, v in _emitted(c) if ".".join(p) == "services.kubernetes.addons.dns.corednsImage"]
-    assert [rel for rel, _ in pins] == ["modules/k8s/master.nix"]
+    assert [rel for rel, _ in pins] == ["modules/k8s/base.nix"]  # the one module every node imports
+    assert all("modules/k8s/base.nix" in c.files_of(h) for h in c.hosts)
     value = pins[0][1]
     assert isinstance(value, PkgCall) and value.function == "dockerTools.pullImage"
     assert value.args["arch"] == "amd64" and value.args["finalImageTag"] == "1.12.2"
-    # the seed's aarch64 control plane gets the arm64 pin in its own file instead
-    seed_pins = [rel for rel, p, _ in _emitted(compiled["seed"])
-                 if ".".join(p) == "services.kubernetes.addons.dns.corednsImage"]
-    assert seed_pins == ["modules/k8s/arm64.nix"]
+    # without a pin every node builds homelab's tagged image, in the same shared module
+    seed_images = [(rel, v.function) for rel, p, v in _emitted(compiled["seed"])
+                   if ".".join(p) == "services.kubernetes.addons.dns.corednsImage"]
+    assert seed_images == [("modules/k8s/base.nix", "dockerTools.buildImage")]
 
 
 def test_raspberry_pi_without_kernel_packages_keeps_the_default_kernel():

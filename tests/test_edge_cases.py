@@ -49,13 +49,14 @@ def test_nested_and_overlapping_package_names(lab_copy, nix, capsys):
          'options={"services.openssh.enable": True, "boot.extraModulePackages": '
          '[Pkg("linuxPackages_rpi4.v4l2loopback")], "environment.systemPackages": [Pkg("dockerTools")]},')
     edit(lab_copy / "hosts/yomogi/host.py", "from homelab import ", "from homelab import Pkg, ")
+    edit(lab_copy / "hosts/yomogi/host.py", "boot=RaspberryPi4(),", 'boot=RaspberryPi4(kernel_packages="linuxPackages_rpi4"),')
     assert main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert main(["show", str(lab_copy / "hosts/yomogi"), "--json"]) == 0
     opts = json.loads(capsys.readouterr().out)
     assert opts["boot.extraModulePackages"] == [{"_type": "pkg", "attrPath": "linuxPackages_rpi4.v4l2loopback"}]
     assert opts["boot.kernelPackages"] == {"_type": "pkg", "attrPath": "linuxPackages_rpi4"}
-    assert opts["services.kubernetes.addons.dns.corednsImage"]["function"] == "dockerTools.pullImage"
+    assert opts["services.kubernetes.addons.dns.corednsImage"]["function"] == "dockerTools.buildImage"
 
 
 def test_force_around_a_group_of_options_applies_to_each(lab_copy, nix, capsys):

@@ -34,7 +34,7 @@ from homelab import (
 from homelab import verify
 from homelab.compile import compile_lab
 from homelab.expect import KINDS, SCOPES, SCHEMA, host_expectations, lab_expectations
-from homelab.roles.kubernetes import dns_addon_ip
+from homelab.roles.kubernetes import dns_addon_ip, image_reference
 from homelab.roles.tailscale import TAILSCALE_PORT
 
 from . import labkit
@@ -76,7 +76,8 @@ def test_seed_yomogi(seed):
     assert props == {
         ("etcd.service", "Environment"): ("ETCD_UNSUPPORTED_ARCH=arm64", "contains"),
         ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
-        ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "contains"),
+        ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "last"),
+        ("kube-apiserver.service", "ExecStart"): ("--kubelet-preferred-address-types=Hostname", "contains"),
     }
     # the firewall rules it must list: exactly the seed's flow table (written out by hand in test_seed_lab)
     from .test_seed_lab import _seed_policy
@@ -104,6 +105,18 @@ def test_seed_yomogi(seed):
         ("kubernetes.default.svc.cluster.local", "10.0.0.254", "10.0.0.1", None, "cluster"),
     }
     assert of(e, "proxy") == []
+    assert [(c.spec["reference"], c.scope) for c in of(e, "image")] == [("docker.io/library/coredns:homelab", "host")]
+    assert {(c.spec["name"], c.spec["address"], c.scope) for c in of(e, "hosts_entry")} == {
+        ("tokiwa", "192.168.10.11", "host"), ("hanaakari", "192.168.10.12", "host"),
+        ("api.kube", "192.168.10.10", "host")}
+
+
+def test_image_references_are_what_containerd_lists():
+    assert image_reference("coredns", "homelab") == "docker.io/library/coredns:homelab"
+    assert image_reference("coredns/coredns", "1.10.1") == "docker.io/coredns/coredns:1.10.1"
+    assert image_reference("ghcr.io/x/coredns", "1") == "ghcr.io/x/coredns:1"
+    assert image_reference("localhost/coredns", "1") == "localhost/coredns:1"
+    assert image_reference("registry:5000/coredns", "1") == "registry:5000/coredns:1"
 
 
 def test_seed_workers_and_ingress(seed):
@@ -114,6 +127,9 @@ def test_seed_workers_and_ingress(seed):
     assert {u for u, s in scopes.items() if s == "cluster"} == {
         "kubelet.service", "kube-proxy.service", "flannel.service", "certmgr.service"}
     assert not any(c.spec["unit"] == "etcd.service" for c in of(tokiwa, "systemd_property"))
+    # the kubelet seeds the DNS image; a worker's kubelet runs once it joined
+    assert [(c.spec["reference"], c.scope) for c in of(tokiwa, "image")] == [
+        ("docker.io/library/coredns:homelab", "cluster")]
     # the DNS host answers the zone over the LAN, from every other node (once the lab is up)
     assert [(c.spec["server"], c.spec["name"], c.spec["answer"]) for c in of(tokiwa, "dns") if c.scope == "cluster"
             and c.spec["server"] != "10.0.0.254"] == [("192.168.10.10", "probe.home.example.com", "100.64.0.12")]
@@ -213,7 +229,8 @@ def labs(draw) -> Lab:
             roles.append(Tailscale(interface=draw(st.sampled_from(["tailscale0", "ts0"]))))
         options = {"services.openssh.enable": True} if draw(st.booleans()) else {}
         hosts.append(Host(
-            hostname=name, system=system, interface="enp1s0", address=str(lan.network_address + 10 + i),
+            hostname=name, system=system, state_version="26.05", interface="enp1s0",
+            address=str(lan.network_address + 10 + i),
             tailscale_address=f"100.64.0.{10 + i}",
             boot=RaspberryPi4() if system == "aarch64-linux" else SystemdBoot(), roles=roles, options=options,
             kernel_modules=draw(st.lists(st.sampled_from(["wireguard", "dm_crypt"]), unique=True, max_size=2)),
@@ -284,6 +301,27 @@ def test_expectations_agree_with_the_generated_options(lab):
             assert f"IN A {ip}\"" in corefile
             zone_re = re.search(r'match "([^"]+)"', corefile).group(1)
             assert bool(re.match(zone_re, c.spec["name"] + ".")) == ("answer" in c.spec)
+
+        # names: each hosts_entry is what the host's generated /etc/hosts answers first; every other node is named
+        hosts = labkit.etc_hosts(opts, host.hostname)
+        entries = {c.spec["name"]: c.spec["address"] for c in of(e, "hosts_entry")}
+        assert all(labkit.resolve(hosts, n)[:1] == [a] for n, a in entries.items())
+        if host.is_kubernetes_node:
+            assert {n.hostname for n in lab.kubernetes_nodes if n is not host} <= set(entries)
+        if "master" in roles:  # the API server dials kubelets by exactly the names checked above
+            flag = f"--kubelet-preferred-address-types={opts['services.kubernetes.apiserver.preferredAddressTypes']}"
+            assert props.get(("kube-apiserver.service", "ExecStart")) == flag == \
+                "--kubelet-preferred-address-types=Hostname"
+
+        # the DNS image: each node must hold what the control plane's Deployment names, as the node builds it
+        cp_image = merged_options(lab, lab.control_plane.hostname).get("services.kubernetes.addons.dns.corednsImage")
+        images = {(c.spec["reference"], c.scope) for c in of(e, "image")}
+        if cp_image is None:
+            assert images == set()
+        else:
+            assert opts["services.kubernetes.addons.dns.corednsImage"] == cp_image  # one name:tag everywhere
+            ref = image_reference(cp_image["args"]["name"], cp_image["args"]["tag"])
+            assert images == {(ref, "host" if "master" in roles else "cluster")}
 
         # the proxy path is the generated nginx stream config
         for c in of(e, "proxy"):

@@ -179,7 +179,8 @@ def test_a_varied_lab_is_drawn_from_its_own_values():
 
 def test_hosts_outside_kubernetes_and_off_the_tailnet():
     hosts = labkit.seed_hosts() + [
-        labkit.Host(hostname="nas-1", system="x86_64-linux", interface="eth0", address="192.168.10.20",
+        labkit.Host(hostname="nas-1", system="x86_64-linux", state_version="26.05", interface="eth0",
+                    address="192.168.10.20",
                     roles=[], description="a NAS")]
     lab = labkit.lab(hosts=hosts)
     g = check_against_model(lab)

@@ -122,7 +122,8 @@ def test_hand_written_entry_of_a_new_host_is_refused(lab_copy: Path):
     (new / "default.nix").write_text(HAND_WRITTEN)
     (new / "host.py").write_text(
         "from homelab import Host, Tailscale, Worker\n\n"
-        'host = Host(hostname="kusa", system="x86_64-linux", interface="enp2s0", address="192.168.10.13/24",\n'
+        'host = Host(hostname="kusa", system="x86_64-linux", state_version="26.05", interface="enp2s0",\n'
+        '            address="192.168.10.13/24",\n'
         '            tailscale_address="100.64.0.13", roles=[Worker(), Tailscale()])\n')
     assert_refused(lab_copy, "hosts/kusa/default.nix")
     assert (new / "default.nix").read_text() == HAND_WRITTEN

@@ -77,7 +77,8 @@ def labs(draw) -> Lab:
         if draw(st.booleans()):
             options["services.openssh.enable"] = draw(st.sampled_from([True, force(False), default(True)]))
         hosts.append(Host(
-            hostname=name, system=system, interface=draw(st.sampled_from(["eth0", "end0", "enp1s0"])),
+            hostname=name, system=system, state_version=draw(st.sampled_from(["25.05", "26.05"])),
+            interface=draw(st.sampled_from(["eth0", "end0", "enp1s0"])),
             address=str(lan.network_address + 10 + i), tailscale_address=f"100.64.0.{10 + i}",
             boot=RaspberryPi4() if system == "aarch64-linux" and draw(st.booleans()) else SystemdBoot(),
             roles=roles, kernel_params=draw(st.lists(st.from_regex(r"[a-z_]+=[0-9a-z]+", fullmatch=True),

@@ -6,7 +6,10 @@ import ipaddress
 
 import pytest
 
-from homelab import ARM64_COREDNS, files, render, verify
+from homelab import files, render, verify
+from homelab.roles import kubernetes
+
+from . import labkit
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +39,29 @@ def test_roles(options):
     assert options["hanaakari"]["services.kubernetes.roles"] == ["node"]
 
 
-def test_arm64_control_plane_gets_etcd_override_and_coredns_pin(options):
-    y = options["yomogi"]
-    assert y["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
-    # nixos-26.05: addons.dns.corednsImage is a package; the seed's pin is pulled with dockerTools
-    assert y["services.kubernetes.addons.dns.corednsImage"] == {
-        "_type": "pkg-call",
-        "function": "dockerTools.pullImage",
-        "args": {
-            "imageName": "coredns/coredns",
-            "imageDigest": "sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
-            "finalImageTag": "1.10.1",
-            "sha256": "0c4vdbklgjrzi6qc5020dvi8x3mayq4li09rrq2w0hcjdljj0yf9",
-            "arch": "arm64",
-        },
-    }
-    assert ARM64_COREDNS.finalImageTag == "1.10.1"
+def test_arm64_control_plane_gets_the_etcd_override(options):
+    assert options["yomogi"]["systemd.services.etcd.environment"] == {"ETCD_UNSUPPORTED_ARCH": "arm64"}
     for x86 in ("tokiwa", "hanaakari"):
         assert "systemd.services.etcd.environment" not in options[x86]
-        assert "services.kubernetes.addons.dns.corednsImage" not in options[x86]
+
+
+def test_every_node_seeds_the_image_the_dns_deployment_names(options, seed):
+    """The CoreDNS Deployment (rendered on the control plane, imagePullPolicy Never) names the control plane's
+    corednsImage as <name>:<tag>; each node seeds its own.  So every node must build one name:tag, from its
+    own pkgs (aarch64 yomogi and the x86_64 workers alike): no store-hash tag, no one-architecture pull."""
+    lab = seed[0]
+    cp = options[lab.control_plane.hostname]["services.kubernetes.addons.dns.corednsImage"]
+    assert cp["function"] == "dockerTools.buildImage"
+    named = (cp["args"]["name"], cp["args"]["tag"])
+    assert named == ("coredns", "homelab")
+    for h in lab.kubernetes_nodes:
+        image = options[h.hostname]["services.kubernetes.addons.dns.corednsImage"]
+        assert (image["function"], image["args"]["name"], image["args"]["tag"]) == ("dockerTools.buildImage", *named)
+        # built from the node's own pkgs.coredns, entry point its binary (as nixpkgs' default image)
+        assert image["args"]["copyToRoot"] == {"_type": "pkg-call", "function": "buildEnv", "args": {
+            "name": "coredns-root", "paths": [{"_type": "pkg", "attrPath": "coredns"}], "pathsToLink": ["/bin"]}}
+        assert image["args"]["config"] == {"Entrypoint": ["/bin/coredns"]}
+    assert kubernetes.image_reference(*named) == "docker.io/library/coredns:homelab"
 
 
 def test_ceph_prerequisites_on_all_three(options):
@@ -155,7 +162,8 @@ def test_raspberry_pi_boot_and_uefi_boot(options):
     y = options["yomogi"]
     assert y["boot.loader.grub.enable"] is False
     assert y["boot.loader.generic-extlinux-compatible.enable"] is True
-    assert y["boot.kernelPackages"] == {"_type": "pkg", "attrPath": "linuxPackages_rpi4"}
+    # nixpkgs' default kernel: 26.05 deprecates linuxPackages_rpi4 (docs/nixpkgs-facts.md)
+    assert "boot.kernelPackages" not in y
     assert y["nixpkgs.hostPlatform"] == "aarch64-linux"
     for x86 in ("tokiwa", "hanaakari"):
         assert options[x86]["boot.loader.systemd-boot.enable"] is True
@@ -168,13 +176,34 @@ def test_hand_written_imports_are_imported_and_parsed(repo, seed_compiled, nix):
     assert "./hardware-configuration.nix" in seed_compiled.files["hosts/yomogi/default.nix"].imports
 
 
-def test_etcd_is_named_like_the_easycerts_initial_cluster_entry(options):
-    # nixpkgs' pki.nix: initialCluster = [ "<masterAddress>=https://etcd.local:2380" ]
-    assert options["yomogi"]["services.etcd.name"] == options["yomogi"]["services.kubernetes.masterAddress"]
-    assert "services.etcd.name" not in options["tokiwa"]
+def test_etcd_keeps_the_name_nixpkgs_gives_it(options):
+    # nixpkgs' apiserver.nix sets services.etcd.name = mkDefault masterAddress, the name pki.nix's
+    # initialCluster lists (<masterAddress>=https://etcd.local:2380): nothing to write, nothing to contradict it
+    for host in ("yomogi", "tokiwa", "hanaakari"):
+        assert not any(k.startswith("services.etcd.") for k in options[host]), host
 
 
 def test_kubernetes_is_pinned_to_the_lan_address_and_interface(options, seed):
     for h in seed[0].hosts:
         assert options[h.hostname]["services.kubernetes.kubelet.nodeIp"] == str(h.ip)
         assert options[h.hostname]["services.flannel.iface"] == h.interface
+
+
+def test_every_node_resolves_every_kubelet_name_the_api_server_uses(options, seed):
+    """The API server reaches kubelets by hostname (preferredAddressTypes), verifies their easyCerts serving
+    certificate, which names only the kubelet's name, and resolves the name through /etc/hosts: every node's
+    hosts file, as NixOS writes it from these options, must lead to that node; nothing is left to the router."""
+    lab = seed[0]
+    cp = lab.control_plane
+    assert options[cp.hostname]["services.kubernetes.apiserver.preferredAddressTypes"] == "Hostname"
+    for h in lab.kubernetes_nodes:
+        o = options[h.hostname]
+        # the kubelet registers as the lower-cased fqdnOrHostName: the hostname, with no domain set
+        assert "networking.domain" not in o and "services.kubernetes.kubelet.hostname" not in o
+        hosts = labkit.etc_hosts(o, h.hostname)
+        for node in lab.kubernetes_nodes:
+            found = labkit.resolve(hosts, node.hostname)
+            # a node's own name is NixOS's 127.0.0.2 line (its kubelet listens on every address)
+            want = ["127.0.0.2", str(node.ip)] if node is h else [str(node.ip)]
+            assert found == want, (h.hostname, node.hostname)
+        assert labkit.resolve(hosts, lab.cluster.api_name) == [str(cp.ip)]

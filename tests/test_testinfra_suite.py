@@ -9,6 +9,9 @@ own interface names and addresses:
 * ``hanaakari``: Debian's nginx running the generated stream config, with a backend on the HTTP
   NodePort only (the HTTPS NodePort has none, on purpose).
 
+Each namespace has its own /etc/hosts (``ip netns exec`` mounts ``/etc/netns/<name>/hosts`` over it), as
+NixOS writes it from the host's generated options; hanaakari's leaves out tokiwa's line on purpose.
+
 The suite runs against them (a) through the NixOS-driver backend, with a machine object that
 executes in the namespace exactly like the test driver's (``set -euo pipefail``, stdout only),
 (b) unchanged through testinfra's own ``local://`` backend inside the namespace, with
@@ -23,6 +26,7 @@ every namespace deleted, also on failure.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -45,6 +49,7 @@ from homelab.expect import lab_expectations
 from homelab.vm import VmPlan, free_port, kvm_problem, make_plan, qemu_net_opts, slirp_dns, ssh_config_text
 from homelab import verify
 
+from . import labkit
 from .conftest import REPO
 
 SUITE = REPO / "vm-tests"
@@ -55,6 +60,7 @@ from homelab_vmtests import probes  # noqa: E402
 from homelab_vmtests.targets import SetupError, lab_host_for, parse_overrides  # noqa: E402
 
 NGINX_STREAM = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+NETNS_ETC = Path("/etc/netns")  # ip netns exec mounts /etc/netns/<name>/<file> over /etc/<file>
 BROKEN_ZONE = r"^([^.]+\.)?home\.example\.com\.$"  # one label deep only: a.b.home.example.com is missed
 WRONG_ANSWER = "10.9.9.9"
 
@@ -108,10 +114,26 @@ def test_property_and_exchange_parsing():
     assert probes.property_matches("1048576\n", "1048576", "equals")
     assert not probes.property_matches("524288", "1048576", "equals")
     assert probes.property_matches("PATH=/x ETCD_UNSUPPORTED_ARCH=arm64", "ETCD_UNSUPPORTED_ARCH=arm64", "contains")
+    # the kubelet's root dir: nixpkgs' flag first, the role's last; only the last one counts
+    start = "{ path=/nix/store/k/bin/kubelet ; argv[]=/nix/store/k/bin/kubelet --root-dir=/var/lib/kubernetes "
+    assert probes.property_matches(start + "--v=2 --root-dir=/var/lib/kubelet ; }", "--root-dir=/var/lib/kubelet",
+                                   "last")
+    assert not probes.property_matches(start.replace("kubernetes ", "kubelet ") + "--root-dir=/var/lib/kubernetes",
+                                       "--root-dir=/var/lib/kubelet", "last")
+    assert not probes.property_matches("", "--root-dir=/var/lib/kubelet", "last")
     assert not probes.property_matches("", "ETCD_UNSUPPORTED_ARCH=arm64", "contains")
     assert probes.parse_exchange("CONNECT-FAILED\n").describe() == "connection refused or timed out"
     assert probes.parse_exchange("\n").describe() == "connected, but no bytes came back"
     assert probes.parse_exchange("SFRUUC8xLjAgMjAwIE9LDQoNCmhp\n").reply == b"HTTP/1.0 200 OK\r\n\r\nhi"
+
+
+def test_hosts_and_image_listings_parse():
+    getent = "127.0.0.2       yomogi\n192.168.10.10   yomogi\n"
+    assert probes.hosts_addresses(getent) == ["127.0.0.2", "192.168.10.10"]
+    assert probes.hosts_addresses("") == []
+    assert probes.hosts_command("x; rm -rf /") == "getent -s files hosts 'x; rm -rf /'; true"
+    ctr = "docker.io/library/coredns:homelab\ndocker.io/library/pause:latest\n\n"
+    assert probes.listed_images(ctr) == {"docker.io/library/coredns:homelab", "docker.io/library/pause:latest"}
 
 
 # ---------------------------------------------------------------- which lab host a target is
@@ -317,6 +339,14 @@ class Lab2:
         lab = self.lab
         y, h = lab.host("yomogi"), lab.host("hanaakari")
         prefix = lab.cluster.lan.prefixlen
+        # each namespace's /etc/hosts, as NixOS writes it from the generated options (hanaakari's without tokiwa)
+        for host, ns in self.ns.items():
+            hopts, _ = verify.merge_host([(rel, verify.nest(self.compiled.files[rel].definitions()))
+                                          for rel in self.compiled.files_of(host)])
+            lines = [(ip, names) for ip, names in labkit.etc_hosts(hopts, host)
+                     if not (host == "hanaakari" and "tokiwa" in names)]
+            (NETNS_ETC / ns).mkdir(parents=True, exist_ok=True)
+            (NETNS_ETC / ns / "hosts").write_text("".join(f"{ip} {' '.join(names)}\n" for ip, names in lines))
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "add", ns], check=True)
             subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
@@ -391,6 +421,9 @@ class Lab2:
                     f.close()
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+        with contextlib.suppress(OSError):  # an empty /etc/netns means nothing; another rig may still use it
+            NETNS_ETC.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -440,6 +473,9 @@ def machine_truth(check: dict) -> bool:
     r = subprocess.run([systemctl, "show", f"--property={check['property']}", "--value", check["unit"]],
                        capture_output=True, text=True)
     v = r.stdout.strip()
+    if check["match"] == "last":
+        flag = check["value"].split("=", 1)[0] + "="
+        return [w for w in v.split() if w.startswith(flag)][-1:] == [check["value"]]
     return v == check["value"] if check["match"] == "equals" else check["value"] in v
 
 
@@ -448,6 +484,7 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
     fails = {
         ("yomogi", "dns:a.b.home.example.com@127.0.0.1:53"),  # the zone rule is one label too narrow
         ("hanaakari", "proxy:443->31443"),  # no backend on the HTTPS NodePort
+        ("hanaakari", "hosts_entry:tokiwa"),  # its /etc/hosts leaves tokiwa out
     } | {("yomogi", f"firewall_rule:{line.removeprefix('iptables ')}") for line in rig.dropped}  # left out on purpose
     # what listens in the namespaces: the stand-in DNS server (TCP and a silent UDP socket), nginx
     listening = {("yomogi", "tcp", 53), ("yomogi", "udp", 53), ("hanaakari", "tcp", 80), ("hanaakari", "tcp", 443)}
@@ -488,6 +525,10 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
                     continue
                 else:
                     ok = through
+            elif c["kind"] == "hosts_entry":
+                ok = True  # the namespace's own /etc/hosts, from the generated options
+            elif c["kind"] == "image":
+                ok = False  # no containerd in the namespaces: the probe must say so, not pass
             else:
                 raise AssertionError(c)
             out[key] = "passed" if ok else "failed"
@@ -515,6 +556,9 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     assert "TCP 192.168.10.10:8888 from host:hanaakari: no answer (dropped), expected the firewall to accept it" in out
     assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 100.64.0.12" in out
     assert "port 443 -> 127.0.0.1:31443: connected, but no bytes came back" in out
+    assert "/etc/hosts does not name tokiwa (only DNS might)" in out
+    assert "listing containerd's images (k8s.io) failed (exit 127): bash: line 1: ctr: command not found" in out \
+        or shutil.which("ctr") is not None
     assert "the NodePort does not answer either" in out
     # the per-host summary, naming the target
     assert "homelab: per host" in out and "yomogi via nixos-driver://yomogi:" in out
@@ -685,6 +729,7 @@ def test_cluster_steps_follow_the_lab(expectations, tmp_path):
     apply = next(c for n, v, c in log if "kubectl apply" in c)
     manifest = json.loads(shlex.split(apply)[1])
     assert sorted(p["nodePort"] for p in manifest["items"][1]["spec"]["ports"]) == [31080, 31443]
+    assert ("yomogi", "wait", "kubectl -n kube-system rollout status deployment/coredns --timeout=20s") in log
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup kubernetes.default.svc.cluster.local | "
             "grep -F '10.0.0.1'") in log
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup probe.home.example.com 192.168.10.10 | "

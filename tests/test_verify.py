@@ -124,7 +124,9 @@ def test_generated_modules_must_not_read_config(nix, tmp_path, seed_compiled):
 
     write_lab(tmp_path, seed_compiled)
     base = tmp_path / "modules/k8s/base.nix"
-    base.write_text(base.read_text().replace("{ ... }:", "{ config, ... }:").replace(
+    text = base.read_text()
+    assert text.count("{ pkgs, ... }:") == 1
+    base.write_text(text.replace("{ pkgs, ... }:", "{ config, pkgs, ... }:").replace(
         '"api.kube";', "config.networking.hostName;", 1))
     with pytest.raises(NixEvalError, match="must not read config"):
         verify.verify(tmp_path, seed_compiled, nix)
@@ -146,19 +148,47 @@ def test_nest_and_flatten_are_inverse_on_contract_paths(seed_compiled):
         assert sorted(verify.flatten(verify.nest(f.definitions()))) == sorted(defs)
 
 
-def test_coredns_pin_can_be_turned_off_or_set_on_any_system():
-    from homelab import ControlPlane, CorednsImage
+def test_the_dns_image_is_one_choice_written_for_every_node():
+    from homelab import ControlPlane, CorednsImage, SystemdBoot
+    from homelab.roles import kubernetes
 
-    lab = labkit.evolve_host(labkit.lab(), "yomogi", roles=[ControlPlane(coredns_image=None)])
-    files = compile_lab(lab).files
-    arm64 = dict(files["modules/k8s/arm64.nix"].definitions())
-    assert arm64 == {opt("systemd.services.etcd.environment"): {"ETCD_UNSUPPORTED_ARCH": "arm64"}}
+    from homelab.expect import host_expectations
+    from homelab.validate import validate
+
+    image = opt("services.kubernetes.addons.dns.corednsImage")
+
+    def errors(lab) -> list:
+        return [p for p in validate(lab) if p.severity == "error"]
+
+    def images(lab) -> dict[str, list]:
+        """host -> every corednsImage definition in the files it imports."""
+        c = compile_lab(lab)
+        return {h: [v for rel in c.files_of(h) for p, v in c.files[rel].definitions() if p == image]
+                for h in c.hosts}
+
+    def seeded(lab) -> dict[str, list]:
+        """host -> the images its expectations say containerd must hold."""
+        return {h.hostname: [c.spec["reference"] for c in host_expectations(lab, h).checks if c.kind == "image"]
+                for h in lab.hosts}
+
+    # "auto": the tagged image, in the shared base module, on all three nodes of the mixed seed lab
+    seed = labkit.lab()
+    assert images(seed) == {h: [kubernetes.coredns_image()] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(seed) == {h: ["docker.io/library/coredns:homelab"] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert dict(compile_lab(seed).files["modules/k8s/arm64.nix"].definitions()) == {
+        opt("systemd.services.etcd.environment"): {"ETCD_UNSUPPORTED_ARCH": "arm64"}}
+    # an all-x86 lab may keep nixpkgs' default (nothing written) or pull a pin on every node
+    x86 = labkit.evolve_host(seed, "yomogi", system="x86_64-linux", boot=SystemdBoot())
+    lab = labkit.evolve_host(x86, "yomogi", roles=[ControlPlane(coredns_image=None)])
+    assert errors(lab) == [] and images(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}  # its tag is a store hash
     pin = CorednsImage("coredns/coredns", "sha256:" + "0" * 64, "1.12.2", "a" * 52, arch="amd64")
-    lab = labkit.evolve_host(labkit.lab(), "yomogi", system="x86_64-linux", roles=[ControlPlane(coredns_image=pin)])
-    files = compile_lab(lab).files
-    assert "modules/k8s/arm64.nix" not in files
-    defs = dict(files["modules/k8s/master.nix"].definitions())
-    assert defs[opt("services.kubernetes.addons.dns.corednsImage")].args["finalImageTag"] == "1.12.2"
+    lab = labkit.evolve_host(x86, "yomogi", roles=[ControlPlane(coredns_image=pin)])
+    assert errors(lab) == [] and images(lab) == {h: [pin.package()] for h in ("hanaakari", "tokiwa", "yomogi")}
+    assert seeded(lab) == {h: ["docker.io/coredns/coredns:1.12.2"] for h in ("hanaakari", "tokiwa", "yomogi")}
+    # without the addon nothing is seeded
+    lab = labkit.evolve_host(seed, "yomogi", roles=[ControlPlane(dns_addon=False)])
+    assert images(lab) == {h: [] for h in ("hanaakari", "tokiwa", "yomogi")}
 
 
 def test_an_option_name_with_a_dot_is_written_quoted_and_read_back(nix, tmp_path):

@@ -10,8 +10,12 @@
 # (end0, enp1s0, ...) on the test network, so the generated LAN address, the API name in
 # /etc/hosts and the apiserver's advertised address all work unchanged.
 #
-# An aarch64 host tested on x86_64 (vmSystem != system) becomes an x86_64 VM; its arm64-only
-# CoreDNS image pin (whose hash is that of the arm64 image) gives way to nixpkgs' default image.
+# An aarch64 host tested on x86_64 (vmSystem != system) becomes an x86_64 VM.  homelab's CoreDNS
+# image (coredns:homelab) is built from pkgs.coredns on every node, so it follows the VM's
+# architecture by itself; a lab whose nodes are all aarch64 may instead pin an arm64 image
+# (ControlPlane(coredns_image=...)) or keep nixpkgs' default, neither of which runs in an x86_64
+# VM.  Every such lab's VMs are all cross-architecture, so each of them gets the same
+# coredns:homelab image below: one name:tag again, the one the control plane's Deployment names.
 #
 # Arguments (from flake.nix, read from the generated hosts/<name>/default.nix):
 #   name        the host's name (the test node is called that too)
@@ -32,7 +36,6 @@
   config,
   lib,
   pkgs,
-  options,
   ...
 }:
 let
@@ -62,9 +65,23 @@ in
     virtualisation.diskSize = 4096;
     virtualisation.graphics = false;
 
-    # The arm64 CoreDNS pin names the arm64 image's hash; an x86_64 VM pulls nixpkgs' default image.
+    # A cross-architecture VM seeds homelab's own CoreDNS image, built for the VM (the same
+    # expression homelab writes in modules/k8s/base.nix; tests/test_flake.py keeps them equal).
     services.kubernetes.addons.dns.corednsImage = lib.mkIf crossArch (
-      lib.mkForce options.services.kubernetes.addons.dns.corednsImage.default
+      lib.mkForce (
+        pkgs.dockerTools.buildImage {
+          name = "coredns";
+          tag = "homelab";
+          copyToRoot = pkgs.buildEnv {
+            name = "coredns-root";
+            paths = [ pkgs.coredns ];
+            pathsToLink = [ "/bin" ];
+          };
+          config = {
+            Entrypoint = [ "/bin/coredns" ];
+          };
+        }
+      )
     );
 
     # Test networks: a card named like the host's own, on VLAN 1 (test driver only).

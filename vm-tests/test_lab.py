@@ -67,7 +67,7 @@ def test_systemd_property(host, check):
     unit, prop, value = check["unit"], check["property"], check["value"]
     actual = host.run(probes.property_command(unit, prop)).stdout.strip()
     if not probes.property_matches(actual, value, check["match"]):
-        verb = {"equals": "be", "contains": "contain"}[check["match"]]
+        verb = {"equals": "be", "contains": "contain", "last": "end its flags of that name with"}[check["match"]]
         fail(f"{unit} {prop} is {actual!r}; expected it to {verb} {value!r} — {check['why']}")
 
 
@@ -82,6 +82,28 @@ def test_dns_answer(host, check):
             fail(f"{where}: got {reply.describe()}, expected A {check['answer']} — {check['why']}")
     elif check["not_answer"] in reply.answers:
         fail(f"{where}: got {reply.describe()}, must not be {check['not_answer']} — {check['why']}")
+
+
+@pytest.mark.homelab_kind("hosts_entry")
+def test_hosts_entry(host, check):
+    name, address = check["name"], check["address"]
+    found = probes.hosts_addresses(host.run(probes.hosts_command(name)).stdout)
+    if not found:
+        fail(f"/etc/hosts does not name {name} (only DNS might) — {check['why']}")
+    if found[0] != address:
+        fail(f"/etc/hosts answers {name} with {', '.join(found)}; expected {address} first — {check['why']}")
+
+
+@pytest.mark.homelab_kind("image")
+def test_container_image(host, check):
+    r = host.run(probes.images_command(check["namespace"]))
+    listed = probes.listed_images(r.stdout)
+    if r.rc != 0:
+        fail(f"listing containerd's images ({check['namespace']}) failed (exit {r.rc}): {r.stdout.strip()} — "
+             f"{check['why']}")
+    if check["reference"] not in listed:
+        fail(f"containerd ({check['namespace']}) holds no {check['reference']} (it has: "
+             f"{', '.join(sorted(listed)) or 'nothing'}) — {check['why']}")
 
 
 @pytest.mark.homelab_kind("proxy")

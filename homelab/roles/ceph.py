@@ -3,7 +3,15 @@
 Three things, from the seed article: the ``ceph`` and ``rbd`` kernel modules
 (Ceph's CSI driver maps RBD volumes and mounts CephFS through them), the
 kubelet's root directory set explicitly (Rook expects it), and a high
-``LimitNOFILE`` for containerd (Ceph daemons open many files).  Which disks Rook
+``LimitNOFILE`` for containerd (Ceph daemons open many files).
+
+nixpkgs has no kubelet-only directory option: ``kubelet.nix`` passes
+``--root-dir=<services.kubernetes.dataDir>`` (``/var/lib/kubernetes``), and that
+directory is also the ``kubernetes`` user's home, every Kubernetes unit's
+working directory and the parent of ``secretsPath`` (easyCerts' certificates).
+So the root directory is a second ``--root-dir`` in ``kubelet.extraOpts``,
+which ``kubelet.nix`` puts last on the command line; the kubelet keeps the last
+value of a repeated flag.  Which disks Rook
 uses is Helm's business; ``disks`` only shows them in the diagram and table.
 """
 
@@ -50,7 +58,8 @@ class CephStorage(Role):
         yield Module("modules/k8s/ceph.nix", "Rook Ceph prerequisites", (
             section("Ceph's CSI driver maps RBD volumes and mounts CephFS through these kernel modules.",
                     ("boot.kernelModules", ["ceph", "rbd"])),
-            section("Rook expects the kubelet's root directory to be set explicitly.",
+            section("Rook expects the kubelet's root directory here. nixpkgs passes --root-dir=<kubernetes dataDir> "
+                    "(/var/lib/kubernetes) first; this one comes last on the command line, and the last wins.",
                     ("services.kubernetes.kubelet.extraOpts", f"--root-dir={self.kubelet_root_dir}")),
             section("Ceph daemons open many files; the default containerd limit is too low for them.",
                     ("systemd.services.containerd.serviceConfig", {"LimitNOFILE": str(self.containerd_nofile)})),
@@ -77,8 +86,8 @@ class CephStorage(Role):
                                       "CephStorage role: Ceph daemons open many files")
         if ctx.host.is_kubernetes_node:
             yield checks.systemd_property("kubelet.service", "ExecStart", f"--root-dir={self.kubelet_root_dir}",
-                                          "contains", "CephStorage role: Rook expects the kubelet root directory "
-                                          "set explicitly")
+                                          "last", "CephStorage role: Rook expects the kubelet root directory "
+                                          "there (the last --root-dir on the command line wins)")
 
     def notes(self, ctx: HostContext) -> Iterable[str]:
         if self.disks:

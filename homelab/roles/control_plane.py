@@ -6,14 +6,22 @@ API-address rules, the ports it listens on, what must run, and the API arrows
 of the diagram.
 
 The aarch64 rule lives here, once (:func:`arm64_overrides`): etcd refuses to
-start on arm64 without ``ETCD_UNSUPPORTED_ARCH=arm64``, and up to nixos-25.11
-the DNS addon's default image was amd64-only (nixpkgs #398895), so the seed lab
-pinned an arm64 CoreDNS image.
+start on arm64 without ``ETCD_UNSUPPORTED_ARCH=arm64``.
+
+The DNS addon's image is a cluster-wide choice made here (``coredns_image``)
+and written for every node (:func:`homelab.roles.kubernetes.dns_image`): each
+node seeds its own image and the Deployment names the control plane's, so all
+nodes must seed one name:tag.  Up to nixos-25.11 the addon's default image was
+an amd64-only pull (nixpkgs #398895), which is why the seed article pinned an
+arm64 one; 26.05 builds the default from ``pkgs.coredns`` on each node, tagged
+with its store hash (one tag per architecture), so homelab builds the same
+image with a fixed tag instead.
 
 Facts from nixpkgs (nixos-26.05): ``kubernetes/apiserver.nix`` (advertise
-address, securePort), ``kubernetes/pki.nix`` (easyCerts: the single etcd member
-is named after ``masterAddress``; cfssl, the cluster CA, on port 8888),
-``kubernetes/addons/dns.nix`` (``corednsImage``, a package since 26.05).
+address, securePort, ``preferredAddressTypes``; ``services.etcd.name`` is
+``mkDefault masterAddress`` there), ``kubernetes/pki.nix`` (easyCerts: cfssl,
+the cluster CA, on port 8888), ``kubernetes/addons/dns.nix``
+(``corednsImage``, a package since 26.05).
 """
 
 from __future__ import annotations
@@ -41,18 +49,22 @@ CONTROL_PLANE_PORTS = (
     Port(10252, "tcp", "kube-controller-manager", loopback=True),
     Port(10251, "tcp", "kube-scheduler", loopback=True),
 )
+# How the API server reaches kubelets (kube-apiserver --kubelet-preferred-address-types)
+PREFERRED_ADDRESS_TYPES = "Hostname"
 CONTROL_PLANE_UNITS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-addon-manager",
                        *kubernetes.NODE_UNITS)
 
 
 @attrs.frozen
 class CorednsImage:
-    """A pinned CoreDNS image for the Kubernetes DNS addon.
+    """A pinned CoreDNS image for the Kubernetes DNS addon, pulled from a registry.
 
-    Written as ``services.kubernetes.addons.dns.corednsImage =
+    Written on every Kubernetes node as ``services.kubernetes.addons.dns.corednsImage =
     pkgs.dockerTools.pullImage { ... }`` (nixos-26.05 renamed the old
     ``addons.dns.coredns`` attribute set to ``corednsImage``, a package).
-    ``sha256`` is the hash of the pulled image for ``arch``.
+    ``sha256`` is the hash of the pulled image for ``arch``: a pin is one
+    architecture's image, so every Kubernetes node of the lab must be of that
+    architecture (homelab refuses a pin in a mixed lab).
     """
 
     imageName: str = attrs.field(validator=fields.safe_text)
@@ -68,14 +80,18 @@ class CorednsImage:
     def package(self) -> PkgCall:
         return PkgCall("dockerTools.pullImage", attrs.asdict(self))
 
+    @property
+    def system_arch(self) -> str:
+        """The NixOS architecture whose nodes can run it (aarch64, x86_64)."""
+        return {"arm64": "aarch64", "amd64": "x86_64"}[self.arch]
 
-# The seed lab's pin: an arm64-capable CoreDNS for the DNS addon on an aarch64
-# control plane.  Up to nixos-25.11 the addon pulled coredns/coredns with an
-# amd64 hash, which failed on arm64 (nixpkgs #398895); the seed article pinned
-# the same digest with the arm64 hash.  nixos-26.05 builds the addon's image
-# from pkgs.coredns by default; homelab keeps the seed's pin on aarch64 (so the
-# image is the one the lab ran) and lets ControlPlane(coredns_image=None) use
-# the nixpkgs default instead.
+
+# The seed article's pin: coredns/coredns 1.10.1 for arm64.  Up to nixos-25.11
+# the addon pulled that image with an amd64 hash, which failed on arm64
+# (nixpkgs #398895); the article pinned the same digest with the arm64 hash.
+# No longer the default: 26.05 builds the image from pkgs.coredns, and a pin
+# is one architecture's image, so it only fits a lab whose nodes are all
+# aarch64: ControlPlane(coredns_image=ARM64_COREDNS) there.
 ARM64_COREDNS = CorednsImage(
     imageName="coredns/coredns",
     imageDigest="sha256:a0ead06651cf580044aeb0a0feba63591858fb2e43ade8c9dea45a6a89ae7e5e",
@@ -88,16 +104,21 @@ ARM64_COREDNS = CorednsImage(
 class ControlPlane(Role):
     """Kubernetes control plane: NixOS roles master + node, API server, DNS addon.
 
-    On an aarch64 host etcd gets ``ETCD_UNSUPPORTED_ARCH=arm64`` and the DNS
-    addon the seed's arm64 CoreDNS pin (:data:`ARM64_COREDNS`; see
-    ``coredns_image``); leave ``arm64_overrides`` on unless you know your etcd
-    build supports arm64.
+    On an aarch64 host etcd gets ``ETCD_UNSUPPORTED_ARCH=arm64``; leave
+    ``arm64_overrides`` on unless you know your etcd build supports arm64.
+
+    ``coredns_image`` is the DNS addon's image, written for every Kubernetes
+    node: ``"auto"`` builds ``coredns:homelab`` from ``pkgs.coredns`` on each
+    node (right on any mix of architectures); ``None`` keeps nixpkgs' default,
+    tagged with its store hash, which only agrees between nodes of one
+    architecture; a :class:`CorednsImage` pulls that pin, one architecture's
+    image, on every node.
     """
 
     allow_privileged: bool = attrs.field(default=True, validator=fields.a_bool)
     dns_addon: bool = attrs.field(default=True, validator=fields.a_bool)
-    # "auto": the seed's arm64 pin on aarch64, nixpkgs' own image elsewhere;
-    # None: always nixpkgs' image; a CorednsImage: that pin on any system.
+    # "auto": coredns:homelab built on every node; None: nixpkgs' default image (single-architecture labs);
+    # a CorednsImage: that pin on every node (all of its architecture)
     coredns_image: CorednsImage | None | str = attrs.field(
         default="auto",
         validator=fields.check(lambda v: v is None or v == "auto" or isinstance(v, CorednsImage),
@@ -112,6 +133,22 @@ class ControlPlane(Role):
     options = kubernetes.OPTIONS
 
     # ---------------------------------------------------------------- compile
+
+    def dns_image(self) -> PkgCall | None:
+        """What every node writes as the DNS addon's image (None: nothing, nixpkgs' default or no addon)."""
+        if not self.dns_addon or self.coredns_image is None:
+            return None
+        if isinstance(self.coredns_image, CorednsImage):
+            return self.coredns_image.package()
+        return kubernetes.coredns_image()
+
+    def dns_image_reference(self) -> str | None:
+        """The image every node must hold in containerd for the DNS Deployment (None: unknown or no addon)."""
+        if not self.dns_addon or self.coredns_image is None:
+            return None
+        if isinstance(self.coredns_image, CorednsImage):
+            return kubernetes.image_reference(self.coredns_image.imageName, self.coredns_image.finalImageTag)
+        return kubernetes.image_reference(kubernetes.COREDNS_IMAGE_NAME, kubernetes.COREDNS_IMAGE_TAG)
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         yield from kubernetes.node_modules(ctx)
@@ -130,29 +167,18 @@ class ControlPlane(Role):
                 ("services.kubernetes.apiserver.serviceClusterIpRange", str(c.service_cidr)),
                 ("services.kubernetes.apiserver.allowPrivileged", self.allow_privileged),
             ),
+            section("The API server reaches kubelets by name (every node's /etc/hosts has them); easyCerts' "
+                    "kubelet certificates name only that.",
+                    ("services.kubernetes.apiserver.preferredAddressTypes", PREFERRED_ADDRESS_TYPES)),
             section("Cluster DNS (the CoreDNS addon).", ("services.kubernetes.addons.dns.enable", self.dns_addon)),
         ]
-        if c.easy_certs:
-            sections.append(section(
-                "easyCerts names the single etcd member after masterAddress (initialCluster in nixpkgs' "
-                "pki.nix); etcd must carry that name, not the host's.",
-                ("services.etcd.name", c.api_name)))
-        if isinstance(self.coredns_image, CorednsImage) and not arm64_overrides(cp, self):
-            sections.append(section("The DNS addon's image, pinned in host.py.",
-                                    ("services.kubernetes.addons.dns.corednsImage", self.coredns_image.package())))
         return Module("modules/k8s/master.nix", "Kubernetes control plane: roles master + node", sections)
 
     def _arm64(self) -> Module:
-        image = ARM64_COREDNS if self.coredns_image == "auto" else self.coredns_image
         sections = [
             section("etcd refuses to start on arm64 unless told the architecture is unsupported on purpose.",
                     ("systemd.services.etcd.environment", {"ETCD_UNSUPPORTED_ARCH": "arm64"})),
         ]
-        if self.dns_addon and image is not None:
-            sections.append(section(
-                "The DNS addon's CoreDNS image, pinned for arm64 as in the seed lab (up to nixos-25.11 the "
-                "default image failed on arm64, nixpkgs #398895).",
-                ("services.kubernetes.addons.dns.corednsImage", image.package())))
         return Module("modules/k8s/arm64.nix", "arm64 overrides for a control plane on aarch64", sections,
                       source="an aarch64 ControlPlane in host.py")
 
@@ -179,10 +205,10 @@ class ControlPlane(Role):
             yield Flow(CFSSL_PORT, "tcp", NODES, "cfssl, the easyCerts CA: nodes fetch their certificates")
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
+        yield from kubernetes.node_problems(ctx)
         if ctx.host.arch == "aarch64" and not self.arm64_overrides:
             yield self.error(ctx, "arm64_overrides", "etcd does not start on aarch64 without "
-                             "ETCD_UNSUPPORTED_ARCH=arm64 and the DNS addon's default image does not run there; "
-                             "leave arm64_overrides on")
+                             "ETCD_UNSUPPORTED_ARCH=arm64; leave arm64_overrides on")
 
     @classmethod
     def check_lab(cls, lab) -> Iterable[Problem]:
@@ -206,24 +232,47 @@ class ControlPlane(Role):
                           f"workers ({workers}) would have no way to reach the API")
         for h in nodes:
             if h is not cp and h.hostname == c.api_name:
-                yield Problem(lab.where(h), "hostname", f"{h.hostname!r} is also the cluster's api_name: NixOS maps "
-                              "a host's own name to 127.0.0.2 ahead of extraHosts, so on this worker the API name "
-                              "resolves to itself first and reaches the control plane only after a refused "
-                              "connection; rename the host or api_name", "warning")
+                yield Problem(lab.where(h), "hostname", f"{h.hostname!r} is also the cluster's api_name: every "
+                              f"node's /etc/hosts maps this worker's name to {h.ip} (networking.hosts) ahead of "
+                              "the API line (extraHosts), so the API name would lead every node to this worker; "
+                              "rename the host or api_name")
         if c.api_port in fields.NODEPORT_RANGE:
             yield Problem("cluster", "api_port", f"{c.api_port} lies in the NodePort range 30000-32767: a Service "
                           "given that NodePort would take the API's traffic on every node (kube-proxy redirects "
                           "it), and workers could no longer reach the API")
+        yield from cls._dns_image_problems(lab, cp)
         for h in nodes:
             if h is not cp and h.ip in c.lan and cp.ip not in c.lan:
                 yield Problem(lab.where(h), "roles", f"this worker cannot reach the API address {c.api_name}: "
                               f"the control plane {cp.ip} is not on the LAN {c.lan}")
 
+    @staticmethod
+    def _dns_image_problems(lab, cp) -> Iterable[Problem]:
+        """Every node seeds the DNS image it writes, the Deployment runs the control plane's: they must agree."""
+        role = kubernetes.control_plane_role(lab)
+        if not isinstance(role, ControlPlane) or not role.dns_addon:
+            return
+        arches = sorted({h.arch for h in lab.kubernetes_nodes})
+        where = f"{lab.where(cp)}"
+        if isinstance(role.coredns_image, CorednsImage):
+            other = [h for h in lab.kubernetes_nodes if h.arch != role.coredns_image.system_arch]
+            if other:
+                names = ", ".join(f"{h.hostname} ({h.arch})" for h in other)
+                yield Problem(where, "ControlPlane.coredns_image", f"the pinned image is for "
+                              f"{role.coredns_image.arch}, and every Kubernetes node seeds it for the CoreDNS "
+                              f"Deployment, which may run on any node: {names} cannot run it; drop the pin "
+                              "(\"auto\" builds coredns:homelab on every node for its own architecture)")
+        elif role.coredns_image is None and len(arches) > 1:
+            yield Problem(where, "ControlPlane.coredns_image", "None keeps nixpkgs' default image, tagged with its "
+                          f"store hash, which differs between architectures ({', '.join(arches)} here): the CoreDNS "
+                          "Deployment names the control plane's tag, and replicas on other nodes cannot find it "
+                          "(imagePullPolicy Never); use \"auto\"")
+
     # ---------------------------------------------------------------- expectations and diagram
 
     def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
         c, host = ctx.cluster, ctx.host
-        yield from kubernetes.node_expectations(ctx)
+        yield from kubernetes.node_expectations(ctx, "host")
         why = "ControlPlane role (services.kubernetes.roles = master + node)"
         for unit in CONTROL_PLANE_UNITS:
             yield checks.service(f"{unit}.service", "host", why)
@@ -235,6 +284,9 @@ class ControlPlane(Role):
         yield checks.listening("tcp", ETCD_PORT, "host", "etcd clients (easyCerts binds it to 127.0.0.1)",
                                loopback=c.easy_certs)
         yield checks.listening("tcp", kubernetes.KUBELET_PORT, "host", "kubelet")
+        yield checks.systemd_property("kube-apiserver.service", "ExecStart",
+                                      f"--kubelet-preferred-address-types={PREFERRED_ADDRESS_TYPES}", "contains",
+                                      "the API server reaches kubelets by the name their certificates carry")
         if arm64_overrides(host, self):
             yield checks.systemd_property("etcd.service", "Environment", "ETCD_UNSUPPORTED_ARCH=arm64", "contains",
                                           "etcd refuses to start on arm64 without it (ControlPlane on aarch64)")

@@ -8,12 +8,23 @@ every node listens on, what must run) lives here, and both roles use it.
 Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 
 * ``kubernetes/default.nix``: any role turns flannel and easyCerts on
-  (mkDefault); ``apiserverAddress`` has no port once ``advertiseAddress`` is set.
+  (mkDefault); ``apiserverAddress`` has no port where ``advertiseAddress`` is set
+  (the control plane) and takes the node's own ``securePort`` elsewhere.
 * ``kubernetes/kubelet.nix``: the kubelet loads ``br_netfilter`` and ``overlay``
   and listens on 10250; kube-proxy serves health on 10256 and metrics on
-  127.0.0.1:10249.
+  127.0.0.1:10249.  The kubelet registers as the lower-cased
+  ``networking.fqdnOrHostName`` (kube-proxy as ``networking.hostName``), and
+  easyCerts' serving certificate names only that; the API server reaches
+  kubelets by that name (``preferredAddressTypes``, see the control plane), so
+  every node's ``/etc/hosts`` maps every node's name to its LAN address
+  (``networking.hosts``, ``config/networking.nix``).
 * ``kubernetes/addons/dns.nix``: the DNS addon's Service address is the service
-  range's first three octets followed by ``.254``.
+  range's first three octets followed by ``.254``; the addon is on (mkDefault)
+  on every node, each node seeds ``corednsImage`` into its own containerd, and
+  the Deployment (rendered on the control plane, ``imagePullPolicy = "Never"``)
+  names the control plane's image as ``<imageName>:<imageTag>``.  So every node
+  gets one explicitly tagged image, built from its own ``pkgs.coredns``
+  (:func:`coredns_image`): one name:tag on every architecture.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import ipaddress
 from .. import checks
 from .. import optiontypes as t
 from ..contract import PARTIAL, OptionFact
+from ..model import Pkg, PkgCall
 from ..role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
@@ -33,14 +45,16 @@ OPTIONS: tuple[OptionFact, ...] = (
                "any role turns flannel and easyCerts on by mkDefault; master also enables etcd"),
     OptionFact("services.kubernetes.masterAddress", t.str_, K8S + "default.nix", "no default: must be set"),
     OptionFact("services.kubernetes.apiserverAddress", t.str_, K8S + "default.nix",
-               "no option default; with apiserver.advertiseAddress set the module derives "
-               "https://<advertiseAddress> without a port, so homelab writes it with the port"),
+               "no option default; the module derives https://<advertiseAddress> without a port where "
+               "apiserver.advertiseAddress is set (the control plane), else https://<masterAddress>:<securePort> "
+               "with the node's own securePort; homelab writes it with the port on every node"),
     OptionFact("services.kubernetes.easyCerts", t.bool_, K8S + "default.nix",
                "default false, mkDefault true once roles is non-empty; nixpkgs: not for production"),
-    OptionFact("services.etcd.name", t.str_, "nixos/modules/services/databases/etcd.nix",
-               "default networking.hostName; easyCerts' pki.nix sets initialCluster to "
-               "[ \"<masterAddress>=https://etcd.local:2380\" ], so the member must be named masterAddress",
-               status=PARTIAL),
+    OptionFact("networking.hosts", t.AttrsOf(t.ListOf(t.str_)), "nixos/modules/config/networking.nix",
+               "IP -> names, one /etc/hosts line per IP in attribute-name order, after localhost and before "
+               "extraHosts; the module itself maps the host's own name to 127.0.0.2"),
+    OptionFact("services.kubernetes.apiserver.preferredAddressTypes", t.NullOr(t.str_), K8S + "apiserver.nix",
+               "default null: no --kubelet-preferred-address-types flag, Kubernetes' own order (Hostname first)"),
     OptionFact("services.kubernetes.kubelet.nodeIp", t.NullOr(t.str_), K8S + "kubelet.nix",
                "default null (the kubelet picks an address itself); nixpkgs' own kubernetes tests set it",
                status=PARTIAL),
@@ -60,9 +74,10 @@ OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("services.kubernetes.addons.dns.enable", t.bool_, K8S + "addons/dns.nix",
                "option default false, but kubernetes/default.nix sets mkDefault true with any component on"),
     OptionFact("services.kubernetes.addons.dns.corednsImage", t.Package(), K8S + "addons/dns.nix",
-               "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); must be a dockerTools "
-               "image: the pod runs imageName:imageTag with imagePullPolicy Never; default built from "
-               "pkgs.coredns", status=PARTIAL),
+               "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); every node seeds it, the "
+               "control plane's Deployment runs imageName:imageTag with imagePullPolicy Never; the default is "
+               "tagged with its store hash, different per architecture, so homelab writes one tagged image "
+               "on every node", status=PARTIAL),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
                "appended last to the kubelet command line; definitions join with one space"),
     OptionFact("services.kubernetes.flannel.openFirewallPorts", t.bool_, K8S + "flannel.nix",
@@ -85,17 +100,66 @@ NODE_PORTS = (
 )
 NODE_UNITS = ("kubelet", "kube-proxy", "flannel")
 
+# The DNS addon's image, the same name:tag on every node (see coredns_image).
+COREDNS_IMAGE_NAME = "coredns"
+COREDNS_IMAGE_TAG = "homelab"
+
+
+def coredns_image() -> PkgCall:
+    """The DNS addon's CoreDNS image as every node builds it from its own ``pkgs.coredns``.
+
+    nixpkgs' default (addons/dns.nix) is ``dockerTools.buildImage`` named ``coredns`` with the
+    coredns binary as entry point and no tag, so the tag is the image's store hash: different on
+    each architecture.  This is the same image with a fixed tag, its root built the way
+    kubelet.nix builds the pause image every node seeds (a ``buildEnv`` of the package's
+    ``/bin``), so the Deployment's ``coredns:homelab`` exists on every node, built for that node.
+    """
+    return PkgCall("dockerTools.buildImage", {
+        "name": COREDNS_IMAGE_NAME,
+        "tag": COREDNS_IMAGE_TAG,
+        "copyToRoot": PkgCall("buildEnv", {"name": "coredns-root", "paths": [Pkg("coredns")],
+                                           "pathsToLink": ["/bin"]}),
+        "config": {"Entrypoint": ["/bin/coredns"]},
+    })
+
+
+def image_reference(name: str, tag: str) -> str:
+    """The reference containerd lists for an image imported as ``name:tag`` (Docker's normalisation)."""
+    first = name.split("/", 1)[0]
+    if "/" in name and ("." in first or ":" in first or first == "localhost"):
+        return f"{name}:{tag}"
+    return f"docker.io/{name if '/' in name else 'library/' + name}:{tag}"
+
+
+def kubelet_name(host) -> str:
+    """The name a node's kubelet registers with: nixpkgs' lower-cased fqdnOrHostName, i.e. the hostname (homelab
+    hostnames are lower-case labels, and :func:`node_problems` refuses a networking.domain on a node)."""
+    return host.hostname
+
+
+def node_names(lab) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(LAN address, kubelet names) of every Kubernetes node, by address: what every node's /etc/hosts holds."""
+    return tuple((str(h.ip), (kubelet_name(h),)) for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip))
+
 
 @functools.lru_cache(maxsize=16)
-def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str) -> Module:
-    """modules/k8s/base.nix: what every node needs to find the control plane (one file for the lab)."""
-    return Module("modules/k8s/base.nix", "Kubernetes settings shared by every node", (
+def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str,
+                dns_image: PkgCall | None, nodes: tuple[tuple[str, tuple[str, ...]], ...]) -> Module:
+    """modules/k8s/base.nix: what every node needs to find the control plane and every other node (one file for
+    the lab)."""
+    sections = [
+        section(
+            "The API server reaches each kubelet by the name it registers with, which its certificate names; "
+            "every node resolves every node's name itself, not through the router's DNS.",
+            ("networking.hosts", {ip: list(names) for ip, names in nodes}),
+        ),
         section(
             "Every node finds the API server by name; the control plane's LAN address answers for it.",
             ("networking.extraHosts", f"{cp_ip} {api_name}\n"),
         ),
         section(
-            "With securePort set, apiserverAddress must carry the port: its default has none.",
+            "apiserverAddress with the port, the same on every node: nixpkgs derives it without one where "
+            "advertiseAddress is set (the control plane), and from the node's own securePort elsewhere.",
             ("services.kubernetes.masterAddress", api_name),
             ("services.kubernetes.apiserverAddress", api_url),
             ("services.kubernetes.clusterCidr", pod_cidr),
@@ -106,14 +170,50 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             "nodes only.",
             ("services.kubernetes.flannel.openFirewallPorts", False),
         ),
-    ), source="")
+    ]
+    if dns_image is not None:
+        sections.append(section(
+            "Every node seeds the DNS addon's image into its own containerd, and the CoreDNS Deployment "
+            "(imagePullPolicy Never) names the control plane's: one name:tag, built on each node for its "
+            "own architecture.",
+            ("services.kubernetes.addons.dns.corednsImage", dns_image)))
+    return Module("modules/k8s/base.nix", "Kubernetes settings shared by every node", sections, source="")
+
+
+def control_plane_role(lab):
+    """The role that makes the lab's control plane one (ControlPlane, or a lab's own)."""
+    return next(r for r in lab.control_plane.roles if r.control_plane)
+
+
+def dns_image(lab) -> PkgCall | None:
+    """The DNS addon's image every node writes (None: the addon is off, or nixpkgs' own default is kept)."""
+    role = control_plane_role(lab)
+    image = getattr(role, "dns_image", None)
+    return image() if image is not None else None
 
 
 def node_modules(ctx: HostContext) -> list[Module]:
     """The modules every Kubernetes node imports (the lab must have its one control plane)."""
     c = ctx.cluster
     cp = ctx.lab.control_plane
-    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip))]
+    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab),
+                        node_names(ctx.lab))]
+
+
+# raw options that would rename a node's kubelet away from the name every node's /etc/hosts and easyCerts use
+_RENAMING = ("networking.domain", "networking.fqdn", "services.kubernetes.kubelet.hostname")
+
+
+def node_problems(ctx: HostContext) -> list:
+    """A Kubernetes node's raw options must leave its kubelet named like the host."""
+    out = []
+    for path in _RENAMING:
+        if ctx.host.options.get(path) is not None:
+            out.append(ctx.error("options", f"{path!r} renames this node's kubelet (nixpkgs names it after the "
+                                 "lower-cased networking.fqdnOrHostName, kube-proxy after networking.hostName), "
+                                 "and every node's /etc/hosts and easyCerts' kubelet certificate use the "
+                                 f"hostname {ctx.host.hostname!r}; leave it unset on Kubernetes nodes"))
+    return out
 
 
 def node_host_sections(ctx: HostContext):
@@ -133,15 +233,38 @@ def node_flows(ctx: HostContext) -> list[Flow]:
     ]
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def dns_addon_ip(service_cidr: ipaddress.IPv4Network) -> str:
     """The DNS addon's Service address, as nixpkgs' addons/dns.nix computes it (x.y.z.254)."""
     return ".".join(str(service_cidr.network_address).split(".")[:3]) + ".254"
 
 
-def node_expectations(ctx: HostContext) -> list[checks.Check]:
+def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check]:
+    """What every node must have; ``kubelet_scope``: when its kubelet runs (a worker's only after joining)."""
     why = "Kubernetes node (nixpkgs kubelet.nix loads it)"
-    return [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
-            checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+    out = [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
+           checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+    for other in ctx.lab.kubernetes_nodes:
+        if other is not ctx.host:  # its own name is NixOS's 127.0.0.2 line
+            out.append(checks.hosts_entry(kubelet_name(other), str(other.ip), "the API server reaches kubelets by "
+                                          "name, and every node resolves every node's name from /etc/hosts"))
+    api = ctx.cluster.api_name
+    if not _is_address(api):
+        out.append(checks.hosts_entry(api, str(ctx.lab.control_plane.ip), "every node finds the API server by "
+                                      "name (extraHosts)"))
+    reference = getattr(control_plane_role(ctx.lab), "dns_image_reference", lambda: None)()
+    if reference is not None:
+        out.append(checks.container_image(
+            reference, kubelet_scope, "the kubelet seeds the DNS addon's image; the CoreDNS Deployment "
+            "(imagePullPolicy Never) may run on any node and names exactly this image"))
+    return out
 
 
 def cluster_dns_check(ctx: HostContext) -> checks.Check:

@@ -44,13 +44,15 @@ class Worker(Role):
         return kubernetes.node_flows(ctx)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
+        if not ctx.host.is_control_plane:
+            yield from kubernetes.node_problems(ctx)
         if ctx.host.is_control_plane:
             yield ctx.error("roles", "ControlPlane already makes this host a Kubernetes node; drop Worker()")
 
     def expectations(self, ctx: HostContext) -> Iterable[checks.Check]:
         if ctx.host.is_control_plane:
             return
-        yield from kubernetes.node_expectations(ctx)
+        yield from kubernetes.node_expectations(ctx, "cluster")
         why = "Worker role: runs once the node joined the cluster (nixos-kubernetes-node-join)"
         for unit in kubernetes.NODE_UNITS:
             yield checks.service(f"{unit}.service", "cluster", why)

@@ -5,6 +5,7 @@ from homelab import CephStorage, Host, IngressProxy, Tailscale, Worker
 host = Host(
     hostname="hanaakari",
     system="x86_64-linux",
+    state_version="25.05",  # the NixOS release it was first installed with (system.stateVersion); never change it
     description="Intel N97 mini PC, 16 GB, 512 GB NVMe + 1 TB USB SSD",
     interface="enp1s0",
     address="192.168.10.12/24",

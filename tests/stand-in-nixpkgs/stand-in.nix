@@ -63,6 +63,10 @@ let
     _type = "pkg";
     attrPath = name;
   };
+  pkgCall = function: args: {
+    _type = "pkg-call";
+    inherit function args;
+  };
   modulePkgs = listToAttrs (
     map (n: { name = n; value = pkgRef n; }) [
       "linuxPackages"
@@ -71,20 +75,13 @@ let
       "curl"
       "kubectl"
       "busybox"
+      "coredns"
     ]
   ) // {
     writeShellScriptBin = name: text: pkgRef "writeShellScriptBin:${name}";
-    dockerTools.pullImage = args: {
-      _type = "pkg-call";
-      function = "dockerTools.pullImage";
-      inherit args;
-    };
-  };
-  moduleOptions = {
-    services.kubernetes.addons.dns.corednsImage.default = {
-      _type = "option-default";
-      option = "services.kubernetes.addons.dns.corednsImage";
-    };
+    buildEnv = pkgCall "buildEnv";
+    dockerTools.pullImage = pkgCall "dockerTools.pullImage";
+    dockerTools.buildImage = pkgCall "dockerTools.buildImage";
   };
 
   # Option paths whose definitions are recorded, per module.
@@ -123,7 +120,7 @@ let
       args = {
         inherit lib config;
         pkgs = modulePkgs;
-        options = moduleOptions;
+        options = { };
         modulesPath = "/stand-in/nixos/modules";
         name = "stand-in";
       };

@@ -7,7 +7,8 @@ JSON (``homelab expect --json``), so the steps follow the lab as written:
 2. every worker joins with the easyCerts token (``nixos-kubernetes-node-join``);
 3. ``kubectl get nodes`` shows every Kubernetes host Ready;
 4. a tiny HTTP workload is deployed behind the ingress NodePorts (standing in for Traefik);
-5. DNS inside the cluster: a pod resolves ``kubernetes.default.svc.cluster.local``;
+5. DNS inside the cluster: every CoreDNS replica runs, and a pod resolves
+   ``kubernetes.default.svc.cluster.local``;
 6. split DNS: a pod and every node get the ingress host's Tailscale address for a name in the zone;
 7. nginx -> NodePort: the ingress ports on the ingress host return the workload's page,
    from the host itself and over the LAN;
@@ -126,8 +127,9 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
 
     cluster_dns = [c for c in checks[cps[0]] if c["kind"] == "dns" and c["name"].endswith(".svc.cluster.local")]
     with step("DNS inside the cluster"):
-        cp.wait_until_succeeds("kubectl -n kube-system wait --for=condition=Available deployment/coredns "
-                               "--timeout=20s", timeout=600)
+        # every replica, not just one: each node must hold the image the Deployment names (pull policy Never)
+        cp.wait_until_succeeds("kubectl -n kube-system rollout status deployment/coredns --timeout=20s",
+                               timeout=600)
         for c in cluster_dns:
             cp.wait_until_succeeds(f"kubectl exec deploy/{ECHO} -- nslookup {c['name']} | grep -F '{c['answer']}'",
                                    timeout=300)

@@ -1,7 +1,8 @@
 """How each expectation is looked at on a target: a shell command, and a parser for what it prints.
 
 Commands use only what every NixOS (and Debian) system has: bash, coreutils,
-systemctl, iptables/nft, /proc and /sys.  DNS and the proxy path are spoken
+systemctl, iptables/nft, glibc's getent, /proc and /sys, and on Kubernetes nodes
+containerd's ctr (NixOS's containerd module installs it).  DNS and the proxy path are spoken
 over bash's /dev/tcp with the bytes built here, so a target needs no dig, nc or
 curl.  Every command is bounded by ``timeout``.
 
@@ -51,6 +52,9 @@ def property_matches(actual: str, value: str, match: str) -> bool:
         return actual == value
     if match == "contains":
         return value in actual.split() or value in actual
+    if match == "last":  # the winner of a repeated --flag=x: the last such word
+        flag = value.split("=", 1)[0] + "="
+        return [w for w in actual.split() if w.startswith(flag)][-1:] == [value]
     raise ValueError(f"unknown match {match!r}")
 
 
@@ -173,6 +177,28 @@ def firewall_matches(listing: str, rule: str, match: str) -> bool:
         pattern = re.compile(rule)
         return any(pattern.search(line) for line in lines)
     raise ValueError(f"unknown match {match!r}")
+
+
+# ---------------------------------------------------------------- names from /etc/hosts, container images
+
+
+def hosts_command(name: str) -> str:
+    """What the host's own files (/etc/hosts, not DNS) answer for ``name``: glibc's getent, files only."""
+    return f"getent -s files hosts {shlex.quote(name)}; true"
+
+
+def hosts_addresses(text: str) -> list[str]:
+    """The addresses ``getent hosts`` printed, in the order a client tries them."""
+    return [line.split()[0] for line in text.splitlines() if line.split()]
+
+
+def images_command(namespace: str) -> str:
+    """The images containerd holds in ``namespace`` (``ctr`` comes with NixOS's containerd module)."""
+    return f"ctr --namespace {shlex.quote(namespace)} images list --quiet 2>&1"
+
+
+def listed_images(text: str) -> set[str]:
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 # ---------------------------------------------------------------- DNS over TCP
