@@ -625,7 +625,7 @@ def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
                 UsePAM no
                 StrictModes no
                 ClientAliveInterval 5
-                ClientAliveCountMax 2
+                ClientAliveCountMax 12
                 """))
             procs.append(subprocess.Popen(["ip", "netns", "exec", lab2.ns[host], SSHD, "-D", "-e", "-f", str(conf)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
