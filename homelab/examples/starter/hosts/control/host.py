@@ -1,0 +1,14 @@
+"""control: the Kubernetes control plane (also a node)."""
+
+from homelab import ControlPlane, Host
+
+host = Host(
+    hostname="control",
+    system="x86_64-linux",
+    description="the control plane",
+    interface="enp1s0",  # the LAN interface's name on this machine (ip link)
+    address="192.168.1.10/24",
+    roles=[ControlPlane()],
+    imports=["./hardware-configuration.nix"],  # hand-written Nix, imported, never touched
+    options={"services.openssh.enable": True},  # raw NixOS options for what roles don't cover
+)
