@@ -118,8 +118,10 @@ def _firewall_checks(ctx: HostContext, options: dict[str, Any]) -> list[Check]:
     for iface in options.get("networking.firewall.trustedInterfaces", []):
         match, rule = firewall.listed_interface_rule(backend, iface)
         ident = f"iifname {iface}" if backend == "nftables" else f"iface {iface}"
+        # firewall-nftables.nix accepts trusted interfaces in chain input, not input-allow
+        listed = dict(table, list=firewall.NFT_LIST_INPUT) if backend == "nftables" else table
         out.append(checks.check("firewall_rule", ident, "host", f"trust the {iface} interface", match=match,
-                                rule=rule, **table))
+                                rule=rule, **listed))
     from .compile import host_flows
 
     for rule, flow in firewall.flow_rules(ctx.lab, host_flows(ctx)):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .role import Flow, Source
 
 NFT_LIST = "nft list chain inet nixos-fw input-allow"
+NFT_LIST_INPUT = "nft list chain inet nixos-fw input"  # trusted interfaces are accepted here, before input-allow
 IPT_LIST = "iptables -w -S nixos-fw"
 
 

@@ -31,14 +31,14 @@ from homelab import (
     Tailscale,
     Worker,
 )
-from homelab import verify
+from homelab import firewall, verify
 from homelab.compile import compile_lab
 from homelab.expect import KINDS, SCOPES, SCHEMA, host_expectations, lab_expectations
+from homelab.proofs.firewall import suite_probes
 from homelab.roles.kubernetes import dns_addon_ip
 from homelab.roles.tailscale import TAILSCALE_PORT
 
 from . import labkit
-from .conftest import REPO
 
 
 def merged_options(lab: Lab, hostname: str) -> dict:
@@ -122,41 +122,39 @@ def test_dns_addon_ip_follows_nixpkgs_rule():
     assert dns_addon_ip(ipaddress.ip_network("10.96.0.0/12")) == "10.96.0.254"
 
 
-def vm_probes():
-    """vm-tests/homelab_vmtests/probes.py (the suite's matchers), importable from its folder."""
-    path = str(REPO / "vm-tests")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    from homelab_vmtests import probes
-
-    return probes
-
-
 def test_nftables_expectations_match_what_nft_prints():
-    firewall_matches = vm_probes().firewall_matches
+    firewall_matches = suite_probes().firewall_matches
     lab = labkit.lab(firewall="nftables")
     e = host_expectations(lab, lab.host("yomogi"))
     rules = {c.id: c.spec for c in of(e, "firewall_rule")}
-    assert all(s["backend"] == "nftables" and s["list"].startswith("nft list chain inet nixos-fw") for s in
-               rules.values())
-    # how nft lists the input-allow chain NixOS writes (sets print in braces, single ports without)
-    listing = """table inet nixos-fw {
+    assert all(s["backend"] == "nftables" for s in rules.values())
+    # how nft lists the chains NixOS writes (firewall-nftables.nix): trusted interfaces in chain input, the
+    # allowed ports and extraInputRules in input-allow (sets print in braces, single ports without)
+    listings = {firewall.NFT_LIST_INPUT: """table inet nixos-fw {
+\tchain input {
+\t\ttype filter hook input priority filter; policy drop;
+\t\tiifname { "lo", "tailscale0" } accept comment "trusted interfaces"
+\t}
+}""", firewall.NFT_LIST: """table inet nixos-fw {
 \tchain input-allow {
-\t\tiifname "tailscale0" accept
 \t\ttcp dport 53 accept
 \t\tudp dport { 53, 41641 } accept
 \t\tip saddr 10.1.0.0/16 accept
 \t\tip saddr 10.0.0.0/24 accept
 \t\tip saddr 192.168.10.0/24 accept
 \t}
-}"""
+}"""}
+    assert {s["list"] for s in rules.values()} == set(listings)
+    assert rules["firewall_rule:iifname tailscale0"]["list"] == firewall.NFT_LIST_INPUT
     for cid, spec in rules.items():
-        assert firewall_matches(listing, spec["rule"], spec["match"]), cid
-    # and a rule that is not there is not found: 5353 is not 53, a missing range is missing
-    assert not firewall_matches(listing.replace("tcp dport 53", "tcp dport 5353"), rules["firewall_rule:tcp dport 53"]
+        assert firewall_matches(listings[spec["list"]], spec["rule"], spec["match"]), cid
+    # and a rule that is not there is not found: 5353 is not 53, a missing range is missing, another chain
+    allow = listings[firewall.NFT_LIST]
+    assert not firewall_matches(allow.replace("tcp dport 53", "tcp dport 5353"), rules["firewall_rule:tcp dport 53"]
                                 ["rule"], "regex")
-    assert not firewall_matches(listing.replace("ip saddr 10.0.0.0/24 accept\n", ""),
+    assert not firewall_matches(allow.replace("ip saddr 10.0.0.0/24 accept\n", ""),
                                 rules["firewall_rule:accept 10.0.0.0/24"]["rule"], "line")
+    assert not firewall_matches(allow, rules["firewall_rule:iifname tailscale0"]["rule"], "regex")
 
 
 # ---------------------------------------------------------------- agreement with compile (properties)
@@ -309,21 +307,21 @@ def run_cli(*args, cwd):
                           timeout=60)
 
 
-def test_cli_json_is_the_model(repo, seed):
+def test_cli_json_is_the_model(seed_root, seed):
     lab, _ = seed
-    r = run_cli("expect", "hosts/yomogi", "--json", cwd=repo)
+    r = run_cli("expect", "hosts/yomogi", "--json", cwd=seed_root)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == host_expectations(lab, lab.host("yomogi")).to_json()
-    r = run_cli("expect", "--json", "--scope", "host", cwd=repo)
+    r = run_cli("expect", "--json", "--scope", "host", cwd=seed_root)
     data = json.loads(r.stdout)
     assert sorted(data) == ["hanaakari", "tokiwa", "yomogi"]
     assert all(c["scope"] == "host" for e in data.values() for c in e["checks"])
 
 
-def test_cli_text_and_bad_input(repo, lab_copy):
-    r = run_cli("expect", "hosts/hanaakari", cwd=repo)
+def test_cli_text_and_bad_input(seed_root, lab_copy):
+    r = run_cli("expect", "hosts/hanaakari", cwd=seed_root)
     assert r.returncode == 0 and "proxy:" in r.stdout and "80->31080  [cluster]" in r.stdout
-    r = run_cli("expect", "hosts/nosuch", cwd=repo)
+    r = run_cli("expect", "hosts/nosuch", cwd=seed_root)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     (lab_copy / "hosts" / "tokiwa" / "host.py").write_text("from homelab import Host\nhost = Host(hostname='tokiwa')\n")
     r = run_cli("expect", "--json", cwd=lab_copy)

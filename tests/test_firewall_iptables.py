@@ -1,13 +1,14 @@
 """The generated iptables ``extraCommands``, run by real iptables inside NixOS's chain skeleton.
 
-For every host of the seed lab (and of a variant with other ranges), the test
-reads back through nix the options homelab generated (``extraCommands``,
-``allowedTCPPorts``/``allowedUDPPorts``, ``trustedInterfaces``), builds in a
-fresh network namespace the rules NixOS's ``firewall-start`` script builds
-around them (docs/firewall-skeleton.md lists each fact and where it comes
-from), runs the whole thing as one ``bash -e`` script the way NixOS does, and
-then sends real TCP and UDP from peer namespaces.  Each probe's expected
-verdict comes from the model (trusted ranges, roles), not from the rules.
+For every host of the seed lab (and of a variant with other ranges), the proof
+(:func:`homelab.proofs.firewall.prove_iptables`, which ``homelab test`` runs too) reads back
+through nix the options homelab generated (``extraCommands``,
+``allowedTCPPorts``/``allowedUDPPorts``, ``trustedInterfaces``), builds in a fresh network
+namespace the rules NixOS's ``firewall-start`` script builds around them
+(docs/firewall-skeleton.md lists each fact and where it comes from), runs the whole thing as one
+``bash -e`` script the way NixOS does, and then sends real TCP and UDP from peer namespaces.
+Each probe's expected verdict comes from the model (trusted ranges, roles), not from the rules;
+then the host's expectations (``homelab expect``) must be listed by the real iptables.
 
 Both iptables back ends are run: ``iptables-nft`` (what ``pkgs.iptables`` is in
 current nixpkgs) and ``iptables-legacy`` (``pkgs.iptables-legacy``).
@@ -16,96 +17,28 @@ Needs root, ``ip netns`` and working iptables; otherwise skipped with the reason
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import attrs
 import pytest
 
+from homelab.expect import lab_expectations
+from homelab.proofs import ProofFailed
+from homelab.proofs.firewall import IPTABLES, iptables_unavailable, nixos_firewall_start, prove_iptables
+from homelab.proofs.netns import read_back, read_back_lab
 from tests import labkit
-from tests.netns import (
-    Expectations,
-    FirewallRig,
-    Namespaces,
-    iter_lines,
-    netns_unavailable,
-    plain,
-    read_back_lab,
-    read_back_seed,
-    temp_bin,
-    tool_unavailable,
-)
-
-BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy"}
 
 
-def nixos_firewall_start(extra_commands: str, trusted_interfaces: list[str], tcp: list[int], udp: list[int]) -> str:
-    """The IPv4 part of NixOS's firewall-start script with default options, ``extraCommands`` verbatim.
-
-    Facts (see docs/firewall-skeleton.md): rejectPackets=false -> refuse is DROP;
-    logging off; checkReversePath=true -> strict rpfilter in the mangle table;
-    allowPing=true; extraCommands just before the final jump to nixos-fw-log-refuse.
-    IPv6 (ip6tables) is left out: no IPv6 rule is under test.
-    """
-    ip46 = "ip46tables"
-    lines = [
-        "# NixOS firewall-start skeleton (IPv4), built by tests/test_firewall_iptables.py",
-        f'{ip46}() {{ iptables -w "$@"; }}',
-        f"{ip46} -N nixos-fw-accept",
-        f"{ip46} -A nixos-fw-accept -j ACCEPT",
-        f"{ip46} -N nixos-fw-refuse",
-        f"{ip46} -A nixos-fw-refuse -j DROP",
-        f"{ip46} -N nixos-fw-log-refuse",
-        f"{ip46} -A nixos-fw-log-refuse -m pkttype ! --pkt-type unicast -j nixos-fw-refuse",
-        f"{ip46} -A nixos-fw-log-refuse -j nixos-fw-refuse",
-        f"{ip46} -N nixos-fw",
-        f"{ip46} -t mangle -N nixos-fw-rpfilter",
-        f"{ip46} -t mangle -A nixos-fw-rpfilter -m rpfilter --validmark -j RETURN",
-        "iptables -t mangle -A nixos-fw-rpfilter -p udp --sport 67 --dport 68 -j RETURN",
-        "iptables -t mangle -A nixos-fw-rpfilter -s 0.0.0.0 -d 255.255.255.255 -p udp --sport 68 --dport 67 -j RETURN",
-        f"{ip46} -t mangle -A nixos-fw-rpfilter -j DROP",
-        f"{ip46} -t mangle -A PREROUTING -j nixos-fw-rpfilter",
-    ]
-    lines += [f"{ip46} -A nixos-fw -i {iface} -j nixos-fw-accept" for iface in trusted_interfaces]
-    lines += [f"{ip46} -A nixos-fw -i {pat} -p udp --dport 67 -j nixos-fw-accept"
-              for pat in ("ve-+", "vz-+", "vt-+", "ns-+")]
-    lines.append(f"{ip46} -A nixos-fw -m conntrack --ctstate ESTABLISHED,RELATED -j nixos-fw-accept")
-    lines += [f"{ip46} -A nixos-fw -p tcp --dport {p} -j nixos-fw-accept" for p in tcp]
-    lines += [f"{ip46} -A nixos-fw -p udp --dport {p} -j nixos-fw-accept" for p in udp]
-    lines.append("iptables -w -A nixos-fw -p icmp --icmp-type echo-request -j nixos-fw-accept")
-    lines.append("")
-    lines.append(extra_commands)  # verbatim, as NixOS interpolates it into the same script
-    lines.append(f"{ip46} -A nixos-fw -j nixos-fw-log-refuse")
-    lines.append(f"{ip46} -A INPUT -j nixos-fw")
-    return "\n".join(lines) + "\n"
-
-
-def _normalise(rule: str) -> list[str]:
-    """'iptables -w -A nixos-fw -s X -j Y' and iptables -S output compare as the same token list."""
-    return [t for t in rule.split() if t not in ("iptables", "-w")]
-
-
-@pytest.fixture(scope="module")
-def netns_ok():
-    why = netns_unavailable()
+@pytest.fixture(params=sorted(IPTABLES))
+def binary(request):
+    name = IPTABLES[request.param]
+    why = iptables_unavailable(name)
     if why:
-        pytest.skip(why)
+        pytest.skip(f"{name}: {why}")
+    return name
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request, netns_ok):
-    binary = BACKENDS[request.param]
-    why = tool_unavailable(binary, "-w", "-t", "mangle", "-N", "hlprobe") or tool_unavailable(
-        binary, "-w", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT")
-    if why:
-        pytest.skip(f"{binary}: {why}")
-    with temp_bin({"iptables": shutil.which(binary)}) as d:
-        yield binary, d
-
-
-def _labs(nix):
+def _labs(nix, seed_root):
     return {
-        "seed": read_back_seed(nix),
+        "seed": read_back(seed_root, nix),
         # same hosts, other ranges (and one extra trusted range): the rules follow the model
         "wide": read_back_lab("iptables-wide", labkit.lab(
             lan="192.168.50.0/24", gateway="192.168.50.1", nameservers=["192.168.50.1"],
@@ -120,38 +53,31 @@ CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide",
 
 @pytest.mark.netns
 @pytest.mark.parametrize("which,hostname", CASES, ids=[f"{w}-{h}" for w, h in CASES])
-def test_generated_extra_commands_accept_and_refuse_what_the_model_says(nix, backend, which, hostname, tmp_path):
-    binary, bindir = backend
-    rb = _labs(nix)[which]
+def test_generated_extra_commands_accept_and_refuse_what_the_model_says(nix, seed_root, binary, which, hostname,
+                                                                        tmp_path):
+    rb = _labs(nix, seed_root)[which]
     host = rb.lab.host(hostname)
-    opts = rb.options[hostname]
-    assert plain(opts["networking.firewall.enable"]) is True
-    assert not opts.get("networking.nftables.enable"), "this lab asks for the iptables backend"
-    extra = plain(opts["networking.firewall.extraCommands"])
-    trusted = ["lo", *plain(opts.get("networking.firewall.trustedInterfaces", []))]  # firewall.nix adds lo
-    tcp = plain(opts.get("networking.firewall.allowedTCPPorts", []))
-    udp = plain(opts.get("networking.firewall.allowedUDPPorts", []))
-    script = tmp_path / "firewall-start"
-    script.write_text(nixos_firewall_start(extra, trusted, tcp, udp))
+    rules = [c.to_json() for c in lab_expectations(rb.lab, [hostname])[hostname].checks if c.kind == "firewall_rule"]
+    summary = prove_iptables(rb.lab, host, rb.options[hostname], binary, tmp_path, rules)
+    assert summary.endswith(f"; {len(rules)} expected rules listed") and len(rules) >= 4
 
-    with Namespaces(hostname) as ns:
-        rig = FirewallRig(rb.lab, host, ns, Expectations.of(rb.lab, host)).build()
-        rig.check_wiring()
 
-        env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
-        rig.fw.exec("bash", "-e", str(script), env=env, timeout=30)
-
-        # the generated rules sit exactly where NixOS puts extraCommands: just before the final refuse
-        listed = [r.split() for r in rig.fw.exec(binary, "-w", "-S", "nixos-fw").stdout.splitlines()]
-        generated = [_normalise(r) for r in iter_lines(extra)]
-        assert listed[-1] == ["-A", "nixos-fw", "-j", "nixos-fw-log-refuse"]
-        assert listed[-1 - len(generated):-1] == generated, listed
-
-        rig.check_verdicts()
-
-        counters = rig.fw.exec(binary, "-w", "-L", "nixos-fw-refuse", "-v", "-n", "-x").stdout.splitlines()
-        dropped = int(counters[2].split()[0])
-        assert dropped > 0, "refused probes must have reached nixos-fw-refuse:\n" + "\n".join(counters)
+@pytest.mark.netns
+def test_a_firewall_that_differs_from_the_model_fails_the_proof(nix, seed_root, tmp_path):
+    """Break the generated rules on purpose: the proof must say so (a dropped LAN rule, a wider range)."""
+    if iptables_unavailable("iptables-nft"):
+        pytest.skip(iptables_unavailable("iptables-nft"))
+    rb = read_back(seed_root, nix)
+    host = rb.lab.host("tokiwa")
+    opts = dict(rb.options["tokiwa"])
+    lan_rule = f"iptables -A nixos-fw -s {rb.lab.cluster.lan} -j nixos-fw-accept\n"
+    assert lan_rule in opts["networking.firewall.extraCommands"]
+    opts["networking.firewall.extraCommands"] = opts["networking.firewall.extraCommands"].replace(lan_rule, "")
+    with pytest.raises(ProofFailed, match=r"probes wrong:\n.*expect accept \(inside the LAN"):
+        prove_iptables(rb.lab, host, opts, "iptables-nft", tmp_path)
+    opts["networking.firewall.extraCommands"] = "iptables -A nixos-fw -s 10.0.0.0/8 -j nixos-fw-accept\n"
+    with pytest.raises(ProofFailed, match=r"expect refuse \(outside every trusted range"):
+        prove_iptables(rb.lab, host, opts, "iptables-nft", tmp_path)
 
 
 def test_skeleton_script_keeps_extra_commands_verbatim_before_the_final_refuse():
