@@ -27,7 +27,7 @@ import attrs
 from .errors import LabError, Problem, collecting, located
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
 from .role import Role
-from .validate import validate, validate_cluster
+from .validate import problems_of, validate_cluster
 
 _MISSING = re.compile(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
@@ -184,7 +184,7 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
             problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
         return None, problems
     lab = Lab(cluster, hosts, sources)
-    return lab, problems + validate(lab)
+    return lab, problems + list(problems_of(lab))
 
 
 def load_or_raise(root: Path) -> tuple[Lab, list[Problem]]:
