@@ -26,6 +26,7 @@ from homelab import (
     Host,
     IngressProxy,
     Lab,
+    LabError,
     RaspberryPi4,
     SystemdBoot,
     Tailscale,
@@ -208,8 +209,9 @@ def labs(draw) -> Lab:
 @settings(deadline=None)
 def test_expectations_agree_with_the_generated_options(lab):
     for host in lab.hosts:
-        e = host_expectations(lab, host)
+        # the options given: random labs may break lab-wide rules, which host_expectations(lab, host) refuses
         opts = merged_options(lab, host.hostname)
+        e = host_expectations(lab, host, opts)
         ids = [c.id for c in e.checks]
         assert len(ids) == len(set(ids))
         assert all(c.kind in KINDS and c.scope in SCOPES for c in e.checks)
@@ -295,8 +297,10 @@ def test_arm64_override_off_means_no_etcd_expectation():
     off = attrs.evolve(yomogi, roles=tuple(attrs.evolve(r, arm64_overrides=False) if isinstance(r, ControlPlane)
                                            else r for r in yomogi.roles))
     lab2 = labkit.evolve_host(lab, "yomogi", roles=off.roles)
-    assert not [c for c in host_expectations(lab2, lab2.host("yomogi")).checks if c.spec.get("unit") == "etcd.service"
-                and c.kind == "systemd_property"]
+    with pytest.raises(LabError, match="leave arm64_overrides on"):  # refused as a lab, so only by hand:
+        host_expectations(lab2, lab2.host("yomogi"))
+    checks = host_expectations(lab2, lab2.host("yomogi"), merged_options(lab2, "yomogi")).checks
+    assert not [c for c in checks if c.spec.get("unit") == "etcd.service" and c.kind == "systemd_property"]
 
 
 # ---------------------------------------------------------------- the command

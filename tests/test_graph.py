@@ -263,13 +263,13 @@ def test_table_rows_are_the_hosts():
 
 def test_cli_table_and_mermaid_and_json(seed_lab):
     topo = graph.topology(seed_lab)
-    t = run("graph", "--format", "table")
+    t = run("graph", "--format", "table", cwd=SEED)
     assert t.returncode == 0, t.stderr
     assert t.stdout == graph.table(topo)
-    m = run("graph")
+    m = run("graph", cwd=SEED / "hosts" / "yomogi")  # the lab is found from a folder inside it
     assert m.returncode == 0 and m.stdout == graph.mermaid(topo)
     assert "\x1b[" not in m.stdout + t.stdout
-    j = run("graph", "--json")
+    j = run("graph", "--json", "--root", str(SEED))
     assert j.returncode == 0
     data = json.loads(j.stdout)
     assert_graph_json_shape(data)

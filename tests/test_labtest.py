@@ -90,15 +90,16 @@ def test_acceptance_a_changed_copy_of_the_repository_lab_passes(repo_lab, nix, t
     pod = "10.244.0.0/16" if str(lab.cluster.pod_cidr) != "10.244.0.0/16" else "10.248.0.0/16"
     with open(root / "hosts" / "cluster.py", "a", encoding="utf-8") as f:
         f.write(f'\nimport attrs\ncluster = attrs.evolve(cluster, pod_cidr="{pod}", domain="lab.example.org")\n')
-    (root / "hosts" / "kiri").mkdir()
-    (root / "hosts" / "kiri" / "host.py").write_text(
-        'from homelab import Host, Worker\n\nhost = Host(hostname="kiri", system="x86_64-linux", interface="eno1", '
+    added = next(n for n in (f"kiri{i}" for i in range(100)) if not (root / "hosts" / n).exists())
+    (root / "hosts" / added).mkdir()
+    (root / "hosts" / added / "host.py").write_text(
+        f'from homelab import Host, Worker\n\nhost = Host(hostname="{added}", system="x86_64-linux", interface="eno1", '
         f'address="{_free_address(lab)}/{lab.cluster.lan.prefixlen}", roles=[Worker()])\n')
     r = homelab("build", cwd=root)
     assert r.returncode == 0, r.stderr
     changed, _ = load_or_raise(root)
     assert (str(changed.cluster.pod_cidr), changed.cluster.domain) == (pod, "lab.example.org")
-    assert "kiri" in {h.hostname for h in changed.hosts} and len(changed.hosts) == len(lab.hosts) + 1
+    assert added in {h.hostname for h in changed.hosts} and len(changed.hosts) == len(lab.hosts) + 1
     got = results(root)
     assert_all_passed(got, changed)
     for name, (status, detail) in got.items():
@@ -106,7 +107,7 @@ def test_acceptance_a_changed_copy_of_the_repository_lab_passes(repo_lab, nix, t
             assert " in lab.example.org answered " in detail
     # the changed ranges are in the files nix read back, not only in the model
     rb = netns.read_back(root, nix, cache=False)
-    assert rb.options["kiri"]["services.kubernetes.clusterCidr"] == pod
+    assert rb.options[added]["services.kubernetes.clusterCidr"] == pod
 
 
 def test_a_lab_made_by_init_is_refused_until_its_placeholders_are_replaced_then_passes(tmp_path):

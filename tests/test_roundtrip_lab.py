@@ -25,6 +25,8 @@ from homelab import (
     force,
 )
 from homelab import render, verify
+from homelab.model import option_path
+from homelab.nixvalue import attr_path
 from homelab.compile import compile_lab
 from homelab.roles.control_plane import CFSSL_PORT, CONTROL_PLANE_PORTS
 from homelab.roles.kubernetes import NODE_PORTS
@@ -123,7 +125,8 @@ def test_random_labs_round_trip_through_nix(nix, lab):
             assert [r.split()[4] for r in opts["networking.firewall.extraCommands"].splitlines()] == trusted
         else:
             assert [r.split()[2] for r in opts["networking.firewall.extraInputRules"].splitlines()] == trusted
-        for k, v in h.options.items():
+        for raw, v in h.options.items():
+            k = attr_path(option_path(raw))  # as nix names it: a keyword segment is quoted (services.a."in")
             want = verify.to_json(v)
             got = opts.get(k, verify.nest([(tuple(k.split(".")), v)]))
             if isinstance(want, dict) and want.get("_type") == "override":

@@ -727,7 +727,7 @@ def test_vm_network_helpers(seed):
 
 def homelab_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "homelab", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def test_vm_dry_run_prints_the_exact_commands(seed_root, tmp_path):
