@@ -120,6 +120,14 @@ def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> li
         hosts |= extra
 
 
+def require_hosts(lab: Lab, hosts: list[str] | None) -> None:
+    """LabError naming every one of ``hosts`` the lab does not have."""
+    known = {h.hostname for h in lab.hosts}
+    missing = [n for n in hosts or () if n not in known]
+    if missing:
+        raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)") for n in missing])
+
+
 @attrs.frozen
 class BuildResult:
     """What a build did (or, with ``check``, would do)."""
@@ -159,12 +167,7 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     if lab is None:
         lab, loaded = load_or_raise(root)
         warnings = tuple(warnings) + tuple(loaded)
-    if hosts:
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in hosts if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
+    require_hosts(lab, hosts)
     p = prepare(lab, warnings)
     only = sorted(hosts) if hosts else None
     also: tuple[str, ...] = ()
@@ -208,12 +211,7 @@ def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = Non
     if lab is None:
         lab, warnings = load_or_raise(root)
     p = prepare(lab, warnings)
-    if hosts:
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in hosts if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
+    require_hosts(lab, hosts)
     names = hosts or sorted(p.compiled.hosts)
     missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
     if missing:
