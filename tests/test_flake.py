@@ -366,6 +366,13 @@ def test_library_outputs(flake, homelab_src):
     assert applied["kind"] == "python-application" and applied["pname"] == "homelab"
 
 
+def test_nix_flake_init_writes_the_starter(flake, tmp_path):
+    """`nix flake init -t <homelab>`: the same files `homelab init` writes (nixpkgs is never fetched for it)."""
+    flake.nix.flake(["flake", "init", "-t", flake.ref], cwd=tmp_path)
+    written = {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {rel: src.read_bytes() for rel, src in files_of("starter").items()}
+
+
 def test_the_generated_files_check_runs_homelab_build_check(flake, tmp_path):
     """The check's script, run here with this homelab: it passes on the lab as committed, and fails
     (exit 1, naming the file) on a lab whose host.py changed without a build."""
