@@ -152,8 +152,12 @@ let
           modules = modulesOf name ++ [ { virtualisation.vmVariant = adapter name vmSystem "build-vm"; } ];
         };
 
-      # The lab's own files: hosts/ and modules/ (sources and generated), and Python beside hosts/
-      # (top-level .py files and packages, for a lab's own roles); never __pycache__ or tests/.
+      # The lab's own files: hosts/ and modules/ (sources and generated), and the Python beside
+      # hosts/ that host.py may import (a lab's own roles): top-level .py files, and the .py files of
+      # top-level folders that hold Python (roles/, a package); never __pycache__ or tests/.
+      isPy = name: match ".*\\.py" name != null;
+      holdsPython =
+        top: builtins.any isPy (attrNames (builtins.readDir (root + "/${top}")));
       labSource = builtins.path {
         path = root;
         name = "homelab-lab";
@@ -162,17 +166,17 @@ let
           let
             rel = relTo root path;
             top = head (builtins.split "/" rel);
-            isPy = match ".*\\.py" rel != null;
           in
           baseNameOf rel != "__pycache__"
           && (
             top == "hosts"
             || top == "modules"
-            || (rel == top && type == "regular" && isPy)
+            || (rel == top && type == "regular" && isPy rel)
             || (
               top != "tests"
-              && pathExists (root + "/${top}/__init__.py")
-              && (type == "directory" || isPy)
+              && (rel != top || type == "directory")
+              && (type == "directory" || isPy rel)
+              && holdsPython top
             )
           );
       };

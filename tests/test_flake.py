@@ -385,10 +385,7 @@ def test_the_generated_files_check_runs_homelab_build_check(flake, tmp_path):
     top = sorted(os.listdir(src))
     assert "hosts" in top and "modules" in top and "tests" not in top and "flake.nix" not in top
     assert (Path(src) / "hosts" / "lab.nix").is_file()
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "homelab").write_text(f"#!/bin/sh\nexec {sys.executable} -m homelab \"$@\"\n")
-    (shim / "homelab").chmod(0o755)
+    shim = homelab_shim(tmp_path / "bin")
 
     def run(script_text: str, where: Path) -> subprocess.CompletedProcess:
         where.mkdir()
@@ -409,6 +406,38 @@ def test_the_generated_files_check_runs_homelab_build_check(flake, tmp_path):
     r = run(script.replace(src, str(stale)), tmp_path / "stale")
     assert r.returncode == 1 and f"hosts/{host_py.parent.name}/default.nix" in r.stdout
     assert not (tmp_path / "stale" / "out").exists()
+
+
+def homelab_shim(where: Path) -> Path:
+    """A folder with a `homelab` command that runs this homelab (what the flake's package would be)."""
+    where.mkdir()
+    (where / "homelab").write_text(f"#!/bin/sh\nexec {sys.executable} -m homelab \"$@\"\n")
+    (where / "homelab").chmod(0o755)
+    return where
+
+
+def test_a_labs_own_role_is_in_its_checks_and_tags(nix, homelab_src, tmp_path):
+    """A role in the lab's own roles/ folder: the flake's lab source carries it (the check imports it)."""
+    f = lab_flake(nix, tmp_path / "lab", homelab_src, "starter")
+    (f.path / "roles").mkdir()
+    (f.path / "roles" / "backup.py").write_text(
+        "import attrs\n\nfrom homelab.role import Role\n\n\n@attrs.frozen\nclass Backup(Role):\n"
+        '    label = "backup"\n')
+    host_py = f.path / "hosts" / "worker1" / "host.py"
+    host_py.write_text("from roles.backup import Backup\n" + host_py.read_text().replace(
+        "roles=[Worker()]", "roles=[Worker(), Backup()]"))
+    assert homelab_build(f.path).returncode == 0
+    assert f.eval("colmena.worker1.deployment.tags") == ["k8s-worker", "backup"]
+    script = f.eval("checks.x86_64-linux.generated-files-current.standIn.script")
+    src = Path(re.search(r"cp -r (/nix/store/[0-9a-z]{32}-homelab-lab) lab", script).group(1))
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*.py")) == [
+        "hosts/cluster.py", "hosts/control/host.py", "hosts/worker1/host.py", "roles/backup.py"]
+    bindir = homelab_shim(tmp_path / "bin")
+    (tmp_path / "run").mkdir()
+    r = subprocess.run(["bash", "-euc", script], cwd=tmp_path / "run", capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "out": str(tmp_path / "out"),
+                            "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_expectations_package_runs_homelab_expect_on_the_lab(packages, own, tmp_path):
