@@ -4,8 +4,9 @@
 
 The model (:mod:`homelab.model`), the built-in roles (:mod:`homelab.roles`), the
 role interface for your own roles (:mod:`homelab.role`, :mod:`homelab.fields`,
-:mod:`homelab.checks`), and the pipeline as a library (:mod:`homelab.build`,
-:func:`load_lab`).
+:mod:`homelab.checks`), and the pipeline as a library (:func:`load_lab`,
+:func:`check`, :mod:`homelab.build`, :mod:`homelab.expect`, :mod:`homelab.labtest`).
+docs/api.md has a worked example.
 """
 
 from .errors import LabError, Problem
@@ -50,9 +51,16 @@ def load_lab(root):
     return lab
 
 
+def check(lab):
+    """Validate a lab (e.g. built in code): its warnings, or LabError carrying every error at once."""
+    from .build import check as check_lab
+
+    return check_lab(lab)
+
+
 __all__ = [
     "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
     "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "Priority", "Problem",
-    "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "default", "force", "load_lab",
+    "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "check", "default", "force", "load_lab",
 ]
 __version__ = "0.1.0"

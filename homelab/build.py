@@ -29,7 +29,7 @@ from .errors import GeneratedCodeError, LabError, Problem
 from .model import Lab
 from .pynix_eval import Nix, NixNotFound
 
-__all__ = ["Prepared", "BuildResult", "prepare", "build", "hosts_sharing_changes", "NotVerified"]
+__all__ = ["Prepared", "BuildResult", "check", "prepare", "build", "show", "hosts_sharing_changes", "NotVerified"]
 
 
 class NotVerified(Exception):
@@ -54,15 +54,35 @@ class Prepared:
         return render.render_all(self.compiled, only)
 
 
-def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Prepared:
-    """Compile and precheck a validated lab.
+def check(lab: Lab) -> tuple[Problem, ...]:
+    """Validate a lab (loaded, or built in code): its warnings, or LabError carrying every error at once.
 
-    LabError when a host's raw ``options`` fight what homelab generates (the
-    user's to fix); GeneratedCodeError when the generated code itself breaks the
-    option contract or does not merge (homelab's bug).
+    Each problem names where (``hosts/<name>`` or ``cluster``), the field and the reason.  A lab is
+    checked once however often it is asked (loading a lab checks it).
+    """
+    from .validate import problems_of
+
+    if not isinstance(lab, Lab):
+        raise LabError([Problem("lab", "lab", f"expected a homelab Lab, got {type(lab).__name__}")])
+    problems = problems_of(lab)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise LabError(errors)
+    return tuple(p for p in problems if p.severity != "error")
+
+
+def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Prepared:
+    """Validate, compile and precheck a lab.
+
+    LabError when the lab has problems, or when a host's raw ``options`` fight
+    what homelab generates (the user's to fix); GeneratedCodeError when the
+    generated code itself breaks the option contract or does not merge
+    (homelab's bug).
     """
     from .validate import option_clashes
 
+    found = check(lab)
+    warnings = tuple(warnings) + tuple(w for w in found if w not in warnings)
     compiled = compile_lab(lab)
     pre = verify.precheck(compiled)
     # a role of the lab's own that writes what its contract rows do not allow is the lab's to fix
@@ -113,6 +133,14 @@ def hosts_sharing_changes(root: Path, compiled: Compiled, only: list[str]) -> li
         hosts |= extra
 
 
+def require_hosts(lab: Lab, hosts: list[str] | None) -> None:
+    """LabError naming every one of ``hosts`` the lab does not have."""
+    known = {h.hostname for h in lab.hosts}
+    missing = [n for n in hosts or () if n not in known]
+    if missing:
+        raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)") for n in missing])
+
+
 @attrs.frozen
 class BuildResult:
     """What a build did (or, with ``check``, would do)."""
@@ -147,15 +175,12 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     from .load import load_or_raise
 
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise LabError([Problem(str(root), "folder", "is a file; a lab is built into a folder")])
     if lab is None:
         lab, loaded = load_or_raise(root)
         warnings = tuple(warnings) + tuple(loaded)
-    if hosts:
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in hosts if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
+    require_hosts(lab, hosts)
     p = prepare(lab, warnings)
     only = sorted(hosts) if hosts else None
     also: tuple[str, ...] = ()
@@ -181,17 +206,25 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         seconds = time.perf_counter() - t0
         if rep.problems:
             raise verify.VerifyError(rep.problems)
+    root.mkdir(parents=True, exist_ok=True)  # a lab built in code may go into a new folder
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
 
 
-def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = None) -> dict[str, dict[str, Any]]:
-    """The option values each host sets, read back from the generated files on disk by real nix."""
+def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = None, *,
+         lab: Lab | None = None) -> dict[str, dict[str, Any]]:
+    """The option values each host sets, read back from the generated files on disk by real nix.
+
+    ``lab``: the lab the files were built from (default: load it from ``root``).
+    """
     from .load import load_or_raise
 
     root = Path(root)
-    lab, warnings = load_or_raise(root)
+    warnings: list[Problem] = []
+    if lab is None:
+        lab, warnings = load_or_raise(root)
     p = prepare(lab, warnings)
+    require_hosts(lab, hosts)
     names = hosts or sorted(p.compiled.hosts)
     missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
     if missing:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ from .errors import GeneratedCodeError, LabError, Problem
 
 # One table of exit codes for every command (also in --help and the README).
 EXIT_OK = 0  # done; nothing out of date
-EXIT_CHANGED = 1  # something is out of date or would change (build --check, plan, graph --check-readme)
+EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, graph --check-readme, test)
 EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
 EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
 EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
@@ -29,7 +30,8 @@ EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --de
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
     (EXIT_OK, "done"),
-    (EXIT_CHANGED, "out of date / something would change (build --check, plan, graph --check-readme)"),
+    (EXIT_CHANGED, "out of date / something would change / a test failed (build --check, plan, graph "
+                   "--check-readme, test)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
@@ -297,6 +299,48 @@ def cmd_vm(args) -> int:
     return vm.run(lab, root, list(only or []), args)
 
 
+def cmd_init(args) -> int:
+    from . import init
+
+    done = init.init(Path(args.dir), example=args.example, force=args.force, homelab_url=args.homelab_url)
+    print(f"homelab init: a new lab in {done.root} ({done.example} example)")
+    for rel in done.written:
+        print(f"  wrote {rel}")
+    for rel in done.kept:
+        print(f"  kept {rel} (already there)")
+    print("next:")
+    for rel in done.placeholders:
+        print(f"  replace {rel} with the machine's own (nixos-generate-config --show-hardware-config)")
+    print(f"  cd {shlex.quote(str(done.root))} && homelab build && homelab test")
+    return EXIT_OK
+
+
+def cmd_test(args) -> int:
+    from . import labtest
+
+    if args.suite_path:
+        from .harness import VM_TESTS
+
+        print(VM_TESTS)
+        return EXIT_OK
+    root, only = resolve_targets(args.hosts, args.root)
+    if not args.json:
+        print(f"homelab test: the lab in {root}")
+
+    def show(o) -> None:
+        if not args.json:
+            print(f"  {o.status:<8} {o.name}: " + o.detail.replace("\n", "\n" + " " * 11))
+
+    outcomes = labtest.run(root, nix=_nix(args), hosts=only, vm=args.vm, report=show)
+    counts = {s: sum(o.status == s for o in outcomes) for s in (labtest.PASSED, labtest.FAILED, labtest.SKIPPED)}
+    if args.json:
+        _dump({"version": 1, "root": str(root), "ok": not counts[labtest.FAILED],
+               "results": [o.to_json() for o in outcomes]})
+    else:
+        print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return EXIT_CHANGED if counts[labtest.FAILED] else EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -370,6 +414,26 @@ def _vm_args(p) -> None:
                    help='extra arguments for pytest, one string (e.g. "-k dns -x")')
 
 
+def _init_args(p) -> None:
+    p.add_argument("dir", metavar="DIR", help="the new lab's folder (created if missing)")
+    p.add_argument("--example", choices=("starter", "seed"), default="starter",
+                   help="starter: a control plane and a worker (default); seed: the seed article's three hosts")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty (existing files are kept, never overwritten)")
+    p.add_argument("--homelab-url", metavar="FLAKEREF",
+                   help="the homelab flake the lab's flake.nix uses (default: the starter's)")
+
+
+def _test_args(p) -> None:
+    _hosts(p, "host folders, e.g. hosts/yomogi (every host when none are named)")
+    p.add_argument("--vm", action="store_true",
+                   help="also run the VM tests (nix flake check on the lab's flake; needs nixpkgs and KVM, minutes)")
+    p.add_argument("--json", action="store_true", help="print {ok, results: [{name, status, detail}]} as JSON")
+    p.add_argument("--suite-path", action="store_true",
+                   help="print the folder of the vm-tests suite homelab ships (for pytest against live hosts) and "
+                        "exit")
+
+
 # name -> (function, help, example, arguments)
 COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "build": (cmd_build, "write the NixOS modules of the named hosts (all when none named), verified by nix",
@@ -387,6 +451,11 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
                "python -m homelab expect hosts/yomogi --json", _expect_args),
     "vm": (cmd_vm, "build a host's VM, boot it with SSH forwarded, run the vm-tests suite on it, shut it down",
            "python -m homelab vm hosts/tokiwa --dry-run", _vm_args),
+    "init": (cmd_init, "start a new lab in a folder: hosts, flake.nix, README, .gitignore, CI script",
+             "python -m homelab init mylab", _init_args),
+    "test": (cmd_test, "run homelab's tests on the lab: generated files current, nix read-back, the firewall, "
+             "nginx and CoreDNS run by real programs, the VM tests with --vm (exit 1 when one fails)",
+             "python -m homelab test", _test_args),
 }
 
 

@@ -136,8 +136,16 @@ def _reach_checks(ctx: HostContext) -> list[Check]:
     return out
 
 
-def host_expectations(lab: Lab, host) -> HostExpectations:
-    """Everything that must hold on ``host`` once it runs the configuration homelab generated for it."""
+def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpectations:
+    """Everything that must hold on ``host`` once it runs the configuration homelab generated for it.
+
+    The lab is validated first (LabError lists every problem), unless the caller says it did
+    (``validated``): expectations of an invalid lab mean nothing.
+    """
+    if not validated:
+        from .build import check
+
+        check(lab)
     ctx = HostContext(lab, host)
     acc = _Acc()
     if lab.cluster.firewall == "nftables":  # the nftables firewall is a table loaded by nftables.service
@@ -169,9 +177,12 @@ def host_expectations(lab: Lab, host) -> HostExpectations:
 def lab_expectations(lab: Lab, names: list[str] | None = None, scope: str | None = None
                      ) -> dict[str, HostExpectations]:
     """Every host's expectations (or the named hosts'), optionally only checks of one scope."""
+    from .build import check
+
+    check(lab)
     out = {}
     for name in names or [h.hostname for h in lab.hosts]:
-        e = host_expectations(lab, lab.host(name))
+        e = host_expectations(lab, lab.host(name), validated=True)
         if scope:
             e = attrs.evolve(e, checks=tuple(c for c in e.checks if c.scope == scope))
         out[name] = e

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .model import Cluster, Host, Lab
 
 NFT_LIST = "nft list chain inet nixos-fw input-allow"
+NFT_LIST_INPUT = "nft list chain inet nixos-fw input"  # trusted interfaces are accepted here, before input-allow
 IPT_LIST = "iptables -w -S nixos-fw"
 IP6T_LIST = "ip6tables -w -S nixos-fw"
 TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)

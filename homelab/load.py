@@ -27,7 +27,7 @@ import attrs
 from .errors import LabError, Problem, collecting, located
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
 from .role import Role
-from .validate import validate, validate_cluster
+from .validate import problems_of, validate_cluster
 
 _MISSING = re.compile(r"(?:(\w+)\.__init__\(\) )?missing \d+ required (?:positional |keyword-only )?arguments?: (.*)")
 _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
@@ -123,6 +123,18 @@ def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
     return ns, sink + problems
 
 
+PLACEHOLDER = "# homelab: replace this file"  # the first line of the hardware files `homelab init` writes
+
+
+def is_placeholder(path: Path) -> bool:
+    """A hand-written file still holding ``homelab init``'s placeholder (its first line is the marker)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().strip() == PLACEHOLDER
+    except OSError:
+        return False
+
+
 def load(root: Path) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings)."""
     root = Path(root)
@@ -162,6 +174,10 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
         for imp in host.imports:
             if not (host_py.parent / imp).is_file():
                 problems.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
+            elif is_placeholder(host_py.parent / imp):
+                problems.append(Problem(where, "imports", f"{imp} is the placeholder `homelab init` wrote: replace it "
+                                        "with this machine's own (on the machine: nixos-generate-config "
+                                        "--show-hardware-config); NixOS refuses a host without a root file system"))
         hosts.append(host)
         sources[host.hostname] = where
     if not list((root / "hosts").glob("*/host.py")) and cluster_py.is_file():
@@ -171,7 +187,7 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
             problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
         return None, problems
     lab = Lab(cluster, hosts, sources)
-    return lab, problems + validate(lab)
+    return lab, problems + list(problems_of(lab))
 
 
 def load_or_raise(root: Path) -> tuple[Lab, list[Problem]]:

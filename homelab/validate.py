@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
 from typing import Any, Iterator
 
 from .errors import Problem
@@ -332,3 +333,15 @@ def _related(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """One option path equals the other or lies inside it."""
     n = min(len(a), len(b))
     return a[:n] == b[:n]
+
+
+# every lab validated in this process and its problems, while the lab lives (labs are immutable and hashable)
+_VALIDATED: weakref.WeakKeyDictionary[Lab, tuple[Problem, ...]] = weakref.WeakKeyDictionary()
+
+
+def problems_of(lab: Lab) -> tuple[Problem, ...]:
+    """:func:`validate`, once per lab: loading a lab and building it check it once."""
+    found = _VALIDATED.get(lab)
+    if found is None:
+        found = _VALIDATED[lab] = tuple(validate(lab))
+    return found

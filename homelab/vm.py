@@ -1,7 +1,7 @@
 """``homelab vm hosts/<h>``: build a host's VM, boot it with SSH on a free local port, run the
 vm-tests suite against it over SSH, and shut it down.
 
-The VM is the host's own configuration with the VM adapter (vm-tests/adapter.nix) as its
+The VM is the host's own configuration with the VM adapter (homelab/vm-tests/adapter.nix) as its
 ``virtualisation.vmVariant``: ``nixos-rebuild build-vm --flake <lab>#<h>`` when the host's system is
 this machine's, else ``nix build <lab>#vm-<h>`` (an aarch64 host as an x86_64 VM, and so on).
 
@@ -312,8 +312,9 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
 def run(lab: Lab, root: Path, names: list[str], args) -> int:
     """``homelab vm``: the arguments are the command line's (see homelab.cli)."""
     from .cli import Usage
+    from .harness import VM_TESTS
 
-    suite_dir = Path(args.suite) if args.suite else root / "vm-tests"
+    suite_dir = Path(args.suite) if args.suite else VM_TESTS
     if not (suite_dir / "conftest.py").is_file():
         raise Usage(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
     if args.ssh_port is not None:

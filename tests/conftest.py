@@ -1,4 +1,15 @@
-"""Shared fixtures: the repo's seed lab, a scratch copy of it, and the real nix."""
+"""Shared fixtures: the seed lab (frozen, for the article's facts), the repository's own lab, the real nix.
+
+Two labs, kept apart on purpose:
+
+* the **seed lab** is homelab's first example, ``homelab/examples/seed`` (what ``homelab init
+  --example seed`` writes): a frozen copy of the article's lab. Tests that assert the article's
+  values (yomogi is an aarch64 control plane, the zone is home.example.com, ...) use it, built
+  in a scratch folder (``seed_root``, ``lab_copy``);
+* the **repository's lab** is whatever the top-level ``hosts/`` holds. Tests that hold for any
+  valid lab (the flake follows it, its generated files are current, ``homelab test`` passes on
+  it) use it, so a user who edits ``hosts/`` keeps a green suite.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +20,28 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from homelab import build
 from homelab.compile import compile_lab
+from homelab.harness import EXAMPLES
 from homelab.load import load_or_raise
 from homelab.pynix_eval import Nix, nix_available
 
 REPO = Path(__file__).resolve().parent.parent
+SEED = EXAMPLES / "seed"  # the seed lab's sources: hosts/cluster.py, host.py and hardware files
 
 # ≥ 1,000 examples in CI (HYPOTHESIS_PROFILE=ci); a quick profile for editing; more at night.
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
 settings.register_profile("nightly", max_examples=10000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def copy_lab(src: Path, dst: Path) -> Path:
+    """A lab's hosts/ and modules/ (when built) copied to ``dst``."""
+    shutil.copytree(src / "hosts", dst / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
+    if (src / "modules").is_dir():
+        shutil.copytree(src / "modules", dst / "modules")
+    return dst
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +57,17 @@ def nix() -> Nix:
 
 
 @pytest.fixture(scope="session")
-def seed():
-    """(lab, warnings) of the committed seed lab."""
-    return load_or_raise(REPO)
+def seed_root(tmp_path_factory) -> Path:
+    """The seed lab, built (hosts/ and modules/) in a scratch folder once per session; do not edit it."""
+    root = copy_lab(SEED, tmp_path_factory.mktemp("seed"))
+    build.build(root, verify_with_nix=nix_available())
+    return root
+
+
+@pytest.fixture(scope="session")
+def seed(seed_root):
+    """(lab, warnings) of the seed lab."""
+    return load_or_raise(seed_root)
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +76,12 @@ def seed_compiled(seed):
 
 
 @pytest.fixture
-def lab_copy(tmp_path: Path) -> Path:
-    """A scratch copy of the seed lab (hosts/ and modules/) to edit and build."""
-    shutil.copytree(REPO / "hosts", tmp_path / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "modules", tmp_path / "modules")
-    return tmp_path
+def lab_copy(seed_root, tmp_path: Path) -> Path:
+    """A scratch copy of the built seed lab (hosts/ and modules/) to edit and build."""
+    return copy_lab(seed_root, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def repo_lab():
+    """(lab, warnings) of the repository's own lab, whatever hosts/ holds."""
+    return load_or_raise(REPO)

@@ -33,9 +33,9 @@ from homelab import files
 from homelab.build import prepare
 from homelab.load import load_or_raise
 
+from .conftest import copy_lab
 from .test_bad_inputs import apply_edits, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 C, Y, T, H = "hosts/cluster.py", "hosts/yomogi/host.py", "hosts/tokiwa/host.py", "hosts/hanaakari/host.py"
 
 # From the seed lab (old) to a lab where almost every generated file changes (new):
@@ -144,12 +144,10 @@ def finish_with_a_later_build(root: Path, new: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory):
+def versions(tmp_path_factory, seed_root):
     """(template lab: old generated files + new sources, old texts, new texts)."""
     base = tmp_path_factory.mktemp("atomic")
-    template = base / "template"
-    shutil.copytree(REPO / "hosts", template / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "modules", template / "modules")
+    template = copy_lab(seed_root, base / "template")
     old_paths = files.generated_on_disk(template)
     old = {rel: (template / rel).read_text() for rel in old_paths}
     apply_edits(template, NEW_LAB_EDITS)
@@ -241,9 +239,8 @@ def test_stale_temporaries_are_removed_and_never_read(lab_copy: Path):
 N_WORKERS = 120
 
 
-def big_lab(root: Path) -> None:
-    shutil.copytree(REPO / "hosts", root / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "modules", root / "modules")
+def big_lab(root: Path, seed_root: Path) -> None:
+    copy_lab(seed_root, root)
     for i in range(N_WORKERS):
         name = f"w{i:03d}"
         (root / "hosts" / name).mkdir()
@@ -254,9 +251,9 @@ def big_lab(root: Path) -> None:
             f'            roles=[Worker(), Tailscale()], options={{"networking.hostId": "{i:08x}"}})\n')
 
 
-def test_random_kills_in_a_big_lab(tmp_path, nix):
+def test_random_kills_in_a_big_lab(tmp_path, nix, seed_root):
     template = tmp_path / "template"
-    big_lab(template)
+    big_lab(template, seed_root)
     rc, out, err = run_cli("build", "--no-verify", "--root", str(template))
     assert rc == 0, err
     old = generated_texts(template, files.generated_on_disk(template))

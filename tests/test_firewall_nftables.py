@@ -1,134 +1,68 @@
 """The generated nftables ``extraInputRules``, loaded by real ``nft -f`` inside NixOS's table skeleton.
 
-A variant of the seed lab with ``Cluster(firewall="nftables")`` is rendered,
-read back through nix, and for each host its ``extraInputRules`` is placed in
-the ``inet nixos-fw`` table NixOS builds (input chain -> input-allow chain,
-extraInputRules last in input-allow; see docs/firewall-skeleton.md), loaded with
-``nft -f`` in a fresh namespace, and probed with real TCP and UDP from peers
-just inside and just outside every trusted range.  Needs root, ``ip netns`` and
-nft; otherwise skipped with the reason.
+Variants of the seed lab with ``Cluster(firewall="nftables")`` are rendered, read back through
+nix, and for each host the proof (:func:`homelab.proofs.firewall.prove_nftables`, which
+``homelab test`` runs too) places its ``extraInputRules`` in the ``inet nixos-fw`` table NixOS
+builds (input chain -> input-allow chain, extraInputRules last in input-allow; see
+docs/firewall-skeleton.md), loads it with ``nft -f`` in a fresh namespace, probes it with real
+TCP and UDP, IPv4 and IPv6, from every kind of client the flow table distinguishes, and matches
+the host's expectations against ``nft list``.  Needs root, ``ip netns`` and nft; otherwise
+skipped with the reason.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from homelab.expect import lab_expectations
+from homelab.proofs import ProofFailed
+from homelab.proofs.firewall import nft_unavailable, nixos_fw_table, prove_nftables
+from homelab.proofs.netns import read_back_lab
 from tests import labkit
-from tests.netns import (
-    FirewallRig,
-    Namespaces,
-    iter_lines,
-    netns_unavailable,
-    plain,
-    read_back_lab,
-    tool_unavailable,
-)
 
-
-def _indent(text: str, by: str) -> str:
-    return "".join(f"{by}{ln}\n" if ln.strip() else "\n" for ln in text.splitlines())
-
-
-def nixos_fw_table(extra_input_rules: str, trusted_interfaces: list[str], tcp: list[int], udp: list[int]) -> str:
-    """The ruleset NixOS loads for the nftables firewall with default options (IPv4 and IPv6 rules as written).
-
-    Facts (docs/firewall-skeleton.md): table ``inet nixos-fw`` preceded by an
-    empty declaration and a delete (nftables.nix); checkReversePath=true ->
-    strict ``rpfilter`` chain; input chain policy drop, trusted interfaces, a ct
-    state vmap jumping to ``input-allow`` for new/untracked; rejectPackets=false
-    -> nothing after the vmap; allowPing=true; ``extraInputRules`` last in
-    input-allow.
-    """
-    ifaces = ", ".join(f'"{i}"' for i in trusted_interfaces)
-    allow = []
-    if tcp:
-        allow.append(f"tcp dport {{ {', '.join(map(str, tcp))} }} accept")
-    if udp:
-        allow.append(f"udp dport {{ {', '.join(map(str, udp))} }} accept")
-    allow += [
-        "meta l4proto . th dport @temp-ports accept",
-        'icmp type echo-request accept comment "allow ping"',
-        'icmpv6 type != { nd-redirect, 139 } accept comment "ICMPv6 except redirects and node information"',
-        'ip6 daddr fe80::/64 udp dport 546 accept comment "DHCPv6 client"',
-    ]
-    body = f"""set temp-ports {{
-  comment "Temporarily opened ports"
-  type inet_proto . inet_service
-  flags interval
-  auto-merge
-}}
-
-chain rpfilter {{
-  type filter hook prerouting priority mangle + 10; policy drop;
-  meta nfproto ipv4 udp sport . udp dport {{ 67 . 68, 68 . 67 }} accept comment "DHCPv4 client/server"
-  fib saddr . mark . iif oif exists accept
-  jump rpfilter-allow
-}}
-
-chain rpfilter-allow {{
-}}
-
-chain input {{
-  type filter hook input priority filter; policy drop;
-  {f'iifname {{ {ifaces} }} accept comment "trusted interfaces"' if ifaces else ""}
-  ct state vmap {{
-    invalid : drop,
-    established : accept,
-    related : accept,
-    new : jump input-allow,
-    untracked : jump input-allow,
-  }}
-}}
-
-chain input-allow {{
-{_indent(chr(10).join(allow), "  ")}
-{_indent(extra_input_rules, "  ")}}}
-"""
-    return f"table inet nixos-fw\ndelete table inet nixos-fw\ntable inet nixos-fw {{\n{_indent(body, '  ')}}}\n"
+LABS = {"seed": lambda: labkit.lab(firewall="nftables"), "wide": lambda: labkit.wide_lab(firewall="nftables")}
+CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "tokiwa")]
 
 
 @pytest.fixture(scope="module")
 def nft_ok():
-    why = netns_unavailable() or tool_unavailable("nft", "add", "table", "inet", "hlprobe")
+    why = nft_unavailable()
     if why:
         pytest.skip(why)
 
 
-LABS = {"seed": lambda: labkit.lab(firewall="nftables"), "wide": lambda: labkit.wide_lab(firewall="nftables")}
-CASES = [("seed", "hanaakari"), ("seed", "tokiwa"), ("seed", "yomogi"), ("wide", "tokiwa")]
+def _lab(nix, which):
+    return read_back_lab(f"nftables-{which}", LABS[which](), nix)
+
+
+def _rules(rb, hostname):
+    return [c.to_json() for c in lab_expectations(rb.lab, [hostname])[hostname].checks if c.kind == "firewall_rule"]
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("which,hostname", CASES, ids=[f"{w}-{h}" for w, h in CASES])
 def test_generated_extra_input_rules_accept_and_refuse_what_the_flow_table_says(nix, nft_ok, which, hostname,
                                                                                tmp_path):
-    rb = read_back_lab(f"nftables-{which}", LABS[which](), nix)
-    host = rb.lab.host(hostname)
+    rb = _lab(nix, which)
     opts = rb.options[hostname]
-    assert plain(opts["networking.nftables.enable"]) is True  # selects the nftables backend in firewall.nix
-    # firewall-nftables.nix asserts extraCommands == "" with this backend
-    assert plain(opts.get("networking.firewall.extraCommands", "")) == ""
-    # homelab opens nothing to everyone and trusts no interface: the flow table is the whole policy
-    assert "networking.firewall.allowedTCPPorts" not in opts and "networking.firewall.allowedUDPPorts" not in opts
-    assert "networking.firewall.trustedInterfaces" not in opts
-    rules = plain(opts["networking.firewall.extraInputRules"])
-    ruleset = tmp_path / "nixos-fw.nft"
-    ruleset.write_text(nixos_fw_table(rules, ["lo"], [], []))
+    assert opts.get("networking.firewall.extraCommands", "") == ""  # firewall-nftables.nix asserts it empty
+    for option in ("allowedTCPPorts", "allowedUDPPorts", "trustedInterfaces"):
+        assert f"networking.firewall.{option}" not in opts, option
+    rules = _rules(rb, hostname)
+    summary = prove_nftables(rb.lab, rb.lab.host(hostname), opts, tmp_path, rules)
+    assert summary.endswith(f"; {len(rules)} expected rules listed") and len(rules) >= 5
 
-    with Namespaces(hostname) as ns:
-        rig = FirewallRig(rb.lab, host, ns).build()
-        rig.check_wiring()
-        rig.fw.exec("nft", "-f", str(ruleset), timeout=30)
 
-        # the generated rules are the last rules of input-allow, in order, exactly as nft lists them
-        listed = [ln.strip() for ln in rig.fw.exec("nft", "list", "chain", "inet", "nixos-fw", "input-allow")
-                  .stdout.splitlines()]
-        body = listed[listed.index("chain input-allow {") + 1:listed.index("}")]
-        generated = list(iter_lines(rules))
-        assert body[-len(generated):] == generated, body
-
-        results = rig.check_verdicts()
-        assert any(not ok for p, ok in results.items() if ":" in p.src), "no IPv6 probe was refused"
+@pytest.mark.netns
+def test_a_missing_rule_fails_the_proof(nix, nft_ok, tmp_path):
+    """The VXLAN rule from the control plane dropped on purpose: the probe from that node says so."""
+    rb = _lab(nix, "seed")
+    opts = dict(rb.options["tokiwa"])
+    vxlan = 'iifname "enp1s0" ip saddr 192.168.10.10 udp dport 8472 accept\n'
+    assert vxlan in opts["networking.firewall.extraInputRules"]
+    opts["networking.firewall.extraInputRules"] = opts["networking.firewall.extraInputRules"].replace(vxlan, "")
+    with pytest.raises(ProofFailed, match=r"node yomogi: udp 192.168.10.10 -> \S+:8472 via enp1s0: expect accept"):
+        prove_nftables(rb.lab, rb.lab.host("tokiwa"), opts, tmp_path, _rules(rb, "tokiwa"))
 
 
 def test_table_keeps_extra_input_rules_last_in_input_allow():

@@ -49,10 +49,12 @@ from homelab.expect import lab_expectations
 from homelab.vm import VmPlan, free_port, kvm_problem, make_plan, qemu_net_opts, slirp_dns, ssh_config_text
 from homelab import verify
 
+from homelab.harness import VM_TESTS
+
 from . import labkit
 from .conftest import REPO
 
-SUITE = REPO / "vm-tests"
+SUITE = VM_TESTS
 if str(SUITE) not in sys.path:
     sys.path.insert(0, str(SUITE))
 
@@ -175,21 +177,24 @@ def test_driver_backend_needs_its_machines():
         driver.DriverBackend("nosuch").run("true")
 
 
-def pytest_run(*args: str, cwd: Path = REPO, prefix: tuple[str, ...] = (), timeout: float = 300):
+def pytest_run(*args: str, cwd: Path, prefix: tuple[str, ...] = (), timeout: float = 300):
+    """The suite as a user runs it from ``cwd`` (a folder of a lab: the suite finds the lab from there)."""
     return subprocess.run([*prefix, sys.executable, "-m", "pytest", str(SUITE), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_unknown_target_is_a_usage_error_before_any_connection():
-    r = pytest_run("--hosts=ssh://root@10.20.30.40", "--collect-only", "-q")
+def test_unknown_target_is_a_usage_error_before_any_connection(seed_root, tmp_path):
+    r = pytest_run("--hosts=ssh://root@10.20.30.40", "--collect-only", "-q", cwd=seed_root / "hosts")
     assert r.returncode == 4 and "cannot tell which lab host this is" in r.stderr
-    r = pytest_run("--expectations=/nonexistent.json", "--collect-only", "-q")
+    r = pytest_run("--expectations=/nonexistent.json", "--collect-only", "-q", cwd=seed_root)
     assert r.returncode == 4 and "cannot read JSON" in r.stderr
+    r = pytest_run("--hosts=ssh://root@tokiwa", "--collect-only", "-q", cwd=tmp_path)  # no lab around tmp_path
+    assert r.returncode == 4 and "no lab here" in r.stderr and "--lab-root DIR or --expectations FILE" in r.stderr
 
 
-def test_scope_and_host_selection_is_deselection(tmp_path):
+def test_scope_and_host_selection_is_deselection(seed_root, tmp_path):
     r = pytest_run("--hosts=ssh://root@tokiwa,ssh://root@192.168.10.12", "--homelab-scope=host", "--collect-only",
-                   "-q")
+                   "-q", f"--lab-root={seed_root}", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     ids = [line for line in r.stdout.splitlines() if "::" in line]
     assert ids and all(("tokiwa/" in i and "ssh://tokiwa" in i) or ("hanaakari/" in i and "ssh://192.168.10.12" in i)
@@ -577,7 +582,7 @@ def test_suite_unchanged_through_testinfra_local_backend_with_xdist(lab2, driver
     junit = lab2.tmp / "local.xml"
     r = pytest_run("--hosts=local://", "--lab-host=yomogi", f"--expectations={lab2.expectations}",
                    "--homelab-scope=host", "-n", "2", "--dist=loadgroup", f"--junitxml={junit}",
-                   prefix=("ip", "netns", "exec", lab2.ns["yomogi"]))
+                   prefix=("ip", "netns", "exec", lab2.ns["yomogi"]), cwd=lab2.tmp)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 workers" in r.stdout
     local = junit_verdicts(junit)
@@ -644,7 +649,7 @@ def test_suite_over_ssh_to_live_hosts(lab2, tmp_path):
         junit = tmp_path / "ssh.xml"
         r = pytest_run("--hosts=ssh://yomogi,ssh://hanaakari", f"--ssh-config={cfg}",
                        f"--expectations={lab2.expectations}", "-n", "2", "--dist=loadgroup", f"--junitxml={junit}",
-                       prefix=("ip", "netns", "exec", lab2.ns["hanaakari"]), timeout=600)
+                       prefix=("ip", "netns", "exec", lab2.ns["hanaakari"]), timeout=600, cwd=lab2.tmp)
         assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
         assert "2 workers" in r.stdout
         want = expected_verdicts(lab2, "cluster", ("yomogi", "hanaakari"))
@@ -786,44 +791,45 @@ def test_vm_network_helpers(seed):
     assert kvm_problem("/nonexistent/kvm") == "/nonexistent/kvm does not exist: no KVM here"
 
 
-def homelab_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "homelab", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+def homelab_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "homelab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def test_vm_dry_run_prints_the_exact_commands(tmp_path):
+def test_vm_dry_run_prints_the_exact_commands(seed_root, tmp_path):
     r = homelab_cli("vm", "hosts/yomogi", "hosts/tokiwa", "--dry-run", "--ssh-port", "40100", "--workdir",
-                    str(tmp_path / "w"), "--junitxml", "report.xml", "--pytest-args", "-k dns")
+                    str(tmp_path / "w"), "--junitxml", "report.xml", "--pytest-args", "-k dns", cwd=seed_root)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     w = tmp_path / "w"
     assert f"ssh-keygen -q -t ed25519 -N '' -C homelab-vm -f {w}/id_ed25519" in lines
-    assert any(line.endswith(f"'{REPO}#vm-yomogi' --out-link {w}/yomogi/result") for line in lines)
+    assert any(line.endswith(f"'{seed_root}#vm-yomogi' --out-link {w}/yomogi/result") for line in lines)
     assert (f"NIX_DISK_IMAGE={w}/yomogi/yomogi.qcow2 SHARED_DIR={w}/yomogi/shared TMPDIR={w}/yomogi "
             "QEMU_NET_OPTS=net=192.168.10.0/24,host=192.168.10.1,dns=192.168.10.254,hostfwd=tcp:127.0.0.1:40100-"
             f"192.168.10.10:22 {w}/yomogi/result/bin/run-yomogi-vm > {w}/yomogi/console.log 2>&1 &") in lines
-    assert any("-m pytest" in line and "--hosts=ssh://yomogi,ssh://tokiwa" in line and "-k dns" in line
-               and "--junitxml=report.xml" in line for line in lines)
+    assert any(f"-m pytest {SUITE} --hosts=ssh://yomogi,ssh://tokiwa" in line and "-k dns" in line
+               and "--junitxml=report.xml" in line for line in lines)  # the suite homelab ships
     assert lines[-2:] == [f"ssh -F {w}/ssh_config yomogi poweroff", f"ssh -F {w}/ssh_config tokiwa poweroff"]
     assert not w.exists()  # a dry run creates nothing
 
 
-def test_vm_bad_input_is_reported_not_raised():
-    r = homelab_cli("vm", "hosts/nosuch", "--dry-run")
+def test_vm_bad_input_is_reported_not_raised(seed_root):
+    r = homelab_cli("vm", "hosts/nosuch", "--dry-run", cwd=seed_root)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such host folder" in r.stderr
-    r = homelab_cli("vm", "hosts/tokiwa", "--dry-run", "--ssh-port", "80")
+    r = homelab_cli("vm", "hosts/tokiwa", "--dry-run", "--ssh-port", "80", cwd=seed_root)
     assert r.returncode == 2 and "--ssh-port 80" in r.stderr
-    r = homelab_cli("vm", "hosts/tokiwa", "--dry-run", "--suite", "/nonexistent")
+    r = homelab_cli("vm", "hosts/tokiwa", "--dry-run", "--suite", "/nonexistent", cwd=seed_root)
     assert r.returncode == 2 and "no vm-tests suite" in r.stderr
 
 
-def test_vm_real_run():
+def test_vm_real_run(repo_lab):
     if os.environ.get("HOMELAB_VM_TESTS") != "1":
         pytest.skip("boots a NixOS VM (needs the pinned nixpkgs, KVM and minutes): run with HOMELAB_VM_TESTS=1")
     problem = kvm_problem()
     if problem:
         pytest.skip(f"needs KVM: {problem}")
-    r = subprocess.run([sys.executable, "-m", "homelab", "vm", "hosts/tokiwa"], cwd=REPO, capture_output=True,
+    host = repo_lab[0].hosts[0].hostname  # a host of this repository's lab, through its flake
+    r = subprocess.run([sys.executable, "-m", "homelab", "vm", f"hosts/{host}"], cwd=REPO, capture_output=True,
                        text=True, timeout=3 * 3600)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert "suite passed" in r.stdout

@@ -284,6 +284,7 @@ let
       kubectl = leaf "kubectl";
       openssh = leaf "openssh";
       nixfmt = leaf "nixfmt" // { meta.mainProgram = "nixfmt"; };
+      colmena = leaf "colmena";
       curl = leaf "curl";
       busybox = leaf "busybox";
       python3Packages = py // {

@@ -2,7 +2,7 @@
 
 Expectations come from a JSON file written by ``python -m homelab expect --json``
 (one host's object, or all hosts keyed by name), or, when homelab is importable,
-straight from the lab under ``--lab-root``.
+straight from the lab under ``--lab-root`` (default: the lab around the current folder).
 
 A target (a testinfra host) is matched to a lab host without contacting it, so
 that every pytest-xdist worker collects the same tests:
@@ -43,16 +43,23 @@ def load_expectations(path: str | None, lab_root: str | None) -> dict[str, dict[
                 raise SetupError(f"--expectations {path}: host {name} has schema {e.get('schema')!r}, "
                                  f"this suite reads schema {SCHEMA}; regenerate it with this homelab")
         return data
-    root = Path(lab_root) if lab_root else Path(__file__).resolve().parent.parent.parent
-    if not (root / "hosts" / "cluster.py").is_file():
-        raise SetupError(f"no lab at {root} (no hosts/cluster.py): pass --lab-root DIR or --expectations FILE")
     try:
+        from homelab.cli import Usage, find_root
         from homelab.errors import LabError
         from homelab.expect import lab_expectations
         from homelab.load import load_or_raise
     except ImportError as e:
         raise SetupError(f"homelab is not importable ({e}): install it (pip install -e .) or pass "
                          "--expectations FILE written by `python -m homelab expect --json`") from None
+    if lab_root:
+        root = Path(lab_root)
+        if not (root / "hosts" / "cluster.py").is_file():
+            raise SetupError(f"no lab at {root} (no hosts/cluster.py): pass --lab-root DIR or --expectations FILE")
+    else:
+        try:  # the lab around the current folder, as homelab finds it
+            root = find_root()
+        except Usage as e:
+            raise SetupError(f"{e}; or pass --lab-root DIR or --expectations FILE") from None
     try:
         lab, _ = load_or_raise(root)
     except LabError as e:

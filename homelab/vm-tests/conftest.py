@@ -5,12 +5,13 @@ The same suite runs unchanged against
 * a NixOS test-driver VM inside ``nix flake check`` (``--hosts=nixos-driver://<node>``, see
   homelab_vmtests/driver.py),
 * a ``nixos-rebuild build-vm`` image booted by ``python -m homelab vm hosts/<h>`` (``--hosts=ssh://...``),
-* a deployed machine: ``pytest vm-tests --hosts=ssh://root@yomogi``.
+* a deployed machine: ``pytest $(homelab test --suite-path) --hosts=ssh://root@yomogi``.
 
 Options (besides testinfra's ``--hosts``, ``--ssh-config``, ``--ssh-identity-file``, ``--sudo``):
 
 ``--expectations FILE``  JSON from ``python -m homelab expect --json`` (default: computed from the lab)
-``--lab-root DIR``       the lab (holding hosts/) when computing them; default: this suite's parent
+``--lab-root DIR``       the lab (holding hosts/) when computing them; default: found from the
+                         current folder upward, as homelab does
 ``--lab-host NAME``      which lab host the target is (or TARGET=NAME, repeatable)
 ``--homelab-scope``      ``host`` (true on a lone host) or ``cluster`` (everything; the default)
 ``--homelab-client``     ``NAME=HOST``: who plays a client of the firewall checks (``reach``): e.g.

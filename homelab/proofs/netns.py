@@ -1,6 +1,6 @@
-"""Helpers for the "real consumer" tests: they run real programs on what homelab generates.
+"""Network namespaces and the firewall rig: real programs run what homelab generates.
 
-Three parts:
+Shared by ``homelab test`` (on any lab) and homelab's own tests.  Three parts:
 
 * **Reading back**: a lab's merged NixOS option values, evaluated by real nix from
   the generated files (what ``python -m homelab show`` prints), never re-derived.
@@ -8,8 +8,8 @@ Three parts:
   entered per *thread* with setns(2).  A socket belongs to the namespace its
   creating thread was in, so servers and clients for every namespace live in
   this one Python process: no helper processes to start or wait for.  Every
-  namespace is deleted on exit, also when a test fails.
-* **A firewall rig** shared by the iptables and nftables tests: one namespace
+  namespace is deleted on exit, also when a proof fails.
+* **A firewall rig** shared by the iptables and nftables proofs: one namespace
   stands for the host under test (its LAN interface named as in host.py, plus
   one veth per trusted interface), peer namespaces send real TCP and UDP from
   source addresses just inside and just outside every trusted range, and the
@@ -17,7 +17,7 @@ Three parts:
   generated rules).
 
 Every network wait is bounded (``PROBE_TIMEOUT`` ≤ 2 s) and all traffic stays in
-namespaces the test created.
+namespaces the proof created.  A proof that does not hold raises :class:`ProofFailed`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from homelab import render, verify
-from homelab.compile import Compiled, compile_lab
-from homelab.load import load_or_raise
-from homelab import Host, Lab
-from homelab.pynix_eval import Nix
-from homelab.validate import validate
-
-REPO = Path(__file__).resolve().parent.parent
+from .. import render, verify
+from ..compile import Compiled, compile_lab
+from ..load import load_or_raise
+from ..model import Host, Lab
+from ..pynix_eval import Nix
+from ..validate import validate
 
 PROBE_TIMEOUT = 1.0  # seconds a refused (dropped) probe waits; accepted ones answer in milliseconds
 THREAD_SLACK = 1.0  # extra time a probe thread may take beyond its socket timeout
@@ -60,40 +58,57 @@ class ReadBack:
     lab: Lab
     compiled: Compiled
     options: dict[str, dict[str, Any]]  # host -> merged option values, as nix evaluated them
+    report: verify.Report | None = None  # what nix read (files, hand-written imports, processes)
+
+
+class ProofFailed(AssertionError):
+    """A real program did not do what the model says (or the proof's own wiring is wrong)."""
 
 
 _READ_BACK: dict[str, ReadBack] = {}
 
 
-def read_back_seed(nix: Nix) -> ReadBack:
-    """The committed seed lab: the files on disk, evaluated by nix and checked against the model."""
-    if "seed" not in _READ_BACK:
-        lab, _ = load_or_raise(REPO)
+def read_back(root: Path, nix: Nix, *, cache: bool = True) -> ReadBack:
+    """A lab folder's generated files on disk, evaluated by nix and checked against its model.
+
+    ``cache``: remember the answer for this folder (for tests that read one lab many times).
+    """
+    key = f"root:{Path(root).resolve()}"
+    if key not in _READ_BACK or not cache:
+        lab, _ = load_or_raise(root)
         compiled = compile_lab(lab)
-        rep = verify.verify(REPO, compiled, nix)
-        assert not rep.problems, "the committed generated files disagree with the model:\n" + "\n".join(rep.problems)
-        _READ_BACK["seed"] = ReadBack(lab, compiled, rep.options)
-    return _READ_BACK["seed"]
+        rep = verify.verify(Path(root), compiled, nix)
+        if rep.problems:
+            raise ProofFailed("the generated files on disk disagree with the model (run `homelab build`):\n"
+                              + "\n".join(rep.problems))
+        _READ_BACK[key] = ReadBack(lab, compiled, rep.options, rep)
+    return _READ_BACK[key]
 
 
-def read_back_lab(key: str, lab: Lab, nix: Nix) -> ReadBack:
-    """A lab built in a test (e.g. with labkit): rendered to a temporary tree, then evaluated by nix."""
+def read_back_lab(key: str, lab: Lab, nix: Nix, root: Path | None = None) -> ReadBack:
+    """A lab built in code: rendered to a temporary tree, then evaluated by nix.
+
+    ``root``: where its hand-written imports are (hosts/<h>/...), if it has any.
+    """
     if key not in _READ_BACK:
         errors = [p for p in validate(lab) if p.severity == "error"]
-        assert not errors, f"test lab {key!r} is invalid: {errors}"
+        if errors:
+            raise ProofFailed(f"lab {key!r} is invalid: {errors}")
         compiled = compile_lab(lab)
         texts = render.render_all(compiled)
-        hand = sorted({r for h in compiled.hosts.values() for r in h.hand_written})
-        with verify.staged(texts, REPO, hand) as tmp:
+        hand = sorted({r for h in compiled.hosts.values() for r in h.hand_written}) if root else []
+        with verify.staged(texts, Path(root or "."), hand) as tmp:
             rep = verify.verify(Path(tmp), compiled, nix)
-        assert not rep.problems, "\n".join(rep.problems)
+        if rep.problems:
+            raise ProofFailed("\n".join(rep.problems))
         _READ_BACK[key] = ReadBack(lab, compiled, rep.options)
     return _READ_BACK[key]
 
 
 def plain(value: Any) -> Any:
-    """An option value that must not carry a module priority (mkForce/mkDefault) for these tests."""
-    assert not (isinstance(value, dict) and value.get("_type") == "override"), f"unexpected priority: {value!r}"
+    """An option value that must not carry a module priority (mkForce/mkDefault) for these proofs."""
+    if isinstance(value, dict) and value.get("_type") == "override":
+        raise ProofFailed(f"unexpected priority: {value!r}")
     return value
 
 
@@ -362,7 +377,7 @@ def probe(kind: str, src: str, dst: str, port: int, timeout: float = PROBE_TIMEO
             except TimeoutError:
                 return False
         if got != marker(port):
-            raise AssertionError(f"{kind} {src} -> {dst}:{port} answered {got!r}, expected {marker(port)!r}")
+            raise ProofFailed(f"{kind} {src} -> {dst}:{port} answered {got!r}, expected {marker(port)!r}")
         return True
     finally:
         s.close()
@@ -405,7 +420,7 @@ class Probe:
 
 def clients(lab: Lab, host: Host) -> list[Client]:
     """Every kind of client the flow table distinguishes, plus spoofed sources on the wrong interface."""
-    from homelab.firewall import lan_client_address, tailnet_interface
+    from ..firewall import lan_client_address, tailnet_interface
 
     c = lab.cluster
     admins = {str(a) for a in c.admins}
@@ -471,7 +486,7 @@ class FirewallRig:
     v6: str = TEST_V6_PREFIX + "1"
 
     def build(self) -> "FirewallRig":
-        from homelab.firewall import flow_table
+        from ..firewall import flow_table
 
         lab, host = self.lab, self.host
         cluster = lab.cluster
@@ -547,14 +562,19 @@ class FirewallRig:
     def check_wiring(self) -> None:
         """Before any rule is loaded, every probe must get through: a later timeout is the firewall's doing."""
         blocked = [str(p) for p, ok in self.run().items() if not ok]
-        assert not blocked, "the test's own wiring drops these (no firewall loaded yet):\n" + "\n".join(blocked)
+        if blocked:
+            raise ProofFailed("the proof's own wiring drops these (no firewall loaded yet):\n" + "\n".join(blocked))
 
     def check_verdicts(self) -> dict[Probe, bool]:
+        """Every probe's verdict must be the one the flow table gives; ProofFailed lists the wrong ones."""
         results = self.run()
         wrong = [f"{p} -> got {'accept' if ok else 'refuse'}" for p, ok in results.items() if ok != p.expect]
-        assert not wrong, f"{self.host.hostname}: {len(wrong)} of {len(results)} probes wrong:\n" + "\n".join(wrong)
-        assert any(not p.expect for p in results), "no probe expects a refusal: the test proves nothing"
-        assert any(p.expect and p.via == self.host.interface for p in results)
+        if wrong:
+            raise ProofFailed(f"{self.host.hostname}: {len(wrong)} of {len(results)} probes wrong:\n"
+                              + "\n".join(wrong))
+        if not any(not p.expect for p in results) or not any(p.expect and p.via == self.host.interface
+                                                             for p in results):
+            raise ProofFailed("the probes expect only refusals or only acceptances: they prove nothing")
         return results
 
 

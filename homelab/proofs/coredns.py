@@ -1,0 +1,224 @@
+"""The DNS host's generated Corefile: does its ``template`` answer exactly the lab's zone?
+
+The Corefile is ``services.coredns.config`` as nix evaluated it from the
+generated files.  It is tokenised the way CoreDNS's Corefile lexer does
+(coredns/caddy ``caddyfile/lexer.go``: whitespace separates tokens, ``#``
+starts a comment, inside double quotes only ``\\"`` is an escape and every
+other backslash is kept).  The ``template`` plugin's behaviour that matters
+here (coredns ``plugin/template/template.go`` and its README):
+
+* the query name it looks at is ``state.Name()``: the question name, fully
+  qualified, lower-cased;
+* a template only sees names inside its ZONE arguments (``plugin.Zones.Matches``,
+  label-wise: the zone itself or a name ending in ``.<zone>``);
+* each ``match`` regex is a Go ``regexp`` tried with ``MatchString``: a search,
+  anchored only by the pattern's own ``^``/``$``;
+* the ``answer`` is a Go text/template executed with ``.Name`` = that name, and
+  the result is parsed as one zone-file record (``dns.NewRR``).
+
+The regex is run here with Python's ``re``.  That is sound only because the
+pattern is checked to use nothing but what RE2 and Python read alike: literal
+characters, ``\\.``, ``.``, groups, ``?``/``*``/``+``, ``|``, a leading ``^`` and a
+trailing ``$``.  The one difference among those is ``$``: RE2 (without the
+``m`` flag) matches it only at the very end of the text, while Python's ``$``
+also matches before a final newline.  So the trailing ``$`` is run as
+Python's ``\\Z``.
+
+A real CoreDNS binary is not used: Debian 12 has no ``coredns`` package
+(``apt-cache policy coredns`` shows no candidate), and the project does not
+download binaries from elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .netns import ProofFailed
+
+
+# ---------------------------------------------------------------- Corefile lexer
+
+
+def corefile_tokens(text: str) -> list[tuple[str, int]]:
+    """(token, line) pairs, following the lexer's rules for quotes, escapes and comments."""
+    out: list[tuple[str, int]] = []
+    val: list[str] = []
+    line, start = 1, 1
+    quoted = escaped = comment = False
+    started = False  # a token is open (a quoted "" is an empty token, still a token)
+    for ch in text:
+        if quoted:
+            if not escaped:
+                if ch == "\\":
+                    escaped = True
+                    continue
+                if ch == '"':
+                    quoted = False
+                    out.append(("".join(val), start))
+                    val, started = [], False
+                    continue
+            if ch == "\n":
+                line += 1
+            if escaped and ch != '"':
+                val.append("\\")  # only a quote is escaped; the backslash stays
+            val.append(ch)
+            escaped = False
+            continue
+        if ch.isspace():
+            if ch == "\n":
+                comment = False
+            if started:
+                out.append(("".join(val), start))
+                val, started = [], False
+            if ch == "\n":
+                line += 1
+            continue
+        if ch == "#" and not started:
+            comment = True
+        if comment:
+            continue
+        if not started:
+            started, start = True, line
+            if ch == '"':
+                quoted = True
+                continue
+        val.append(ch)
+    if started:
+        out.append(("".join(val), start))
+    return out
+
+
+def template_block(corefile: str) -> dict[str, list[list[str]]]:
+    """The (single) ``template`` directive: {'args': [[...]], 'match': [[...]], 'answer': [[...]], ...}."""
+    toks = corefile_tokens(corefile)
+    starts = [i for i, (t, _) in enumerate(toks) if t == "template"]
+    if len(starts) != 1:
+        raise ProofFailed(f"expected one template directive, found {len(starts)}")
+    i = starts[0]
+    head_line = toks[i][1]
+    args = []
+    i += 1
+    while toks[i][0] != "{":
+        if toks[i][1] != head_line:
+            raise ProofFailed("template arguments must be on the directive's line")
+        args.append(toks[i][0])
+        i += 1
+    block: dict[str, list[list[str]]] = {"args": [args]}
+    i += 1
+    while toks[i][0] != "}":
+        name, ln = toks[i]
+        i += 1
+        vals = []
+        while toks[i][1] == ln and toks[i][0] != "}":
+            vals.append(toks[i][0])
+            i += 1
+        block.setdefault(name, []).append(vals)
+    return block
+
+
+# ---------------------------------------------------------------- regex (RE2 ∩ Python)
+
+_SHARED = re.compile(r"\\[.\-]|[A-Za-z0-9_-]|[().?*+|]")
+
+
+def python_pattern(re2: str) -> str:
+    """The same regex for Python's ``re``; fails when it uses anything outside the shared subset."""
+    body = re2
+    head = tail = ""
+    if body.startswith("^"):
+        head, body = "^", body[1:]
+    if body.endswith("$") and not body.endswith("\\$"):
+        tail, body = r"\Z", body[:-1]
+    pos = 0
+    while pos < len(body):
+        m = _SHARED.match(body, pos)
+        if not m:
+            raise ProofFailed(f"{re2!r}: {body[pos:]!r} is outside the RE2/Python shared subset this proof knows")
+        if body.startswith("(?", pos):
+            raise ProofFailed(f"{re2!r}: group flags/names are not checked here")
+        pos = m.end()
+    return head + body + tail
+
+
+# ---------------------------------------------------------------- the template, applied
+
+
+def in_zone(name: str, zones: list[str]) -> bool:
+    for z in zones:
+        z = z.lower().rstrip(".") + "."
+        if name == z or name.endswith("." + z):
+            return True
+    return False
+
+
+def answer_for(qname: str, block: dict, *, zone_scope: bool = True) -> str | None:
+    """The record CoreDNS's template would answer for an A query of ``qname``, or None."""
+    name = qname.lower()
+    cls, qtype, *zones = block["args"][0]
+    if cls != "IN" or qtype != "A":
+        return None
+    if zone_scope and not in_zone(name, zones):
+        return None
+    patterns = [python_pattern(args[0]) for args in block.get("match", [])]
+    if not any(re.search(p, name) for p in patterns):
+        return None
+    (answer,) = block["answer"][0]
+    rr, n = re.subn(r"\{\{\s*\.Name\s*\}\}", lambda _: name, answer)
+    if n != 1 or "{{" in rr:
+        raise ProofFailed(f"answer template uses more than .Name: {answer!r}")
+    return rr
+
+
+def names(zone: str) -> tuple[list[str], list[str]]:
+    """Names inside and outside ``zone``, built from it."""
+    labels = zone.split(".")
+    inside = [f"{zone}.", f"www.{zone}.", f"a.b.c.{zone}.", f"my-app.{zone}.", f"WWW.{zone.upper()}."]
+    outside = [
+        f"{zone}.evil.net.",  # the zone as a prefix of a foreign name
+        f"x{zone}.",  # the zone as a suffix of a longer label
+        f"a.x{zone}.",
+        zone,  # no final dot
+        f"{'.'.join(labels[1:])}.",  # the parent zone
+        f"{labels[0]}x{'.'.join(labels[1:])}.",  # a dot replaced by a letter: the regex must escape dots
+        f"{zone}x.",
+        f"{zone}..",
+        f"www.{zone}",  # a subdomain without the final dot
+    ]
+    return inside, outside
+
+
+def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward: list[str]) -> str:
+    """The Corefile's template answers every name in ``zone`` with the ingress address, and nothing else.
+
+    A summary, or ProofFailed.
+    """
+    block = template_block(corefile)
+    cls, qtype, *zones = block["args"][0]
+    if (cls, qtype) != ("IN", "A") or [z.rstrip(".").lower() for z in zones] != [zone]:
+        raise ProofFailed(f"the template answers {cls} {qtype} in {zones}; the model says IN A in {zone}")
+    if len(block.get("match", [])) != 1 or len(block["match"][0]) != 1:
+        raise ProofFailed(f"expected one match regex, found {block.get('match')}")
+    if block.get("fallthrough") != [[]]:
+        raise ProofFailed("names in the zone that do not match must go on to forward (fallthrough)")
+
+    inside, outside = names(zone)
+    for qname in inside:
+        rr = answer_for(qname, block)
+        if rr is None:
+            raise ProofFailed(f"{qname} is in {zone} but gets no answer")
+        owner, rr_ttl, rr_class, rr_type, rdata = rr.split()
+        want = (qname.lower(), str(ttl), "IN", "A", str(ingress_address))
+        if (owner, rr_ttl, rr_class, rr_type, rdata) != want:
+            raise ProofFailed(f"{qname} is answered {rr!r}; the model says {' '.join(want)}")
+    for qname in outside:
+        # the regex alone must refuse look-alikes: the zone scope is not the only guard
+        if answer_for(qname, block, zone_scope=False) is not None or answer_for(qname, block) is not None:
+            raise ProofFailed(f"{qname!r} is outside {zone} but gets an answer")
+
+    # what is not templated is forwarded to the model's resolvers
+    toks = [t for t, _ in corefile_tokens(corefile)]
+    at = toks.index("forward") if "forward" in toks else -1
+    if at < 0 or toks[at + 1] != "." or toks[at + 2:at + 2 + len(forward)] != [str(a) for a in forward]:
+        raise ProofFailed(f"other names must be forwarded to {', '.join(map(str, forward))}")
+    return (f"{len(inside)} names in {zone} answered A {ingress_address}, {len(outside)} look-alikes not; "
+            f"the rest forwarded to {', '.join(map(str, forward))}")

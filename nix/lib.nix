@@ -1,0 +1,289 @@
+# homelab's flake library: `lib.mkLab { root = ./.; }` turns a lab folder into flake outputs.
+#
+# A lab folder holds what you write (hosts/cluster.py, hosts/<name>/host.py, hand-written Nix) and
+# what `homelab build` generates from it (hosts/<name>/default.nix, modules/, and hosts/lab.nix,
+# the lab's hosts as data). mkLab reads hosts/lab.nix, so the flake follows the lab by itself: a
+# host added or removed with `homelab build` is an output added or removed.
+# (In a git checkout, `git add` the generated files: flakes only see tracked files.)
+#
+# The outputs, for a lab with hosts <h>:
+#   nixosModules.<h>                   the host's generated entry module, hosts/<h>/default.nix
+#   nixosConfigurations.<h>            nixpkgs.lib.nixosSystem of that module (its own system); its
+#                                      virtualisation.vmVariant is the VM adapter (`build-vm`)
+#   colmena                            the same modules as a colmena hive (see ./colmena.nix)
+#   packages.<system>.default/homelab  the homelab command
+#   packages.<system>.vm-<h>           a VM of the host for that system (what `homelab vm` boots)
+#   packages.<system>.expectations     `homelab expect --json` for every host
+#   checks.<system>.generated-files-current   `homelab build --check` on the lab's files
+#   checks.x86_64-linux.host-<h>       one VM per host, running the vm-tests suite (scope host)
+#   checks.x86_64-linux.cluster        every host as a VM on one network (join, DNS, ingress, suite)
+#   devShells.<system>.default         homelab, Python with its test tools, nix, kubectl, ssh, colmena
+#   formatter.<system>                 nixfmt
+{ nixpkgs }:
+let
+  inherit (builtins)
+    attrNames
+    filter
+    head
+    listToAttrs
+    map
+    match
+    pathExists
+    readFile
+    stringLength
+    substring
+    ;
+
+  defaultSystems = [
+    "x86_64-linux"
+    "aarch64-linux"
+  ];
+  # VM tests run on x86_64; aarch64 hosts are tested there as x86_64 VMs.
+  testSystem = "x86_64-linux";
+  byName = names: f: listToAttrs (map (n: { name = n; value = f n; }) names);
+  prefixed = prefix: names: f: listToAttrs (map (n: { name = "${prefix}${n}"; value = f n; }) names);
+
+  # ------------------------------------------------------------ homelab itself
+
+  # The VM adapter, the NixOS tests and the testinfra suite ship with the Python package.
+  harness = ../homelab/vm-tests;
+
+  pyproject = builtins.fromTOML (readFile ../pyproject.toml);
+  # "attrs>=23.1" -> "attrs": the nixpkgs Python package of each requirement
+  requirement = spec: head (match "([A-Za-z0-9_.-]+).*" spec);
+  runtimeDeps = map requirement pyproject.project.dependencies;
+  testDeps = map requirement (pyproject.project.optional-dependencies.test or [ ]);
+
+  # `rel` is path's place under dir, e.g. "homelab/cli.py" ("" for dir itself).
+  relTo = dir: path: substring (stringLength (toString dir) + 1) (-1) (toString path);
+  # The Python package only: pyproject.toml, README.md (its readme) and homelab/.
+  cliSource = builtins.path {
+    path = ../.;
+    name = "homelab-source";
+    filter =
+      path: type:
+      let
+        rel = relTo ../. path;
+      in
+      baseNameOf rel != "__pycache__"
+      && (
+        rel == "pyproject.toml" || rel == "README.md" || rel == "homelab" || substring 0 8 rel == "homelab/"
+      );
+  };
+
+  # The homelab command, built from this flake's source with the given package set.
+  homelabFor =
+    pkgs:
+    pkgs.python3Packages.buildPythonApplication {
+      pname = pyproject.project.name;
+      inherit (pyproject.project) version;
+      pyproject = true;
+      src = cliSource;
+      build-system = [ pkgs.python3Packages.setuptools ];
+      dependencies = map (d: pkgs.python3Packages.${d}) runtimeDeps;
+      # `homelab build` reads its output back with nix; a nix on PATH comes first.
+      makeWrapperArgs = [
+        "--suffix"
+        "PATH"
+        ":"
+        "${pkgs.nix}/bin"
+      ];
+      pythonImportsCheck = [ "homelab" ];
+      meta = {
+        description = pyproject.project.description;
+        mainProgram = "homelab";
+      };
+    };
+
+  # ------------------------------------------------------------ a lab
+
+  mkLab =
+    {
+      # the lab's folder: holds hosts/ (usually the lab flake's ./.)
+      root,
+      # the package sets come from here (homelab's own input, which a lab makes follow its nixpkgs)
+      nixpkgs ? defaultNixpkgs,
+      # systems of packages, devShells and formatter (checks: also testSystem's VM tests)
+      systems ? defaultSystems,
+    }:
+    let
+      forSystems = f: byName systems f;
+      pkgsFor = system: nixpkgs.legacyPackages.${system};
+
+      labFile = root + "/hosts/lab.nix";
+      # Per host: system, interface, address, kubernetes role, roles, tags, deploy (generated).
+      data =
+        if pathExists labFile then
+          import labFile
+        else
+          throw "homelab: ${toString root}/hosts/lab.nix is missing: run `homelab build` in the lab (it writes the file the flake reads)";
+      hostNames = attrNames data.hosts;
+      entry =
+        name:
+        let
+          file = root + "/hosts/${name}/default.nix";
+        in
+        if pathExists file then
+          file
+        else
+          throw "homelab: hosts/${name}/default.nix is missing: run `homelab build` (in git, also `git add hosts modules`)";
+
+      # A module that imports a file keeps the file's name for error messages and deduplication.
+      hostModule = name: { imports = [ (entry name) ]; };
+      # The modules a host is made of: the same for nixosConfigurations, the VM tests and colmena.
+      modulesOf = name: [ (hostModule name) ];
+
+      adapter =
+        name: vmSystem: mode:
+        let
+          h = data.hosts.${name};
+        in
+        import (harness + "/adapter.nix") {
+          inherit name vmSystem mode;
+          inherit (h) system address;
+          interfaces = [ h.interface ];
+        };
+
+      # The host's configuration; `nixos-rebuild build-vm` (virtualisation.vmVariant) gets the VM
+      # adapter for a VM of the given system.
+      mkSystem =
+        name: vmSystem:
+        nixpkgs.lib.nixosSystem {
+          modules = modulesOf name ++ [ { virtualisation.vmVariant = adapter name vmSystem "build-vm"; } ];
+        };
+
+      # The lab's own files: hosts/ and modules/ (sources and generated), and the Python beside
+      # hosts/ that host.py may import (a lab's own roles): top-level .py files, and the .py files of
+      # top-level folders that hold Python (roles/, a package); never __pycache__ or tests/.
+      isPy = name: match ".*\\.py" name != null;
+      holdsPython =
+        top: builtins.any isPy (attrNames (builtins.readDir (root + "/${top}")));
+      labSource = builtins.path {
+        path = root;
+        name = "homelab-lab";
+        filter =
+          path: type:
+          let
+            rel = relTo root path;
+            top = head (builtins.split "/" rel);
+          in
+          baseNameOf rel != "__pycache__"
+          && (
+            top == "hosts"
+            || top == "modules"
+            || (rel == top && type == "regular" && isPy rel)
+            || (
+              top != "tests"
+              && (rel != top || type == "directory")
+              && (type == "directory" || isPy rel)
+              && holdsPython top
+            )
+          );
+      };
+
+      homelab = system: homelabFor (pkgsFor system);
+      expectations =
+        system:
+        (pkgsFor system).runCommand "homelab-expectations.json" { nativeBuildInputs = [ (homelab system) ]; } ''
+          homelab expect --root ${labSource} --json > $out
+        '';
+      # The generated files are what the sources generate (`homelab build --check`, offline).
+      filesCurrent =
+        system:
+        (pkgsFor system).runCommand "homelab-generated-files-current" { nativeBuildInputs = [ (homelab system) ]; }
+          ''
+            cp -r ${labSource} lab
+            chmod -R u+w lab
+            homelab build --check --root lab
+            touch $out
+          '';
+
+      testPkgs = pkgsFor testSystem;
+      nodeModules = name: modulesOf name ++ [ (adapter name testSystem "test") ];
+      testArgs = {
+        inherit nodeModules;
+        expectations = expectations testSystem;
+        suite = harness;
+      };
+    in
+    {
+      nixosModules = byName hostNames hostModule;
+
+      nixosConfigurations = byName hostNames (n: mkSystem n data.hosts.${n}.system);
+
+      colmena = import ./colmena.nix { inherit nixpkgs data modulesOf; };
+
+      packages = forSystems (
+        system:
+        {
+          default = homelab system;
+          homelab = homelab system;
+          # what the VM tests check, per host: `homelab expect --json` over the lab
+          expectations = expectations system;
+        }
+        # a VM of each host for this machine: `nix build .#vm-<host>` (what `homelab vm` boots)
+        // listToAttrs (
+          map (n: {
+            name = "vm-${n}";
+            value = (mkSystem n system).config.system.build.vm;
+          }) hostNames
+        )
+      );
+
+      checks = forSystems (
+        system:
+        { generated-files-current = filesCurrent system; }
+        // (
+          if system != testSystem then
+            { }
+          else
+            prefixed "host-" hostNames (
+              n: testPkgs.testers.runNixOSTest (import (harness + "/host-test.nix") (testArgs // { name = n; }))
+            )
+            // {
+              cluster = testPkgs.testers.runNixOSTest (
+                import (harness + "/cluster-test.nix") (
+                  testArgs
+                  // {
+                    pkgs = testPkgs;
+                    names = hostNames;
+                    inherit (data) network;
+                  }
+                )
+              );
+            }
+        )
+      );
+
+      devShells = forSystems (
+        system:
+        let
+          pkgs = pkgsFor system;
+        in
+        {
+          default = pkgs.mkShell {
+            packages = [
+              (homelab system)
+              (pkgs.python3.withPackages (ps: map (d: ps.${d}) (runtimeDeps ++ testDeps)))
+              pkgs.nix
+              pkgs.kubectl
+              pkgs.openssh
+              pkgs.nixfmt
+              pkgs.colmena
+            ];
+            # in homelab's own repository, its source comes first
+            shellHook = ''
+              if [ -f homelab/__init__.py ]; then export PYTHONPATH="$PWD''${PYTHONPATH:+:$PYTHONPATH}"; fi
+            '';
+          };
+        }
+      );
+
+      formatter = forSystems (system: (pkgsFor system).nixfmt);
+    };
+
+  defaultNixpkgs = nixpkgs;
+in
+{
+  inherit mkLab homelabFor;
+}
