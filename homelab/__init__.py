@@ -20,6 +20,7 @@ from .model import (
     RaspberryPi4,
     Ssh,
     SystemdBoot,
+    WakeOnLan,
     default,
     force,
 )
@@ -33,6 +34,7 @@ from .roles import (
     IngressProxy,
     Monitoring,
     NodeExporter,
+    PowerSchedule,
     Tailscale,
     Worker,
 )
@@ -50,7 +52,8 @@ def load_lab(root):
 
 __all__ = [
     "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
-    "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "Priority", "Problem",
-    "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "default", "force", "load_lab",
+    "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "PowerSchedule", "Priority",
+    "Problem", "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "WakeOnLan", "Worker", "default", "force",
+    "load_lab",
 ]
 __version__ = "0.1.0"
