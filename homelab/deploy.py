@@ -512,10 +512,12 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
         print("the rollout stopped" + (f"; not deployed: {', '.join(stopped)}" if stopped else ""))
         return EXIT_FAILED
     if cluster is not None and not cluster.ok:
-        print("the cluster checks failed" + (f": {', '.join(cluster.failed)}" if cluster.failed else "") + "\n"
-              + (cluster.detail if not cluster.ran else "")
-              + "every host passed its own checks and keeps its new generation; roll one back with "
-              "`nixos-rebuild switch --rollback --target-host <user@host>`")
+        if cluster.ran:
+            print(f"the cluster checks failed: {', '.join(cluster.failed) or '(see above)'}")
+        else:
+            print(f"the cluster checks could not run: {cluster.detail}")
+        print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
+              "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
         return EXIT_FAILED
     print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
     return EXIT_OK

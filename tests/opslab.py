@@ -107,8 +107,11 @@ class OpsNet:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.tmp / "hostkey")], check=True)
         shutil.copy(f"{key}.pub", self.tmp / "authorized_keys")
+        # curve25519 alone: OpenSSH 9's default post-quantum key exchange costs ~0.3 s a connection on a busy
+        # machine, and a deploy makes dozens of them
         self.ssh_config.write_text(f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
-                                   "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+                                   "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+                                   "  KexAlgorithms curve25519-sha256\n")
         ws = self.ws = self.ns.new("ws")
         ws.ip("link", "add", "br0", "type", "bridge")
         ws.ip("addr", "add", f"{WORKSTATION}/24", "brd", "+", "dev", "br0")

@@ -206,6 +206,21 @@ def test_a_failed_switch_that_moved_the_generation_is_rolled_back(net):
     assert net.since(mark, "workstation", "suite") == []  # no checks after a failed switch
 
 
+def test_a_failing_cluster_check_fails_the_deploy_and_rolls_nothing_back(net):
+    (net.state("tokiwa") / "failing-checks").write_text("service:kubelet.service\n")  # a worker's: cluster scope
+    try:
+        mark = net.mark()
+        r = net.homelab("deploy", "hosts/tokiwa", "--settle", "0")
+    finally:
+        (net.state("tokiwa") / "failing-checks").unlink()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [s["rc"] for s in suites(net, mark)] == [0, 1]  # its host checks passed, the cluster's did not
+    assert not any("--rollback" in a for a in rebuilds(net, mark))
+    assert "the cluster checks failed: tokiwa: service:kubelet.service" in r.stdout
+    assert "nothing was rolled back" in r.stdout
+    assert table_rows(r.stdout) == {"tokiwa": ("62 -> 63", "switched, checks passed")}
+
+
 def test_stale_generated_files_are_refused_before_any_connection(net):
     entry = net.root / "hosts" / "tokiwa" / "default.nix"
     old = entry.read_text()
