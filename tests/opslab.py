@@ -121,16 +121,25 @@ class OpsNet:
             veth(ws, f"lan{i}", ns, h.interface)
             ws.ip("link", "set", f"lan{i}", "master", "br0")
             ns.ip("addr", "add", f"{h.ip}/24", "brd", "+", "dev", h.interface)
-            state = self.state(h.hostname)
-            (state / "home").mkdir(parents=True)
-            self.set_generation(h.hostname, FIRST_GENERATION.get(h.hostname, 10))
-        # the control plane registers itself (its kubelet has its certificates from cfssl on the same host)
-        cp = self.lab.control_plane.hostname
-        tools.save(self.cluster / "nodes" / f"{cp}.json", {"ready": "True", "cordoned": False})
+            (self.state(h.hostname) / "home").mkdir(parents=True)
         self.ns.on_close(self._stop_all)
-        for h in self.lab.hosts:
-            self.start_sshd(h.hostname)
+        # the control plane registers itself (its kubelet has its certificates from cfssl on the same host)
+        self.reset()
         return self
+
+    def reset(self, joined: tuple[str, ...] = ()) -> None:
+        """Every host up at its first generation, told nothing; the control plane and ``joined`` in the cluster."""
+        for h in self.lab.hosts:
+            state = self.state(h.hostname)
+            for flag in ("failing-checks", "fail-switch", "fail-join", "fail-drain", "switch-seconds"):
+                (state / flag).unlink(missing_ok=True)
+            self.set_generation(h.hostname, FIRST_GENERATION.get(h.hostname, 10))
+            if not self.sshd_running(h.hostname):
+                self.start_sshd(h.hostname)
+        for p in (self.cluster / "nodes").iterdir():
+            p.unlink()
+        for name in (self.lab.control_plane.hostname, *joined):
+            tools.save(self.cluster / "nodes" / f"{name}.json", {"ready": "True", "cordoned": False})
 
     def set_generation(self, host: str, current: int) -> None:
         tools.save(self.state(host) / "generations.json", {"current": current, "all": [current - 1, current]})
@@ -181,19 +190,18 @@ class OpsNet:
             time.sleep(0.05)
 
     def sshd_running(self, name: str) -> bool:
-        return self.sshd[name].poll() is None
+        return name in self.sshd and self.sshd[name].poll() is None
 
     def stop_sshd(self, name: str) -> None:
         p = self.sshd.get(name)
-        if p is None:
-            return
+        if p is None or p.poll() is not None:
+            return  # ended already (systemctl poweroff): its pid may belong to another process by now
         # each connection has its own sshd process: end those first, then the listener
         subprocess.run(["pkill", "-TERM", "-P", str(p.pid)], capture_output=True)
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:

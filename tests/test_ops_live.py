@@ -7,13 +7,17 @@ deployer runs a stand-in ``nixos-rebuild`` and a recording ``ssh`` in front of t
 checks are a stand-in suite over real SSH (tests/standins/suite).  homelab itself runs unchanged, as a
 subprocess, from the command line.  tests/opslab.py builds the namespaces and the lab folder.
 
-The scenarios run in order on one set of namespaces (each ~2-6 s); each asserts exactly what happened.
+The namespaces and sshd are set up once per module (per xdist worker); every test starts from the same state
+(``OpsNet.reset``: first generations, only the control plane in the cluster, every host up) and asserts exactly
+what happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +34,7 @@ CFG = "-o BatchMode=yes -o ConnectTimeout=10"
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def ops_net(tmp_path_factory):
     why = opslab.unavailable()
     if why:
         pytest.skip(why)
@@ -43,6 +47,23 @@ def net(tmp_path_factory):
         yield n
     finally:
         n.close()
+
+
+@pytest.fixture
+def net(ops_net):
+    ops_net.reset()
+    return ops_net
+
+
+@contextlib.contextmanager
+def told(net, host: str, what: str, text: str = ""):
+    """A state file of a host's stand-ins (``failing-checks``, ``fail-switch``...) for one run."""
+    path = net.state(host) / what
+    path.write_text(text)
+    try:
+        yield
+    finally:
+        path.unlink()
 
 
 def table_rows(stdout: str) -> dict[str, tuple[str, str]]:
@@ -80,16 +101,12 @@ def files_under(folder: Path):
 
 
 def test_deploy_switches_the_control_plane_first_then_joins_the_workers_two_at_a_time(net):
-    for w in ("hanaakari", "tokiwa"):
-        (net.state(w) / "switch-seconds").write_text("1.0")  # long enough to see two at once
     token = net.ssh("yomogi", f"cat {TOKEN_PATH}").stdout
     assert re.fullmatch(r"[0-9a-f]{32}", token), token
-    mark = net.mark()
-    try:
+    # a switch takes a second on each worker: long enough to see two at once
+    with told(net, "hanaakari", "switch-seconds", "1.0"), told(net, "tokiwa", "switch-seconds", "1.0"):
+        mark = net.mark()
         r = net.homelab("deploy", "--parallel", "2", "--settle", "0", "--ready-timeout", "10")
-    finally:
-        for w in ("hanaakari", "tokiwa"):
-            (net.state(w) / "switch-seconds").unlink()
     assert r.returncode == 0, r.stdout + r.stderr
     lab = str(net.root)
 
@@ -148,23 +165,20 @@ def test_deploy_switches_the_control_plane_first_then_joins_the_workers_two_at_a
 
 
 def test_a_failing_check_rolls_back_that_host_once_and_stops_the_rollout(net):
-    (net.state("hanaakari") / "failing-checks").write_text("service:containerd.service\n")
-    try:
+    with told(net, "hanaakari", "failing-checks", "service:containerd.service\n"):
         mark = net.mark()
         r = net.homelab("deploy", "--parallel", "1", "--settle", "0", "--ready-timeout", "10")
-    finally:
-        (net.state("hanaakari") / "failing-checks").unlink()
     assert r.returncode == 1, r.stdout + r.stderr
     back = [a for a in rebuilds(net, mark) if "--rollback" in a]
     assert back == [["switch", "--rollback", "--flake", f"{net.root}#hanaakari", "--target-host",
                      "root@192.168.10.12", "--no-reexec"]]
     assert [s["argv"] for s in switches(net, mark, "hanaakari")] == [["switch"], ["switch", "--rollback"]]
-    assert net.generation("hanaakari")["current"] == 51
+    assert net.generation("hanaakari")["current"] == 50
     assert net.since(mark, "tokiwa") == []  # never touched: the rollout stopped
     assert "hanaakari: service:containerd.service" in r.stdout
     assert table_rows(r.stdout) == {
-        "yomogi": ("41 -> 42", "switched, checks passed"),
-        "hanaakari": ("51 -> 52 -> 51", "1 check failed, rolled back to 51"),
+        "yomogi": ("40 -> 41", "switched, checks passed"),
+        "hanaakari": ("50 -> 51 -> 50", "1 check failed, rolled back to 50"),
         "tokiwa": ("-", "not started: the rollout stopped"),
     }
     assert not any("--homelab-scope=cluster" in s["argv"] for s in suites(net, mark))
@@ -172,53 +186,46 @@ def test_a_failing_check_rolls_back_that_host_once_and_stops_the_rollout(net):
 
 
 def test_no_rollback_leaves_the_failed_host_as_it_is_and_a_ready_worker_is_not_joined_again(net):
-    (net.state("tokiwa") / "failing-checks").write_text("kernel_module:rbd\n")
-    try:
+    net.reset(joined=("hanaakari", "tokiwa"))
+    with told(net, "tokiwa", "failing-checks", "kernel_module:rbd\n"):
         mark = net.mark()
         r = net.homelab("deploy", "hosts/hanaakari", "hosts/tokiwa", "--no-rollback", "--settle", "0",
                         "--ready-timeout", "10")
-    finally:
-        (net.state("tokiwa") / "failing-checks").unlink()
     assert r.returncode == 1, r.stdout + r.stderr
     assert not any("--rollback" in a for a in rebuilds(net, mark))
     assert [s["argv"] for s in switches(net, mark, "tokiwa")] == [["switch"]]
-    assert net.generation("tokiwa")["current"] == 62
+    assert net.generation("tokiwa")["current"] == 61
     # hanaakari is Ready already: asked, not joined again
     assert [c["argv"][:3] for c in net.since(mark, "yomogi", "kubectl")] == [["get", "node", "hanaakari"]]
     assert net.since(mark, "hanaakari", "nixos-kubernetes-node-join") == []
     assert table_rows(r.stdout) == {
-        "hanaakari": ("51 -> 53", "switched, checks passed"),
-        "tokiwa": ("61 -> 62", "1 check failed, not rolled back (--no-rollback)"),
+        "hanaakari": ("50 -> 51", "switched, checks passed"),
+        "tokiwa": ("60 -> 61", "1 check failed, not rolled back (--no-rollback)"),
     }
 
 
 def test_a_failed_switch_that_moved_the_generation_is_rolled_back(net):
-    (net.state("hanaakari") / "fail-switch").write_text("")
-    try:
+    with told(net, "hanaakari", "fail-switch", ""):
         mark = net.mark()
         r = net.homelab("deploy", "hosts/hanaakari", "--settle", "0")
-    finally:
-        (net.state("hanaakari") / "fail-switch").unlink()
     assert r.returncode == 1, r.stdout + r.stderr
     assert [a[:2] for a in rebuilds(net, mark)] == [["switch", "--flake"], ["switch", "--rollback"]]
-    assert table_rows(r.stdout) == {"hanaakari": ("53 -> 54 -> 53",
-                                                  "switch failed (nixos-rebuild exit 1), rolled back to 53")}
+    assert table_rows(r.stdout) == {"hanaakari": ("50 -> 51 -> 50",
+                                                  "switch failed (nixos-rebuild exit 1), rolled back to 50")}
     assert net.since(mark, "workstation", "suite") == []  # no checks after a failed switch
 
 
 def test_a_failing_cluster_check_fails_the_deploy_and_rolls_nothing_back(net):
-    (net.state("tokiwa") / "failing-checks").write_text("service:kubelet.service\n")  # a worker's: cluster scope
-    try:
+    net.reset(joined=("tokiwa",))
+    with told(net, "tokiwa", "failing-checks", "service:kubelet.service\n"):  # a worker's: cluster scope
         mark = net.mark()
         r = net.homelab("deploy", "hosts/tokiwa", "--settle", "0")
-    finally:
-        (net.state("tokiwa") / "failing-checks").unlink()
     assert r.returncode == 1, r.stdout + r.stderr
     assert [s["rc"] for s in suites(net, mark)] == [0, 1]  # its host checks passed, the cluster's did not
     assert not any("--rollback" in a for a in rebuilds(net, mark))
     assert "the cluster checks failed: tokiwa: service:kubelet.service" in r.stdout
     assert "nothing was rolled back" in r.stdout
-    assert table_rows(r.stdout) == {"tokiwa": ("62 -> 63", "switched, checks passed")}
+    assert table_rows(r.stdout) == {"tokiwa": ("60 -> 61", "switched, checks passed")}
 
 
 def test_stale_generated_files_are_refused_before_any_connection(net):
@@ -246,11 +253,8 @@ def test_verify_runs_the_live_checks_alone(net):
     s, = suites(net, mark)
     assert "--homelab-scope=cluster" in s["argv"] and s["rc"] == 0
     assert rebuilds(net, mark) == []
-    (net.state("tokiwa") / "failing-checks").write_text("kernel_module:rbd\n")
-    try:
+    with told(net, "tokiwa", "failing-checks", "kernel_module:rbd\n"):
         r = net.homelab("verify", "hosts/tokiwa", "--scope", "host")
-    finally:
-        (net.state("tokiwa") / "failing-checks").unlink()
     assert r.returncode == 1
     assert "1 check failed:\n  tokiwa: kernel_module:rbd" in r.stdout
     assert "--homelab-scope=host" in suites(net, mark)[-1]["argv"]
@@ -272,6 +276,7 @@ def receive(ns: Netns, port: int, timeout: float = 20.0) -> tuple[bytes, str]:
 
 
 def test_sleep_refuses_the_control_plane_while_workers_are_up(net):
+    net.reset(joined=("hanaakari", "tokiwa"))
     mark = net.mark()
     r = net.homelab("sleep", "hosts/yomogi")
     assert r.returncode == 2, r.stdout + r.stderr
@@ -280,8 +285,7 @@ def test_sleep_refuses_the_control_plane_while_workers_are_up(net):
 
 
 def test_sleep_drains_then_powers_off_and_wake_brings_the_node_back(net):
-    import threading
-
+    net.reset(joined=("hanaakari", "tokiwa"))
     mark = net.mark()
     r = net.homelab("sleep", "hosts/tokiwa", "--timeout", "20")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -318,8 +322,6 @@ def test_sleep_drains_then_powers_off_and_wake_brings_the_node_back(net):
 
 def test_wake_to_another_address_and_port_without_waiting(net):
     got: dict = {}
-    import threading
-
     t = threading.Thread(target=lambda: got.update(packet=receive(net.hostns["hanaakari"], 4009)[0]))
     t.start()
     time.sleep(0.3)
