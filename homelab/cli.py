@@ -29,11 +29,12 @@ EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --de
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
     (EXIT_OK, "done"),
-    (EXIT_CHANGED, "out of date / something would change (build --check, plan, graph --check-readme)"),
+    (EXIT_CHANGED, "out of date / something would change (build --check, plan, graph --check-readme); a host "
+                   "failed (deploy, verify, wake, sleep)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool the command needs (nix) is missing; nothing was written"),
+    (EXIT_NO_NIX, "a tool the command needs (nix; ssh, nixos-rebuild for deploy) is missing; nothing was written"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )

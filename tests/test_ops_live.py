@@ -275,13 +275,25 @@ def receive(ns: Netns, port: int, timeout: float = 20.0) -> tuple[bytes, str]:
     return ns.call(listen, timeout=timeout + 2)
 
 
-def test_sleep_refuses_the_control_plane_while_workers_are_up(net):
+def test_sleep_refuses_the_control_plane_while_workers_are_up_and_a_node_whose_drain_failed(net):
     net.reset(joined=("hanaakari", "tokiwa"))
     mark = net.mark()
     r = net.homelab("sleep", "hosts/yomogi")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "yomogi is the control plane and hanaakari, tokiwa are up" in r.stderr
     assert net.since(mark, "yomogi") == [] and net.sshd_running("yomogi")
+    # a node whose drain fails stays on
+    with told(net, "yomogi", "fail-drain"):
+        r = net.homelab("sleep", "hosts/hanaakari")
+    assert r.returncode == 1 and "not powered off" in r.stdout
+    assert net.since(mark, "hanaakari") == [] and net.sshd_running("hanaakari")
+    # --force: the control plane is drained (through itself) and powered off all the same
+    mark = net.mark()
+    r = net.homelab("sleep", "hosts/yomogi", "--force", "--timeout", "20")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [(c["tool"], c["argv"][:2]) for c in net.since(mark, "yomogi")] == [
+        ("kubectl", ["drain", "yomogi"]), ("systemctl", ["poweroff"])]
+    assert not net.sshd_running("yomogi")
 
 
 def test_sleep_drains_then_powers_off_and_wake_brings_the_node_back(net):
