@@ -232,6 +232,8 @@ class HostResult:
     def generations(self) -> str:
         if not self.started:
             return "-"
+        if self.after is None and self.rolled_back_to is None:  # unreachable, or its generation unreadable
+            return "?" if self.before is None else str(self.before)
         parts = [self.before, self.after] + ([self.rolled_back_to] if self.rolled_back_to is not None else [])
         return " -> ".join("?" if g is None else str(g) for g in parts)
 

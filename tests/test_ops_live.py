@@ -215,6 +215,17 @@ def test_a_failed_switch_that_moved_the_generation_is_rolled_back(net):
     assert net.since(mark, "workstation", "suite") == []  # no checks after a failed switch
 
 
+def test_an_unreachable_host_fails_before_anything_is_switched(net):
+    net.stop_sshd("tokiwa")
+    mark = net.mark()
+    r = net.homelab("deploy", "hosts/hanaakari", "hosts/tokiwa", "--parallel", "1", "--settle", "0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert rebuilds(net, mark) == [["switch", "--flake", f"{net.root}#hanaakari", "--target-host",
+                                    "root@192.168.10.12", "--no-reexec"]]
+    gens, result = table_rows(r.stdout)["tokiwa"]
+    assert gens == "?" and result.startswith("unreachable (exit 255: ") and "Connection refused" in result
+
+
 def test_a_failing_cluster_check_fails_the_deploy_and_rolls_nothing_back(net):
     net.reset(joined=("tokiwa",))
     with told(net, "tokiwa", "failing-checks", "service:kubelet.service\n"):  # a worker's: cluster scope
