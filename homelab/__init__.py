@@ -23,6 +23,7 @@ from .model import (
     RaspberryPi4,
     Ssh,
     SystemdBoot,
+    WakeOnLan,
     default,
     force,
 )
@@ -36,6 +37,7 @@ from .roles import (
     IngressProxy,
     Monitoring,
     NodeExporter,
+    PowerSchedule,
     Tailscale,
     Worker,
 )
@@ -59,8 +61,9 @@ def check(lab):
 
 
 __all__ = [
-    "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage", "DnsServer", "FrozenDict", "Host",
-    "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg", "PkgCall", "Priority", "Problem",
-    "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale", "Worker", "check", "default", "force", "load_lab",
+    "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage",
+    "DnsServer", "FrozenDict", "Host", "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg",
+    "PkgCall", "PowerSchedule", "Priority", "Problem", "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale",
+    "WakeOnLan", "Worker", "check", "default", "force", "load_lab",
 ]
 __version__ = "0.1.0"

@@ -31,11 +31,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
     (EXIT_OK, "done"),
     (EXIT_CHANGED, "out of date / something would change / a test failed (build --check, plan, graph "
-                   "--check-readme, test)"),
+                   "--check-readme, test); a host failed (deploy, verify, wake, sleep)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool the command needs (nix) is missing; nothing was written"),
+    (EXIT_NO_NIX, "a tool the command needs (nix; ssh, nixos-rebuild for deploy) is missing; nothing was written"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
@@ -339,6 +339,38 @@ def cmd_test(args) -> int:
     else:
         print(", ".join(f"{n} {s}" for s, n in counts.items()))
     return EXIT_CHANGED if counts[labtest.FAILED] else EXIT_OK
+def cmd_deploy(args) -> int:
+    from . import deploy
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, warnings = load_selected(root, only)
+    for w in warnings:
+        _err(str(w))
+    return deploy.deploy(lab, root, only, args)
+
+
+def cmd_verify(args) -> int:
+    from . import deploy
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_selected(root, only)
+    return deploy.verify(lab, root, only, args)
+
+
+def cmd_wake(args) -> int:
+    from . import power
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_selected(root, only)
+    return power.wake(lab, root, only[0], args)
+
+
+def cmd_sleep(args) -> int:
+    from . import power
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, _ = load_selected(root, only)
+    return power.sleep(lab, root, only[0], args)
 
 
 # ---------------------------------------------------------------- parser
@@ -432,6 +464,58 @@ def _test_args(p) -> None:
     p.add_argument("--suite-path", action="store_true",
                    help="print the folder of the vm-tests suite homelab ships (for pytest against live hosts) and "
                         "exit")
+def _ssh_args(p) -> None:
+    p.add_argument("--ssh-config", metavar="FILE", help="an ssh_config for every ssh call (ssh -F; also given to "
+                   "nixos-rebuild through NIX_SSHOPTS and to the suite)")
+
+
+def _checks_args(p, settle: float) -> None:
+    p.add_argument("--suite", help="the vm-tests folder (default: the lab's vm-tests/, else the one homelab ships)")
+    p.add_argument("--settle", type=float, default=settle, metavar="SECONDS",
+                   help=f"run the checks again while some fail, for up to this long (default {settle:.0f})")
+
+
+def _deploy_args(p) -> None:
+    _hosts(p, "host folders, e.g. hosts/tokiwa (default: every host)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands, in order; run nothing")
+    p.add_argument("--parallel", type=int, default=2, metavar="N",
+                   help="switch up to N hosts at a time after the control plane (default 2)")
+    p.add_argument("--no-rollback", action="store_true",
+                   help="leave a host that fails its checks at its new generation (the rollout still stops)")
+    p.add_argument("--ready-timeout", type=float, default=300, metavar="SECONDS",
+                   help="how long a joined worker may take to be Ready (default 300)")
+    _checks_args(p, 120)  # services are still starting right after a switch
+    _ssh_args(p)
+
+
+def _verify_args(p) -> None:
+    _hosts(p)
+    p.add_argument("--scope", choices=("host", "cluster"), default="cluster",
+                   help="cluster (default: everything a running lab must pass) or host (what holds on a lone host)")
+    p.add_argument("--dry-run", action="store_true", help="print the suite's command; run nothing")
+    _checks_args(p, 0)
+    _ssh_args(p)
+
+
+def _wake_args(p) -> None:
+    _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
+    p.add_argument("--broadcast", metavar="ADDR", help="where the magic packet goes (default: the LAN's broadcast "
+                   "address)")
+    p.add_argument("--port", type=int, default=9, metavar="N", help="UDP port of the magic packet (default 9)")
+    p.add_argument("--no-wait", action="store_true", help="send the magic packet and stop")
+    p.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                   help="how long to wait for SSH and the node to be Ready (default 600)")
+    _ssh_args(p)
+
+
+def _sleep_args(p) -> None:
+    _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
+    p.add_argument("--force", action="store_true", help="power off the control plane while workers are up, or a "
+                   "node whose drain failed")
+    p.add_argument("--no-wait", action="store_true", help="do not wait until the host stops answering SSH")
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
+                   help="how long to wait until the host is off (default 300)")
+    _ssh_args(p)
 
 
 # name -> (function, help, example, arguments)
@@ -456,6 +540,15 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "test": (cmd_test, "run homelab's tests on the lab: generated files current, nix read-back, the firewall, "
              "nginx and CoreDNS run by real programs, the VM tests with --vm (exit 1 when one fails)",
              "python -m homelab test", _test_args),
+    "deploy": (cmd_deploy, "switch the hosts with nixos-rebuild (control plane first), join new workers, check "
+               "each live and roll back a host that fails (exit 1)", "python -m homelab deploy --dry-run",
+               _deploy_args),
+    "verify": (cmd_verify, "run the live checks (the vm-tests suite over SSH) against running hosts (exit 1 when "
+               "one fails)", "python -m homelab verify hosts/tokiwa", _verify_args),
+    "wake": (cmd_wake, "power a host on with a Wake-on-LAN magic packet, wait for SSH and its node to be Ready",
+             "python -m homelab wake hosts/tokiwa", _wake_args),
+    "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
+              "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
 }
 
 

@@ -21,6 +21,7 @@ from . import access, firewall
 from . import contract as contracts
 from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
+from .power import wake_on_lan_section
 from .role import HostContext
 
 __all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "opt", "section",
@@ -83,6 +84,9 @@ def host_sections(ctx: HostContext) -> list[Section]:
             ("networking.nameservers", [str(a) for a in cluster.nameservers]),
         ),
     ]
+    wol = wake_on_lan_section(host)
+    if wol is not None:
+        out.append(wol)
     for role in host.roles:
         for sec in role.host_sections(ctx):
             if sec not in out:

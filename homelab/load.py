@@ -25,7 +25,7 @@ from typing import Iterator
 import attrs
 
 from .errors import LabError, Problem, collecting, located
-from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
+from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan
 from .role import Role
 from .validate import problems_of, validate_cluster
 
@@ -38,7 +38,7 @@ def _fielded() -> list[type]:
     role class (and the attrs classes role modules define) known in this process."""
     from .roles import CorednsImage
 
-    out: list[type] = [Cluster, Host, RaspberryPi4, SystemdBoot, Ssh, CorednsImage]
+    out: list[type] = [Cluster, Host, RaspberryPi4, SystemdBoot, Ssh, WakeOnLan, CorednsImage]
     todo = list(Role.__subclasses__())
     while todo:
         c = todo.pop()

@@ -49,7 +49,7 @@ TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")
 MAX_VALUE_DEPTH = 32
 
 __all__ = [
-    "Cluster", "Host", "Lab", "Role", "Ssh", "FrozenDict", "Pkg", "PkgCall", "Priority", "force", "default",
+    "Cluster", "Host", "Lab", "Role", "Ssh", "WakeOnLan", "FrozenDict", "Pkg", "PkgCall", "Priority", "force", "default",
     "SystemdBoot", "RaspberryPi4", "SYSTEMS", "TAILSCALE_RANGE", "NODEPORT_RANGE", "option_path", "freeze",
 ]
 
@@ -280,6 +280,37 @@ def _open_port(p: Any) -> OpenPort:
     return p
 
 
+def _mac(v: Any) -> str:
+    """'02-00-00-00-00-1A' -> '02:00:00:00:00:1a'; ValueError for anything that is not a unicast MAC."""
+    if not isinstance(v, str):
+        raise TypeError(v)
+    m = re.fullmatch(r"([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})(?:\2[0-9A-Fa-f]{2}){4}", v)
+    if m is None:
+        raise ValueError(v)
+    mac = v.replace("-", ":").lower()
+    first = int(mac[:2], 16)
+    if first & 1 or mac == "00:00:00:00:00:00":  # a group address or nothing: no NIC has it
+        raise ValueError(v)
+    return mac
+
+
+@attrs.frozen
+class WakeOnLan:
+    """The host's LAN interface wakes the machine when a magic packet for ``mac`` arrives (``homelab wake``).
+
+    ``mac`` is the LAN interface's own hardware address (``ip link show <interface>``).  homelab writes
+    ``networking.interfaces.<interface>.wakeOnLan``; the firmware (BIOS/UEFI) must allow waking from off too.
+    """
+
+    mac: str = attrs.field(converter=fields.converter(
+        _mac, "a unicast MAC address such as '02:00:00:00:00:11' (six hex pairs; not a group address)"))
+
+    @property
+    def locally_administered(self) -> bool:
+        """Set by software, not burned into a NIC: the seed lab's placeholders are (02:...)."""
+        return isinstance(self.mac, str) and bool(int(self.mac[:2], 16) & 2)
+
+
 # ---------------------------------------------------------------- host & cluster
 
 
@@ -404,6 +435,9 @@ class Host:
         str, "\"auto\", \"local\", \"target\" or a host name",
         lambda v: v in ("auto", "local", "target") or fields.LABEL.match(v) is not None,
         lambda v: f"{v!r} is not \"auto\", \"local\", \"target\" or a host name"))
+    # Wake-on-LAN on the LAN interface (homelab wake / sleep); None: the host is woken by hand
+    wake_on_lan: WakeOnLan | None = attrs.field(default=None, validator=fields.check(
+        lambda v: v is None or isinstance(v, WakeOnLan), lambda v: f"{v!r} is not WakeOnLan(mac=...) or None"))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:

@@ -1,10 +1,10 @@
 """The option contract: well-formed rows, every row emitted by the generator, documented in docs/nixpkgs-facts.md.
 
-Six labs between them exercise every branch of the compiler that writes an
+Seven labs between them exercise every branch of the compiler that writes an
 option: the seed lab (iptables, an aarch64 Raspberry Pi control plane), the
 seed lab with Prometheus monitoring, the same lab with the nftables firewall, a host with a Tailscale auth key file, a
-Raspberry Pi host with its own kernel settings, and an x86 control plane with a
-pinned CoreDNS image.  A contract row none of them emits is dead weight (or a
+Raspberry Pi host with its own kernel settings, an x86 control plane with a
+pinned CoreDNS image, and workers with Wake-on-LAN and power schedules.  A contract row none of them emits is dead weight (or a
 missing lab here) and fails the test.
 """
 
@@ -96,6 +96,17 @@ def monitoring_lab():
     return lab
 
 
+def power_lab():
+    """The workers wake on LAN; tokiwa powers off at night and its RTC wakes it, hanaakari only powers off."""
+    from homelab import PowerSchedule, WakeOnLan
+
+    lab = labkit.lab()
+    lab = labkit.evolve_host(lab, "tokiwa", wake_on_lan=WakeOnLan(mac="02:00:00:00:00:11"),
+                             roles=[*lab.host("tokiwa").roles, PowerSchedule(off_at="23:30", wake_at="07:00")])
+    return labkit.evolve_host(lab, "hanaakari", wake_on_lan=WakeOnLan(mac="02:00:00:00:00:12"),
+                              roles=[*lab.host("hanaakari").roles, PowerSchedule(off_at="01:00")])
+
+
 LABS = {
     "seed": seed_lab,
     "monitoring": monitoring_lab,
@@ -103,6 +114,7 @@ LABS = {
     "tailscale-auth-key": tailscale_key_lab,
     "raspberry-pi": raspberry_pi_lab,
     "x86-coredns-pin": x86_control_plane_lab,
+    "power": power_lab,
 }
 
 

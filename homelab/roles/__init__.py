@@ -12,6 +12,7 @@ ingress            IngressProxy
 tailscale          Tailscale
 monitoring         NodeExporter, Monitoring (the worked example of a role
                    written only through the public interface)
+power_schedule     PowerSchedule (power off at night, RTC wake in the morning)
 =================  ==========================================================
 
 A lab brings its own role the same way: a module beside ``hosts/`` (or an
@@ -24,12 +25,13 @@ from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
 from .dns_server import DnsServer
 from .ingress import IngressProxy
 from .monitoring import Monitoring, NodeExporter
+from .power_schedule import PowerSchedule
 from .tailscale import Tailscale
 from .worker import Worker
 
 # In the order the diagram draws their paths and the docs list them.
 BUILTIN: tuple[type, ...] = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale, NodeExporter,
-                             Monitoring)
+                             Monitoring, PowerSchedule)
 
 __all__ = ["ARM64_COREDNS", "BUILTIN", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
-           "Monitoring", "NodeExporter", "Tailscale", "Worker"]
+           "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"]

@@ -1,6 +1,6 @@
 """tokiwa: Intel N97 mini PC (16 GB, 512 GB NVMe), a worker."""
 
-from homelab import CephStorage, Host, Tailscale, Worker
+from homelab import CephStorage, Host, Tailscale, WakeOnLan, Worker
 
 host = Host(
     hostname="tokiwa",
@@ -13,4 +13,7 @@ host = Host(
     roles=[Worker(), CephStorage(), Tailscale()],
     imports=["./hardware-configuration.nix"],
     options={"services.openssh.enable": True},
+    # PLACEHOLDER MAC (a locally administered address): replace it with the NIC's own,
+    # from `ip link show enp1s0` on tokiwa, before relying on `homelab wake`
+    wake_on_lan=WakeOnLan(mac="02:00:00:00:00:11"),
 )

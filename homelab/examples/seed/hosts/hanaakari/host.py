@@ -1,6 +1,6 @@
 """hanaakari: Intel N97 mini PC (16 GB, 512 GB NVMe + 1 TB USB SSD), worker, Ceph disk, ingress."""
 
-from homelab import CephStorage, Host, IngressProxy, Tailscale, Worker
+from homelab import CephStorage, Host, IngressProxy, Tailscale, WakeOnLan, Worker
 
 host = Host(
     hostname="hanaakari",
@@ -18,4 +18,7 @@ host = Host(
     ],
     imports=["./hardware-configuration.nix"],
     options={"services.openssh.enable": True},
+    # PLACEHOLDER MAC (a locally administered address): replace it with the NIC's own,
+    # from `ip link show enp1s0` on hanaakari, before relying on `homelab wake`
+    wake_on_lan=WakeOnLan(mac="02:00:00:00:00:12"),
 )

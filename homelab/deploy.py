@@ -1,0 +1,565 @@
+"""``homelab deploy`` and ``homelab verify``: switch the lab's machines, join the workers, check them live.
+
+Built on NixOS's own tools, not a deployer of homelab's own:
+
+1. **Refuse** an invalid lab, or generated files a build would change (``build --check``).
+2. **Switch** each host with ``nixos-rebuild switch --flake <lab>#<host> --target-host <user@host> --no-reexec``
+   (``--build-host`` where the host is built elsewhere: a Raspberry Pi builds its own system; ``--sudo`` when
+   SSH is not root; SSH options in ``NIX_SSHOPTS``).  The control plane goes first, then the other hosts,
+   up to ``--parallel`` at a time.  The generation before and after is read on the host
+   (``nixos-rebuild list-generations --json``).
+3. **Check** the host live: the vm-tests suite (the same expectations as the VM tests) over SSH,
+   scoped to that host, retried for up to ``--settle`` seconds while services come up.
+4. **Roll back** a host that fails its checks (``nixos-rebuild switch --rollback``, run against the host)
+   and stop the rollout; ``--no-rollback`` leaves it as it is.
+5. **Join** each worker whose node is not Ready: ssh to the control plane prints the API token, a pipe
+   carries it to ssh to the worker, where ``nixos-kubernetes-node-join`` reads it from stdin.  The token
+   never passes through homelab, a file, an argument or a log.  Then wait until the node is Ready.
+6. Once every host passed, the **cluster** checks of all of them.
+
+``--dry-run`` prints the exact commands in order and runs nothing.  ``homelab verify`` runs step 3 alone
+(the cluster scope by default, as a running lab should pass it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+import attrs
+
+from . import remote
+from .model import Host, Lab
+from .remote import Kube, MissingTool, SshOptions, Say, nix_sshopts, ssh_argv
+from .vm import Step, untracked_entries
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_TOOL = 0, 1, 2, 4
+SUITE_RETRY = 10.0  # seconds between two runs of the live checks while a host settles
+READY_POLL = 2.0
+
+
+def suite_dir(root: Path) -> Path:
+    """The vm-tests suite the live checks run: the lab's own ``vm-tests/``, else the one homelab ships."""
+    from .harness import VM_TESTS
+
+    own = root / "vm-tests"
+    if (own / "conftest.py").is_file():
+        return own
+    return VM_TESTS
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@attrs.frozen
+class Join:
+    status: Step  # kubectl get node, on the control plane
+    token: Step  # prints the API token on the control plane ...
+    join: Step  # ... piped into nixos-kubernetes-node-join on the worker
+    node: str
+
+
+@attrs.frozen
+class HostSteps:
+    name: str
+    kind: str  # control plane | worker | host
+    built: str  # where the system is built, for people
+    generation: Step
+    switch: Step
+    checks: Step
+    rollback: Step
+    report: str  # the suite's JUnit XML
+    join: Join | None = None
+
+
+@attrs.frozen
+class Plan:
+    root: str
+    workdir: str
+    parallel: int
+    rollback: bool
+    first: tuple[HostSteps, ...]  # the control plane, alone
+    then: tuple[HostSteps, ...]  # everyone else, up to `parallel` at a time
+    cluster: Step | None
+    cluster_report: str
+
+    @property
+    def hosts(self) -> tuple[HostSteps, ...]:
+        return self.first + self.then
+
+
+def testinfra_spec(host: Host) -> str:
+    port = f":{host.ssh.port}" if host.ssh.port != 22 else ""
+    return f"ssh://{host.ssh.user}@{host.ssh.host or host.ip}{port}"
+
+
+def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts: SshOptions, suite: Path,
+                python: str) -> Step:
+    """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host."""
+    # only testinfra's plugin: pytest plugins installed beside homelab neither slow nor change the checks
+    argv = [python, "-m", "pytest", "-p", "testinfra.plugin", str(suite),
+            "--hosts=" + ",".join(testinfra_spec(h) for h in hosts), f"--lab-root={lab_root}"]
+    if len(hosts) == 1:
+        argv.append(f"--lab-host={hosts[0].hostname}")
+    else:
+        argv += [f"--lab-host={h.ssh.host or h.ip}={h.hostname}" for h in hosts]
+    if opts.config:
+        argv.append(f"--ssh-config={opts.config}")
+    argv += [f"--homelab-scope={scope}", f"--junitxml={report}", "-q"]
+    who = hosts[0].hostname if len(hosts) == 1 else "the cluster"
+    return Step(f"live checks of {who} ({scope} scope)", tuple(argv), (("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1"),),
+                cwd=str(lab_root))
+
+
+def _rebuild(host: Host, args: list[str], opts: SshOptions) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    argv = ["nixos-rebuild", *args, "--target-host", host.ssh_target]
+    return tuple(argv), (("NIX_SSHOPTS", nix_sshopts(host, opts)),)
+
+
+def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions, suite: Path,
+               python: str) -> HostSteps:
+    name = host.hostname
+    flake = f"{root}#{name}"
+    build = host.build_host
+    extra: list[str] = []
+    if build is None:
+        built = "built here"
+    elif build == "target":
+        built = f"built on {name} itself"
+        extra = ["--build-host", host.ssh_target]
+    else:
+        built = f"built on {build}"
+        extra = ["--build-host", lab.host(build).ssh_target]
+    sudo = ["--sudo"] if host.ssh.user != "root" else []
+    argv, env = _rebuild(host, ["switch", "--flake", flake], opts)
+    switch = Step(f"switch ({built})", argv + tuple(extra) + ("--no-reexec", *sudo), env)
+    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts)
+    rollback = Step("roll back to the previous generation", argv + ("--no-reexec", *sudo), env)
+    generation = Step("generation", tuple(ssh_argv(host, ["nixos-rebuild", "list-generations", "--json"], opts)))
+    report = str(workdir / f"{name}.xml")
+    checks = checks_step(root, [host], "host", report, opts, suite, python)
+    kind = "control plane" if host.is_control_plane else ("worker" if host.is_kubernetes_node else "host")
+    join = None
+    cp = lab.control_plane
+    if host.is_kubernetes_node and not host.is_control_plane and cp is not None and lab.cluster.easy_certs:
+        kube = Kube(cp, opts)
+        node = remote.node_name(host)
+        join = Join(
+            Step(f"is {node} Ready? (kubectl on {cp.hostname})", tuple(kube.status_argv(node))),
+            Step(f"the API token, on {cp.hostname}", tuple(ssh_argv(cp, ["cat", remote.TOKEN_PATH], opts,
+                                                                     root=True))),
+            Step(f"nixos-kubernetes-node-join on {name}", tuple(ssh_argv(
+                host, ["timeout", str(remote.JOIN_TIMEOUT), "nixos-kubernetes-node-join"], opts, root=True))),
+            node)
+    return HostSteps(name, kind, built, generation, switch, checks, rollback, report, join)
+
+
+def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
+              opts: SshOptions, suite: Path, python: str = sys.executable) -> Plan:
+    root = root.resolve()
+    hosts = [lab.host(n) for n in sorted(names)]
+    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
+    first = tuple(steps[h.hostname] for h in hosts if h.is_control_plane)
+    then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
+    report = str(workdir / "cluster.xml")
+    cluster = checks_step(root, hosts, "cluster", report, opts, suite, python) if hosts else None
+    return Plan(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
+
+
+def plan_problems(lab: Lab, names: list[str]) -> list[str]:
+    """What makes a deploy of these hosts impossible as described (bad input, exit 2)."""
+    out = []
+    for n in names:
+        h = lab.host(n)
+        b = h.build_host
+        if b not in (None, "target"):
+            if b not in {x.hostname for x in lab.hosts}:
+                out.append(f"{lab.where(h)}: build_on: {b!r} is not a host of this lab")
+            elif lab.host(b).ssh.port != h.ssh.port:
+                out.append(f"{lab.where(h)}: build_on: {b} listens for SSH on port {lab.host(b).ssh.port} and {n} on "
+                           f"{h.ssh.port}; nixos-rebuild gives both the same NIX_SSHOPTS, so use one port (or name "
+                           "the ports in an ssh_config and give the hosts' names as Ssh(host=...))")
+    return out
+
+
+def render_plan(plan: Plan, lab: Lab) -> str:
+    """``--dry-run``: the exact commands, in order; what only runs on a condition is a comment."""
+    firsts = ", ".join(h.name for h in plan.first)
+    thens = ", ".join(h.name for h in plan.then)
+    order = " then ".join(x for x in (firsts, f"{thens} (up to {plan.parallel} at a time)" if thens else "") if x)
+    out = [f"# homelab deploy of the lab in {plan.root}: {order}",
+           "# each host: its generation, switch, its generation again, its live checks (the vm-tests suite over SSH);",
+           "# a host failing its checks is " + ("rolled back and the rollout stops" if plan.rollback
+                                                 else "left as it is (--no-rollback) and the rollout stops"),
+           f"# the suite's reports go to {plan.workdir}"]
+    for hs in plan.hosts:
+        h = lab.host(hs.name)
+        out += ["", f"# {hs.name}: {hs.kind}, {h.system}, {hs.built}", hs.generation.shell(), hs.switch.shell(),
+                hs.generation.shell(), hs.checks.shell()]
+        if plan.rollback:
+            out.append(f"#   if a check fails (then the rollout stops): {hs.rollback.shell()}")
+        if hs.join:
+            j = hs.join
+            out += ["#   then, unless the node is Ready already:", j.status.shell(),
+                    "#   join it with the control plane's API token, passed from one ssh to the other by a pipe:",
+                    f"{j.token.shell()} | {j.join.shell()}",
+                    f"#   and wait until it is Ready: the same kubectl get node, every {READY_POLL:.0f} s"]
+    if plan.cluster:
+        out += ["", "# once every host passed: the cluster checks", plan.cluster.shell()]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- running
+
+
+@attrs.define
+class HostResult:
+    name: str
+    ok: bool = False
+    result: str = "not started: the rollout stopped"
+    before: int | None = None
+    after: int | None = None
+    rolled_back_to: int | None = None
+    seconds: float | None = None
+    started: bool = False
+
+    def generations(self) -> str:
+        if not self.started:
+            return "-"
+        if self.after is None and self.rolled_back_to is None:  # unreachable, or its generation unreadable
+            return "?" if self.before is None else str(self.before)
+        parts = [self.before, self.after] + ([self.rolled_back_to] if self.rolled_back_to is not None else [])
+        return " -> ".join("?" if g is None else str(g) for g in parts)
+
+
+def current_generation(stdout: str) -> int | None:
+    """The current generation from ``nixos-rebuild list-generations --json`` (newest first, one is current)."""
+    try:
+        gens = json.loads(stdout)
+        return next(int(g["generation"]) for g in gens if g.get("current"))
+    except (ValueError, TypeError, KeyError, StopIteration, AttributeError):
+        return None
+
+
+def failed_checks(report: str) -> list[str]:
+    """The ids of the checks that failed, from the suite's JUnit XML (its ``check`` property)."""
+    try:
+        tree = ET.parse(report)
+    except (OSError, ET.ParseError):
+        return []
+    out = []
+    for case in tree.iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        cid = props.get("check") or case.get("name", "?")
+        host = props.get("lab_host")
+        out.append(f"{host}: {cid}" if host else cid)
+    return list(dict.fromkeys(out))
+
+
+@attrs.frozen
+class Verdict:
+    ok: bool
+    ran: bool  # False: the suite could not run at all (not the host's fault)
+    failed: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Verdict:
+    """Run the suite; while checks fail, again every SUITE_RETRY s for up to ``settle`` s."""
+    deadline = time.monotonic() + settle
+    while True:
+        r = remote.run(step.argv, timeout=1800, env=_env(step), cwd=step.cwd)
+        if r.returncode in (0, 5):  # 5: nothing to check in this scope
+            return Verdict(True, True)
+        failed = tuple(failed_checks(report))
+        if r.returncode != 1:
+            return Verdict(False, False, failed, f"the suite could not run (pytest exit {r.returncode}):\n"
+                                                 f"{remote.tail(r.stdout + r.stderr)}")
+        if time.monotonic() + SUITE_RETRY > deadline:
+            return Verdict(False, True, failed, remote.tail(r.stdout, 20))
+        say(who, f"{len(failed)} check{'s' if len(failed) != 1 else ''} not as expected yet; again in "
+                 f"{SUITE_RETRY:.0f} s")
+        time.sleep(SUITE_RETRY)
+
+
+class Rollout:
+    def __init__(self, plan: Plan, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
+        self.plan, self.lab, self.opts = plan, lab, opts
+        self.settle, self.ready_timeout, self.say = settle, ready_timeout, say
+        self.stop = threading.Event()
+        self.results = {hs.name: HostResult(hs.name) for hs in plan.hosts}
+
+    def generation(self, hs: HostSteps) -> tuple[int | None, str]:
+        r = remote.run(hs.generation.argv, timeout=120)
+        if r.returncode != 0:
+            return None, f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
+        return current_generation(r.stdout), ""
+
+    def host(self, hs: HostSteps) -> HostResult:
+        res = self.results[hs.name]
+        if self.stop.is_set():
+            return res
+        res.started = True
+        t0 = time.monotonic()
+        try:
+            self._host(hs, res)
+        finally:
+            res.seconds = time.monotonic() - t0
+            if not res.ok:
+                self.stop.set()
+        return res
+
+    def _host(self, hs: HostSteps, res: HostResult) -> None:
+        say = self.say
+        res.before, why = self.generation(hs)
+        if why:
+            res.result = f"unreachable ({why})"
+            say(hs.name, f"cannot read its generation over SSH: {why}")
+            return
+        say(hs.name, f"generation {res.before}; switching ({hs.built})")
+        r = remote.run(hs.switch.argv, timeout=6 * 3600, env=_env(hs.switch))
+        res.after, _ = self.generation(hs)
+        if r.returncode != 0:
+            res.result = f"switch failed (nixos-rebuild exit {r.returncode})"
+            say(hs.name, f"nixos-rebuild failed (exit {r.returncode}):\n{remote.tail(r.stdout + r.stderr, 20)}")
+            if res.after is not None and res.after != res.before:
+                self.roll_back(hs, res, "the switch failed")
+            return
+        say(hs.name, f"generation {res.before} -> {res.after}; live checks ({hs.checks.what})")
+        v = run_checks(hs.checks, hs.report, self.settle, say, hs.name)
+        if not v.ran:
+            res.result = "checks could not run"
+            say(hs.name, v.detail)
+            return
+        if not v.ok:
+            n = len(v.failed)
+            res.result = f"{n} check{'s' if n != 1 else ''} failed"
+            say(hs.name, f"{res.result}: {', '.join(v.failed) or '(see the output)'}\n{v.detail}")
+            self.roll_back(hs, res, res.result)
+            return
+        if hs.join is not None:
+            joined = self.join(hs, res)
+            if joined is None:
+                return
+            res.result = "switched, joined, checks passed" if joined else "switched, checks passed"
+        else:
+            res.result = "switched, checks passed"
+        res.ok = True
+        say(hs.name, res.result)
+
+    def roll_back(self, hs: HostSteps, res: HostResult, why: str) -> None:
+        if not self.plan.rollback:
+            res.result += ", not rolled back (--no-rollback)"
+            self.say(hs.name, f"{why}: left at generation {res.after} (--no-rollback)")
+            return
+        self.say(hs.name, f"{why}: rolling back")
+        r = remote.run(hs.rollback.argv, timeout=1800, env=_env(hs.rollback))
+        res.rolled_back_to, _ = self.generation(hs)
+        if r.returncode != 0:
+            res.result += f", rollback FAILED (exit {r.returncode})"
+            self.say(hs.name, f"the rollback failed:\n{remote.tail(r.stdout + r.stderr)}")
+        else:
+            res.result += f", rolled back to {res.rolled_back_to}"
+            self.say(hs.name, f"rolled back to generation {res.rolled_back_to}")
+
+    def join(self, hs: HostSteps, res: HostResult) -> bool | None:
+        """True when joined now, False when it was Ready already, None when the join failed."""
+        j = hs.join
+        kube = Kube(self.lab.control_plane, self.opts)
+        try:
+            status = kube.status(j.node)
+            if status.ready == "True":
+                self.say(hs.name, f"node {j.node} is Ready already: no join")
+                return False
+            self.say(hs.name, f"node {j.node} is {status.describe()}: joining it with the control plane's token")
+            p = remote.pipe(j.token.argv, j.join.argv, timeout=remote.JOIN_TIMEOUT + 30)
+            if p.source_rc != 0:
+                res.result = "join failed: no token"
+                self.say(hs.name, f"could not read the API token on {self.lab.control_plane.hostname} "
+                                  f"(exit {p.source_rc}):\n{remote.tail(p.source_err)}")
+                return None
+            if p.sink_rc != 0:
+                res.result = f"join failed (exit {p.sink_rc})"
+                self.say(hs.name, f"nixos-kubernetes-node-join failed (exit {p.sink_rc}):\n{remote.tail(p.sink_out)}")
+                return None
+            status = kube.wait_ready(j.node, self.ready_timeout, READY_POLL)
+        except remote.KubeError as e:
+            res.result = "join failed: kubectl"
+            self.say(hs.name, str(e))
+            return None
+        if status.ready != "True":
+            res.result = f"joined, not Ready after {self.ready_timeout:.0f} s"
+            self.say(hs.name, f"node {j.node} is {status.describe()} after {self.ready_timeout:.0f} s")
+            return None
+        self.say(hs.name, f"node {j.node} joined and Ready")
+        return True
+
+    def run(self) -> bool:
+        for hs in self.plan.first:
+            self.host(hs)
+        if self.plan.then and not self.stop.is_set():
+            with concurrent.futures.ThreadPoolExecutor(max_workers=self.plan.parallel) as pool:
+                list(pool.map(self.host, self.plan.then))
+        return all(r.ok for r in self.results.values())
+
+
+def _env(step: Step) -> dict[str, str] | None:
+    return {**os.environ, **dict(step.env)} if step.env else None
+
+
+def table(results: list[HostResult]) -> str:
+    rows = [("host", "generation", "result", "time")]
+    for r in results:
+        rows.append((r.name, r.generations(), r.result, "-" if r.seconds is None else f"{r.seconds:.0f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows) + "\n"
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def _options(args) -> SshOptions:
+    from .cli import Usage
+
+    if args.ssh_config and not Path(args.ssh_config).is_file():
+        raise Usage(f"--ssh-config {args.ssh_config}: no such file")
+    return SshOptions(str(Path(args.ssh_config).resolve()) if args.ssh_config else None)
+
+
+def _suite(args, root: Path) -> Path:
+    from .cli import Usage
+
+    suite = Path(args.suite).resolve() if args.suite else suite_dir(root)
+    if not (suite / "conftest.py").is_file():
+        raise Usage(f"no vm-tests suite at {suite} (pass --suite DIR)")
+    return suite
+
+
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None:
+            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild)" if tool == "nixos-rebuild" \
+                else ""
+            raise MissingTool(f"{tool} is not on PATH{hint}")
+    if importlib.util.find_spec("testinfra") is None:
+        raise MissingTool("pytest-testinfra is not installed, and the live checks need it (pip install "
+                          "'homelab[test]')")
+
+
+def _fresh(lab: Lab, root: Path) -> None:
+    """Refuse generated files a build would change: the flake would deploy something else than the lab says."""
+    from . import build
+    from .cli import Usage
+
+    res = build.build(root, lab=lab, check=True)
+    if res.stale:
+        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
+                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+    if not (root / "flake.nix").is_file():
+        raise Usage(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
+
+
+def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
+    """``homelab deploy``: the arguments are the command line's (see homelab.cli)."""
+    from .cli import Usage
+
+    names = list(only or [h.hostname for h in lab.hosts])
+    if args.parallel < 1:
+        raise Usage(f"--parallel {args.parallel}: give 1 or more")
+    problems = plan_problems(lab, names)
+    if problems:
+        raise Usage("\n".join(problems))
+    _fresh(lab, root)
+    opts = _options(args)
+    suite = _suite(args, root)
+    say = Say("deploy")
+    for rel in untracked_entries(root, names):
+        say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
+    if args.dry_run:
+        workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
+        plan = make_plan(lab, root, names, workdir, parallel=args.parallel, rollback=not args.no_rollback,
+                         opts=opts, suite=suite)
+        sys.stdout.write(render_plan(plan, lab))
+        return EXIT_OK
+    try:
+        _need("ssh", "nixos-rebuild")
+    except MissingTool as e:
+        say.err(f"{e}; nothing was deployed")
+        return EXIT_NO_TOOL
+    with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
+        plan = make_plan(lab, root, names, Path(work), parallel=args.parallel, rollback=not args.no_rollback,
+                         opts=opts, suite=suite)
+        rollout = Rollout(plan, lab, opts, settle=args.settle, ready_timeout=args.ready_timeout, say=say)
+        try:
+            ok = rollout.run()
+            cluster = None
+            if ok and plan.cluster is not None:
+                say("cluster", f"all {len(plan.hosts)} switched; {plan.cluster.what}")
+                cluster = run_checks(plan.cluster, plan.cluster_report, args.settle, say, "cluster")
+        except MissingTool as e:
+            say.err(f"{e}")
+            return EXIT_NO_TOOL
+    print()
+    sys.stdout.write(table([rollout.results[hs.name] for hs in plan.hosts]))
+    if not ok:
+        stopped = [r.name for r in rollout.results.values() if not r.started]
+        print("the rollout stopped" + (f"; not deployed: {', '.join(stopped)}" if stopped else ""))
+        return EXIT_FAILED
+    if cluster is not None and not cluster.ok:
+        if cluster.ran:
+            print(f"the cluster checks failed: {', '.join(cluster.failed) or '(see above)'}")
+        else:
+            print(f"the cluster checks could not run: {cluster.detail}")
+        print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
+              "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
+        return EXIT_FAILED
+    print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
+    return EXIT_OK
+
+
+def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
+    """``homelab verify``: the live checks of the named hosts (all when none), one suite run."""
+    names = sorted(only or [h.hostname for h in lab.hosts])
+    opts = _options(args)
+    suite = _suite(args, root)
+    say = Say("verify")
+    hosts = [lab.host(n) for n in names]
+    if args.dry_run:
+        report = str(Path(tempfile.gettempdir()) / "homelab-verify-<new>" / "verify.xml")
+        print(checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable).shell())
+        return EXIT_OK
+    try:
+        _need("ssh")
+    except MissingTool as e:
+        say.err(str(e))
+        return EXIT_NO_TOOL
+    with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
+        report = str(Path(work) / "verify.xml")
+        step = checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable)
+        say(", ".join(names), step.what)
+        v = run_checks(step, report, args.settle, say, ", ".join(names))
+    if v.ok:
+        print(f"all checks passed on {', '.join(names)} ({args.scope} scope)")
+        return EXIT_OK
+    if not v.ran:
+        print(v.detail)
+        return EXIT_FAILED
+    print(f"{len(v.failed)} check{'s' if len(v.failed) != 1 else ''} failed:")
+    for f in v.failed:
+        print(f"  {f}")
+    print(v.detail)
+    return EXIT_FAILED
+
+
+__all__ = ["deploy", "verify", "make_plan", "render_plan", "suite_dir", "Plan", "HostSteps", "Rollout",
+           "current_generation", "failed_checks"]

@@ -1,0 +1,208 @@
+"""Wake and sleep: power the lab's machines on and off without logging in to each.
+
+* ``Host(wake_on_lan=WakeOnLan(mac=...))`` writes
+  ``networking.interfaces.<interface>.wakeOnLan = { enable = true; policy = [ "magic" ]; }``
+  (nixpkgs ``tasks/network-interfaces.nix``: a systemd.link ``WakeOnLan=magic`` for the interface,
+  applied when udev sets the device up, so after the next boot).
+* ``homelab wake hosts/<h>`` sends the magic packet (6 bytes 0xFF, then the MAC 16 times) as one UDP
+  datagram to the LAN's broadcast address, port 9, then waits for SSH and, for a Kubernetes node, for the
+  node to be Ready, and uncordons it (``homelab sleep`` cordoned it).
+* ``homelab sleep hosts/<h>`` drains the node through the control plane (cordon, evict), then powers the
+  host off over SSH and waits until it stops answering.  It refuses to power off the control plane while
+  workers are up, unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from pathlib import Path
+
+from . import remote
+from .model import Host, Lab
+from .nixmodule import Section, section
+from .remote import Kube, MissingTool, Say, SshOptions, ssh_argv
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_TOOL = 0, 1, 2, 4
+WOL_PORT = 9  # the discard port, where Wake-on-LAN senders conventionally aim
+RESEND = 30.0  # seconds between magic packets while waiting for the host
+POLL = 2.0
+
+
+def wake_on_lan_section(host: Host) -> Section | None:
+    """The host entry's Wake-on-LAN definitions (None without ``wake_on_lan``)."""
+    wol = host.wake_on_lan
+    if wol is None:
+        return None
+    base = ("networking", "interfaces", host.interface, "wakeOnLan")
+    return section(
+        f"Wake-on-LAN: a magic packet for {wol.mac} powers the host on (homelab wake). Applied when the "
+        "interface appears, so from the next boot; the firmware must allow waking from off too.",
+        ((*base, "enable"), True),
+        ((*base, "policy"), ["magic"]),
+    )
+
+
+def magic_packet(mac: str) -> bytes:
+    """6 bytes 0xFF, then the 6 bytes of the MAC 16 times: 102 bytes."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    return b"\xff" * 6 + raw * 16
+
+
+def send_magic_packet(mac: str, broadcast: str, port: int = WOL_PORT) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        s.sendto(magic_packet(mac), (broadcast, port))
+
+
+def lan_broadcast(lab: Lab) -> str:
+    return str(lab.cluster.lan.broadcast_address)
+
+
+def _options(args) -> SshOptions:
+    from .cli import Usage
+
+    if args.ssh_config and not Path(args.ssh_config).is_file():
+        raise Usage(f"--ssh-config {args.ssh_config}: no such file")
+    return SshOptions(str(Path(args.ssh_config).resolve()) if args.ssh_config else None)
+
+
+def _need_ssh() -> None:
+    import shutil
+
+    if shutil.which("ssh") is None:
+        raise MissingTool("ssh is not on PATH")
+
+
+# ---------------------------------------------------------------- wake
+
+
+def wake(lab: Lab, root: Path, name: str, args) -> int:
+    from .cli import Usage
+
+    host = lab.host(name)
+    where = lab.where(host)
+    if host.wake_on_lan is None:
+        raise Usage(f"{where}: has no wake_on_lan; add wake_on_lan=WakeOnLan(mac=\"<its LAN MAC>\") to host.py "
+                    "(and deploy it once, while the host is up)")
+    try:
+        broadcast = str(ipaddress.IPv4Address(args.broadcast)) if args.broadcast else lan_broadcast(lab)
+    except ValueError:
+        raise Usage(f"--broadcast {args.broadcast}: not an IPv4 address") from None
+    if not 1 <= args.port <= 65535:
+        raise Usage(f"--port {args.port}: not a UDP port (1-65535)")
+    say = Say("wake")
+    mac = host.wake_on_lan.mac
+    if host.wake_on_lan.locally_administered:
+        say.err(f"note: {where}: WakeOnLan.mac {mac} is a locally administered address, as placeholders are; a "
+                f"NIC's own address usually is not (see `ip link show {host.interface}` on the host)")
+    opts = _options(args)
+    if not args.no_wait:
+        try:
+            _need_ssh()
+        except MissingTool as e:
+            say.err(str(e))
+            return EXIT_NO_TOOL
+
+    def send() -> bool:
+        try:
+            send_magic_packet(mac, broadcast, args.port)
+        except OSError as e:
+            say(name, f"cannot send to {broadcast}:{args.port}: {e}")
+            return False
+        say(name, f"magic packet for {mac} sent to {broadcast}:{args.port}")
+        return True
+
+    if not send():
+        return EXIT_FAILED
+    if args.no_wait:
+        return EXIT_OK
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    next_send = t0 + RESEND
+    while not remote.answers(host, opts):
+        now = time.monotonic()
+        if now >= deadline:
+            say(name, f"no SSH after {args.timeout:.0f} s (is Wake-on-LAN enabled in its firmware, and was the "
+                      "configuration with wake_on_lan deployed before it went off?)")
+            return EXIT_FAILED
+        if now >= next_send:
+            send()
+            next_send = now + RESEND
+        time.sleep(POLL)
+    say(name, f"answers SSH after {time.monotonic() - t0:.0f} s")
+    cp = lab.control_plane
+    if not host.is_kubernetes_node or cp is None:
+        return EXIT_OK
+    kube = Kube(cp, opts)
+    node = remote.node_name(host)
+    try:
+        status = kube.wait_ready(node, max(1.0, deadline - time.monotonic()), POLL)
+        if status.ready != "True":
+            say(name, f"node {node} is {status.describe()} after {args.timeout:.0f} s")
+            return EXIT_FAILED
+        if status.cordoned:
+            r = remote.run(kube.uncordon_argv(node), timeout=120)
+            if r.returncode != 0:
+                say(name, f"kubectl uncordon {node} failed (exit {r.returncode}):\n{remote.tail(r.stderr)}")
+                return EXIT_FAILED
+            status = kube.status(node)
+    except remote.KubeError as e:
+        say(name, str(e))
+        return EXIT_FAILED
+    if status.cordoned:
+        say(name, f"node {node} is still cordoned")
+        return EXIT_FAILED
+    say(name, f"node {node} is Ready and schedulable")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- sleep
+
+
+def sleep(lab: Lab, root: Path, name: str, args) -> int:
+    from .cli import Usage
+
+    host = lab.host(name)
+    opts = _options(args)
+    say = Say("sleep")
+    try:
+        _need_ssh()
+    except MissingTool as e:
+        say.err(str(e))
+        return EXIT_NO_TOOL
+    cp = lab.control_plane
+    if host.is_control_plane:
+        up = [w.hostname for w in lab.kubernetes_nodes if w is not host and remote.answers(w, opts)]
+        if up and not args.force:
+            raise Usage(f"{lab.where(host)}: {name} is the control plane and {', '.join(up)} "
+                        f"{'is' if len(up) == 1 else 'are'} up: their kubelets would lose the API. Sleep "
+                        f"{'it' if len(up) == 1 else 'them'} first, or pass --force")
+    if not remote.answers(host, opts):
+        say(name, "does not answer SSH (off already?); nothing done")
+        return EXIT_FAILED
+    if host.is_kubernetes_node and cp is not None:
+        kube = Kube(cp, opts)
+        node = remote.node_name(host)
+        say(name, f"draining node {node} (kubectl on {cp.hostname})")
+        r = remote.run(kube.drain_argv(node), timeout=420)
+        if r.returncode != 0:
+            say(name, f"kubectl drain {node} failed (exit {r.returncode}):\n{remote.tail(r.stdout + r.stderr)}")
+            if not args.force:
+                say(name, "not powered off (--force powers off anyway)")
+                return EXIT_FAILED
+    say(name, "powering off")
+    r = remote.run(ssh_argv(host, ["systemctl", "poweroff"], opts, root=True), timeout=60)
+    if r.returncode not in (0, 255):  # 255: the connection went down with the host
+        say(name, f"systemctl poweroff failed (exit {r.returncode}):\n{remote.tail(r.stderr)}")
+        return EXIT_FAILED
+    if args.no_wait:
+        return EXIT_OK
+    if not remote.wait_until(lambda: not remote.answers(host, opts), args.timeout, POLL):
+        say(name, f"still answers SSH after {args.timeout:.0f} s")
+        return EXIT_FAILED
+    say(name, "off" + (f"; wake it with: homelab wake {lab.where(host)}" if host.wake_on_lan else ""))
+    return EXIT_OK

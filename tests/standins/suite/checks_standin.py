@@ -1,0 +1,8 @@
+"""STAND-IN checks (see conftest.py): a check fails when its target was told to fail it."""
+
+
+def test_check(case, failing, request):
+    spec, name, check = case
+    request.node.user_properties += [("lab_host", name), ("target", spec), ("check", check["id"]),
+                                     ("scope", check["scope"])]
+    assert check["id"] not in failing(spec), f"{name}: {check['id']} is not as expected (told to fail)"
