@@ -123,6 +123,8 @@ CORE_OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("networking.firewall.extraInputRules", t.lines,
                "nixos/modules/services/networking/firewall-nftables.nix",
                "nftables backend only: appended at the end of the input-allow chain; unused under iptables"),
+    OptionFact("networking.nftables.flushRuleset", t.bool_, "nixos/modules/services/networking/nftables.nix",
+               "default stateVersion < 23.11: true flushes every table (kube-proxy's, flannel's) on each reload"),
     OptionFact("networking.nftables.enable", t.bool_, "nixos/modules/services/networking/nftables.nix",
                "true selects the nftables firewall (networking.firewall.backend's default) and blacklists "
                "the ip_tables kernel module"),

@@ -80,6 +80,9 @@ def base_module(cluster: Cluster) -> Module:
         return Module("modules/network/firewall.nix", "Firewall on (nftables)", (
             section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
                     ("networking.firewall.enable", True), ("networking.nftables.enable", True)),
+            section("A firewall reload must not flush the whole ruleset: kube-proxy's and flannel's tables live "
+                    "there too (nixpkgs flushes it by default on hosts first installed before 23.11).",
+                    ("networking.nftables.flushRuleset", False)),
         ), source="")
     return Module("modules/network/firewall.nix", "Firewall on (iptables)", (
         section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
@@ -120,6 +123,12 @@ def tailnet_interface(host: Host) -> str | None:
 
 def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     """What ``source`` stands for on ``host``: an empty list means nobody (e.g. no host has the role)."""
+    if host.options.get("networking.enableIPv6") is False:  # no ip6tables chain to add to: IPv4 rules only
+        return [m for m in _matches(lab, host, source) if m.family == 4]
+    return _matches(lab, host, source)
+
+
+def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     from .roles.kubernetes import POD_INTERFACES
 
     c = lab.cluster
@@ -141,7 +150,7 @@ def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
         ts = tailnet_interface(host)
         return [Match(4, ts, TAILNET_V4), Match(6, ts, TAILNET_V6)] if ts else []
     if kind == "admins":
-        return list(dict.fromkeys(m for s in c.admins for m in matches(lab, host, s)))
+        return list(dict.fromkeys(m for s in c.admins for m in _matches(lab, host, s)))
     if kind == "world":
         return [Match(4, None, None), Match(6, None, None)]
     if kind == "network":
@@ -166,7 +175,8 @@ def rule(backend: str, m: Match, proto: str, port: int) -> str:
     cmd = "iptables" if m.family == 4 else "ip6tables"
     src = f" -s {m.net}" if m.net else ""
     iface = f" -i {m.iface}" if m.iface else ""
-    return f"{cmd} -A nixos-fw{src}{iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+    # -w: wait for the xtables lock (kube-proxy and flannel hold it too); a failing line would stop firewall-start
+    return f"{cmd} -w -A nixos-fw{src}{iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
 
 
 @attrs.frozen
@@ -180,7 +190,7 @@ class Rule:
         """(the command that lists the chain, the rule as it shows there)."""
         if backend == "nftables":
             return NFT_LIST, self.text
-        return (IPT_LIST if self.family == 4 else IP6T_LIST), self.text.split(" ", 1)[1]
+        return (IPT_LIST if self.family == 4 else IP6T_LIST), self.text.split(" ", 1)[1].removeprefix("-w ")
 
 
 def host_rules(ctx: HostContext) -> list[Rule]:

@@ -15,7 +15,8 @@ import pytest
 
 from homelab import DnsServer, IngressProxy
 from homelab.proofs import ProofFailed
-from homelab.proofs.coredns import answer_for, corefile_tokens, names, prove_zone, python_pattern, template_block
+from homelab.proofs.coredns import (answer_for, corefile_tokens, names, prove_zone, python_pattern, resolve,
+                                    template_block, template_blocks)
 from homelab.proofs.netns import plain, read_back, read_back_lab
 from tests import labkit
 
@@ -44,10 +45,26 @@ def test_template_answers_every_name_in_the_zone_and_nothing_else(nix, seed_root
     corefile, zone, answer, role = _zone(_labs(nix, seed_root)[which]())
     inside, outside = names(zone)
     assert prove_zone(corefile, zone, answer, role.ttl, list(role.forward)) == (
-        f"{len(inside)} names in {zone} answered A {answer}, {len(outside)} look-alikes not; the rest forwarded to "
-        + ", ".join(map(str, role.forward)))
+        f"{len(inside)} names in {zone} answered A {answer} (other types: empty NOERROR), {len(outside)} "
+        "look-alikes not; the rest forwarded to " + ", ".join(map(str, role.forward)))
     block = template_block(corefile)
     assert all(answer_for(q, block) for q in inside) and not any(answer_for(q, block) for q in outside)
+    blocks = template_blocks(corefile)
+    assert {resolve(q, "AAAA", blocks) for q in inside} == {("empty", "NOERROR")}
+    assert {resolve(q, "AAAA", blocks) for q in outside} == {("next", None)}
+
+
+def test_without_the_second_template_aaaa_questions_go_upstream_and_the_proof_fails(nix, seed_root):
+    corefile, zone, answer, role = _zone(_labs(nix, seed_root)["seed"]())
+    start = corefile.index("template IN ANY")
+    broken = corefile[:start] + corefile[corefile.index("}", start) + 1:]
+    assert len(template_blocks(broken)) == 1
+    with pytest.raises(ProofFailed, match=rf"^AAAA {re.escape(zone)}\. gets \('next', None\)"):
+        prove_zone(broken, zone, answer, role.ttl, list(role.forward))
+    nx = corefile.replace("rcode NOERROR", "rcode NXDOMAIN")
+    assert nx != corefile
+    with pytest.raises(ProofFailed, match=rf"^AAAA {re.escape(zone)}\. gets \('empty', 'NXDOMAIN'\)"):
+        prove_zone(nx, zone, answer, role.ttl, list(role.forward))
 
 
 def test_a_zone_rule_one_label_too_narrow_fails_the_proof(nix, seed_root):

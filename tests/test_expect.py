@@ -85,7 +85,7 @@ def test_seed_yomogi(seed):
 
     rules = {(c.spec["list"], c.spec["rule"]) for c in of(e, "firewall_rule")}
     assert rules == {("iptables -w -S nixos-fw" if r.startswith("iptables ") else "ip6tables -w -S nixos-fw",
-                      r.split(" ", 1)[1]) for r in _seed_policy()["yomogi"]}
+                      r.split(" ", 1)[1].removeprefix("-w ")) for r in _seed_policy()["yomogi"]}
     # what a LAN client and the other nodes must and must not reach (probed by the cluster VM test and live)
     reach = {(c.spec["client"], c.spec["proto"], c.spec["port"]): c.spec["expect"] for c in of(e, "reach")}
     accepted = {k for k, v in reach.items() if v == "accept"}
@@ -246,7 +246,7 @@ def test_expectations_agree_with_the_generated_options(lab):
         # firewall: the rules it must list are exactly the generated ones (comments aside), as the backend lists them
         if lab.cluster.firewall == "iptables":
             generated = {(("iptables -w -S nixos-fw" if ln.startswith("iptables ") else "ip6tables -w -S nixos-fw"),
-                          ln.split(" ", 1)[1]) for ln in opts["networking.firewall.extraCommands"].splitlines()
+                          ln.split(" ", 1)[1].removeprefix("-w ")) for ln in opts["networking.firewall.extraCommands"].splitlines()
                          if ln and not ln.startswith("#")}
         else:
             generated = {("nft list chain inet nixos-fw input-allow", ln)

@@ -72,7 +72,7 @@ def test_a_firewall_that_differs_from_the_flow_table_fails_the_proof(nix, seed_r
     host = rb.lab.host("tokiwa")
     opts = dict(rb.options["tokiwa"])
     text = opts["networking.firewall.extraCommands"]
-    ssh_lan = f"iptables -A nixos-fw -s {rb.lab.cluster.lan} -i enp1s0 -p tcp -m tcp --dport 22 -j nixos-fw-accept\n"
+    ssh_lan = f"iptables -w -A nixos-fw -s {rb.lab.cluster.lan} -i enp1s0 -p tcp -m tcp --dport 22 -j nixos-fw-accept\n"
     assert ssh_lan in text
     opts["networking.firewall.extraCommands"] = text.replace(ssh_lan, "")
     with pytest.raises(ProofFailed, match=r"LAN client: tcp \S+ -> \S+:22 via enp1s0: expect accept"):

@@ -105,7 +105,7 @@ def test_a_labs_own_role_builds_verifies_and_shows_everywhere(lab_copy, nix, cap
     assert opts["services.smartd.enable"] is True and opts["services.smartd.extraOptions"] == ["--interval=1800"]
     # its flow is in the host's firewall, for the admins (LAN and tailnet), and nowhere else
     rules = [ln for ln in opts["networking.firewall.extraCommands"].splitlines() if "9633" in ln and ln[0] != "#"]
-    assert sorted(r.split()[0] + " " + r.split()[4] for r in rules) == [
+    assert sorted(r.split()[0] + " " + r.split()[5] for r in rules) == [
         "ip6tables fd7a:115c:a1e0::/48", "iptables 100.64.0.0/10", "iptables 192.168.10.0/24"]
     assert cli.main(["policy", "--json", "--root", str(root)]) == 0
     assert {(r["host"], r["port"], r["by"]) for r in json.loads(capsys.readouterr().out)["rows"]

@@ -15,6 +15,8 @@ from homelab import files, render, verify
 from homelab.compile import compile_lab
 from homelab.roles import kubernetes
 
+from homelab.proofs.netns import read_back_lab
+
 from . import labkit
 
 
@@ -96,19 +98,19 @@ def test_api_address_and_extra_hosts_on_every_host(options, seed):
 
 
 def _v4(src: str, iface: str, proto: str, port: int) -> str:
-    return f"iptables -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+    return f"iptables -w -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
 
 
 def _v6(src: str, iface: str, proto: str, port: int) -> str:
-    return f"ip6tables -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
+    return f"ip6tables -w -A nixos-fw -s {src} -i {iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
 
 
 def _seed_policy() -> dict[str, set[str]]:
     """The seed lab's firewall, written out by hand from its roles (not computed by homelab): who reaches what."""
     lan, ts4, ts6, pods = "192.168.10.0/24", "100.64.0.0/10", "fd7a:115c:a1e0::/48", "10.1.0.0/16"
     y, t, h = "192.168.10.10/32", "192.168.10.11/32", "192.168.10.12/32"
-    world = {"iptables -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept",  # WireGuard, from anywhere
-             "ip6tables -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept"}
+    world = {"iptables -w -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept",  # WireGuard, from anywhere
+             "ip6tables -w -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept"}
 
     def admins(lan_if: str, port: int) -> set[str]:  # the LAN and the tailnet
         return {_v4(lan, lan_if, "tcp", port), _v4(ts4, "tailscale0", "tcp", port), _v6(ts6, "tailscale0", "tcp", port)}
@@ -163,6 +165,23 @@ def test_ingress_proxy_streams_80_and_443_to_traefik_nodeports(options):
     assert "listen 80;" in stream and "server 127.0.0.1:31080;" in stream
     assert "listen 443;" in stream and "server 127.0.0.1:31443;" in stream
     assert "services.nginx.enable" not in options["yomogi"]
+
+
+def test_nixpkgs_defaults_that_would_break_or_open_the_lab_are_overridden(options, nix):
+    """Each value here disarms a nixpkgs default (docs/nixpkgs-facts.md, least privilege section)."""
+    # nginx's default virtual host `localhost` would also listen on port 80: nginx would not start
+    assert options["hanaakari"]["services.nginx.virtualHosts"] == {}
+    assert {h for h, o in options.items() if "services.nginx.virtualHosts" in o} == {"hanaakari"}
+    for host, o in options.items():
+        # NodePorts on loopback only: kube-proxy's DNAT runs before the firewall would see them
+        assert o["services.kubernetes.proxy.extraOpts"] == "--nodeport-addresses=127.0.0.0/8", host
+        # tailscaled's own accept-everything rule off, whether the node logs in by set or by up
+        assert o["services.tailscale.extraSetFlags"] == ["--netfilter-mode=off"], host
+        assert o["services.tailscale.extraUpFlags"] == ["--netfilter-mode=off"], host
+        assert "networking.nftables.flushRuleset" not in o, host  # iptables lab: nothing to flush
+    rb = read_back_lab("seed-nftables", labkit.lab(firewall="nftables"), nix)
+    assert {h: o["networking.nftables.flushRuleset"] for h, o in rb.options.items()} == {
+        "yomogi": False, "tokiwa": False, "hanaakari": False}
 
 
 def test_raspberry_pi_boot_and_uefi_boot(options):

@@ -380,7 +380,7 @@ class Lab2:
         for line in opts["networking.firewall.extraCommands"].splitlines():
             if line and not line.startswith("#") and line not in self.dropped:
                 tool, rest = line.split(" ", 1)
-                self.sh("yomogi", tool, "-w", *rest.split())
+                self.sh("yomogi", tool, *rest.split())  # the generated line has -w
         for tool in ("iptables", "ip6tables"):
             self.sh("yomogi", tool, "-w", "-A", "nixos-fw", "-j", "nixos-fw-refuse")
             self.sh("yomogi", tool, "-w", "-A", "INPUT", "-j", "nixos-fw")
@@ -490,7 +490,7 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
         ("yomogi", "dns:a.b.home.example.com@127.0.0.1:53"),  # the zone rule is one label too narrow
         ("hanaakari", "proxy:443->31443"),  # no backend on the HTTPS NodePort
         ("hanaakari", "hosts_entry:tokiwa"),  # its /etc/hosts leaves tokiwa out
-    } | {("yomogi", f"firewall_rule:{line.removeprefix('iptables ')}") for line in rig.dropped}  # left out on purpose
+    } | {("yomogi", f"firewall_rule:{line.removeprefix('iptables -w ')}") for line in rig.dropped}  # left out on purpose
     # what listens in the namespaces: the stand-in DNS server (TCP and a silent UDP socket), nginx
     listening = {("yomogi", "tcp", 53), ("yomogi", "udp", 53), ("hanaakari", "tcp", 80), ("hanaakari", "tcp", 443)}
     out = {}
@@ -557,7 +557,7 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     assert {v for v in want.values()} == {"passed", "failed", "skipped"}
     # the suite's own words for the deliberate faults
     out = r.stdout
-    assert f"no rule `{lab2.dropped[0].removeprefix('iptables ')}`" in out
+    assert f"no rule `{lab2.dropped[0].removeprefix('iptables -w ')}`" in out
     assert "TCP 192.168.10.10:8888 from host:hanaakari: no answer (dropped), expected the firewall to accept it" in out
     assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 100.64.0.12" in out
     assert "port 443 -> 127.0.0.1:31443: connected, but no bytes came back" in out

@@ -88,32 +88,39 @@ def corefile_tokens(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def template_block(corefile: str) -> dict[str, list[list[str]]]:
-    """The (single) ``template`` directive: {'args': [[...]], 'match': [[...]], 'answer': [[...]], ...}."""
+def template_blocks(corefile: str) -> list[dict[str, list[list[str]]]]:
+    """Every ``template`` directive, in order: {'args': [[...]], 'match': [[...]], 'answer': [[...]], ...}."""
     toks = corefile_tokens(corefile)
-    starts = [i for i, (t, _) in enumerate(toks) if t == "template"]
-    if len(starts) != 1:
-        raise ProofFailed(f"expected one template directive, found {len(starts)}")
-    i = starts[0]
-    head_line = toks[i][1]
-    args = []
-    i += 1
-    while toks[i][0] != "{":
-        if toks[i][1] != head_line:
-            raise ProofFailed("template arguments must be on the directive's line")
-        args.append(toks[i][0])
+    blocks = []
+    for i in [i for i, (t, _) in enumerate(toks) if t == "template"]:
+        head_line = toks[i][1]
+        args = []
         i += 1
-    block: dict[str, list[list[str]]] = {"args": [args]}
-    i += 1
-    while toks[i][0] != "}":
-        name, ln = toks[i]
-        i += 1
-        vals = []
-        while toks[i][1] == ln and toks[i][0] != "}":
-            vals.append(toks[i][0])
+        while toks[i][0] != "{":
+            if toks[i][1] != head_line:
+                raise ProofFailed("template arguments must be on the directive's line")
+            args.append(toks[i][0])
             i += 1
-        block.setdefault(name, []).append(vals)
-    return block
+        block: dict[str, list[list[str]]] = {"args": [args]}
+        i += 1
+        while toks[i][0] != "}":
+            name, ln = toks[i]
+            i += 1
+            vals = []
+            while toks[i][1] == ln and toks[i][0] != "}":
+                vals.append(toks[i][0])
+                i += 1
+            block.setdefault(name, []).append(vals)
+        blocks.append(block)
+    return blocks
+
+
+def template_block(corefile: str) -> dict[str, list[list[str]]]:
+    """The first ``template`` directive (the one answering A queries)."""
+    blocks = template_blocks(corefile)
+    if not blocks:
+        raise ProofFailed("the Corefile has no template directive")
+    return blocks[0]
 
 
 # ---------------------------------------------------------------- regex (RE2 ∩ Python)
@@ -151,22 +158,43 @@ def in_zone(name: str, zones: list[str]) -> bool:
     return False
 
 
-def answer_for(qname: str, block: dict, *, zone_scope: bool = True) -> str | None:
-    """The record CoreDNS's template would answer for an A query of ``qname``, or None."""
+def resolve(qname: str, qtype: str, blocks: list[dict], *, zone_scope: bool = True) -> tuple[str, str | None]:
+    """What CoreDNS's template plugin does with a query: ("answer", record), ("empty", rcode) or ("next", None).
+
+    The templates are tried in order (``template.go``'s ServeDNS): one whose zone, class or type does
+    not fit is skipped; one whose regex matches answers (its ``answer`` record, or only its ``rcode``);
+    one whose regex does not match passes the query on when it has ``fallthrough``, and otherwise
+    answers NXDOMAIN.  "next" means the query goes on to the next plugin (``forward``).
+    """
     name = qname.lower()
-    cls, qtype, *zones = block["args"][0]
-    if cls != "IN" or qtype != "A":
-        return None
-    if zone_scope and not in_zone(name, zones):
-        return None
-    patterns = [python_pattern(args[0]) for args in block.get("match", [])]
-    if not any(re.search(p, name) for p in patterns):
-        return None
-    (answer,) = block["answer"][0]
-    rr, n = re.subn(r"\{\{\s*\.Name\s*\}\}", lambda _: name, answer)
-    if n != 1 or "{{" in rr:
-        raise ProofFailed(f"answer template uses more than .Name: {answer!r}")
-    return rr
+    for block in blocks:
+        cls, btype, *zones = block["args"][0]
+        if cls != "IN":
+            raise ProofFailed(f"template class {cls}: only IN is modelled")
+        if zone_scope and not in_zone(name, zones):
+            continue
+        if btype not in ("ANY", qtype):
+            continue
+        patterns = [python_pattern(args[0]) for args in block.get("match", [])]
+        if not any(re.search(p, name) for p in patterns):
+            if block.get("fallthrough") != [[]]:
+                return "empty", "NXDOMAIN"
+            continue
+        if "answer" not in block:
+            (rcode,) = block.get("rcode", [["NOERROR"]])[0]
+            return "empty", rcode
+        (answer,) = block["answer"][0]
+        rr, n = re.subn(r"\{\{\s*\.Name\s*\}\}", lambda _: name, answer)
+        if n != 1 or "{{" in rr:
+            raise ProofFailed(f"answer template uses more than .Name: {answer!r}")
+        return "answer", rr
+    return "next", None
+
+
+def answer_for(qname: str, block: dict, *, zone_scope: bool = True) -> str | None:
+    """The record one template would answer for an A query of ``qname``, or None."""
+    kind, rr = resolve(qname, "A", [block], zone_scope=zone_scope)
+    return rr if kind == "answer" else None
 
 
 def names(zone: str) -> tuple[list[str], list[str]]:
@@ -188,11 +216,16 @@ def names(zone: str) -> tuple[list[str], list[str]]:
 
 
 def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward: list[str]) -> str:
-    """The Corefile's template answers every name in ``zone`` with the ingress address, and nothing else.
+    """The Corefile answers every name in ``zone`` with the ingress address, and nothing else.
 
-    A summary, or ProofFailed.
+    Other questions about a name in the zone (AAAA, MX...) get an empty NOERROR answer, never
+    the upstream resolvers' NXDOMAIN (which would tell a client the name does not exist at all);
+    names outside the zone go on to ``forward``.  A summary, or ProofFailed.
     """
-    block = template_block(corefile)
+    blocks = template_blocks(corefile)
+    block = blocks[0] if blocks else None
+    if block is None:
+        raise ProofFailed("the Corefile has no template directive")
     cls, qtype, *zones = block["args"][0]
     if (cls, qtype) != ("IN", "A") or [z.rstrip(".").lower() for z in zones] != [zone]:
         raise ProofFailed(f"the template answers {cls} {qtype} in {zones}; the model says IN A in {zone}")
@@ -203,22 +236,28 @@ def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward
 
     inside, outside = names(zone)
     for qname in inside:
-        rr = answer_for(qname, block)
-        if rr is None:
+        kind, rr = resolve(qname, "A", blocks)
+        if kind != "answer":
             raise ProofFailed(f"{qname} is in {zone} but gets no answer")
         owner, rr_ttl, rr_class, rr_type, rdata = rr.split()
         want = (qname.lower(), str(ttl), "IN", "A", str(ingress_address))
         if (owner, rr_ttl, rr_class, rr_type, rdata) != want:
             raise ProofFailed(f"{qname} is answered {rr!r}; the model says {' '.join(want)}")
+        for other in ("AAAA", "MX", "TXT"):
+            if resolve(qname, other, blocks) != ("empty", "NOERROR"):
+                raise ProofFailed(f"{other} {qname} gets {resolve(qname, other, blocks)}; a name in the zone "
+                                  "must answer NOERROR with no records, not go upstream")
     for qname in outside:
         # the regex alone must refuse look-alikes: the zone scope is not the only guard
-        if answer_for(qname, block, zone_scope=False) is not None or answer_for(qname, block) is not None:
-            raise ProofFailed(f"{qname!r} is outside {zone} but gets an answer")
+        for qt in ("A", "AAAA"):
+            if (resolve(qname, qt, blocks, zone_scope=False) != ("next", None)
+                    or resolve(qname, qt, blocks) != ("next", None)):
+                raise ProofFailed(f"{qname!r} is outside {zone} but gets an answer to {qt}")
 
     # what is not templated is forwarded to the model's resolvers
     toks = [t for t, _ in corefile_tokens(corefile)]
     at = toks.index("forward") if "forward" in toks else -1
     if at < 0 or toks[at + 1] != "." or toks[at + 2:at + 2 + len(forward)] != [str(a) for a in forward]:
         raise ProofFailed(f"other names must be forwarded to {', '.join(map(str, forward))}")
-    return (f"{len(inside)} names in {zone} answered A {ingress_address}, {len(outside)} look-alikes not; "
-            f"the rest forwarded to {', '.join(map(str, forward))}")
+    return (f"{len(inside)} names in {zone} answered A {ingress_address} (other types: empty NOERROR), "
+            f"{len(outside)} look-alikes not; the rest forwarded to {', '.join(map(str, forward))}")

@@ -43,7 +43,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 IO_TIMEOUT = 2.0
 START_DEADLINE = 5.0  # nginx answering on its ports after start (it takes milliseconds)
 
-LISTEN = re.compile(r"^(?P<indent>[ \t]*)listen[ \t]+(?P<port>\d+)[ \t]*;[ \t]*$", re.M)
+LISTEN = re.compile(r"^(?P<indent>[ \t]*)listen[ \t]+(?P<v6>\[::\]:)?(?P<port>\d+)[ \t]*;[ \t]*$", re.M)
 UPSTREAM_SERVER = re.compile(r"^(?P<indent>[ \t]*)server[ \t]+127\.0\.0\.1:(?P<port>\d+)[ \t]*;[ \t]*$", re.M)
 
 
@@ -61,9 +61,13 @@ def nginx_build() -> dict[str, str]:
 def remap(stream: str, listen: dict[int, int], upstream: dict[int, int]) -> str:
     """Rewrite listen ports and upstream NodePorts (see the module docstring); fail on anything unexpected."""
     seen_listen: list[int] = []
+    seen_v6: list[int] = []
     seen_up: list[int] = []
 
     def on_listen(m: re.Match) -> str:
+        if m["v6"]:  # `listen [::]:80;` -> the same free port on IPv6 loopback
+            seen_v6.append(int(m["port"]))
+            return f"{m['indent']}listen [::1]:{listen[int(m['port'])]};"
         seen_listen.append(int(m["port"]))
         return f"{m['indent']}listen 127.0.0.1:{listen[int(m['port'])]};"
 
@@ -74,13 +78,15 @@ def remap(stream: str, listen: dict[int, int], upstream: dict[int, int]) -> str:
     out = UPSTREAM_SERVER.sub(on_up, LISTEN.sub(on_listen, stream))
     if sorted(seen_listen) != sorted(listen):
         raise ProofFailed(f"listen ports {seen_listen}, model says {sorted(listen)}")
+    if seen_v6 and sorted(seen_v6) != sorted(listen):
+        raise ProofFailed(f"IPv6 listen ports {seen_v6}, model says {sorted(listen)} (each on IPv4 and IPv6)")
     if sorted(seen_up) != sorted(upstream):
         raise ProofFailed(f"upstream ports {seen_up}, model says {sorted(upstream)}")
     before, after = stream.splitlines(), out.splitlines()
     changed = [(a, b) for a, b in zip(before, after) if a != b]
-    if len(before) != len(after) or len(changed) != len(listen) + len(upstream):
+    if len(before) != len(after) or len(changed) != len(seen_listen) + len(seen_v6) + len(upstream):
         raise ProofFailed(f"remapping changed more than the listen and upstream lines: {changed}")
-    if re.search(r"^\s*listen\s+(?!127\.0\.0\.1:)", out, re.M):
+    if re.search(r"^\s*listen\s+(?!127\.0\.0\.1:|\[::1\]:)", out, re.M):
         raise ProofFailed("a listen line was not remapped")
     return out
 

@@ -48,6 +48,9 @@ class IngressProxy(Role):
         OptionFact("services.nginx.enable", t.bool_, NGINX, status=PARTIAL),
         OptionFact("services.nginx.streamConfig", t.lines, NGINX, "placed inside the stream { } block by the "
                    "module", status=PARTIAL),
+        OptionFact("services.nginx.virtualHosts", t.AttrsOf(t.Scalar("submodule", dict)), NGINX,
+                   "attrsOf submodule; default { localhost = { }; }, a server on port 80 (IPv4 and IPv6), which any "
+                   "definition replaces", status=PARTIAL),
     )
 
     @property
@@ -57,11 +60,14 @@ class IngressProxy(Role):
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         stream = nginx_stream(routes=[(f"traefik_{name}", listen, nodeport) for name, listen, nodeport in self.routes])
-        yield Module("modules/ingress/nginx-stream.nix", "Ingress: nginx stream proxy to Traefik", (section(
-            "TCP passthrough to Traefik's NodePorts; Traefik terminates TLS.",
-            ("services.nginx.enable", True),
-            ("services.nginx.streamConfig", stream),
-        ),))
+        yield Module("modules/ingress/nginx-stream.nix", "Ingress: nginx stream proxy to Traefik", (
+            section("TCP passthrough to Traefik's NodePorts; Traefik terminates TLS.",
+                    ("services.nginx.enable", True),
+                    ("services.nginx.streamConfig", stream)),
+            section("No HTTP server: nixpkgs' default virtual host (localhost) would listen on port 80 too, and "
+                    "nginx would not start.",
+                    ("services.nginx.virtualHosts", {})),
+        ))
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(self.http_port, "tcp", "the ingress proxy (http)", field="IngressProxy.http_port")

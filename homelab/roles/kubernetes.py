@@ -80,6 +80,8 @@ OPTIONS: tuple[OptionFact, ...] = (
                "on every node", status=PARTIAL),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
                "appended last to the kubelet command line; definitions join with one space"),
+    OptionFact("services.kubernetes.proxy.extraOpts", t.separatedString(" "), K8S + "proxy.nix",
+               "appended to kube-proxy's command line; definitions join with one space"),
     OptionFact("services.kubernetes.flannel.openFirewallPorts", t.bool_, K8S + "flannel.nix",
                "default true: opens flannel's UDP ports (8285, 8472) to every source on every interface"),
     OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.str_, K8S + "kubelet.nix",
@@ -88,6 +90,7 @@ OPTIONS: tuple[OptionFact, ...] = (
 )
 
 KUBELET_PORT = 10250
+NODEPORT_ADDRESSES = "127.0.0.0/8"  # kube-proxy --nodeport-addresses: NodePorts on loopback only
 FLANNEL_VXLAN_PORT = 8472  # flannel's vxlan backend (the kubernetes flannel module's default backend)
 # where pods' traffic reaches their host: the CNI bridge nixpkgs' kubernetes/flannel.nix names "mynet" (pods of
 # this node) and flannel's VXLAN device "flannel.1" (pods of other nodes, flannel's own naming)
@@ -169,6 +172,12 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             "flannel would open its UDP ports to every source; each node's flow table opens VXLAN to the other "
             "nodes only.",
             ("services.kubernetes.flannel.openFirewallPorts", False),
+        ),
+        section(
+            "NodePorts answer on loopback only: kube-proxy rewrites NodePort traffic before the host's firewall "
+            "sees it, so a NodePort on the LAN address would be open to everyone. The ingress proxy reaches "
+            "its NodePorts on 127.0.0.1.",
+            ("services.kubernetes.proxy.extraOpts", f"--nodeport-addresses={NODEPORT_ADDRESSES}"),
         ),
     ]
     if dns_image is not None:

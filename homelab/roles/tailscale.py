@@ -54,6 +54,9 @@ class Tailscale(Role):
                    "default false; true adds services.tailscale.port (41641) to allowedUDPPorts"),
         OptionFact("services.tailscale.extraSetFlags", t.ListOf(t.str_), TAILSCALE,
                    "passed to `tailscale set` by tailscaled-set.service after tailscaled starts"),
+        OptionFact("services.tailscale.extraUpFlags", t.ListOf(t.str_), TAILSCALE,
+                   "passed to `tailscale up` by tailscaled-autoconnect (only with authKeyFile); `tailscale up` "
+                   "resets every setting it is not given"),
         OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0"),
         OptionFact("services.tailscale.authKeyFile", t.NullOr(t.path), TAILSCALE,
                    "nullOr path: homelab writes a string, since a Nix path literal would copy the key into the "
@@ -71,8 +74,10 @@ class Tailscale(Role):
         yield Module("modules/network/tailscale.nix", "Tailscale on every host", (
             section("", *defs),
             section("tailscaled would accept everything arriving on its interface ahead of NixOS's firewall; "
-                    "turned off, the host's flow table decides what tailnet peers reach.",
-                    ("services.tailscale.extraSetFlags", ["--netfilter-mode=off"])),
+                    "turned off, the host's flow table decides what tailnet peers reach. `tailscale up` resets "
+                    "every setting it is not given, so log in with `tailscale up --netfilter-mode=off`.",
+                    ("services.tailscale.extraSetFlags", ["--netfilter-mode=off"]),
+                    ("services.tailscale.extraUpFlags", ["--netfilter-mode=off"])),
         ))
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
