@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import posixpath
 import re
 from typing import Any, Iterator, Mapping
 
@@ -136,9 +137,9 @@ def _freeze_or_keep(value: Any) -> Any:
 class Pkg:
     """A package from nixpkgs, written as ``pkgs.<name>`` (for raw options)."""
 
-    name: str = attrs.field(validator=fields.check(
-        lambda v: isinstance(v, str)
-        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
+    name: str = attrs.field(validator=fields.typed(
+        str, "a package attribute path (a string)",
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
         lambda v: f"{v!r} is not a package attribute path such as 'htop' or 'linuxPackages_rpi4'"))
 
 
@@ -146,9 +147,9 @@ class Pkg:
 class PkgCall:
     """A call of a nixpkgs function, written as ``pkgs.<function> { <args> }``."""
 
-    function: str = attrs.field(validator=fields.check(
-        lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
-        is not None,
+    function: str = attrs.field(validator=fields.typed(
+        str, "a function path (a string)",
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v) is not None,
         lambda v: f"{v!r} is not a function path such as 'dockerTools.pullImage'"))
     args: Mapping[str, Any] = attrs.field(converter=_freeze_or_keep,
                                           validator=instance_of(dict, "an attribute set of arguments"))
@@ -197,7 +198,11 @@ def option_path_problem(path: Any) -> str | None:
     if not _OPTION_PATH.fullmatch(path):
         return (f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
                 "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
-    head = option_path(path)[0]
+    parts = option_path(path)
+    if len(parts) > MAX_VALUE_DEPTH:
+        return (f"{path[:40]!r}... has {len(parts)} parts; NixOS option paths have a handful (at most "
+                f"{MAX_VALUE_DEPTH} here)")
+    head = parts[0]
     if head in _MODULE_KEYS:
         what = {"imports": "use Host(imports=[...]) for Nix files",
                 "config": "write the path without 'config.'",
@@ -219,25 +224,42 @@ class Ssh:
     user: str = attrs.field(default="root", validator=fields.typed(
         str, "a user name", lambda v: re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", v) is not None,
         lambda v: f"{v!r} is not a user name (lower-case letters, digits, '_' and '-')"))
-    host: str | None = attrs.field(default=None, validator=fields.check(
-        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v)
-                                is not None),
-        lambda v: f"{v!r} is not a host name or address"))
+    host: str | None = attrs.field(default=None, validator=fields.optional_text(
+        lambda v: re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v) is not None,
+        "a host name or address (a string), or None", lambda v: f"{v!r} is not a host name or address"))
     port: int = attrs.field(default=22, validator=port)
 
 
 # ---------------------------------------------------------------- host & cluster
 
 
-def _roles(v: Any) -> tuple:
-    if isinstance(v, Role):
-        return (v,)
-    if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
-        raise TypeError(v)
-    v = tuple(v)
-    if not all(isinstance(r, Role) and attrs.has(type(r)) for r in v):
-        raise TypeError(v)
-    return v
+def _generated(rel: str) -> bool:
+    """A lab-relative path homelab writes: a host's entry module, the data file, anything under modules/."""
+    parts = rel.split("/")
+    return rel == "hosts/lab.nix" or parts[0] == "modules" or (
+        len(parts) == 3 and parts[0] == "hosts" and parts[2] == "default.nix")
+
+
+_ROLES = "a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)"
+
+
+def _roles_converter(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    """``roles``: a role or a list of roles; each item that is not a role is reported on its own."""
+    if isinstance(value, Role):
+        return (value,)
+    if not fields.is_list(value):
+        report("roles", fields.wrong_type(value, _ROLES))
+        return value
+    bad = False
+    for i, r in enumerate(value):
+        if isinstance(r, type) and issubclass(r, Role):
+            report(f"roles[{i}]", f"{r.__name__} is the role's class, not a role: call it, {r.__name__}()")
+            bad = True
+        elif not (isinstance(r, Role) and attrs.has(type(r))):
+            report(f"roles[{i}]", fields.wrong_type(r, "a role (ControlPlane(), Worker(), ... or a role of your "
+                                                       "own, an attrs class subclassing homelab.role.Role)"))
+            bad = True
+    return value if bad else tuple(value)
 
 
 def _host_address(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv4Interface:
@@ -321,13 +343,12 @@ class Host:
     # "192.168.10.11" or, with the LAN's prefix, "192.168.10.11/24"
     address: ipaddress.IPv4Address | ipaddress.IPv4Interface = attrs.field(converter=converter(
         _host_address, "an IPv4 address (e.g. 192.168.10.11 or 192.168.10.11/24)"))
-    roles: tuple[Role, ...] = attrs.field(converter=converter(
-        _roles, "a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)"))
+    roles: tuple[Role, ...] = attrs.field(converter=attrs.Converter(_roles_converter, takes_self=True,
+                                                                    takes_field=True))
     tailscale_address: ipaddress.IPv4Address | None = attrs.field(default=None, converter=to_optional_address)
     boot: Boot = attrs.field(
         factory=SystemdBoot,
-        validator=fields.check(lambda v: isinstance(v, (SystemdBoot, RaspberryPi4)),
-                               lambda v: f"{v!r} is not SystemdBoot() or RaspberryPi4()"),
+        validator=fields.instance_of((SystemdBoot, RaspberryPi4), "SystemdBoot() or RaspberryPi4()"),
     )
     kernel_modules: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     kernel_params: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
@@ -371,6 +392,10 @@ class Host:
                 report(attribute.name, f"{p!r} is not a relative path to a .nix file")
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):
                 report(attribute.name, f"{p!r} is the generated entry module itself")
+            elif isinstance(self.hostname, str) and _generated(posixpath.normpath(f"hosts/{self.hostname}/{p}")):
+                report(attribute.name, f"{p!r} is {posixpath.normpath(f'hosts/{self.hostname}/{p}')}, a file "
+                       "homelab generates; import only hand-written Nix (what a generated file sets comes "
+                       "from host.py: roles, options)")
 
     def has(self, role_type: type) -> bool:
         return any(isinstance(r, role_type) for r in self.roles)

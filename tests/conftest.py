@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
 settings.register_profile("nightly", max_examples=10000, deadline=None)
+# mutation testing (tools/mutate): every mutant reruns the tests, so fewer examples; exact tests do the killing
+settings.register_profile("mutmut", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

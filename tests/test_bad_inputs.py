@@ -87,9 +87,9 @@ ERRORS = [
     case("nameserver-in-pod-range", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers=["10.1.0.10"]',
          ("cluster", "nameservers[0]", "10.1.0.10 lies in the pod_cidr 10.1.0.0/16")),
     case("nameservers-not-a-list", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers="192.168.10.1"',
-         ("cluster", "nameservers", "'192.168.10.1' is not a list of IPv4 addresses")),
+         ("cluster", "nameservers", "'192.168.10.1' is a str, not a list of IPv4 addresses")),
     case("extra-trusted-bad-cidr", C, 'easy_certs=True,', 'easy_certs=True, extra_trusted=["10.0.0.0/33"],',
-         ("cluster", "extra_trusted", "['10.0.0.0/33'] is not a list of IPv4 networks in CIDR form")),
+         ("cluster", "extra_trusted[0]", "'10.0.0.0/33' is not an IPv4 network in CIDR form")),
     # ---------------------------------------------------------------- cluster.py: API, names, types
     case("api-port-out-of-range", C, "api_port=6443", "api_port=70000",
          ("cluster", "api_port", "70000 is not a TCP/UDP port (1-65535)")),
@@ -152,7 +152,7 @@ ERRORS = [
     case("address-prefix-mismatch", T, 'address="192.168.10.11/24"', 'address="192.168.10.11/16"',
          ("hosts/tokiwa", "address", "prefix /16 does not match the LAN 192.168.10.0/24")),
     case("address-wrong-type", T, 'address="192.168.10.11/24"', "address=42",
-         ("hosts/tokiwa", "address", "42 is not an IPv4 address")),
+         ("hosts/tokiwa", "address", "42 is an int, not an IPv4 address")),
     case("address-garbage", T, 'address="192.168.10.11/24"', 'address="tokiwa.local"',
          ("hosts/tokiwa", "address", "'tokiwa.local' is not an IPv4 address")),
     # ---------------------------------------------------------------- host.py: names and types
@@ -176,15 +176,16 @@ ERRORS = [
     case("role-unknown-field", T, "roles=[Worker(),", "roles=[Worker(replicas=2),",
          ("hosts/tokiwa", "Worker.replicas", "is not a field of Worker; it takes no arguments")),
     case("roles-a-string", T, "roles=[Worker(), CephStorage(), Tailscale()]", 'roles="Worker"',
-         ("hosts/tokiwa", "roles", "'Worker' is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
+         ("hosts/tokiwa", "roles", "'Worker' is a str, not a list of roles (ControlPlane(), Worker(), CephStorage(), "
+          "... or a role of your own)")),
     case("roles-a-class", T, "roles=[Worker(),", "roles=[Worker,",
-         ("hosts/tokiwa", "roles", "is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
+         ("hosts/tokiwa", "roles[0]", "Worker is the role's class, not a role: call it, Worker()")),
     case("state-version-invalid", T, 'hostname="tokiwa",', 'hostname="tokiwa", state_version="25.5",',
          ("hosts/tokiwa", "state_version", "'25.5' is not a NixOS release such as '26.05'")),
     case("description-control-char", T, 'description="Intel', 'description="Intel\\x1b[31m',
          ("hosts/tokiwa", "description", "contains control characters")),
     case("boot-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", boot="uefi",',
-         ("hosts/tokiwa", "boot", "'uefi' is not SystemdBoot() or RaspberryPi4()")),
+         ("hosts/tokiwa", "boot", "'uefi' is a str, not SystemdBoot() or RaspberryPi4()")),
     case("rpi-kernel-invalid", Y, "boot=RaspberryPi4(),", 'boot=RaspberryPi4(kernel_packages="rpi; rm -rf /"),',
          ("hosts/yomogi", "RaspberryPi4.kernel_packages", "is not a kernel package set such as 'linuxPackages_rpi4'")),
     case("kernel-param-with-space", T, 'hostname="tokiwa",', 'hostname="tokiwa", kernel_params=["quiet splash"],',
@@ -319,6 +320,135 @@ ERRORS = [
     case("option-prefix-twice", T, '"services.openssh.enable": True',
          '"services.openssh": {"enable": True}, "services.openssh.ports": [22]',
          ("hosts/tokiwa", "options['services.openssh.ports']", "'services.openssh' is set too")),
+    # ---------------------------------------------------------------- values nested too deep, or containing themselves
+    # (MAX_VALUE_DEPTH = 32: every command refuses them alike, see test_every_command_refuses_it)
+    case("option-nested-33-deep", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("functools").reduce(lambda a, _: [a], range(33), 1)',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-nested-300-deep", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("functools").reduce(lambda a, _: {"k": a}, range(300), 1)',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-list-contains-itself", T, '"services.openssh.enable": True',
+         '"services.x.y": (lambda l: (l.append(l), l)[1])([])',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-dict-contains-itself", T, '"services.openssh.enable": True',
+         '"services.x.y": (lambda d: (d.__setitem__("a", d), d)[1])({})',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-deep-in-package-call", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("homelab").PkgCall("f", {"a": __import__("functools").reduce(lambda a, _: [a], '
+         'range(40), 1)})',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-deep-under-force", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("homelab").force((lambda l: (l.append(l), l)[1])([]))',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-path-1200-parts", T, '"services.openssh.enable": True', '"x." + ".".join(["a"] * 1200): 1',
+         ("hosts/tokiwa", "options", "has 1201 parts; NixOS option paths have a handful (at most 32 here)")),
+    # ---------------------------------------------------------------- raw option paths that are not options
+    case("option-path-config-prefix", T, '"services.openssh.enable": True', '"config.services.openssh.enable": True',
+         ("hosts/tokiwa", "options", "'config.services.openssh.enable' starts with 'config', which is a module "
+          "keyword, not an option: write the path without 'config.'")),
+    case("option-path-options-prefix", T, '"services.openssh.enable": True', '"options.services.foo": {}',
+         ("hosts/tokiwa", "options", "'options.services.foo' starts with 'options', which is a module keyword")),
+    case("option-path-imports", T, '"services.openssh.enable": True', '"imports": ["./extra.nix"]',
+         ("hosts/tokiwa", "options", "'imports' starts with 'imports', which is a module keyword, not an option: "
+          "use Host(imports=[...]) for Nix files")),
+    case("option-path-disabled-modules", T, '"services.openssh.enable": True', '"disabledModules": []',
+         ("hosts/tokiwa", "options", "'disabledModules' starts with 'disabledModules', which is a module keyword")),
+    case("option-path-not-a-string", T, '"services.openssh.enable": True', '("services", "openssh"): True',
+         ("hosts/tokiwa", "options", "('services', 'openssh') is a tuple, not a dotted option path (a string)")),
+    # ---------------------------------------------------------------- paths that go into a command line
+    case("ceph-root-dir-none", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir=None)',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "None is not a file path (a string starting with /)")),
+    case("ceph-root-dir-space", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir="/srv/my kubelet")',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "'/srv/my kubelet' holds a space, quote, backslash or "
+          "control character; it goes into a command line")),
+    case("ceph-root-dir-dollar", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir="/srv/$HOME")',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "'/srv/$HOME' is not an absolute file path")),
+    case("tailscale-key-path-with-space", Y, "        Tailscale(),\n",
+         '        Tailscale(auth_key_file="/run/secrets/ts key"),\n',
+         ("hosts/yomogi", "Tailscale.auth_key_file", "'/run/secrets/ts key' holds a space")),
+    case("ceph-disk-none", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(disks=[None])',
+         ("hosts/hanaakari", "CephStorage.disks[0]", "None is not a string")),
+    # ---------------------------------------------------------------- ports the cluster itself uses (one table)
+    case("api-port-cfssl", C, "api_port=6443", "api_port=8888",
+         ("cluster", "api_port", "8888 is taken on yomogi by easyCerts' cfssl (hosts/yomogi)")),
+    case("api-port-kube-proxy-health", C, "api_port=6443", "api_port=10256",
+         ("cluster", "api_port", "10256 is taken on yomogi by kube-proxy (health)")),
+    case("api-port-kube-proxy-metrics", C, "api_port=6443", "api_port=10249",
+         ("cluster", "api_port", "10249 is taken on yomogi by kube-proxy (metrics)")),
+    case("api-port-etcd-peer", C, "api_port=6443", "api_port=2380",
+         ("cluster", "api_port", "2380 is taken on yomogi by etcd (peer)")),
+    case("api-port-kubelet", C, "api_port=6443", "api_port=10250",
+         ("cluster", "api_port", "10250 is taken on yomogi by the kubelet (hosts/yomogi)")),
+    case("api-port-kubelet-health", C, "api_port=6443", "api_port=10248",
+         ("cluster", "api_port", "10248 is taken on yomogi by the kubelet (health)")),
+    case("api-port-certmgr", C, "api_port=6443", "api_port=9488",
+         ("cluster", "api_port", "9488 is taken on yomogi by certmgr (metrics)")),
+    case("api-port-dns-server", C, "api_port=6443", "api_port=53",
+         ("hosts/yomogi", "DnsServer.port", "53 is taken on this host by the API server")),
+    case("dns-port-flannel-vxlan", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', "DnsServer(port=8472)",
+         ("hosts/yomogi", "DnsServer.port", "8472/udp is taken on this host by flannel (VXLAN)")),
+    case("ingress-port-kube-proxy", H, "https_nodeport=31443),", "https_nodeport=31443, http_port=10256),",
+         ("hosts/hanaakari", "IngressProxy.http_port", "10256 is taken on this host by kube-proxy (health)")),
+    # ---------------------------------------------------------------- values that build but break the lab
+    case("nameservers-empty", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', "nameservers=[]",
+         ("cluster", "nameservers", "is empty: hosts get static addresses with DHCP off")),
+    case("api-name-localhost", C, 'api_name="api.kube"', 'api_name="localhost"',
+         ("cluster", "api_name", "localhost resolves to the loopback address on every host")),
+    case("api-name-under-localhost", C, 'api_name="api.kube"', 'api_name="api.localhost"',
+         ("cluster", "api_name", "api.localhost resolves to the loopback address")),
+    case("api-name-loopback-ip", C, 'api_name="api.kube"', 'api_name="127.0.0.1"',
+         ("cluster", "api_name", "127.0.0.1 is not the control plane's address 192.168.10.10")),
+    case("dns-forwards-to-its-lan-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["1.1.1.1", "192.168.10.10"])',
+         ("hosts/yomogi", "DnsServer.forward[1]", "192.168.10.10 is this host, and its DNS server is this one")),
+    case("dns-forwards-to-loopback", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["127.0.0.1"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "127.0.0.1 is this host, and its DNS server is this one")),
+    case("dns-forwards-to-its-tailscale-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["100.64.0.10"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "100.64.0.10 is this host")),
+    case("dns-forwards-to-nowhere", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["0.0.0.0"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "0.0.0.0 is not the address of a DNS server")),
+    Case("dns-servers-forward-in-a-circle", (
+        (Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["192.168.10.11"])'),
+        (T, "import CephStorage,", "import CephStorage, DnsServer,"),
+        (T, "roles=[Worker(),", 'roles=[DnsServer(forward=["192.168.10.10"]), Worker(),')),
+        (("hosts/yomogi", "DnsServer.forward", "forwards in a circle (yomogi -> tokiwa -> yomogi)"),
+         ("hosts/tokiwa", "DnsServer.forward", "forwards in a circle (tokiwa -> yomogi -> tokiwa)"))),
+    case("raspberry-pi-boot-on-x86", T, 'hostname="tokiwa",', 'hostname="tokiwa", boot=__import__("homelab").RaspberryPi4(),',
+         ("hosts/tokiwa", "boot", "RaspberryPi4() boots an aarch64 board, and this host's system is x86_64-linux")),
+    case("tailscale-address-quad100", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.100.100.100"',
+         ("hosts/tokiwa", "tailscale_address", "100.100.100.100 is Tailscale's own service address (Quad100")),
+    case("tailscale-address-chromeos-range", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.115.92.7"',
+         ("hosts/tokiwa", "tailscale_address", "100.115.92.7 lies in 100.115.92.0/23, which Tailscale never assigns")),
+    case("tailscale-address-range-network", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.64.0.0"',
+         ("hosts/tokiwa", "tailscale_address", "100.64.0.0 is the network or broadcast address of 100.64.0.0/10")),
+    # ---------------------------------------------------------------- imports of files homelab generates
+    case("import-another-hosts-entry", T, 'imports=["./hardware-configuration.nix"]',
+         'imports=["./hardware-configuration.nix", "../yomogi/default.nix"]',
+         ("hosts/tokiwa", "imports", "'../yomogi/default.nix' is hosts/yomogi/default.nix, a file homelab generates")),
+    case("import-own-entry-from-above", T, 'imports=["./hardware-configuration.nix"]', 'imports=["../tokiwa/default.nix"]',
+         ("hosts/tokiwa", "imports", "'../tokiwa/default.nix' is hosts/tokiwa/default.nix, a file homelab generates")),
+    case("import-the-data-file", T, 'imports=["./hardware-configuration.nix"]', 'imports=["../lab.nix"]',
+         ("hosts/tokiwa", "imports", "'../lab.nix' is hosts/lab.nix, a file homelab generates")),
+    # ---------------------------------------------------------------- a wrong type names the type it should be
+    case("description-not-a-string", T, 'description="Intel N97 mini PC, 16 GB, 512 GB NVMe"', "description=5",
+         ("hosts/tokiwa", "description", "5 is an int, not a string")),
+    case("api-port-a-bool", C, "api_port=6443", "api_port=True",
+         ("cluster", "api_port", "True is a bool, not a port number")),
+    case("kernel-module-not-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", kernel_modules=["kvm-intel", 1],',
+         ("hosts/tokiwa", "kernel_modules[1]", "1 is an int, not a string")),
+    case("dns-forward-item-not-an-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["1.1.1.1", 5])',
+         ("hosts/yomogi", "DnsServer.forward[1]", "5 is an int, not an IPv4 address")),
+    case("system-not-a-string", T, 'system="x86_64-linux"', "system=64",
+         ("hosts/tokiwa", "system", "64 is an int, not one of: x86_64-linux, aarch64-linux")),
+    case("ssh-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", ssh="root@tokiwa",',
+         ("hosts/tokiwa", "ssh", "'root@tokiwa' is a str, not Ssh(user=..., host=..., port=...)")),
+    case("role-field-wrong-type", H, "https_nodeport=31443),", 'https_nodeport="31443"),',
+         ("hosts/hanaakari", "IngressProxy.https_nodeport", "'31443' is a str, not a port number")),
+    case("lan-not-a-string", C, 'lan="192.168.10.0/24"', "lan=24",
+         ("cluster", "lan", "24 is an int, not an IPv4 network in CIDR form")),
     # ---------------------------------------------------------------- many at once
     Case("problems-in-three-files", ((C, "api_port=6443", "api_port=0"),
                                      (T, 'interface="enp1s0"', 'interface=""'),
@@ -373,8 +503,9 @@ SD_CARD = ("hosts/yomogi", "boot", "warning: a control plane booted from an SD c
 
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (and the set of paths)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
+    return {p.relative_to(root).as_posix(): "-> " + os.readlink(p) if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_symlink() or p.is_file()}
 
 
 def apply_edits(root: Path, edits) -> None:
@@ -512,3 +643,194 @@ def test_hand_written_import_that_does_not_parse(lab_copy: Path, nix):
     assert "Traceback" not in out + err
     assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
     assert snapshot(lab_copy) == before
+
+
+# ---------------------------------------------------------------- every command agrees
+
+
+def command_lines(root: Path) -> list[list[str]]:
+    """Every command that reads the lab, as a user types it (vm only prints its plan)."""
+    return [["check", "--root", str(root)], ["build", "--root", str(root)], ["plan", "--root", str(root)],
+            ["graph", "--root", str(root)], ["expect", "--root", str(root)], ["show", "--root", str(root)],
+            ["vm", str(root / "hosts/tokiwa"), "--dry-run", "--suite", str(REPO / "vm-tests")],
+            ["check", "--json", "--root", str(root)]]
+
+
+AGREE = ["option-nested-33-deep", "option-nested-300-deep", "option-list-contains-itself",
+         "option-dict-contains-itself", "option-deep-in-package-call", "option-path-1200-parts",
+         "option-path-imports", "ceph-root-dir-none", "api-port-cfssl", "import-another-hosts-entry",
+         "description-not-a-string", "dns-forwards-to-loopback"]
+
+
+@pytest.mark.parametrize("c", [c for c in ERRORS if c.id in AGREE], ids=lambda c: c.id)
+def test_every_command_refuses_it(lab_copy: Path, c: Case):
+    """check, build, plan, graph, expect, show and vm --dry-run: exit 2 and the same line, never a crash."""
+    assert len([x for x in ERRORS if x.id in AGREE]) == len(AGREE)
+    apply_edits(lab_copy, c.edits)
+    before = snapshot(lab_copy)
+    for argv in command_lines(lab_copy):
+        rc, out, err = run_cli(*argv)
+        assert rc == 2, f"{argv[0]}: exit {rc}\n{out}\n{err}"
+        assert "Traceback" not in out + err and "crashed" not in err
+        if "--json" in argv:
+            import json
+            problems = {(p["where"], p["field"]) for p in json.loads(out)["problems"] if p["severity"] == "error"}
+            assert {(w, f) for w, f, _ in c.expect} <= problems, problems
+        else:
+            for where, field, fragment in c.expect:
+                assert_reported(err, where, field, fragment)
+        assert snapshot(lab_copy) == before, f"{argv[0]} changed files of the lab"
+
+
+# ---------------------------------------------------------------- host sources that cannot be read
+
+
+def _dangling_host_py(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    (root / "hosts/tokiwa/host.py").symlink_to("../shared/tokiwa.py")
+
+
+def _host_py_folder(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    (root / "hosts/tokiwa/host.py").mkdir()
+
+
+def _host_py_fifo(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    os.mkfifo(root / "hosts/tokiwa/host.py")
+
+
+def _dangling_host_folder(root: Path) -> None:
+    import shutil
+
+    shutil.move(str(root / "hosts/tokiwa"), str(root / "tokiwa-elsewhere"))
+    (root / "hosts/tokiwa").symlink_to("../nowhere/tokiwa")
+
+
+def _dangling_cluster_py(root: Path) -> None:
+    (root / "hosts/cluster.py").unlink()
+    (root / "hosts/cluster.py").symlink_to("cluster-real.py")
+
+
+def _import_links_to_a_generated_file(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("../yomogi/default.nix")
+
+
+def _import_is_a_dangling_link(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("/nonexistent/hw.nix")
+
+
+UNREADABLE = [
+    ("host-py-dangling-symlink", _dangling_host_py,
+     ("hosts/tokiwa", "host.py", "is a symbolic link to ../shared/tokiwa.py, which does not exist; nothing was "
+      "removed")),
+    ("host-py-is-a-folder", _host_py_folder, ("hosts/tokiwa", "host.py", "is a folder, not a Python file")),
+    ("host-py-is-a-fifo", _host_py_fifo, ("hosts/tokiwa", "host.py", "is not a regular file")),
+    ("host-folder-dangling-symlink", _dangling_host_folder,
+     ("hosts/tokiwa", "folder", "is a symbolic link to ../nowhere/tokiwa, which does not exist")),
+    ("cluster-py-dangling-symlink", _dangling_cluster_py,
+     ("cluster", "cluster.py", "is a symbolic link to cluster-real.py, which does not exist")),
+    ("import-links-to-a-generated-file", _import_links_to_a_generated_file,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' leads to hosts/yomogi/default.nix, a file homelab "
+      "generates")),
+    ("import-dangling-symlink", _import_is_a_dangling_link,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' is a symbolic link to /nonexistent/hw.nix, which "
+      "does not exist")),
+]
+
+
+@pytest.mark.parametrize("id_, setup, expect", UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def test_a_source_that_cannot_be_read_is_an_error_and_nothing_is_removed(lab_copy: Path, id_, setup, expect):
+    """A host must never vanish because its host.py cannot be read: build would prune its generated files."""
+    setup(lab_copy)
+    before = snapshot(lab_copy)
+    for argv in command_lines(lab_copy)[:6]:
+        rc, out, err = run_cli(*argv)
+        assert rc == 2, f"{argv[0]}: exit {rc}\n{out}\n{err}"
+        assert "Traceback" not in out + err
+        assert_reported(err, *expect)
+        assert snapshot(lab_copy) == before, f"{argv[0]} changed files of the lab"
+    if id_.startswith("host-py"):
+        assert (lab_copy / "hosts/tokiwa/default.nix").is_file()  # not pruned
+
+
+def _run_as(user, *argv: str) -> tuple[int, str, str]:
+    """main(argv) in a forked child that dropped to ``user`` (homelab is imported already: the child reads only
+    the lab)."""
+    import homelab.build  # noqa: F401 - what check needs, loaded before the child loses access to the venv
+    import homelab.load  # noqa: F401
+    import homelab.plan  # noqa: F401
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.chdir("/")
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            sys.stdout = os.fdopen(1, "w", closefd=False)
+            sys.stderr = os.fdopen(2, "w", closefd=False)
+            code = main(list(argv))
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r) as o, os.fdopen(err_r) as e:
+        out, err = o.read(), e.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def test_an_unreadable_host_py_is_an_error(lab_copy: Path):
+    """Permission denied on host.py: exit 2, named, nothing removed (run as an unprivileged user when root)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        lab, rmdir = lab_copy, None
+    else:  # root reads every file: ask as nobody, from a copy of the lab everyone may read (except host.py)
+        import pwd
+
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("root, and no user 'nobody' to read the lab as")
+        rmdir = Path(tempfile.mkdtemp(prefix="homelab-perm-"))
+        rmdir.chmod(0o755)
+        lab = rmdir / "lab"
+        shutil.copytree(lab_copy, lab)
+        for p in [lab, *lab.rglob("*")]:
+            p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
+    try:
+        host_py = lab / "hosts/tokiwa/host.py"
+        host_py.chmod(0)
+        before = snapshot(lab)
+        if rmdir is None:
+            rc, out, err = run_cli("check", "--root", str(lab))
+        else:
+            rc, out, err = _run_as(nobody, "check", "--root", str(lab))
+        assert rc == 2, out + err
+        assert "Traceback" not in out + err
+        assert_reported(err, "hosts/tokiwa", "host.py", "cannot be read: Permission denied; nothing was removed")
+        assert snapshot(lab) == before
+    finally:
+        if rmdir is not None:
+            shutil.rmtree(rmdir)
+
+
+def test_a_folder_without_host_py_is_no_host_and_its_generated_file_is_pruned(lab_copy: Path, nix):
+    """The legitimate removal: host.py deleted on purpose, the folder (with its generated entry) left behind."""
+    (lab_copy / "hosts/tokiwa/host.py").unlink()
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, err
+    assert "removed hosts/tokiwa/default.nix" in out
+    assert not (lab_copy / "hosts/tokiwa/default.nix").exists()

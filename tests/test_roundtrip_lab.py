@@ -27,7 +27,7 @@ from homelab import (
 from homelab import render, verify
 from homelab.compile import compile_lab
 from homelab.roles.control_plane import CFSSL_PORT, CONTROL_PLANE_PORTS
-from homelab.roles.kubernetes import NODE_PORTS
+from homelab.roles.kubernetes import CERTMGR_PORT, NODE_PORTS
 from homelab.validate import validate
 
 label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
@@ -37,7 +37,7 @@ option_value = st.one_of(st.booleans(), st.integers(-1000, 10**6), text, st.list
 
 
 # outside the NodePort range and the ports a control plane already uses (homelab.validate refuses those)
-_TAKEN = {p.number for p in (*CONTROL_PLANE_PORTS, *NODE_PORTS)} | {CFSSL_PORT}
+_TAKEN = {p.number for p in (*CONTROL_PLANE_PORTS, *NODE_PORTS)} | {CFSSL_PORT, CERTMGR_PORT.number}
 api_port = st.integers(1024, 29999).filter(lambda p: p not in _TAKEN)
 
 

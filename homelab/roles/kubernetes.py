@@ -74,9 +74,17 @@ KUBELET_PORT = 10250
 # Ports every Kubernetes node listens on.
 NODE_PORTS = (
     Port(KUBELET_PORT, "tcp", "the kubelet"),
+    Port(10248, "tcp", "the kubelet (health)", loopback=True),  # kubelet.nix healthz.bind/port
     Port(10249, "tcp", "kube-proxy (metrics)", loopback=True),
     Port(10256, "tcp", "kube-proxy (health)"),
+    Port(8472, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
 )
+CERTMGR_PORT = Port(9488, "tcp", "certmgr (metrics)", loopback=True)  # certmgr.nix metricsPort; easyCerts runs it
+
+
+def node_ports(ctx: HostContext) -> tuple[Port, ...]:
+    """What every Kubernetes node listens on (certmgr only with easyCerts)."""
+    return NODE_PORTS + ((CERTMGR_PORT,) if ctx.cluster.easy_certs else ())
 NODE_UNITS = ("kubelet", "kube-proxy", "flannel")
 
 
