@@ -25,22 +25,29 @@ EXIT_CHANGED = 1  # something is out of date or would change (build --check, pla
 EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
 EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
 EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
-    (EXIT_OK, "done"),
-    (EXIT_CHANGED, "out of date / something would change (build --check, plan, graph --check-readme)"),
+    (EXIT_OK, "done (also when the reader of the output stops early, as in `homelab show | head -1`)"),
+    (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
+                   "diagram (graph --check-readme), the suite failing on a VM (vm)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool the command needs (nix) is missing; nothing was written"),
+    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM, ssh) is missing; nothing was written"),
+    (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
 )
 
 
 class Usage(Exception):
     """A command-line mistake, reported like a lab problem (exit 2)."""
+
+
+class Missing(Exception):
+    """A tool or device the command needs is not there (exit 4)."""
 
 
 def _err(*lines: str) -> None:
@@ -387,6 +394,9 @@ def _run(args) -> int:
     except Usage as e:
         _err(f"homelab: {e}")
         return EXIT_BAD_INPUT
+    except Missing as e:
+        _err(f"homelab: {args.command}: {e}")
+        return EXIT_NO_NIX
     except LabError as e:
         errors = [p for p in e.problems if p.severity == "error"]
         _err(f"homelab: {len(errors)} problem{'s' if len(errors) != 1 else ''}; nothing was written:")

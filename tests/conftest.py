@@ -53,3 +53,10 @@ def lab_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "hosts", tmp_path / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "modules", tmp_path / "modules")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_run_unmutated_code(monkeypatch):
+    """Under mutation testing (./lab mutate), only this process runs the mutant: a homelab started as a new
+    process runs the unmutated code (mutmut keeps the mutant's name in-process when the variable is gone)."""
+    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
