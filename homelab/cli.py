@@ -29,7 +29,7 @@ EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build 
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
-    (EXIT_OK, "done (also when the reader of the output stops early, as in `homelab show | head -1`)"),
+    (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
     (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
                    "diagram (graph --check-readme), the suite failing on a VM (vm)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
