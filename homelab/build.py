@@ -161,13 +161,21 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
         t0 = time.perf_counter()
         try:
+            nix = nix or Nix()
             with verify.staged(texts, root, hand) as tmp:
-                rep = verify.verify(Path(tmp), p.compiled, nix or Nix(), only, pre=p.pre)
+                rep = verify.verify(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                calls = nix.calls
+                clashes = [] if rep.problems else verify.hand_written_clashes(
+                    Path(tmp), p.compiled, nix, list(names), p.pre)
+                rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
         except NixNotFound as e:
             raise NotVerified(e.message) from None
         seconds = time.perf_counter() - t0
         if rep.problems:
             raise verify.VerifyError(rep.problems)
+        if any(c.severity == "error" for c in clashes):
+            raise LabError([c for c in clashes if c.severity == "error"])
+        p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
 

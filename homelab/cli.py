@@ -148,11 +148,15 @@ def cmd_build(args) -> int:
               f"{'s' if (only is None and len(lab.hosts) != 1) or (only and len(only) != 1) else ''}, generated "
               "files match their sources")
         return EXIT_OK
+    for w in res.warnings:
+        if w not in warnings:
+            _err(str(w))
     if res.also_built:
         _err(f"note: also building {', '.join(res.also_built)}: they import module files this build changes")
     rep = res.verified
     verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
-                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process)") if rep else \
+                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process{'es' if rep.nix_calls != 1 else ''})") \
+        if rep else \
         "; NOT verified by nix (--no-verify)"
     n = len(res.hosts)
     print(f"{n} host{'s' if n != 1 else ''}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"

@@ -834,3 +834,70 @@ def test_a_folder_without_host_py_is_no_host_and_its_generated_file_is_pruned(la
     assert rc == 0, err
     assert "removed hosts/tokiwa/default.nix" in out
     assert not (lab_copy / "hosts/tokiwa/default.nix").exists()
+
+
+# ---------------------------------------------------------------- hand-written imports that fight generated code
+
+HW = "hosts/tokiwa/hardware-configuration.nix"
+HW_HEAD = "{ ... }:\n{\n"
+
+
+def hw(body: str, args: str = "...") -> tuple:
+    return ((HW, HW_HEAD, "{ " + args + " }:\n{\n" + body),)
+
+
+# Only a build reads hand-written Nix (through real nix), so these are refused by build, before writing.
+HAND_CLASHES = [
+    Case("hand-written-sets-the-hostname", hw('  networking.hostName = "other";\n'),
+         (("hosts/tokiwa", "imports", "hardware-configuration.nix sets networking.hostName = 'other', which homelab "
+           "sets to 'tokiwa' in hosts/tokiwa/default.nix; NixOS cannot merge the two"),)),
+    Case("hand-written-nested-set", hw('  networking = { useDHCP = true; };\n'),
+         (("hosts/tokiwa", "imports", "hardware-configuration.nix sets networking.useDHCP = True, which homelab sets "
+           "to False in hosts/tokiwa/default.nix"),)),
+    Case("hand-written-turns-the-firewall-off", hw('  networking.firewall.enable = false;\n'),
+         (("hosts/tokiwa", "imports", "sets networking.firewall.enable = False, which homelab sets to True in "
+           "modules/network/firewall.nix"),)),
+    Case("hand-written-with-module-args", hw('  services.kubernetes.masterAddress = "other.kube";\n',
+                                            "config, lib, pkgs, modulesPath, ..."),
+         (("hosts/tokiwa", "imports", "sets services.kubernetes.masterAddress = 'other.kube', which homelab sets to "
+           "'api.kube' in modules/k8s/base.nix"),)),
+]
+
+
+@pytest.mark.parametrize("c", HAND_CLASHES, ids=ids(HAND_CLASHES))
+def test_a_hand_written_import_that_fights_generated_code_is_refused(lab_copy: Path, nix, c: Case):
+    apply_edits(lab_copy, c.edits)
+    before = snapshot(lab_copy)
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 2, out + err
+    assert "Traceback" not in out + err and "nothing was written" in err
+    for where, field, fragment in c.expect:
+        assert_reported(err, where, field, fragment)
+    assert str(lab_copy) not in err and "homelab-verify-" not in err  # no staging paths
+    assert snapshot(lab_copy) == before
+
+
+@pytest.mark.parametrize("body, args", [
+    ('  boot.kernelModules = [ "kvm-intel" ];\n', "..."),  # kernel modules merge
+    ('  networking.hostName = "tokiwa";\n', "..."),  # the same value: NixOS accepts equal definitions
+    ('  networking.useDHCP = lib.mkForce true;\n', "lib, ..."),  # the user's override wins, on purpose
+    ('  networking.firewall.enable = lib.mkDefault false;\n', "lib, ..."),  # homelab's definition wins
+    ('  networking.hostName = lib.mkIf config.x "other";\n', "config, lib, ..."),  # conditional: NixOS judges
+    ('  imports = [ (modulesPath + "/installer/scan/not-detected.nix") ];\n', "modulesPath, ..."),
+], ids=["list-merges", "same-value", "user-mkForce", "user-mkDefault", "mkIf", "modulesPath-import"])
+def test_hand_written_definitions_that_merge_are_accepted(lab_copy: Path, nix, body, args):
+    apply_edits(lab_copy, hw(body, args))
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, out + err
+    assert "hosts/tokiwa: imports" not in err
+
+
+def test_a_hand_written_package_expression_that_may_clash_is_a_warning(lab_copy: Path, nix):
+    """pkgs is not here to evaluate: a definition of a package option homelab sets is reported as a warning."""
+    apply_edits(lab_copy, [("hosts/yomogi/hardware-configuration.nix", HW_HEAD,
+                            "{ pkgs, ... }:\n{\n  boot.kernelPackages = pkgs.linuxPackages_latest;\n")])
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, out + err
+    assert_reported(err, "hosts/yomogi", "imports", "warning: hardware-configuration.nix sets boot.kernelPackages "
+                    "with an expression homelab cannot evaluate without nixpkgs, and homelab sets it to "
+                    "pkgs.linuxPackages_rpi4 in hosts/yomogi/default.nix")
