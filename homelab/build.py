@@ -27,7 +27,7 @@ from . import files, render, verify
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, Problem
 from .model import Lab
-from .pynix_eval import Nix, NixNotFound
+from .pynix_eval import Nix, NixError, NixNotFound
 
 __all__ = ["Prepared", "BuildResult", "prepare", "build", "hosts_sharing_changes", "NotVerified"]
 
@@ -163,10 +163,15 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         try:
             nix = nix or Nix()
             with verify.staged(texts, root, hand) as tmp:
-                rep = verify.verify(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                calls = nix.calls
-                clashes = [] if rep.problems else verify.hand_written_clashes(
-                    Path(tmp), p.compiled, nix, list(names), p.pre)
+                try:
+                    rep = verify.verify(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                    calls = nix.calls
+                    clashes = [] if rep.problems else verify.hand_written_clashes(
+                        Path(tmp), p.compiled, nix, list(names), p.pre)
+                except NixError as e:  # name the lab's files, never the staging copy
+                    if isinstance(e, NixNotFound):
+                        raise
+                    raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
                 rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
         except NixNotFound as e:
             raise NotVerified(e.message) from None
@@ -178,6 +183,13 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
+
+
+def _unstaged(text: str, tmp: str) -> str:
+    """``text`` with the staging folder's paths written as the lab's own (``modules/k8s/ceph.nix``)."""
+    for base in {str(Path(tmp)), str(Path(tmp).resolve())}:
+        text = text.replace(base + "/", "")
+    return text
 
 
 def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = None) -> dict[str, dict[str, Any]]:

@@ -97,3 +97,22 @@ def test_the_readme_lists_the_same_table():
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme, re.M))
     assert {int(k): v for k, v in rows.items()} == {code: what for code, what in EXIT_CODES}
     assert set(rows) >= {"0", "1", "2", "3", "4", "70", "130"}
+
+
+def test_nix_refusing_generated_code_is_exit_3_naming_the_lab_file_not_the_staging_copy(lab_copy, nix, monkeypatch):
+    """A planted homelab bug: one generated text that is not Nix.  nix refuses it while reading the staged
+    copy; the message names modules/k8s/ceph.nix, never the temporary folder."""
+    from homelab import build
+
+    texts = build.Prepared.texts
+
+    def broken(self, only=None):
+        out = texts(self, only)
+        out["modules/k8s/ceph.nix"] = out["modules/k8s/ceph.nix"].replace('"ceph"', '"ceph" =', 1)
+        return out
+
+    monkeypatch.setattr(build.Prepared, "texts", broken)
+    rc, out, err = run("build", "--root", str(lab_copy))
+    assert rc == 3, err
+    assert "modules/k8s/ceph.nix" in err
+    assert "homelab-verify-" not in err and "/dev/shm" not in err and "/tmp/" not in err, err
