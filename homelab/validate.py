@@ -328,6 +328,13 @@ def option_clashes(lab: Lab, compiled, pre) -> tuple[list[Problem], set[str]]:
         w = lab.where(h)
         plan = compiled.hosts[h.hostname]
         user = {model_option_path(k): k for k in h.options}
+        for up, key in user.items():  # a path inside an option that holds no attributes (a str, a list...)
+            for n in range(1, len(up)):
+                fact = compiled.contract.lookup(up[:n])
+                if fact is not None and fact.type.check({}) is not None:
+                    out.append(Problem(w, f"options[{key!r}]", f"{'.'.join(up[:n])} is an option of type "
+                                       f"{fact.type}; it has no attribute {up[n]!r} (set {'.'.join(up[:n])} itself)"))
+                    break
         entry = compiled.files[plan.entry]
         clashed: set[str] = set()
         for sec in entry.sections:

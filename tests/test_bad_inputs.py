@@ -317,6 +317,12 @@ ERRORS = [
     case("option-conflicts-with-module", T, '"services.openssh.enable": True', '"networking.firewall.enable": False',
          ("hosts/tokiwa", "options['networking.firewall.enable']", "conflicting definitions False and True "
           "(defined in hosts/tokiwa/default.nix, modules/network/firewall.nix); wrap the value in force(...)")),
+    case("option-inside-a-list-option", T, '"services.openssh.enable": True', '"services.kubernetes.roles.extra": 1',
+         ("hosts/tokiwa", "options['services.kubernetes.roles.extra']", "services.kubernetes.roles is an option of "
+          "type listOf")),
+    case("option-inside-a-bool-option", T, '"services.openssh.enable": True', '"services.tailscale.enable.x": True',
+         ("hosts/tokiwa", "options['services.tailscale.enable.x']", "services.tailscale.enable is an option of type "
+          "bool; it has no attribute 'x'")),
     case("option-prefix-twice", T, '"services.openssh.enable": True',
          '"services.openssh": {"enable": True}, "services.openssh.ports": [22]',
          ("hosts/tokiwa", "options['services.openssh.ports']", "'services.openssh' is set too")),
