@@ -237,7 +237,10 @@ def cmd_graph(args) -> int:
     topo = graph.topology(lab)
     if args.update_readme or args.check_readme:
         readme = Path(args.readme) if args.readme else root / "README.md"
-        old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        try:
+            old = readme.read_text(encoding="utf-8") if readme.exists() else ""
+        except (OSError, UnicodeDecodeError) as e:
+            raise Usage(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
         new = graph.replace_block(old, graph.readme_block(topo))
         if args.check_readme:
             if new != old:

@@ -85,6 +85,9 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
                 return f"attribute name {k!r} is not a string"
             if _text_problem(k):
                 return f"attribute name {k!r} {_text_problem(k)}"
+            if k == "_type":  # NixOS reads a set with _type as mkIf/mkOverride/...: never plain data
+                return ("attribute name '_type' marks the module system's own values (mkIf, mkOverride...); use "
+                        "force()/default() for priorities, and another name for data")
             why = _option_value_problems(v, top=False)
             if why:
                 return why

@@ -304,6 +304,13 @@ ERRORS = [
           "be written as UTF-8")),
     case("option-key-lone-surrogate", T, '"services.openssh.enable": True', '"services.x\\udfff.enable": True',
          ("hosts/tokiwa", "options['services.x\\udfff.enable']", "the option path contains '\\udfff'")),
+    case("option-value-spoofs-a-module-value", T, '"services.openssh.enable": True',
+         '"services.x.settings": {"_type": "override"}',
+         ("hosts/tokiwa", "options['services.x.settings']", "attribute name '_type' marks the module system's own "
+          "values")),
+    case("option-value-spoofs-a-package", T, '"services.openssh.enable": True',
+         '"services.x.package": {"a": {"_type": "pkg", "attrPath": "htop"}}',
+         ("hosts/tokiwa", "options['services.x.package']", "attribute name '_type' marks")),
     case("option-huge-int", T, '"services.openssh.enable": True', '"boot.kernel.sysctl.x": 2**64',
          ("hosts/tokiwa", "options['boot.kernel.sysctl.x']", "18446744073709551616 does not fit in a Nix integer")),
     case("option-nested-force", T, '"services.openssh.enable": True',
@@ -662,7 +669,7 @@ def command_lines(root: Path) -> list[list[str]]:
             ["check", "--json", "--root", str(root)]]
 
 
-AGREE = ["option-nested-33-deep", "option-nested-300-deep", "option-list-contains-itself",
+AGREE = ["option-nested-33-deep", "option-value-spoofs-a-module-value", "option-nested-300-deep", "option-list-contains-itself",
          "option-dict-contains-itself", "option-deep-in-package-call", "option-path-1200-parts",
          "option-path-imports", "ceph-root-dir-none", "api-port-cfssl", "import-another-hosts-entry",
          "description-not-a-string", "dns-forwards-to-loopback"]
