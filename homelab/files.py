@@ -240,7 +240,7 @@ def _test_pause(step: str, rel: str) -> None:
             time.sleep(3600)
 
 
-def stale(root: Path, texts: dict[str, str], *, prune: bool = True) -> list[str]:
+def stale(root: Path, texts: dict[str, str], *, prune: bool) -> list[str]:
     """Paths whose file on disk differs from what a build would write (or should not exist)."""
     out = []
     for rel, text in sorted(texts.items()):

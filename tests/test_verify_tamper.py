@@ -25,8 +25,9 @@ from tests import labkit
 VALUE = re.compile(r'(?<![\w.-])("(?:[^"\\$]|\\.)*"|\b\d+\b|\btrue\b|\bfalse\b)(?=\s*;|\s*$)')
 
 
-def tamper(text: str, which: int) -> str:
-    """``text`` with one value changed: the first (``which`` = 0) or the last (-1) value a line defines."""
+def tamper(text: str, which: int) -> tuple[str, str, str]:
+    """``text`` with one value changed: the first (``which`` = 0) or the last (-1) value a line defines; and
+    the value before and after, as Python would print them (``'x'``, ``2``, ``True``)."""
     hits = []
     for i, line in enumerate(text.splitlines(keepends=True)):
         if line.lstrip().startswith("#"):
@@ -39,7 +40,15 @@ def tamper(text: str, which: int) -> str:
     new = {"true": "false", "false": "true"}.get(v) or (str(int(v) + 1) if v.isdigit() else v[:-1] + 'x"')
     lines = text.splitlines(keepends=True)
     lines[i] = lines[i][:m.start(1)] + new + lines[i][m.end(1):]
-    return "".join(lines)
+    return "".join(lines), _py(v), _py(new)
+
+
+def _py(nix_value: str) -> str:
+    if nix_value in ("true", "false"):
+        return repr(nix_value == "true")
+    if nix_value.isdigit():
+        return repr(int(nix_value))
+    return repr(nix_value[1:-1])
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +82,17 @@ def _files():
 @pytest.mark.parametrize("rel", _files())
 def test_a_changed_value_in_any_generated_file_is_noticed(seed, nix, tmp_path, rel, which):
     compiled, texts, pre = seed
-    changed = tamper(texts[rel], which)
+    changed, was, now = tamper(texts[rel], which)
     assert changed != texts[rel]
     problems = _verify(tmp_path / "lab", dict(texts, **{rel: changed}), compiled, pre, nix)
     assert problems, f"tampering with {rel} went unnoticed"
     assert all(p.startswith(rel + ":") for p in problems), problems
-    assert any(" differs: nix read " in p for p in problems), problems
+    # the message shows what nix read and what the model says at the tampered place: two different values,
+    # the new one from nix and the old one from the model
+    shown = [re.search(r" differs: nix read (.*), the model says (.*)\Z", p, re.S) for p in problems]
+    assert any(m and m.group(1) != m.group(2) and "None" not in (m.group(1), m.group(2))
+               and (m.group(1), m.group(2)) == (now, was) or (m and now.strip("'") in m.group(1)
+                                                               and was.strip("'") in m.group(2)) for m in shown), problems
 
 
 @pytest.mark.parametrize("rel", [r for r in _files() if r.endswith("/default.nix")])
