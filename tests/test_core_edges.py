@@ -31,3 +31,37 @@ def test_an_override_inside_a_forced_group_is_the_one_that_counts():
         ("networking", "firewall", "enable"): OV(1000, False),
         ("networking", "firewall", "allowPing"): OV(50, True),
     }
+
+
+def test_a_conflict_names_the_option_the_message_and_every_file():
+    c = verify.Conflict(("networking", "hostName"), "conflicting definitions 'a' and 'b'",
+                        ("hosts/x/default.nix", "hosts/x/extra.nix"))
+    assert str(c) == ("networking.hostName: conflicting definitions 'a' and 'b' (defined in hosts/x/default.nix, "
+                      "hosts/x/extra.nix)")
+
+
+def test_show_merges_with_the_labs_own_contract_rows():
+    """A lab's own role brings contract rows: the options read back are cut at its option paths, not below."""
+    import attrs
+
+    from homelab import Worker
+    from homelab.compile import compile_lab
+    from homelab.role import Module, OptionFact, Role, section, types
+
+    @attrs.frozen
+    class Settings(Role):
+        options = (OptionFact("services.foo.settings", types.AttrsOf(types.str_), "test"),)
+
+        def compile(self, ctx):
+            yield Module("modules/foo.nix", "foo", (section("", ("services.foo.settings", {"a": "1"})),))
+
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", roles=[Worker(), Settings()])
+    compiled = compile_lab(lab)
+    pre = verify.precheck(compiled)
+    evaluated = {"generated": {rel: {"imports": [verify._import_target(rel, i) for i in compiled.files[rel].imports],
+                                     "defs": pre.nested[rel]} for rel in compiled.files}}
+    options, conflicts = verify.host_options(evaluated, compiled, "tokiwa")
+    assert conflicts == []
+    assert options["services.foo.settings"] == {"a": "1"}
+    assert "services.foo.settings.a" not in options
+    assert options == pre.merged["tokiwa"]

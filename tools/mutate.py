@@ -9,6 +9,7 @@ unchanged.
 
     ./lab mutate                               # everything (resumes)
     ./lab mutate "homelab.nixvalue*"           # one module's mutants
+    ./lab mutate --sample 20                   # every k-th mutant, about 20 per module, scored alone
     .venv/bin/python tools/mutate.py --report  # the scores of what has run, nothing new
     .venv/bin/mutmut show <mutant>             # the diff of one mutant
 
@@ -19,6 +20,7 @@ homelab started as a new process by a test runs the unmutated code (see tests/co
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import subprocess
@@ -39,10 +41,40 @@ def scores(text: str) -> dict[str, collections.Counter]:
     return out
 
 
+SAMPLE = ROOT / "mutants" / "homelab-sample.txt"
+
+
+def mutant_names() -> dict[str, list[str]]:
+    """Every mutant mutmut generated, per module (from its .meta files), in a stable order."""
+    out: dict[str, list[str]] = {}
+    for meta in sorted((ROOT / "mutants" / "homelab").glob("*.py.meta")):
+        names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+        out[f"homelab.{meta.name.removesuffix('.py.meta')}"] = names
+    return out
+
+
+def sample(per_module: int) -> list[str]:
+    """Every k-th mutant of each module, about ``per_module`` of them: a systematic sample."""
+    names = mutant_names()
+    if not names:  # mutmut generates the mutants (and maps tests to functions) on its first run
+        subprocess.call([*MUTMUT, "run", "homelab.no-such-module*"], cwd=ROOT,
+                        env=dict(os.environ, HYPOTHESIS_PROFILE="mutmut"))
+        names = mutant_names()
+    picked = []
+    for mod, ns in names.items():
+        step = max(1, len(ns) // per_module)
+        picked += ns[::step][:per_module]
+    return picked
+
+
 def report() -> int:
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
     text = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=ROOT, env=env, capture_output=True,
                           text=True).stdout
+    if SAMPLE.is_file():
+        only = set(SAMPLE.read_text().split())
+        text = "\n".join(ln for ln in text.splitlines() if ln.strip().split(":")[0] in only)
+        print(f"the sample in {SAMPLE.relative_to(ROOT)} ({len(only)} mutants); delete it to score everything")
     per = scores(text)
     if not per:
         print("no mutation results yet: run ./lab mutate")
@@ -67,6 +99,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--report"]:
         return report()
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
+    if argv[:1] == ["--sample"]:
+        names = sample(int(argv[1]))
+        SAMPLE.write_text("\n".join(names) + "\n")
+        argv = argv[2:] + names
+    elif not argv:
+        SAMPLE.unlink(missing_ok=True)
     rc = subprocess.call([*MUTMUT, "run", *argv], cwd=ROOT, env=env)
     report()
     return rc
