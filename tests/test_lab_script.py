@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = ["bash", "sh", "sed", "dirname", "id", "cat", "printf", "rm", "mkdir", "chmod", "sort", "paste", "tee",
-         "touch", "echo", "env", "ls", "test", "["]
+         "touch", "echo", "env", "ls", "test", "[", "mktemp"]
 LOG_CMD = '#!/bin/sh\necho "$(basename "$0") $*" >> "$LAB_LOG"\n'
 # apt-get records its arguments and whether policy-rc.d keeps services stopped while it installs
 APT = LOG_CMD + '[ -e "$LAB_ROOTFS/usr/sbin/policy-rc.d" ] && echo "policy-rc.d present" >> "$LAB_LOG"\nexit 0\n'
@@ -50,11 +50,11 @@ def box(tmp_path: Path):
     (rootfs / "usr/sbin").mkdir(parents=True)
     log = tmp_path / "log"
 
-    def run(*args: str, have: tuple[str, ...] = (), ensurepip: bool = True) -> tuple[int, str, list[str]]:
+    def run(*args: str, have: tuple[str, ...] = (), venv_module: bool = True) -> tuple[int, str, list[str]]:
         for name in ("python3", "nix-instantiate", "nginx", "iptables", "nft", "ip"):
             (bin_ / name).unlink(missing_ok=True)
-        (bin_ / "python3").write_text(LOG_CMD + ("exit 0\n" if ensurepip else
-                                                 'case "$*" in *ensurepip*) exit 1 ;; esac\nexit 0\n'))
+        (bin_ / "python3").write_text(LOG_CMD + ("exit 0\n" if venv_module else
+                                                 'case "$*" in *"-m venv"*) exit 1 ;; esac\nexit 0\n'))
         (bin_ / "python3").chmod(0o755)
         for name in have:
             (bin_ / name).write_text("#!/bin/sh\nexit 0\n")
@@ -117,9 +117,12 @@ def test_build_help_installs_no_packages(box):
     assert log[-1] == "python -m homelab build --help"
 
 
-def test_a_missing_venv_module_is_installed(box):
+def test_a_missing_venv_module_is_installed_when_the_venv_is_made(box, tmp_path):
     run, _ = box
-    rc, out, log = run("build", have=("nix-instantiate",), ensurepip=False)
+    rc, out, log = run("build", have=("nix-instantiate",), venv_module=False)
+    assert not any(ln.startswith("apt-get") for ln in log)  # the venv is there: nothing to make
+    shutil.rmtree(tmp_path / "repo/.venv")
+    rc, out, log = run("build", have=("nix-instantiate",), venv_module=False)
     assert installs(log) == {"python3-venv"}
 
 
