@@ -176,9 +176,17 @@ def cmd_check(args) -> int:
     lab, problems = load(root)
     if lab is not None and not any(p.severity == "error" for p in problems):
         try:
-            problems = list(prepare(lab, problems).warnings)
+            prepared = prepare(lab, problems)
+            problems = list(prepared.warnings)
         except LabError as e:
             problems = [p for p in problems if p.severity != "error"] + e.problems
+        else:  # the hand-written imports, as a build reads them: with nix, when there is one
+            from . import verify
+            from .pynix_eval import nix_available
+
+            if nix_available():
+                problems += verify.hand_written_problems(root, prepared.compiled, _nix(args),
+                                                         sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
     if args.json:
         _dump({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],

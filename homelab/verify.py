@@ -609,3 +609,26 @@ def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
         + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path, *_ in leaves) + " ]; };"
         for hand, (_h, leaves) in specs.items())
     return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }"})
+
+
+def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+                          ) -> list[Problem]:
+    """What a build finds in the hand-written imports, for ``homelab check``: files that are not Nix, and
+    definitions that clash with generated ones (read where they are, nothing staged)."""
+    base = str(Path(root).resolve()) + "/"
+    todo = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    out: list[Problem] = []
+    while todo:
+        try:
+            nix.parse_files([Path(root).resolve() / rel for rel in todo])
+            break
+        except NixEvalError as e:
+            bad = next((rel for rel in todo if e.key and e.key == base + rel), None)
+            if bad is None:
+                raise
+            out.append(Problem(bad.rsplit("/", 1)[0], "imports", f"{bad.rsplit('/', 1)[1]} is not valid Nix: "
+                               f"{e.message.replace(base, '')}"))
+            todo.remove(bad)
+    if out:
+        return out
+    return hand_written_clashes(root, compiled, nix, hosts, pre)

@@ -651,11 +651,13 @@ def test_hand_written_import_that_does_not_parse(lab_copy: Path, nix):
     """Only a build reads hand-written Nix (through real nix): exit 2, the host and file named, nothing written."""
     apply_edits(lab_copy, [("hosts/tokiwa/hardware-configuration.nix", None, "{ config, ... }: { boot.x = ; }\n")])
     before = snapshot(lab_copy)
-    rc, out, err = run_cli("build", "--root", str(lab_copy))
-    assert rc == 2, out + err
-    assert "Traceback" not in out + err
-    assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
-    assert snapshot(lab_copy) == before
+    for command in ("check", "build"):
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 2, out + err
+        assert "Traceback" not in out + err
+        assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
+        assert str(lab_copy) not in err
+        assert snapshot(lab_copy) == before
 
 
 # ---------------------------------------------------------------- every command agrees
@@ -881,13 +883,14 @@ HAND_CLASHES = [
 def test_a_hand_written_import_that_fights_generated_code_is_refused(lab_copy: Path, nix, c: Case):
     apply_edits(lab_copy, c.edits)
     before = snapshot(lab_copy)
-    rc, out, err = run_cli("build", "--root", str(lab_copy))
-    assert rc == 2, out + err
-    assert "Traceback" not in out + err and "nothing was written" in err
-    for where, field, fragment in c.expect:
-        assert_reported(err, where, field, fragment)
-    assert str(lab_copy) not in err and "homelab-verify-" not in err  # no staging paths
-    assert snapshot(lab_copy) == before
+    for command in ("check", "build"):  # check reads hand-written imports with nix too: the two agree
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 2, f"{command}: {out}{err}"
+        assert "Traceback" not in out + err and "nothing was written" in err
+        for where, field, fragment in c.expect:
+            assert_reported(err, where, field, fragment)
+        assert str(lab_copy) not in err and "homelab-verify-" not in err  # no staging paths
+        assert snapshot(lab_copy) == before
 
 
 @pytest.mark.parametrize("body, args", [
@@ -900,9 +903,10 @@ def test_a_hand_written_import_that_fights_generated_code_is_refused(lab_copy: P
 ], ids=["list-merges", "same-value", "user-mkForce", "user-mkDefault", "mkIf", "modulesPath-import"])
 def test_hand_written_definitions_that_merge_are_accepted(lab_copy: Path, nix, body, args):
     apply_edits(lab_copy, hw(body, args))
-    rc, out, err = run_cli("build", "--root", str(lab_copy))
-    assert rc == 0, out + err
-    assert "hosts/tokiwa: imports" not in err
+    for command in ("check", "build"):
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 0, out + err
+        assert "hosts/tokiwa: imports" not in err
 
 
 def test_a_hand_written_package_expression_that_may_clash_is_a_warning(lab_copy: Path, nix):
