@@ -918,3 +918,9 @@ def test_a_hand_written_package_expression_that_may_clash_is_a_warning(lab_copy:
     assert_reported(err, "hosts/yomogi", "imports", "warning: hardware-configuration.nix sets boot.kernelPackages "
                     "with an expression homelab cannot evaluate without nixpkgs, and homelab sets it to "
                     "pkgs.linuxPackages_rpi4 in hosts/yomogi/default.nix")
+    import json
+
+    rc, out, err = run_cli("check", "--json", "--root", str(lab_copy))
+    assert rc == 0, out + err
+    mine = [p for p in json.loads(out)["problems"] if p["where"] == "hosts/yomogi" and p["field"] == "imports"]
+    assert [p["severity"] for p in mine] == ["warning"]

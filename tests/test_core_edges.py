@@ -65,3 +65,42 @@ def test_show_merges_with_the_labs_own_contract_rows():
     assert options["services.foo.settings"] == {"a": "1"}
     assert "services.foo.settings.a" not in options
     assert options == pre.merged["tokiwa"]
+
+
+def test_a_package_inside_a_package_calls_arguments_reaches_nix(lab_copy, nix):
+    """pkgs.f { p = pkgs.hello; }: the stand-in pkgs must know hello too, or nix cannot read the file back."""
+    import contextlib
+    import io
+    import json
+
+    from homelab.cli import main
+
+    host_py = lab_copy / "hosts/tokiwa/host.py"
+    host_py.write_text(host_py.read_text().replace(
+        'options={"services.openssh.enable": True}',
+        'options={"services.openssh.enable": True, "services.x.image": __import__("homelab").PkgCall('
+        '"dockerTools.pullImage", {"helper": __import__("homelab").Pkg("hello")})}'))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["build", "--root", str(lab_copy)]) == 0, err.getvalue()
+        assert main(["show", str(lab_copy / "hosts/tokiwa"), "--json"]) == 0, err.getvalue()
+    shown = json.loads(out.getvalue()[out.getvalue().index("{"):])
+    assert shown["services.x.image"] == {"_type": "pkg-call", "function": "dockerTools.pullImage",
+                                         "args": {"helper": {"_type": "pkg", "attrPath": "hello"}}}
+
+
+def test_files_read_back_without_the_data_file(nix, tmp_path):
+    """hosts/lab.nix is compared when it is there; a folder without it still evaluates (data null), and the
+    module files verify clean."""
+    from homelab.compile import compile_lab
+    from homelab.render import render_all
+
+    lab = labkit.lab()
+    compiled = compile_lab(lab)
+    for rel, text in render_all(compiled).items():
+        if rel != "hosts/lab.nix":
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_text(text)
+    assert verify.evaluate(tmp_path, compiled, nix)["data"] is None
+    report = verify.verify(tmp_path, compiled, nix)
+    assert report.problems == [] and report.files == len(render_all(compiled)) - 1
