@@ -27,7 +27,7 @@ from typing import Iterator
 import attrs
 
 from .errors import LabError, Problem, collecting, located
-from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot
+from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, generated_path
 from .role import Role
 from .validate import validate, validate_cluster
 
@@ -127,11 +127,7 @@ def generated_target(root: Path, path: Path) -> str | None:
         rel = real.relative_to(root.resolve()).as_posix()
     except (OSError, ValueError, RuntimeError):
         return None
-    parts = rel.split("/")
-    if rel == "hosts/lab.nix" or parts[0] == "modules" or (len(parts) == 3 and parts[0] == "hosts"
-                                                             and parts[2] == "default.nix"):
-        return rel
-    return None
+    return rel if generated_path(rel) else None
 
 
 def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
@@ -258,9 +254,10 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
             elif why:
                 problems.append(Problem(where, "imports", f"{imp!r} {why}"))
             elif generated_target(root, host_py.parent / imp):
-                problems.append(Problem(where, "imports", f"{imp!r} leads to {generated_target(root, host_py.parent / imp)}"
-                                        ", a file homelab generates; import only hand-written Nix (what a "
-                                        "generated file sets comes from host.py: roles, options)"))
+                problems.append(Problem(where, "imports", f"{imp!r} leads to "
+                                        f"{generated_target(root, host_py.parent / imp)}, a file homelab generates; "
+                                        "import only hand-written Nix (what a generated file sets comes from "
+                                        "host.py: roles, options)"))
         hosts.append(host)
         sources[host.hostname] = where
     if not host_files and not unread and cluster_py.is_file():

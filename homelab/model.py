@@ -233,7 +233,7 @@ class Ssh:
 # ---------------------------------------------------------------- host & cluster
 
 
-def _generated(rel: str) -> bool:
+def generated_path(rel: str) -> bool:
     """A lab-relative path homelab writes: a host's entry module, the data file, anything under modules/."""
     parts = rel.split("/")
     return rel == "hosts/lab.nix" or parts[0] == "modules" or (
@@ -392,10 +392,10 @@ class Host:
                 report(attribute.name, f"{p!r} is not a relative path to a .nix file")
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):
                 report(attribute.name, f"{p!r} is the generated entry module itself")
-            elif isinstance(self.hostname, str) and _generated(posixpath.normpath(f"hosts/{self.hostname}/{p}")):
-                report(attribute.name, f"{p!r} is {posixpath.normpath(f'hosts/{self.hostname}/{p}')}, a file "
-                       "homelab generates; import only hand-written Nix (what a generated file sets comes "
-                       "from host.py: roles, options)")
+            elif isinstance(self.hostname, str) and generated_path(target := posixpath.normpath(
+                    f"hosts/{self.hostname}/{p}")):
+                report(attribute.name, f"{p!r} is {target}, a file homelab generates; import only hand-written "
+                       "Nix (what a generated file sets comes from host.py: roles, options)")
 
     def has(self, role_type: type) -> bool:
         return any(isinstance(r, role_type) for r in self.roles)
