@@ -62,7 +62,7 @@ def edited(text: str) -> bool:
     return h is None or h != content_hash(text)
 
 
-def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False) -> Plan:
+def plan(root: Path, texts: dict[str, str], *, prune: bool, force: bool = False) -> Plan:
     """What a build would do; raises LabError for files it must not touch."""
     problems: list[Problem] = []
     write: dict[str, str] = {}

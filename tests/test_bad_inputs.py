@@ -732,6 +732,11 @@ def _import_links_to_a_generated_file(root: Path) -> None:
     (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("../yomogi/default.nix")
 
 
+def _import_links_into_modules(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("../../modules/k8s/base.nix")
+
+
 def _import_is_a_dangling_link(root: Path) -> None:
     (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
     (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("/nonexistent/hw.nix")
@@ -749,6 +754,9 @@ UNREADABLE = [
      ("cluster", "cluster.py", "is a symbolic link to cluster-real.py, which does not exist")),
     ("import-links-to-a-generated-file", _import_links_to_a_generated_file,
      ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' leads to hosts/yomogi/default.nix, a file homelab "
+      "generates")),
+    ("import-links-into-modules", _import_links_into_modules,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' leads to modules/k8s/base.nix, a file homelab "
       "generates")),
     ("import-dangling-symlink", _import_is_a_dangling_link,
      ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' is a symbolic link to /nonexistent/hw.nix, which "
@@ -891,6 +899,15 @@ def test_a_hand_written_import_that_fights_generated_code_is_refused(lab_copy: P
             assert_reported(err, where, field, fragment)
         assert str(lab_copy) not in err and "homelab-verify-" not in err  # no staging paths
         assert snapshot(lab_copy) == before
+
+
+def test_a_raw_option_inside_an_attribute_set_option_is_accepted(lab_copy: Path, nix):
+    """The other side of option-inside-a-list-option: below an attrsOf option (a unit's environment) a raw
+    option path is a key of that set, and builds."""
+    apply_edits(lab_copy, [(T, '"services.openssh.enable": True',
+                            '"services.openssh.enable": True, "systemd.services.containerd.environment.FOO": "1"')])
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, out + err
 
 
 @pytest.mark.parametrize("body, args", [

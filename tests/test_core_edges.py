@@ -104,3 +104,14 @@ def test_files_read_back_without_the_data_file(nix, tmp_path):
     assert verify.evaluate(tmp_path, compiled, nix)["data"] is None
     report = verify.verify(tmp_path, compiled, nix)
     assert report.problems == [] and report.files == len(render_all(compiled)) - 1
+
+
+def test_a_build_reports_which_files_it_left_unchanged(lab_copy, nix):
+    from homelab import build
+
+    first = build.build(lab_copy)
+    assert first.written == () and first.removed == ()
+    assert sorted(first.unchanged) == sorted([*(p.relative_to(lab_copy).as_posix() for p in
+                                                lab_copy.glob("modules/**/*.nix")),
+                                              *(f"hosts/{h}/default.nix" for h in ("hanaakari", "tokiwa", "yomogi")),
+                                              "hosts/lab.nix"])
