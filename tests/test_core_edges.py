@@ -115,3 +115,35 @@ def test_a_build_reports_which_files_it_left_unchanged(lab_copy, nix):
                                                 lab_copy.glob("modules/**/*.nix")),
                                               *(f"hosts/{h}/default.nix" for h in ("hanaakari", "tokiwa", "yomogi")),
                                               "hosts/lab.nix"])
+
+
+def test_the_emitter_writes_numbers_and_forced_sets_as_nixfmt_does():
+    from homelab import nixvalue
+    from homelab.model import Priority
+
+    assert [nixvalue.render(v) for v in (0, 1, -1, -3)] == ["0", "1", "(-1)", "(-3)"]
+    # a forced attribute set inside an indented block keeps that block's indentation
+    assert nixvalue.render(Priority({"a": [1, 2]}, 50), "  ") == (
+        "lib.mkForce {\n    a = [\n      1\n      2\n    ];\n  }")
+
+
+def test_the_emitter_says_why_it_refuses_a_value():
+    import pytest
+
+    from homelab import force, nixvalue
+
+    with pytest.raises(nixvalue.NixValueError, match="^Nix strings cannot contain NUL characters$"):
+        nixvalue.quote("a\x00b")
+    with pytest.raises(nixvalue.NixValueError, match="^cannot write object <object object at"):
+        nixvalue.render(object())
+    with pytest.raises(nixvalue.NixValueError, match="apply to a whole option value, not a list element"):
+        nixvalue.render([force(1)])
+
+
+def test_a_path_outside_the_contract_is_named_dotted():
+    from homelab.compile import ModuleFile, Section, opt
+
+    f = ModuleFile("modules/x.nix", "x", "a test", (), (Section("", ((opt("services.nosuch.enable"), True),)),))
+    assert verify.contract_problems(f) == [
+        "modules/x.nix: services.nosuch.enable is not in the option contract (the core rows in homelab/contract.py "
+        "or the options of the role that writes it)"]
