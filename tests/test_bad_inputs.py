@@ -410,6 +410,10 @@ ERRORS = [
          ("cluster", "api_name", "localhost resolves to the loopback address on every host")),
     case("api-name-under-localhost", C, 'api_name="api.kube"', 'api_name="api.localhost"',
          ("cluster", "api_name", "api.localhost resolves to the loopback address")),
+    case("api-name-localhost-localdomain", C, 'api_name="api.kube"', 'api_name="localhost.localdomain"',
+         ("cluster", "api_name", "localhost.localdomain resolves to the loopback address")),
+    case("nameservers-twice", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers=["1.1.1.1", "1.1.1.1"]',
+         ("cluster", "nameservers", "lists the same address twice")),
     case("api-name-loopback-ip", C, 'api_name="api.kube"', 'api_name="127.0.0.1"',
          ("cluster", "api_name", "127.0.0.1 is not the control plane's address 192.168.10.10")),
     case("dns-forwards-to-its-lan-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
@@ -586,6 +590,11 @@ def test_risky_choice_is_a_warning(lab_copy: Path, c: Case):
     for where, field, fragment in c.expect:
         assert_reported(err, where, field, fragment)
     assert snapshot(lab_copy) == before
+    import json
+
+    rc, out, err = run_cli("check", "--json", "--root", str(lab_copy))
+    found = {(p["where"], p["field"]): p["severity"] for p in json.loads(out)["problems"]}
+    assert rc == 0 and all(found[(where, field)] == "warning" for where, field, _ in c.expect), found
 
 
 def test_seed_lab_warns_about_its_sd_card_control_plane(lab_copy: Path):
