@@ -188,10 +188,13 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     merged: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     for path in sorted(defs):
+        typ = option_type(path, contract)
         try:
-            merged[attr_path(path)] = t.merge_definitions(option_type(path, contract), defs[path])
+            merged[attr_path(path)] = t.merge_definitions(typ, defs[path])
         except t.MergeConflict as e:
             conflicts.append(Conflict(path, str(e), tuple(where[path])))
+        except (TypeError, AttributeError, KeyError):  # a value of another shape (a string where a set goes)
+            conflicts.append(Conflict(path, f"definitions that do not fit {typ}: {defs[path]!r}", tuple(where[path])))
     return merged, conflicts
 
 

@@ -104,3 +104,18 @@ def test_a_dropped_import_in_any_entry_file_is_noticed(seed, nix, tmp_path, rel)
     del lines[imports[-1]]
     problems = _verify(tmp_path / "lab", dict(texts, **{rel: "".join(lines)}), compiled, pre, nix)
     assert any(p.startswith(f"{rel}: imports ") for p in problems), problems
+
+
+def test_a_set_replaced_by_a_string_is_reported_not_a_crash(seed, nix, tmp_path):
+    """nix reads a string where the model has an attribute set (even a string holding the set's key)."""
+    compiled, texts, pre = seed
+    rel = "modules/k8s/ceph.nix"
+    text = re.sub(r"serviceConfig = \{\s*LimitNOFILE = \"1048576\";\s*\};", 'serviceConfig = "LimitNOFILE";',
+                  texts[rel])
+    assert text != texts[rel]
+    problems = _verify(tmp_path / "lab", dict(texts, **{rel: text}), compiled, pre, nix)
+    assert (f"{rel}: systemd.services.containerd.serviceConfig.LimitNOFILE differs: nix read None, the model says "
+            "'1048576'") in problems
+    # merged again from what nix read, the string cannot be a unit's settings: a conflict, named, not a crash
+    assert any(p.startswith("hosts/") and "systemd.services.containerd.serviceConfig: definitions that do not fit"
+               in p for p in problems), problems
