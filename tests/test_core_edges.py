@@ -147,3 +147,13 @@ def test_a_path_outside_the_contract_is_named_dotted():
     assert verify.contract_problems(f) == [
         "modules/x.nix: services.nosuch.enable is not in the option contract (the core rows in homelab/contract.py "
         "or the options of the role that writes it)"]
+
+
+def test_plan_names_a_file_a_build_would_refuse_to_overwrite(lab_copy):
+    from homelab import plan
+
+    f = lab_copy / "modules/k8s/ceph.nix"
+    f.write_text(f.read_text().replace('"1048576"', '"65536"'))
+    files = {x["path"]: x for x in plan.compute(lab_copy, None)["files"]}
+    assert list(files) == ["modules/k8s/ceph.nix"]
+    assert files["modules/k8s/ceph.nix"]["blocked"].startswith("was edited by hand since homelab generated it")
