@@ -157,3 +157,27 @@ def test_plan_names_a_file_a_build_would_refuse_to_overwrite(lab_copy):
     files = {x["path"]: x for x in plan.compute(lab_copy, None)["files"]}
     assert list(files) == ["modules/k8s/ceph.nix"]
     assert files["modules/k8s/ceph.nix"]["blocked"].startswith("was edited by hand since homelab generated it")
+
+
+def test_expect_text_lists_each_kind_with_scope_tags():
+    from homelab.expect import text
+
+    e = lab_expectations(labkit.lab(), ["hanaakari"])["hanaakari"]
+    lines = text(e).splitlines()
+    assert lines[0] == "hanaakari (x86_64-linux, 192.168.10.12; worker, ceph, ingress, tailscale):"
+    assert "  service:" in lines and "  proxy:" in lines
+    assert "    kubelet.service  [cluster]  — Worker role: runs once the node joined the cluster " \
+           "(nixos-kubernetes-node-join)" in lines
+    assert "    containerd.service  — container runtime of every Kubernetes node" in lines  # host scope: no tag
+    assert len([ln for ln in lines if ln.startswith("    ")]) == len(e.checks)
+
+
+def test_two_definitions_of_one_set_in_a_file_join_and_a_repeated_leaf_is_refused():
+    import pytest
+
+    from homelab.compile import opt
+
+    joined = verify.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"z": 2}})])
+    assert joined == {"a": {"b": {"x": {"y": 1, "z": 2}}}}
+    with pytest.raises(ValueError, match=r"^a\.b\.x\.y is defined twice in one file$"):
+        verify.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"y": 2}})])
