@@ -62,7 +62,7 @@ def edited(text: str) -> bool:
     return h is None or h != content_hash(text)
 
 
-def plan(root: Path, texts: dict[str, str], *, prune: bool, force: bool = False) -> Plan:
+def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False) -> Plan:
     """What a build would do; raises LabError for files it must not touch."""
     problems: list[Problem] = []
     write: dict[str, str] = {}
@@ -240,7 +240,7 @@ def _test_pause(step: str, rel: str) -> None:
             time.sleep(3600)
 
 
-def stale(root: Path, texts: dict[str, str], *, prune: bool) -> list[str]:
+def stale(root: Path, texts: dict[str, str], *, prune: bool = True) -> list[str]:
     """Paths whose file on disk differs from what a build would write (or should not exist)."""
     out = []
     for rel, text in sorted(texts.items()):

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from homelab import verify
+from homelab.errors import LabError
 from homelab.expect import host_expectations, lab_expectations
 from tests import labkit
 
@@ -181,3 +184,22 @@ def test_two_definitions_of_one_set_in_a_file_join_and_a_repeated_leaf_is_refuse
     assert joined == {"a": {"b": {"x": {"y": 1, "z": 2}}}}
     with pytest.raises(ValueError, match=r"^a\.b\.x\.y is defined twice in one file$"):
         verify.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"y": 2}})])
+
+
+def test_files_plan_and_stale_prune_by_default(lab_copy):
+    """The library's defaults: a generated file no longer produced is to be deleted (plan) and is stale."""
+    from homelab import files
+    from homelab.compile import compile_lab
+    from homelab.render import render_all
+
+    texts = render_all(compile_lab(labkit.lab()))
+    extra = lab_copy / "modules/old/gone.nix"
+    extra.parent.mkdir()
+    extra.write_text((lab_copy / "modules/k8s/ceph.nix").read_text())  # generated, with a valid hash
+    assert "modules/old/gone.nix" in files.plan(lab_copy, texts).delete
+    assert "modules/old/gone.nix" in files.stale(lab_copy, texts)
+    assert "modules/old/gone.nix" not in files.plan(lab_copy, texts, prune=False).delete
+    with pytest.raises(LabError):  # and a hand edit blocks, unless forced
+        edited = dict(texts)
+        (lab_copy / "modules/k8s/ceph.nix").write_text(texts["modules/k8s/ceph.nix"].replace("1048576", "1"))
+        files.plan(lab_copy, {k: v.replace("rbd", "rbd2") for k, v in edited.items()})
