@@ -55,8 +55,9 @@ class RaspberryPi4:
     """
 
     sd_card: bool = attrs.field(default=True, validator=a_bool)
-    kernel_packages: str | None = attrs.field(default=None, validator=fields.check(
-        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"linuxPackages[A-Za-z0-9_]*", v) is not None),
+    kernel_packages: str | None = attrs.field(default=None, validator=fields.optional_text(
+        lambda v: re.fullmatch(r"linuxPackages[A-Za-z0-9_]*", v) is not None,
+        "a kernel package set such as 'linuxPackages_rpi4' (a string), or None",
         lambda v: f"{v!r} is not a kernel package set such as 'linuxPackages_rpi4'"))
     label = "Raspberry Pi 4 (extlinux)"
 

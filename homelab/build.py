@@ -27,7 +27,7 @@ from . import files, render, verify
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, Problem
 from .model import Lab
-from .pynix_eval import Nix, NixNotFound
+from .pynix_eval import Nix, NixError, NixNotFound
 
 __all__ = ["Prepared", "BuildResult", "check", "prepare", "build", "show", "hosts_sharing_changes", "NotVerified"]
 
@@ -199,16 +199,36 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
         t0 = time.perf_counter()
         try:
+            nix = nix or Nix()
             with verify.staged(texts, root, hand) as tmp:
-                rep = verify.verify(Path(tmp), p.compiled, nix or Nix(), only, pre=p.pre)
+                try:
+                    rep = verify.verify(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                    calls = nix.calls
+                    clashes = [] if rep.problems else verify.hand_written_clashes(
+                        Path(tmp), p.compiled, nix, list(names), p.pre)
+                except NixError as e:  # name the lab's files, never the staging copy
+                    if isinstance(e, NixNotFound):
+                        raise
+                    raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
+                rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
         except NixNotFound as e:
             raise NotVerified(e.message) from None
         seconds = time.perf_counter() - t0
         if rep.problems:
             raise verify.VerifyError(rep.problems)
+        if any(c.severity == "error" for c in clashes):
+            raise LabError([c for c in clashes if c.severity == "error"])
+        p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
     root.mkdir(parents=True, exist_ok=True)  # a lab built in code may go into a new folder
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
+
+
+def _unstaged(text: str, tmp: str) -> str:
+    """``text`` with the staging folder's paths written as the lab's own (``modules/k8s/ceph.nix``)."""
+    for base in {str(Path(tmp)), str(Path(tmp).resolve())}:
+        text = text.replace(base + "/", "")
+    return text
 
 
 def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = None, *,

@@ -26,23 +26,31 @@ EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, g
 EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
 EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
 EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
-    (EXIT_OK, "done"),
-    (EXIT_CHANGED, "out of date / something would change / a test failed (build --check, plan, graph "
-                   "--check-readme, test); a host failed (deploy, verify, wake, sleep)"),
+    (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
+    (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
+                   "diagram or policy table (graph/policy --check-readme), a proof failing (test), the suite "
+                   "failing on a VM (vm); a host failed (deploy, verify, wake, sleep)"),
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool the command needs (nix; ssh, nixos-rebuild for deploy) is missing; nothing was written"),
+    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
+                  "nothing was written"),
+    (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
 )
 
 
 class Usage(Exception):
     """A command-line mistake, reported like a lab problem (exit 2)."""
+
+
+class Missing(Exception):
+    """A tool or device the command needs is not there (exit 4)."""
 
 
 def _err(*lines: str) -> None:
@@ -143,11 +151,15 @@ def cmd_build(args) -> int:
               f"{'s' if (only is None and len(lab.hosts) != 1) or (only and len(only) != 1) else ''}, generated "
               "files match their sources")
         return EXIT_OK
+    for w in res.warnings:
+        if w not in warnings:
+            _err(str(w))
     if res.also_built:
         _err(f"note: also building {', '.join(res.also_built)}: they import module files this build changes")
     rep = res.verified
     verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
-                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process)") if rep else \
+                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process{'es' if rep.nix_calls != 1 else ''})") \
+        if rep else \
         "; NOT verified by nix (--no-verify)"
     n = len(res.hosts)
     print(f"{n} host{'s' if n != 1 else ''}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
@@ -167,9 +179,17 @@ def cmd_check(args) -> int:
     lab, problems = load(root)
     if lab is not None and not any(p.severity == "error" for p in problems):
         try:
-            problems = list(prepare(lab, problems).warnings)
+            prepared = prepare(lab, problems)
+            problems = list(prepared.warnings)
         except LabError as e:
             problems = [p for p in problems if p.severity != "error"] + e.problems
+        else:  # the hand-written imports, as a build reads them: with nix, when there is one
+            from . import verify
+            from .pynix_eval import nix_available
+
+            if nix_available():
+                problems += verify.hand_written_problems(root, prepared.compiled, _nix(args),
+                                                         sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
     if args.json:
         _dump({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
@@ -244,7 +264,10 @@ def _readme_command(args, root: Path, block: str, markers: tuple[str, str], head
     from . import graph
 
     readme = Path(args.readme) if args.readme else root / "README.md"
-    old = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    try:
+        old = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise Usage(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     new = graph.replace_block(old, block, markers, heading)
     if args.check_readme:
         if new != old:
@@ -585,6 +608,9 @@ def _run(args) -> int:
     except Usage as e:
         _err(f"homelab: {e}")
         return EXIT_BAD_INPUT
+    except Missing as e:
+        _err(f"homelab: {args.command}: {e}")
+        return EXIT_NO_NIX
     except LabError as e:
         errors = [p for p in e.problems if p.severity == "error"]
         _err(f"homelab: {len(errors)} problem{'s' if len(errors) != 1 else ''}; nothing was written:")

@@ -40,7 +40,11 @@ def _type_name(v: Any) -> str:
 
 def wrong_type(v: Any, what: str) -> str:
     """``'6443' is a str, not a port number`` / ``None is not a port number``."""
-    return f"None is not {what}" if v is None else f"{v!r} is a {type(v).__name__}, not {what}"
+    if v is None:
+        return f"None is not {what}"
+    name = "class" if isinstance(v, type) else type(v).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{v!r} is {article} {name}, not {what}"
 
 
 def field_name(inst: Any, attribute: attrs.Attribute) -> str:
@@ -106,7 +110,9 @@ a_bool = check(lambda v: isinstance(v, bool), lambda v: wrong_type(v, "true or f
 
 
 def one_of(*choices: str):
-    return check(lambda v: v in choices, lambda v: f"{v!r} is not one of: {', '.join(choices)}")
+    what = f"one of: {', '.join(choices)}"
+    return check(lambda v: isinstance(v, str) and v in choices,
+                 lambda v: f"{v!r} is not {what}" if isinstance(v, str) else wrong_type(v, what))
 
 
 def _path_reason(v: Any) -> str:
@@ -134,7 +140,13 @@ optional_path = check(lambda v: v is None or _is_path(v), _path_reason)
 
 
 def instance_of(kind: type | tuple[type, ...], what: str):
-    return check(lambda v: isinstance(v, kind), lambda v: f"{v!r} is not {what}")
+    return check(lambda v: isinstance(v, kind), lambda v: wrong_type(v, what))
+
+
+def optional_text(pred: Callable[[str], bool], what: str, reason: Callable[[str], str]):
+    """None, or a string that ``pred`` accepts (a wrong type is named as such)."""
+    return check(lambda v: v is None or (isinstance(v, str) and pred(v)),
+                 lambda v: reason(v) if isinstance(v, str) else wrong_type(v, what))
 
 
 # ---------------------------------------------------------------- converters
@@ -144,20 +156,54 @@ def instance_of(kind: type | tuple[type, ...], what: str):
 
 
 def converter(parse: Callable[[Any], Any], what: str):
-    """An attrs converter from ``parse``; ValueError/TypeError from it reports ``... is not <what>``."""
+    """An attrs converter from ``parse``: a TypeError from it reports ``'x' is a str, not <what>``, a
+    ValueError ``'x' is not <what>``."""
 
     def convert(value: Any, self_: Any, field: attrs.Attribute) -> Any:
         try:
             return parse(value)
-        except (ValueError, TypeError):
+        except TypeError:
+            report(field_name(self_, field), wrong_type(value, what))
+        except ValueError:
             report(field_name(self_, field), f"{value!r} is not {what}")
-            return value  # reached only while collecting
+        return value  # reached only while collecting
+
+    return attrs.Converter(convert, takes_self=True, takes_field=True)
+
+
+def is_list(v: Any) -> bool:
+    """A list or tuple of values (a string, bytes, a dict or a set is not: each has its own mistake)."""
+    return isinstance(v, (list, tuple))
+
+
+def list_converter(parse: Callable[[Any], Any], what: str, item: str):
+    """An attrs converter to a tuple, ``parse`` applied to each item; each bad item is reported on its own
+    (``nameservers[1]: 5 is an int, not an IPv4 address``)."""
+
+    def convert(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+        name = field_name(self_, field)
+        if not is_list(value):
+            report(name, wrong_type(value, what))
+            return value
+        out, bad = [], False
+        for i, x in enumerate(value):
+            try:
+                out.append(parse(x))
+            except TypeError:
+                report(f"{name}[{i}]", wrong_type(x, item))
+                bad = True
+            except ValueError:
+                report(f"{name}[{i}]", f"{x!r} is not {item}")
+                bad = True
+        return value if bad else tuple(out)  # the raw value is kept only while collecting
 
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
 def parse_network(v: Any) -> ipaddress.IPv4Network:
-    if not isinstance(v, (str, ipaddress.IPv4Network)) or (isinstance(v, str) and "/" not in v):
+    if not isinstance(v, (str, ipaddress.IPv4Network)):
+        raise TypeError(v)
+    if isinstance(v, str) and "/" not in v:
         raise ValueError(v)
     return ipaddress.IPv4Network(v, strict=True)
 
@@ -174,27 +220,16 @@ def optional(parse):
     return lambda v: None if v is None else parse(v)
 
 
-def tuple_of(parse):
-    def conv(v):
-        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") or isinstance(v, dict):
-            raise TypeError(v)
-        return tuple(parse(x) for x in v)
-
-    return conv
-
-
-def strings(v):
-    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") or isinstance(v, dict):
-        raise TypeError(v)
-    v = tuple(v)
-    if not all(isinstance(x, str) for x in v):
+def a_string(v: Any) -> str:
+    if not isinstance(v, str):
         raise TypeError(v)
     return v
 
 
-to_network = converter(parse_network, "an IPv4 network in CIDR form with no host bits (e.g. 192.168.10.0/24)")
+NETWORK = "an IPv4 network in CIDR form with no host bits (e.g. 192.168.10.0/24)"
+to_network = converter(parse_network, NETWORK)
 to_address = converter(parse_address, "an IPv4 address (e.g. 192.168.10.11)")
 to_optional_address = converter(optional(parse_address), "an IPv4 address (e.g. 100.64.0.3)")
-to_addresses = converter(tuple_of(parse_address), "a list of IPv4 addresses")
-to_networks = converter(tuple_of(parse_network), "a list of IPv4 networks in CIDR form")
-to_strs = converter(strings, "a list of strings")
+to_addresses = list_converter(parse_address, "a list of IPv4 addresses", "an IPv4 address")
+to_networks = list_converter(parse_network, "a list of IPv4 networks in CIDR form", NETWORK)
+to_strs = list_converter(a_string, "a list of strings", "a string")

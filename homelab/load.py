@@ -15,8 +15,10 @@ first, so two labs in one process never see each other's roles.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import runpy
+import stat
 import sys
 import traceback
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Iterator
 import attrs
 
 from .errors import LabError, Problem, collecting, located
-from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan
+from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan, generated_path
 from .role import Role
 from .validate import problems_of, validate_cluster
 
@@ -82,6 +84,90 @@ def _user_line(e: BaseException, path: Path) -> str:
         if Path(frame.filename) == path:
             line = frame.lineno
     return f" line {line}" if line else ""
+
+
+def unreadable(path: Path) -> str | None:
+    """Why a lab source file cannot be run, or None: a dangling link, a folder, a device, no permission.
+
+    A host whose host.py cannot be read is an error, never a host that quietly
+    left the lab (a build would then prune its generated files)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if not path.exists():
+            return f"is a symbolic link to {target}, which does not exist"
+        try:
+            st = path.stat()
+        except OSError as e:
+            return f"is a symbolic link to {target}, which cannot be read: {e.strerror or e}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a Python file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    return None
+
+
+def generated_target(root: Path, path: Path) -> str | None:
+    """The lab-relative path of the generated file ``path`` leads to (through links too), or None."""
+    try:
+        real = path.resolve()
+        rel = real.relative_to(root.resolve()).as_posix()
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return rel if generated_path(rel) else None
+
+
+def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every hosts/<name>/host.py of the lab, and problems with the ones that cannot be read.
+
+    A folder without host.py is not a host (its generated files are pruned by a
+    build); a host.py that is there but cannot be read is an error.
+    """
+    hosts_dir = root / "hosts"
+    found: list[Path] = []
+    problems: list[Problem] = []
+    try:
+        entries = sorted(hosts_dir.iterdir())
+    except OSError:
+        return found, problems  # no hosts/ folder: cluster.py is reported missing
+    for d in entries:
+        if d.name.startswith(".") or d.name == "__pycache__":
+            continue
+        where = f"hosts/{d.name}"
+        if d.is_symlink() and not d.exists():
+            problems.append(Problem(where, "folder", unreadable(d) or "cannot be read"))
+            continue
+        if not d.is_dir():
+            continue
+        host_py = d / "host.py"
+        try:
+            present = host_py.is_symlink() or host_py.exists()
+            if not present:
+                os.listdir(d)  # an unreadable folder must not pass for an empty one
+        except OSError as e:
+            problems.append(Problem(where, "host.py", f"cannot be read: {e.strerror or e}"))
+            continue
+        if not present:
+            continue
+        why = unreadable(host_py)
+        if why:
+            problems.append(Problem(where, "host.py", f"{why}; nothing was removed"))
+            continue
+        found.append(host_py)
+    return found, problems
 
 
 def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
@@ -146,8 +232,11 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
-    if not cluster_py.is_file():
+    why = unreadable(cluster_py)
+    if why == "is missing":
         problems.append(Problem("cluster", "cluster.py", f"is missing (looked in {root / 'hosts'})"))
+    elif why:
+        problems.append(Problem("cluster", "cluster.py", why))
     else:
         ns, ps = _run(cluster_py, "cluster")
         problems += ps
@@ -157,7 +246,9 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
             cluster = None
     hosts: list[Host] = []
     sources: dict[str, str] = {}
-    for host_py in sorted((root / "hosts").glob("*/host.py")):
+    host_files, unread = host_sources(root)
+    problems += unread
+    for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
         ns, ps = _run(host_py, where)
         problems += ps
@@ -172,15 +263,23 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
                                     f"{host_py.parent.name!r}; rename one of them"))
             continue
         for imp in host.imports:
-            if not (host_py.parent / imp).is_file():
+            why = unreadable(host_py.parent / imp)
+            if why == "is missing":
                 problems.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
+            elif why:
+                problems.append(Problem(where, "imports", f"{imp!r} {why}"))
+            elif generated_target(root, host_py.parent / imp):
+                problems.append(Problem(where, "imports", f"{imp!r} leads to "
+                                        f"{generated_target(root, host_py.parent / imp)}, a file homelab generates; "
+                                        "import only hand-written Nix (what a generated file sets comes from "
+                                        "host.py: roles, options)"))
             elif is_placeholder(host_py.parent / imp):
                 problems.append(Problem(where, "imports", f"{imp} is the placeholder `homelab init` wrote: replace it "
                                         "with this machine's own (on the machine: nixos-generate-config "
                                         "--show-hardware-config); NixOS refuses a host without a root file system"))
         hosts.append(host)
         sources[host.hostname] = where
-    if not list((root / "hosts").glob("*/host.py")) and cluster_py.is_file():
+    if not host_files and not unread and cluster_py.is_file():
         problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
     if cluster is None or any(p.severity == "error" for p in problems):
         if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import posixpath
 import re
 from typing import Any, Iterator, Mapping
 
@@ -135,9 +136,9 @@ def _freeze_or_keep(value: Any) -> Any:
 class Pkg:
     """A package from nixpkgs, written as ``pkgs.<name>`` (for raw options)."""
 
-    name: str = attrs.field(validator=fields.check(
-        lambda v: isinstance(v, str)
-        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
+    name: str = attrs.field(validator=fields.typed(
+        str, "a package attribute path (a string)",
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", v) is not None,
         lambda v: f"{v!r} is not a package attribute path such as 'htop' or 'linuxPackages_rpi4'"))
 
 
@@ -145,9 +146,9 @@ class Pkg:
 class PkgCall:
     """A call of a nixpkgs function, written as ``pkgs.<function> { <args> }``."""
 
-    function: str = attrs.field(validator=fields.check(
-        lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v)
-        is not None,
+    function: str = attrs.field(validator=fields.typed(
+        str, "a function path (a string)",
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", v) is not None,
         lambda v: f"{v!r} is not a function path such as 'dockerTools.pullImage'"))
     args: Mapping[str, Any] = attrs.field(converter=_freeze_or_keep,
                                           validator=instance_of(dict, "an attribute set of arguments"))
@@ -196,7 +197,11 @@ def option_path_problem(path: Any) -> str | None:
     if not _OPTION_PATH.fullmatch(path):
         return (f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
                 "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
-    head = option_path(path)[0]
+    parts = option_path(path)
+    if len(parts) > MAX_VALUE_DEPTH:
+        return (f"{path[:40]!r}... has {len(parts)} parts; NixOS option paths have a handful (at most "
+                f"{MAX_VALUE_DEPTH} here)")
+    head = parts[0]
     if head in _MODULE_KEYS:
         what = {"imports": "use Host(imports=[...]) for Nix files",
                 "config": "write the path without 'config.'",
@@ -218,10 +223,9 @@ class Ssh:
     user: str = attrs.field(default="root", validator=fields.typed(
         str, "a user name", lambda v: re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", v) is not None,
         lambda v: f"{v!r} is not a user name (lower-case letters, digits, '_' and '-')"))
-    host: str | None = attrs.field(default=None, validator=fields.check(
-        lambda v: v is None or (isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v)
-                                is not None),
-        lambda v: f"{v!r} is not a host name or address"))
+    host: str | None = attrs.field(default=None, validator=fields.optional_text(
+        lambda v: re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v) is not None,
+        "a host name or address (a string), or None", lambda v: f"{v!r} is not a host name or address"))
     port: int = attrs.field(default=22, validator=port)
 
 
@@ -235,24 +239,34 @@ _PUBKEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh
 PLACEHOLDER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWVsYWItcGxhY2Vob2xkZXItcmVwbGFjZS1tZSEh placeholder"
 
 
-def _public_keys(v: Any) -> tuple[str, ...]:
-    keys = fields.strings(v)
-    for k in keys:
-        if not _PUBKEY.match(k):
-            raise ValueError(k)
-    return keys
+def _public_key(k: Any) -> str:
+    if not isinstance(k, str):
+        raise TypeError(k)
+    if not _PUBKEY.match(k):
+        raise ValueError(k)
+    return k
 
 
-def _sources(v: Any) -> tuple[Source, ...]:
-    if isinstance(v, (str, Source)):
-        v = (v,)
-    if isinstance(v, (bytes, dict)) or not hasattr(v, "__iter__"):
-        raise TypeError(v)
-    return tuple(Source.parse(x) for x in v)
+def _source(v: Any) -> Source:
+    return Source.parse(v)
 
 
-SOURCES_HELP = ("a list of sources: \"lan\", \"tailnet\", \"nodes\", \"pods\", \"control-plane\", \"world\", "
-                "\"host:<name>\" or a network such as \"192.168.20.0/24\"")
+def sources_converter(what: str):
+    """A list of sources, each checked on its own; one word or network alone is a list of one."""
+    per_item = fields.list_converter(_source, what, SOURCE_HELP)
+
+    def convert(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+        if isinstance(value, (str, Source)):
+            value = (value,)
+        return per_item.converter(value, self_, field)
+
+    return attrs.Converter(convert, takes_self=True, takes_field=True)
+
+
+SOURCE_HELP = ("a source: \"lan\", \"tailnet\", \"nodes\", \"pods\", \"control-plane\", \"world\", "
+               "\"host:<name>\" or a network such as \"192.168.20.0/24\"")
+SOURCES_HELP = "a list of sources (" + SOURCE_HELP.removeprefix("a source: ") + ")"
+to_sources = sources_converter(SOURCES_HELP)
 
 
 @attrs.frozen
@@ -314,15 +328,33 @@ class WakeOnLan:
 # ---------------------------------------------------------------- host & cluster
 
 
-def _roles(v: Any) -> tuple:
-    if isinstance(v, Role):
-        return (v,)
-    if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
-        raise TypeError(v)
-    v = tuple(v)
-    if not all(isinstance(r, Role) and attrs.has(type(r)) for r in v):
-        raise TypeError(v)
-    return v
+def generated_path(rel: str) -> bool:
+    """A lab-relative path homelab writes: a host's entry module, the data file, anything under modules/."""
+    parts = rel.split("/")
+    return rel == "hosts/lab.nix" or parts[0] == "modules" or (
+        len(parts) == 3 and parts[0] == "hosts" and parts[2] == "default.nix")
+
+
+_ROLES = "a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)"
+
+
+def _roles_converter(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    """``roles``: a role or a list of roles; each item that is not a role is reported on its own."""
+    if isinstance(value, Role):
+        return (value,)
+    if not fields.is_list(value):
+        report("roles", fields.wrong_type(value, _ROLES))
+        return value
+    bad = False
+    for i, r in enumerate(value):
+        if isinstance(r, type) and issubclass(r, Role):
+            report(f"roles[{i}]", f"{r.__name__} is the role's class, not a role: call it, {r.__name__}()")
+            bad = True
+        elif not (isinstance(r, Role) and attrs.has(type(r))):
+            report(f"roles[{i}]", fields.wrong_type(r, "a role (ControlPlane(), Worker(), ... or a role of your "
+                                                       "own, an attrs class subclassing homelab.role.Role)"))
+            bad = True
+    return value if bad else tuple(value)
 
 
 def _host_address(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv4Interface:
@@ -374,10 +406,11 @@ class Cluster:
     firewall: str = attrs.field(default="iptables", validator=one_of("iptables", "nftables"))
     # who may ssh in and reach the API server (and the lab's admin pages): the seed lab's are its LAN and
     # its tailnet; a list of "lan", "tailnet", "host:<name>" or networks
-    admins: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=converter(_sources, SOURCES_HELP))
+    admins: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=to_sources)
     # SSH public keys allowed to log in as root (password login is off): what `homelab deploy` uses
-    admin_keys: tuple[str, ...] = attrs.field(default=(), converter=converter(
-        _public_keys, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
+    admin_keys: tuple[str, ...] = attrs.field(default=(), converter=fields.list_converter(
+        _public_key, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")",
+        "an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
     production: bool = attrs.field(default=False, validator=a_bool)
 
     @property
@@ -403,13 +436,12 @@ class Host:
     # "192.168.10.11" or, with the LAN's prefix, "192.168.10.11/24"
     address: ipaddress.IPv4Address | ipaddress.IPv4Interface = attrs.field(converter=converter(
         _host_address, "an IPv4 address (e.g. 192.168.10.11 or 192.168.10.11/24)"))
-    roles: tuple[Role, ...] = attrs.field(converter=converter(
-        _roles, "a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)"))
+    roles: tuple[Role, ...] = attrs.field(converter=attrs.Converter(_roles_converter, takes_self=True,
+                                                                    takes_field=True))
     tailscale_address: ipaddress.IPv4Address | None = attrs.field(default=None, converter=to_optional_address)
     boot: Boot = attrs.field(
         factory=SystemdBoot,
-        validator=fields.check(lambda v: isinstance(v, (SystemdBoot, RaspberryPi4)),
-                               lambda v: f"{v!r} is not SystemdBoot() or RaspberryPi4()"),
+        validator=fields.instance_of((SystemdBoot, RaspberryPi4), "SystemdBoot() or RaspberryPi4()"),
     )
     kernel_modules: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
     kernel_params: tuple[str, ...] = attrs.field(default=(), converter=to_strs)
@@ -428,16 +460,16 @@ class Host:
     # where `homelab deploy` builds the system: "local" (this machine), "target" (the host itself), another
     # lab host's name (a build host), or "auto": the target itself for aarch64 (a Raspberry Pi builds its own
     # system; nothing needs emulation), this machine otherwise
-    open_ports: tuple[OpenPort, ...] = attrs.field(default=(), converter=converter(
-        fields.tuple_of(_open_port),
-        "a list of OpenPort(port, proto=..., source=..., reason=...)"))
+    open_ports: tuple[OpenPort, ...] = attrs.field(default=(), converter=fields.list_converter(
+        _open_port, "a list of OpenPort(port, proto=..., source=..., reason=...)",
+        "an OpenPort(port, proto=..., source=..., reason=...)"))
     build_on: str = attrs.field(default="auto", validator=fields.typed(
         str, "\"auto\", \"local\", \"target\" or a host name",
         lambda v: v in ("auto", "local", "target") or fields.LABEL.match(v) is not None,
         lambda v: f"{v!r} is not \"auto\", \"local\", \"target\" or a host name"))
     # Wake-on-LAN on the LAN interface (homelab wake / sleep); None: the host is woken by hand
     wake_on_lan: WakeOnLan | None = attrs.field(default=None, validator=fields.check(
-        lambda v: v is None or isinstance(v, WakeOnLan), lambda v: f"{v!r} is not WakeOnLan(mac=...) or None"))
+        lambda v: v is None or isinstance(v, WakeOnLan), lambda v: fields.wrong_type(v, "WakeOnLan(mac=...) or None")))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:
@@ -464,6 +496,10 @@ class Host:
                 report(attribute.name, f"{p!r} is not a relative path to a .nix file")
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):
                 report(attribute.name, f"{p!r} is the generated entry module itself")
+            elif isinstance(self.hostname, str) and generated_path(target := posixpath.normpath(
+                    f"hosts/{self.hostname}/{p}")):
+                report(attribute.name, f"{p!r} is {target}, a file homelab generates; import only hand-written "
+                       "Nix (what a generated file sets comes from host.py: roles, options)")
 
     def has(self, role_type: type) -> bool:
         return any(isinstance(r, role_type) for r in self.roles)

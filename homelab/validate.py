@@ -86,6 +86,9 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
                 return f"attribute name {k!r} is not a string"
             if _text_problem(k):
                 return f"attribute name {k!r} {_text_problem(k)}"
+            if k == "_type":  # NixOS reads a set with _type as mkIf/mkOverride/...: never plain data
+                return ("attribute name '_type' marks the module system's own values (mkIf, mkOverride...); use "
+                        "force()/default() for priorities, and another name for data")
             why = _option_value_problems(v, top=False)
             if why:
                 return why
@@ -138,6 +141,14 @@ def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = Fal
         if dns_ip not in c.service_cidr:
             err("cluster", "service_cidr", f"the DNS addon's address {dns_ip} (nixpkgs takes the range's first "
                 f"three octets and .254) lies outside {c.service_cidr}; use a /24 or wider")
+    if not c.nameservers:
+        # every host gets a static address with networking.useDHCP = false, so nothing else gives it a resolver
+        err("cluster", "nameservers", "is empty: hosts get static addresses with DHCP off, so they would have no DNS "
+            "server at all (no package downloads, no image pulls); list at least one, e.g. the router")
+    if c.api_name == "localhost" or c.api_name.endswith(".localhost") or c.api_name == "localhost.localdomain":
+        # /etc/hosts maps localhost to 127.0.0.1 before homelab's extraHosts line (RFC 6761 reserves *.localhost)
+        err("cluster", "api_name", f"{c.api_name} resolves to the loopback address on every host, so the workers "
+            "would talk to themselves instead of the control plane; name the API like api.kube")
     for i, ns in enumerate(c.nameservers):
         for name, net in (("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)):
             if ns in net:
@@ -167,6 +178,26 @@ def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = Fal
         warn("cluster", "easy_certs", "easyCerts is not meant for a production cluster (nixpkgs says so, and "
              "so does the seed article)")
     return out
+
+
+# Addresses in Tailscale's range that it never gives a node (tailscale.com/docs/reference/reserved-ip-addresses;
+# the ChromeOS range is tailscale's util/linuxfw chromeOSVMRange, never allocated).
+TAILSCALE_RESERVED = (
+    (ipaddress.IPv4Network("100.100.100.100/32"), "is Tailscale's own service address (Quad100: MagicDNS and the "
+     "local API answer there on every node); no node can have it"),
+    (ipaddress.IPv4Network("100.100.100.0/24"), "lies in 100.100.100.0/24, which Tailscale reserves for its own "
+     "services"),
+    (ipaddress.IPv4Network("100.100.0.0/24"), "lies in 100.100.0.0/24, which Tailscale reserves"),
+    (ipaddress.IPv4Network("100.115.92.0/23"), "lies in 100.115.92.0/23, which Tailscale never assigns (ChromeOS "
+     "uses it for its VMs)"),
+)
+
+
+def tailscale_reserved(addr: ipaddress.IPv4Address) -> str | None:
+    """Why a Tailscale address in the CGNAT range cannot be a node's, or None."""
+    if addr in (TAILSCALE_RANGE.network_address, TAILSCALE_RANGE.broadcast_address):
+        return f"is the network or broadcast address of {TAILSCALE_RANGE}"
+    return next((why for net, why in TAILSCALE_RESERVED if addr in net), None)
 
 
 def port_table(ctx: HostContext) -> list[tuple[Port, str]]:
@@ -233,6 +264,10 @@ def validate(lab: Lab) -> list[Problem]:
         if h.tailscale_address is not None:
             if h.tailscale_address not in TAILSCALE_RANGE:
                 err(w, "tailscale_address", f"{h.tailscale_address} is outside Tailscale's range {TAILSCALE_RANGE}")
+            else:
+                why = tailscale_reserved(h.tailscale_address)
+                if why:
+                    err(w, "tailscale_address", f"{h.tailscale_address} {why}")
             if h.tailscale_address in seen_ts:
                 err(w, "tailscale_address", f"{h.tailscale_address} is used by {seen_ts[h.tailscale_address]} too")
             seen_ts.setdefault(h.tailscale_address, w)
@@ -303,6 +338,13 @@ def option_clashes(lab: Lab, compiled, pre) -> tuple[list[Problem], set[str]]:
         w = lab.where(h)
         plan = compiled.hosts[h.hostname]
         user = {model_option_path(k): k for k in h.options}
+        for up, key in user.items():  # a path inside an option that holds no attributes (a str, a list...)
+            for n in range(1, len(up)):
+                fact = compiled.contract.lookup(up[:n])
+                if fact is not None and fact.type.check({}) is not None:
+                    out.append(Problem(w, f"options[{key!r}]", f"{'.'.join(up[:n])} is an option of type "
+                                       f"{fact.type}; it has no attribute {up[n]!r} (set {'.'.join(up[:n])} itself)"))
+                    break
         entry = compiled.files[plan.entry]
         clashed: set[str] = set()
         for sec in entry.sections:

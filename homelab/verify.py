@@ -188,10 +188,13 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     merged: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     for path in sorted(defs):
+        typ = option_type(path, contract)
         try:
-            merged[attr_path(path)] = t.merge_definitions(option_type(path, contract), defs[path])
+            merged[attr_path(path)] = t.merge_definitions(typ, defs[path])
         except t.MergeConflict as e:
             conflicts.append(Conflict(path, str(e), tuple(where[path])))
+        except (TypeError, AttributeError, KeyError):  # a value of another shape (a string where a set goes)
+            conflicts.append(Conflict(path, f"definitions that do not fit {typ}: {defs[path]!r}", tuple(where[path])))
     return merged, conflicts
 
 
@@ -469,3 +472,171 @@ def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> te
         if src.is_file():
             shutil.copyfile(src, base / rel)
     return tmp
+
+
+# ---------------------------------------------------------------- hand-written imports against generated code
+
+# What a hand-written module may use of lib at its top levels; anything else makes the check skip the file.
+HAND_LIB = """{
+    mkOverride = priority: content: { _type = "override"; inherit priority content; };
+    mkForce = content: { _type = "override"; priority = 50; inherit content; };
+    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+    mkOptionDefault = content: { _type = "override"; priority = 1500; inherit content; };
+    mkIf = condition: content: { _type = "if"; inherit condition content; };
+    mkMerge = contents: { _type = "merge"; inherit contents; };
+    mkBefore = content: { _type = "order"; priority = 500; inherit content; };
+    mkAfter = content: { _type = "order"; priority = 1500; inherit content; };
+    mkOrder = priority: content: { _type = "order"; inherit priority content; };
+  }"""
+
+HAND_EXPR = """let
+  lib = %(lib)s;
+  base = {
+    inherit lib;
+    pkgs = throw "pkgs"; config = throw "config"; options = throw "options";
+    modulesPath = "/homelab-stand-in/nixos/modules"; specialArgs = { };
+  };
+  safe = e: let r = builtins.tryEval e; in if r.success then r.value else null;
+  call = m: let fa = builtins.functionArgs m; in
+    if fa == { } then m base else m (builtins.mapAttrs (n: _: base.${n} or (throw n)) fa);
+  top = p: let m = import p; in if builtins.isFunction m then call m else m;
+  get = v: path:
+    if path == [ ] then { found = true; value = v; }
+    else let n = builtins.head path;
+             ok = safe (builtins.isAttrs v && (v._type or null) == null && builtins.hasAttr n v); in
+      if ok == true then get (builtins.getAttr n v) (builtins.tail path) else { found = false; };
+  scalar = x: let t = safe (builtins.typeOf x); in
+    if builtins.elem t [ "string" "int" "bool" "null" "float" ]
+    then (let v = safe (builtins.deepSeq x x); in { known = v != null || t == "null"; value = v; })
+    else { known = false; };
+  leaf = x: let kind = safe (if builtins.isAttrs x then x._type or "set" else "value"); in
+    if kind == "override" then { priority = safe x.priority; } // scalar x.content
+    else if kind == "value" || kind == "set" then { priority = 100; } // scalar x
+    else if kind == null then { priority = 100; known = false; needs = true; }
+    else { conditional = true; };
+  describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
+in builtins.mapAttrs (rel: spec:
+  let v = top spec.file; in map (path: describe v path) spec.paths) %(files)s"""
+
+
+class _Unknown:
+    """A value nix could not tell (a package, an expression of pkgs): equal to nothing."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "<an expression>"
+
+
+class _Shown(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _merges(typ: t.OptionType) -> bool:
+    """Definitions of this type may combine (lists, lines, attribute sets, kernel module sets...); only a type
+    whose definitions must all be equal (a bool, a string, a package) is checked for clashes."""
+    while isinstance(typ, t.NullOr):
+        typ = typ.elem
+    return type(typ).merge is not t.OptionType.merge
+
+
+def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+                         ) -> list[Problem]:
+    """Hand-written imports that define an option homelab's generated files define too, where NixOS could not
+    merge the two (a scalar with another value, at the same priority): errors naming the host, ``imports``
+    and the file, before anything is written.
+
+    Each hand-written module is called with a stand-in lib and throwing pkgs/config (one nix process);
+    only plain attribute sets are looked into, so a definition under mkIf/mkMerge, or one that needs
+    nixpkgs to be known, is left for NixOS to judge.  When nix cannot evaluate a module at all, that file
+    is skipped with a warning.
+    """
+    specs: dict[str, tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]] = {}
+    for h in hosts:
+        plan = compiled.hosts[h]
+        if not plan.hand_written:
+            continue
+        leaves = []
+        for rel in compiled.files_of(h):
+            for path, value in flatten(pre.nested.get(rel, {}), (), compiled.contract):
+                typ = option_type(path, compiled.contract)
+                if not _merges(typ):
+                    leaves.append((path, value, rel, typ))
+        for hand in plan.hand_written:
+            specs[hand] = (h, leaves)
+    if not specs:
+        return []
+    out: list[Problem] = []
+    results: dict[str, Any] = {}
+    try:
+        results = _describe(root, specs, nix)
+    except NixEvalError:
+        for hand in specs:  # one at a time, to name the file nix cannot read this way
+            try:
+                results.update(_describe(root, {hand: specs[hand]}, nix))
+            except NixEvalError:
+                h = specs[hand][0]
+                out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
+                                   "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
+                                   "judge them", "warning"))
+    for hand, found in sorted(results.items()):
+        h, leaves = specs[hand]
+        for (path, value, rel, typ), d in zip(leaves, found):
+            if not d.get("found") or d.get("conditional") or d.get("priority") is None:
+                continue
+            theirs: Any = d["value"] if d.get("known") else _Unknown()
+            if d["priority"] != t.DEFAULT_PRIORITY:
+                theirs = {"_type": "override", "priority": d["priority"], "content": theirs}
+            try:
+                t.merge_definitions(typ, [value, theirs])
+            except (t.MergeConflict, TypeError, ValueError):
+                ours = value["content"] if t.is_override(value) else value
+                if t.is_pkg(ours):
+                    ours = _Shown(f"pkgs.{ours['attrPath']}")
+                name = hand.rsplit("/", 1)[-1]
+                if d.get("needs"):  # an expression of pkgs or config: its priority is not known here
+                    out.append(Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)} with an expression "
+                                       f"homelab cannot evaluate without nixpkgs, and homelab sets it to {ours!r} in "
+                                       f"{rel}; unless one of them is lib.mkForce, NixOS will refuse the two",
+                                       "warning"))
+                    continue
+                shown = "" if not d.get("known") else f" = {d['value']!r}"
+                out.append(Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)}{shown}, which homelab "
+                                   f"sets to {ours!r} in {rel}; NixOS cannot merge the two: drop it from the file "
+                                   "(homelab writes it from host.py) or wrap it in lib.mkForce"))
+    return out
+
+
+def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
+    files = " ".join(
+        f"{nix_string(hand)} = {{ file = {_path_expr(Path(root).resolve() / hand)}; paths = [ "
+        + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path, *_ in leaves) + " ]; };"
+        for hand, (_h, leaves) in specs.items())
+    return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }"})
+
+
+def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+                          ) -> list[Problem]:
+    """What a build finds in the hand-written imports, for ``homelab check``: files that are not Nix, and
+    definitions that clash with generated ones (read where they are, nothing staged)."""
+    base = str(Path(root).resolve()) + "/"
+    todo = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    out: list[Problem] = []
+    while todo:
+        try:
+            nix.parse_files([Path(root).resolve() / rel for rel in todo])
+            break
+        except NixEvalError as e:
+            bad = next((rel for rel in todo if e.key and e.key == base + rel), None)
+            if bad is None:
+                raise
+            out.append(Problem(bad.rsplit("/", 1)[0], "imports", f"{bad.rsplit('/', 1)[1]} is not valid Nix: "
+                               f"{e.message.replace(base, '')}"))
+            todo.remove(bad)
+    if out:
+        return out
+    return hand_written_clashes(root, compiled, nix, hosts, pre)

@@ -35,7 +35,8 @@ import attrs
 from .errors import LabError, Problem
 from .model import Host, Lab
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUILD = 0, 1, 2, 3
+# homelab's one exit-code table (homelab.cli.EXIT_CODES): 1 the suite found problems, 5 a step failed (build, boot)
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUILD = 0, 1, 2, 5
 FLAKES = ["--extra-experimental-features", "nix-command flakes"]
 
 
@@ -165,7 +166,7 @@ def ssh_config_text(plan: VmPlan) -> str:
             # one SSH connection per VM for all the suite's commands
             "  ControlMaster auto",
             "  ControlPersist 60",
-            "  ControlPath /tmp/homelab-vm-%C",
+            f"  ControlPath {plan.workdir}/ssh-%C",  # in the private work folder, removed with it
         ]))
     return "\n\n".join(blocks) + "\n"
 
@@ -246,7 +247,8 @@ def untracked_entries(root: Path, names: list[str]) -> list[str]:
     return out
 
 
-def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
+def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool, running: list[str] | None = None) -> int:
+    """Build, boot, test and stop; ``running`` gets the names of VMs left running (``keep``)."""
     from .expect import lab_expectations
 
     work = Path(plan.workdir)
@@ -290,7 +292,10 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
     finally:
         if keep and procs:
             for h in plan.hosts:
-                _say(f"[{h.name}] left running: ssh -F {plan.ssh_config} {h.name}  (pid {procs[h.name].pid})")
+                if h.name in procs and procs[h.name].poll() is None:
+                    _say(f"[{h.name}] left running: ssh -F {plan.ssh_config} {h.name}  (pid {procs[h.name].pid})")
+                    if running is not None:
+                        running.append(h.name)
         else:
             for h in plan.hosts:
                 if h.name in procs:
@@ -311,7 +316,7 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool) -> int:
 
 def run(lab: Lab, root: Path, names: list[str], args) -> int:
     """``homelab vm``: the arguments are the command line's (see homelab.cli)."""
-    from .cli import Usage
+    from .cli import Missing, Usage
     from .harness import VM_TESTS
 
     suite_dir = Path(args.suite) if args.suite else VM_TESTS
@@ -328,9 +333,9 @@ def run(lab: Lab, root: Path, names: list[str], args) -> int:
             if p not in ports:
                 ports.append(p)
     workdir = Path(args.workdir).resolve() if args.workdir else None
-    if workdir is None:
-        workdir = Path(tempfile.gettempdir()) / "homelab-vm-<new>" if args.dry_run else \
-            Path(tempfile.mkdtemp(prefix="homelab-vm-"))
+    own = workdir is None  # a folder of our own: made private (0700) and removed on every way out
+    if own:
+        workdir = Path(tempfile.gettempdir()) / "homelab-vm-<new>"
     plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
                      nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
                      junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
@@ -357,9 +362,35 @@ def run(lab: Lab, root: Path, names: list[str], args) -> int:
             print(h.poweroff.shell())
         return EXIT_OK
     if kvm:
-        raise Usage(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "
-                    "run it anyway")
+        raise Missing(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "
+                      "run it anyway")
     for tool in ("ssh", "ssh-keygen", "nix"):
         if shutil.which(tool) is None:
-            raise Usage(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
-    return execute(plan, lab, boot_timeout=args.boot_timeout, keep=args.keep)
+            raise Missing(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
+    if own:  # mkdtemp: mode 0700, only this user can read the SSH key inside
+        workdir = Path(tempfile.mkdtemp(prefix="homelab-vm-"))
+        plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+                         nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
+                         junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
+    running: list[str] = []
+    try:
+        return execute(plan, lab, boot_timeout=args.boot_timeout, keep=args.keep, running=running)
+    finally:  # the suite's end, a failed build or boot, an error, Ctrl-C: the key never outlives the run
+        if running:
+            _say(f"the VMs' SSH key and disks stay in {workdir} while they run; remove it when done")
+        else:
+            _close_ssh(plan)
+            if own:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _close_ssh(plan: VmPlan) -> None:
+    """End the SSH connections the run shared (their sockets live in the work folder)."""
+    if not Path(plan.ssh_config).is_file():
+        return
+    for h in plan.hosts:
+        try:
+            subprocess.run(["ssh", "-F", plan.ssh_config, "-O", "exit", h.name], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass

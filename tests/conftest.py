@@ -33,6 +33,8 @@ SEED = EXAMPLES / "seed"  # the seed lab's sources: hosts/cluster.py, host.py an
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
 settings.register_profile("nightly", max_examples=10000, deadline=None)
+# mutation testing (tools/mutate): every mutant reruns the tests, so fewer examples; exact tests do the killing
+settings.register_profile("mutmut", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
@@ -85,3 +87,10 @@ def lab_copy(seed_root, tmp_path: Path) -> Path:
 def repo_lab():
     """(lab, warnings) of the repository's own lab, whatever hosts/ holds."""
     return load_or_raise(REPO)
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_run_unmutated_code(monkeypatch):
+    """Under mutation testing (./lab mutate), only this process runs the mutant: a homelab started as a new
+    process runs the unmutated code (mutmut keeps the mutant's name in-process when the variable is gone)."""
+    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)

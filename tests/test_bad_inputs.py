@@ -87,13 +87,15 @@ ERRORS = [
     case("nameserver-in-pod-range", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers=["10.1.0.10"]',
          ("cluster", "nameservers[0]", "10.1.0.10 lies in the pod_cidr 10.1.0.0/16")),
     case("nameservers-not-a-list", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers="192.168.10.1"',
-         ("cluster", "nameservers", "'192.168.10.1' is not a list of IPv4 addresses")),
+         ("cluster", "nameservers", "'192.168.10.1' is a str, not a list of IPv4 addresses")),
     case("admins-bad-cidr", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "10.0.0.0/33"],',
-         ("cluster", "admins", "['lan', '10.0.0.0/33'] is not a list of sources")),
+         ("cluster", "admins[1]", "'10.0.0.0/33' is not a source: \"lan\", \"tailnet\", \"nodes\", \"pods\", "
+          "\"control-plane\", \"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")),
     case("admins-pods", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "pods"],',
          ("cluster", "admins[1]", "pods cannot be an admin source")),
     case("admin-key-not-a-key", C, 'admin_keys=[PLACEHOLDER_KEY],', 'admin_keys=["hunter2"],',
-         ("cluster", "admin_keys", "['hunter2'] is not a list of SSH public keys")),
+         ("cluster", "admin_keys[0]", "'hunter2' is not an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... "
+          "you@laptop\")")),
     # ---------------------------------------------------------------- cluster.py: API, names, types
     case("api-port-out-of-range", C, "api_port=6443", "api_port=70000",
          ("cluster", "api_port", "70000 is not a TCP/UDP port (1-65535)")),
@@ -156,7 +158,7 @@ ERRORS = [
     case("address-prefix-mismatch", T, 'address="192.168.10.11/24"', 'address="192.168.10.11/16"',
          ("hosts/tokiwa", "address", "prefix /16 does not match the LAN 192.168.10.0/24")),
     case("address-wrong-type", T, 'address="192.168.10.11/24"', "address=42",
-         ("hosts/tokiwa", "address", "42 is not an IPv4 address")),
+         ("hosts/tokiwa", "address", "42 is an int, not an IPv4 address")),
     case("address-garbage", T, 'address="192.168.10.11/24"', 'address="tokiwa.local"',
          ("hosts/tokiwa", "address", "'tokiwa.local' is not an IPv4 address")),
     # ---------------------------------------------------------------- host.py: names and types
@@ -180,9 +182,10 @@ ERRORS = [
     case("role-unknown-field", T, "roles=[Worker(),", "roles=[Worker(replicas=2),",
          ("hosts/tokiwa", "Worker.replicas", "is not a field of Worker; it takes no arguments")),
     case("roles-a-string", T, "roles=[Worker(), CephStorage(), Tailscale()]", 'roles="Worker"',
-         ("hosts/tokiwa", "roles", "'Worker' is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
+         ("hosts/tokiwa", "roles", "'Worker' is a str, not a list of roles (ControlPlane(), Worker(), CephStorage(), "
+          "... or a role of your own)")),
     case("roles-a-class", T, "roles=[Worker(),", "roles=[Worker,",
-         ("hosts/tokiwa", "roles", "is not a list of roles (ControlPlane(), Worker(), CephStorage(), ... or a role of your own)")),
+         ("hosts/tokiwa", "roles[0]", "Worker is the role's class, not a role: call it, Worker()")),
     case("state-version-invalid", T, 'state_version="25.05"', 'state_version="25.5"',
          ("hosts/tokiwa", "state_version", "'25.5' is not a NixOS release such as '26.05'")),
     case("state-version-missing", T, 'state_version="25.05",', "",
@@ -191,7 +194,7 @@ ERRORS = [
     case("description-control-char", T, 'description="Intel', 'description="Intel\\x1b[31m',
          ("hosts/tokiwa", "description", "contains control characters")),
     case("boot-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", boot="uefi",',
-         ("hosts/tokiwa", "boot", "'uefi' is not SystemdBoot() or RaspberryPi4()")),
+         ("hosts/tokiwa", "boot", "'uefi' is a str, not SystemdBoot() or RaspberryPi4()")),
     case("rpi-kernel-invalid", Y, "boot=RaspberryPi4(),", 'boot=RaspberryPi4(kernel_packages="rpi; rm -rf /"),',
          ("hosts/yomogi", "RaspberryPi4.kernel_packages", "is not a kernel package set such as 'linuxPackages_rpi4'")),
     case("kernel-param-with-space", T, 'hostname="tokiwa",', 'hostname="tokiwa", kernel_params=["quiet splash"],',
@@ -324,6 +327,13 @@ ERRORS = [
           "be written as UTF-8")),
     case("option-key-lone-surrogate", T, '"services.openssh.enable": True', '"services.x\\udfff.enable": True',
          ("hosts/tokiwa", "options['services.x\\udfff.enable']", "the option path contains '\\udfff'")),
+    case("option-value-spoofs-a-module-value", T, '"services.openssh.enable": True',
+         '"services.x.settings": {"_type": "override"}',
+         ("hosts/tokiwa", "options['services.x.settings']", "attribute name '_type' marks the module system's own "
+          "values")),
+    case("option-value-spoofs-a-package", T, '"services.openssh.enable": True',
+         '"services.x.package": {"a": {"_type": "pkg", "attrPath": "htop"}}',
+         ("hosts/tokiwa", "options['services.x.package']", "attribute name '_type' marks")),
     case("option-huge-int", T, '"services.openssh.enable": True', '"boot.kernel.sysctl.x": 2**64',
          ("hosts/tokiwa", "options['boot.kernel.sysctl.x']", "18446744073709551616 does not fit in a Nix integer")),
     case("option-nested-force", T, '"services.openssh.enable": True',
@@ -337,9 +347,148 @@ ERRORS = [
     case("option-conflicts-with-module", T, '"services.openssh.enable": True', '"networking.firewall.enable": False',
          ("hosts/tokiwa", "options['networking.firewall.enable']", "conflicting definitions False and True "
           "(defined in hosts/tokiwa/default.nix, modules/network/firewall.nix); wrap the value in force(...)")),
+    case("option-inside-a-list-option", T, '"services.openssh.enable": True', '"services.kubernetes.roles.extra": 1',
+         ("hosts/tokiwa", "options['services.kubernetes.roles.extra']", "services.kubernetes.roles is an option of "
+          "type listOf")),
+    case("option-inside-a-bool-option", T, '"services.openssh.enable": True', '"services.tailscale.enable.x": True',
+         ("hosts/tokiwa", "options['services.tailscale.enable.x']", "services.tailscale.enable is an option of type "
+          "bool; it has no attribute 'x'")),
     case("option-prefix-twice", T, '"services.openssh.enable": True',
          '"services.openssh": {"enable": True}, "services.openssh.ports": [22]',
          ("hosts/tokiwa", "options['services.openssh.ports']", "'services.openssh' is set too")),
+    # ---------------------------------------------------------------- values nested too deep, or containing themselves
+    # (MAX_VALUE_DEPTH = 32: every command refuses them alike, see test_every_command_refuses_it)
+    case("option-nested-33-deep", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("functools").reduce(lambda a, _: [a], range(33), 1)',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-nested-300-deep", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("functools").reduce(lambda a, _: {"k": a}, range(300), 1)',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-list-contains-itself", T, '"services.openssh.enable": True',
+         '"services.x.y": (lambda l: (l.append(l), l)[1])([])',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-dict-contains-itself", T, '"services.openssh.enable": True',
+         '"services.x.y": (lambda d: (d.__setitem__("a", d), d)[1])({})',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-deep-in-package-call", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("homelab").PkgCall("f", {"a": __import__("functools").reduce(lambda a, _: [a], '
+         'range(40), 1)})',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-deep-under-force", T, '"services.openssh.enable": True',
+         '"services.x.y": __import__("homelab").force((lambda l: (l.append(l), l)[1])([]))',
+         ("hosts/tokiwa", "options['services.x.y']", "is nested more than 32 levels deep (or contains itself)")),
+    case("option-path-1200-parts", T, '"services.openssh.enable": True', '"x." + ".".join(["a"] * 1200): 1',
+         ("hosts/tokiwa", "options", "has 1201 parts; NixOS option paths have a handful (at most 32 here)")),
+    # ---------------------------------------------------------------- raw option paths that are not options
+    case("option-path-config-prefix", T, '"services.openssh.enable": True', '"config.services.openssh.enable": True',
+         ("hosts/tokiwa", "options", "'config.services.openssh.enable' starts with 'config', which is a module "
+          "keyword, not an option: write the path without 'config.'")),
+    case("option-path-options-prefix", T, '"services.openssh.enable": True', '"options.services.foo": {}',
+         ("hosts/tokiwa", "options", "'options.services.foo' starts with 'options', which is a module keyword")),
+    case("option-path-imports", T, '"services.openssh.enable": True', '"imports": ["./extra.nix"]',
+         ("hosts/tokiwa", "options", "'imports' starts with 'imports', which is a module keyword, not an option: "
+          "use Host(imports=[...]) for Nix files")),
+    case("option-path-disabled-modules", T, '"services.openssh.enable": True', '"disabledModules": []',
+         ("hosts/tokiwa", "options", "'disabledModules' starts with 'disabledModules', which is a module keyword")),
+    case("option-path-not-a-string", T, '"services.openssh.enable": True', '("services", "openssh"): True',
+         ("hosts/tokiwa", "options", "('services', 'openssh') is a tuple, not a dotted option path (a string)")),
+    # ---------------------------------------------------------------- paths that go into a command line
+    case("ceph-root-dir-none", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir=None)',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "None is not a file path (a string starting with /)")),
+    case("ceph-root-dir-space", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir="/srv/my kubelet")',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "'/srv/my kubelet' holds a space, quote, backslash or "
+          "control character; it goes into a command line")),
+    case("ceph-root-dir-dollar", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(kubelet_root_dir="/srv/$HOME")',
+         ("hosts/hanaakari", "CephStorage.kubelet_root_dir", "'/srv/$HOME' is not an absolute file path")),
+    case("tailscale-key-path-with-space", Y, "        Tailscale(),\n",
+         '        Tailscale(auth_key_file="/run/secrets/ts key"),\n',
+         ("hosts/yomogi", "Tailscale.auth_key_file", "'/run/secrets/ts key' holds a space")),
+    case("ceph-disk-none", H, 'CephStorage(disks=["/dev/sda"])', 'CephStorage(disks=[None])',
+         ("hosts/hanaakari", "CephStorage.disks[0]", "None is not a string")),
+    # ---------------------------------------------------------------- ports the cluster itself uses (one table)
+    case("api-port-cfssl", C, "api_port=6443", "api_port=8888",
+         ("cluster", "api_port", "8888 is taken on yomogi by easyCerts' cfssl (hosts/yomogi)")),
+    case("api-port-kube-proxy-health", C, "api_port=6443", "api_port=10256",
+         ("cluster", "api_port", "10256 is taken on yomogi by kube-proxy (health)")),
+    case("api-port-kube-proxy-metrics", C, "api_port=6443", "api_port=10249",
+         ("cluster", "api_port", "10249 is taken on yomogi by kube-proxy (metrics)")),
+    case("api-port-etcd-peer", C, "api_port=6443", "api_port=2380",
+         ("cluster", "api_port", "2380 is taken on yomogi by etcd (peer)")),
+    case("api-port-kubelet", C, "api_port=6443", "api_port=10250",
+         ("cluster", "api_port", "10250 is taken on yomogi by the kubelet (hosts/yomogi)")),
+    case("api-port-kubelet-health", C, "api_port=6443", "api_port=10248",
+         ("cluster", "api_port", "10248 is taken on yomogi by the kubelet (health)")),
+    case("api-port-certmgr", C, "api_port=6443", "api_port=9488",
+         ("cluster", "api_port", "9488 is taken on yomogi by certmgr (metrics)")),
+    case("api-port-dns-server", C, "api_port=6443", "api_port=53",
+         ("hosts/yomogi", "DnsServer.port", "53 is taken on this host by the API server")),
+    case("dns-port-flannel-vxlan", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', "DnsServer(port=8472)",
+         ("hosts/yomogi", "DnsServer.port", "8472/udp is taken on this host by flannel (VXLAN)")),
+    case("ingress-port-kube-proxy", H, "https_nodeport=31443),", "https_nodeport=31443, http_port=10256),",
+         ("hosts/hanaakari", "IngressProxy.http_port", "10256 is taken on this host by kube-proxy (health)")),
+    # ---------------------------------------------------------------- values that build but break the lab
+    case("nameservers-empty", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', "nameservers=[]",
+         ("cluster", "nameservers", "is empty: hosts get static addresses with DHCP off")),
+    case("api-name-localhost", C, 'api_name="api.kube"', 'api_name="localhost"',
+         ("cluster", "api_name", "localhost resolves to the loopback address on every host")),
+    case("api-name-under-localhost", C, 'api_name="api.kube"', 'api_name="api.localhost"',
+         ("cluster", "api_name", "api.localhost resolves to the loopback address")),
+    case("api-name-localhost-localdomain", C, 'api_name="api.kube"', 'api_name="localhost.localdomain"',
+         ("cluster", "api_name", "localhost.localdomain resolves to the loopback address")),
+    case("nameservers-twice", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers=["1.1.1.1", "1.1.1.1"]',
+         ("cluster", "nameservers", "lists the same address twice")),
+    case("api-name-loopback-ip", C, 'api_name="api.kube"', 'api_name="127.0.0.1"',
+         ("cluster", "api_name", "127.0.0.1 is not the control plane's address 192.168.10.10")),
+    case("dns-forwards-to-its-lan-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["1.1.1.1", "192.168.10.10"])',
+         ("hosts/yomogi", "DnsServer.forward[1]", "192.168.10.10 is this host, and its DNS server is this one")),
+    case("dns-forwards-to-loopback", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["127.0.0.1"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "127.0.0.1 is this host, and its DNS server is this one")),
+    case("dns-forwards-to-its-tailscale-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["100.64.0.10"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "100.64.0.10 is this host")),
+    case("dns-forwards-to-nowhere", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["0.0.0.0"])',
+         ("hosts/yomogi", "DnsServer.forward[0]", "0.0.0.0 is not the address of a DNS server")),
+    Case("dns-servers-forward-in-a-circle", (
+        (Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])', 'DnsServer(forward=["192.168.10.11"])'),
+        (T, "import CephStorage,", "import CephStorage, DnsServer,"),
+        (T, "roles=[Worker(),", 'roles=[DnsServer(forward=["192.168.10.10"]), Worker(),')),
+        (("hosts/yomogi", "DnsServer.forward", "forwards in a circle (yomogi -> tokiwa -> yomogi)"),
+         ("hosts/tokiwa", "DnsServer.forward", "forwards in a circle (tokiwa -> yomogi -> tokiwa)"))),
+    case("raspberry-pi-boot-on-x86", T, 'hostname="tokiwa",', 'hostname="tokiwa", boot=__import__("homelab").RaspberryPi4(),',
+         ("hosts/tokiwa", "boot", "RaspberryPi4() boots an aarch64 board, and this host's system is x86_64-linux")),
+    case("tailscale-address-quad100", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.100.100.100"',
+         ("hosts/tokiwa", "tailscale_address", "100.100.100.100 is Tailscale's own service address (Quad100")),
+    case("tailscale-address-chromeos-range", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.115.92.7"',
+         ("hosts/tokiwa", "tailscale_address", "100.115.92.7 lies in 100.115.92.0/23, which Tailscale never assigns")),
+    case("tailscale-address-range-network", T, 'tailscale_address="100.64.0.11"', 'tailscale_address="100.64.0.0"',
+         ("hosts/tokiwa", "tailscale_address", "100.64.0.0 is the network or broadcast address of 100.64.0.0/10")),
+    # ---------------------------------------------------------------- imports of files homelab generates
+    case("import-another-hosts-entry", T, 'imports=["./hardware-configuration.nix"]',
+         'imports=["./hardware-configuration.nix", "../yomogi/default.nix"]',
+         ("hosts/tokiwa", "imports", "'../yomogi/default.nix' is hosts/yomogi/default.nix, a file homelab generates")),
+    case("import-own-entry-from-above", T, 'imports=["./hardware-configuration.nix"]', 'imports=["../tokiwa/default.nix"]',
+         ("hosts/tokiwa", "imports", "'../tokiwa/default.nix' is hosts/tokiwa/default.nix, a file homelab generates")),
+    case("import-the-data-file", T, 'imports=["./hardware-configuration.nix"]', 'imports=["../lab.nix"]',
+         ("hosts/tokiwa", "imports", "'../lab.nix' is hosts/lab.nix, a file homelab generates")),
+    # ---------------------------------------------------------------- a wrong type names the type it should be
+    case("description-not-a-string", T, 'description="Intel N97 mini PC, 16 GB, 512 GB NVMe"', "description=5",
+         ("hosts/tokiwa", "description", "5 is an int, not a string")),
+    case("api-port-a-bool", C, "api_port=6443", "api_port=True",
+         ("cluster", "api_port", "True is a bool, not a port number")),
+    case("kernel-module-not-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", kernel_modules=["kvm-intel", 1],',
+         ("hosts/tokiwa", "kernel_modules[1]", "1 is an int, not a string")),
+    case("dns-forward-item-not-an-address", Y, 'DnsServer(forward=["1.1.1.1", "1.0.0.1"])',
+         'DnsServer(forward=["1.1.1.1", 5])',
+         ("hosts/yomogi", "DnsServer.forward[1]", "5 is an int, not an IPv4 address")),
+    case("system-not-a-string", T, 'system="x86_64-linux"', "system=64",
+         ("hosts/tokiwa", "system", "64 is an int, not one of: x86_64-linux, aarch64-linux")),
+    case("ssh-a-string", T, 'hostname="tokiwa",', 'hostname="tokiwa", ssh="root@tokiwa",',
+         ("hosts/tokiwa", "ssh", "'root@tokiwa' is a str, not Ssh(user=..., host=..., port=...)")),
+    case("role-field-wrong-type", H, "https_nodeport=31443),", 'https_nodeport="31443"),',
+         ("hosts/hanaakari", "IngressProxy.https_nodeport", "'31443' is a str, not a port number")),
+    case("lan-not-a-string", C, 'lan="192.168.10.0/24"', "lan=24",
+         ("cluster", "lan", "24 is an int, not an IPv4 network in CIDR form")),
     # ---------------------------------------------------------------- many at once
     Case("problems-in-three-files", ((C, "api_port=6443", "api_port=0"),
                                      (T, 'interface="enp1s0"', 'interface=""'),
@@ -391,8 +540,9 @@ SD_CARD = ("hosts/yomogi", "boot", "warning: a control plane booted from an SD c
 
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (and the set of paths)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
+    return {p.relative_to(root).as_posix(): "-> " + os.readlink(p) if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_symlink() or p.is_file()}
 
 
 def apply_edits(root: Path, edits) -> None:
@@ -460,6 +610,11 @@ def test_risky_choice_is_a_warning(lab_copy: Path, c: Case):
     for where, field, fragment in c.expect:
         assert_reported(err, where, field, fragment)
     assert snapshot(lab_copy) == before
+    import json
+
+    rc, out, err = run_cli("check", "--json", "--root", str(lab_copy))
+    found = {(p["where"], p["field"]): p["severity"] for p in json.loads(out)["problems"]}
+    assert rc == 0 and all(found[(where, field)] == "warning" for where, field, _ in c.expect), found
 
 
 def test_seed_lab_warns_about_its_sd_card_control_plane(lab_copy: Path):
@@ -525,8 +680,295 @@ def test_hand_written_import_that_does_not_parse(lab_copy: Path, nix):
     """Only a build reads hand-written Nix (through real nix): exit 2, the host and file named, nothing written."""
     apply_edits(lab_copy, [("hosts/tokiwa/hardware-configuration.nix", None, "{ config, ... }: { boot.x = ; }\n")])
     before = snapshot(lab_copy)
+    for command in ("check", "build"):
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 2, out + err
+        assert "Traceback" not in out + err
+        assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
+        assert str(lab_copy) not in err
+        assert snapshot(lab_copy) == before
+
+
+# ---------------------------------------------------------------- every command agrees
+
+
+def command_lines(root: Path) -> list[list[str]]:
+    """Every command that reads the lab, as a user types it (vm only prints its plan)."""
+    return [["check", "--root", str(root)], ["build", "--root", str(root)], ["plan", "--root", str(root)],
+            ["graph", "--root", str(root)], ["expect", "--root", str(root)], ["show", "--root", str(root)],
+            ["vm", str(root / "hosts/tokiwa"), "--dry-run", "--suite", str(REPO / "vm-tests")],
+            ["check", "--json", "--root", str(root)]]
+
+
+AGREE = ["option-nested-33-deep", "option-value-spoofs-a-module-value", "option-nested-300-deep", "option-list-contains-itself",
+         "option-dict-contains-itself", "option-deep-in-package-call", "option-path-1200-parts",
+         "option-path-imports", "ceph-root-dir-none", "api-port-cfssl", "import-another-hosts-entry",
+         "description-not-a-string", "dns-forwards-to-loopback"]
+
+
+@pytest.mark.parametrize("c", [c for c in ERRORS if c.id in AGREE], ids=lambda c: c.id)
+def test_every_command_refuses_it(lab_copy: Path, c: Case):
+    """check, build, plan, graph, expect, show and vm --dry-run: exit 2 and the same line, never a crash."""
+    assert len([x for x in ERRORS if x.id in AGREE]) == len(AGREE)
+    apply_edits(lab_copy, c.edits)
+    before = snapshot(lab_copy)
+    for argv in command_lines(lab_copy):
+        rc, out, err = run_cli(*argv)
+        assert rc == 2, f"{argv[0]}: exit {rc}\n{out}\n{err}"
+        assert "Traceback" not in out + err and "crashed" not in err
+        if "--json" in argv:
+            import json
+            problems = {(p["where"], p["field"]) for p in json.loads(out)["problems"] if p["severity"] == "error"}
+            assert {(w, f) for w, f, _ in c.expect} <= problems, problems
+        else:
+            for where, field, fragment in c.expect:
+                assert_reported(err, where, field, fragment)
+        assert snapshot(lab_copy) == before, f"{argv[0]} changed files of the lab"
+
+
+# ---------------------------------------------------------------- host sources that cannot be read
+
+
+def _dangling_host_py(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    (root / "hosts/tokiwa/host.py").symlink_to("../shared/tokiwa.py")
+
+
+def _host_py_folder(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    (root / "hosts/tokiwa/host.py").mkdir()
+
+
+def _host_py_fifo(root: Path) -> None:
+    (root / "hosts/tokiwa/host.py").unlink()
+    os.mkfifo(root / "hosts/tokiwa/host.py")
+
+
+def _dangling_host_folder(root: Path) -> None:
+    import shutil
+
+    shutil.move(str(root / "hosts/tokiwa"), str(root / "tokiwa-elsewhere"))
+    (root / "hosts/tokiwa").symlink_to("../nowhere/tokiwa")
+
+
+def _dangling_cluster_py(root: Path) -> None:
+    (root / "hosts/cluster.py").unlink()
+    (root / "hosts/cluster.py").symlink_to("cluster-real.py")
+
+
+def _import_links_to_a_generated_file(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("../yomogi/default.nix")
+
+
+def _import_links_into_modules(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("../../modules/k8s/base.nix")
+
+
+def _import_is_a_dangling_link(root: Path) -> None:
+    (root / "hosts/tokiwa/hardware-configuration.nix").unlink()
+    (root / "hosts/tokiwa/hardware-configuration.nix").symlink_to("/nonexistent/hw.nix")
+
+
+UNREADABLE = [
+    ("host-py-dangling-symlink", _dangling_host_py,
+     ("hosts/tokiwa", "host.py", "is a symbolic link to ../shared/tokiwa.py, which does not exist; nothing was "
+      "removed")),
+    ("host-py-is-a-folder", _host_py_folder, ("hosts/tokiwa", "host.py", "is a folder, not a Python file")),
+    ("host-py-is-a-fifo", _host_py_fifo, ("hosts/tokiwa", "host.py", "is not a regular file")),
+    ("host-folder-dangling-symlink", _dangling_host_folder,
+     ("hosts/tokiwa", "folder", "is a symbolic link to ../nowhere/tokiwa, which does not exist")),
+    ("cluster-py-dangling-symlink", _dangling_cluster_py,
+     ("cluster", "cluster.py", "is a symbolic link to cluster-real.py, which does not exist")),
+    ("import-links-to-a-generated-file", _import_links_to_a_generated_file,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' leads to hosts/yomogi/default.nix, a file homelab "
+      "generates")),
+    ("import-links-into-modules", _import_links_into_modules,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' leads to modules/k8s/base.nix, a file homelab "
+      "generates")),
+    ("import-dangling-symlink", _import_is_a_dangling_link,
+     ("hosts/tokiwa", "imports", "'./hardware-configuration.nix' is a symbolic link to /nonexistent/hw.nix, which "
+      "does not exist")),
+]
+
+
+@pytest.mark.parametrize("id_, setup, expect", UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def test_a_source_that_cannot_be_read_is_an_error_and_nothing_is_removed(lab_copy: Path, id_, setup, expect):
+    """A host must never vanish because its host.py cannot be read: build would prune its generated files."""
+    setup(lab_copy)
+    before = snapshot(lab_copy)
+    for argv in command_lines(lab_copy)[:6]:
+        rc, out, err = run_cli(*argv)
+        assert rc == 2, f"{argv[0]}: exit {rc}\n{out}\n{err}"
+        assert "Traceback" not in out + err
+        assert_reported(err, *expect)
+        assert snapshot(lab_copy) == before, f"{argv[0]} changed files of the lab"
+    if id_.startswith("host-py"):
+        assert (lab_copy / "hosts/tokiwa/default.nix").is_file()  # not pruned
+
+
+def _run_as(user, *argv: str) -> tuple[int, str, str]:
+    """main(argv) in a forked child that dropped to ``user`` (homelab is imported already: the child reads only
+    the lab)."""
+    import homelab.build  # noqa: F401 - what check needs, loaded before the child loses access to the venv
+    import homelab.load  # noqa: F401
+    import homelab.plan  # noqa: F401
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.chdir("/")
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            sys.stdout = os.fdopen(1, "w", closefd=False)
+            sys.stderr = os.fdopen(2, "w", closefd=False)
+            code = main(list(argv))
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r) as o, os.fdopen(err_r) as e:
+        out, err = o.read(), e.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def test_an_unreadable_host_py_is_an_error(lab_copy: Path):
+    """Permission denied on host.py: exit 2, named, nothing removed (run as an unprivileged user when root)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        lab, rmdir = lab_copy, None
+    else:  # root reads every file: ask as nobody, from a copy of the lab everyone may read (except host.py)
+        import pwd
+
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("root, and no user 'nobody' to read the lab as")
+        rmdir = Path(tempfile.mkdtemp(prefix="homelab-perm-"))
+        rmdir.chmod(0o755)
+        lab = rmdir / "lab"
+        shutil.copytree(lab_copy, lab)
+        for p in [lab, *lab.rglob("*")]:
+            p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
+    try:
+        host_py = lab / "hosts/tokiwa/host.py"
+        host_py.chmod(0)
+        before = snapshot(lab)
+        if rmdir is None:
+            rc, out, err = run_cli("check", "--root", str(lab))
+        else:
+            rc, out, err = _run_as(nobody, "check", "--root", str(lab))
+        assert rc == 2, out + err
+        assert "Traceback" not in out + err
+        assert_reported(err, "hosts/tokiwa", "host.py", "cannot be read: Permission denied; nothing was removed")
+        assert snapshot(lab) == before
+    finally:
+        if rmdir is not None:
+            shutil.rmtree(rmdir)
+
+
+def test_a_folder_without_host_py_is_no_host_and_its_generated_file_is_pruned(lab_copy: Path, nix):
+    """The legitimate removal: host.py deleted on purpose, the folder (with its generated entry) left behind."""
+    (lab_copy / "hosts/tokiwa/host.py").unlink()
     rc, out, err = run_cli("build", "--root", str(lab_copy))
-    assert rc == 2, out + err
-    assert "Traceback" not in out + err
-    assert_reported(err, "hosts/tokiwa", "imports", "hardware-configuration.nix is not valid Nix")
-    assert snapshot(lab_copy) == before
+    assert rc == 0, err
+    assert "removed hosts/tokiwa/default.nix" in out
+    assert not (lab_copy / "hosts/tokiwa/default.nix").exists()
+
+
+# ---------------------------------------------------------------- hand-written imports that fight generated code
+
+HW = "hosts/tokiwa/hardware-configuration.nix"
+HW_HEAD = "{ ... }:\n{\n"
+
+
+def hw(body: str, args: str = "...") -> tuple:
+    return ((HW, HW_HEAD, "{ " + args + " }:\n{\n" + body),)
+
+
+# Only a build reads hand-written Nix (through real nix), so these are refused by build, before writing.
+HAND_CLASHES = [
+    Case("hand-written-sets-the-hostname", hw('  networking.hostName = "other";\n'),
+         (("hosts/tokiwa", "imports", "hardware-configuration.nix sets networking.hostName = 'other', which homelab "
+           "sets to 'tokiwa' in hosts/tokiwa/default.nix; NixOS cannot merge the two"),)),
+    Case("hand-written-nested-set", hw('  networking = { useDHCP = true; };\n'),
+         (("hosts/tokiwa", "imports", "hardware-configuration.nix sets networking.useDHCP = True, which homelab sets "
+           "to False in hosts/tokiwa/default.nix"),)),
+    Case("hand-written-turns-the-firewall-off", hw('  networking.firewall.enable = false;\n'),
+         (("hosts/tokiwa", "imports", "sets networking.firewall.enable = False, which homelab sets to True in "
+           "modules/network/firewall.nix"),)),
+    Case("hand-written-with-module-args", hw('  services.kubernetes.masterAddress = "other.kube";\n',
+                                            "config, lib, pkgs, modulesPath, ..."),
+         (("hosts/tokiwa", "imports", "sets services.kubernetes.masterAddress = 'other.kube', which homelab sets to "
+           "'api.kube' in modules/k8s/base.nix"),)),
+]
+
+
+@pytest.mark.parametrize("c", HAND_CLASHES, ids=ids(HAND_CLASHES))
+def test_a_hand_written_import_that_fights_generated_code_is_refused(lab_copy: Path, nix, c: Case):
+    apply_edits(lab_copy, c.edits)
+    before = snapshot(lab_copy)
+    for command in ("check", "build"):  # check reads hand-written imports with nix too: the two agree
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 2, f"{command}: {out}{err}"
+        assert "Traceback" not in out + err and "nothing was written" in err
+        for where, field, fragment in c.expect:
+            assert_reported(err, where, field, fragment)
+        assert str(lab_copy) not in err and "homelab-verify-" not in err  # no staging paths
+        assert snapshot(lab_copy) == before
+
+
+def test_a_raw_option_inside_an_attribute_set_option_is_accepted(lab_copy: Path, nix):
+    """The other side of option-inside-a-list-option: below an attrsOf option (a unit's environment) a raw
+    option path is a key of that set, and builds."""
+    apply_edits(lab_copy, [(T, '"services.openssh.enable": True',
+                            '"services.openssh.enable": True, "systemd.services.containerd.environment.FOO": "1"')])
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, out + err
+
+
+@pytest.mark.parametrize("body, args", [
+    ('  boot.kernelModules = [ "kvm-intel" ];\n', "..."),  # kernel modules merge
+    ('  networking.hostName = "tokiwa";\n', "..."),  # the same value: NixOS accepts equal definitions
+    ('  networking.useDHCP = lib.mkForce true;\n', "lib, ..."),  # the user's override wins, on purpose
+    ('  networking.firewall.enable = lib.mkDefault false;\n', "lib, ..."),  # homelab's definition wins
+    ('  networking.hostName = lib.mkIf config.x "other";\n', "config, lib, ..."),  # conditional: NixOS judges
+    ('  imports = [ (modulesPath + "/installer/scan/not-detected.nix") ];\n', "modulesPath, ..."),
+], ids=["list-merges", "same-value", "user-mkForce", "user-mkDefault", "mkIf", "modulesPath-import"])
+def test_hand_written_definitions_that_merge_are_accepted(lab_copy: Path, nix, body, args):
+    apply_edits(lab_copy, hw(body, args))
+    for command in ("check", "build"):
+        rc, out, err = run_cli(command, "--root", str(lab_copy))
+        assert rc == 0, out + err
+        assert "hosts/tokiwa: imports" not in err
+
+
+def test_a_hand_written_package_expression_that_may_clash_is_a_warning(lab_copy: Path, nix):
+    """pkgs is not here to evaluate: a definition of a package option homelab sets is reported as a warning."""
+    apply_edits(lab_copy, [("hosts/yomogi/hardware-configuration.nix", HW_HEAD,
+                            "{ pkgs, ... }:\n{\n  boot.kernelPackages = pkgs.linuxPackages_latest;\n"),
+                           ("hosts/yomogi/host.py", "boot=RaspberryPi4(),",
+                            'boot=RaspberryPi4(kernel_packages="linuxPackages_rpi4"),')])
+    rc, out, err = run_cli("build", "--root", str(lab_copy))
+    assert rc == 0, out + err
+    assert_reported(err, "hosts/yomogi", "imports", "warning: hardware-configuration.nix sets boot.kernelPackages "
+                    "with an expression homelab cannot evaluate without nixpkgs, and homelab sets it to "
+                    "pkgs.linuxPackages_rpi4 in hosts/yomogi/default.nix")
+    import json
+
+    rc, out, err = run_cli("check", "--json", "--root", str(lab_copy))
+    assert rc == 0, out + err
+    mine = [p for p in json.loads(out)["problems"] if p["where"] == "hosts/yomogi" and p["field"] == "imports"]
+    assert [p["severity"] for p in mine] == ["warning"]

@@ -142,9 +142,9 @@ def test_no_verify_writes_and_says_so_in_the_output(lab_copy, tmp_path, capsys, 
 
 
 def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
+    # the installed package (pip install -e .), run from the lab's folder as a user does
     r = subprocess.run([sys.executable, "-m", "homelab", "build", "hosts/yomogi"], cwd=lab_copy,
-                       capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "1 host: wrote 0, unchanged 10" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr

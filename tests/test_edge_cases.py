@@ -82,7 +82,7 @@ def test_a_setting_below_an_attribute_set_homelab_writes_merges(lab_copy, nix, c
 @pytest.mark.parametrize("where, old, new, message", [
     ("tokiwa", "roles=[Worker(), CephStorage(), Tailscale()],",
      "roles=[type('GpuWorker', (), {})(), CephStorage(), Tailscale()],",  # not a Role at all
-     "hosts/tokiwa: roles: "),
+     "hosts/tokiwa: roles[0]: <"),
     ("tokiwa", 'options={"services.openssh.enable": True},',
      'options={"services.openssh.enable": force(True) if False else __import__("homelab").Priority(True, 10**30)},',
      "is not a module priority"),
@@ -114,7 +114,7 @@ def test_a_wrong_element_type_is_reported_once(lab_copy, capsys):
          'options={"services.openssh.enable": True}, kernel_modules=("kvm-intel", 1),')
     assert main(["check", "--root", str(lab_copy)]) == 2
     err = capsys.readouterr().err
-    assert "hosts/tokiwa: kernel_modules: ('kvm-intel', 1) is not a list of strings" in err
+    assert "hosts/tokiwa: kernel_modules[1]: 1 is an int, not a string" in err
     assert "TypeError" not in err and "1 problem" in err
 
 

@@ -195,8 +195,23 @@ def test_hosts_outside_kubernetes_and_off_the_tailnet():
     assert "client" not in g["nodes"] and "tailnet" not in g["subgraphs"]
 
 
-def test_output_is_deterministic(seed_lab):
-    assert graph.mermaid(graph.topology(seed_lab)) == graph.mermaid(graph.topology(seed_lab))
+def test_output_is_deterministic():
+    """The same lab draws the same bytes in two processes with different string hashing (set and dict order
+    that leaks into the output differs between them) and with its hosts given in another order."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from tests import labkit; from homelab import graph; t = graph.topology(labkit.lab()); "
+            "sys.stdout.write(json.dumps([graph.mermaid(t), graph.table(t), json.dumps(t, sort_keys=False, "
+            "default=str)]))")
+    outs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONHASHSEED=seed)) for seed in ("1", "2", "3")]
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    assert outs[0].stdout == outs[1].stdout == outs[2].stdout
+    reordered = labkit.lab(hosts=list(reversed(labkit.seed_hosts())))
+    assert json.loads(outs[0].stdout)[0] == graph.mermaid(graph.topology(reordered))
 
 
 MERMAID_JS = r"""

@@ -35,7 +35,10 @@ def test_mac_addresses_are_normalised_and_group_addresses_refused():
         with pytest.raises(LabError) as e:
             WakeOnLan(mac=bad)
         assert e.value.problems[0].field == "WakeOnLan.mac", bad
-        assert "is not a unicast MAC address" in e.value.problems[0].reason
+        reason = e.value.problems[0].reason
+        assert reason.startswith(f"{bad!r} is not a unicast MAC address" if isinstance(bad, str) else
+                                 f"{bad!r} is an int, not a unicast MAC address" if bad is not None else
+                                 "None is not a unicast MAC address"), reason
 
 
 def test_a_bad_mac_in_host_py_is_reported_with_host_and_field(tmp_path):

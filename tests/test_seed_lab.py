@@ -8,6 +8,7 @@ generated files being current is checked here.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_every_node_seeds_the_image_the_dns_deployment_names(options, seed):
 def test_ceph_prerequisites_on_all_three(options):
     for host in ("yomogi", "tokiwa", "hanaakari"):
         o = options[host]
-        assert {"ceph", "rbd"} <= set(o["boot.kernelModules"])
+        assert o["boot.kernelModules"] == ["ceph", "rbd"]  # exactly: a dropped module must fail
         assert "--root-dir=/var/lib/kubelet" in o["services.kubernetes.kubelet.extraOpts"].split(" ")
         assert o["systemd.services.containerd.serviceConfig"]["LimitNOFILE"] == "1048576"
 
@@ -160,10 +161,34 @@ def test_split_dns_answers_with_the_ingress_hosts_tailscale_address(options, see
     assert "services.coredns.enable" not in options["tokiwa"]
 
 
+def stream_routes(stream: str) -> set[tuple[int, str]]:
+    """{(listen port, upstream server)} of an nginx stream config: each server block's `listen` joined to the
+    `server` of the upstream its `proxy_pass` names (a server listening on IPv4 and IPv6 is one route)."""
+    upstreams = {name: re.findall(r"^\s*server\s+(\S+);", body, re.M)
+                 for name, body in re.findall(r"upstream\s+(\S+)\s*\{(.*?)\}", stream, re.S)}
+    routes = set()
+    for body in re.findall(r"\bserver\s*\{(.*?)\}", stream, re.S):
+        listens = set(re.findall(r"^\s*listen\s+(?:\[::\]:)?(\d+);", body, re.M))
+        passes = re.findall(r"^\s*proxy_pass\s+(\S+);", body, re.M)
+        assert len(listens) == 1 and len(passes) == 1 and len(upstreams[passes[0]]) == 1, body
+        routes.add((int(min(listens)), upstreams[passes[0]][0]))
+    return routes
+
+
+def test_stream_routes_reads_pairs_not_substrings():
+    """The reader itself: a swapped mapping gives swapped pairs."""
+    swapped = ("upstream a {\n  server 127.0.0.1:31443;\n}\nserver {\n  listen 80;\n  proxy_pass a;\n}\n"
+               "upstream b {\n  server 127.0.0.1:31080;\n}\nserver {\n  listen 443;\n  proxy_pass b;\n}\n")
+    assert stream_routes(swapped) == {(80, "127.0.0.1:31443"), (443, "127.0.0.1:31080")}
+
+
 def test_ingress_proxy_streams_80_and_443_to_traefik_nodeports(options):
     stream = options["hanaakari"]["services.nginx.streamConfig"]
-    assert "listen 80;" in stream and "server 127.0.0.1:31080;" in stream
-    assert "listen 443;" in stream and "server 127.0.0.1:31443;" in stream
+    # (listen port, upstream server) pairs, read from the config as nginx does: a swap 80<->443 or
+    # 31080<->31443 must fail, which substring checks would let through
+    assert stream_routes(stream) == {(80, "127.0.0.1:31080"), (443, "127.0.0.1:31443")}
+    # each port on IPv4 and IPv6 (tailnet clients may come over IPv6)
+    assert sorted(re.findall(r"^\s*listen\s+(\S+);", stream, re.M)) == ["443", "80", "[::]:443", "[::]:80"]
     assert "services.nginx.enable" not in options["yomogi"]
 
 

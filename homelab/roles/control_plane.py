@@ -122,7 +122,8 @@ class ControlPlane(Role):
     coredns_image: CorednsImage | None | str = attrs.field(
         default="auto",
         validator=fields.check(lambda v: v is None or v == "auto" or isinstance(v, CorednsImage),
-                               lambda v: f"{v!r} is not \"auto\", None or a CorednsImage"),
+                               lambda v: f"{v!r} is not \"auto\", None or a CorednsImage" if isinstance(v, str)
+                               else fields.wrong_type(v, "\"auto\", None or a CorednsImage(...)")),
     )
     arm64_overrides: bool = attrs.field(default=True, validator=fields.a_bool)
 
@@ -188,7 +189,7 @@ class ControlPlane(Role):
     # ---------------------------------------------------------------- ports and rules
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
-        yield from kubernetes.NODE_PORTS
+        yield from kubernetes.node_ports(ctx)
         yield from CONTROL_PLANE_PORTS
         yield Port(ctx.cluster.api_port, "tcp", "the API server", field="api_port", on_cluster=True)
         if ctx.cluster.easy_certs:

@@ -21,7 +21,7 @@ from .. import checks, configs, fields
 from .. import optiontypes as t
 from ..contract import OptionFact
 from ..errors import Problem, report
-from ..model import SOURCES_HELP, _sources
+from ..model import to_sources
 from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
 from .ingress import IngressProxy
 from .tailscale import Tailscale
@@ -56,8 +56,7 @@ class DnsServer(Role):
     cache_seconds: int = attrs.field(default=30, validator=fields.positive_int)
     port: int = attrs.field(default=53, validator=fields.port)
     # who may ask it: LAN clients, the tailnet and the pods by default; never the world (an open resolver)
-    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet", "pods"), converter=fields.converter(
-        _sources, SOURCES_HELP))
+    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet", "pods"), converter=to_sources)
 
     label = "dns"
     tag = "dns"
@@ -108,6 +107,17 @@ class DnsServer(Role):
         yield Port(HEALTH_PORT, "tcp", "CoreDNS's health endpoint", loopback=True)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
+        own = {ctx.host.ip, ctx.host.tailscale_address}
+        for i, a in enumerate(self.forward):
+            if a.is_unspecified or a.is_multicast or a == ipaddress.IPv4Address("255.255.255.255"):
+                yield self.error(ctx, f"forward[{i}]", f"{a} is not the address of a DNS server")
+            elif a in own or a.is_loopback:
+                if self.port == 53:  # CoreDNS forwards to port 53: this very server, every query loops
+                    yield self.error(ctx, f"forward[{i}]", f"{a} is this host, and its DNS server is this one "
+                                     "(port 53): every name outside the zone would be forwarded back to itself")
+                else:  # another resolver may listen on port 53 here (unbound...): the user can mean it
+                    yield self.warn(ctx, f"forward[{i}]", f"{a} is this host: names outside the zone go to whatever "
+                                    "answers on its port 53, which homelab does not set up")
         if not ctx.host.has(Tailscale):
             yield ctx.warn("roles", "DnsServer without Tailscale(): tailnet clients cannot reach this split-DNS "
                            "server")
@@ -132,6 +142,7 @@ class DnsServer(Role):
             yield Problem(lab.where(ingress[0]), "roles",
                           f"the split-DNS zone {c.domain} answers with this host's Tailscale address, and it has "
                           "no Tailscale() role")
+        yield from _forwarding_loops(lab)
         if c.api_name == c.domain or c.api_name.endswith("." + c.domain):
             yield Problem("cluster", "api_name", f"{c.api_name} lies in the split-DNS zone {c.domain}; hosts "
                           "resolve it through extraHosts, tailnet clients would get the ingress host", "warning")
@@ -178,3 +189,24 @@ class DnsServer(Role):
                 "port": self.port, "answer_host": answer.hostname if answer else None,
                 "answer_address": str(answer.tailscale_address) if answer and answer.tailscale_address else None,
                 "ttl": self.ttl, "forward": [str(a) for a in self.forward]})
+
+
+def _forwarding_loops(lab) -> Iterable[Problem]:
+    """Split-DNS servers of the lab that forward to each other in a circle (a query would never leave)."""
+    servers = {h.hostname: r for h, r in lab.roles_of_type(DnsServer) if r.port == 53}
+    by_addr = {a: h.hostname for h in lab.hosts if h.hostname in servers for a in (h.ip, h.tailscale_address) if a}
+    nxt = {name: sorted({by_addr[a] for a in r.forward if a in by_addr} - {name}) for name, r in servers.items()}
+    for start in sorted(nxt):
+        path, todo = {start: [start]}, [start]
+        while todo:
+            cur = todo.pop()
+            for n in nxt[cur]:
+                if n == start:
+                    circle = " -> ".join(path[cur] + [start])
+                    yield Problem(lab.where(lab.host(start)), "DnsServer.forward", f"forwards in a circle ({circle}): "
+                                  "a name outside the zone would go round until CoreDNS gives up")
+                    todo = []
+                    break
+                if n not in path:
+                    path[n] = path[cur] + [n]
+                    todo.append(n)

@@ -19,7 +19,7 @@ from .. import checks, configs, fields
 from .. import optiontypes as t
 from ..contract import PARTIAL, OptionFact
 from ..errors import Problem
-from ..model import SOURCES_HELP, _sources
+from ..model import to_sources
 from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
 
 NGINX = "nixos/modules/services/web-servers/nginx/default.nix"
@@ -39,8 +39,7 @@ class IngressProxy(Role):
     http_port: int = attrs.field(default=80, validator=fields.port)
     https_port: int = attrs.field(default=443, validator=fields.port)
     # who may reach 80/443: LAN clients and the tailnet by default; add "world" to publish the lab
-    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=fields.converter(
-        _sources, SOURCES_HELP))
+    clients: tuple[Source, ...] = attrs.field(default=("lan", "tailnet"), converter=to_sources)
 
     label = "ingress"
     tag = "ingress"

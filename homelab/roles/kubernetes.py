@@ -98,9 +98,17 @@ POD_INTERFACES = ("mynet", "flannel.1")
 # Ports every Kubernetes node listens on.
 NODE_PORTS = (
     Port(KUBELET_PORT, "tcp", "the kubelet"),
+    Port(10248, "tcp", "the kubelet (health)", loopback=True),  # kubelet.nix healthz.bind/port
     Port(10249, "tcp", "kube-proxy (metrics)", loopback=True),
     Port(10256, "tcp", "kube-proxy (health)"),
+    Port(8472, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
 )
+CERTMGR_PORT = Port(9488, "tcp", "certmgr (metrics)", loopback=True)  # certmgr.nix metricsPort; easyCerts runs it
+
+
+def node_ports(ctx: HostContext) -> tuple[Port, ...]:
+    """What every Kubernetes node listens on (certmgr only with easyCerts)."""
+    return NODE_PORTS + ((CERTMGR_PORT,) if ctx.cluster.easy_certs else ())
 NODE_UNITS = ("kubelet", "kube-proxy", "flannel")
 
 # The DNS addon's image, the same name:tag on every node (see coredns_image).
@@ -259,7 +267,10 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
     """What every node must have; ``kubelet_scope``: when its kubelet runs (a worker's only after joining)."""
     why = "Kubernetes node (nixpkgs kubelet.nix loads it)"
     out = [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
-           checks.service("containerd.service", "host", "container runtime of every Kubernetes node")]
+           checks.service("containerd.service", "host", "container runtime of every Kubernetes node"),
+           checks.systemd_property("kube-proxy.service", "ExecStart", f"--nodeport-addresses={NODEPORT_ADDRESSES}",
+                                   "contains", "NodePorts answer on loopback only (kube-proxy rewrites them before "
+                                   "the firewall sees them)")]
     for other in ctx.lab.kubernetes_nodes:
         if other is not ctx.host:  # its own name is NixOS's 127.0.0.2 line
             out.append(checks.hosts_entry(kubelet_name(other), str(other.ip), "the API server reaches kubelets by "

@@ -45,9 +45,8 @@ def _clock_reason(v) -> str:
 
 
 clock = fields.typed(str, "a time of day such as '23:30'", lambda v: _CLOCK.match(v) is not None, _clock_reason)
-optional_clock = fields.check(lambda v: v is None or (isinstance(v, str) and _CLOCK.match(v) is not None),
-                              lambda v: _clock_reason(v) if isinstance(v, str) else
-                              fields.wrong_type(v, "a time of day such as '07:00', or None"))
+optional_clock = fields.optional_text(lambda v: _CLOCK.match(v) is not None,
+                                     "a time of day such as '07:00', or None", _clock_reason)
 
 
 def on_calendar(hhmm: str) -> str:

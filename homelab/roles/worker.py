@@ -38,7 +38,7 @@ class Worker(Role):
         return kubernetes.node_host_sections(ctx)
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
-        return kubernetes.NODE_PORTS
+        return kubernetes.node_ports(ctx)
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
         return kubernetes.node_flows(ctx)

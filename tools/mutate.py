@@ -1,0 +1,114 @@
+"""Mutation testing of homelab's core modules: ``./lab mutate [mutmut run arguments]``.
+
+A developer command run before a release, not in CI (it takes hours on two cores).  mutmut 3 plants one
+small bug at a time (a flipped comparison, a changed constant, a dropped call) in the modules named in
+``pyproject.toml`` ``[tool.mutmut]`` (model, validate, compile, the Nix emitter nixvalue, verify, files,
+expect), runs the tests that reach the mutated function, and records whether some test failed (killed)
+or none did (survived).  Runs resume: mutants already judged keep their verdict while their function is
+unchanged.
+
+    ./lab mutate                               # everything (resumes)
+    ./lab mutate "homelab.nixvalue*"           # one module's mutants
+    ./lab mutate --sample 20                   # every k-th mutant, about 20 per module, scored alone
+    .venv/bin/python tools/mutate.py --report  # the scores of what has run, nothing new
+    .venv/bin/mutmut show <mutant>             # the diff of one mutant
+
+Tests run with the ``mutmut`` hypothesis profile (few examples: exact tests do the killing), and a
+homelab started as a new process by a test runs the unmutated code (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTMUT = [sys.executable, "-m", "mutmut"]
+
+
+def scores(text: str) -> dict[str, collections.Counter]:
+    """``mutmut results --all true`` lines (``homelab.model.x_freeze__mutmut_3: killed``) -> counts per module."""
+    out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in text.splitlines():
+        m = re.match(r"\s*(homelab\.\w+)\.\S+: (.+)$", line)
+        if m:
+            out[m.group(1)][m.group(2).strip()] += 1
+    return out
+
+
+SAMPLE = ROOT / "mutants" / "homelab-sample.txt"
+
+
+def mutant_names() -> dict[str, list[str]]:
+    """Every mutant mutmut generated, per module (from its .meta files), in a stable order."""
+    out: dict[str, list[str]] = {}
+    for meta in sorted((ROOT / "mutants" / "homelab").glob("*.py.meta")):
+        names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+        out[f"homelab.{meta.name.removesuffix('.py.meta')}"] = names
+    return out
+
+
+def sample(per_module: int) -> list[str]:
+    """Every k-th mutant of each module, about ``per_module`` of them: a systematic sample."""
+    names = mutant_names()
+    if not names:  # mutmut generates the mutants (and maps tests to functions) on its first run
+        subprocess.call([*MUTMUT, "run", "homelab.no-such-module*"], cwd=ROOT,
+                        env=dict(os.environ, HYPOTHESIS_PROFILE="mutmut"))
+        names = mutant_names()
+    picked = []
+    for mod, ns in names.items():
+        step = max(1, len(ns) // per_module)
+        picked += ns[::step][:per_module]
+    return picked
+
+
+def report() -> int:
+    env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
+    text = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=ROOT, env=env, capture_output=True,
+                          text=True).stdout
+    if SAMPLE.is_file():
+        only = set(SAMPLE.read_text().split())
+        text = "\n".join(ln for ln in text.splitlines() if ln.strip().split(":")[0] in only)
+        print(f"the sample in {SAMPLE.relative_to(ROOT)} ({len(only)} mutants); delete it to score everything")
+    per = scores(text)
+    if not per:
+        print("no mutation results yet: run ./lab mutate")
+        return 1
+    print(f"{'module':<22} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7}")
+    total = collections.Counter()
+    for mod, c in sorted(per.items()):
+        total += c
+        other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
+        judged = c["killed"] + c["survived"]
+        print(f"{mod:<22} {c['killed']:>7} {c['survived']:>9} {other:>6} "
+              f"{(100 * c['killed'] / judged if judged else 0):>6.1f}%")
+    judged = total["killed"] + total["survived"]
+    print(f"{'all':<22} {total['killed']:>7} {total['survived']:>9} "
+          f"{sum(v for k, v in total.items() if k not in ('killed', 'survived')):>6} "
+          f"{(100 * total['killed'] / judged if judged else 0):>6.1f}%")
+    print("other: not yet run, no test reaches the code, timeouts (`mutmut results` lists them)")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--report"]:
+        return report()
+    env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
+    if argv[:1] == ["--sample"]:
+        names = sample(int(argv[1]))
+        SAMPLE.write_text("\n".join(names) + "\n")
+        argv = argv[2:] + names
+    elif not argv:
+        SAMPLE.unlink(missing_ok=True)
+    rc = subprocess.call([*MUTMUT, "run", *argv], cwd=ROOT, env=env)
+    report()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
