@@ -159,8 +159,16 @@ def compile_lab(lab: Lab) -> Compiled:
     wanted: dict[str, list[tuple[str, str]]] = {}
     entries: dict[str, list[Section]] = {}
 
+    keys_of: dict[int, tuple[Module, tuple[str, str]]] = {}  # id(module) -> key: a module shared by many hosts
+    # (the same object, e.g. modules/k8s/base.nix with every node's name) is written out as a key once
+
     def use(m: Module, role: type | None, host: Host) -> tuple[str, str]:
-        key = (m.path, repr(m.sections))
+        known = keys_of.get(id(m))
+        if known is not None and known[0] is m:
+            key = known[1]
+        else:
+            key = (m.path, repr(m.sections))
+            keys_of[id(m)] = (m, key)
         if key not in variants:
             why = f"the {role.__name__} role in host.py" if m.source is None else m.source
             variants[key] = (m, why, role)

@@ -138,7 +138,8 @@ def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
         others = [h for h in lab.hosts if h.hostname == source.host and h is not host]
         return [Match(4, lan_if, f"{h.ip}/32") for h in others]
     if kind == "nodes":
-        return [Match(4, lan_if, f"{h.ip}/32") for h in lab.kubernetes_nodes if h is not host]
+        nodes = lab.derived("firewall: node sources", lambda: [(h, f"{h.ip}/32") for h in lab.kubernetes_nodes])
+        return [Match(4, lan_if, net) for h, net in nodes if h is not host]
     if kind == "control-plane":
         cp = lab.control_plane
         return [Match(4, lan_if, f"{cp.ip}/32")] if cp is not None and cp is not host else []

@@ -577,6 +577,18 @@ class Lab:
         return tuple(h for h in self.hosts if h.is_kubernetes_node)
 
     @functools.cached_property
+    def _derived(self) -> dict[Any, Any]:
+        return {}
+
+    def derived(self, key: Any, compute: Any) -> Any:
+        """``compute()``, once per lab: what roles derive from the whole lab (every node's name and address)
+        is the same for each of its hosts.  The lab is immutable, so the value never goes stale."""
+        cache = self._derived
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    @functools.cached_property
     def control_plane(self) -> Host | None:
         cps = [h for h in self.hosts if h.is_control_plane]
         return cps[0] if len(cps) == 1 else None

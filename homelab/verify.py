@@ -175,14 +175,23 @@ class Conflict:
         return f"{attr_path(self.path)}: {self.message} (defined in {', '.join(self.files)})"
 
 
-def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | None = None
-               ) -> tuple[dict[str, Any], list[Conflict]]:
-    """Merge the nested definitions of a host's files (in module order) into option values."""
+def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | None = None, *,
+               memo: dict | None = None) -> tuple[dict[str, Any], list[Conflict]]:
+    """Merge the nested definitions of a host's files (in module order) into option values.
+
+    ``memo``: shared between the hosts of one lab (precheck), it keeps each file's flattened definitions
+    and the value of an option only one file defines, so a file many hosts import is worked out once.
+    """
     contract = contract or contracts.builtin()
     defs: dict[OptPath, list[Any]] = {}
     where: dict[OptPath, list[str]] = {}
     for rel, nested in files:
-        for path, value in flatten(nested, (), contract):
+        flat = memo.get(("flat", rel)) if memo is not None else None
+        if flat is None:
+            flat = list(flatten(nested, (), contract))
+            if memo is not None:
+                memo[("flat", rel)] = flat
+        for path, value in flat:
             defs.setdefault(path, []).append(value)
             where.setdefault(path, []).append(rel)
     merged: dict[str, Any] = {}
@@ -190,6 +199,12 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     for path in sorted(defs):
         typ = option_type(path, contract)
         try:
+            if memo is not None and len(where[path]) == 1:  # one definition: the same value on every host
+                key = ("value", where[path][0], path)
+                if key not in memo:
+                    memo[key] = t.merge_definitions(typ, defs[path])
+                merged[attr_path(path)] = memo[key]
+                continue
             merged[attr_path(path)] = t.merge_definitions(typ, defs[path])
         except t.MergeConflict as e:
             conflicts.append(Conflict(path, str(e), tuple(where[path])))
@@ -236,8 +251,10 @@ def precheck(compiled: Compiled) -> Precheck:
     conflicts: dict[str, list[Conflict]] = {}
     if problems:
         return Precheck(problems, merged, conflicts, nested, by_file)
+    memo: dict = {}
     for name in compiled.hosts:
-        merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract)
+        merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract,
+                                                   memo=memo)
     return Precheck(problems, merged, conflicts, nested, by_file)
 
 

@@ -150,7 +150,8 @@ def kubelet_name(host) -> str:
 
 def node_names(lab) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """(LAN address, kubelet names) of every Kubernetes node, by address: what every node's /etc/hosts holds."""
-    return tuple((str(h.ip), (kubelet_name(h),)) for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip))
+    return lab.derived("kubernetes: node names", lambda: tuple((str(h.ip), (kubelet_name(h),))
+                                                 for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -213,8 +214,8 @@ def node_modules(ctx: HostContext) -> list[Module]:
     """The modules every Kubernetes node imports (the lab must have its one control plane)."""
     c = ctx.cluster
     cp = ctx.lab.control_plane
-    return [base_module(c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab),
-                        node_names(ctx.lab))]
+    return [ctx.lab.derived("kubernetes: base module", lambda: base_module(
+        c.api_name, c.api_url, str(c.pod_cidr), c.easy_certs, str(cp.ip), dns_image(ctx.lab), node_names(ctx.lab)))]
 
 
 # raw options that would rename a node's kubelet away from the name every node's /etc/hosts and easyCerts use
