@@ -9,38 +9,31 @@ role interface for your own roles (:mod:`homelab.role`, :mod:`homelab.fields`,
 docs/api.md has a worked example.
 """
 
-from .errors import LabError, Problem
-from .model import (
-    PLACEHOLDER_KEY,
-    Cluster,
-    OpenPort,
-    FrozenDict,
-    Host,
-    Lab,
-    Pkg,
-    PkgCall,
-    Priority,
-    RaspberryPi4,
-    Ssh,
-    SystemdBoot,
-    WakeOnLan,
-    default,
-    force,
-)
-from .role import Role
-from .roles import (
-    ARM64_COREDNS,
-    CephStorage,
-    ControlPlane,
-    CorednsImage,
-    DnsServer,
-    IngressProxy,
-    Monitoring,
-    NodeExporter,
-    PowerSchedule,
-    Tailscale,
-    Worker,
-)
+import importlib
+
+# What ``from homelab import ...`` gives, and where it lives.  Imported on first use, so that
+# ``python -m homelab build`` can answer a no-op build before loading the model (homelab/uptodate.py).
+_EXPORTS = {
+    **dict.fromkeys(("LabError", "Problem"), ".errors"),
+    **dict.fromkeys(("PLACEHOLDER_KEY", "Cluster", "OpenPort", "FrozenDict", "Host", "Lab", "Pkg", "PkgCall",
+                     "Priority", "RaspberryPi4", "Ssh", "SystemdBoot", "WakeOnLan", "default", "force"), ".model"),
+    "Role": ".role",
+    **dict.fromkeys(("ARM64_COREDNS", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
+                     "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"), ".roles"),
+}
+
+
+def __getattr__(name: str):
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module 'homelab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 def load_lab(root):

@@ -1,5 +1,30 @@
+"""``python -m homelab`` and the ``homelab`` command.
+
+A no-op ``build`` is answered from the record of the last one (homelab/uptodate.py) before
+the rest of homelab is even imported; everything else goes to the command line (homelab/cli.py).
+"""
+
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def run() -> int:
+    from . import uptodate
+
+    argv = sys.argv[1:]
+    try:
+        rc = uptodate.answer(argv)
+        if rc is not None:
+            sys.stdout.flush()
+            return rc
+    except BrokenPipeError:
+        from .cli import _closed_stdout
+
+        return _closed_stdout()
+    uptodate.RECORD = True
+    from .cli import main
+
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -135,7 +135,9 @@ def cmd_build(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, warnings = load_selected(root, only)
+    said: list[str] = []  # the warnings, as printed: a recorded build replays them
     for w in warnings:
+        said.append(str(w))
         _err(str(w))
     if args.no_verify:
         _err("warning: --no-verify: the files are written WITHOUT being read back by nix")
@@ -153,6 +155,7 @@ def cmd_build(args) -> int:
         return EXIT_OK
     for w in res.warnings:
         if w not in warnings:
+            said.append(str(w))
             _err(str(w))
     if res.also_built:
         _err(f"note: also building {', '.join(res.also_built)}: they import module files this build changes")
@@ -162,13 +165,39 @@ def cmd_build(args) -> int:
         if rep else \
         "; NOT verified by nix (--no-verify)"
     n = len(res.hosts)
-    print(f"{n} host{'s' if n != 1 else ''}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
+    hosts = f"{n} host{'s' if n != 1 else ''}"
+    print(f"{hosts}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
           + (f", removed {len(res.removed)}" if res.removed else "") + verified)
     for rel in res.written:
         print(f"  wrote {rel}")
     for rel in res.removed:
         print(f"  removed {rel}")
+    _record(root, lab, only, args, res, hosts, said)
     return EXIT_OK
+
+
+def _record(root: Path, lab, only, args, res, hosts: str, said: list[str]) -> None:
+    """After a whole build nix verified, from ``python -m homelab``: what the next no-op build may answer with."""
+    from . import uptodate
+
+    if not uptodate.RECORD:
+        return
+    if only is not None or res.verified is None:  # a part of the lab, or unverified: nothing to answer with
+        uptodate.forget(root)
+        return
+    import shutil
+
+    rep = res.verified
+    files = len(res.written) + len(res.unchanged)
+    hand = sorted({str((root / "hosts" / h.hostname / imp).resolve()) for h in lab.hosts for imp in h.imports})
+    nix = shutil.which("nix-instantiate")
+    extra = hand + uptodate.loaded_code() + ([os.path.realpath(nix)] if nix else [])
+    uptodate.save(str(root), extra,
+                  check_line=f"up to date: {hosts}, generated files match their sources",
+                  build_line=f"{hosts}: wrote 0, unchanged {files}; nothing changed since the build of {{when}}, "
+                             f"which nix verified ({rep.files} generated files read back, {rep.hand_written} "
+                             "hand-written ones parsed)",
+                  warnings=said)
 
 
 def cmd_check(args) -> int:
@@ -409,6 +438,9 @@ def _build_args(p) -> None:
     p.add_argument("--force", action="store_true", help="overwrite generated files even if edited by hand")
     p.add_argument("--no-verify", action="store_true",
                    help="write without reading the files back with nix (the output says so)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="build in full even when nothing changed since the last build (a host.py that reads "
+                        "files or environment variables of its own needs it; see homelab/uptodate.py)")
 
 
 def _check_args(p) -> None:

@@ -13,8 +13,10 @@ Two labs, kept apart on purpose:
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,11 @@ from homelab.load import load_or_raise
 from homelab.pynix_eval import Nix, nix_available
 
 REPO = Path(__file__).resolve().parent.parent
+
+# `python -m homelab build` records each whole build it verified (homelab/uptodate.py); the homelab processes
+# the tests start record into a folder of this test run, never into the user's ~/.cache
+os.environ["HOMELAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="homelab-test-cache-")
+atexit.register(shutil.rmtree, os.environ["HOMELAB_CACHE_DIR"], True)
 SEED = EXAMPLES / "seed"  # the seed lab's sources: hosts/cluster.py, host.py and hardware files
 
 # ≥ 1,000 examples in CI (HYPOTHESIS_PROFILE=ci); a quick profile for editing; more at night.
