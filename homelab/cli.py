@@ -460,24 +460,25 @@ def _plan_args(p) -> None:
     p.add_argument("--no-diff", action="store_true", help="list the files only, without the diff")
 
 
+def _readme_args(p, what: str, marker: str) -> None:
+    """--update-readme / --check-readme / --readme for a block the command keeps in the README."""
+    p.add_argument("--update-readme", action="store_true",
+                   help=f"rewrite the {what} between the README's <!-- homelab {marker} --> markers")
+    p.add_argument("--check-readme", action="store_true",
+                   help=f"write nothing; exit 1 if the README's {what} is out of date")
+    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
+
+
 def _graph_args(p) -> None:
     p.add_argument("--format", choices=("mermaid", "table"), default="mermaid",
                    help="mermaid diagram (default) or the hardware/role table (markdown)")
     p.add_argument("--json", action="store_true", help="print the topology as JSON (see docs/json.md)")
-    p.add_argument("--update-readme", action="store_true",
-                   help="rewrite the diagram between the README's <!-- homelab graph --> markers")
-    p.add_argument("--check-readme", action="store_true",
-                   help="write nothing; exit 1 if the README's diagram is out of date")
-    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
+    _readme_args(p, "diagram", "graph")
 
 
 def _policy_args(p) -> None:
     p.add_argument("--json", action="store_true", help="print the flow table as JSON (see docs/json.md)")
-    p.add_argument("--update-readme", action="store_true",
-                   help="rewrite the table between the README's <!-- homelab policy --> markers")
-    p.add_argument("--check-readme", action="store_true",
-                   help="write nothing; exit 1 if the README's policy table is out of date")
-    p.add_argument("--readme", help="the README to update or check (default: README.md in the lab's folder)")
+    _readme_args(p, "policy table", "policy")
 
 
 def _expect_args(p) -> None:
