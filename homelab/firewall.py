@@ -176,7 +176,8 @@ def rule(backend: str, m: Match, proto: str, port: int) -> str:
     cmd = "iptables" if m.family == 4 else "ip6tables"
     src = f" -s {m.net}" if m.net else ""
     iface = f" -i {m.iface}" if m.iface else ""
-    # -w: wait for the xtables lock (kube-proxy and flannel hold it too); a failing line would stop firewall-start
+    # -w, as nixpkgs' own ip46tables passes it: iptables-legacy then waits for the xtables lock kube-proxy and
+    # flannel take too, instead of failing firewall-start; nixpkgs' iptables-nft accepts and ignores it
     return f"{cmd} -w -A nixos-fw{src}{iface} -p {proto} -m {proto} --dport {port} -j nixos-fw-accept"
 
 

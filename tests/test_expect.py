@@ -80,7 +80,7 @@ def test_seed_yomogi(seed):
         ("containerd.service", "LimitNOFILE"): ("1048576", "equals"),
         ("kubelet.service", "ExecStart"): ("--root-dir=/var/lib/kubelet", "last"),
         ("kube-apiserver.service", "ExecStart"): ("--kubelet-preferred-address-types=Hostname", "contains"),
-        ("kube-proxy.service", "ExecStart"): ("--nodeport-addresses=127.0.0.0/8", "contains"),
+        ("kube-proxy.service", "ExecStart"): ("--proxy-mode=iptables --nodeport-addresses=127.0.0.0/8", "contains"),
     }
     # the firewall rules it must list: exactly the seed's flow table (written out by hand in test_seed_lab)
     from .test_seed_lab import _seed_policy

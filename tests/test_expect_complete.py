@@ -19,7 +19,8 @@ CEPH_MODULES = {"ceph", "rbd"}  # CephStorage: Rook's CSI driver
 WORKER_UNITS = {"kubelet", "kube-proxy", "flannel", "certmgr"}  # run once the node joined (easyCerts: certmgr)
 CONTAINERD = ("containerd.service", "LimitNOFILE", "1048576", "equals")  # CephStorage's file limit
 ROOT_DIR = ("kubelet.service", "ExecStart", "--root-dir=/var/lib/kubelet", "last")  # CephStorage: the kubelet's last flag
-NODEPORTS = ("kube-proxy.service", "ExecStart", "--nodeport-addresses=127.0.0.0/8", "contains")  # every node
+NODEPORTS = ("kube-proxy.service", "ExecStart", "--proxy-mode=iptables --nodeport-addresses=127.0.0.0/8",
+             "contains")  # every node: NodePorts on loopback only
 SSHD = ("sshd.service", "host")  # every host: admins log in with keys
 COREDNS_IMAGE = ("k8s.io", "docker.io/library/coredns:homelab")  # the one tagged image every node seeds
 Y, T, H = "192.168.10.10", "192.168.10.11", "192.168.10.12"

@@ -199,7 +199,8 @@ def test_nixpkgs_defaults_that_would_break_or_open_the_lab_are_overridden(option
     assert {h for h, o in options.items() if "services.nginx.virtualHosts" in o} == {"hanaakari"}
     for host, o in options.items():
         # NodePorts on loopback only: kube-proxy's DNAT runs before the firewall would see them
-        assert o["services.kubernetes.proxy.extraOpts"] == "--nodeport-addresses=127.0.0.0/8", host
+        assert o["services.kubernetes.proxy.extraOpts"] == (
+            "--proxy-mode=iptables --nodeport-addresses=127.0.0.0/8"), host  # nftables mode: no loopback NodePorts
         # tailscaled's own accept-everything rule off, whether the node logs in by set or by up
         assert o["services.tailscale.extraSetFlags"] == ["--netfilter-mode=off"], host
         assert o["services.tailscale.extraUpFlags"] == ["--netfilter-mode=off"], host

@@ -82,7 +82,8 @@ class DnsServer(Role):
                         allow=self.acl_networks(ctx))
         yield Module("modules/dns/coredns.nix", "Split-DNS server for the lab's zone", (section(
             f"Split DNS: every name under {c.domain} answers with {ingress.hostname}'s Tailscale "
-            "address; the rest is forwarded. Only its clients get answers (acl), whatever reaches the port.",
+            "address; the rest is forwarded. The firewall lets only its clients reach the port; the acl refuses "
+            "the rest too (CoreDNS before 1.14.7 answers from its cache before the acl runs).",
             ("services.coredns.enable", True),
             ("services.coredns.config", text),
         ),))

@@ -91,6 +91,9 @@ OPTIONS: tuple[OptionFact, ...] = (
 
 KUBELET_PORT = 10250
 NODEPORT_ADDRESSES = "127.0.0.0/8"  # kube-proxy --nodeport-addresses: NodePorts on loopback only
+# kube-proxy's flags: iptables mode named (its Linux default today; nftables mode serves no NodePorts on loopback,
+# and upstream plans to change the default), and NodePorts on loopback only
+PROXY_OPTS = f"--proxy-mode=iptables --nodeport-addresses={NODEPORT_ADDRESSES}"
 FLANNEL_VXLAN_PORT = 8472  # flannel's vxlan backend (the kubernetes flannel module's default backend)
 # where pods' traffic reaches their host: the CNI bridge nixpkgs' kubernetes/flannel.nix names "mynet" (pods of
 # this node) and flannel's VXLAN device "flannel.1" (pods of other nodes, flannel's own naming)
@@ -185,8 +188,9 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
         section(
             "NodePorts answer on loopback only: kube-proxy rewrites NodePort traffic before the host's firewall "
             "sees it, so a NodePort on the LAN address would be open to everyone. The ingress proxy reaches "
-            "its NodePorts on 127.0.0.1.",
-            ("services.kubernetes.proxy.extraOpts", f"--nodeport-addresses={NODEPORT_ADDRESSES}"),
+            "its NodePorts on 127.0.0.1. iptables mode is named: in nftables mode kube-proxy serves no NodePort "
+            "on loopback.",
+            ("services.kubernetes.proxy.extraOpts", PROXY_OPTS),
         ),
     ]
     if dns_image is not None:
@@ -269,7 +273,7 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
     why = "Kubernetes node (nixpkgs kubelet.nix loads it)"
     out = [checks.kernel_module("br_netfilter", why), checks.kernel_module("overlay", why),
            checks.service("containerd.service", "host", "container runtime of every Kubernetes node"),
-           checks.systemd_property("kube-proxy.service", "ExecStart", f"--nodeport-addresses={NODEPORT_ADDRESSES}",
+           checks.systemd_property("kube-proxy.service", "ExecStart", PROXY_OPTS,
                                    "contains", "NodePorts answer on loopback only (kube-proxy rewrites them before "
                                    "the firewall sees them)")]
     for other in ctx.lab.kubernetes_nodes:
