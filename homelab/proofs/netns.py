@@ -11,8 +11,9 @@ Shared by ``homelab test`` (on any lab) and homelab's own tests.  Three parts:
   namespace is deleted on exit, also when a proof fails.
 * **A firewall rig** shared by the iptables and nftables proofs: one namespace
   stands for the host under test (its LAN interface named as in host.py, plus
-  one veth per trusted interface), peer namespaces send real TCP and UDP from
-  source addresses just inside and just outside every trusted range, and the
+  one veth per other interface a flow names: tailscale0, the pods' bridge and
+  VXLAN device), peer namespaces send real TCP and UDP from source addresses
+  just inside and just outside every source of the flow table, and the
   expected verdict of each probe is computed from the *model* (not from the
   generated rules).
 

@@ -38,7 +38,7 @@ TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it
 
 @attrs.frozen
 class Tailscale(Role):
-    """Tailscale VPN; its interface is trusted by the firewall.
+    """Tailscale VPN.  Its interface is not trusted as a whole: the flow table says what tailnet peers reach.
 
     ``auth_key_file`` is a path read at run time (e.g. a sops-nix secret); the
     key itself is never written into generated files.

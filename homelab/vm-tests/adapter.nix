@@ -3,7 +3,7 @@
 # Hardware goes: no board kernel (the Raspberry Pi kernel gives way to the default one), no boot
 # loader (QEMU boots the kernel directly), no disk labels (qemu-vm.nix mounts its own disk over
 # fileSystems), VM memory and cores instead of the machine's.  Everything the lab is about stays:
-# Kubernetes roles, the firewall and its trusted ranges, the Ceph kernel modules and containerd
+# Kubernetes roles, the firewall and its flow-table rules, the Ceph kernel modules and containerd
 # limit, CoreDNS, nginx, Tailscale, the raw options from host.py.
 #
 # Addresses stay the host's own: the VM gets a network card with the host's interface name
