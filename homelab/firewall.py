@@ -312,6 +312,24 @@ def host_section(ctx: HostContext) -> Section | None:
                    f"{where} Nothing else gets in.", (_option(ctx.cluster), _text(rules)))
 
 
+def accept_local_problems(ctx: HostContext) -> list[str]:
+    """Why the host's raw options break the node rules' premise (:data:`OWN_ADDRESS`): each option that turns
+    ``accept_local`` on (a ``boot.kernel.sysctl`` entry) on a host that has rules from the nodes."""
+    from .model import Priority, option_path
+
+    if node_rules(ctx) is None:
+        return []
+
+    def on(path: tuple[str, ...], value) -> bool:
+        if isinstance(value, Priority):
+            return on(path, value.value)
+        if isinstance(value, dict):
+            return any(on(path + (str(k),), v) for k, v in value.items())
+        return any(p.replace("/", ".").endswith("accept_local") for p in path) and value not in (0, False, "0", None)
+
+    return [path for path, value in sorted(ctx.host.options.items()) if on(option_path(path), value)]
+
+
 # ---------------------------------------------------------------- what a probe from a source should see
 
 
