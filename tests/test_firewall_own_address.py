@@ -13,7 +13,8 @@ LAN sending UDP with the host's own address as its source.  The packet reaches P
 input chain, and no socket receives it, with the kernel's reverse-path filter off (its fast path) and
 loose (systemd's default).  With ``accept_local`` set, the same packet does reach the rule: the test can
 see a packet get through, so a quiet counter means the kernel dropped it.  No NixOS reverse-path filter
-is loaded here: the kernel alone drops it (NixOS's ``checkReversePath`` would drop it before, too).
+is loaded for those: the kernel alone drops it.  NixOS's ``checkReversePath`` (on by default) is a second
+layer: its filter, as either firewall loads it, drops the packet in PREROUTING even with ``accept_local``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,23 @@ def _counters(fw) -> dict[str, int]:
     return {chain: int(n) for chain, n in re.findall(r"chain (\w+) \{.*?counter packets (\d+)", listing, re.S)}
 
 
-def _run(rp_filter: int, accept_local: int) -> tuple[dict[str, int], int]:
+# NixOS's reverse-path filter (checkReversePath, on by default), as its two firewalls load it
+# (docs/firewall-skeleton.md; homelab.proofs.firewall builds the same skeletons)
+NIXOS_RPFILTER = {
+    "nftables": """table inet rp {
+  chain rpfilter {
+    type filter hook prerouting priority mangle + 10; policy drop;
+    meta nfproto ipv4 udp sport . udp dport { 67 . 68, 68 . 67 } accept comment "DHCPv4 client/server"
+    fib saddr . mark . iif oif exists accept
+  }
+}
+""",
+    "iptables": ["-t mangle -N nixos-fw-rpfilter", "-t mangle -A nixos-fw-rpfilter -m rpfilter --validmark -j RETURN",
+                 "-t mangle -A nixos-fw-rpfilter -j DROP", "-t mangle -A PREROUTING -j nixos-fw-rpfilter"],
+}
+
+
+def _run(rp_filter: int, accept_local: int, nixos_rpfilter: str | None = None) -> tuple[dict[str, int], int]:
     """(packets counted in prerouting and by the own-address input rule, datagrams the host's socket got)."""
     with Namespaces("own-address") as ns:
         fw, peer = ns.new("fw"), ns.new("peer")
@@ -92,6 +109,11 @@ def _run(rp_filter: int, accept_local: int) -> tuple[dict[str, int], int]:
   }}
 }}
 """)
+        if nixos_rpfilter == "nftables":
+            fw.exec("nft", "-f", "-", input=NIXOS_RPFILTER["nftables"])
+        elif nixos_rpfilter == "iptables":
+            for line in NIXOS_RPFILTER["iptables"]:
+                fw.exec("iptables-nft", "-w", *line.split())
         sock = fw.call(_listen)
         peer.call(_send_as_host, 3)
         got = fw.call(_received, sock)
@@ -117,3 +139,17 @@ def test_with_accept_local_the_same_packets_reach_the_rule(nft):
     """The control: the test sees a packet get through when the kernel lets it, so 0 above is the kernel's drop."""
     counted, got = _run(0, accept_local=1)
     assert counted == {"pre": 3, "input": 3} and got == 3
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_nixos_reverse_path_filter_drops_them_even_with_accept_local(nft, backend):
+    """NixOS's own filter (checkReversePath) refuses a local source too: a second layer, whatever accept_local."""
+    if backend == "iptables":
+        from homelab.proofs.firewall import iptables_unavailable
+
+        why = iptables_unavailable("iptables-nft")
+        if why:
+            pytest.skip(f"iptables-nft: {why}")
+    counted, got = _run(0, accept_local=1, nixos_rpfilter=backend)
+    assert counted == {"pre": 3, "input": 0} and got == 0
