@@ -59,9 +59,9 @@ TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
 TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 NODE_RULES = "modules/network/firewall-from-nodes.nix"  # the rules from the nodes; variants -2, -3...
 # Why the node rules may list the host's own LAN address (kernel behaviour, docs/nixpkgs-facts.md)
-OWN_ADDRESS = ("that one rule never matches: Linux drops a packet arriving from outside with one of the host's own "
-               "addresses as its source (a martian) before the input chain, unless accept_local is set, which is "
-               "off by default and which homelab does not set")
+OWN_ADDRESS = ("the rule for the host's own address never matches: Linux drops a packet arriving from outside with "
+               "one of the host's own addresses as its source (a martian) before the input chain, unless "
+               "accept_local is set (off by default; homelab refuses it on a node)")
 
 
 @attrs.frozen
