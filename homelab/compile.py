@@ -4,7 +4,9 @@ Pure functions.  The pipeline asks each role of each host for its modules
 (:meth:`homelab.role.Role.compile`) and its per-host definitions, adds what
 every host has (name, platform, LAN, boot, kernel, the host's flow table, the
 raw options from ``host.py``) to the host's entry file ``hosts/<name>/default.nix``,
-and shares module files between hosts whose roles ask for the same thing.
+and shares module files between hosts whose roles ask for the same thing (and
+between hosts whose firewall rules from the Kubernetes nodes are the same:
+``modules/network/firewall-from-nodes.nix``, one rule per node, written once).
 
 The result (:class:`Compiled`) is the single source of truth: it is rendered to
 Nix, checked against the option contract, merged per host once, and compared
@@ -179,6 +181,9 @@ def compile_lab(lab: Lab) -> Compiled:
     for host in lab.hosts:
         ctx = HostContext(lab, host)
         keys = [use(m, None, host) for m in shared]
+        nodes = firewall.node_rules(ctx)  # the host's rules from the nodes, in a file shared with like hosts
+        if nodes is not None:
+            keys.insert(1, use(nodes.module, None, host))
         for role in host.roles:
             for m in role.compile(ctx):
                 keys.append(use(m, type(role), host))

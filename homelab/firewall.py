@@ -8,17 +8,23 @@ NixOS always trusts).
 
 From the one table come:
 
-* the firewall rules, for both backends and both IP versions, in each host's own
-  entry file (:func:`host_section`): iptables ``networking.firewall.extraCommands``
-  lines appended to the ``nixos-fw`` chain (``ip6tables`` for IPv6 sources), or
-  nftables ``networking.firewall.extraInputRules`` in the ``input-allow`` chain
-  of table ``inet nixos-fw``;
+* the firewall rules, for both backends and both IP versions: iptables
+  ``networking.firewall.extraCommands`` lines appended to the ``nixos-fw`` chain
+  (``ip6tables`` for IPv6 sources), or nftables ``networking.firewall.extraInputRules``
+  in the ``input-allow`` chain of table ``inet nixos-fw``.  A host's rules from the
+  Kubernetes nodes (flows whose source is ``nodes``: one rule per node) are in a
+  module file shared by every host whose node rules are the same
+  (:func:`node_rules`, ``modules/network/firewall-from-nodes.nix``), so the lab's
+  files grow with the lab, not with its square; the host's other rules are in its
+  own entry file (:func:`host_section`).  Both options are ``lines``: NixOS joins
+  the two files' text, and accept rules do not depend on their order;
 * the expectations the vm-tests and the namespace tests probe, positive and
   negative (:mod:`homelab.expect`);
 * the README's policy table (``homelab policy``).
 
-A source becomes concrete per host (:func:`matches`): a lab host or the nodes
-are their LAN addresses on the LAN interface; LAN clients are the LAN range on
+A source becomes concrete per host (:func:`matches`): a lab host is its LAN
+address on the LAN interface, the nodes are every node's LAN address (the host's
+own too, see :data:`OWN_ADDRESS`) on the LAN interface; LAN clients are the LAN range on
 the LAN interface; the pods are the pod range on the pods' own interfaces (the
 CNI bridge and flannel's VXLAN device — a pod address arriving on the LAN is
 refused); the tailnet is Tailscale's ranges (IPv4 and IPv6) on the Tailscale
@@ -51,6 +57,11 @@ IPT_LIST = "iptables -w -S nixos-fw"
 IP6T_LIST = "ip6tables -w -S nixos-fw"
 TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
 TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
+NODE_RULES = "modules/network/firewall-from-nodes.nix"  # the rules from the nodes; variants -2, -3...
+# Why the node rules may list the host's own LAN address (kernel behaviour, docs/nixpkgs-facts.md)
+OWN_ADDRESS = ("the rule for the host's own address never matches: Linux drops a packet arriving from outside with "
+               "one of the host's own addresses as its source (a martian) before the input chain, unless "
+               "accept_local is set (off by default; homelab refuses it on a node)")
 
 
 @attrs.frozen
@@ -75,17 +86,19 @@ class Match:
 
 
 def base_module(cluster: Cluster) -> Module:
-    """``modules/network/firewall.nix``: the firewall on (one file for the lab); the rules are per host."""
+    """``modules/network/firewall.nix``: the firewall on (one file for the lab); the rules are elsewhere."""
     if cluster.firewall == "nftables":
         return Module("modules/network/firewall.nix", "Firewall on (nftables)", (
-            section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
+            section("Everything not in the host's flow table is dropped; its rules are in the host's own file, "
+                    "those from the Kubernetes nodes in the firewall-from-nodes file it imports.",
                     ("networking.firewall.enable", True), ("networking.nftables.enable", True)),
             section("A firewall reload must not flush the whole ruleset: kube-proxy's and flannel's tables live "
                     "there too (nixpkgs flushes it by default on hosts first installed before 23.11).",
                     ("networking.nftables.flushRuleset", False)),
         ), source="")
     return Module("modules/network/firewall.nix", "Firewall on (iptables)", (
-        section("Everything not in the host's flow table is dropped; its rules are in the host's own file.",
+        section("Everything not in the host's flow table is dropped; its rules are in the host's own file, "
+                    "those from the Kubernetes nodes in the firewall-from-nodes file it imports.",
                 ("networking.firewall.enable", True)),
     ), source="")
 
@@ -128,6 +141,17 @@ def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     return _matches(lab, host, source)
 
 
+def node_matches(lab: Lab, lan_if: str) -> list[Match]:
+    """The nodes as a source, on a host whose LAN interface is ``lan_if``: every node's LAN address, by address.
+
+    The receiving host's own address is among them when it is a node (:data:`OWN_ADDRESS`), so the rules do not
+    depend on which host receives: one shared file holds them (:func:`node_rules`).
+    """
+    nets = lab.derived("firewall: node sources", lambda: [f"{h.ip}/32" for h in sorted(
+        lab.kubernetes_nodes, key=lambda h: h.ip)])
+    return [Match(4, lan_if, net) for net in nets]
+
+
 def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     from .roles.kubernetes import POD_INTERFACES
 
@@ -138,8 +162,7 @@ def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
         others = [h for h in lab.hosts if h.hostname == source.host and h is not host]
         return [Match(4, lan_if, f"{h.ip}/32") for h in others]
     if kind == "nodes":
-        nodes = lab.derived("firewall: node sources", lambda: [(h, f"{h.ip}/32") for h in lab.kubernetes_nodes])
-        return [Match(4, lan_if, net) for h, net in nodes if h is not host]
+        return node_matches(lab, lan_if)
     if kind == "control-plane":
         cp = lab.control_plane
         return [Match(4, lan_if, f"{cp.ip}/32")] if cp is not None and cp is not host else []
@@ -196,24 +219,19 @@ class Rule:
 
 
 def host_rules(ctx: HostContext) -> list[Rule]:
-    """Every accept rule of the host, in flow-table order, without repeats."""
-    backend = ctx.cluster.firewall
-    out: list[Rule] = []
-    seen: set[str] = set()
-    for flow, by in host_flows(ctx):
-        for m in matches(ctx.lab, ctx.host, flow.source):
-            text = rule(backend, m, flow.proto, flow.port)
-            if text not in seen:
-                seen.add(text)
-                out.append(Rule(text, m.family, flow, by))
-    return out
+    """Every accept rule of the host, without repeats: those of its own file (:func:`own_rules`), then those of
+    the node-rules file it imports (:func:`node_rules`), each file's in flow-table order."""
+    nodes = node_rules(ctx)
+    return own_rules(ctx, nodes) + list(nodes.rules if nodes is not None else ())
 
 
-def host_section(ctx: HostContext) -> Section | None:
-    """The host's firewall rules for its entry file, each group under a comment that says why."""
-    rules = host_rules(ctx)
-    if not rules:
-        return None
+def _option(cluster: Cluster) -> str:
+    return ("networking.firewall.extraInputRules" if cluster.firewall == "nftables"
+            else "networking.firewall.extraCommands")
+
+
+def _text(rules: Iterable[Rule]) -> str:
+    """The rules as the option's text: each group of rules under a comment that says why."""
     lines: list[str] = []
     last = None
     for r in rules:
@@ -222,10 +240,94 @@ def host_section(ctx: HostContext) -> Section | None:
             lines.append(f"# {r.flow.port}/{r.flow.proto} from {r.flow.source}: {r.flow.why} ({r.by})")
             last = head
         lines.append(r.text)
-    option = ("networking.firewall.extraInputRules" if ctx.cluster.firewall == "nftables"
-              else "networking.firewall.extraCommands")
-    return section("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`). "
-                   "Nothing else gets in.", (option, "".join(line + "\n" for line in lines)))
+    return "".join(line + "\n" for line in lines)
+
+
+def _rules(backend: str, pairs: Iterable[tuple[Flow, str, Match]], skip: frozenset[str] = frozenset()) -> list[Rule]:
+    """One rule per (flow, who asks for it, match), in order, without repeats and without those in ``skip``."""
+    out: dict[str, Rule] = {}
+    for flow, by, m in pairs:
+        text = rule(backend, m, flow.proto, flow.port)
+        if text not in skip and text not in out:
+            out[text] = Rule(text, m.family, flow, by)
+    return list(out.values())
+
+
+def from_nodes(source: Source) -> bool:
+    """Whether a flow's rules go into the shared node-rules file: its source is every Kubernetes node."""
+    return source.kind == "nodes"
+
+
+@attrs.frozen
+class NodeRules:
+    """A host's rules from the nodes, and the module file that holds them (shared with like hosts)."""
+
+    module: Module
+    rules: tuple[Rule, ...]
+    texts: frozenset[str]
+
+
+def node_rules(ctx: HostContext) -> NodeRules | None:
+    """The host's rules whose source is the nodes, or None when it has none.
+
+    They depend only on the host's LAN interface and its flows from the nodes (:func:`node_matches`), never on
+    the host itself (its own address is among the nodes': :data:`OWN_ADDRESS`).  So they are worked out
+    once per distinct set, and hosts with the same set get the very same :class:`Module`, which the
+    compiler writes once (``modules/network/firewall-from-nodes.nix``; other sets ``-2``, ``-3``).
+    """
+    flows = tuple((f, by) for f, by in host_flows(ctx) if from_nodes(f.source))
+    if not flows:
+        return None
+    lab, lan_if = ctx.lab, ctx.host.interface
+    return lab.derived(("firewall: node rules", lan_if, flows), lambda: _node_rules(lab, lan_if, flows))
+
+
+def _node_rules(lab: Lab, lan_if: str, flows: tuple[tuple[Flow, str], ...]) -> NodeRules:
+    rules = _rules(lab.cluster.firewall, ((f, by, m) for f, by in flows for m in node_matches(lab, lan_if)))
+    ports = ", ".join(dict.fromkeys(f"{f.port}/{f.proto}" for f, _ in flows))
+    module = Module(NODE_RULES, f"Firewall: what the Kubernetes nodes may reach ({ports})", (section(
+        "Who among the Kubernetes nodes may reach the hosts that import this file, and why: their rows of the "
+        "lab's flow table from the nodes (`homelab policy`), one rule per node; each host's other rules are in "
+        "its own file. Every node's LAN address is listed, the importing host's own included, so one file "
+        f"serves them all; {OWN_ADDRESS}.",
+        (_option(lab.cluster), _text(rules))),), source="every node's address in its host.py")
+    return NodeRules(module, tuple(rules), frozenset(r.text for r in rules))
+
+
+def own_rules(ctx: HostContext, nodes: NodeRules | None) -> list[Rule]:
+    """The host's rules for its own entry file: all but those from the nodes (and none ``nodes`` already holds)."""
+    return _rules(ctx.cluster.firewall, ((f, by, m) for f, by in host_flows(ctx) if not from_nodes(f.source)
+                                         for m in matches(ctx.lab, ctx.host, f.source)),
+                  nodes.texts if nodes is not None else frozenset())
+
+
+def host_section(ctx: HostContext) -> Section | None:
+    """The host's own firewall rules for its entry file, each group under a comment that says why."""
+    nodes = node_rules(ctx)
+    rules = own_rules(ctx, nodes)
+    if not rules:
+        return None
+    where = " Those from the Kubernetes nodes are in the firewall-from-nodes file it imports." if nodes else ""
+    return section("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`)."
+                   f"{where} Nothing else gets in.", (_option(ctx.cluster), _text(rules)))
+
+
+def accept_local_problems(ctx: HostContext) -> list[str]:
+    """Why the host's raw options break the node rules' premise (:data:`OWN_ADDRESS`): each option that turns
+    ``accept_local`` on (a ``boot.kernel.sysctl`` entry) on a host that has rules from the nodes."""
+    from .model import Priority, option_path
+
+    if node_rules(ctx) is None:
+        return []
+
+    def on(path: tuple[str, ...], value) -> bool:
+        if isinstance(value, Priority):
+            return on(path, value.value)
+        if isinstance(value, dict):
+            return any(on(path + (str(k),), v) for k, v in value.items())
+        return any(p.replace("/", ".").endswith("accept_local") for p in path) and value not in (0, False, "0", None)
+
+    return [path for path, value in sorted(ctx.host.options.items()) if on(option_path(path), value)]
 
 
 # ---------------------------------------------------------------- what a probe from a source should see

@@ -33,6 +33,7 @@ import re
 import weakref
 from typing import Any, Iterator
 
+from . import firewall
 from .errors import Problem
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
@@ -299,6 +300,10 @@ def validate(lab: Lab) -> list[Problem]:
             else:
                 for reason in option_problems(model_option_path(path), value):
                     err(w, f"options[{path!r}]", reason)
+        for path in firewall.accept_local_problems(ctx):
+            err(w, f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's own "
+                "address would then reach its firewall, whose rules from the Kubernetes nodes accept every node's "
+                "address, this host's own too (one file serves all the nodes); leave accept_local off")
         for i, p in enumerate(h.kernel_params):
             kind = secret_kind(p)
             if kind:

@@ -347,6 +347,15 @@ ERRORS = [
     case("option-conflicts-with-module", T, '"services.openssh.enable": True', '"networking.firewall.enable": False',
          ("hosts/tokiwa", "options['networking.firewall.enable']", "conflicting definitions False and True "
           "(defined in hosts/tokiwa/default.nix, modules/network/firewall.nix); wrap the value in force(...)")),
+    # the nodes' firewall rules list every node's address, the host's own too: only harmless with accept_local off
+    case("option-accept-local-on-a-node", T, '"services.openssh.enable": True',
+         '"boot.kernel.sysctl": {"net.ipv4.conf.all.accept_local": 1}',
+         ("hosts/tokiwa", "options['boot.kernel.sysctl']", "turns accept_local on: a packet from outside carrying "
+          "this host's own address would then reach its firewall")),
+    case("option-accept-local-forced", Y, '"services.openssh.enable": True',
+         """'boot.kernel.sysctl."net/ipv4/conf/end0/accept_local"': __import__("homelab").force(True)""",
+         ("hosts/yomogi", "options['boot.kernel.sysctl.\"net/ipv4/conf/end0/accept_local\"']",
+          "turns accept_local on")),
     case("option-inside-a-list-option", T, '"services.openssh.enable": True', '"services.kubernetes.roles.extra": 1',
          ("hosts/tokiwa", "options['services.kubernetes.roles.extra']", "services.kubernetes.roles is an option of "
           "type listOf")),

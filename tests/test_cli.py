@@ -34,7 +34,7 @@ def test_build_from_scratch_writes_every_file(lab_copy, nix, capsys):
         p.unlink()
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
-    assert "wrote 14" in out and "nix read back 14 generated files" in out  # 13 modules + hosts/lab.nix
+    assert "wrote 16" in out and "nix read back 16 generated files" in out  # 15 modules + hosts/lab.nix
 
 
 def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_path, nix, capsys):
@@ -51,7 +51,7 @@ def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_pa
 def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", "--root", str(lab_copy)]) == 0
-    assert "wrote 0, unchanged 14" in capsys.readouterr().out
+    assert "wrote 0, unchanged 16" in capsys.readouterr().out
     assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
 
 
@@ -79,7 +79,7 @@ def test_building_one_host_writes_only_its_files(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", str(lab_copy / "hosts/tokiwa")]) == 0
     captured = capsys.readouterr()
-    assert "1 host: wrote 1, unchanged 7" in captured.out and "also building" not in captured.err
+    assert "1 host: wrote 1, unchanged 8" in captured.out and "also building" not in captured.err
     after = snapshot(lab_copy)
     assert [p for p in after if after[p] != before.get(p)] == ["hosts/tokiwa/default.nix"]
     assert main(["build", "--check", "--root", str(lab_copy)]) == 1  # yomogi is still stale
@@ -146,7 +146,7 @@ def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
     r = subprocess.run([sys.executable, "-m", "homelab", "build", "hosts/yomogi"], cwd=lab_copy,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "1 host: wrote 0, unchanged 10" in r.stdout
+    assert "1 host: wrote 0, unchanged 11" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr
 
 

@@ -156,7 +156,8 @@ def test_nftables_expectations_match_what_nft_prints():
     assert all(s["backend"] == "nftables" and s["list"] == "nft list chain inet nixos-fw input-allow" for s in
                rules.values())
     # how `nft list chain inet nixos-fw input-allow` prints tokiwa's chain (tests/test_firewall_nftables.py
-    # checks the same against the real nft)
+    # checks the same against the real nft): its own file's rules, then those of the node-rules file it imports
+    # (every node, tokiwa's own address .11 too)
     listing = """table inet nixos-fw {
 \tchain input-allow {
 \t\tmeta l4proto . th dport @temp-ports accept
@@ -165,12 +166,13 @@ def test_nftables_expectations_match_what_nft_prints():
 \t\tiifname "tailscale0" ip saddr 100.64.0.0/10 tcp dport 22 accept
 \t\tiifname "tailscale0" ip6 saddr fd7a:115c:a1e0::/48 tcp dport 22 accept
 \t\tiifname "enp1s0" ip saddr 192.168.10.10 tcp dport 10250 accept
-\t\tiifname "enp1s0" ip saddr 192.168.10.12 udp dport 8472 accept
-\t\tiifname "enp1s0" ip saddr 192.168.10.10 udp dport 8472 accept
 \t\tudp dport 41641 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.10 udp dport 8472 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.11 udp dport 8472 accept
+\t\tiifname "enp1s0" ip saddr 192.168.10.12 udp dport 8472 accept
 \t}
 }"""
-    assert len(rules) == 7
+    assert len(rules) == 8
     for cid, spec in rules.items():
         assert firewall_matches(listing, spec["rule"], spec["match"]), cid
     # a rule that is not there is not found: a wider source, another interface, another port

@@ -116,18 +116,22 @@ def _seed_policy() -> dict[str, set[str]]:
     def admins(lan_if: str, port: int) -> set[str]:  # the LAN and the tailnet
         return {_v4(lan, lan_if, "tcp", port), _v4(ts4, "tailscale0", "tcp", port), _v6(ts6, "tailscale0", "tcp", port)}
 
+    # The rules from the nodes list every node, the host's own LAN address too: they are one file shared by
+    # the nodes with the same rules (modules/network/firewall-from-nodes.nix), so the lab's files grow with the
+    # lab and not with its square. The own-address rule never matches: Linux drops a packet from outside that
+    # carries one of the host's own addresses as a martian before the input chain (accept_local is off).
     # the control plane: its API server reaches its own kubelet over loopback, so no kubelet rule there
-    yomogi = (admins("end0", 22) | {_v4(o, "end0", "udp", 8472) for o in (t, h)} | world
-              | {_v4(n, "end0", "tcp", p) for n in (t, h) for p in (6443, 8888)}  # API and cfssl from the nodes
+    yomogi = (admins("end0", 22) | {_v4(o, "end0", "udp", 8472) for o in (y, t, h)} | world
+              | {_v4(n, "end0", "tcp", p) for n in (y, t, h) for p in (6443, 8888)}  # API and cfssl from the nodes
               | {_v4(pods, i, "tcp", 6443) for i in ("mynet", "flannel.1")} | admins("end0", 6443)
               | {_v4(lan, "end0", pr, 53) for pr in ("tcp", "udp")}  # split DNS: LAN, tailnet, pods
               | {_v4(ts4, "tailscale0", pr, 53) for pr in ("tcp", "udp")}
               | {_v6(ts6, "tailscale0", pr, 53) for pr in ("tcp", "udp")}
               | {_v4(pods, i, pr, 53) for i in ("mynet", "flannel.1") for pr in ("tcp", "udp")})
     tokiwa = admins("enp1s0", 22) | world | {_v4(y, "enp1s0", "tcp", 10250)} | {_v4(o, "enp1s0", "udp", 8472)
-                                                                               for o in (y, h)}
+                                                                               for o in (y, t, h)}
     hanaakari = (admins("enp1s0", 22) | world | {_v4(y, "enp1s0", "tcp", 10250)}
-                 | {_v4(o, "enp1s0", "udp", 8472) for o in (y, t)}
+                 | {_v4(o, "enp1s0", "udp", 8472) for o in (y, t, h)}
                  | {_v4(lan, "enp1s0", "tcp", p) for p in (80, 443)}  # the ingress: LAN and tailnet only
                  | {_v4(ts4, "tailscale0", "tcp", p) for p in (80, 443)} | {_v6(ts6, "tailscale0", "tcp", p)
                                                                               for p in (80, 443)})

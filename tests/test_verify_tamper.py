@@ -34,6 +34,8 @@ def tamper(text: str, which: int) -> tuple[str, str, str]:
             continue
         for m in VALUE.finditer(line):
             hits.append((i, m))
+    if not hits:  # a file that defines one multi-line string (a node-rules file): change a port in a line of it
+        return _tamper_lines(text, which)
     assert hits, "no value to tamper with"
     i, m = hits[which]
     v = m.group(1)
@@ -41,6 +43,21 @@ def tamper(text: str, which: int) -> tuple[str, str, str]:
     lines = text.splitlines(keepends=True)
     lines[i] = lines[i][:m.start(1)] + new + lines[i][m.end(1):]
     return "".join(lines), _py(v), _py(new)
+
+
+def _tamper_lines(text: str, which: int) -> tuple[str, str, str]:
+    """A port in the first or last line of a file's indented string ('' ... ''), one higher; the line before and
+    after."""
+    lines = text.splitlines(keepends=True)
+    opened = [i for i, ln in enumerate(lines) if ln.rstrip().endswith("''") and not ln.strip().startswith("''")]
+    assert len(opened) == 1, "no value to tamper with"
+    body = [i for i in range(opened[0] + 1, len(lines)) if not lines[i].strip().startswith(("#", "''"))
+            and re.search(r"dport \d+", lines[i])]
+    i = body[which]
+    was = lines[i].strip()
+    now = re.sub(r"dport (\d+)", lambda m: f"dport {int(m.group(1)) + 1}", was)
+    lines[i] = lines[i].replace(was, now)
+    return "".join(lines), repr(was), repr(now)
 
 
 def _py(nix_value: str) -> str:

@@ -181,8 +181,8 @@ def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp
             ("services.kubernetes.easyCerts", easy_certs),
         ),
         section(
-            "flannel would open its UDP ports to every source; each node's flow table opens VXLAN to the other "
-            "nodes only.",
+            "flannel would open its UDP ports to every source; the nodes' firewall opens VXLAN to the nodes' "
+            "LAN addresses only.",
             ("services.kubernetes.flannel.openFirewallPorts", False),
         ),
         section(
