@@ -106,8 +106,18 @@ def base_module(cluster: Cluster) -> Module:
 # ---------------------------------------------------------------- the table
 
 
-def host_flows(ctx: HostContext) -> list[tuple[Flow, str]]:
-    """The host's rows of the flow table, as (flow, who asks for it): homelab's sshd, each role, open_ports."""
+def host_flows(ctx: HostContext) -> tuple[tuple[Flow, str], ...]:
+    """The host's rows of the flow table, as (flow, who asks for it): homelab's sshd, each role, open_ports.
+
+    Asked for by the compiler (twice: the node rules and the host's own), the expectations and every probe
+    verdict (:func:`admits`), so worked out once per host of the lab.
+    """
+    # keyed by the host object (the entry keeps it alive, so its id is never reused meanwhile)
+    _host, flows = ctx.lab.derived(("firewall: flows", id(ctx.host)), lambda: (ctx.host, _host_flows(ctx)))
+    return flows
+
+
+def _host_flows(ctx: HostContext) -> tuple[tuple[Flow, str], ...]:
     from . import access
 
     out: list[tuple[Flow, str]] = [(f, "homelab") for f in access.flows(ctx)]
@@ -115,7 +125,7 @@ def host_flows(ctx: HostContext) -> list[tuple[Flow, str]]:
         out += [(f, type(role).__name__) for f in role.flows(ctx)]
     for p in ctx.host.open_ports:
         out.append((Flow(p.port, p.proto, p.source, p.reason), "host.py"))
-    return out
+    return tuple(out)
 
 
 def flow_table(lab: Lab) -> list[Row]:
