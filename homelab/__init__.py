@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     **dict.fromkeys(("LabError", "Problem"), ".errors"),
     **dict.fromkeys(("PLACEHOLDER_KEY", "Cluster", "OpenPort", "FrozenDict", "Host", "Lab", "Pkg", "PkgCall",
-                     "Priority", "RaspberryPi4", "Ssh", "SystemdBoot", "WakeOnLan", "default", "force"), ".model"),
+                     "Priority", "RaspberryPi4", "Secret", "Ssh", "SystemdBoot", "WakeOnLan", "default", "force"), ".model"),
     "Role": ".role",
     **dict.fromkeys(("ARM64_COREDNS", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
                      "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"), ".roles"),
@@ -56,7 +56,7 @@ def check(lab):
 __all__ = [
     "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage",
     "DnsServer", "FrozenDict", "Host", "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg",
-    "PkgCall", "PowerSchedule", "Priority", "Problem", "RaspberryPi4", "Role", "Ssh", "SystemdBoot", "Tailscale",
+    "PkgCall", "PowerSchedule", "Priority", "Problem", "RaspberryPi4", "Role", "Secret", "Ssh", "SystemdBoot", "Tailscale",
     "WakeOnLan", "Worker", "check", "default", "force", "load_lab",
 ]
 __version__ = "0.1.0"

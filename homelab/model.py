@@ -50,7 +50,7 @@ TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")
 MAX_VALUE_DEPTH = 32
 
 __all__ = [
-    "Cluster", "Host", "Lab", "Role", "Ssh", "WakeOnLan", "FrozenDict", "Pkg", "PkgCall", "Priority", "force", "default",
+    "Cluster", "Host", "Lab", "Role", "Secret", "Ssh", "WakeOnLan", "FrozenDict", "Pkg", "PkgCall", "Priority", "force", "default",
     "SystemdBoot", "RaspberryPi4", "SYSTEMS", "TAILSCALE_RANGE", "NODEPORT_RANGE", "option_path", "freeze",
 ]
 
@@ -227,6 +227,26 @@ class Ssh:
         lambda v: re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v) is not None,
         "a host name or address (a string), or None", lambda v: f"{v!r} is not a host name or address"))
     port: int = attrs.field(default=22, validator=port)
+
+
+# ---------------------------------------------------------------- secrets
+
+
+SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
+
+
+@attrs.frozen
+class Secret:
+    """A secret named, never given: ``Secret("tailscale-auth-key")``.
+
+    The value lives age-encrypted in the lab (``secrets/<name>.age``, readable by the hosts and admins it
+    was encrypted to); generated files only ever name it (a runtime path on the host, or a Kubernetes
+    Secret in the cluster), so no value reaches the Nix store, argv or a generated file.
+    """
+
+    name: str = attrs.field(validator=fields.typed(
+        str, "a secret name", lambda v: SECRET_NAME.match(v) is not None,
+        lambda v: f"{v!r} is not a secret name (lower-case letters, digits, '.', '_' and '-'; up to 63)"))
 
 
 # ---------------------------------------------------------------- access

@@ -15,7 +15,7 @@ import pytest
 
 from homelab import errors
 from homelab.boot import RaspberryPi4, SystemdBoot
-from homelab.model import Cluster, Host, OpenPort, Pkg, PkgCall, Priority, Ssh, WakeOnLan
+from homelab.model import Cluster, Host, OpenPort, Pkg, PkgCall, Priority, Secret, Ssh, WakeOnLan
 from homelab.roles import BUILTIN, ARM64_COREDNS, CorednsImage, PowerSchedule, Worker
 
 # What each class needs to be built at all (its required fields), valid.
@@ -31,9 +31,10 @@ REQUIRED = {
     Pkg: dict(name="htop"),
     PkgCall: dict(function="dockerTools.pullImage", args={}),
     Priority: dict(value=1, priority=50),
+    Secret: dict(name="tailscale-auth-key"),
 }
 CLASSES = [Cluster, Host, Ssh, SystemdBoot, RaspberryPi4, CorednsImage, Pkg, PkgCall, Priority, OpenPort, WakeOnLan,
-           *BUILTIN]
+           Secret, *BUILTIN]
 # fields that take any value by design: a raw option value (checked where it is used, in options=)
 ANY_VALUE = {(Priority, "value")}
 
