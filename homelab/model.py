@@ -407,6 +407,12 @@ def _options(value: Any) -> Any:
     return FrozenDict(out)
 
 
+def _labels(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    from .labels import to_labels
+
+    return to_labels(value, self_, field)
+
+
 @attrs.frozen
 class Cluster:
     """The lab's shared facts: LAN, Kubernetes ranges, API name, DNS zone."""
@@ -490,6 +496,10 @@ class Host:
     # Wake-on-LAN on the LAN interface (homelab wake / sleep); None: the host is woken by hand
     wake_on_lan: WakeOnLan | None = attrs.field(default=None, validator=fields.check(
         lambda v: v is None or isinstance(v, WakeOnLan), lambda v: fields.wrong_type(v, "WakeOnLan(mac=...) or None")))
+    # Kubernetes node labels its kubelet registers (with those its roles add, homelab.labels); the cluster
+    # layer selects nodes by them (Traefik's nodeSelector)
+    labels: Mapping[str, str] = attrs.field(factory=FrozenDict, converter=attrs.Converter(
+        _labels, takes_self=True, takes_field=True))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:

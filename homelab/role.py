@@ -24,6 +24,7 @@ method / attribute     what it gives
 ``expectations_for``   what must be true on *another* host because of it
 ``graph(ctx)``         what the diagram shows (:class:`GraphPart`)
 ``notes(ctx)``         extra lines for the host's box in the diagram
+``node_labels(ctx)``   Kubernetes node labels it gives its host's kubelet
 =====================  =====================================================
 
 Every method gets a :class:`HostContext`: the lab, the host, and helpers to
@@ -34,7 +35,7 @@ name a problem (``self.error(ctx, "port", "...")`` reports
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 import attrs
 
@@ -244,6 +245,10 @@ class Role:
 
     def notes(self, ctx: HostContext) -> Iterable[str]:
         return ()
+
+    def node_labels(self, ctx: HostContext) -> Mapping[str, str]:
+        """Kubernetes node labels this role gives its host (its kubelet registers them, ``homelab.labels``)."""
+        return {}
 
     # -- helpers for role authors
     def error(self, ctx: HostContext, field: str, reason: str) -> Problem:

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 from . import firewall
 from .errors import Problem
+from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
 from .secrets import option_problems, redact, secret_kind
@@ -287,6 +288,7 @@ def validate(lab: Lab) -> list[Problem]:
             err(w, "build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
                 "lab host's name)")
         out += port_clashes(ctx)
+        out += label_problems(lab, h)
         for role in h.roles:
             out += role.check(ctx)
         for path, value in h.options.items():
