@@ -407,6 +407,14 @@ def _options(value: Any) -> Any:
     return FrozenDict(out)
 
 
+def _component(v: Any) -> Any:
+    from .component import Component
+
+    if not isinstance(v, Component):
+        raise TypeError(v)
+    return v
+
+
 def _labels(value: Any, self_: Any, field: attrs.Attribute) -> Any:
     from .labels import to_labels
 
@@ -438,6 +446,11 @@ class Cluster:
         _public_key, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")",
         "an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
     production: bool = attrs.field(default=False, validator=a_bool)
+    # the cluster layer's components (homelab.component): Traefik(acme=...), RookCeph(mons=...) or a lab's own;
+    # the built-in ones its roles imply join unless listed (homelab.helmfile.components)
+    components: tuple[Any, ...] = attrs.field(default=(), converter=fields.list_converter(
+        _component, "a list of cluster components (e.g. [Traefik(acme=Acme(...)), RookCeph()])",
+        "a cluster component (Traefik(...), RookCeph(...) or an attrs class subclassing homelab.component.Component)"))
 
     @property
     def api_url(self) -> str:

@@ -31,7 +31,8 @@ import time
 VERSION = 1
 RECORD = False  # set by ``python -m homelab`` / the ``homelab`` command: a whole process may record a build
 ENV_PREFIXES = ("HOMELAB_", "NIX")  # what homelab and nix read; PATH and PYTHONPATH too
-WATCHED = ("hosts", "modules")  # the lab's sources and the generated files (hosts/lab.nix and the entries)
+WATCHED = ("hosts", "modules", "cluster")  # the lab's sources and the generated files (hosts/lab.nix, the entries,
+# the cluster layer's helmfile and values)
 SKIPPED = ("__pycache__",)  # Python's byte-code caches: rewritten by the interpreter, not read by the build
 
 

@@ -33,7 +33,7 @@ import re
 import weakref
 from typing import Any, Iterator
 
-from . import firewall
+from . import firewall, helmfile
 from .errors import Problem
 from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
@@ -324,6 +324,7 @@ def validate(lab: Lab) -> list[Problem]:
         if role_type.control_plane and not cps:
             continue
         out += role_type.check_lab(lab)
+    out += helmfile.problems(lab)  # the cluster layer's components
     return out
 
 
