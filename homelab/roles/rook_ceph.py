@@ -72,17 +72,25 @@ class RookCeph(Component):
         return 3 if len(lab.kubernetes_nodes) >= 3 else 1
 
     def kubelet_dir(self, lab) -> str:
-        return kubelet_root_dir(lab.kubernetes_nodes[0]) if lab.kubernetes_nodes else NIXPKGS_KUBELET_DIR
+        """The CephStorage nodes' kubelet root directory (where the CSI plugins register)."""
+        ceph = [h for h, _ in lab.roles_of_type(CephStorage)]
+        return kubelet_root_dir(ceph[0]) if ceph else NIXPKGS_KUBELET_DIR
 
     def check(self, lab) -> Iterable[Problem]:
         if not self.osd_hosts(lab):
             yield self.error("hosts", "no CephStorage host lists disks, so Ceph has nowhere to store data (give "
                              "a node CephStorage(disks=[\"/dev/...\"]), or drop RookCeph)")
-        dirs = {h.hostname: kubelet_root_dir(h) for h in lab.kubernetes_nodes}
+        dirs = {h.hostname: kubelet_root_dir(h) for h, _ in lab.roles_of_type(CephStorage)}
         if len(set(dirs.values())) > 1:
-            yield self.error("hosts", "Ceph's CSI plugin runs on every node and knows one kubelet directory, but "
-                             "the nodes' kubelets use " + ", ".join(f"{d} ({h})" for h, d in sorted(dirs.items()))
-                             + ": give every Kubernetes node CephStorage() with the same kubelet_root_dir")
+            yield self.error("hosts", "Ceph's CSI plugin knows one kubelet directory, and the CephStorage hosts' "
+                             "kubelets use " + ", ".join(f"{d} ({h})" for h, d in sorted(dirs.items()))
+                             + ": give them the same kubelet_root_dir")
+        elsewhere = sorted(h.hostname for h in lab.kubernetes_nodes
+                           if h.is_kubernetes_node and kubelet_root_dir(h) != self.kubelet_dir(lab))
+        if elsewhere:
+            yield Problem("cluster", f"{type(self).__name__}.hosts", "the CSI plugin registers under the kubelet "
+                          f"directory {self.kubelet_dir(lab)}, which the kubelet of {', '.join(elsewhere)} does not "
+                          "use: pods there cannot mount Ceph volumes (give those hosts CephStorage())", "warning")
         if self.mons is not None and self.mons > len(lab.kubernetes_nodes):
             yield self.error("mons", f"{self.mons} monitors need {self.mons} nodes (one per node), and the lab has "
                              f"{len(lab.kubernetes_nodes)}")
