@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 import attrs
 
-from . import remote
+from . import cluster_deploy, helmfile, remote
 from .model import Host, Lab
 from .remote import Kube, MissingTool, SshOptions, Say, nix_sshopts, ssh_argv
 from .vm import Step, untracked_entries
@@ -490,6 +490,9 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
         plan = make_plan(lab, root, names, workdir, parallel=args.parallel, rollback=not args.no_rollback,
                          opts=opts, suite=suite)
         sys.stdout.write(render_plan(plan, lab))
+        layer = "" if only else cluster_deploy.render(cluster_deploy.plan(lab, opts), root)
+        if layer:
+            sys.stdout.write("\n" + layer)
         return EXIT_OK
     try:
         _need("ssh", "nixos-rebuild")
@@ -523,8 +526,28 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
         print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
               "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
         return EXIT_FAILED
+    steps = [] if only else cluster_deploy.plan(lab, opts)  # the cluster layer goes with a whole-lab deploy
+    if steps:
+        done = cluster_deploy.apply(root, steps, reveal_secret(root), say=lambda m: say("cluster layer", m))
+        failed = [r for r in done if r.rc != 0]
+        if failed:
+            print(f"the cluster layer failed at: {failed[0].step.what} (exit {failed[0].rc})\n{failed[0].output}")
+            return EXIT_FAILED
+        print(f"applied the cluster layer: {len(steps)} steps ({', '.join(r.name for r in helmfile.releases(lab))})")
     print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
     return EXIT_OK
+
+
+def reveal_secret(root: Path):
+    """A lab secret's value for the admin, from the lab's age-encrypted store (the secrets work's
+    ``homelab.secretstore.reveal``); the value goes to kubectl's stdin only."""
+    def reveal(secret):
+        try:
+            from .secretstore import reveal as store_reveal
+        except ImportError:
+            raise MissingTool("homelab's secret store (homelab.secretstore), to fill the cluster's Secrets") from None
+        return store_reveal(root, secret.name)
+    return reveal
 
 
 def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
@@ -548,9 +571,16 @@ def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
         step = checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable)
         say(", ".join(names), step.what)
         v = run_checks(step, report, args.settle, say, ", ".join(names))
-    if v.ok:
-        print(f"all checks passed on {', '.join(names)} ({args.scope} scope)")
+    layer = cluster_deploy.live_checks(lab, opts) if args.scope == "cluster" and not only else []
+    for c in layer:
+        say("cluster layer", f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}")
+    if v.ok and all(c.ok for c in layer):
+        print(f"all checks passed on {', '.join(names)} ({args.scope} scope)"
+              + (f"; the cluster layer's {len(layer)} checks too" if layer else ""))
         return EXIT_OK
+    if v.ok:
+        print("the cluster layer's checks failed: " + ", ".join(c.name for c in layer if not c.ok))
+        return EXIT_FAILED
     if not v.ran:
         print(v.detail)
         return EXIT_FAILED

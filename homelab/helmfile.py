@@ -90,6 +90,29 @@ def problems(lab) -> list:
     return out
 
 
+def helm_option():
+    from . import optiontypes as t
+    from .contract import PARTIAL, OptionFact
+
+    return OptionFact("environment.systemPackages", t.ListOf(t.Package()), "nixos/modules/config/system-path.nix",
+                      "listOf package; definitions concatenate (the module adds corePackages and defaultPackages); "
+                      "linked into /run/current-system/sw", status=PARTIAL)
+
+
+def helm_module(lab):
+    """``modules/k8s/helm.nix`` for the control plane when the lab has releases: helm, which ``homelab deploy``
+    runs there (with the cluster-admin kubeconfig) to apply them."""
+    from .model import Pkg
+    from .nixmodule import Module, section
+
+    if not releases(lab):
+        return None
+    return Module("modules/k8s/helm.nix", "helm on the control plane, for the cluster layer", (
+        section("`homelab deploy` applies cluster/helmfile.yaml from here: helm upgrade --install per release, "
+                "with the cluster-admin kubeconfig.", ("environment.systemPackages", [Pkg("kubernetes-helm")])),),
+        source="the cluster layer (cluster/helmfile.yaml)")
+
+
 def _header(title: str, lines: list[str]) -> list[str]:
     return [f"{GENERATED_MARK}: {title}.", f"# Source: {SOURCE}", "# Do not edit: change the source and run "
             "`python -m homelab build`.", HASH_PREFIX, *lines]

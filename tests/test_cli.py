@@ -35,8 +35,9 @@ def test_build_from_scratch_writes_every_file(lab_copy, nix, capsys):
         p.unlink()
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
-    # 15 modules + hosts/lab.nix, which nix reads back; the cluster layer's helmfile and 3 values files
-    assert "wrote 20" in out and "nix read back 16 generated files" in out
+    # 16 modules (helm on the control plane among them) + hosts/lab.nix, which nix reads back; the cluster layer's
+    # helmfile and 3 values files
+    assert "wrote 21" in out and "nix read back 17 generated files" in out
 
 
 def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_path, nix, capsys):
@@ -53,7 +54,7 @@ def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_pa
 def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", "--root", str(lab_copy)]) == 0
-    assert "wrote 0, unchanged 20" in capsys.readouterr().out
+    assert "wrote 0, unchanged 21" in capsys.readouterr().out
     assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
 
 
@@ -155,7 +156,7 @@ def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
     r = subprocess.run([sys.executable, "-m", "homelab", "build", "hosts/yomogi"], cwd=lab_copy,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "1 host: wrote 0, unchanged 11" in r.stdout
+    assert "1 host: wrote 0, unchanged 12" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr
 
 

@@ -32,7 +32,7 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, fields
+from .. import checks, fields, helmfile
 from ..errors import Problem
 from ..model import PkgCall
 from ..role import ADMINS, NODES, PODS, Edge, Flow, GraphPart, HostContext, Module, Port, Role, section
@@ -131,7 +131,7 @@ class ControlPlane(Role):
     tag = "k8s-control-plane"
     kubernetes_node = True
     control_plane = True
-    options = kubernetes.OPTIONS
+    options = kubernetes.OPTIONS + (helmfile.helm_option(),)
 
     # ---------------------------------------------------------------- compile
 
@@ -154,6 +154,9 @@ class ControlPlane(Role):
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         yield from kubernetes.node_modules(ctx)
         yield self._master(ctx)
+        helm = helmfile.helm_module(ctx.lab)  # the cluster layer is applied from the control plane
+        if helm is not None:
+            yield helm
         if arm64_overrides(ctx.host, self):
             yield self._arm64()
 
