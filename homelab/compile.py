@@ -23,7 +23,6 @@ from . import access, firewall
 from . import contract as contracts
 from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
-from .power import wake_on_lan_section
 from .role import HostContext
 
 __all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "opt", "section",
@@ -64,6 +63,20 @@ class Compiled:
 
 
 # ---------------------------------------------------------------- hosts
+
+
+def wake_on_lan_section(host: Host) -> Section | None:
+    """The host entry's Wake-on-LAN definitions (None without ``wake_on_lan``)."""
+    wol = host.wake_on_lan
+    if wol is None:
+        return None
+    base = ("networking", "interfaces", host.interface, "wakeOnLan")
+    return section(
+        f"Wake-on-LAN: a magic packet for {wol.mac} powers the host on (homelab wake). Applied when the "
+        "interface appears, so from the next boot; the firmware must allow waking from off too.",
+        ((*base, "enable"), True),
+        ((*base, "policy"), ["magic"]),
+    )
 
 
 def host_sections(ctx: HostContext) -> list[Section]:

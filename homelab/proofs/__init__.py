@@ -12,6 +12,6 @@ the seed lab and on variants. A proof that does not hold raises :class:`ProofFai
 this machine cannot run one (no root, no nginx), an ``*_unavailable()`` function says why.
 """
 
-from .netns import ProofFailed
+from ..errors import ProofFailed
 
 __all__ = ["ProofFailed"]

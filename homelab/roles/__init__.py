@@ -20,6 +20,7 @@ installed package) that defines an attrs class subclassing
 :class:`homelab.role.Role`, imported from ``host.py``.
 """
 
+from ..contract import Contract, of_roles
 from .ceph import CephStorage
 from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
 from .dns_server import DnsServer
@@ -33,5 +34,13 @@ from .worker import Worker
 BUILTIN: tuple[type, ...] = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale, NodeExporter,
                              Monitoring, PowerSchedule)
 
-__all__ = ["ARM64_COREDNS", "BUILTIN", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
+
+
+def builtin_contract() -> Contract:
+    """The contract of every built-in role (what docs/nixpkgs-facts.md tabulates): ``.rows``, ``.by_path``,
+    ``.lookup(parts)``."""
+    return of_roles(BUILTIN)
+
+
+__all__ = ["ARM64_COREDNS", "BUILTIN", "builtin_contract", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
            "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"]
