@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import checks
-from . import optiontypes as t
 from .contract import SSHD_OPTIONS, OptionFact
 from .nixmodule import Module, section
 from .role import ADMINS, Flow, HostContext

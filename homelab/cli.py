@@ -21,19 +21,18 @@ from typing import Callable
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_CHANGED,
-    EXIT_CODES,
+    EXIT_CODES,  # noqa: F401 - homelab.cli.EXIT_CODES, as before the table moved
     EXIT_CRASH,
     EXIT_GENERATED,
     EXIT_INTERRUPTED,
     EXIT_MISSING,
     EXIT_OK,
-    EXIT_STEP_FAILED,
+    EXIT_STEP_FAILED,  # noqa: F401
     GeneratedCodeError,
     HomelabError,
     LabError,
     MissingTool,
     NotVerified,
-    Problem,
     ReadBackError,
     UsageError,
     exit_table,

@@ -25,7 +25,7 @@ from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
 from .role import HostContext
 
-__all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "opt", "section",
+__all__ = ["Compiled", "DataFile", "HostFiles", "ModuleFile", "Section", "compile_lab", "opt", "section",
            "CLUSTER_SOURCE", "LAB_DATA"]
 
 CLUSTER_SOURCE = "hosts/cluster.py"
@@ -33,7 +33,7 @@ LAB_DATA = "hosts/lab.nix"
 
 
 @attrs.frozen
-class HostPlan:
+class HostFiles:
     hostname: str
     entry: str  # hosts/<name>/default.nix
     modules: tuple[str, ...]  # generated files this host imports, in order
@@ -53,7 +53,7 @@ class DataFile:
 @attrs.frozen
 class Compiled:
     files: dict[str, ModuleFile]
-    hosts: dict[str, HostPlan]
+    hosts: dict[str, HostFiles]
     contract: contracts.Contract = attrs.field(eq=False)
     data: DataFile | None = None
 
@@ -217,7 +217,7 @@ def compile_lab(lab: Lab) -> Compiled:
         files[path] = ModuleFile(path, m.title, source, (), m.sections, owner)
         path_of[key] = path
 
-    plans: dict[str, HostPlan] = {}
+    plans: dict[str, HostFiles] = {}
     for host in lab.hosts:
         hostdir = f"hosts/{host.hostname}"
         source = f"{lab.where(host)}/host.py"
@@ -232,7 +232,7 @@ def compile_lab(lab: Lab) -> Compiled:
             + tuple(p if p.startswith(".") else "./" + p for p in host.imports),
             tuple(entries[host.hostname]),
         )
-        plans[host.hostname] = HostPlan(host.hostname, entry, tuple(modules), hand)
+        plans[host.hostname] = HostFiles(host.hostname, entry, tuple(modules), hand)
     return Compiled(files, plans, contracts.of_roles(lab.role_types), lab_data(lab))
 
 

@@ -56,7 +56,7 @@ def suite_dir(root: Path) -> Path:
     return VM_TESTS
 
 
-# ---------------------------------------------------------------- the plan
+# ---------------------------------------------------------------- the steps
 
 
 @attrs.frozen
@@ -81,7 +81,7 @@ class HostSteps:
 
 
 @attrs.frozen
-class Plan:
+class DeploySteps:
     root: str
     workdir: str
     parallel: int
@@ -162,8 +162,8 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
     return HostSteps(name, kind, built, generation, switch, checks, rollback, report, join)
 
 
-def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> Plan:
+def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
+              opts: SshOptions, suite: Path, python: str = sys.executable) -> DeploySteps:
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
     steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
@@ -171,10 +171,10 @@ def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
     cluster = checks_step(root, hosts, "cluster", report, opts, suite, python) if hosts else None
-    return Plan(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
+    return DeploySteps(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
 
 
-def plan_problems(lab: Lab, names: list[str]) -> list[str]:
+def selection_problems(lab: Lab, names: list[str]) -> list[str]:
     """What makes a deploy of these hosts impossible as described (bad input, exit 2)."""
     out = []
     for n in names:
@@ -190,7 +190,7 @@ def plan_problems(lab: Lab, names: list[str]) -> list[str]:
     return out
 
 
-def render_plan(plan: Plan, lab: Lab) -> str:
+def render_steps(plan: DeploySteps, lab: Lab) -> str:
     """``--dry-run``: the exact commands, in order; what only runs on a condition is a comment."""
     firsts = ", ".join(h.name for h in plan.first)
     thens = ", ".join(h.name for h in plan.then)
@@ -293,7 +293,7 @@ def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Ve
 
 
 class Rollout:
-    def __init__(self, plan: Plan, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
+    def __init__(self, plan: DeploySteps, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
         self.plan, self.lab, self.opts = plan, lab, opts
         self.settle, self.ready_timeout, self.say = settle, ready_timeout, say
         self.stop = threading.Event()
@@ -494,7 +494,7 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     names = list(only or [h.hostname for h in lab.hosts])
     if options.parallel < 1:
         raise UsageError(f"--parallel {options.parallel}: give 1 or more")
-    problems = plan_problems(lab, names)
+    problems = selection_problems(lab, names)
     if problems:
         raise UsageError("\n".join(problems))
     _fresh(lab, root)
@@ -505,9 +505,9 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
     if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
-        plan = make_plan(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
+        plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
-        sys.stdout.write(render_plan(plan, lab))
+        sys.stdout.write(render_steps(plan, lab))
         return EXIT_OK
     try:
         _need("ssh", "nixos-rebuild")
@@ -515,7 +515,7 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         say.err(f"{e}; nothing was deployed")
         return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
-        plan = make_plan(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
+        plan = make_steps(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
         rollout = Rollout(plan, lab, opts, settle=options.settle, ready_timeout=options.ready_timeout, say=say)
         try:
@@ -579,5 +579,5 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
     return EXIT_FAILED
 
 
-__all__ = ["deploy", "verify", "make_plan", "render_plan", "suite_dir", "Plan", "HostSteps", "Rollout",
+__all__ = ["deploy", "verify", "make_steps", "render_steps", "suite_dir", "DeploySteps", "HostSteps", "Rollout",
            "current_generation", "failed_checks"]

@@ -23,7 +23,7 @@ import attrs
 
 from . import remote
 from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
-from .model import Host, Lab
+from .model import Lab
 from .remote import Kube, Say, SshOptions, ssh_argv
 
 WOL_PORT = 9  # the discard port, where Wake-on-LAN senders conventionally aim

@@ -28,7 +28,7 @@ import attrs
 from . import contract as contracts
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile
-from .errors import LabError, Problem, ReadBackError
+from .errors import LabError, Problem, ReadBackError  # noqa: F401 - readback.ReadBackError
 from .model import Pkg, PkgCall, Priority
 from .nixmodule import OptPath
 from .nixvalue import attr_path

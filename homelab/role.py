@@ -1,4 +1,4 @@
-"""The role interface: one role, one module, everything about it in one place.
+"""The role interface: one role, one folder (``homelab/roles/<name>/``), everything about it in one place.
 
 A role is a frozen attrs class that subclasses :class:`Role`.  Its fields are
 its settings (validators beside them, :mod:`homelab.fields`); its methods say

@@ -82,7 +82,7 @@ class Step:
 
 
 @attrs.frozen
-class HostPlan:
+class VmHost:
     name: str
     system: str
     port: int
@@ -95,19 +95,19 @@ class HostPlan:
 
 
 @attrs.frozen
-class VmPlan:
+class VmRun:
     workdir: str
     key: str
     ssh_config: str
     keygen: Step
-    hosts: tuple[HostPlan, ...]
+    hosts: tuple[VmHost, ...]
     suite: Step
     expectations: str
 
 
-def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[int], *, system: str,
+def make_run(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[int], *, system: str,
               nixos_rebuild: bool, suite_dir: Path, python: str = sys.executable,
-              junitxml: str | None = None, extra: tuple[str, ...] = ()) -> VmPlan:
+              junitxml: str | None = None, extra: tuple[str, ...] = ()) -> VmRun:
     root = root.resolve()
     key = workdir / "id_ed25519"
     ssh_config = workdir / "ssh_config"
@@ -131,7 +131,7 @@ def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list
         )
         boot = Step(f"[{name}] boot: ssh on 127.0.0.1:{port}", (runner,), env)
         poweroff = Step(f"[{name}] shutdown", ("ssh", "-F", str(ssh_config), name, "poweroff"))
-        hosts.append(HostPlan(name, h.system, port, str(d), build, runner, boot, poweroff, str(d / "console.log")))
+        hosts.append(VmHost(name, h.system, port, str(d), build, runner, boot, poweroff, str(d / "console.log")))
     keygen = Step("ssh key for the VMs", ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "homelab-vm",
                                           "-f", str(key)))
     expectations = workdir / "expectations.json"
@@ -143,10 +143,10 @@ def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list
         argv.append(f"--junitxml={junitxml}")
     argv += list(extra)
     suite = Step("suite: vm-tests over ssh", tuple(argv), cwd=str(root))
-    return VmPlan(str(workdir), str(key), str(ssh_config), keygen, tuple(hosts), suite, str(expectations))
+    return VmRun(str(workdir), str(key), str(ssh_config), keygen, tuple(hosts), suite, str(expectations))
 
 
-def ssh_config_text(plan: VmPlan) -> str:
+def ssh_config_text(plan: VmRun) -> str:
     blocks = []
     for h in plan.hosts:
         blocks.append("\n".join([
@@ -176,7 +176,7 @@ def _say(msg: str) -> None:
     print(f"homelab vm: {msg}", flush=True)
 
 
-def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout: float) -> float:
+def _wait_for_ssh(h: VmHost, proc: subprocess.Popen, ssh_config: str, timeout: float) -> float:
     t0 = last = time.monotonic()
     while True:
         if proc.poll() is not None:
@@ -198,7 +198,7 @@ def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout:
         time.sleep(3)
 
 
-def _stop(h: HostPlan, proc: subprocess.Popen) -> None:
+def _stop(h: VmHost, proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     _say(h.poweroff.what)
@@ -237,7 +237,7 @@ def untracked_entries(root: Path, names: list[str]) -> list[str]:
     return out
 
 
-def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool, running: list[str] | None = None) -> int:
+def execute(plan: VmRun, lab: Lab, *, boot_timeout: float, keep: bool, running: list[str] | None = None) -> int:
     """Build, boot, test and stop; ``running`` gets the names of VMs left running (``keep``)."""
     from .expect import lab_expectations
 
@@ -340,7 +340,7 @@ def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
     own = workdir is None  # a folder of our own: made private (0700) and removed on every way out
     if own:
         workdir = Path(tempfile.gettempdir()) / "homelab-vm-<new>"
-    plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+    plan = make_run(lab, names, root, workdir, ports, system=local_system(),
                      nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
                      junitxml=options.junitxml, extra=tuple(shlex.split(options.pytest_args)))
     kvm = None if options.allow_tcg else kvm_problem()
@@ -373,7 +373,7 @@ def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
             raise MissingTool(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
     if own:  # mkdtemp: mode 0700, only this user can read the SSH key inside
         workdir = Path(tempfile.mkdtemp(prefix="homelab-vm-"))
-        plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+        plan = make_run(lab, names, root, workdir, ports, system=local_system(),
                          nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
                          junitxml=options.junitxml, extra=tuple(shlex.split(options.pytest_args)))
     running: list[str] = []
@@ -388,7 +388,7 @@ def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _close_ssh(plan: VmPlan) -> None:
+def _close_ssh(plan: VmRun) -> None:
     """End the SSH connections the run shared (their sockets live in the work folder)."""
     if not Path(plan.ssh_config).is_file():
         return

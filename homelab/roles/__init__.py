@@ -1,7 +1,12 @@
-"""homelab's built-in roles, one module each, written against the public interface in :mod:`homelab.role`.
+"""homelab's built-in roles, one folder each, written against the public interface in :mod:`homelab.role`.
+
+A role's folder holds its Python (``__init__.py``), its templates (``*.j2``, filled with
+:func:`homelab.configs.role_text`), the proofs ``homelab test`` runs on its generated config with
+real programs (``proof.py``, offered as ``Role.proofs``) and its nixpkgs facts (``options``).
+Adding a built-in role is its folder plus its line in :data:`BUILTIN`.
 
 =================  ==========================================================
-module             role(s)
+folder             role(s)
 =================  ==========================================================
 control_plane      ControlPlane (+ CorednsImage, ARM64_COREDNS)
 worker             Worker
