@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 import attrs
 
 from . import helmfile
+from .component import components
 from .labels import node_labels
 from .model import Host, Lab, Secret
 from .remote import ADMIN_KUBECONFIG, MissingTool, SshOptions, ssh_argv, tail
@@ -221,7 +222,7 @@ def live_checks(lab: Lab, opts: SshOptions, *, address_of: Callable[[Host], str]
         for h, role in lab.roles_of_type(IngressProxy):
             out.append(http_through(address_of(h), role.http_port))
             out.append(tls_through(address_of(h), role.https_port))
-    rook = next((c for c in helmfile.components(lab) if isinstance(c, RookCeph)), None)
+    rook = next((c for c in components(lab) if isinstance(c, RookCeph)), None)
     if rook is not None:
         out.append(ceph_health(lab, opts, rook.namespace))
     return out

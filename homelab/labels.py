@@ -60,7 +60,7 @@ def label_problem(key: Any, value: Any) -> str | None:
 def to_labels(value: Any, self_: Any, field: Any) -> Any:
     """attrs converter: a dict of label name -> value, each checked as the kubelet would."""
     from .fields import wrong_type
-    from .model import FrozenDict
+    from .values import FrozenDict
 
     name = field_name(self_, field)
     if not isinstance(value, Mapping):

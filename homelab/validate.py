@@ -33,8 +33,9 @@ import re
 import weakref
 from typing import Any, Iterator
 
-from . import firewall, helmfile
-from .errors import Problem
+from . import firewall
+from .errors import LabError, Problem
+from .component import problems as component_problems
 from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
@@ -324,7 +325,7 @@ def validate(lab: Lab) -> list[Problem]:
         if role_type.control_plane and not cps:
             continue
         out += role_type.check_lab(lab)
-    out += helmfile.problems(lab)  # the cluster layer's components
+    out += component_problems(lab)  # the cluster layer's components
     return out
 
 
@@ -395,3 +396,18 @@ def problems_of(lab: Lab) -> tuple[Problem, ...]:
     if found is None:
         found = _VALIDATED[lab] = tuple(validate(lab))
     return found
+
+
+def require_valid(lab: Lab) -> tuple[Problem, ...]:
+    """Validate a lab (loaded, or built in code): its warnings, or LabError carrying every error at once.
+
+    Each problem names where (``hosts/<name>`` or ``cluster``), the field and the reason.  A lab is
+    checked once however often it is asked (loading a lab checks it).
+    """
+    if not isinstance(lab, Lab):
+        raise LabError([Problem("lab", "lab", f"expected a homelab Lab, got {type(lab).__name__}")])
+    problems = problems_of(lab)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise LabError(errors)
+    return tuple(p for p in problems if p.severity != "error")

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from homelab import Acme, CephStorage, DnsServer, IngressProxy, LabError, RookCeph, Secret, Traefik, helmfile, verify
+from homelab import Acme, CephStorage, DnsServer, IngressProxy, LabError, RookCeph, Secret, Traefik, helmfile, readback
 from homelab.build import check, prepare
 from homelab.compile import compile_lab
 from homelab.proofs import cluster
@@ -31,8 +31,8 @@ def merged(lab) -> dict[str, dict]:
     compiled = compile_lab(lab)
     out = {}
     for h in lab.hosts:
-        files = [(rel, verify.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(h.hostname)]
-        out[h.hostname], problems = verify.merge_host(files)
+        files = [(rel, readback.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(h.hostname)]
+        out[h.hostname], problems = readback.merge_host(files)
         assert problems == []
     return out
 
@@ -352,3 +352,22 @@ def test_no_secret_name_is_a_value_and_no_token_lands_in_a_file(seed):
     secrets = [s for ks in helmfile.kube_secrets(lab) for s in ks.data.values()]
     assert {s.name for s in secrets} == {"cloudflare-dns-api-token", "cloudflare-zone-api-token"}
     assert all(isinstance(s, Secret) for s in secrets)
+
+
+def test_graph_and_policy_show_the_cluster_components(seed):
+    from homelab import graph, policy
+
+    lab = seed[0]
+    topo = graph.topology(lab)
+    assert topo["paths"]["releases"] == [
+        {"name": "rook-ceph", "namespace": "rook-ceph", "chart": "rook-release/rook-ceph", "version": "v1.18.9"},
+        {"name": "rook-ceph-cluster", "namespace": "rook-ceph", "chart": "rook-release/rook-ceph-cluster",
+         "version": "v1.18.9"},
+        {"name": "traefik", "namespace": "traefik", "chart": "traefik/traefik", "version": "37.1.0"}]
+    assert [n for n in topo["nodes"] if n["id"] == "rook"] == [
+        {"id": "rook", "lines": ["Rook Ceph v1.18.9", "3 mon · pool ×1"], "class": "svc", "place": "cluster",
+         "shape": "subroutine"}]
+    assert [e for e in topo["edges"] if e["to"] == "rook"] == [
+        {"from": "hanaakari", "to": "rook", "lines": ["OSD sda"], "style": "-->"}]
+    assert [(r["release"], r["nodeports"]) for r in policy.to_json(lab)["cluster"]] == [
+        ("rook-ceph", []), ("rook-ceph-cluster", []), ("traefik", [31080, 31443])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from homelab import Host, IngressProxy, Lab, LabError, Worker, verify
+from homelab import Host, IngressProxy, Lab, LabError, Worker, readback
 from homelab.build import check
 from homelab.labels import label_problem, node_labels, node_labels_flag
 from homelab.role import Role
@@ -15,7 +15,7 @@ from . import labkit
 
 @pytest.fixture(scope="module")
 def options(seed_root, seed_compiled, nix):
-    report = verify.verify(seed_root, seed_compiled, nix)
+    report = readback.read_back(seed_root, seed_compiled, nix)
     assert report.problems == []
     return report.options
 

@@ -16,13 +16,13 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from .. import fields
-from ..component import Component, KubeSecret, Release, Repository
-from ..errors import Problem, report
-from ..labels import node_labels
-from ..model import Secret
-from ..yamltext import Commented
-from .ingress import IngressProxy
+from ... import fields
+from ...component import Component, KubeSecret, Release, Repository, components
+from ...errors import Problem, report
+from ...labels import node_labels
+from ...model import Secret
+from ...yamltext import Commented
+from ..ingress import IngressProxy
 
 REPOSITORY = Repository("traefik", "https://traefik.github.io/charts")
 VERSION = "37.1.0"
@@ -40,7 +40,7 @@ INIT_IMAGE = "busybox:1.37"
 
 
 def _env(value: Any) -> Mapping[str, Secret]:
-    from ..model import FrozenDict
+    from ...values import FrozenDict
 
     if not isinstance(value, Mapping):
         raise TypeError(value)
@@ -86,6 +86,11 @@ class Traefik(Component):
     version: str = VERSION
 
     label = "traefik"
+
+    @classmethod
+    def implied(cls, lab) -> Traefik | None:
+        """A lab with an IngressProxy host gets Traefik behind it (without ACME) unless it lists one."""
+        return cls() if lab.with_role(IngressProxy) else None
 
     def proxies(self, lab) -> list:
         return [(h, h.role(IngressProxy)) for h in lab.with_role(IngressProxy)]
@@ -157,9 +162,9 @@ class Traefik(Component):
             "securityContext": {"runAsUser": 0, "runAsNonRoot": False},
         }], "lego refuses an acme.json others can read, and Traefik runs as 65532: create it with that owner "
             "and mode 600 first.")}
-        from .rook_ceph import RookCeph
+        from ..rook_ceph import RookCeph
 
-        rook = next((c for c in _components(lab) if isinstance(c, RookCeph)), None)
+        rook = next((c for c in components(lab) if isinstance(c, RookCeph)), None)
         persistence: dict[str, Any] = {"enabled": rook is not None, "path": "/data"}
         if rook is not None:
             persistence["storageClass"] = rook.block_storage_class
@@ -175,17 +180,11 @@ class Traefik(Component):
         return values
 
     def releases(self, lab) -> Iterable[Release]:
-        from .rook_ceph import RookCeph
+        from ..rook_ceph import RookCeph
 
         needs = ()
-        rook = next((c for c in _components(lab) if isinstance(c, RookCeph)), None)
+        rook = next((c for c in components(lab) if isinstance(c, RookCeph)), None)
         if self.acme is not None and rook is not None:
             needs = (f"{rook.namespace}/rook-ceph-cluster",)
         yield Release("traefik", self.namespace, REPOSITORY, "traefik", self.version, self.values(lab),
                       "Ingress controller and TLS end, behind nginx on the ingress host", needs)
-
-
-def _components(lab):
-    from ..helmfile import components
-
-    return components(lab)

@@ -19,12 +19,13 @@ from typing import Any, Iterable
 
 import attrs
 
-from .. import fields
-from ..component import Component, Release, Repository
-from ..errors import Problem
-from ..yamltext import Commented
-from . import kubernetes
-from .ceph import CephStorage
+from ... import fields
+from ...component import Component, Release, Repository
+from ...errors import Problem
+from ...role import Edge, GraphPart, Node
+from ...yamltext import Commented
+from .. import kubernetes
+from ..ceph import CephStorage
 
 REPOSITORY = Repository("rook-release", "https://charts.rook.io/release")
 VERSION = "v1.18.9"
@@ -63,6 +64,11 @@ class RookCeph(Component):
 
     label = "rook ceph"
 
+    @classmethod
+    def implied(cls, lab) -> RookCeph | None:
+        """A lab with a CephStorage host that lists disks gets Rook Ceph on them unless it lists one."""
+        return cls() if any(r.disks for _, r in lab.roles_of_type(CephStorage)) else None
+
     def osd_hosts(self, lab) -> list:
         return [(h, r) for h, r in lab.roles_of_type(CephStorage) if r.disks]
 
@@ -97,6 +103,13 @@ class RookCeph(Component):
         for h, r in lab.roles_of_type(CephStorage):
             if not h.is_kubernetes_node:
                 yield self.error("hosts", f"{h.hostname} has CephStorage but runs no kubelet")
+
+    def graph(self, lab) -> GraphPart:
+        osd = self.osd_hosts(lab)
+        node = Node("rook", ("Rook Ceph " + self.version, f"{self.mon_count(lab)} mon · pool ×{min(3, len(osd))}"),
+                    "svc", "cluster", "subroutine")
+        return GraphPart(nodes=(node,), edges=tuple(
+            Edge(h.hostname, "rook", (f"OSD {', '.join(device_name(d) for d in r.disks)}",)) for h, r in osd))
 
     def operator_values(self, lab) -> dict[str, Any]:
         def volumes():
