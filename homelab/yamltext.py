@@ -9,7 +9,6 @@ double-quoted scalar), or written as a literal block when it spans lines.
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from typing import Any
@@ -45,6 +44,22 @@ def plain(s: str) -> bool:
         return True
 
 
+def quoted(s: str) -> str:
+    """A YAML double-quoted scalar: printable characters as they are, every other one (controls, line and
+    paragraph separators, unassigned code points) as YAML's ``\\x``, ``\\u`` or ``\\U`` escape."""
+    out = ['"']
+    for c in s:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:
+            n = ord(c)
+            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def _scalar(v: Any) -> str:
     if v is None:
         return "null"
@@ -53,7 +68,7 @@ def _scalar(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return v if plain(v) else json.dumps(v, ensure_ascii=False)
+        return v if plain(v) else quoted(v)
     raise TypeError(f"no YAML for {type(v).__name__}")
 
 
@@ -65,13 +80,14 @@ def _key(k: Any) -> str:
 
 def _comment(text: str, indent: str) -> list[str]:
     out = []
+    text = "".join(c if c.isprintable() or c == "\n" else " " for c in text)
     for para in text.split("\n"):
         out += [f"{indent}# {line}" for line in textwrap.wrap(para, WIDTH - len(indent) - 2)] or [f"{indent}#"]
     return out
 
 
 def _block_string(s: str) -> bool:
-    return "\n" in s.rstrip("\n") and all(
+    return "\n" in s.rstrip("\n") and s.replace("\n", "").isprintable() and all(
         line == line.rstrip() and "\t" not in line for line in s.split("\n")) and not s.startswith(" ")
 
 
@@ -129,4 +145,6 @@ def dump(value: dict) -> str:
     """The YAML text of a mapping (top level), ending with a newline."""
     if not isinstance(value, dict):
         raise TypeError("the top level is a mapping")
+    if not value:
+        return "{}\n"
     return "\n".join(_mapping(value, "")) + "\n"

@@ -371,3 +371,31 @@ def test_graph_and_policy_show_the_cluster_components(seed):
         {"from": "hanaakari", "to": "rook", "lines": ["OSD sda"], "style": "-->"}]
     assert [(r["release"], r["nodeports"]) for r in policy.to_json(lab)["cluster"]] == [
         ("rook-ceph", []), ("rook-ceph-cluster", []), ("traefik", [31080, 31443])]
+
+
+# ---------------------------------------------------------------- the YAML writer
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from homelab.yamltext import Commented, dump, plain  # noqa: E402
+
+_scalars = st.one_of(st.text(), st.integers(), st.booleans(), st.none())
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(min_size=1), inner, max_size=4)), max_leaves=12)
+
+
+@given(st.dictionaries(st.text(min_size=1), _values, max_size=5), st.text())
+@settings(deadline=None)
+def test_any_values_read_back_exactly(data, comment):
+    """Whatever a component puts in its values (hostile strings, YAML 1.1 words, numbers as text) reads back
+    as itself, comments included anywhere."""
+    assert yaml.safe_load(dump(data) or "{}") == data
+    assert yaml.safe_load(dump({"k": Commented(data, comment)})) == {"k": data}
+
+
+@pytest.mark.parametrize("word", ["true", "yes", "on", "Off", "null", "~", "1e3", "0x1F", "012", ".5", "-1",
+                                  "1_000", "", " lead", "trail ", "a: b", "#x", "- x", "x #y", "*a", "&a", "!t"])
+def test_strings_a_reader_could_take_for_something_else_are_quoted(word):
+    assert not plain(word)
+    assert yaml.safe_load(dump({"v": word})) == {"v": word}
