@@ -240,6 +240,7 @@ let
     "pytest-xdist"
     "hypothesis"
     "import-linter"
+    "pyyaml"
   ];
 
   pkgsFor =
