@@ -425,6 +425,82 @@ def cmd_sleep(args) -> int:
     return power.sleep(lab, root, only[0], args)
 
 
+def cmd_secrets(args) -> int:
+    """``homelab secrets set|edit|rekey|list|hostkey``: the library is homelab.secretstore; this parses and reports."""
+    from . import secretstore as st
+
+    from .load import load_or_raise
+
+    root = _root(args)
+    lab, _ = load_or_raise(root, secrets=False)  # what it reports, these commands fix
+    try:
+        return _secrets(st, root, lab, args)
+    except st.AgeMissing as e:
+        raise Missing(str(e)) from None
+    except st.SecretsError as e:
+        raise Usage(str(e)) from None
+
+
+def _secrets(st, root: Path, lab, args) -> int:
+    action = args.action
+    if action == "set":
+        if sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass(f"value of {args.name} (not echoed): ").encode()
+        else:
+            value = sys.stdin.buffer.read()
+        hosts = [_host_name(h) for h in args.host]
+        e = st.set_secret(root, lab, args.name, value, hosts=hosts, cluster=args.cluster, add=not args.only)
+        del value
+        print(f"wrote {st.age_file(e.name)} ({len((root / st.age_file(e.name)).read_bytes())} bytes) for "
+              + ", ".join(e.readers))
+    elif action == "edit":
+        changed = st.edit(root, lab, args.name, identity=args.identity)
+        print(f"{st.age_file(args.name)}: " + ("encrypted again with the new value" if changed else "unchanged"))
+    elif action == "rekey":
+        done = st.rekey(root, lab, identity=args.identity, names=args.names or None)
+        for r in done:
+            change = "; ".join(x for x in (f"now also {', '.join(r.added)}" if r.added else "",
+                                           f"no longer {', '.join(r.removed)}" if r.removed else "") if x)
+            print(f"rekeyed {st.age_file(r.name)}" + (f": {change}" if change else " (same readers)"))
+        if not done:
+            print("no secrets in this lab yet")
+    elif action == "hostkey":
+        name = _host_name(args.host_dir)
+        pub = st.make_host_key(root, lab, name, force=args.force)
+        print(f"wrote {st.host_key_pub(name)} ({pub.split()[0]} {st.fingerprint(pub)}) and {st.host_key_age(name)} "
+              "(the private half, encrypted to the admins); `homelab install` hands it to the machine")
+        if any(name in e.hosts for e in st.read_record(root).values()):
+            print(f"secrets for {name} were encrypted to its old key: run `homelab secrets rekey`")
+    else:  # list
+        rows = st.status(root, lab)
+        if args.json:
+            import attrs
+
+            _dump({"version": 1, "secrets": [attrs.asdict(r) for r in rows]})
+            return EXIT_OK
+        if not rows:
+            print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
+        for r in rows:
+            who = ", ".join(r.hosts) + (" + cluster" if r.cluster else "") if (r.hosts or r.cluster) else "-"
+            print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
+            if r.needed_by:
+                print(f"  needed by: {', '.join(r.needed_by)}")
+            if r.missing:
+                print(f"  cannot read it: {', '.join(r.missing)} (set it, or `homelab secrets rekey`)")
+            if r.unknown:
+                print(f"  {r.unknown} reader key{'s' if r.unknown != 1 else ''} no longer in the lab: `homelab "
+                      "secrets rekey` takes them off")
+    return EXIT_OK
+
+
+def _host_name(arg: str) -> str:
+    """``hosts/yomogi`` or ``yomogi`` -> ``yomogi``."""
+    p = Path(arg)
+    return p.name if p.parent.name == "hosts" or p.parent == Path(".") else arg
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -574,6 +650,34 @@ def _sleep_args(p) -> None:
     _ssh_args(p)
 
 
+def _secrets_args(p) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    s = sub.add_parser("set", help="encrypt a secret from standard input (never the command line) to its readers")
+    s.add_argument("name", help="the secret's name, as in Secret(\"name\")")
+    s.add_argument("--host", action="append", default=[], metavar="H",
+                   help="a host that decrypts it at activation (agenix); repeat for several")
+    s.add_argument("--cluster", action="store_true", help="for Kubernetes: the admins put it into the cluster")
+    s.add_argument("--only", action="store_true",
+                   help="readers are exactly these hosts (default: add them to the secret's hosts)")
+    e = sub.add_parser("edit", help="$EDITOR on a secret's value (a private 0600 file, removed after)")
+    e.add_argument("name")
+    r = sub.add_parser("rekey", help="encrypt secrets again to their readers' current keys (values kept)")
+    r.add_argument("names", nargs="*", help="only these secrets (default: all)")
+    k = sub.add_parser("hostkey", help="make a host's SSH host key before its install (public half in the lab, "
+                       "private half encrypted to the admins)")
+    k.add_argument("host_dir", metavar="hosts/NAME")
+    k.add_argument("--force", action="store_true", help="replace the host key the lab has")
+    ls = sub.add_parser("list", help="who can read what")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    for q in (s, e, r, k, ls):
+        q.add_argument("--root", default=argparse.SUPPRESS,
+                       help="the lab's folder (default: found from the current folder upward)")
+    for q in (e, r):
+        q.add_argument("--identity", metavar="FILE", action="append",
+                       help="your private SSH key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)")
+
+
 # name -> (function, help, example, arguments)
 COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "build": (cmd_build, "write the NixOS modules of the named hosts (all when none named), verified by nix",
@@ -605,6 +709,9 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
              "python -m homelab wake hosts/tokiwa", _wake_args),
     "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
               "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
+    "secrets": (cmd_secrets, "the lab's age-encrypted secrets: set, edit, rekey, list, hostkey (values on stdin, "
+                "never in arguments)", "printf %s \"$KEY\" | homelab secrets set tailscale-auth-key --host yomogi",
+                _secrets_args),
 }
 
 
