@@ -19,7 +19,14 @@
 #   checks.x86_64-linux.cluster        every host as a VM on one network (join, DNS, ingress, suite)
 #   devShells.<system>.default         homelab, Python with its test tools, nix, kubectl, ssh, colmena
 #   formatter.<system>                 nixfmt
-{ nixpkgs }:
+#
+# Secrets: a host whose roles name a Secret("<name>") has `secrets = [ "<name>" ... ]` in hosts/lab.nix.
+# Such a host also gets agenix's NixOS module (the `agenix` input's modules/age.nix) and
+#   age.secrets.<name> = { file = <lab>/secrets/<name>.age; path = "/run/agenix/<name>"; };
+#   age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+# so the host decrypts them at activation with its SSH host key (the lab's hosts/<h>/ssh_host_ed25519_key.pub
+# is its public half); only the encrypted file reaches the Nix store. `homelab secrets` writes them.
+{ nixpkgs, agenix ? null }:
 let
   inherit (builtins)
     attrNames
@@ -105,6 +112,8 @@ let
       nixpkgs ? defaultNixpkgs,
       # systems of packages, devShells and formatter (checks: also testSystem's VM tests)
       systems ? defaultSystems,
+      # agenix's source (github:ryantm/agenix, a `flake = false` input): decrypts the hosts' secrets
+      agenix ? defaultAgenix,
     }:
     let
       forSystems = f: byName systems f;
@@ -130,8 +139,40 @@ let
 
       # A module that imports a file keeps the file's name for error messages and deduplication.
       hostModule = name: { imports = [ (entry name) ]; };
+
+      # The secrets a host decrypts at activation (hosts/lab.nix), with agenix: see the top of this file.
+      secretFile =
+        name: host:
+        let
+          file = root + "/secrets/${name}.age";
+        in
+        if pathExists file then
+          file
+        else
+          throw "homelab: hosts/${host} needs secret ${name}, and secrets/${name}.age is missing: `homelab secrets set ${name} --host ${host}` (in git, also `git add secrets`)";
+      secretsModules =
+        name:
+        let
+          secrets = data.hosts.${name}.secrets or [ ];
+        in
+        if secrets == [ ] then
+          [ ]
+        else if agenix == null then
+          throw "homelab: hosts/${name} has secrets, and mkLab was given no agenix source (pass agenix = <the agenix input>)"
+        else
+          [
+            (agenix + "/modules/age.nix")
+            {
+              _file = "homelab: the secrets of ${name} (nix/lib.nix)";
+              age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+              age.secrets = byName secrets (s: {
+                file = secretFile s name;
+                path = "/run/agenix/${s}";
+              });
+            }
+          ];
       # The modules a host is made of: the same for nixosConfigurations, the VM tests and colmena.
-      modulesOf = name: [ (hostModule name) ];
+      modulesOf = name: [ (hostModule name) ] ++ secretsModules name;
 
       adapter =
         name: vmSystem: mode:
@@ -283,6 +324,7 @@ let
     };
 
   defaultNixpkgs = nixpkgs;
+  defaultAgenix = agenix;
 in
 {
   inherit mkLab homelabFor;

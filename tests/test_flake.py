@@ -45,9 +45,11 @@ from homelab.verify import to_json
 from .conftest import REPO
 
 STAND_IN = REPO / "tests" / "stand-in-nixpkgs"
+STAND_IN_AGENIX = REPO / "tests" / "stand-in-agenix"  # agenix's NixOS module, as a file the records can name
 FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "nix", "homelab"]
 NO_LOCK = ["--no-write-lock-file"]
-OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}"]
+OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}", "--override-input", "agenix",
+            f"path:{STAND_IN_AGENIX}"]
 STORE_SOURCE = re.compile(r"^/nix/store/[0-9a-z]{32}-source/")
 HARNESS = "homelab/vm-tests"
 

@@ -104,6 +104,9 @@ let
     "services.kubernetes.kubelet.seedDockerImages"
     "services.openssh.enable"
     "boot.kernelModules"
+    "age.secrets"
+    "age.identityPaths"
+    "services.tailscale.authKeyFile"
   ];
   split = s: filter isString (builtins.split "\\." s);
   getPath =
