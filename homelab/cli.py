@@ -443,6 +443,10 @@ def cmd_secrets(args) -> int:
 
 def _secrets(st, root: Path, lab, args) -> int:
     action = args.action
+    if action == "set" and args.stray:
+        raise Usage("secrets set: the value comes from standard input, never from the command line (where shell "
+                    "history and ps show it); the extra argument was not used, and it may be in your shell's "
+                    "history now: if it was a real secret, replace it")
     if action == "set":
         if sys.stdin.isatty():
             import getpass
@@ -655,6 +659,7 @@ def _secrets_args(p) -> None:
     sub.required = True
     s = sub.add_parser("set", help="encrypt a secret from standard input (never the command line) to its readers")
     s.add_argument("name", help="the secret's name, as in Secret(\"name\")")
+    s.add_argument("stray", nargs="*", help=argparse.SUPPRESS)  # a value given here is refused, never echoed
     s.add_argument("--host", action="append", default=[], metavar="H",
                    help="a host that decrypts it at activation (agenix); repeat for several")
     s.add_argument("--cluster", action="store_true", help="for Kubernetes: the admins put it into the cluster")
