@@ -499,6 +499,41 @@ def _secrets(st, root: Path, lab, args) -> int:
     return EXIT_OK
 
 
+def cmd_install(args) -> int:
+    """``homelab install hosts/<name> --target root@ADDRESS``: the library is homelab.install."""
+    from . import build, install as inst
+    from . import secretstore as st
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, warnings = load_selected(root, only)
+    for w in warnings:
+        _err(str(w))
+    res = build.build(root, lab=lab, check=True)
+    if res.stale:
+        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
+                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+    if not (root / "flake.nix").is_file():
+        raise Usage(f"no flake.nix in {root}: nixos-anywhere --flake needs the lab's flake")
+    opts = inst.options(only[0], args.target, port=args.port, identity=args.identity or (), dry_run=args.dry_run,
+                        hardware_config=not args.no_hardware_config)
+    try:
+        rc = inst.install(root, lab, opts)
+    except inst.InstallToolMissing as e:
+        raise Missing(str(e)) from None
+    except st.AgeMissing as e:
+        raise Missing(str(e)) from None
+    except (inst.InstallError, st.SecretsError) as e:
+        raise Usage(str(e)) from None
+    if args.dry_run:
+        return EXIT_OK
+    if rc != 0:
+        _err(f"homelab install: nixos-anywhere failed (exit {rc}); its output above says why")
+        return EXIT_STEP_FAILED
+    print(f"installed {only[0]}; add what changed to git: {st.host_key_pub(only[0])} {st.host_key_age(only[0])} "
+          f"hosts/{only[0]}/hardware-configuration.nix, then `homelab build` and `homelab deploy`")
+    return EXIT_OK
+
+
 def _host_name(arg: str) -> str:
     """``hosts/yomogi`` or ``yomogi`` -> ``yomogi``."""
     p = Path(arg)
@@ -683,6 +718,18 @@ def _secrets_args(p) -> None:
                        help="your private SSH key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)")
 
 
+def _install_args(p) -> None:
+    _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
+    p.add_argument("--target", required=True, metavar="USER@ADDRESS",
+                   help="where the machine answers SSH now (any Linux, or a NixOS installer), e.g. root@192.168.10.11")
+    p.add_argument("--port", type=int, default=22, help="its SSH port (default 22)")
+    p.add_argument("--identity", metavar="FILE", action="append",
+                   help="your private SSH key, to decrypt the host key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_*)")
+    p.add_argument("--no-hardware-config", action="store_true",
+                   help="keep the lab's hardware-configuration.nix (default: nixos-anywhere writes the machine's own)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
+
+
 # name -> (function, help, example, arguments)
 COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "build": (cmd_build, "write the NixOS modules of the named hosts (all when none named), verified by nix",
@@ -717,6 +764,9 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "secrets": (cmd_secrets, "the lab's age-encrypted secrets: set, edit, rekey, list, hostkey (values on stdin, "
                 "never in arguments)", "printf %s \"$KEY\" | homelab secrets set tailscale-auth-key --host yomogi",
                 _secrets_args),
+    "install": (cmd_install, "install NixOS onto a machine with nixos-anywhere, with its host key made beforehand "
+                "(so its secrets decrypt on first boot) and its hardware-configuration.nix written into the lab",
+                "python -m homelab install hosts/tokiwa --target root@192.168.10.11 --dry-run", _install_args),
 }
 
 
