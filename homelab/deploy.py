@@ -119,13 +119,14 @@ def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts
                 cwd=str(lab_root))
 
 
-def _rebuild(host: Host, args: list[str], opts: SshOptions) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    argv = ["nixos-rebuild", *args, "--target-host", host.ssh_target]
+def _rebuild(host: Host, args: list[str], opts: SshOptions,
+             program: tuple[str, ...] = ("nixos-rebuild",)) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    argv = [*program, *args, "--target-host", host.ssh_target]
     return tuple(argv), (("NIX_SSHOPTS", nix_sshopts(host, opts)),)
 
 
 def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions, suite: Path,
-               python: str) -> HostSteps:
+               python: str, rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> HostSteps:
     name = host.hostname
     flake = f"{root}#{name}"
     build = host.build_host
@@ -139,9 +140,9 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
         built = f"built on {build}"
         extra = ["--build-host", lab.host(build).ssh_target]
     sudo = ["--sudo"] if host.ssh.user != "root" else []
-    argv, env = _rebuild(host, ["switch", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--flake", flake], opts, rebuild)
     switch = Step(f"switch ({built})", argv + tuple(extra) + ("--no-reexec", *sudo), env)
-    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts, rebuild)
     rollback = Step("roll back to the previous generation", argv + ("--no-reexec", *sudo), env)
     generation = Step("generation", tuple(ssh_argv(host, ["nixos-rebuild", "list-generations", "--json"], opts)))
     report = str(workdir / f"{name}.xml")
@@ -163,10 +164,12 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
 
 
 def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> Plan:
+              opts: SshOptions, suite: Path, python: str = sys.executable,
+              rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> Plan:
+    """``rebuild``: the nixos-rebuild command (remote.rebuild_program: PATH's, or the lab's pinned one)."""
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
-    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
+    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python, rebuild) for h in hosts}
     first = tuple(steps[h.hostname] for h in hosts if h.is_control_plane)
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
@@ -485,20 +488,30 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
+    try:
+        rebuild = tuple(remote.rebuild_program(root))
+    except MissingTool as e:
+        if not args.dry_run:
+            say.err(f"{e}; nothing was deployed")
+            return EXIT_NO_TOOL
+        sys.stdout.write(f"# note: {e}\n")
+        rebuild = ("nixos-rebuild",)
     if args.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
         plan = make_plan(lab, root, names, workdir, parallel=args.parallel, rollback=not args.no_rollback,
-                         opts=opts, suite=suite)
+                         opts=opts, suite=suite, rebuild=rebuild)
+        if rebuild[0] != "nixos-rebuild":
+            sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
         sys.stdout.write(render_plan(plan, lab))
         return EXIT_OK
     try:
-        _need("ssh", "nixos-rebuild")
+        _need("ssh")
     except MissingTool as e:
         say.err(f"{e}; nothing was deployed")
         return EXIT_NO_TOOL
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
         plan = make_plan(lab, root, names, Path(work), parallel=args.parallel, rollback=not args.no_rollback,
-                         opts=opts, suite=suite)
+                         opts=opts, suite=suite, rebuild=rebuild)
         rollout = Rollout(plan, lab, opts, settle=args.settle, ready_timeout=args.ready_timeout, say=say)
         try:
             ok = rollout.run()
