@@ -514,8 +514,11 @@ def cmd_install(args) -> int:
                     "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
     if not (root / "flake.nix").is_file():
         raise Usage(f"no flake.nix in {root}: nixos-anywhere --flake needs the lab's flake")
+    if (args.target is None) == (args.sd_card is None):
+        raise Usage("install: give --target USER@ADDRESS (nixos-anywhere over SSH) or --sd-card DEVICE (a Raspberry "
+                    "Pi's card), one of them")
     opts = inst.options(only[0], args.target, port=args.port, identity=args.identity or (), dry_run=args.dry_run,
-                        hardware_config=not args.no_hardware_config)
+                        hardware_config=not args.no_hardware_config, sd_card=args.sd_card)
     try:
         rc = inst.install(root, lab, opts)
     except inst.InstallToolMissing as e:
@@ -527,7 +530,8 @@ def cmd_install(args) -> int:
     if args.dry_run:
         return EXIT_OK
     if rc != 0:
-        _err(f"homelab install: nixos-anywhere failed (exit {rc}); its output above says why")
+        what = "writing the SD card" if args.sd_card else "nixos-anywhere"
+        _err(f"homelab install: {what} failed (exit {rc}); its output above says why")
         return EXIT_STEP_FAILED
     print(f"installed {only[0]}; add what changed to git: {st.host_key_pub(only[0])} {st.host_key_age(only[0])} "
           f"hosts/{only[0]}/hardware-configuration.nix, then `homelab build` and `homelab deploy`")
@@ -720,8 +724,10 @@ def _secrets_args(p) -> None:
 
 def _install_args(p) -> None:
     _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
-    p.add_argument("--target", required=True, metavar="USER@ADDRESS",
+    p.add_argument("--target", metavar="USER@ADDRESS",
                    help="where the machine answers SSH now (any Linux, or a NixOS installer), e.g. root@192.168.10.11")
+    p.add_argument("--sd-card", metavar="DEVICE", help="instead: write an aarch64 host's SD card image to this card "
+                   "(e.g. /dev/sdb) and its host key onto the card's root partition")
     p.add_argument("--port", type=int, default=22, help="its SSH port (default 22)")
     p.add_argument("--identity", metavar="FILE", action="append",
                    help="your private SSH key, to decrypt the host key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_*)")

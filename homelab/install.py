@@ -16,6 +16,12 @@ gives it (flags as its docs/cli.md and docs/howtos name them; docs/nixpkgs-facts
 nixos-anywhere comes from PATH, else ``nix run github:nix-community/nixos-anywhere --``.  ``--dry-run``
 prints the exact commands and runs nothing (the private key is not decrypted).
 
+**A Raspberry Pi** (an aarch64 host, ``--sd-card /dev/sdX``): the lab flake's ``sd-image-<name>`` (nixpkgs'
+sd-image-aarch64 module around the host's own modules; its root partition is labelled NIXOS_SD) is built,
+written to the card (``zstd -dc ... | dd``), and the host key is written onto the card's root partition
+(partition 2) as ``/etc/ssh/ssh_host_ed25519_key`` (0600) before the first boot, mounted in a private folder.
+The image never holds the key: it is built in the world-readable Nix store.
+
 What nixos-anywhere needs from the host's configuration that homelab does not write: a disko disk layout
 (``system.build.diskoScript``), e.g. disko's module and a ``disk.nix`` among the host's hand-written
 ``imports``.  Without one it stops before touching the disks.
@@ -58,6 +64,7 @@ class InstallOptions:
     identity: tuple[str, ...] = ()  # the admin's private key(s), to decrypt the host key (ssh uses its own)
     dry_run: bool = False
     hardware_config: bool = True  # --generate-hardware-config into the lab
+    sd_card: str | None = None  # a block device: write the host's SD image and its key there instead
 
 
 @attrs.frozen
@@ -86,16 +93,12 @@ def plan(root: Path, lab: Lab, opts: InstallOptions) -> InstallPlan:
     names = {h.hostname for h in lab.hosts}
     if opts.host not in names:
         raise InstallError(f"hosts/{opts.host}: not a host of this lab")
+    if opts.sd_card is not None:
+        return _sd_plan(root, lab, opts)
     if not _target_ok(opts.target):
         raise InstallError(f"--target {opts.target!r}: give user@address (e.g. root@192.168.10.11)")
     root = root.resolve()
-    make_key = not (root / st.host_key_pub(opts.host)).exists()
-    if not make_key and not (root / st.host_key_age(opts.host)).exists():
-        raise InstallError(f"hosts/{opts.host}: the lab has its host key ({st.host_key_pub(opts.host)}) but not the "
-                           f"private half ({st.host_key_age(opts.host)}, what `homelab secrets hostkey` keeps), so the "
-                           "new install could not be given it and would make its own, and its secrets would not "
-                           f"decrypt: make a new one with `homelab secrets hostkey hosts/{opts.host} --force`, then "
-                           "`homelab secrets rekey`, then install")
+    make_key = _key_state(root, opts.host)
     hw = root / "hosts" / opts.host / "hardware-configuration.nix"
     argv = [*nixos_anywhere(), "--flake", f"{root}#{opts.host}"]
     if opts.hardware_config:
@@ -105,6 +108,118 @@ def plan(root: Path, lab: Lab, opts: InstallOptions) -> InstallPlan:
         argv += ["--ssh-port", str(opts.port)]
     argv += ["--target-host", opts.target]
     return InstallPlan(opts.host, f"{root}#{opts.host}", str(hw), make_key, tuple(argv))
+
+
+@attrs.frozen
+class SdPlan:
+    host: str
+    device: str
+    partition: str  # the card's root partition (NIXOS_SD)
+    make_key: bool
+    build: tuple[str, ...]  # nix build of the image, its out-link in the private folder
+    image_glob: str  # the compressed image under the out-link
+
+
+def root_partition(device: str) -> str:
+    """The second partition of ``device``: /dev/sdb -> /dev/sdb2, /dev/mmcblk0 -> /dev/mmcblk0p2."""
+    return f"{device}p2" if device[-1:].isdigit() else f"{device}2"
+
+
+def _sd_plan(root: Path, lab: Lab, opts: InstallOptions) -> SdPlan:
+    host = lab.host(opts.host)
+    if host.system != "aarch64-linux":
+        raise InstallError(f"hosts/{opts.host}: --sd-card writes an aarch64 SD card image (a Raspberry Pi), and "
+                           f"{opts.host} is {host.system}: install it with --target user@address")
+    dev = opts.sd_card
+    if not dev.startswith("/dev/") or not (opts.dry_run or _is_block(dev)):
+        raise InstallError(f"--sd-card {dev!r}: not a block device (the whole card, e.g. /dev/sdb or /dev/mmcblk0; "
+                           "lsblk lists them)")
+    root = root.resolve()
+    make_key = _key_state(root, opts.host)
+    build = ("nix", "--extra-experimental-features", "nix-command flakes", "build",
+             f"{root}#packages.aarch64-linux.sd-image-{opts.host}", "--out-link", f"{EXTRA}/image")
+    return SdPlan(opts.host, dev, root_partition(dev), make_key, build, f"{EXTRA}/image/sd-image/*.img.zst")
+
+
+def _is_block(dev: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISBLK(os.stat(dev).st_mode)
+    except OSError:
+        return False
+
+
+def _key_state(root: Path, host: str) -> bool:
+    """True when the lab has no host key yet (one is made); refuses a public key without its private half."""
+    make_key = not (root / st.host_key_pub(host)).exists()
+    if not make_key and not (root / st.host_key_age(host)).exists():
+        raise InstallError(f"hosts/{host}: the lab has its host key ({st.host_key_pub(host)}) but not the "
+                           f"private half ({st.host_key_age(host)}, what `homelab secrets hostkey` keeps), so the "
+                           "new install could not be given it and would make its own, and its secrets would not "
+                           f"decrypt: make a new one with `homelab secrets hostkey hosts/{host} --force`, then "
+                           "`homelab secrets rekey`, then install")
+    return make_key
+
+
+def render_sd(p: SdPlan) -> str:
+    out = [f"# homelab install of {p.host} onto the SD card {p.device}: build its image, write it, then put its host "
+           "key onto the card's root partition (never into the image: the Nix store is world-readable)"]
+    if p.make_key:
+        out.append(f"# the lab has no host key for {p.host}: first, as `homelab secrets hostkey hosts/{p.host}`")
+    out += [shlex.join(p.build).replace(shlex.quote(f"{EXTRA}/image"), f"'{EXTRA}/image'"),
+            f"zstd -dc {p.image_glob.replace(EXTRA, repr(EXTRA))} | dd of={p.device} bs=4M conv=fsync",
+            f"partprobe {p.device}",
+            f"mount {p.partition} '{EXTRA}/card'",
+            f"# {st.host_key_age(p.host)} decrypted with your key to '{EXTRA}/card/{HOST_KEY_IN_EXTRA}' (0600) and its "
+            ".pub (0644), then:",
+            f"sync && umount '{EXTRA}/card'",
+            f"# then: git add {st.host_key_pub(p.host)} {st.host_key_age(p.host)}; put the card in the Pi and boot it"]
+    return "\n".join(out) + "\n"
+
+
+def install_sd(root: Path, lab: Lab, opts: InstallOptions, p: SdPlan, *, say=print) -> int:
+    root = root.resolve()
+    if p.make_key:
+        pub = st.make_host_key(root, lab, opts.host)
+        say(f"made a host key for {opts.host}: {st.host_key_pub(opts.host)} ({st.fingerprint(pub)})")
+    public = (root / st.host_key_pub(opts.host)).read_text(encoding="utf-8")
+    private = st.reveal_host_key(root, opts.host, list(opts.identity) or None)
+    work = st.private_dir()
+    card = os.path.join(work, "card")
+    mounted = False
+    try:
+        build = [work if a == EXTRA else a.replace(EXTRA, work) for a in p.build]
+        say(f"running: {shlex.join(build)}")
+        if subprocess.run(build, stdin=subprocess.DEVNULL).returncode != 0:
+            return 1
+        import glob
+
+        images = sorted(glob.glob(p.image_glob.replace(EXTRA, work)))
+        if len(images) != 1:
+            say(f"expected one image under {work}/image/sd-image, found {len(images)}")
+            return 1
+        say(f"writing {images[0]} to {p.device}")
+        from .remote import pipe
+
+        r = pipe(["zstd", "-dc", images[0]], ["dd", f"of={p.device}", "bs=4M", "conv=fsync"], timeout=3600)
+        if r.source_rc != 0 or r.sink_rc != 0:
+            say(f"writing the card failed (zstd exit {r.source_rc}, dd exit {r.sink_rc}): {r.source_err}{r.sink_out}")
+            return 1
+        subprocess.run(["partprobe", p.device], stdin=subprocess.DEVNULL)
+        os.mkdir(card, 0o700)
+        if subprocess.run(["mount", p.partition, card], stdin=subprocess.DEVNULL).returncode != 0:
+            return 1
+        mounted = True
+        write_extra_files(card, private, public)
+        del private
+        subprocess.run(["sync"])
+        return 0
+    finally:
+        if mounted:
+            subprocess.run(["umount", card])
+        if not mounted or not os.path.ismount(card):
+            st.remove_private(work)
 
 
 def _target_ok(t: str) -> bool:
@@ -145,6 +260,11 @@ def write_extra_files(folder: str, private: bytes, public: str) -> None:
 def install(root: Path, lab: Lab, opts: InstallOptions, *, say=print) -> int:
     """Run the install; the exit code of nixos-anywhere (0: installed)."""
     p = plan(root, lab, opts)
+    if isinstance(p, SdPlan):
+        if opts.dry_run:
+            sys.stdout.write(render_sd(p))
+            return 0
+        return install_sd(root, lab, opts, p, say=say)
     if opts.dry_run:
         sys.stdout.write(render(p, opts))
         return 0
@@ -167,9 +287,9 @@ def install(root: Path, lab: Lab, opts: InstallOptions, *, say=print) -> int:
         st.remove_private(work)
 
 
-def options(host: str, target: str, *, port: int = 22, identity: Sequence[str] = (), dry_run: bool = False,
-            hardware_config: bool = True) -> InstallOptions:
-    return InstallOptions(host, target, port, tuple(identity), dry_run, hardware_config)
+def options(host: str, target: str | None, *, port: int = 22, identity: Sequence[str] = (), dry_run: bool = False,
+            hardware_config: bool = True, sd_card: str | None = None) -> InstallOptions:
+    return InstallOptions(host, target or "", port, tuple(identity), dry_run, hardware_config, sd_card)
 
 
 __all__ = ["InstallOptions", "InstallPlan", "InstallError", "InstallToolMissing", "plan", "render", "install",

@@ -13,6 +13,10 @@
 #   colmena                            the same modules as a colmena hive (see ./colmena.nix)
 #   packages.<system>.default/homelab  the homelab command
 #   packages.<system>.vm-<h>           a VM of the host for that system (what `homelab vm` boots)
+#   packages.aarch64-linux.sd-image-<h>  for an aarch64 host (a Raspberry Pi): its system as an SD card image
+#                                      (nixpkgs' installer/sd-card/sd-image-aarch64.nix; root on the NIXOS_SD
+#                                      label, as homelab's RaspberryPi4 hosts have it). No secret is in it: the
+#                                      host key goes onto the card after flashing (`homelab install --sd-card`)
 #   packages.<system>.expectations     `homelab expect --json` for every host
 #   checks.<system>.generated-files-current   `homelab build --check` on the lab's files
 #   checks.x86_64-linux.host-<h>       one VM per host, running the vm-tests suite (scope host)
@@ -185,6 +189,16 @@ let
           interfaces = [ h.interface ];
         };
 
+      # The host's system as an SD card image (aarch64 boards: the Raspberry Pi); nixpkgs' own image module.
+      sdImageModule =
+        { modulesPath, ... }:
+        {
+          imports = [ (modulesPath + "/installer/sd-card/sd-image-aarch64.nix") ];
+        };
+      sdImage =
+        name: (nixpkgs.lib.nixosSystem { modules = modulesOf name ++ [ sdImageModule ]; }).config.system.build.sdImage;
+      aarch64Hosts = filter (n: data.hosts.${n}.system == "aarch64-linux") hostNames;
+
       # The host's configuration; `nixos-rebuild build-vm` (virtualisation.vmVariant) gets the VM
       # adapter for a VM of the given system.
       mkSystem =
@@ -269,6 +283,8 @@ let
             value = (mkSystem n system).config.system.build.vm;
           }) hostNames
         )
+        # an SD card image of each aarch64 host: `nix build .#sd-image-<host>` (on aarch64, or with binfmt)
+        // (if system == "aarch64-linux" then prefixed "sd-image-" aarch64Hosts sdImage else { })
       );
 
       checks = forSystems (

@@ -139,3 +139,41 @@ def test_the_private_key_file_mode(tmp_path):
     d.mkdir(mode=0o700)
     write_extra_files(str(d), b"PRIVATE", "ssh-ed25519 AAAA root@x")
     assert stat.S_IMODE((d / "etc/ssh/ssh_host_ed25519_key").stat().st_mode) == 0o600
+
+
+def test_sd_card_dry_run_and_refusals(lab):
+    """A Raspberry Pi: the image is the flake's sd-image-<host>; the key goes onto the card, never the image."""
+    root, keys, env, tmp = lab
+    host_py = root / "hosts" / "gamma" / "host.py"
+    host_py.write_text(host_py.read_text().replace('system="x86_64-linux"', 'system="aarch64-linux", boot=RaspberryPi4()')
+                       .replace("from homelab import ", "from homelab import RaspberryPi4, "))
+    assert secretlab.homelab(root, "build", env=env).returncode == 0
+    r = secretlab.homelab(root, "install", "hosts/gamma", "--sd-card", "/dev/mmcblk0", "--dry-run", env=env)
+    assert r.returncode == 0, r.stderr
+    x = "'<private temporary folder>'"
+    assert r.stdout.decode().splitlines()[1:] == [
+        "# the lab has no host key for gamma: first, as `homelab secrets hostkey hosts/gamma`",
+        f"nix --extra-experimental-features 'nix-command flakes' build '{root.resolve()}#packages.aarch64-linux."
+        f"sd-image-gamma' --out-link {x[:-1]}/image'",
+        f"zstd -dc {x}/image/sd-image/*.img.zst | dd of=/dev/mmcblk0 bs=4M conv=fsync",
+        "partprobe /dev/mmcblk0",
+        f"mount /dev/mmcblk0p2 {x[:-1]}/card'",
+        f"# secrets/host-keys/gamma.age decrypted with your key to {x[:-1]}/card/etc/ssh/ssh_host_ed25519_key' (0600) "
+        "and its .pub (0644), then:",
+        f"sync && umount {x[:-1]}/card'",
+        "# then: git add hosts/gamma/ssh_host_ed25519_key.pub secrets/host-keys/gamma.age; put the card in the Pi and "
+        "boot it"]
+    assert not (root / "hosts/gamma/ssh_host_ed25519_key.pub").exists()  # a dry run makes nothing
+    r = secretlab.homelab(root, "install", "hosts/gamma", "--sd-card", str(tmp / "record.json"), env=env)
+    assert r.returncode == 2 and "not a block device" in r.stderr.decode()
+    r = secretlab.homelab(root, "install", "hosts/alpha", "--sd-card", "/dev/sdb", "--dry-run", env=env)
+    assert r.returncode == 2 and "alpha is x86_64-linux: install it with --target" in r.stderr.decode()
+    r = secretlab.homelab(root, "install", "hosts/alpha", env=env)
+    assert r.returncode == 2 and "give --target USER@ADDRESS" in r.stderr.decode()
+
+
+def test_root_partition_names():
+    from homelab.install import root_partition
+
+    assert [root_partition(d) for d in ("/dev/sdb", "/dev/mmcblk0", "/dev/nvme0n1")] == [
+        "/dev/sdb2", "/dev/mmcblk0p2", "/dev/nvme0n1p2"]

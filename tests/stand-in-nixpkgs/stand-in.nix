@@ -228,6 +228,7 @@ let
         networking.hostName = hostName;
         system.build.toplevel = drv system "nixos-system-${hostName}" (record // { kind = "toplevel"; });
         system.build.vm = drv vmSystem "nixos-vm-${hostName}" (record // { kind = "vm"; });
+        system.build.sdImage = drv system "nixos-sd-image-${hostName}" (record // { kind = "sd-image"; });
       };
       standIn = record;
     };
