@@ -37,8 +37,8 @@ EXIT_CODES = (
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
-                  "nothing was written"),
+    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild or nix for deploy; age for "
+                  "secrets) is missing; nothing was written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
@@ -768,7 +768,7 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
               "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
     "secrets": (cmd_secrets, "the lab's age-encrypted secrets: set, edit, rekey, list, hostkey (values on stdin, "
-                "never in arguments)", "printf %s \"$KEY\" | homelab secrets set tailscale-auth-key --host yomogi",
+                "never in arguments)", "python -m homelab secrets set tailscale-auth-key --host yomogi < key.txt",
                 _secrets_args),
     "install": (cmd_install, "install NixOS onto a machine with nixos-anywhere, with its host key made beforehand "
                 "(so its secrets decrypt on first boot) and its hardware-configuration.nix written into the lab",
