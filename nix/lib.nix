@@ -207,7 +207,7 @@ let
           modules = modulesOf name ++ [ { virtualisation.vmVariant = adapter name vmSystem "build-vm"; } ];
         };
 
-      # The lab's own files: hosts/ and modules/ (sources and generated), and the Python beside
+      # The lab's own files: hosts/, modules/ (sources and generated) and secrets/ (encrypted), and the Python beside
       # hosts/ that host.py may import (a lab's own roles): top-level .py files, and the .py files of
       # top-level folders that hold Python (roles/, a package); never __pycache__ or tests/.
       isPy = name: match ".*\\.py" name != null;
@@ -226,6 +226,8 @@ let
           && (
             top == "hosts"
             || top == "modules"
+            # the age files (ciphertext): a build checks each host can read the secrets it needs
+            || top == "secrets"
             || (rel == top && type == "regular" && isPy rel)
             || (
               top != "tests"

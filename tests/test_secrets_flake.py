@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,14 @@ def test_lock_pins_agenix_source():
     assert node["locked"] == {"lastModified": 1770165109, "narHash": "sha256-9VnK6Oqai65puVJ4WYtCTvlJeXxMzAp/69HhQuTdl/I=",
                               "owner": "ryantm", "repo": "agenix", "rev": "b027ee29d959fda4b60b57566d64c98a202e0feb",
                               "type": "github"}
+
+
+def test_the_labs_checks_see_its_secrets(secret_lab):
+    """`homelab build --check` and `homelab expect` run inside the flake's checks on a copy of the lab; that copy
+    holds secrets/ (ciphertext), or the build there would find every secret missing."""
+    flake, root = secret_lab
+    exp = flake.eval("packages.x86_64-linux.expectations.standIn")
+    src = re.search(r"--root (/nix/store/[0-9a-z]{32}-homelab-lab)", exp["script"]).group(1)
+    assert sorted(p.name for p in (Path(src) / "secrets").iterdir()) == ["secrets.toml", "tailscale-auth-key.age"]
+    r = secretlab.homelab(root, "build", "--check", "--root", src)
+    assert r.returncode == 0, r.stderr
