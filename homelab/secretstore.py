@@ -528,6 +528,8 @@ def rekey(root: Path, lab: Lab, *, identity: str | Sequence[str] | None = None,
     """
     record = read_record(root)
     todo = sorted(names) if names else sorted(record)
+    if not todo:
+        return []
     for n in todo:
         _entry(root, n)
     values = {n: decrypt((root / age_file(n)).read_bytes(), identity, what=age_file(n)) for n in todo}
