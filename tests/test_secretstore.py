@@ -250,3 +250,18 @@ def test_recipient_tags_are_ages_own(lab):
     pub = Path(str(keys / "alpha") + ".pub").read_text().strip()
     data = subprocess.run(["age", "-e", "-r", pub], input=b"x", capture_output=True, check=True).stdout
     assert st.recipient_tags(data) == (st.key_tag(pub),)
+
+
+def test_tailscale_takes_a_secret_and_refuses_a_pasted_key_without_echoing_it():
+    from homelab import Secret, Tailscale
+    from homelab.errors import LabError
+
+    assert Tailscale(auth_key=Secret("tailscale-auth-key")).auth_key.path == "/run/agenix/tailscale-auth-key"
+    with pytest.raises(LabError) as e:
+        Tailscale(auth_key=VALUE.decode())
+    assert [str(p) for p in e.value.problems] == [
+        "lab: Tailscale.auth_key: 'tskey-…' looks like a Tailscale key; generated files and the Nix store are "
+        "world-readable: name the secret instead, auth_key=Secret(\"tailscale-auth-key\"), and set its value with "
+        "`homelab secrets set tailscale-auth-key --host <host>` (the key on standard input)"]
+    with pytest.raises(LabError, match="is a str, not a Secret"):
+        Tailscale(auth_key="tailscale-auth-key")
