@@ -316,9 +316,10 @@ def recipient_tags(data: bytes) -> tuple[str, ...]:
 # ---------------------------------------------------------------- what the lab needs
 
 
-def secrets_of(obj: object) -> Iterator[tuple[str, Secret]]:
-    """(field, Secret) for every Secret an attrs value holds, in its fields or in lists/dicts of them."""
-    if not attrs.has(type(obj)):
+def secrets_of(obj: object, _depth: int = 0) -> Iterator[tuple[str, Secret]]:
+    """(field, Secret) for every Secret an attrs value holds: in its fields, in lists/dicts of them, and in the
+    attrs values among them (a cluster component's own fields), the field named as ``Class.field``."""
+    if not attrs.has(type(obj)) or _depth > 8:
         return
     for f in attrs.fields(type(obj)):
         v = getattr(obj, f.name)
@@ -326,6 +327,8 @@ def secrets_of(obj: object) -> Iterator[tuple[str, Secret]]:
         for item in items:
             if isinstance(item, Secret):
                 yield f"{type(obj).__name__}.{f.name}", item
+            elif attrs.has(type(item)):
+                yield from secrets_of(item, _depth + 1)
 
 
 def needed(lab: Lab) -> dict[str, dict[str, str]]:
@@ -341,14 +344,27 @@ def needed(lab: Lab) -> dict[str, dict[str, str]]:
     return out
 
 
+def cluster_needed(lab: Lab) -> dict[str, str]:
+    """{secret name: field} for the Secrets the cluster's own settings name: the admins put them into Kubernetes."""
+    found: dict[str, str] = {}
+    for field, s in secrets_of(lab.cluster):
+        found.setdefault(s.name, field)
+    return dict(sorted(found.items()))
+
+
 def host_secrets(host: Host) -> list[str]:
     """The names of the secrets ``host`` decrypts at activation, sorted."""
     return sorted({s.name for role in host.roles for _, s in secrets_of(role)})
 
 
 def lab_problems(root: Path, lab: Lab) -> list[Problem]:
-    """A secret a host needs but cannot read: no age file, no host key in the lab, or not among its readers."""
+    """A secret a host needs but cannot read: no age file, no host key in the lab, or not among its readers;
+    a secret the cluster's settings name that is not set."""
     out = []
+    for name, field in cluster_needed(lab).items():
+        if not (root / age_file(name)).is_file():
+            out.append(Problem("cluster", field, f"secret {name!r} is not set ({age_file(name)} is missing); set it: "
+                               f"homelab secrets set {name} --cluster < file-holding-the-value"))
     for host, names in needed(lab).items():
         where = f"hosts/{host}"
         try:

@@ -265,3 +265,28 @@ def test_tailscale_takes_a_secret_and_refuses_a_pasted_key_without_echoing_it():
         "`homelab secrets set tailscale-auth-key --host <host>` (the key on standard input)"]
     with pytest.raises(LabError, match="is a str, not a Secret"):
         Tailscale(auth_key="tailscale-auth-key")
+
+
+def test_secrets_named_by_the_clusters_settings_must_be_set(tmp_path):
+    """A Secret anywhere in the cluster's settings (a component's field) is the admins' to set, with --cluster."""
+    import types
+
+    import attrs
+
+    from homelab import Secret
+
+    @attrs.frozen
+    class Dns:
+        token: Secret = Secret("dns-token")
+
+    @attrs.frozen
+    class Settings:
+        components: tuple = (Dns(),)
+
+    lab_ = types.SimpleNamespace(hosts=[], cluster=Settings())
+    assert [str(p) for p in st.lab_problems(tmp_path, lab_)] == [
+        "cluster: Dns.token: secret 'dns-token' is not set (secrets/dns-token.age is missing); set it: "
+        "homelab secrets set dns-token --cluster < file-holding-the-value"]
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "dns-token.age").write_bytes(b"age-encryption.org/v1\n--- x\n")
+    assert st.lab_problems(tmp_path, lab_) == []
