@@ -501,19 +501,13 @@ def _secrets(st, root: Path, lab, args) -> int:
 
 def cmd_install(args) -> int:
     """``homelab install hosts/<name> --target root@ADDRESS``: the library is homelab.install."""
-    from . import build, install as inst
+    from . import install as inst
     from . import secretstore as st
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, warnings = load_selected(root, only)
     for w in warnings:
         _err(str(w))
-    res = build.build(root, lab=lab, check=True)
-    if res.stale:
-        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
-                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
-    if not (root / "flake.nix").is_file():
-        raise Usage(f"no flake.nix in {root}: nixos-anywhere --flake needs the lab's flake")
     if (args.target is None) == (args.sd_card is None):
         raise Usage("install: give --target USER@ADDRESS (nixos-anywhere over SSH) or --sd-card DEVICE (a Raspberry "
                     "Pi's card), one of them")

@@ -257,8 +257,21 @@ def write_extra_files(folder: str, private: bytes, public: str) -> None:
     os.chmod(key + ".pub", 0o644)
 
 
+def preflight(root: Path, lab: Lab) -> None:
+    """Refuse generated files a build would change (the flake would install something else), or no flake."""
+    from . import build
+
+    res = build.build(root, lab=lab, check=True)
+    if res.stale:
+        raise InstallError("generated files are out of date, so the flake does not describe this lab; run "
+                           "`homelab build` first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+    if not (root / "flake.nix").is_file():
+        raise InstallError(f"no flake.nix in {root}: the install builds the lab's flake")
+
+
 def install(root: Path, lab: Lab, opts: InstallOptions, *, say=print) -> int:
-    """Run the install; the exit code of nixos-anywhere (0: installed)."""
+    """Run the install; the exit code of nixos-anywhere or of writing the card (0: installed)."""
+    preflight(root, lab)
     p = plan(root, lab, opts)
     if isinstance(p, SdPlan):
         if opts.dry_run:

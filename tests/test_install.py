@@ -177,3 +177,16 @@ def test_root_partition_names():
 
     assert [root_partition(d) for d in ("/dev/sdb", "/dev/mmcblk0", "/dev/nvme0n1")] == [
         "/dev/sdb2", "/dev/mmcblk0p2", "/dev/nvme0n1p2"]
+
+
+def test_stale_generated_files_or_no_flake_are_refused(lab):
+    root, keys, env, tmp = lab
+    (root / "flake.nix").rename(root / "flake.off")
+    r = secretlab.homelab(root, "install", "hosts/gamma", "--target", "root@192.168.20.12", "--dry-run", env=env)
+    assert r.returncode == 2 and "no flake.nix in" in r.stderr.decode()
+    (root / "flake.off").rename(root / "flake.nix")
+    lab_nix = root / "hosts" / "lab.nix"
+    lab_nix.write_text(lab_nix.read_text().replace("192.168.20.12", "192.168.20.99"))
+    r = secretlab.homelab(root, "install", "hosts/gamma", "--target", "root@192.168.20.12", "--dry-run", env=env)
+    assert r.returncode == 2 and "generated files are out of date" in r.stderr.decode()
+    assert not (tmp / "record.json").exists()
