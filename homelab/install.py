@@ -40,17 +40,18 @@ from typing import Sequence
 import attrs
 
 from . import secretstore as st
+from .errors import MissingTool, UsageError
 from .model import Lab
 
 NIXOS_ANYWHERE_FLAKE = "github:nix-community/nixos-anywhere"
 HOST_KEY_IN_EXTRA = "etc/ssh/ssh_host_ed25519_key"
 
 
-class InstallError(Exception):
+class InstallError(UsageError):
     """Bad input for an install (exit 2); nothing ran."""
 
 
-class InstallToolMissing(Exception):
+class InstallToolMissing(MissingTool):
     """Neither nixos-anywhere nor nix is on PATH (exit 4)."""
 
 

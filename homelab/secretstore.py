@@ -39,8 +39,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from .errors import Problem
-from .model import PLACEHOLDER_KEY, SECRET_NAME, SECRET_RUNTIME_DIR, Host, Lab, Secret
+from .errors import MissingTool, Problem, UsageError
+from .model import PLACEHOLDER_KEY, SECRET_NAME, SECRET_RUNTIME_DIR, Lab
+from .secretuse import cluster_needed, host_secrets, needed, secrets_of  # noqa: F401 - part of this API
 
 SECRETS_DIR = "secrets"
 RECORD = "secrets/secrets.toml"
@@ -51,12 +52,12 @@ AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
 
 
-class SecretsError(Exception):
+class SecretsError(UsageError):
     """A secrets command cannot do what was asked (bad input, exit 2); nothing was written."""
 
 
-class AgeMissing(SecretsError):
-    """The ``age`` program is not installed (exit 4)."""
+class AgeMissing(MissingTool):
+    """The ``age`` program (or ssh-keygen) is not installed (exit 4)."""
 
 
 def age_file(name: str) -> str:
@@ -314,47 +315,6 @@ def recipient_tags(data: bytes) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- what the lab needs
-
-
-def secrets_of(obj: object, _depth: int = 0) -> Iterator[tuple[str, Secret]]:
-    """(field, Secret) for every Secret an attrs value holds: in its fields, in lists/dicts of them, and in the
-    attrs values among them (a cluster component's own fields), the field named as ``Class.field``."""
-    if not attrs.has(type(obj)) or _depth > 8:
-        return
-    for f in attrs.fields(type(obj)):
-        v = getattr(obj, f.name)
-        items = v if isinstance(v, (list, tuple)) else (v.values() if isinstance(v, dict) else (v,))
-        for item in items:
-            if isinstance(item, Secret):
-                yield f"{type(obj).__name__}.{f.name}", item
-            elif attrs.has(type(item)):
-                yield from secrets_of(item, _depth + 1)
-
-
-def needed(lab: Lab) -> dict[str, dict[str, str]]:
-    """host -> {secret name: the field that asks for it}: the secrets each host decrypts at activation."""
-    out: dict[str, dict[str, str]] = {}
-    for h in lab.hosts:
-        found: dict[str, str] = {}
-        for role in h.roles:
-            for field, s in secrets_of(role):
-                found.setdefault(s.name, field)
-        if found:
-            out[h.hostname] = dict(sorted(found.items()))
-    return out
-
-
-def cluster_needed(lab: Lab) -> dict[str, str]:
-    """{secret name: field} for the Secrets the cluster's own settings name: the admins put them into Kubernetes."""
-    found: dict[str, str] = {}
-    for field, s in secrets_of(lab.cluster):
-        found.setdefault(s.name, field)
-    return dict(sorted(found.items()))
-
-
-def host_secrets(host: Host) -> list[str]:
-    """The names of the secrets ``host`` decrypts at activation, sorted."""
-    return sorted({s.name for role in host.roles for _, s in secrets_of(role)})
 
 
 def lab_problems(root: Path, lab: Lab) -> list[Problem]:

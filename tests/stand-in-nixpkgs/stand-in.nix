@@ -243,6 +243,7 @@ let
     "pytest-testinfra"
     "pytest-xdist"
     "hypothesis"
+    "import-linter"
   ];
 
   pkgsFor =

@@ -29,13 +29,13 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, fields
-from .. import optiontypes as t
-from ..contract import OptionFact
-from ..errors import Problem
-from ..model import Secret
-from ..role import WORLD, Flow, HostContext, Module, Port, Role, section
-from ..secrets import in_store, redact, secret_kind
+from ... import checks, fields
+from ... import optiontypes as t
+from ...contract import OptionFact
+from ...errors import Problem
+from ...model import Secret
+from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
+from ...secrets import in_store, redact, secret_kind
 
 
 def _auth_key_reason(v: object) -> str:
