@@ -429,60 +429,75 @@ def cmd_secrets(args) -> int:
 
 
 def _secrets(st, root: Path, lab, args) -> int:
-    action = args.action
-    if action == "set" and args.stray:
+    if args.action == "set" and args.stray:
         raise Usage("secrets set: the value comes from standard input, never from the command line (where shell "
                     "history and ps show it); the extra argument was not used, and it may be in your shell's "
                     "history now: if it was a real secret, replace it")
-    if action == "set":
-        if sys.stdin.isatty():
-            import getpass
+    return {"set": _secrets_set, "edit": _secrets_edit, "rekey": _secrets_rekey, "hostkey": _secrets_hostkey,
+            "list": _secrets_list}[args.action](st, root, lab, args)
 
-            value = getpass.getpass(f"value of {args.name} (not echoed): ").encode()
-        else:
-            value = sys.stdin.buffer.read()
-        hosts = [_host_name(h) for h in args.host]
-        e = st.set_secret(root, lab, args.name, value, hosts=hosts, cluster=args.cluster, add=not args.only)
-        del value
-        print(f"wrote {st.age_file(e.name)} ({len((root / st.age_file(e.name)).read_bytes())} bytes) for "
-              + ", ".join(e.readers))
-    elif action == "edit":
-        changed = st.edit(root, lab, args.name, identity=args.identity)
-        print(f"{st.age_file(args.name)}: " + ("encrypted again with the new value" if changed else "unchanged"))
-    elif action == "rekey":
-        done = st.rekey(root, lab, identity=args.identity, names=args.names or None)
-        for r in done:
-            change = "; ".join(x for x in (f"now also {', '.join(r.added)}" if r.added else "",
-                                           f"no longer {', '.join(r.removed)}" if r.removed else "") if x)
-            print(f"rekeyed {st.age_file(r.name)}" + (f": {change}" if change else " (same readers)"))
-        if not done:
-            print("no secrets in this lab yet")
-    elif action == "hostkey":
-        name = _host_name(args.host_dir)
-        pub = st.make_host_key(root, lab, name, force=args.force)
-        print(f"wrote {st.host_key_pub(name)} ({pub.split()[0]} {st.fingerprint(pub)}) and {st.host_key_age(name)} "
-              "(the private half, encrypted to the admins); `homelab install` hands it to the machine")
-        if any(name in e.hosts for e in st.read_record(root).values()):
-            print(f"secrets for {name} were encrypted to its old key: run `homelab secrets rekey`")
-    else:  # list
-        rows = st.status(root, lab)
-        if args.json:
-            import attrs
 
-            _dump({"version": 1, "secrets": [attrs.asdict(r) for r in rows]})
-            return EXIT_OK
-        if not rows:
-            print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
-        for r in rows:
-            who = ", ".join(r.hosts) + (" + cluster" if r.cluster else "") if (r.hosts or r.cluster) else "-"
-            print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
-            if r.needed_by:
-                print(f"  needed by: {', '.join(r.needed_by)}")
-            if r.missing:
-                print(f"  cannot read it: {', '.join(r.missing)} (set it, or `homelab secrets rekey`)")
-            if r.unknown:
-                print(f"  {r.unknown} reader key{'s' if r.unknown != 1 else ''} no longer in the lab: `homelab "
-                      "secrets rekey` takes them off")
+def _secrets_set(st, root: Path, lab, args) -> int:
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of {args.name} (not echoed): ").encode()
+    else:
+        value = sys.stdin.buffer.read()
+    hosts = [_host_name(h) for h in args.host]
+    e = st.set_secret(root, lab, args.name, value, hosts=hosts, cluster=args.cluster, add=not args.only)
+    del value
+    print(f"wrote {st.age_file(e.name)} ({len((root / st.age_file(e.name)).read_bytes())} bytes) for "
+          + ", ".join(e.readers))
+    return EXIT_OK
+
+
+def _secrets_edit(st, root: Path, lab, args) -> int:
+    changed = st.edit(root, lab, args.name, identity=args.identity)
+    print(f"{st.age_file(args.name)}: " + ("encrypted again with the new value" if changed else "unchanged"))
+    return EXIT_OK
+
+
+def _secrets_rekey(st, root: Path, lab, args) -> int:
+    done = st.rekey(root, lab, identity=args.identity, names=args.names or None)
+    for r in done:
+        change = "; ".join(x for x in (f"now also {', '.join(r.added)}" if r.added else "",
+                                       f"no longer {', '.join(r.removed)}" if r.removed else "") if x)
+        print(f"rekeyed {st.age_file(r.name)}" + (f": {change}" if change else " (same readers)"))
+    if not done:
+        print("no secrets in this lab yet")
+    return EXIT_OK
+
+
+def _secrets_hostkey(st, root: Path, lab, args) -> int:
+    name = _host_name(args.host_dir)
+    pub = st.make_host_key(root, lab, name, force=args.force)
+    print(f"wrote {st.host_key_pub(name)} ({pub.split()[0]} {st.fingerprint(pub)}) and {st.host_key_age(name)} "
+          "(the private half, encrypted to the admins); `homelab install` hands it to the machine")
+    if any(name in e.hosts for e in st.read_record(root).values()):
+        print(f"secrets for {name} were encrypted to its old key: run `homelab secrets rekey`")
+    return EXIT_OK
+
+
+def _secrets_list(st, root: Path, lab, args) -> int:
+    rows = st.status(root, lab)
+    if args.json:
+        import attrs
+
+        _dump({"version": 1, "secrets": [attrs.asdict(r) for r in rows]})
+        return EXIT_OK
+    if not rows:
+        print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
+    for r in rows:
+        who = ", ".join(r.hosts) + (" + cluster" if r.cluster else "") if (r.hosts or r.cluster) else "-"
+        print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
+        if r.needed_by:
+            print(f"  needed by: {', '.join(r.needed_by)}")
+        if r.missing:
+            print(f"  cannot read it: {', '.join(r.missing)} (set it, or `homelab secrets rekey`)")
+        if r.unknown:
+            print(f"  {r.unknown} reader key{'s' if r.unknown != 1 else ''} no longer in the lab: `homelab secrets "
+                  "rekey` takes them off")
     return EXIT_OK
 
 

@@ -491,6 +491,18 @@ def _fresh(lab: Lab, root: Path) -> None:
         raise UsageError(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
 
 
+def _rebuild_program(root: Path, dry_run: bool, say: Say) -> tuple[str, ...] | None:
+    """nixos-rebuild from PATH or the lab's pinned one (remote.rebuild_program); None: neither (said why)."""
+    try:
+        return tuple(remote.rebuild_program(root))
+    except MissingTool as e:
+        if not dry_run:
+            say.err(f"{e}; nothing was deployed")
+            return None
+        sys.stdout.write(f"# note: {e}\n")
+        return ("nixos-rebuild",)
+
+
 def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
     """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
@@ -506,14 +518,9 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
-    try:
-        rebuild = tuple(remote.rebuild_program(root))
-    except MissingTool as e:
-        if not options.dry_run:
-            say.err(f"{e}; nothing was deployed")
-            return EXIT_MISSING
-        sys.stdout.write(f"# note: {e}\n")
-        rebuild = ("nixos-rebuild",)
+    rebuild = _rebuild_program(root, options.dry_run, say)
+    if rebuild is None:
+        return EXIT_MISSING
     if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
         plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
