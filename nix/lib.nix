@@ -256,7 +256,10 @@ let
           '';
 
       testPkgs = pkgsFor testSystem;
-      nodeModules = name: modulesOf name ++ [ (adapter name testSystem "test") ];
+      # A test VM has a fresh host key, not the one the lab's secrets are encrypted to, so it gets no agenix:
+      # the VM tests run without the secrets (a role's /run/agenix/<name> names a file the VM does not have,
+      # as on a host whose secret failed to decrypt).
+      nodeModules = name: [ (hostModule name) ] ++ [ (adapter name testSystem "test") ];
       testArgs = {
         inherit nodeModules;
         expectations = expectations testSystem;

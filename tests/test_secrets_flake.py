@@ -103,3 +103,13 @@ def test_the_labs_checks_see_its_secrets(secret_lab):
     assert sorted(p.name for p in (Path(src) / "secrets").iterdir()) == ["secrets.toml", "tailscale-auth-key.age"]
     r = secretlab.homelab(root, "build", "--check", "--root", src)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_vm_tests_run_without_agenix(secret_lab):
+    """A test VM has a fresh host key, so the lab's secrets could not decrypt there: its node gets no agenix."""
+    flake, root = secret_lab
+    checks = flake.eval("checks.x86_64-linux", apply="cs: builtins.mapAttrs (n: c: c.standIn) cs")
+    for name in ("alpha", "beta", "gamma"):
+        node = checks[f"host-{name}"]["nodes"][name]
+        assert not [r for r in node if "age.secrets" in r.get("defs", {})]
+        assert not [r for r in node if (r.get("file") or "").endswith("/modules/age.nix")]
