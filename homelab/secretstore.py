@@ -208,7 +208,7 @@ def render_record(entries: dict[str, Entry]) -> str:
            "# cluster: the admins put it into Kubernetes (homelab deploy); the admins can read every secret."]
     for name in sorted(entries):
         e = entries[name]
-        out += ["", f"[{name}]", f"hosts = [{', '.join(_toml_str(h) for h in e.hosts)}]",
+        out += ["", f"[{_toml_str(name)}]", f"hosts = [{', '.join(_toml_str(h) for h in e.hosts)}]",
                 f"cluster = {'true' if e.cluster else 'false'}", "readers = ["]
         out += [f"  {_toml_str(r)}," for r in e.readers]
         out.append("]")

@@ -290,3 +290,11 @@ def test_secrets_named_by_the_clusters_settings_must_be_set(tmp_path):
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "dns-token.age").write_bytes(b"age-encryption.org/v1\n--- x\n")
     assert st.lab_problems(tmp_path, lab_) == []
+
+
+def test_the_record_round_trips_names_with_dots(tmp_path):
+    entries = {n: st.Entry(n, ("alpha",), n.startswith("b"), (f"host alpha SHA256:{n}",))
+               for n in ("a.b", "b_c-d", "x")}
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / st.RECORD).write_text(st.render_record(entries))
+    assert st.read_record(tmp_path) == entries
