@@ -499,28 +499,33 @@ def rekey(root: Path, lab: Lab, *, identity: str | Sequence[str] | None = None,
           names: Sequence[str] | None = None) -> list[Rekeyed]:
     """Encrypt every secret (or ``names``) again to its readers as the lab's keys are now; the values stay.
 
-    Each is decrypted into memory with the admin's key and encrypted again; nothing is written until every one
-    has been decrypted, so a secret the admin cannot read stops the rekey with nothing changed.
+    Every reader is worked out, every value decrypted into memory with the admin's key and encrypted again
+    before anything is written: a secret the admin cannot read, or a reader without a key, stops the rekey
+    with nothing changed.
     """
     record = read_record(root)
     todo = sorted(names) if names else sorted(record)
     if not todo:
         return []
+    known = {h.hostname for h in lab.hosts}
+    readers = {}
     for n in todo:
-        _entry(root, n)
-    values = {n: decrypt((root / age_file(n)).read_bytes(), identity, what=age_file(n)) for n in todo}
+        e = _entry(root, n)
+        gone = sorted(set(e.hosts) - known)
+        if gone:
+            raise SecretsError(f"secret {n!r} is for {', '.join(gone)}, no longer a host of this lab; say who it is "
+                               f"for now with its value: homelab secrets set {n} --only --host ... (or remove it from "
+                               f"{RECORD} and {age_file(n)})")
+        readers[n] = readers_for(root, lab, e.hosts)
+    files = {n: encrypt(decrypt((root / age_file(n)).read_bytes(), identity, what=age_file(n)), readers[n])
+             for n in todo}
     out = []
     for n in todo:
-        e = record[n]
-        _check_hosts(lab, e.hosts)
-        readers = readers_for(root, lab, e.hosts)
-        before = set(e.readers)
-        labels = _labels(readers)
-        write_atomic(root / age_file(n), encrypt(values[n], readers))
+        e, labels = record[n], _labels(readers[n])
+        write_atomic(root / age_file(n), files[n])
         record[n] = attrs.evolve(e, readers=labels)
-        out.append(Rekeyed(n, tuple(x for x in labels if x not in before), tuple(x for x in e.readers
-                                                                                if x not in labels)))
-    values.clear()
+        out.append(Rekeyed(n, tuple(x for x in labels if x not in e.readers),
+                           tuple(x for x in e.readers if x not in labels)))
     write_atomic(root / RECORD, render_record(record).encode())
     return out
 

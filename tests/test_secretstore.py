@@ -298,3 +298,18 @@ def test_the_record_round_trips_names_with_dots(tmp_path):
     (tmp_path / "secrets").mkdir()
     (tmp_path / st.RECORD).write_text(st.render_record(entries))
     assert st.read_record(tmp_path) == entries
+
+
+def test_a_rekey_that_cannot_finish_changes_nothing(lab):
+    root, keys = lab
+    lab_, _ = load_or_raise(root, secrets=False)
+    st.set_secret(root, lab_, "a-one", VALUE, hosts=["alpha"])
+    st.set_secret(root, lab_, "b-two", OTHER, hosts=["beta"])
+    before = {p.name: p.read_bytes() for p in (root / "secrets").iterdir()}
+    (root / "hosts" / "beta" / "ssh_host_ed25519_key.pub").unlink()  # b-two's reader has no key now
+    with pytest.raises(st.SecretsError, match="hosts/beta: ssh_host_ed25519_key.pub: missing"):
+        st.rekey(root, lab_, identity=str(keys / "admin"))
+    assert {p.name: p.read_bytes() for p in (root / "secrets").iterdir()} == before
+    with pytest.raises(st.SecretsError, match="none of your keys"):  # a secret the admin's key cannot read
+        st.rekey(root, lab_, identity=str(keys / "gamma"), names=["a-one"])
+    assert {p.name: p.read_bytes() for p in (root / "secrets").iterdir()} == before
