@@ -50,6 +50,7 @@ RUNTIME_DIR = SECRET_RUNTIME_DIR  # agenix's age.secretsDir default: a secret's 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"  # the identity agenix decrypts with on the host
 AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
+ARMOR_BEGIN, ARMOR_END = b"-----BEGIN AGE ENCRYPTED FILE-----", b"-----END AGE ENCRYPTED FILE-----"
 
 
 class SecretsError(UsageError):
@@ -298,9 +299,20 @@ def decrypt(data: bytes, identity: str | Sequence[str] | None = None, *, what: s
 
 
 def recipient_tags(data: bytes) -> tuple[str, ...]:
-    """The recipient tags an age file's header names (its ssh-ed25519 and ssh-rsa stanzas), in order."""
+    """The recipient tags an age file's header names (its ssh-ed25519 and ssh-rsa stanzas), in order.
+
+    Binary or armored (``age --armor``, which agenix also reads).
+    """
+    if data.lstrip().startswith(ARMOR_BEGIN):
+        body = data.strip()[len(ARMOR_BEGIN):]
+        if not body.endswith(ARMOR_END):
+            raise SecretsError("an armored age file without its end line")
+        try:
+            data = base64.b64decode(b"".join(body[:-len(ARMOR_END)].split()), validate=True)
+        except ValueError:
+            raise SecretsError("an armored age file whose body is not base64") from None
     if not data.startswith(AGE_MAGIC):
-        raise SecretsError("not an age v1 file (armored files are not written by homelab)")
+        raise SecretsError("not an age v1 file")
     tags = []
     for line in data[len(AGE_MAGIC):].split(b"\n"):
         if line.startswith(b"--- "):

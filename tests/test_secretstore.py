@@ -250,6 +250,11 @@ def test_recipient_tags_are_ages_own(lab):
     pub = Path(str(keys / "alpha") + ".pub").read_text().strip()
     data = subprocess.run(["age", "-e", "-r", pub], input=b"x", capture_output=True, check=True).stdout
     assert st.recipient_tags(data) == (st.key_tag(pub),)
+    admin = (keys / "admin.pub").read_text().strip()
+    armored = subprocess.run(["age", "-e", "-a", "-r", pub, "-r", admin], input=b"x", capture_output=True,
+                             check=True).stdout
+    assert armored.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    assert st.recipient_tags(armored) == (st.key_tag(pub), st.key_tag(admin))
 
 
 def test_tailscale_takes_a_secret_and_refuses_a_pasted_key_without_echoing_it():
