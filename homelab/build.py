@@ -27,7 +27,7 @@ from . import files, render, verify
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, Problem
 from .model import Lab
-from .pynix_eval import Nix, NixError, NixNotFound
+from .pynix_eval import Nix, NixError, NixNotFound, NixUnusable
 
 __all__ = ["Prepared", "BuildResult", "check", "prepare", "build", "show", "hosts_sharing_changes", "NotVerified"]
 
@@ -211,6 +211,8 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
                         raise
                     raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
                 rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+        except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
+            raise
         except NixNotFound as e:
             raise NotVerified(e.message) from None
         seconds = time.perf_counter() - t0

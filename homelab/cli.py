@@ -25,7 +25,7 @@ EXIT_OK = 0  # done; nothing out of date
 EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, graph --check-readme, test)
 EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
 EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
-EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed or not usable: nothing written
 EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
@@ -37,8 +37,8 @@ EXIT_CODES = (
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
-                  "nothing was written"),
+    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing, or "
+                  "cannot be used by this user (nix without its daemon); nothing was written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from .pynix_eval import NixError, NixNotFound
+    from .pynix_eval import NixError, NixNotFound, NixUnusable
 
     try:
         return args.func(args)
@@ -654,6 +654,10 @@ def _run(args) -> int:
         _err("homelab: the generated code breaks homelab's own rules (a homelab bug; please report it); nothing "
              "was written:", *[f"  {p}" for p in e.problems])
         return EXIT_VERIFY
+    except NixUnusable as e:
+        _err(f"homelab: {args.command} needs nix, and {e.message}; nothing was written",
+             f"  to fix: {e.fix}")
+        return EXIT_NO_NIX
     except NixNotFound as e:
         _err(f"homelab: {args.command} needs nix: {e.message}; nothing was written")
         return EXIT_NO_NIX
