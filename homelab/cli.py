@@ -523,6 +523,8 @@ def _test_args(p) -> None:
 def _ssh_args(p) -> None:
     p.add_argument("--ssh-config", metavar="FILE", help="an ssh_config for every ssh call (ssh -F; also given to "
                    "nixos-rebuild through NIX_SSHOPTS and to the suite)")
+    p.add_argument("--connect-timeout", type=int, metavar="SECONDS",
+                   help="how long each ssh call may wait for a host to answer (ssh -o ConnectTimeout; default 10)")
 
 
 def _checks_args(p, settle: float) -> None:
@@ -620,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show the full traceback when homelab crashes")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors, warnings and the result only: no progress "
+                   "lines, no list of files written")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (fn, help_, example, configure) in COMMANDS.items():
@@ -628,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         sp.add_argument("--root", help="the lab's folder (holding hosts/); default: found from the current "
                         "folder upward")
+        # also after the command (`homelab verify --quiet`); SUPPRESS keeps a --quiet given before it
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="errors, warnings and the result only: no progress lines, no list of files written")
         if configure:
             configure(sp)
     return p
