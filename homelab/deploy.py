@@ -470,7 +470,7 @@ def _need(*tools: str) -> None:
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:
         raise MissingTool("pytest-testinfra is not installed, and the live checks need it (pip install "
-                          "'homelab[test]')")
+                          "'nixos-homelab[test]', homelab's package with its test extras)")
 
 
 def _fresh(lab: Lab, root: Path) -> None:
