@@ -250,7 +250,9 @@ def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = Non
     names = hosts or sorted(p.compiled.hosts)
     missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
     if missing:
-        raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
+        from .about import program
+
+        raise LabError([Problem(rel, "file", f"does not exist yet; run `{program()} build`") for rel in missing])
     evaluated = verify.evaluate(root, p.compiled, nix or Nix(), names)
     out: dict[str, dict[str, Any]] = {}
     for h in names:

@@ -480,8 +480,10 @@ def _fresh(lab: Lab, root: Path) -> None:
 
     res = build.build(root, lab=lab, check=True)
     if res.stale:
-        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
-                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+        from .about import program
+
+        raise Usage("generated files are out of date, so the flake does not describe this lab; run "
+                    f"`{program()} build` first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
     if not (root / "flake.nix").is_file():
         raise Usage(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
 
