@@ -671,19 +671,21 @@ EXITS_OF: dict[str, dict[int, str]] = {
              "holding a lab, a bad --homelab-url); nothing written"},
     "test": {EXIT_OK: "every part passed (or was skipped, saying why)", EXIT_CHANGED: "a part failed",
              EXIT_BAD_INPUT: _BAD, EXIT_MISSING: _NIX},
+    # the README's table of the operations says the same, word for word (tests/test_cli_conveniences.py)
     "deploy": {EXIT_OK: "every host switched and passed its checks, and the cluster checks passed",
-               EXIT_CHANGED: "a host failed its switch, checks or join, or was unreachable; or the cluster checks "
-                             "failed", EXIT_BAD_INPUT: _BAD + " (also stale generated files, no flake.nix)",
-               EXIT_MISSING: "ssh, nixos-rebuild or pytest-testinfra is missing"},
-    "verify": {EXIT_OK: "every check passed on every host", EXIT_CHANGED: "a check failed, a host did not answer "
-               "SSH, or the suite could not run", EXIT_BAD_INPUT: _BAD,
-               EXIT_MISSING: "ssh or pytest-testinfra is missing"},
-    "wake": {EXIT_OK: "the host answers SSH (and its node is Ready)", EXIT_CHANGED: "not up in time, or the packet "
-             "could not be sent", EXIT_BAD_INPUT: _BAD + " (also a host without wake_on_lan)",
-             EXIT_MISSING: "ssh is missing"},
-    "sleep": {EXIT_OK: "drained and off", EXIT_CHANGED: "the drain or power-off failed, or the host did not "
-              "answer", EXIT_BAD_INPUT: _BAD + " (also the control plane while workers are up, without --force)",
-              EXIT_MISSING: "ssh is missing"},
+               EXIT_CHANGED: "a host failed its switch, checks or join, or was unreachable (a failed switch or failed "
+                             "checks are rolled back unless `--no-rollback`), or the cluster checks failed",
+               EXIT_BAD_INPUT: "bad input, invalid lab, stale generated files, no flake",
+               EXIT_MISSING: "ssh, nixos-rebuild or pytest-testinfra missing"},
+    "verify": {EXIT_OK: "every check passed",
+               EXIT_CHANGED: "a check failed, a host did not answer SSH, or the suite could not run",
+               EXIT_BAD_INPUT: "bad input", EXIT_MISSING: "ssh or pytest-testinfra missing"},
+    "wake": {EXIT_OK: "the host answers SSH (and its node is Ready and uncordoned)",
+             EXIT_CHANGED: "not up in time, or the packet could not be sent",
+             EXIT_BAD_INPUT: "bad input, no `wake_on_lan`", EXIT_MISSING: "ssh missing"},
+    "sleep": {EXIT_OK: "drained and off", EXIT_CHANGED: "drain or power-off failed, or the host did not answer",
+              EXIT_BAD_INPUT: "bad input; the control plane while workers are up (without `--force`)",
+              EXIT_MISSING: "ssh missing"},
     "completion": {EXIT_OK: "printed", EXIT_BAD_INPUT: "a shell homelab has no completion for"},
 }
 ALWAYS = (EXIT_CRASH, EXIT_INTERRUPTED)  # any command may end so

@@ -117,6 +117,16 @@ def test_each_commands_help_lists_its_own_exit_codes_from_the_one_table():
     assert exit_codes(build_parser().format_help()) == table  # `homelab --help`: the whole table
 
 
+def test_the_readmes_table_of_the_operations_is_their_help():
+    readme = (REPO / "README.md").read_text()
+    rows = {m[1]: [c.strip() for c in m[2].split(" | ")]
+            for m in re.finditer(r"^\| `(deploy|verify|wake|sleep)` \| (.+) \|$", readme, re.M)}
+    assert set(rows) == {"deploy", "verify", "wake", "sleep"}
+    header = re.search(r"^\| command \| 0 \| (.+) \|$", readme, re.M)[0].strip("| ").split(" | ")[1:]
+    for name, cells in rows.items():
+        assert dict(zip(map(int, header), cells)) == EXITS_OF[name], name
+
+
 # ---------------------------------------------------------------- init: git, and the README it writes
 
 
