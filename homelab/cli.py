@@ -520,7 +520,7 @@ def _secrets_list(st, root: Path, lab, args) -> int:
     if not rows:
         print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
     for r in rows:
-        who = ", ".join(r.hosts) + (" + cluster" if r.cluster else "") if (r.hosts or r.cluster) else "-"
+        who = ", ".join([*r.hosts, *(["the cluster"] if r.cluster else [])]) or "nobody yet"
         print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
         if r.needed_by:
             print(f"  needed by: {', '.join(r.needed_by)}")

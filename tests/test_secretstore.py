@@ -80,6 +80,16 @@ def test_a_host_reads_its_secrets_and_no_other_hosts_and_the_admin_reads_all(lab
     with pytest.raises(st.SecretsError, match="none of your keys"):
         st.reveal(root, "tailscale-auth-key", identity=str(keys / "gamma"))
     # who can read what, from the files' own headers
+    r = secretlab.homelab(root, "secrets", "list")
+    assert r.returncode == 0, r.stderr
+    sizes = {n: (root / "secrets" / f"{n}.age").stat().st_size for n in ("dns-token", "tailscale-auth-key",
+                                                                         "velero-password")}
+    assert r.stdout.decode().splitlines() == [
+        f"dns-token: for the cluster; {sizes['dns-token']} bytes; readable by: admin admin@laptop",
+        f"tailscale-auth-key: for alpha, beta; {sizes['tailscale-auth-key']} bytes; readable by: admin admin@laptop, "
+        "host alpha, host beta",
+        "  needed by: alpha, beta",
+        f"velero-password: for gamma; {sizes['velero-password']} bytes; readable by: admin admin@laptop, host gamma"]
     lab_, _ = load_or_raise(root, secrets=False)
     got = {s.name: (s.hosts, s.cluster, s.readers, s.missing, s.needed_by) for s in st.status(root, lab_)}
     assert got == {
