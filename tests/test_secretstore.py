@@ -328,3 +328,21 @@ def test_a_rekey_that_cannot_finish_changes_nothing(lab):
     with pytest.raises(st.SecretsError, match="none of your keys"):  # a secret the admin's key cannot read
         st.rekey(root, lab_, identity=str(keys / "gamma"), names=["a-one"])
     assert {p.name: p.read_bytes() for p in (root / "secrets").iterdir()} == before
+
+
+def test_agenix_rules_name_the_same_readers(lab, nix):
+    """secrets/secrets.nix, read by real nix as agenix's CLI reads it: each file's publicKeys are exactly the keys
+    its age header names (so `agenix -e` and `agenix -r` in secrets/ keep the readers homelab chose)."""
+    root, keys = lab
+    assert secretlab.homelab(root, "secrets", "set", "tailscale-auth-key", "--host", "alpha", "--host", "beta",
+                             stdin=VALUE).returncode == 0
+    assert secretlab.homelab(root, "secrets", "set", "dns-token", "--cluster", stdin=b"x").returncode == 0
+    rules = json.loads(subprocess.run(["nix-instantiate", "--eval", "--strict", "--json",
+                                       str(root / "secrets" / "secrets.nix")], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert sorted(rules) == ["dns-token.age", "tailscale-auth-key.age"]
+    for name, rule in rules.items():
+        tags = st.recipient_tags((root / "secrets" / name).read_bytes())
+        assert [st.key_tag(k) for k in rule["publicKeys"]] == list(tags)
+    admin = " ".join((keys / "admin.pub").read_text().split()[:2])
+    assert rules["dns-token.age"] == {"publicKeys": [admin]}
