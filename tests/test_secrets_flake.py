@@ -100,7 +100,8 @@ def test_the_labs_checks_see_its_secrets(secret_lab):
     flake, root = secret_lab
     exp = flake.eval("packages.x86_64-linux.expectations.standIn")
     src = re.search(r"--root (/nix/store/[0-9a-z]{32}-homelab-lab)", exp["script"]).group(1)
-    assert sorted(p.name for p in (Path(src) / "secrets").iterdir()) == ["secrets.toml", "tailscale-auth-key.age"]
+    assert sorted(p.name for p in (Path(src) / "secrets").iterdir()) == ["secrets.nix", "secrets.toml",
+                                                                   "tailscale-auth-key.age"]
     r = secretlab.homelab(root, "build", "--check", "--root", src)
     assert r.returncode == 0, r.stderr
 
