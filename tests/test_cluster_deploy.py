@@ -61,8 +61,18 @@ def reveal(secret):
     return CANARY[secret.name]
 
 
-def test_the_steps_in_order_with_secrets_and_values_on_stdin_only(seed_root, standin):
-    lab, _ = load_or_raise(seed_root)
+@pytest.fixture
+def acme_root(tmp_path):
+    """The article's lab (Traefik with its ACME resolver, Rook Ceph), its cluster layer written to a folder."""
+    from .test_cluster_layer import acme_lab, write
+
+    lab = acme_lab()
+    write(tmp_path / "lab", lab)
+    return lab, tmp_path / "lab"
+
+
+def test_the_steps_in_order_with_secrets_and_values_on_stdin_only(acme_root, standin):
+    lab, seed_root = acme_root
     steps = cluster_deploy.plan(lab, SshOptions())
     assert [s.what for s in steps] == [
         "label node hanaakari", "create the releases' Secrets", "release rook-ceph (rook-ceph v1.18.9)",
@@ -93,8 +103,8 @@ def test_the_steps_in_order_with_secrets_and_values_on_stdin_only(seed_root, sta
         assert not [p for p in seed_root.rglob("*") if p.is_file() and form.encode() in p.read_bytes()]
 
 
-def test_a_failing_release_stops_the_rest(seed_root, standin, monkeypatch):
-    lab, _ = load_or_raise(seed_root)
+def test_a_failing_release_stops_the_rest(acme_root, standin, monkeypatch):
+    lab, seed_root = acme_root
     monkeypatch.setenv("STANDIN_FAIL", "--install rook-ceph-cluster")
     results = cluster_deploy.apply(seed_root, cluster_deploy.plan(lab, SshOptions()), reveal, say=lambda m: None)
     assert [(r.step.what, r.rc) for r in results][-2:] == [("release rook-ceph (rook-ceph v1.18.9)", 0),
@@ -189,3 +199,33 @@ def test_traefik_answers_http_and_tls_through_the_proxy(tmp_path):
     assert tls.ok and tls.detail.startswith("handshake done (TLSv1.")
     plain = cluster_deploy.tls_through("127.0.0.1", _free_port(), timeout=5)
     assert not plain.ok and plain.detail.startswith("no TLS handshake:")
+
+
+def test_the_secret_store_fills_the_kubernetes_secret_through_stdin(tmp_path, standin, monkeypatch):
+    """The join with the secrets work: values set with the real age in a lab's store (homelab.secretstore)
+    reach kubectl's stdin, decrypted with the admin's key, and no argument, file or dry-run."""
+    from homelab import Secret, deploy
+    from homelab.component import KubeSecret
+    from homelab.secretstore import set_secret
+
+    from . import secretlab
+
+    secretlab.need_tools()
+    root, keys = secretlab.make(tmp_path, ts_hosts=())
+    lab, _ = load_or_raise(root)
+    for name, value in CANARY.items():
+        set_secret(root, lab, name, value, cluster=True)
+    ks = KubeSecret("traefik", "cloudflare-resolver-env", {"CF_DNS_API_TOKEN": Secret("cloudflare-dns-api-token"),
+                                                          "CF_ZONE_API_TOKEN": Secret("cloudflare-zone-api-token")})
+    step = cluster_deploy.ClusterStep("create the releases' Secrets", ("ssh", "root@cp", "kubectl apply -f -"),
+                                      secrets=(ks,))
+    results = cluster_deploy.apply(root, [step], deploy.reveal_secret(root, str(keys / "admin")),
+                                   say=lambda m: None)
+    assert [r.rc for r in results] == [0]
+    call, = standin()
+    secret = json.loads(call["stdin"])["items"][1]
+    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == {
+        "CF_DNS_API_TOKEN": CANARY["cloudflare-dns-api-token"], "CF_ZONE_API_TOKEN": CANARY["cloudflare-zone-api-token"]}
+    for value in CANARY.values():
+        assert value.decode() not in " ".join(call["argv"]) and value.decode() not in step.shell()
+        assert not [p for p in root.rglob("*") if p.is_file() and value in p.read_bytes()]

@@ -64,6 +64,27 @@ def ceph_hosts():
                                    h.hostname == "hanaakari" else r for r in h.roles]) for h in labkit.seed_hosts()]
 
 
+ACME = Acme(email="admin@example.com", provider="cloudflare", env={
+    "CF_DNS_API_TOKEN": Secret("cloudflare-dns-api-token"), "CF_ZONE_API_TOKEN": Secret("cloudflare-zone-api-token")})
+
+
+def acme_lab():
+    """The seed lab as the article runs it: hanaakari labelled role=application, Traefik with the Cloudflare
+    DNS-01 resolver (its tokens named secrets), Rook Ceph on hanaakari's SSD."""
+    hosts = [attrs.evolve(h, labels={"role": "application"}) if h.hostname == "hanaakari" else h for h in ceph_hosts()]
+    return labkit.lab(hosts, components=[Traefik(acme=ACME), RookCeph()])
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory):
+    """(lab, its folder with cluster/ written, its hosts' options as generated)."""
+    lab = acme_lab()
+    check(lab)
+    root = tmp_path_factory.mktemp("acme")
+    write(root, lab)
+    return lab, root, merged(lab)
+
+
 def values(root: Path, name: str) -> dict:
     return yaml.safe_load((root / "cluster" / "values" / f"{name}.yaml").read_text())
 
@@ -80,18 +101,21 @@ def test_the_seed_labs_releases_in_install_order(seed_root):
         ("rook-ceph", "rook-ceph", "rook-release/rook-ceph", "v1.18.9", None, ["values/rook-ceph.yaml"]),
         ("rook-ceph-cluster", "rook-ceph", "rook-release/rook-ceph-cluster", "v1.18.9", ["rook-ceph/rook-ceph"],
          ["values/rook-ceph-cluster.yaml"]),
-        ("traefik", "traefik", "traefik/traefik", "37.1.0", ["rook-ceph/rook-ceph-cluster"], ["values/traefik.yaml"]),
+        ("traefik", "traefik", "traefik/traefik", "37.1.0", None, ["values/traefik.yaml"]),
     ]
     assert sorted(p.relative_to(seed_root).as_posix() for p in (seed_root / "cluster").rglob("*") if p.is_file()) \
         == ["cluster/helmfile.yaml", "cluster/values/rook-ceph-cluster.yaml", "cluster/values/rook-ceph.yaml",
             "cluster/values/traefik.yaml"]
 
 
-def test_the_seed_values_are_the_articles(seed_root):
+def test_the_seed_values_are_the_articles(seed_root, acme):
     t = values(seed_root, "traefik")
-    assert t["ports"] == {"web": {"nodePort": 31080}, "websecure": {"nodePort": 31443}}
-    assert t["service"] == {"type": "NodePort"}
-    assert t["nodeSelector"] == {"role": "application", "proxy": "true"}  # the article's, as strings
+    assert t == {"ports": {"web": {"nodePort": 31080}, "websecure": {"nodePort": 31443}},
+                 "service": {"type": "NodePort"},
+                 "nodeSelector": {"proxy": "true", "role": "application"}}  # the article's, as strings
+    t = values(acme[1], "traefik")  # with the article's resolver
+    assert t["persistence"] == {"enabled": True, "path": "/data", "storageClass": "ceph-block"}
+    assert [c["name"] for c in t["deployment"]["initContainers"]] == ["volume-permissions"]
     acme = t["certificatesResolvers"]["cloudflare-resolver"]["acme"]
     assert acme == {"email": "admin@example.com", "storage": "/data/acme.json",
                     "caServer": "https://acme-v02.api.letsencrypt.org/directory",
@@ -203,21 +227,29 @@ def test_traefik_refuses_a_selector_that_also_picks_another_node():
 # ---------------------------------------------------------------- real helm
 
 
-def test_real_helm_renders_the_seed_lab_and_every_check_holds(seed_root, seed_read, helm):
-    report = cluster.prove(seed_read.lab, seed_root / "cluster", seed_read.options, helm=helm)
-    assert report.releases == ("rook-ceph", "rook-ceph-cluster", "traefik")
-    assert report.validated > 100 and report.custom == 2  # CephCluster, CephBlockPool
-    assert set(report.checked) == {
+SEED_CHECKS = {
         "traefik: Deployment traefik: nodeSelector selects ['hanaakari']",
         "traefik: NodePorts web 31080, websecure 31443 are nginx's upstreams on hanaakari",
-        "traefik: CF_DNS_API_TOKEN from Secret cloudflare-resolver-env",
-        "traefik: CF_ZONE_API_TOKEN from Secret cloudflare-resolver-env",
         "rook-ceph: the RBD plugin mounts ['/nix', '/run/booted-system/kernel-modules/lib/modules/']",
         "rook-ceph: the CEPHFS plugin mounts ['/nix', '/run/booted-system/kernel-modules/lib/modules/']",
         "rook-ceph: CSI kubelet directory /var/lib/kubelet is the kubelets' --root-dir",
         "rook-ceph-cluster: OSDs on exactly {'hanaakari': ['sda']}",
         "rook-ceph-cluster: 3 monitors on 3 nodes",
-    }
+}
+
+
+def test_real_helm_renders_the_seed_lab_and_every_check_holds(seed_root, seed_read, helm):
+    report = cluster.prove(seed_read.lab, seed_root / "cluster", seed_read.options, helm=helm)
+    assert report.releases == ("rook-ceph", "rook-ceph-cluster", "traefik")
+    assert report.validated > 100 and report.custom == 2  # CephCluster, CephBlockPool
+    assert set(report.checked) == SEED_CHECKS
+
+
+def test_real_helm_renders_the_articles_acme_resolver_too(acme, helm):
+    lab, root, options = acme
+    report = cluster.prove(lab, root / "cluster", options, helm=helm)
+    assert set(report.checked) == SEED_CHECKS | {"traefik: CF_DNS_API_TOKEN from Secret cloudflare-resolver-env",
+                                                 "traefik: CF_ZONE_API_TOKEN from Secret cloudflare-resolver-env"}
 
 
 def test_a_changed_lab_renders_and_holds_too(tmp_path, helm):
@@ -323,10 +355,14 @@ def test_ceph_on_every_device_or_another_disk_is_caught(seed_root, seed_read, he
         "  rook-ceph-cluster: 2 monitors for 3 nodes (odd, one per node)"]
 
 
-def test_a_token_in_the_values_is_caught(seed_root, seed_read, helm, tmp_path):
+def test_a_token_in_the_values_is_caught(acme, helm, tmp_path):
+    lab, root, options = acme
+
     def literal(v):
         v["env"][0] = {"name": "CF_DNS_API_TOKEN", "value": "not-a-real-token"}
-    assert failures(seed_read, broken(seed_root, tmp_path, "traefik", literal), helm) == [
+    with pytest.raises(ProofFailed) as e:
+        cluster.prove(lab, broken(root, tmp_path, "traefik", literal), options, helm=helm)
+    assert str(e.value).splitlines()[1:] == [
         "  traefik: Deployment traefik: CF_DNS_API_TOKEN has a literal value; it must come from a Secret"]
 
 
@@ -344,10 +380,10 @@ def test_a_missing_chart_or_helm_skips_never_passes(seed_root, seed_read, tmp_pa
         cluster.prove(seed_read.lab, tmp_path, seed_read.options, helm="/bin/true")
 
 
-def test_no_secret_name_is_a_value_and_no_token_lands_in_a_file(seed):
-    """The generated files name the secrets (Kubernetes Secret keys), never hold them; the seed lab's Secret
-    objects are names only."""
-    lab = seed[0]
+def test_no_secret_name_is_a_value_and_no_token_lands_in_a_file():
+    """The generated files name the secrets (Kubernetes Secret keys), never hold them; the Secret objects are
+    names only (tests/test_cluster_deploy.py follows their values to kubectl's stdin and nowhere else)."""
+    lab = acme_lab()
     texts = prepare(lab).texts()
     secrets = [s for ks in helmfile.kube_secrets(lab) for s in ks.data.values()]
     assert {s.name for s in secrets} == {"cloudflare-dns-api-token", "cloudflare-zone-api-token"}

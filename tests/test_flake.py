@@ -45,9 +45,11 @@ from homelab.readback import to_json
 from .conftest import REPO
 
 STAND_IN = REPO / "tests" / "stand-in-nixpkgs"
+STAND_IN_AGENIX = REPO / "tests" / "stand-in-agenix"  # agenix's NixOS module, as a file the records can name
 FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "cluster", "nix", "homelab"]
 NO_LOCK = ["--no-write-lock-file"]
-OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}"]
+OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}", "--override-input", "agenix",
+            f"path:{STAND_IN_AGENIX}"]
 STORE_SOURCE = re.compile(r"^/nix/store/[0-9a-z]{32}-source/")
 HARNESS = "homelab/vm-tests"
 
@@ -225,8 +227,9 @@ def test_outputs_follow_the_lab(show, own):
                                                             + [f"host-{h}" for h in hosts])
     assert sorted(show["checks"]["aarch64-linux"]) == ["generated-files-current"]
     for system in ("x86_64-linux", "aarch64-linux"):
+        sd = [f"sd-image-{h.hostname}" for h in lab.hosts if h.system == "aarch64-linux" == system]
         assert sorted(show["packages"][system]) == sorted(["default", "homelab", "expectations"]
-                                                          + [f"vm-{h}" for h in hosts])
+                                                          + [f"vm-{h}" for h in hosts] + sd)
         assert list(show["devShells"][system]) == ["default"]
         assert system in show["formatter"]
     assert list(show["templates"]) == ["default"] and list(show["overlays"]) == ["default"]
@@ -268,6 +271,20 @@ def test_vm_packages_are_vms_of_the_package_system(packages, own):
             assert a["nixpkgs.hostPlatform"] == force(system)
             # a cross-architecture VM seeds homelab's CoreDNS image, whatever the lab pins
             assert a["services.kubernetes.addons.dns.corednsImage"]["condition"] is (host.system != system)
+
+
+def test_sd_images_of_the_aarch64_hosts(packages, own):
+    """An aarch64 host (the Raspberry Pi) has an SD card image: its own modules plus nixpkgs' sd-image-aarch64."""
+    lab, compiled = own
+    arm = [h for h in lab.hosts if h.system == "aarch64-linux"]
+    for host in arm:
+        img = packages["aarch64-linux"][f"sd-image-{host.hostname}"]
+        plan = compiled.hosts[host.hostname]
+        assert img["kind"] == "sd-image" and img["system"] == "aarch64-linux" and img["hostName"] == host.hostname
+        got = files(img["modules"])
+        assert "/stand-in/nixos/modules/installer/sd-card/sd-image-aarch64.nix" in got
+        assert {plan.entry, *plan.modules, *plan.hand_written} <= set(got)
+    assert not any(k.startswith("sd-image-") for k in packages["x86_64-linux"])
 
 
 def test_per_host_checks(checks, packages, own):
@@ -353,7 +370,8 @@ def test_cli_package_is_pyproject(packages):
 def test_dev_shell_and_formatter(flake):
     shell = flake.eval("devShells.x86_64-linux.default.standIn")
     names = [p["name"] for p in shell["packages"]]
-    assert {"homelab-0.1.0", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {f"{project['name']}-{project['version']}", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
     env = next(p["standIn"] for p in shell["packages"] if p["name"] == "python3-env")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [re.match(r"[A-Za-z0-9_.-]+", d).group(0)
@@ -376,7 +394,7 @@ def test_library_outputs(flake, homelab_src):
     assert os.stat(Path(template["path"]) / "ci.sh").st_mode & stat.S_IXUSR
     applied = flake.nix.flake_eval(f"{flake.ref}#overlays.default", extra=[*flake.override, "--impure"],
                                    apply=f"o: let pkgs = import {STAND_IN} {{ }}; in (o pkgs pkgs).homelab.standIn")
-    assert applied["kind"] == "python-application" and applied["pname"] == "homelab"
+    assert applied["kind"] == "python-application" and applied["pname"] == "nixos-homelab"
 
 
 def test_nix_flake_init_writes_the_starter(flake, tmp_path):
