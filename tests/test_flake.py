@@ -314,7 +314,7 @@ def test_per_host_checks(checks, packages, own):
         assert "run_suite(" in script and "settle(" in script and expectations["storePath"] in script
         # the suite homelab ships, as its own store path (no lab in it)
         assert re.search(r'sys.path.insert\(0, "/nix/store/[0-9a-z]{32}-vm-tests"\)', script)
-    assert expectations["kind"] == "run-command" and expectations["inputs"] == ["homelab-0.1.0"]
+    assert expectations["kind"] == "run-command" and expectations["inputs"] == ["nixos-homelab-0.1.0"]
     assert "homelab expect --root" in expectations["script"] and "--json > $out" in expectations["script"]
 
 
@@ -408,7 +408,7 @@ def test_the_generated_files_check_runs_homelab_build_check(flake, tmp_path):
     """The check's script, run here with this homelab: it passes on the lab as committed, and fails
     (exit 1, naming the file) on a lab whose host.py changed without a build."""
     check = flake.eval("checks.x86_64-linux.generated-files-current.standIn")
-    assert check["kind"] == "run-command" and check["inputs"] == ["homelab-0.1.0"]
+    assert check["kind"] == "run-command" and check["inputs"] == ["nixos-homelab-0.1.0"]
     script = check["script"]
     src = re.search(r"cp -r (/nix/store/[0-9a-z]{32}-homelab-lab) lab", script).group(1)
     assert "homelab build --check --root lab" in script
