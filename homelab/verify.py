@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
@@ -175,6 +175,26 @@ class Conflict:
         return f"{attr_path(self.path)}: {self.message} (defined in {', '.join(self.files)})"
 
 
+def _flat(rel: str, nested: dict, contract: contracts.Contract, memo: dict | None) -> list[tuple[OptPath, Any]]:
+    flat = memo.get(("flat", rel)) if memo is not None else None
+    if flat is None:
+        flat = list(flatten(nested, (), contract))
+        if memo is not None:
+            memo[("flat", rel)] = flat
+    return flat
+
+
+def _definitions(files: list[tuple[str, dict]], contract: contracts.Contract, memo: dict | None
+                 ) -> tuple[dict[OptPath, list[Any]], dict[OptPath, list[str]]]:
+    defs: dict[OptPath, list[Any]] = {}
+    where: dict[OptPath, list[str]] = {}
+    for rel, nested in files:
+        for path, value in _flat(rel, nested, contract, memo):
+            defs.setdefault(path, []).append(value)
+            where.setdefault(path, []).append(rel)
+    return defs, where
+
+
 def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | None = None, *,
                memo: dict | None = None) -> tuple[dict[str, Any], list[Conflict]]:
     """Merge the nested definitions of a host's files (in module order) into option values.
@@ -183,17 +203,7 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     and the value of an option only one file defines, so a file many hosts import is worked out once.
     """
     contract = contract or contracts.builtin()
-    defs: dict[OptPath, list[Any]] = {}
-    where: dict[OptPath, list[str]] = {}
-    for rel, nested in files:
-        flat = memo.get(("flat", rel)) if memo is not None else None
-        if flat is None:
-            flat = list(flatten(nested, (), contract))
-            if memo is not None:
-                memo[("flat", rel)] = flat
-        for path, value in flat:
-            defs.setdefault(path, []).append(value)
-            where.setdefault(path, []).append(rel)
+    defs, where = _definitions(files, contract, memo)
     merged: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     for path in sorted(defs):
@@ -213,12 +223,90 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     return merged, conflicts
 
 
+def _joins(typ: t.OptionType, defs: list[Any]) -> bool:
+    """Whether the definitions merge without a conflict by joining: text of a ``lines``-like type, or lists of a
+    ``listOf`` (what NixOS keeps of them: those of the strongest priority, each a string or a list)."""
+    if not isinstance(typ, (t.Joined, t.ListOf)):
+        return False
+    kind = str if isinstance(typ, t.Joined) else list
+    return all(isinstance(d["content"] if t.is_override(d) else d, kind) for d in defs)
+
+
+def host_conflicts(files: list[tuple[str, dict]], contract: contracts.Contract | None = None, *,
+                   memo: dict | None = None) -> list[Conflict]:
+    """The conflicts :func:`merge_host` would report, without building the merged values.
+
+    A host's ``networking.firewall.extraCommands`` is its own rules joined with those of the node-rules file it
+    shares with the other nodes (a line per node): built for every host, that is a string per pair of hosts.
+    Definitions that only join (:func:`_joins`) cannot conflict and are not joined here; an option whose
+    definitions all come from the same shared files is judged once (``memo``).
+    """
+    contract = contract or contracts.builtin()
+    defs, where = _definitions(files, contract, memo)
+    out: list[Conflict] = []
+    for path, values in defs.items():
+        typ = option_type(path, contract)
+        if len(values) > 1 and _joins(typ, values):
+            continue
+        key = ("conflict", tuple(where[path]), path)
+        if memo is not None and key in memo:
+            found = memo[key]
+        else:
+            found = None
+            try:
+                t.merge_definitions(typ, values)
+            except t.MergeConflict as e:
+                found = Conflict(path, str(e), tuple(where[path]))
+            except (TypeError, AttributeError, KeyError):
+                found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where[path]))
+            if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where[path])):
+                memo[key] = found  # one file's value, or shared files': the same answer for every host
+        if found is not None:
+            out.append(found)
+    return sorted(out, key=lambda c: c.path)
+
+
+class HostOptions(Mapping):
+    """host -> its option values as NixOS would merge them, merged when asked for and not kept.
+
+    Kept for every host, the merged values grow with the square of the lab (each node's firewall text
+    holds a line per node); the definitions they come from are held once per file.
+    """
+
+    def __init__(self, names: Iterable[str], files_of: Callable[[str], list[tuple[str, dict]]],
+                 contract: contracts.Contract, memo: dict | None = None):
+        self._names = tuple(sorted(names))
+        self._files_of = files_of
+        self._contract = contract
+        self._memo = memo if memo is not None else {}
+
+    def __getitem__(self, host: str) -> dict[str, Any]:
+        if host not in self._names:
+            raise KeyError(host)
+        return merge_host(self._files_of(host), self._contract, memo=self._memo)[0]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._names
+
+    def restricted(self, names: Iterable[str]) -> HostOptions:
+        return HostOptions([n for n in names if n in self._names], self._files_of, self._contract, self._memo)
+
+    def __repr__(self) -> str:
+        return f"<option values of {len(self._names)} hosts, merged when asked>"
+
+
 @attrs.frozen
 class Precheck:
-    """What can be known before nix runs: contract and nesting problems, and each host merged once."""
+    """What can be known before nix runs: contract and nesting problems, and each host's conflicts."""
 
     problems: list[str]  # in generated code: a homelab bug (or a bug of the lab's own role, see by_file)
-    merged: dict[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them
+    merged: Mapping[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them (HostOptions)
     conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
     nested: dict[str, dict]  # file -> its definitions as one nested attribute set
     by_file: dict[str, list[str]] = attrs.field(factory=dict)  # file -> its contract and nesting problems
@@ -233,7 +321,11 @@ class Precheck:
 
 
 def precheck(compiled: Compiled) -> Precheck:
-    """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once)."""
+    """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once).
+
+    Memory grows with the lab: each file's definitions are held once, and a host's merged values are
+    merged when asked for (:class:`HostOptions`), not kept for every host.
+    """
     problems: list[str] = []
     by_file: dict[str, list[str]] = {}
     nested: dict[str, dict] = {}
@@ -247,15 +339,17 @@ def precheck(compiled: Compiled) -> Precheck:
         if ps:
             by_file[rel] = ps
             problems += ps
-    merged: dict[str, dict[str, Any]] = {}
     conflicts: dict[str, list[Conflict]] = {}
-    if problems:
-        return Precheck(problems, merged, conflicts, nested, by_file)
     memo: dict = {}
+
+    def files_of(name: str) -> list[tuple[str, dict]]:
+        return [(rel, nested[rel]) for rel in compiled.files_of(name)]
+
+    if problems:
+        return Precheck(problems, HostOptions((), files_of, contract, memo), conflicts, nested, by_file)
     for name in compiled.hosts:
-        merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract,
-                                                   memo=memo)
-    return Precheck(problems, merged, conflicts, nested, by_file)
+        conflicts[name] = host_conflicts(files_of(name), contract, memo=memo)
+    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file)
 
 
 # ---------------------------------------------------------------- nix
@@ -386,13 +480,18 @@ def _import_target(rel_file: str, written: str) -> str:
 class Report:
     files: int  # generated files evaluated
     hand_written: int  # hand-written imports parsed
-    options: dict[str, dict[str, Any]]  # host -> merged option values read back through nix
+    options: Mapping[str, dict[str, Any]]  # host -> merged option values read back through nix (merged when asked)
     problems: list[str]
     nix_calls: int
 
 
 def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[dict[str, Any], list[Conflict]]:
     """Merged option values of one host, from what nix evaluated, walking imports from the entry."""
+    return merge_host(_read_files(evaluated, compiled, hostname), compiled.contract)
+
+
+def _read_files(evaluated: dict, compiled: Compiled, hostname: str) -> list[tuple[str, dict]]:
+    """(file, what nix read of it) of one host, in module order, walking imports from the entry."""
     gen = evaluated["generated"]
     order: list[str] = []
 
@@ -404,7 +503,7 @@ def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[di
             visit(imp)
 
     visit(compiled.hosts[hostname].entry)
-    return merge_host([(rel, gen[rel]["defs"]) for rel in order], compiled.contract)
+    return [(rel, gen[rel]["defs"]) for rel in order]
 
 
 def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
@@ -442,13 +541,16 @@ def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[st
             for path, value in sorted(set(_leaves(evaluated["data"])) ^ set(_leaves(want))):
                 problems.append(f"{compiled.data.path}: {'.'.join(path)} differs: nix read "
                                 f"{_get(evaluated['data'], path)!r}, the model says {_get(want, path)!r}")
-    options: dict[str, dict[str, Any]] = {}
-    for h in sorted(only if only is not None else compiled.hosts):
-        if not differs and h in pre.merged:
-            options[h] = pre.merged[h]
-            continue
-        options[h], cs = host_options(evaluated, compiled, h)
-        problems += [f"{compiled.hosts[h].entry}: {c}" for c in cs]
+    names = sorted(only if only is not None else compiled.hosts)
+    options: Mapping[str, dict[str, Any]]
+    if not differs and all(h in pre.merged for h in names):
+        options = pre.merged.restricted(names) if isinstance(pre.merged, HostOptions) else \
+            {h: pre.merged[h] for h in names}
+    else:  # merged from what nix read, host by host, when asked for
+        options = HostOptions(names, lambda h: _read_files(evaluated, compiled, h), compiled.contract)
+        for h in names:
+            problems += [f"{compiled.hosts[h].entry}: {c}"
+                         for c in host_conflicts(_read_files(evaluated, compiled, h), compiled.contract)]
     files = len(gen) + (1 if evaluated.get("data") is not None else 0)
     return Report(files, len(evaluated["handWritten"]), options, problems, nix.calls - calls0)
 
