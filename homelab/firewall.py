@@ -152,7 +152,33 @@ def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
 
 
 def _ipv6_off(host: Host) -> bool:
-    return host.options.get("networking.enableIPv6") is False
+    """Whether the host's raw options turn IPv6 off (``networking.enableIPv6 = false``), however written: plain,
+    ``force(False)``/``default(False)`` (any priority beats NixOS's own default, true), or nested sets."""
+    return option_value(host.options, ("networking", "enableIPv6")) is False
+
+
+def option_value(options, path: tuple[str, ...]):
+    """The value ``options`` (a host's raw options) give ``path``, priorities taken off; None when unset."""
+    from .model import Priority, option_path
+
+    def plain(v):
+        while isinstance(v, Priority):
+            v = v.value
+        return v
+
+    def find(items, at: tuple[str, ...]):
+        for key, value in items:
+            p = at + option_path(key)
+            value = plain(value)
+            if p == path:
+                return value
+            if path[:len(p)] == p and isinstance(value, dict):
+                found = find(value.items(), p)
+                if found is not None:
+                    return found
+        return None
+
+    return find(options.items(), ())
 
 
 def node_matches(lab: Lab, lan_if: str) -> list[Match]:
