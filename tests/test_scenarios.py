@@ -115,3 +115,15 @@ def test_a_secret_word_in_a_nested_set_is_caught_with_its_path():
                      "world-readable Nix store; put it in a file outside the store and set "
                      "services.grafana.settings.security.admin_passwordFile (or the option's *File variant) to "
                      "its path"]
+
+
+@pytest.mark.parametrize("ns", ["10.0.0.254", "10.0.0.10"])  # the DNS addon's Service address; any Service's
+def test_a_nameserver_in_the_service_range_is_refused_and_says_why(ns):
+    lab = labkit.lab(nameservers=["192.168.10.1", ns])
+    with pytest.raises(LabError) as e:
+        check(lab)
+    assert [(p.where, p.field, p.reason) for p in e.value.problems] == [(
+        "cluster", "nameservers[1]", f"{ns} lies in the service_cidr 10.0.0.0/24, which hosts cannot use for their "
+        "own name lookups (a Service address answers only once kube-proxy runs on a node, and never on a host "
+        "outside Kubernetes: until then no name resolves, not even to fetch what starts kube-proxy); list the "
+        "router or another resolver on the LAN")]
