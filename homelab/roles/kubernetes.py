@@ -29,7 +29,6 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
 from .. import checks
@@ -157,7 +156,6 @@ def node_names(lab) -> tuple[tuple[str, tuple[str, ...]], ...]:
                                                  for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip)))
 
 
-@functools.lru_cache(maxsize=16)
 def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str,
                 dns_image: PkgCall | None, nodes: tuple[tuple[str, tuple[str, ...]], ...]) -> Module:
     """modules/k8s/base.nix: what every node needs to find the control plane and every other node (one file for
