@@ -675,22 +675,26 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     is skipped with a warning.
     """
     specs: dict[str, tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]] = {}
+    of_file: dict[str, list[tuple[OptPath, Any, str, t.OptionType]]] = {}  # a shared file's leaves, once
+
+    def file_leaves(rel: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
+        if rel not in of_file:
+            of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
+                                                                                 compiled.contract)
+                            if not _merges(typ := option_type(path, compiled.contract))]
+        return of_file[rel]
+
     for h in hosts:
         plan = compiled.hosts[h]
         if not plan.hand_written:
             continue
-        leaves = []
-        for rel in compiled.files_of(h):
-            for path, value in flatten(pre.nested.get(rel, {}), (), compiled.contract):
-                typ = option_type(path, compiled.contract)
-                if not _merges(typ):
-                    leaves.append((path, value, rel, typ))
+        leaves = [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
         for hand in plan.hand_written:
             specs[hand] = (h, leaves)
     if not specs:
         return []
     out: list[Problem] = []
-    results: dict[str, Any] = {}
+    results: dict[str, dict[OptPath, Any]] = {}
     try:
         results = _describe(root, specs, nix)
     except NixEvalError:
@@ -702,9 +706,10 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                 out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
                                    "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
                                    "judge them", "warning"))
-    for hand, found in sorted(results.items()):
+    for hand, described in sorted(results.items()):
         h, leaves = specs[hand]
-        for (path, value, rel, typ), d in zip(leaves, found):
+        for path, value, rel, typ in leaves:
+            d = described[path]
             if not d.get("found") or d.get("conditional") or d.get("priority") is None:
                 continue
             theirs: Any = d["value"] if d.get("known") else _Unknown()
@@ -730,12 +735,21 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     return out
 
 
-def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
-    files = " ".join(
-        f"{nix_string(hand)} = {{ file = {_path_expr(Path(root).resolve() / hand)}; paths = [ "
-        + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path, *_ in leaves) + " ]; };"
-        for hand, (_h, leaves) in specs.items())
-    return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }"})
+def _paths(specs: dict) -> list[OptPath]:
+    """Every option path any host's generated files define (that does not merge), once: each hand-written file is
+    asked about all of them (one list in the expression), and each host reads the answers for its own."""
+    return sorted({path for _h, leaves in specs.values() for path, *_ in leaves})
+
+
+def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, dict[OptPath, Any]]:
+    """hand-written file -> option path -> what nix found there."""
+    paths = _paths(specs)
+    listed = "[ " + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path in paths) + " ]"
+    base = Path(root).resolve()
+    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
+                     for hand in specs)
+    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})"})
+    return {hand: dict(zip(paths, found)) for hand, found in out.items()}
 
 
 def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
