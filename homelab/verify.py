@@ -243,24 +243,49 @@ def host_conflicts(files: list[tuple[str, dict]], contract: contracts.Contract |
     """
     contract = contract or contracts.builtin()
     defs, where = _definitions(files, contract, memo)
-    out: list[Conflict] = []
-    for path, values in defs.items():
-        typ = option_type(path, contract)
-        if len(values) > 1 and _joins(typ, values):
-            continue
-        key = ("conflict", tuple(where[path]), path)
-        if memo is not None and key in memo:
-            found = memo[key]
-        else:
-            found = None
-            try:
-                t.merge_definitions(typ, values)
-            except t.MergeConflict as e:
-                found = Conflict(path, str(e), tuple(where[path]))
-            except (TypeError, AttributeError, KeyError):
-                found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where[path]))
-            if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where[path])):
-                memo[key] = found  # one file's value, or shared files': the same answer for every host
+    out = [c for path, values in defs.items()
+           if (c := _judge(path, values, where[path], contract, memo)) is not None]
+    return sorted(out, key=lambda c: c.path)
+
+
+def _judge(path: OptPath, values: list[Any], where: list[str], contract: contracts.Contract, memo: dict | None
+           ) -> Conflict | None:
+    """Whether one option's definitions (in module order, from the files ``where``) conflict."""
+    typ = option_type(path, contract)
+    if len(values) > 1 and _joins(typ, values):
+        return None
+    key = ("conflict", tuple(where), path)
+    if memo is not None and key in memo:
+        return memo[key]
+    found = None
+    try:
+        t.merge_definitions(typ, values)
+    except t.MergeConflict as e:
+        found = Conflict(path, str(e), tuple(where))
+    except (TypeError, AttributeError, KeyError):
+        found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where))
+    if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where)):
+        memo[key] = found  # one file's value, or shared files': the same answer for every host
+    return found
+
+
+def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...], nested: dict[str, dict],
+                                contract: contracts.Contract, memo: dict) -> list[Conflict]:
+    """:func:`host_conflicts` of a host whose files are its entry (first) and shared ``modules``: what the
+    modules define together is worked out once per set of modules (hosts alike share it), so a host costs
+    what its own entry defines."""
+    key = ("shared", modules)
+    if key not in memo:
+        sdefs, swhere = _definitions([(rel, nested[rel]) for rel in modules], contract, memo)
+        judged = {path: _judge(path, values, swhere[path], contract, memo) for path, values in sdefs.items()}
+        memo[key] = (sdefs, swhere, judged)
+    sdefs, swhere, judged = memo[key]
+    rel, defs = entry
+    own = _flat(rel, defs, contract, memo)
+    mine = {path for path, _ in own}
+    out = [c for path, c in judged.items() if c is not None and path not in mine]
+    for path, value in own:
+        found = _judge(path, [value, *sdefs.get(path, ())], [rel, *swhere.get(path, ())], contract, memo)
         if found is not None:
             out.append(found)
     return sorted(out, key=lambda c: c.path)
@@ -347,8 +372,9 @@ def precheck(compiled: Compiled) -> Precheck:
 
     if problems:
         return Precheck(problems, HostOptions((), files_of, contract, memo), conflicts, nested, by_file)
-    for name in compiled.hosts:
-        conflicts[name] = host_conflicts(files_of(name), contract, memo=memo)
+    for name, plan in compiled.hosts.items():
+        conflicts[name] = _entry_and_shared_conflicts((plan.entry, nested[plan.entry]), tuple(plan.modules), nested,
+                                                      contract, memo)
     return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file)
 
 
