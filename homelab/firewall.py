@@ -146,7 +146,8 @@ def tailnet_interface(host: Host) -> str | None:
 
 def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     """What ``source`` stands for on ``host``: an empty list means nobody (e.g. no host has the role)."""
-    if _ipv6_off(host):  # no ip6tables chain to add to: IPv4 rules only
+    off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # once per host
+    if off:  # no ip6tables chain to add to: IPv4 rules only
         return [m for m in _matches(lab, host, source) if m.family == 4]
     return _matches(lab, host, source)
 
