@@ -18,39 +18,32 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import GeneratedCodeError, LabError, Problem
-
-# One table of exit codes for every command (also in --help and the README).
-EXIT_OK = 0  # done; nothing out of date
-EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, graph --check-readme, test)
-EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
-EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
-EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
-EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
-EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_CODES = (
-    (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
-    (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
-                   "diagram or policy table (graph/policy --check-readme), a proof failing (test), the suite "
-                   "failing on a VM (vm); a host failed (deploy, verify, wake, sleep)"),
-    (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
-                     "usage mistake; each named by host, field and reason; nothing was written"),
-    (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
-                  "nothing was written"),
-    (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
-    (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
+from .about import program, set_program
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHANGED,
+    EXIT_CODES,  # noqa: F401 - homelab.cli.EXIT_CODES, as before the table moved
+    EXIT_CRASH,
+    EXIT_GENERATED,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_STEP_FAILED,  # noqa: F401
+    GeneratedCodeError,
+    HomelabError,
+    LabError,
+    MissingTool,
+    NotVerified,
+    ReadBackError,
+    UsageError,
+    exit_table,
 )
 
-
-class Usage(Exception):
-    """A command-line mistake, reported like a lab problem (exit 2)."""
-
-
-class Missing(Exception):
-    """A tool or device the command needs is not there (exit 4)."""
+# The one exit-code table lives in homelab.errors (with the errors that carry the codes); --help prints it.
+EXIT_VERIFY = EXIT_GENERATED  # the names this module used before homelab.errors held the table
+EXIT_NO_NIX = EXIT_MISSING
+Usage = UsageError  # a command-line mistake (exit 2)
+Missing = MissingTool  # a tool or device the command needs is not there (exit 4)
 
 
 def _err(*lines: str) -> None:
@@ -67,7 +60,7 @@ def find_root(start: Path | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "hosts" / "cluster.py").is_file():
             return d
-    raise Usage(f"no lab here: neither {here} nor a folder above it holds hosts/cluster.py "
+    raise UsageError(f"no lab here: neither {here} nor a folder above it holds hosts/cluster.py "
                 "(run `homelab init DIR` to start one, or pass --root)")
 
 
@@ -84,19 +77,37 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
         p = Path(t).resolve()
         if root and not p.exists():
             p = (Path(root) / t).resolve()
+        if not (p.parent.name == "hosts" and p.is_dir()) and _bare(t):  # `homelab build yomogi`
+            p = _host_named(t, lab_root)
         if p.parent.name != "hosts":
-            raise Usage(f"{t}: name a host folder such as hosts/yomogi")
+            raise UsageError(f"{t}: name a host folder such as hosts/yomogi")
         if lab_root is not None and p.parent.parent != lab_root:
-            raise Usage(f"{t}: is not in the lab at {lab_root}")
+            raise UsageError(f"{t}: is not in the lab at {lab_root}")
         if not p.is_dir():
-            raise Usage(f"{t}: no such host folder")
+            raise UsageError(f"{t}: no such host folder")
         lab_root = p.parent.parent
         names.append(p.name)
     if lab_root is None:
         lab_root = find_root()
     elif not names and not (lab_root / "hosts").is_dir():
-        raise Usage(f"--root {root}: no hosts/ folder there")
+        raise UsageError(f"--root {root}: no hosts/ folder there")
     return lab_root, (list(dict.fromkeys(names)) or None)
+
+
+def _bare(t: str) -> bool:
+    return bool(t) and "/" not in t and t not in (".", "..")
+
+
+def _host_named(name: str, lab_root: Path | None) -> Path:
+    """A bare host name, as the folder hosts/<name> of the lab (``--root``, else found upward)."""
+    lab = lab_root or find_root()
+    folder = lab / "hosts" / name
+    if not (folder / "host.py").is_file():
+        known = sorted(d.name for d in (lab / "hosts").iterdir() if (d / "host.py").is_file()) \
+            if (lab / "hosts").is_dir() else []
+        raise Usage(f"{name}: no such host in the lab at {lab} (no hosts/{name}/host.py; its hosts: "
+                    f"{', '.join(known) or 'none'})")
+    return folder
 
 
 def _root(args) -> Path:
@@ -104,23 +115,23 @@ def _root(args) -> Path:
 
 
 def load_selected(root: Path, only: list[str] | None):
-    """The validated lab and its warnings; LabError if a named host has no host.py."""
-    from .load import load_or_raise
+    """The validated lab and its warnings; LabError if a named host has no host.py (homelab.load)."""
+    from .load import load_selected as load
 
-    lab, warnings = load_or_raise(root)
-    if only:
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in only if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
-    return lab, warnings
+    return load(root, only)
 
 
 def _nix(args):
     from .pynix_eval import Nix
 
     return Nix(timeout=getattr(args, "nix_timeout", 120.0))
+
+
+def _typed(options_class, args):
+    """An operation's typed options (an attrs class whose fields are named as the command's flags) from args."""
+    import attrs
+
+    return options_class(**{f.name: getattr(args, f.name) for f in attrs.fields(options_class)})
 
 
 def _dump(data) -> None:
@@ -145,7 +156,7 @@ def cmd_build(args) -> int:
                       verify_with_nix=not args.no_verify, nix=_nix(args))
     if args.check:
         if res.stale:
-            print("out of date (run `python -m homelab build`):")
+            print(f"out of date (run `{program()} build`):")
             for rel in res.stale:
                 print(f"  {rel}")
             return EXIT_CHANGED
@@ -168,10 +179,11 @@ def cmd_build(args) -> int:
     hosts = f"{n} host{'s' if n != 1 else ''}"
     print(f"{hosts}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
           + (f", removed {len(res.removed)}" if res.removed else "") + verified)
-    for rel in res.written:
-        print(f"  wrote {rel}")
-    for rel in res.removed:
-        print(f"  removed {rel}")
+    if not args.quiet:
+        for rel in res.written:
+            print(f"  wrote {rel}")
+        for rel in res.removed:
+            print(f"  removed {rel}")
     _record(root, lab, only, args, res, hosts, said)
     return EXIT_OK
 
@@ -213,11 +225,11 @@ def cmd_check(args) -> int:
         except LabError as e:
             problems = [p for p in problems if p.severity != "error"] + e.problems
         else:  # the hand-written imports, as a build reads them: with nix, when there is one
-            from . import verify
+            from . import readback
             from .pynix_eval import nix_available
 
             if nix_available():
-                problems += verify.hand_written_problems(root, prepared.compiled, _nix(args),
+                problems += readback.hand_written_problems(root, prepared.compiled, _nix(args),
                                                          sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
     if args.json:
@@ -296,11 +308,11 @@ def _readme_command(args, root: Path, block: str, markers: tuple[str, str], head
     try:
         old = readme.read_text(encoding="utf-8") if readme.exists() else ""
     except (OSError, UnicodeDecodeError) as e:
-        raise Usage(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+        raise UsageError(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     new = graph.replace_block(old, block, markers, heading)
     if args.check_readme:
         if new != old:
-            print(f"{readme}: the {what} is out of date (run `python -m homelab {command} --update-readme`)")
+            print(f"{readme}: the {what} is out of date (run `{program()} {command} --update-readme`)")
             return EXIT_CHANGED
         print(f"{readme}: the {what} is up to date")
         return EXIT_OK
@@ -348,22 +360,26 @@ def cmd_vm(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return vm.run(lab, root, list(only or []), args)
+    return vm.run(lab, root, list(only or []), _typed(vm.VmOptions, args))
 
 
 def cmd_init(args) -> int:
     from . import init
 
     done = init.init(Path(args.dir), example=args.example, force=args.force, homelab_url=args.homelab_url)
-    print(f"homelab init: a new lab in {done.root} ({done.example} example)")
-    for rel in done.written:
-        print(f"  wrote {rel}")
+    prog = program()
+    print(f"{prog} init: a new lab in {done.root} ({done.example} example)")
+    if not args.quiet:
+        for rel in done.written:
+            print(f"  wrote {rel}")
     for rel in done.kept:
         print(f"  kept {rel} (already there)")
+    if done.git:
+        print(f"git: {done.git}")
     print("next:")
     for rel in done.placeholders:
         print(f"  replace {rel} with the machine's own (nixos-generate-config --show-hardware-config)")
-    print(f"  cd {shlex.quote(str(done.root))} && homelab build && homelab test")
+    print(f"  cd {shlex.quote(str(done.root))} && {prog} build{' && git add -A' if done.tracked else ''} && {prog} test")
     return EXIT_OK
 
 
@@ -398,7 +414,7 @@ def cmd_deploy(args) -> int:
     lab, warnings = load_selected(root, only)
     for w in warnings:
         _err(str(w))
-    return deploy.deploy(lab, root, only, args)
+    return deploy.deploy(lab, root, only, _typed(deploy.DeployOptions, args))
 
 
 def cmd_verify(args) -> int:
@@ -406,7 +422,14 @@ def cmd_verify(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return deploy.verify(lab, root, only, args)
+    return deploy.verify(lab, root, only, _typed(deploy.VerifyOptions, args))
+
+
+def cmd_completion(args) -> int:
+    from . import completion
+
+    sys.stdout.write(completion.script(args.shell, build_parser("homelab")))
+    return EXIT_OK
 
 
 def cmd_wake(args) -> int:
@@ -414,7 +437,7 @@ def cmd_wake(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return power.wake(lab, root, only[0], args)
+    return power.wake(lab, root, only[0], _typed(power.WakeOptions, args))
 
 
 def cmd_sleep(args) -> int:
@@ -422,13 +445,14 @@ def cmd_sleep(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return power.sleep(lab, root, only[0], args)
+    return power.sleep(lab, root, only[0], _typed(power.SleepOptions, args))
 
 
 # ---------------------------------------------------------------- parser
 
 
-def _hosts(p, help_: str = "host folders, e.g. hosts/yomogi (all hosts when none are named)", nargs: str = "*"):
+def _hosts(p, help_: str = "hosts by name or folder, e.g. yomogi or hosts/yomogi (all hosts when none are named)",
+           nargs: str = "*"):
     p.add_argument("hosts", nargs=nargs, help=help_)
 
 
@@ -523,6 +547,8 @@ def _test_args(p) -> None:
 def _ssh_args(p) -> None:
     p.add_argument("--ssh-config", metavar="FILE", help="an ssh_config for every ssh call (ssh -F; also given to "
                    "nixos-rebuild through NIX_SSHOPTS and to the suite)")
+    p.add_argument("--connect-timeout", type=int, default=10, metavar="SECONDS",
+                   help="how long each ssh call may wait for a host to answer (ssh -o ConnectTimeout; default 10)")
 
 
 def _checks_args(p, settle: float) -> None:
@@ -562,6 +588,12 @@ def _wake_args(p) -> None:
     p.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
                    help="how long to wait for SSH and the node to be Ready (default 600)")
     _ssh_args(p)
+
+
+def _completion_args(p) -> None:
+    from .completion import SHELLS
+
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
 
 
 def _sleep_args(p) -> None:
@@ -605,78 +637,154 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
              "python -m homelab wake hosts/tokiwa", _wake_args),
     "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
               "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
+    "completion": (cmd_completion, "print a shell completion script (bash, zsh or fish) for the homelab command",
+                   "python -m homelab completion bash > ~/.local/share/bash-completion/completions/homelab",
+                   _completion_args),
 }
 
+# The codes of the one table (EXIT_CODES) each command ends with, and what each means for it: its --help lists
+# these (and 70, 130, which every command may end with) instead of the whole table.
+_BAD = "a problem in the lab description or a usage mistake, named by host, field and reason; nothing written"
+_BUG = "nix or the option contract disagrees with what homelab generated: a homelab bug"
+_NIX = "nix is missing or cannot be used here (the message says how to fix it)"
+_README = "--check-readme: the README's block is out of date"
+EXITS_OF: dict[str, dict[int, str]] = {
+    "build": {EXIT_OK: "written (with --check: every generated file is up to date)",
+              EXIT_CHANGED: "--check: a generated file is out of date (listed)",
+              EXIT_BAD_INPUT: _BAD + " (also a generated file edited by hand)", EXIT_GENERATED: _BUG,
+              EXIT_MISSING: _NIX + "; --no-verify writes without it"},
+    "check": {EXIT_OK: "no problem (warnings may be listed)", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG,
+              EXIT_MISSING: _NIX},
+    "show": {EXIT_OK: "printed", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG, EXIT_MISSING: _NIX},
+    "plan": {EXIT_OK: "nothing would change", EXIT_CHANGED: "a build would change files (listed)",
+             EXIT_BAD_INPUT: _BAD},
+    "graph": {EXIT_OK: "printed (or the README's diagram updated or up to date)", EXIT_CHANGED: _README,
+              EXIT_BAD_INPUT: _BAD},
+    "policy": {EXIT_OK: "printed (or the README's policy table updated or up to date)", EXIT_CHANGED: _README,
+               EXIT_BAD_INPUT: _BAD},
+    "expect": {EXIT_OK: "printed", EXIT_BAD_INPUT: _BAD},
+    "vm": {EXIT_OK: "the suite passed on the VMs (or --dry-run printed the commands)",
+           EXIT_CHANGED: "the suite failed on a VM", EXIT_BAD_INPUT: _BAD,
+           EXIT_MISSING: "nix, KVM (without --allow-tcg), ssh or ssh-keygen is missing",
+           EXIT_STEP_FAILED: "a VM's build or boot failed; its output says why"},
+    "init": {EXIT_OK: "the lab was written", EXIT_BAD_INPUT: "refused (a folder not empty without --force, one "
+             "holding a lab, a bad --homelab-url); nothing written"},
+    "test": {EXIT_OK: "every part passed (or was skipped, saying why)", EXIT_CHANGED: "a part failed",
+             EXIT_BAD_INPUT: _BAD, EXIT_MISSING: _NIX},
+    # the README's table of the operations says the same, word for word (tests/test_cli_conveniences.py)
+    "deploy": {EXIT_OK: "every host switched and passed its checks, and the cluster checks passed",
+               EXIT_CHANGED: "a host failed its switch, checks or join, or was unreachable (a failed switch or failed "
+                             "checks are rolled back unless `--no-rollback`), or the cluster checks failed",
+               EXIT_BAD_INPUT: "bad input, invalid lab, stale generated files, no flake",
+               EXIT_MISSING: "ssh, nixos-rebuild or pytest-testinfra missing"},
+    "verify": {EXIT_OK: "every check passed",
+               EXIT_CHANGED: "a check failed, a host did not answer SSH, or the suite could not run",
+               EXIT_BAD_INPUT: "bad input", EXIT_MISSING: "ssh or pytest-testinfra missing"},
+    "wake": {EXIT_OK: "the host answers SSH (and its node is Ready and uncordoned)",
+             EXIT_CHANGED: "not up in time, or the packet could not be sent",
+             EXIT_BAD_INPUT: "bad input, no `wake_on_lan`", EXIT_MISSING: "ssh missing"},
+    "sleep": {EXIT_OK: "drained and off", EXIT_CHANGED: "drain or power-off failed, or the host did not answer",
+              EXIT_BAD_INPUT: "bad input; the control plane while workers are up (without `--force`)",
+              EXIT_MISSING: "ssh missing"},
+    "completion": {EXIT_OK: "printed", EXIT_BAD_INPUT: "a shell homelab has no completion for"},
+}
+ALWAYS = (EXIT_CRASH, EXIT_INTERRUPTED)  # any command may end so
 
-def _exit_table() -> str:
-    return "exit codes:\n" + "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES)
+
+def _exit_table(command: str | None = None) -> str:
+    """The whole table, or (for one command) its own codes and what they mean for it."""
+    if command is None:
+        return exit_table()
+    table = dict(EXIT_CODES)
+    own = {**EXITS_OF[command], **{code: table[code] for code in ALWAYS}}
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {own[code]}" for code in sorted(own))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    prog = prog or program()
     p = argparse.ArgumentParser(
-        prog="homelab",
+        prog=prog,
         description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
-        epilog="example: python -m homelab build hosts/yomogi\n\n" + _exit_table(),
+        epilog=f"example: {prog} build hosts/yomogi\n\n" + _exit_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"homelab {_version()}")
     p.add_argument("--debug", action="store_true", help="show the full traceback when homelab crashes")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors, warnings and the result only: no progress "
+                   "lines, no list of files written")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (fn, help_, example, configure) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}\n\n{_exit_table()}",
+        example = example.replace("python -m homelab", prog, 1)
+        sp = sub.add_parser(name, help=help_, description=help_,
+                            epilog=f"example: {example}\n\n{_exit_table(name)}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(func=fn)
         sp.add_argument("--root", help="the lab's folder (holding hosts/); default: found from the current "
                         "folder upward")
+        # also after the command (`homelab verify --quiet`); SUPPRESS keeps a --quiet given before it
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="errors, warnings and the result only: no progress lines, no list of files written")
         if configure:
             configure(sp)
     return p
 
 
 def _run(args) -> int:
-    from .pynix_eval import NixError, NixNotFound
+    from .pynix_eval import NixError, NixNotFound, NixUnusable
 
     try:
         return args.func(args)
-    except Usage as e:
+    except UsageError as e:
         _err(f"homelab: {e}")
-        return EXIT_BAD_INPUT
-    except Missing as e:
+        return e.exit_code
+    except NotVerified as e:
+        _err(f"homelab: {args.command} reads every file back with nix before writing, and {e.message}; nothing "
+             "was written (install nix, e.g. apt-get install nix-bin, or pass --no-verify to write unverified "
+             "files)")
+        return e.exit_code
+    except MissingTool as e:
         _err(f"homelab: {args.command}: {e}")
-        return EXIT_NO_NIX
+        return e.exit_code
     except LabError as e:
         errors = [p for p in e.problems if p.severity == "error"]
         _err(f"homelab: {len(errors)} problem{'s' if len(errors) != 1 else ''}; nothing was written:")
         for p in e.problems:
             _err(f"  {p}")
-        return EXIT_BAD_INPUT
+        return e.exit_code
     except GeneratedCodeError as e:
         _err("homelab: the generated code breaks homelab's own rules (a homelab bug; please report it); nothing "
              "was written:", *[f"  {p}" for p in e.problems])
-        return EXIT_VERIFY
-    except NixNotFound as e:
+        return e.exit_code
+    except ReadBackError as e:
+        _err("homelab: nix disagrees with the model (a homelab bug; please report it); nothing was written:",
+             *[f"  {p}" for p in e.problems])
+        return e.exit_code
+    except HomelabError as e:
+        _err(f"homelab: {args.command}: {e}")
+        return e.exit_code
+    except NixUnusable as e:  # nix is there but cannot be used: nix's reason and how to fix it
+        _err(f"homelab: {args.command} needs nix, and {e.message}; nothing was written",
+             f"  to fix: {e.fix}")
+        return EXIT_MISSING
+    except NixNotFound as e:  # homelab.pynix_eval stands alone (no homelab imports): its errors map here
         _err(f"homelab: {args.command} needs nix: {e.message}; nothing was written")
-        return EXIT_NO_NIX
+        return EXIT_MISSING
     except NixError as e:
         _err(f"homelab: nix failed: {e}")
-        return EXIT_VERIFY
-    except Exception as e:  # noqa: BLE001 - named below
-        from .build import NotVerified
-        from .verify import VerifyError
-
-        if isinstance(e, NotVerified):
-            _err(f"homelab: {args.command} reads every file back with nix before writing, and {e.message}; nothing "
-                 "was written (install nix, e.g. apt-get install nix-bin, or pass --no-verify to write unverified "
-                 "files)")
-            return EXIT_NO_NIX
-        if isinstance(e, VerifyError):
-            _err("homelab: nix disagrees with the model (a homelab bug; please report it); nothing was written:",
-                 *[f"  {p}" for p in e.problems])
-            return EXIT_VERIFY
-        raise
+        return EXIT_GENERATED
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The command line; ``prog``: the name the user ran it by (``homelab``, ``python -m homelab``)."""
+    if prog:
+        set_program(prog)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

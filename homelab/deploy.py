@@ -27,6 +27,7 @@ import concurrent.futures
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -37,11 +38,11 @@ from pathlib import Path
 import attrs
 
 from . import remote
+from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
 from .model import Host, Lab
-from .remote import Kube, MissingTool, SshOptions, Say, nix_sshopts, ssh_argv
+from .remote import Kube, SshOptions, Say, nix_sshopts, ssh_argv
 from .vm import Step, untracked_entries
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_TOOL = 0, 1, 2, 4
 SUITE_RETRY = 10.0  # seconds between two runs of the live checks while a host settles
 READY_POLL = 2.0
 
@@ -56,7 +57,7 @@ def suite_dir(root: Path) -> Path:
     return VM_TESTS
 
 
-# ---------------------------------------------------------------- the plan
+# ---------------------------------------------------------------- the steps
 
 
 @attrs.frozen
@@ -81,7 +82,7 @@ class HostSteps:
 
 
 @attrs.frozen
-class Plan:
+class DeploySteps:
     root: str
     workdir: str
     parallel: int
@@ -102,10 +103,14 @@ def testinfra_spec(host: Host) -> str:
 
 
 def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts: SshOptions, suite: Path,
-                python: str) -> Step:
-    """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host."""
+                python: str, *, progress: bool = False) -> Step:
+    """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host.
+
+    ``progress``: with homelab's plugin that reports each host's start and finish (homelab/liveprogress.py).
+    """
     # only testinfra's plugin: pytest plugins installed beside homelab neither slow nor change the checks
-    argv = [python, "-m", "pytest", "-p", "testinfra.plugin", str(suite),
+    plugins = ["-p", "testinfra.plugin"] + (["-p", "homelab.liveprogress"] if progress else [])
+    argv = [python, "-m", "pytest", *plugins, str(suite),
             "--hosts=" + ",".join(testinfra_spec(h) for h in hosts), f"--lab-root={lab_root}"]
     if len(hosts) == 1:
         argv.append(f"--lab-host={hosts[0].hostname}")
@@ -162,8 +167,8 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
     return HostSteps(name, kind, built, generation, switch, checks, rollback, report, join)
 
 
-def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> Plan:
+def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
+              opts: SshOptions, suite: Path, python: str = sys.executable) -> DeploySteps:
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
     steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
@@ -171,10 +176,10 @@ def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
     cluster = checks_step(root, hosts, "cluster", report, opts, suite, python) if hosts else None
-    return Plan(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
+    return DeploySteps(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
 
 
-def plan_problems(lab: Lab, names: list[str]) -> list[str]:
+def selection_problems(lab: Lab, names: list[str]) -> list[str]:
     """What makes a deploy of these hosts impossible as described (bad input, exit 2)."""
     out = []
     for n in names:
@@ -190,7 +195,7 @@ def plan_problems(lab: Lab, names: list[str]) -> list[str]:
     return out
 
 
-def render_plan(plan: Plan, lab: Lab) -> str:
+def render_steps(plan: DeploySteps, lab: Lab) -> str:
     """``--dry-run``: the exact commands, in order; what only runs on a condition is a comment."""
     firsts = ", ".join(h.name for h in plan.first)
     thens = ", ".join(h.name for h in plan.then)
@@ -274,11 +279,19 @@ class Verdict:
     detail: str = ""
 
 
-def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Verdict:
-    """Run the suite; while checks fail, again every SUITE_RETRY s for up to ``settle`` s."""
+def run_checks(step: Step, report: str, settle: float, say: Say, who: str, on_event=None) -> Verdict:
+    """Run the suite; while checks fail, again every SUITE_RETRY s for up to ``settle`` s.
+
+    ``on_event``: called with each host's start and finish while the suite runs (a step with ``progress``).
+    """
     deadline = time.monotonic() + settle
     while True:
-        r = remote.run(step.argv, timeout=1800, env=_env(step), cwd=step.cwd)
+        if on_event is None:
+            r = remote.run(step.argv, timeout=1800, env=_env(step), cwd=step.cwd)
+        else:
+            from .reach import run_with_progress
+
+            r = run_with_progress(step.argv, timeout=1800, env=_env(step), cwd=step.cwd, on_event=on_event)
         if r.returncode in (0, 5):  # 5: nothing to check in this scope
             return Verdict(True, True)
         failed = tuple(failed_checks(report))
@@ -293,7 +306,7 @@ def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Ve
 
 
 class Rollout:
-    def __init__(self, plan: Plan, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
+    def __init__(self, plan: DeploySteps, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
         self.plan, self.lab, self.opts = plan, lab, opts
         self.settle, self.ready_timeout, self.say = settle, ready_timeout, say
         self.stop = threading.Event()
@@ -431,23 +444,49 @@ def table(results: list[HostResult]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows) + "\n"
 
 
+@attrs.frozen
+class DeployOptions:
+    """``homelab deploy``'s options, typed (the command line's flags; the same defaults)."""
+
+    dry_run: bool = False  # print the exact commands, in order; run nothing
+    parallel: int = 2  # switch up to this many hosts at a time after the control plane
+    no_rollback: bool = False  # leave a host that fails its checks at its new generation
+    ready_timeout: float = 300  # seconds a joined worker may take to be Ready
+    settle: float = 120  # run the checks again while some fail, for up to this long
+    suite: str | None = None  # the vm-tests folder (default: the lab's vm-tests/, else homelab's)
+    ssh_config: str | None = None  # an ssh_config for every ssh call (ssh -F)
+    connect_timeout: int = 10  # seconds each ssh call may wait for a host to answer (ssh -o ConnectTimeout)
+
+
+@attrs.frozen
+class VerifyOptions:
+    """``homelab verify``'s options (the live checks), typed."""
+
+    scope: str = "cluster"  # or "host": what holds on a lone host
+    dry_run: bool = False
+    settle: float = 0
+    suite: str | None = None
+    ssh_config: str | None = None
+    connect_timeout: int = 10  # the SSH probe of each host, and every ssh call of the checks
+    quiet: bool = False  # no progress lines (each host's start and finish)
+
+
 # ---------------------------------------------------------------- the commands
 
 
-def _options(args) -> SshOptions:
-    from .cli import Usage
+def _ssh_options(options) -> SshOptions:
+    if options.ssh_config and not Path(options.ssh_config).is_file():
+        raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
+    if options.connect_timeout < 1:
+        raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
+    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
+                      connect_timeout=options.connect_timeout)
 
-    if args.ssh_config and not Path(args.ssh_config).is_file():
-        raise Usage(f"--ssh-config {args.ssh_config}: no such file")
-    return SshOptions(str(Path(args.ssh_config).resolve()) if args.ssh_config else None)
 
-
-def _suite(args, root: Path) -> Path:
-    from .cli import Usage
-
-    suite = Path(args.suite).resolve() if args.suite else suite_dir(root)
+def _suite(options, root: Path) -> Path:
+    suite = Path(options.suite).resolve() if options.suite else suite_dir(root)
     if not (suite / "conftest.py").is_file():
-        raise Usage(f"no vm-tests suite at {suite} (pass --suite DIR)")
+        raise UsageError(f"no vm-tests suite at {suite} (pass --suite DIR)")
     return suite
 
 
@@ -459,62 +498,62 @@ def _need(*tools: str) -> None:
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:
         raise MissingTool("pytest-testinfra is not installed, and the live checks need it (pip install "
-                          "'homelab[test]')")
+                          "'nixos-homelab[test]', homelab's package with its test extras)")
 
 
 def _fresh(lab: Lab, root: Path) -> None:
     """Refuse generated files a build would change: the flake would deploy something else than the lab says."""
     from . import build
-    from .cli import Usage
 
     res = build.build(root, lab=lab, check=True)
     if res.stale:
-        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
-                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+        from .about import program
+
+        raise UsageError("generated files are out of date, so the flake does not describe this lab; run "
+                         f"`{program()} build` first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
     if not (root / "flake.nix").is_file():
-        raise Usage(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
+        raise UsageError(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
 
 
-def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
-    """``homelab deploy``: the arguments are the command line's (see homelab.cli)."""
-    from .cli import Usage
+def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
+    """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
     names = list(only or [h.hostname for h in lab.hosts])
-    if args.parallel < 1:
-        raise Usage(f"--parallel {args.parallel}: give 1 or more")
-    problems = plan_problems(lab, names)
+    if options.parallel < 1:
+        raise UsageError(f"--parallel {options.parallel}: give 1 or more")
+    problems = selection_problems(lab, names)
     if problems:
-        raise Usage("\n".join(problems))
+        raise UsageError("\n".join(problems))
     _fresh(lab, root)
-    opts = _options(args)
-    suite = _suite(args, root)
+    opts = _ssh_options(options)
+    suite = _suite(options, root)
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
-    if args.dry_run:
+    if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
-        plan = make_plan(lab, root, names, workdir, parallel=args.parallel, rollback=not args.no_rollback,
+        plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
-        sys.stdout.write(render_plan(plan, lab))
+        sys.stdout.write(render_steps(plan, lab))
         return EXIT_OK
     try:
         _need("ssh", "nixos-rebuild")
     except MissingTool as e:
         say.err(f"{e}; nothing was deployed")
-        return EXIT_NO_TOOL
+        return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
-        plan = make_plan(lab, root, names, Path(work), parallel=args.parallel, rollback=not args.no_rollback,
+        plan = make_steps(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
-        rollout = Rollout(plan, lab, opts, settle=args.settle, ready_timeout=args.ready_timeout, say=say)
+        rollout = Rollout(plan, lab, opts, settle=options.settle, ready_timeout=options.ready_timeout, say=say)
         try:
             ok = rollout.run()
             cluster = None
             if ok and plan.cluster is not None:
                 say("cluster", f"all {len(plan.hosts)} switched; {plan.cluster.what}")
-                cluster = run_checks(plan.cluster, plan.cluster_report, args.settle, say, "cluster")
+                cluster = run_checks(plan.cluster, plan.cluster_report, options.settle, say, "cluster")
         except MissingTool as e:
             say.err(f"{e}")
-            return EXIT_NO_TOOL
+            return EXIT_MISSING
     print()
     sys.stdout.write(table([rollout.results[hs.name] for hs in plan.hosts]))
     if not ok:
@@ -533,39 +572,77 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
     return EXIT_OK
 
 
-def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
-    """``homelab verify``: the live checks of the named hosts (all when none), one suite run."""
+def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions) -> int:
+    """``homelab verify``: the live checks of the named hosts (all when none), one suite run.
+
+    Each host is probed over SSH first (one bounded ``ssh ... true``, all at once): a host that does not answer
+    is reported with ssh's reason and left out, the others are checked.  Each host's start and finish is
+    shown on stderr while the suite runs (not with ``--quiet``).
+    """
+    from . import reach
+
     names = sorted(only or [h.hostname for h in lab.hosts])
-    opts = _options(args)
-    suite = _suite(args, root)
-    say = Say("verify")
+    opts = _ssh_options(options)
+    suite = _suite(options, root)
+    say = Say("verify", stream=sys.stderr, quiet=options.quiet)
     hosts = [lab.host(n) for n in names]
-    if args.dry_run:
+    if options.dry_run:
         report = str(Path(tempfile.gettempdir()) / "homelab-verify-<new>" / "verify.xml")
-        print(checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable).shell())
+        print("# each host answers SSH? (a host that does not is reported and left out of the checks)")
+        for h in hosts:
+            print(shlex.join(reach.probe_argv(h, opts)))
+        print(checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable,
+                          progress=True).shell())
         return EXIT_OK
     try:
         _need("ssh")
     except MissingTool as e:
         say.err(str(e))
-        return EXIT_NO_TOOL
-    with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
-        report = str(Path(work) / "verify.xml")
-        step = checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable)
-        say(", ".join(names), step.what)
-        v = run_checks(step, report, args.settle, say, ", ".join(names))
-    if v.ok:
-        print(f"all checks passed on {', '.join(names)} ({args.scope} scope)")
+        return EXIT_MISSING
+    say("lab", f"probing {len(hosts)} host{'s' if len(hosts) != 1 else ''} over SSH (ConnectTimeout="
+               f"{opts.connect_timeout} s)")
+    down = reach.unreachable(hosts, opts)
+    for name, why in down.items():
+        say.err(f"cannot reach {name} ({reach.address(lab.host(name))}) over SSH: {why}")
+    up = [h for h in hosts if h.hostname not in down]
+    v = Verdict(True, True)
+    if up:
+        def progress(event: dict) -> None:
+            if event.get("event") == "start":
+                say(event["host"], f"checking ({event['checks']} checks, {options.scope} scope)")
+            elif event.get("event") == "finish":
+                failed = event["failed"]
+                say(event["host"], f"{failed} of {event['passed'] + failed + event['skipped']} checks failed"
+                    if failed else f"{event['passed']} checks passed" + (f", {event['skipped']} skipped"
+                                                                         if event["skipped"] else ""))
+
+        with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
+            report = str(Path(work) / "verify.xml")
+            step = checks_step(root.resolve(), up, options.scope, report, opts, suite, sys.executable, progress=True)
+            v = run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
+    checked = [h.hostname for h in up]
+    not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
+    if v.ok and not down:
+        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)")
         return EXIT_OK
+    if v.ok:
+        if checked:
+            print(f"all checks passed on {', '.join(checked)} ({options.scope} scope)")
+        print(not_checked)
+        return EXIT_FAILED
     if not v.ran:
         print(v.detail)
+        if not_checked:
+            print(not_checked)
         return EXIT_FAILED
     print(f"{len(v.failed)} check{'s' if len(v.failed) != 1 else ''} failed:")
     for f in v.failed:
         print(f"  {f}")
     print(v.detail)
+    if not_checked:
+        print(not_checked)
     return EXIT_FAILED
 
 
-__all__ = ["deploy", "verify", "make_plan", "render_plan", "suite_dir", "Plan", "HostSteps", "Rollout",
+__all__ = ["deploy", "verify", "make_steps", "render_steps", "suite_dir", "DeploySteps", "HostSteps", "Rollout",
            "current_generation", "failed_checks"]

@@ -27,6 +27,7 @@ from . import access, checks, firewall
 from .checks import KINDS, SCOPES, Check
 from .model import Lab
 from .role import HostContext
+from .validate import require_valid
 
 SCHEMA = 1
 __all__ = ["SCHEMA", "SCOPES", "KINDS", "Check", "HostExpectations", "host_expectations", "lab_expectations",
@@ -104,13 +105,13 @@ class _Acc:
 
 def _firewall_checks(ctx: HostContext) -> list[Check]:
     """Every accept rule of the host's flow table, as the firewall must list it on the running host (of the rules
-    from the nodes, in the file every node shares, those of :func:`homelab.firewall.node_window`)."""
+    from the nodes, in the file every node shares, those of :func:`homelab.checks.node_window`)."""
     backend = ctx.cluster.firewall
     out: list[Check] = []
     nodes = firewall.node_rules(ctx)
     own = firewall.own_rules(ctx, nodes)
     if nodes is not None:  # the shared file's rules: those of the nodes the host looks for (node_window)
-        window = {f"{ctx.lab.host(n).ip}/32" for n in firewall.node_window(ctx.lab, ctx.host)} | {
+        window = {f"{ctx.lab.host(n).ip}/32" for n in checks.node_window(ctx.lab, ctx.host)} | {
             f"{ctx.host.ip}/32"}
         own += [r for r in nodes.rules if r.net in window]
     for r in own:
@@ -168,9 +169,7 @@ def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpecta
     (``validated``): expectations of an invalid lab mean nothing.
     """
     if not validated:
-        from .build import check
-
-        check(lab)
+        require_valid(lab)
     ctx = HostContext(lab, host)
     acc = _Acc()
     if lab.cluster.firewall == "nftables":  # the nftables firewall is a table loaded by nftables.service
@@ -200,9 +199,7 @@ def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpecta
 def lab_expectations(lab: Lab, names: list[str] | None = None, scope: str | None = None
                      ) -> dict[str, HostExpectations]:
     """Every host's expectations (or the named hosts'), optionally only checks of one scope."""
-    from .build import check
-
-    check(lab)
+    require_valid(lab)
     out = {}
     for name in names or [h.hostname for h in lab.hosts]:
         e = host_expectations(lab, lab.host(name), validated=True)

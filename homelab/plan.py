@@ -69,7 +69,7 @@ def diff_text(rel: str, old: str | None, new: str | None) -> str:
 
 def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     """The plan as a plain dict (the ``--json`` shape, see docs/json.md).  Writes nothing."""
-    from .cli import load_selected
+    from .load import load_selected
 
     root = Path(root)
     lab, warnings = load_selected(root, only)
@@ -150,7 +150,9 @@ def render(plan: dict[str, Any], *, diffs: bool = True, colour: bool = False) ->
     n = len(plan["files"])
     out.append("")
     if n:
-        out.append(f"{n} file{'s' if n != 1 else ''} would change; `python -m homelab build` writes "
+        from .about import program
+
+        out.append(f"{n} file{'s' if n != 1 else ''} would change; `{program()} build` writes "
                    f"{'them' if n != 1 else 'it'}" + (" (blocked ones need --force)"
                                                       if any(c["blocked"] for c in plan["files"]) else ""))
     else:

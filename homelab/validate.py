@@ -34,7 +34,7 @@ import weakref
 from typing import Any, Iterator
 
 from . import firewall
-from .errors import Problem
+from .errors import LabError, Problem
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
 from .secrets import option_problems, redact, secret_kind
@@ -398,3 +398,18 @@ def problems_of(lab: Lab) -> tuple[Problem, ...]:
     if found is None:
         found = _VALIDATED[lab] = tuple(validate(lab))
     return found
+
+
+def require_valid(lab: Lab) -> tuple[Problem, ...]:
+    """Validate a lab (loaded, or built in code): its warnings, or LabError carrying every error at once.
+
+    Each problem names where (``hosts/<name>`` or ``cluster``), the field and the reason.  A lab is
+    checked once however often it is asked (loading a lab checks it).
+    """
+    if not isinstance(lab, Lab):
+        raise LabError([Problem("lab", "lab", f"expected a homelab Lab, got {type(lab).__name__}")])
+    problems = problems_of(lab)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise LabError(errors)
+    return tuple(p for p in problems if p.severity != "error")

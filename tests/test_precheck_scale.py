@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from homelab import verify
+from homelab import readback as verify
 from homelab.compile import compile_lab
 from homelab.model import force
 

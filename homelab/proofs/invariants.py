@@ -43,8 +43,6 @@ def _everyone(source) -> bool:
 
 def published(lab: Lab, host: Host) -> set[tuple[str, int]]:
     """What the world may reach on ``host``, from the roles' and host.py's own fields."""
-    from ..model import OpenPort  # noqa: F401  (the type host.open_ports hold)
-
     out: set[tuple[str, int]] = set()
     for role in host.roles:
         kind = type(role).__name__

@@ -239,6 +239,7 @@ let
     "pytest-testinfra"
     "pytest-xdist"
     "hypothesis"
+    "import-linter"
   ];
 
   pkgsFor =

@@ -3,7 +3,7 @@
 Every name under ``cluster.domain`` (and the apex) gets an A record pointing at
 the host with the :class:`~homelab.roles.ingress.IngressProxy` role, at its
 Tailscale address; everything else is forwarded upstream, with a cache.  The
-Corefile is ``homelab/templates/Corefile.j2``.
+Corefile is ``Corefile.j2`` beside this file.
 
 Facts from nixpkgs (nixos-26.05): ``services/networking/coredns.nix`` writes
 ``services.coredns.config`` verbatim as the Corefile.
@@ -17,14 +17,15 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, configs, fields
-from .. import optiontypes as t
-from ..contract import OptionFact
-from ..errors import Problem, report
-from ..model import to_sources
-from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
-from .ingress import IngressProxy
-from .tailscale import Tailscale
+from ... import checks, configs, fields
+from ... import optiontypes as t
+from ...contract import OptionFact
+from ...errors import Problem, report
+from ...model import to_sources
+from ...role import (Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
+                     section)
+from ..ingress import IngressProxy
+from ..tailscale import Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
 HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
@@ -37,8 +38,18 @@ def zone_regex(zone: str) -> str:
 
 def corefile(*, zone: str, answer_ip: str, ttl: int, forward: list[str], cache: int, port: int,
              allow: list[str]) -> str:
-    return configs.text("Corefile.j2", zone=zone, regex=zone_regex(zone), answer_ip=answer_ip, ttl=ttl,
+    return configs.role_text(__file__, "Corefile.j2", zone=zone, regex=zone_regex(zone), answer_ip=answer_ip, ttl=ttl,
                         forward=forward, cache=cache, port=port, allow=allow, health_port=HEALTH_PORT)
+
+
+def _prove_zone(role: DnsServer, ctx: ProofContext) -> str:
+    """The Corefile nix read back: its template answers every name in the zone, and no look-alike (proof.py)."""
+    from .proof import prove_zone
+
+    ingress = ctx.lab.with_role(IngressProxy)
+    answer = str(ingress[0].tailscale_address) if ingress else "?"
+    return prove_zone(ctx.option("services.coredns.config"), ctx.lab.cluster.domain, answer, role.ttl,
+                      list(role.forward))
 
 
 @attrs.frozen
@@ -60,6 +71,7 @@ class DnsServer(Role):
 
     label = "dns"
     tag = "dns"
+    proofs = (Proof("CoreDNS zone", _prove_zone),)
     options = (
         OptionFact("services.coredns.enable", t.bool_, COREDNS),
         OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
@@ -102,7 +114,7 @@ class DnsServer(Role):
 
     def acl_networks(self, ctx: HostContext) -> list[str]:
         """The networks CoreDNS answers (its acl): the clients' networks, and the host itself."""
-        from ..firewall import matches
+        from ...firewall import matches
 
         nets = ["127.0.0.0/8", "::1/128"]
         for source in self.clients:

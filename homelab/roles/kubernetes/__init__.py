@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from .. import checks
-from .. import optiontypes as t
-from ..contract import PARTIAL, OptionFact
-from ..model import Pkg, PkgCall
-from ..role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
+from ... import checks
+from ... import optiontypes as t
+from ...contract import PARTIAL, OptionFact
+from ...model import Pkg, PkgCall
+from ...role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
 
@@ -274,9 +274,7 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
            checks.systemd_property("kube-proxy.service", "ExecStart", PROXY_OPTS,
                                    "contains", "NodePorts answer on loopback only (kube-proxy rewrites them before "
                                    "the firewall sees them)")]
-    from ..firewall import node_window
-
-    window = node_window(ctx.lab, ctx.host)  # the shared base module's entries it looks for (all in small labs)
+    window = checks.node_window(ctx.lab, ctx.host)  # the shared base module's entries it looks for (all in small labs)
     for other in (ctx.lab.host(n) for n in sorted(window)):
         if other is not ctx.host:  # its own name is NixOS's 127.0.0.2 line
             out.append(checks.hosts_entry(kubelet_name(other), str(other.ip), "the API server reaches kubelets by "

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from .netns import ProofFailed
+from ...errors import ProofFailed
 
 
 # ---------------------------------------------------------------- Corefile lexer
