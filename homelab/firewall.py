@@ -451,12 +451,6 @@ def lan_client_address(lab: Lab) -> str:
     return lab.derived("firewall: lan client", find)
 
 
-def probe_clients(lab: Lab, host: Host) -> list[tuple[str, str]]:
-    """(client, source address) the live checks probe ``host`` from: a LAN client and every other lab host."""
-    return [("lan-client", lan_client_address(lab))] + [(f"host:{h.hostname}", str(h.ip))
-                                                         for h in lab.hosts if h is not host]
-
-
 @attrs.frozen
 class ClientKind:
     """Lab clients on the LAN that no source of the lab's flow table tells apart (every host's flows, the admins):
