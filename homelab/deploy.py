@@ -496,7 +496,7 @@ def _suite(options, root: Path) -> Path:
 def _need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
-            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild)" if tool == "nixos-rebuild" \
+            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild-ng)" if tool == "nixos-rebuild" \
                 else ""
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:
