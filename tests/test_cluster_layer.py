@@ -126,7 +126,7 @@ def test_the_seed_values_are_the_articles(seed_root, acme):
     vols = [{"name": "lib-modules", "hostPath": {"path": "/run/booted-system/kernel-modules/lib/modules/"}},
             {"name": "host-nix", "hostPath": {"path": "/nix"}}]
     mounts = [{"name": "host-nix", "mountPath": "/nix", "readOnly": True}]
-    assert csi == {"kubeletDirPath": "/var/lib/kubelet", "csiRBDPluginVolume": vols, "csiRBDPluginVolumeMount": mounts,
+    assert csi == {"rookUseCsiOperator": False, "kubeletDirPath": "/var/lib/kubelet", "csiRBDPluginVolume": vols, "csiRBDPluginVolumeMount": mounts,
                    "csiCephFSPluginVolume": vols, "csiCephFSPluginVolumeMount": mounts}
     spec = values(seed_root, "rook-ceph-cluster")["cephClusterSpec"]
     assert spec["storage"] == {"useAllNodes": False, "useAllDevices": False,
@@ -233,6 +233,7 @@ SEED_CHECKS = {
         "rook-ceph: the RBD plugin mounts ['/nix', '/run/booted-system/kernel-modules/lib/modules/']",
         "rook-ceph: the CEPHFS plugin mounts ['/nix', '/run/booted-system/kernel-modules/lib/modules/']",
         "rook-ceph: CSI kubelet directory /var/lib/kubelet is the kubelets' --root-dir",
+        "rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin volumes",
         "rook-ceph-cluster: OSDs on exactly {'hanaakari': ['sda']}",
         "rook-ceph-cluster: 3 monitors on 3 nodes",
 }
@@ -241,7 +242,8 @@ SEED_CHECKS = {
 def test_real_helm_renders_the_seed_lab_and_every_check_holds(seed_root, seed_read, helm):
     report = cluster.prove(seed_read.lab, seed_root / "cluster", seed_read.options, helm=helm)
     assert report.releases == ("rook-ceph", "rook-ceph-cluster", "traefik")
-    assert report.validated > 100 and report.custom == 2  # CephCluster, CephBlockPool
+    # no ceph-csi-operator subchart (csi.rookUseCsiOperator: false): 78 built-in objects
+    assert report.validated > 70 and report.custom == 2  # CephCluster, CephBlockPool
     assert set(report.checked) == SEED_CHECKS
 
 
@@ -324,6 +326,18 @@ def test_csi_keys_the_chart_does_not_know_render_nothing_and_are_caught(seed_roo
         "'/run/booted-system/kernel-modules/lib/modules/'] (the chart renders no CSI_RBD_PLUGIN_VOLUME for keys it "
         "does not know)",
         "  rook-ceph: the RBD plugin does not mount /nix read-only at /nix ([])"]
+
+
+def test_the_ceph_csi_operator_is_refused_it_drops_the_nixos_plugin_volumes(seed_root, seed_read, helm, tmp_path):
+    """rook v1.18 defaults to the ceph-csi-operator, whose node plugins never get CSI_*_PLUGIN_VOLUME
+    (rook/rook#16370): the values turn it off, and values that leave it on (the chart's default) are caught."""
+    assert values(seed_root, "rook-ceph")["csi"]["rookUseCsiOperator"] is False
+
+    def chart_default(v):
+        v["csi"].pop("rookUseCsiOperator")
+    assert failures(seed_read, broken(seed_root, tmp_path, "rook-ceph", chart_default), helm) == [
+        "  rook-ceph: ROOK_USE_CSI_OPERATOR is 'true': the ceph-csi-operator's node plugins do not mount the "
+        "CSI_*_PLUGIN_VOLUME host paths NixOS needs (csi.rookUseCsiOperator: false)"]
 
 
 def test_a_host_path_nixos_does_not_have_is_caught(seed_root, seed_read, helm, tmp_path):

@@ -334,6 +334,15 @@ def check_against_hosts(lab, rendered: list[Rendered], options: dict[str, dict])
         else:
             data = cms[0].get("data") or {}
             yaml = _yaml()
+            # rook v1.18: with the ceph-csi-operator (the chart's default) the node plugins never get
+            # CSI_*_PLUGIN_VOLUME (Rook's Driver CRs carry no volumes: rook/rook#16370)
+            if data.get("ROOK_USE_CSI_OPERATOR") != "false":
+                bad.append(f"rook-ceph: ROOK_USE_CSI_OPERATOR is {data.get('ROOK_USE_CSI_OPERATOR')!r}: the "
+                           "ceph-csi-operator's node plugins do not mount the CSI_*_PLUGIN_VOLUME host paths NixOS "
+                           "needs (csi.rookUseCsiOperator: false)")
+            else:
+                checked.append("rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin "
+                               "volumes")
             for plugin in ("RBD", "CEPHFS"):
                 vols = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME", "") or "null") or []
                 mounts = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME_MOUNT", "") or "null") or []
