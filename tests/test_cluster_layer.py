@@ -242,6 +242,7 @@ SEED_CHECKS = {
         "rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin volumes",
         "rook-ceph-cluster: OSDs on exactly {'hanaakari': ['sda']}",
         "rook-ceph-cluster: 3 monitors on 3 nodes",
+        "rook-ceph-cluster: pool sizes [1], default 1, fit 1 OSD host(s)",
         "traefik: CF_DNS_API_TOKEN from Secret cloudflare-resolver-env",
         "traefik: CF_ZONE_API_TOKEN from Secret cloudflare-resolver-env",
 }
@@ -345,6 +346,21 @@ def test_the_ceph_csi_operator_is_refused_it_drops_the_nixos_plugin_volumes(seed
     assert failures(seed_read, broken(seed_root, tmp_path, "rook-ceph", chart_default), helm) == [
         "  rook-ceph: ROOK_USE_CSI_OPERATOR is 'true': the ceph-csi-operator's node plugins do not mount the "
         "CSI_*_PLUGIN_VOLUME host paths NixOS needs (csi.rookUseCsiOperator: false)"]
+
+
+def test_pools_the_osd_hosts_cannot_hold_healthy_are_caught(seed_root, seed_read, helm, tmp_path):
+    """One SSD on one host: Ceph's own pools must get one copy too, and a one-copy pool must not warn, else the
+    cluster never reaches HEALTH_OK (what `homelab verify` checks); Rook's cluster-test.yaml sets the same."""
+    assert values(seed_root, "rook-ceph-cluster")["cephClusterSpec"]["cephConfig"] == {
+        "global": {"osd_pool_default_size": "1", "mon_warn_on_pool_no_redundancy": "false"}}
+
+    def ceph_defaults(v):
+        v["cephClusterSpec"].pop("cephConfig")
+    assert failures(seed_read, broken(seed_root, tmp_path, "rook-ceph-cluster", ceph_defaults), helm) == [
+        "  rook-ceph-cluster: Ceph's default pool size is 3 and 1 OSD host(s) hold copies: its own pools (.mgr) stay "
+        "undersized (cephConfig.global.osd_pool_default_size), never HEALTH_OK",
+        "  rook-ceph-cluster: a pool with one copy and mon_warn_on_pool_no_redundancy not \"false\": Ceph warns "
+        "POOL_NO_REDUNDANCY, never HEALTH_OK"]
 
 
 def test_a_host_path_nixos_does_not_have_is_caught(seed_root, seed_read, helm, tmp_path):

@@ -387,6 +387,25 @@ def check_against_hosts(lab, rendered: list[Rendered], options: dict[str, dict])
             unknown = set(got) - set(node_opts)
             if unknown:
                 bad.append(f"rook-ceph-cluster: storage nodes {sorted(unknown)} are no kubelet's name")
+            # Ceph's default pool size (3 unless cephConfig says) is also its own pools' (.mgr): more copies than
+            # OSD hosts (failure domain host) never place, and a one-copy pool warns (POOL_NO_REDUNDANCY) unless
+            # told not to: either way the cluster never reaches HEALTH_OK
+            conf = (spec.get("cephConfig") or {}).get("global") or {}
+            default_size = int(conf.get("osd_pool_default_size", "3"))
+            sizes = sorted({p["spec"].get("replicated", {}).get("size")
+                            for p in _by(by_release["rook-ceph-cluster"], "CephBlockPool")})
+            health = []
+            if default_size > len(got):
+                health.append(f"Ceph's default pool size is {default_size} and {len(got)} OSD host(s) hold copies: "
+                              "its own pools (.mgr) stay undersized (cephConfig.global.osd_pool_default_size)")
+            if 1 in sizes + [default_size] and conf.get("mon_warn_on_pool_no_redundancy") != "false":
+                health.append("a pool with one copy and mon_warn_on_pool_no_redundancy not \"false\": Ceph warns "
+                              "POOL_NO_REDUNDANCY")
+            if health:
+                bad.extend(f"rook-ceph-cluster: {h}, never HEALTH_OK" for h in health)
+            else:
+                checked.append(f"rook-ceph-cluster: pool sizes {sizes}, default {default_size}, fit {len(got)} OSD "
+                               "host(s)")
             mons = spec.get("mon", {}).get("count")
             if not (isinstance(mons, int) and mons % 2 == 1 and mons <= len(node_opts)):
                 bad.append(f"rook-ceph-cluster: {mons} monitors for {len(node_opts)} nodes (odd, one per node)")

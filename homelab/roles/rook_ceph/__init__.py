@@ -171,6 +171,14 @@ class RookCeph(Component):
                                "devices": [{"name": device_name(d)} for d in r.disks]} for h, r in osd],
                 }, "Exactly the CephStorage hosts' disks (hosts/<name>/host.py), by the node names their kubelets "
                    "register; never every node or every empty disk."),
+                **({"cephConfig": Commented({"global": {
+                    "osd_pool_default_size": str(size),
+                    **({"mon_warn_on_pool_no_redundancy": "false"} if size == 1 else {}),
+                }}, f"{len(osd)} OSD host{'s' if len(osd) != 1 else ''} hold{'s' if len(osd) == 1 else ''} "
+                    f"{size} cop{'y' if size == 1 else 'ies'}: Ceph's own pools (.mgr) get that size too, not 3, "
+                    "else they stay undersized" + (", and a pool with one copy is expected, not a health warning "
+                                                   "(as Rook's cluster-test.yaml)." if size == 1 else "."))}
+                   if size < 3 else {}),
             },
             "cephBlockPools": Commented([{
                 "name": "ceph-blockpool",
