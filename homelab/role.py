@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import attrs
 
+from . import fields
 from . import optiontypes as types
 from .checks import Check
 from .contract import PARTIAL, OptionFact
@@ -74,8 +75,13 @@ class Port:
 
 
 SOURCE_KINDS = ("host", "nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world", "network")
-# what a user may write for a source (Cluster.admins, Host.open_ports, a role's settings)
+# what a user may write for a source, everywhere one is taken (Cluster.admins, OpenPort.source,
+# DnsServer.clients, IngressProxy.clients, a Flow a role yields): the one list, and the one help text
 SOURCE_WORDS = ("nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world")
+_HELP_ORDER = ("lan", "tailnet", "admins", "nodes", "pods", "control-plane", "world")  # the words, as told
+assert sorted(_HELP_ORDER) == sorted(SOURCE_WORDS)
+SOURCE_HELP = ("a source: " + ", ".join(f'"{w}"' for w in _HELP_ORDER)
+               + ', "host:<name>" or a network such as "192.168.20.0/24"')
 
 
 @attrs.frozen(repr=False)
@@ -129,11 +135,15 @@ NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SO
 
 @attrs.frozen
 class Flow:
-    """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``."""
+    """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``.
+
+    ``source`` takes a :class:`Source` or what a user writes for one ("lan", "host:yomogi",
+    "192.168.20.0/24"), read by :meth:`Source.parse` like every other source in the lab.
+    """
 
     port: int
     proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
-    source: Source
+    source: Source = attrs.field(converter=fields.converter(Source.parse, SOURCE_HELP))
     why: str
 
 

@@ -1,0 +1,170 @@
+"""A new user's first day (issue 18, items 1-5): what stood in the way, each pinned by a test.
+
+* a lab's own role writes a source the way a user does (``Flow(8096, "tcp", "lan", ...)``), and every
+  place that takes a source takes the same words, from one list;
+* a port opened to the world says so, naming what listens there;
+* a host without a root file system or a boot loader is refused, naming the host and the option;
+* split DNS answers each kind of client with an address it can reach, with or without Tailscale;
+* ``homelab check --nixos`` evaluates each host's real system through the lab's flake.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+
+from homelab import DnsServer, IngressProxy, OpenPort, cli
+from homelab.errors import LabError
+from homelab.firewall import flow_table
+from homelab.model import Cluster
+from homelab.role import LAN, SOURCE_WORDS, Flow, Source
+from homelab.validate import problems_of
+
+from . import labkit
+
+# ---------------------------------------------------------------- 5. the same source words everywhere
+
+MEDIA_ROLE = '''
+import attrs
+
+from homelab.role import Flow, Port, Role
+
+
+@attrs.frozen
+class Media(Role):
+    """Jellyfin, for the LAN: its flow names the source as a user writes it."""
+
+    label = "media"
+
+    def ports(self, ctx):
+        yield Port(8096, "tcp", "Jellyfin")
+
+    def flows(self, ctx):
+        yield Flow(8096, "tcp", "SOURCE", "Jellyfin, for the LAN")
+'''
+
+
+def _lab_with_media_role(root: Path, source: str) -> Path:
+    (root / "roles").mkdir()
+    (root / "roles" / "__init__.py").write_text("")
+    (root / "roles" / "media.py").write_text(MEDIA_ROLE.replace("SOURCE", source))
+    host_py = root / "hosts" / "tokiwa" / "host.py"
+    text = host_py.read_text()
+    text = text.replace("from homelab import", "from roles.media import Media\nfrom homelab import", 1)
+    text = text.replace("roles=[Worker(), CephStorage(), Tailscale()]", "roles=[Worker(), CephStorage(), Tailscale(), Media()]", 1)
+    assert "Media()" in text
+    host_py.write_text(text)
+    return root
+
+
+def test_a_labs_own_role_may_write_a_source_word(lab_copy, nix, capsys):
+    root = _lab_with_media_role(lab_copy, "lan")
+    assert cli.main(["build", "--root", str(root)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert cli.main(["show", str(root / "hosts/tokiwa"), "--json"]) == 0
+    opts = json.loads(capsys.readouterr().out)
+    rules = [ln.split() for ln in opts["networking.firewall.extraCommands"].splitlines()
+             if "8096" in ln and not ln.startswith("#")]
+    assert [(r[0], r[r.index("-s") + 1], r[r.index("-i") + 1]) for r in rules] == [
+        ("iptables", "192.168.10.0/24", "enp1s0")]
+
+
+def test_a_source_no_one_can_read_in_a_roles_flow_is_named_not_a_crash(lab_copy, capsys):
+    root = _lab_with_media_role(lab_copy, "lann")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert cli.main(["build", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert [ln.strip() for ln in err.splitlines() if "Media" in ln] == [
+        "hosts/tokiwa: Media.flows: Flow.source: 'lann' is not a source: \"lan\", \"tailnet\", \"admins\", "
+        "\"nodes\", \"pods\", \"control-plane\", \"world\", \"host:<name>\" or a network such as "
+        "\"192.168.20.0/24\""]
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts} == \
+        {p: b for p, b in before.items() if "__pycache__" not in p.parts}
+
+
+@pytest.mark.parametrize("word", SOURCE_WORDS + ("host:yomogi", "192.168.20.0/24", "2001:db8::/64"))
+def test_every_source_word_is_taken_alike_everywhere(word):
+    """Flow, OpenPort, DnsServer.clients, IngressProxy.clients and Cluster.admins read one word one way."""
+    want = Source.parse(word)
+    assert Flow(8096, "tcp", word, "x").source == want
+    assert OpenPort(8096, source=word, reason="x").source == want
+    assert DnsServer(clients=[word]).clients == (want,)
+    assert IngressProxy(clients=[word]).clients == (want,)
+    assert Cluster(**{**attrs.asdict(labkit.cluster(), recurse=False), "admins": [word]}).admins == (want,)
+
+
+def test_the_help_for_a_source_lists_the_words_there_are():
+    """One list: the message every field gives for a bad source names exactly the words Source.parse takes."""
+    for build in (lambda v: Flow(1, "tcp", v, "x"), lambda v: OpenPort(1, source=v, reason="x"),
+                  lambda v: DnsServer(clients=[v])):
+        with pytest.raises(LabError) as e:
+            build("lann")
+        (p,) = e.value.problems
+        *words, last = p.reason.split(": ", 1)[1].split(", ")
+        words = {w.strip('"') for w in [*words, last.split(" or ")[0]]}
+        assert words == set(SOURCE_WORDS) | {"host:<name>"}, p.reason
+
+
+def test_a_flow_with_a_word_is_the_flow_with_the_source():
+    assert Flow(8096, "tcp", "lan", "x") == Flow(8096, "tcp", LAN, "x")
+
+
+# ---------------------------------------------------------------- 4. a port open to the world says so
+
+
+def _warnings(lab):
+    return {(p.where, p.field, p.reason) for p in problems_of(lab) if p.severity == "warning"}
+
+
+WORLD_TAIL = "and anyone on the internet can now reach it (name a network or \"lan\" unless you mean to publish it)"
+
+
+def test_a_port_opened_to_the_world_is_a_warning_naming_what_listens_there():
+    lab = labkit.evolve_host(labkit.lab(), "yomogi", open_ports=[
+        OpenPort(6443, source="world", reason="kubectl from anywhere"),
+        OpenPort(8888, source="lan", reason="cfssl for the LAN"),  # not to the world: no word
+        OpenPort(53, proto="udp", source="world", reason="dns"),
+        OpenPort(22, source="world", reason="ssh"),
+        OpenPort(8096, source="world", reason="Jellyfin"),
+    ])
+    lab = labkit.evolve_host(lab, "tokiwa", open_ports=[OpenPort(10250, source="world", reason="kubelet")])
+    base = _warnings(labkit.lab())
+    assert _warnings(lab) - base == {
+        ("hosts/yomogi", "open_ports[0]", f"6443/tcp is open to the world: the API server (ControlPlane) listens "
+                                          f"there, {WORLD_TAIL}"),
+        ("hosts/yomogi", "open_ports[2]", f"53/udp is open to the world: the DNS server (DnsServer) listens there, "
+                                          f"{WORLD_TAIL}"),
+        ("hosts/yomogi", "open_ports[3]", f"22/tcp is open to the world: sshd (homelab) listens there, {WORLD_TAIL}"),
+        ("hosts/yomogi", "open_ports[4]", f"8096/tcp is open to the world: what listens there (Jellyfin) is not "
+                                          f"homelab's, {WORLD_TAIL}"),
+        ("hosts/tokiwa", "open_ports[0]", f"10250/tcp is open to the world: the kubelet (Worker) listens there, "
+                                          f"{WORLD_TAIL}"),
+    }
+
+
+def test_the_prometheus_port_open_to_the_world_is_named(capsys, tmp_path):
+    from homelab import Monitoring
+
+    lab = labkit.wide_lab()
+    lab = labkit.evolve_host(lab, "yomogi", open_ports=[OpenPort(9090, source="world", reason="dashboards")])
+    assert ("hosts/yomogi", "open_ports[0]", f"9090/tcp is open to the world: Prometheus (Monitoring) listens "
+            f"there, {WORLD_TAIL}") in _warnings(lab)
+    assert lab.host("yomogi").has(Monitoring)
+
+
+def test_check_prints_the_world_warning(lab_copy, capsys):
+    host_py = lab_copy / "hosts/yomogi/host.py"
+    text = host_py.read_text()
+    assert "imports=[" in text
+    host_py.write_text(text.replace("from homelab import", "from homelab import OpenPort,", 1).replace(
+        "    imports=[", "    open_ports=[OpenPort(6443, source=\"world\", reason=\"kubectl\")],\n    imports=[", 1))
+    assert cli.main(["check", "--root", str(lab_copy)]) == 0
+    out = capsys.readouterr()
+    assert (f"hosts/yomogi: open_ports[0]: warning: 6443/tcp is open to the world: the API server (ControlPlane) "
+            f"listens there, {WORLD_TAIL}") in (out.out + out.err).splitlines()
+    lab = labkit.evolve_host(labkit.lab(), "yomogi", open_ports=[OpenPort(6443, source="world", reason="k")])
+    assert ("yomogi", 6443, "tcp", "world") in {(r.host, r.port, r.proto, str(r.source)) for r in flow_table(lab)}
