@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import attrs
 
+from . import bootable
 from . import contract as contracts
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile
@@ -483,11 +484,18 @@ def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> te
     for rel, text in texts.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(text, encoding="utf-8")
+    hand_written = list(hand_written)
     for rel in hand_written:
         src = Path(root) / rel
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         if src.is_file():
             shutil.copyfile(src, base / rel)
+    # the Nix files beside them, which they may import in turn (./disks.nix): read for the root file system
+    for folder in sorted({Path(rel).parent for rel in hand_written}):
+        for src in sorted((Path(root) / folder).glob("*.nix")) if (Path(root) / folder).is_dir() else ():
+            rel = (folder / src.name).as_posix()
+            if rel not in texts and not (base / rel).exists() and src.is_file() and not src.name == "default.nix":
+                shutil.copyfile(src, base / rel)
     return tmp
 
 
@@ -532,8 +540,12 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
-in builtins.mapAttrs (rel: spec:
-  let v = top spec.file; in map (path: describe v path) spec.paths) %(files)s"""
+%(modules)s
+  files = %(files)s;
+in {
+  clashes = builtins.mapAttrs (rel: spec: let v = top spec.file; in map (path: describe v path) spec.paths) files;
+  boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
+}"""
 
 
 class _Unknown:
@@ -585,16 +597,19 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                     leaves.append((path, value, rel, typ))
         for hand in plan.hand_written:
             specs[hand] = (h, leaves)
-    if not specs:
-        return []
     out: list[Problem] = []
     results: dict[str, Any] = {}
+    boot: dict[str, Any] = {}
     try:
-        results = _describe(root, specs, nix)
+        if specs:
+            both = _describe(root, specs, nix)
+            results, boot = both["clashes"], both["boot"]
     except NixEvalError:
         for hand in specs:  # one at a time, to name the file nix cannot read this way
             try:
-                results.update(_describe(root, {hand: specs[hand]}, nix))
+                both = _describe(root, {hand: specs[hand]}, nix)
+                results.update(both["clashes"])
+                boot.update(both["boot"])
             except NixEvalError:
                 h = specs[hand][0]
                 out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
@@ -625,7 +640,26 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                 out.append(Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)}{shown}, which homelab "
                                    f"sets to {ours!r} in {rel}; NixOS cannot merge the two: drop it from the file "
                                    "(homelab writes it from host.py) or wrap it in lib.mkForce"))
+    for h in hosts:
+        out += boot_problems(compiled, pre, h, boot)
     return out
+
+
+def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any]) -> list[Problem]:
+    """A host without a root file system or a boot loader (:mod:`homelab.bootable`): from its generated files
+    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import."""
+    plan = compiled.hosts[hostname]
+    nested = [pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested]
+    whole = all(rel in boot and boot[rel]["complete"] for rel in plan.hand_written)
+    defs = {}
+    for i, path in enumerate(bootable.PATHS):
+        defs[path] = bootable.generated_definitions(nested, path)
+        for rel in plan.hand_written:
+            if rel in boot:
+                found, ok = bootable.hand_definitions(boot[rel]["facts"][i])
+                defs[path] += found
+                whole = whole and ok
+    return bootable.problems(f"hosts/{hostname}", tuple(plan.hand_written), defs, whole)
 
 
 def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
@@ -633,7 +667,12 @@ def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
         f"{nix_string(hand)} = {{ file = {_path_expr(Path(root).resolve() / hand)}; paths = [ "
         + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path, *_ in leaves) + " ]; };"
         for hand, (_h, leaves) in specs.items())
-    return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }"})
+    return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }", "modules": bootable.modules_nix(),
+                                      "boot_paths": _paths_nix(bootable.PATHS)})
+
+
+def _paths_nix(paths) -> str:
+    return "[ " + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path in paths) + " ]"
 
 
 def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck

@@ -168,3 +168,121 @@ def test_check_prints_the_world_warning(lab_copy, capsys):
             f"listens there, {WORLD_TAIL}") in (out.out + out.err).splitlines()
     lab = labkit.evolve_host(labkit.lab(), "yomogi", open_ports=[OpenPort(6443, source="world", reason="k")])
     assert ("yomogi", 6443, "tcp", "world") in {(r.host, r.port, r.proto, str(r.source)) for r in flow_table(lab)}
+
+
+# ---------------------------------------------------------------- 2. a host that cannot boot is refused
+
+ROOT_MISSING = ("hosts/tokiwa: imports: no root file system: fileSystems.\"/\" is defined in none of its imports "
+                "(hardware-configuration.nix) nor in its options; NixOS refuses the system (\"The ‘fileSystems’ "
+                "option does not specify your root file system.\"): put this machine's own there "
+                "(nixos-generate-config --show-hardware-config on it)")
+NO_LOADER = ("hosts/tokiwa: boot: no boot loader: none of boot.loader.systemd-boot.enable, "
+             "boot.loader.generic-extlinux-compatible.enable or boot.loader.grub.enable is true once its imports "
+             "and options are merged ({why}); keep Host.boot's loader (SystemdBoot(), RaspberryPi4()) on, or set "
+             "boot.loader.grub.devices")
+
+GENERATE_CONFIG = '''# what nixos-generate-config writes, near enough
+{ config, lib, pkgs, modulesPath, ... }:
+{
+  imports = [ (modulesPath + "/installer/scan/not-detected.nix") ];
+  boot.initrd.availableKernelModules = [ "xhci_pci" "nvme" ];
+  boot.kernelModules = [ "kvm-intel" ];
+  fileSystems."/" = { device = "/dev/disk/by-uuid/0b2b1b5e"; fsType = "ext4"; };
+  fileSystems."/boot" = { device = "/dev/disk/by-uuid/1A2B"; fsType = "vfat"; options = [ "umask=0077" ]; };
+  hardware.cpu.intel.updateMicrocode = lib.mkDefault config.hardware.enableRedistributableFirmware;
+}
+'''
+
+
+def _problem_lines(err: str, host: str = "hosts/tokiwa") -> list[str]:
+    return [ln.strip() for ln in err.splitlines() if ln.strip().startswith(host + ":")]
+
+
+def _snapshot(root: Path) -> dict:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def _edit_host(root: Path, name: str, old: str, new: str) -> None:
+    host_py = root / "hosts" / name / "host.py"
+    text = host_py.read_text()
+    assert old in text, old
+    host_py.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("hardware", [
+    "{ ... }:\n{\n  boot.initrd.availableKernelModules = [ \"nvme\" ];\n}\n",
+    "{ ... }:\n{\n  fileSystems.\"/boot\" = { device = \"/dev/sda1\"; fsType = \"vfat\"; };\n}\n",
+    "{ lib, ... }:\n{\n  config = { fileSystems.\"/data\" = { device = \"/dev/sdb\"; }; };\n}\n",
+])
+def test_a_host_without_a_root_file_system_is_refused(lab_copy, nix, capsys, hardware):
+    (lab_copy / "hosts/tokiwa/hardware-configuration.nix").write_text(hardware)
+    before = _snapshot(lab_copy)
+    assert cli.main(["build", "--root", str(lab_copy)]) == 2
+    assert _problem_lines(capsys.readouterr().err) == [ROOT_MISSING]
+    assert _snapshot(lab_copy) == before
+    assert cli.main(["check", "--root", str(lab_copy)]) == 2
+    assert _problem_lines(capsys.readouterr().err) == [ROOT_MISSING]
+
+
+def test_a_host_without_imports_is_refused(lab_copy, nix, capsys):
+    _edit_host(lab_copy, "tokiwa", '    imports=["./hardware-configuration.nix"],\n', "")
+    before = _snapshot(lab_copy)
+    assert cli.main(["build", "--root", str(lab_copy)]) == 2
+    assert _problem_lines(capsys.readouterr().err) == [
+        "hosts/tokiwa: imports: no root file system: fileSystems.\"/\" is defined anywhere: the host has no imports "
+        "(its hardware-configuration.nix) and its options do not set it; NixOS refuses the system (\"The "
+        "‘fileSystems’ option does not specify your root file system.\"): put this machine's own there "
+        "(nixos-generate-config --show-hardware-config on it)"]
+    assert _snapshot(lab_copy) == before
+    # a root file system in the raw options is one too
+    _edit_host(lab_copy, "tokiwa", 'options={"services.openssh.enable": True}',
+               'options={"services.openssh.enable": True, \'fileSystems."/"\': {"device": "/dev/sda2", '
+               '"fsType": "ext4"}}')
+    assert cli.main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hardware", [
+    GENERATE_CONFIG,
+    # a root file system in a file the import imports
+    "{ ... }:\n{\n  imports = [ ./disks.nix ];\n}\n",
+    # under mkIf, or in a nixpkgs profile homelab cannot read: NixOS judges it, homelab does not guess
+    "{ lib, ... }:\n{\n  fileSystems = lib.mkIf true { \"/\" = { device = \"/dev/sda2\"; }; };\n}\n",
+    "{ modulesPath, ... }:\n{\n  imports = [ \"${modulesPath}/installer/sd-card/sd-image-aarch64.nix\" ];\n}\n",
+    "{ lib, ... }: lib.mkMerge [ { fileSystems.\"/\".device = \"/dev/sda2\"; } ]\n",
+])
+def test_a_root_file_system_homelab_cannot_rule_out_is_not_refused(lab_copy, nix, capsys, hardware):
+    (lab_copy / "hosts/tokiwa/hardware-configuration.nix").write_text(hardware)
+    (lab_copy / "hosts/tokiwa/disks.nix").write_text(
+        "{ ... }:\n{\n  fileSystems.\"/\" = { device = \"/dev/sda2\"; fsType = \"ext4\"; };\n}\n")
+    assert cli.main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hand, why", [
+    ("boot.loader.systemd-boot.enable = lib.mkForce false;",
+     "GRUB is all that is left (NixOS's default), with no boot.loader.grub.devices: NixOS refuses it"),
+    ("boot.loader.systemd-boot.enable = lib.mkForce false; boot.loader.grub.enable = false;",
+     "every boot loader is off"),
+    ("boot.loader.systemd-boot.enable = lib.mkOverride 10 false; boot.loader.grub.enable = lib.mkDefault true;",
+     "GRUB is all that is left (NixOS's default), with no boot.loader.grub.devices: NixOS refuses it"),
+])
+def test_a_host_without_a_boot_loader_is_refused(lab_copy, nix, capsys, hand, why):
+    hw = lab_copy / "hosts/tokiwa/hardware-configuration.nix"
+    hw.write_text(hw.read_text().replace("{\n", "{\n  " + hand + "\n", 1).replace("{ ... }:", "{ lib, ... }:", 1))
+    before = _snapshot(lab_copy)
+    assert cli.main(["build", "--root", str(lab_copy)]) == 2
+    assert _problem_lines(capsys.readouterr().err) == [NO_LOADER.format(why=why)]
+    assert _snapshot(lab_copy) == before
+
+
+def test_a_boot_loader_turned_off_in_the_hardware_file_is_refused_and_grub_with_a_device_is_one(lab_copy, nix,
+                                                                                              capsys):
+    hw = lab_copy / "hosts/tokiwa/hardware-configuration.nix"
+    text = hw.read_text()
+    hw.write_text(text.replace("{\n", "{\n  boot.loader.systemd-boot.enable = lib.mkForce false;\n", 1)
+                  .replace("{ ... }:", "{ lib, ... }:", 1))
+    assert "mkForce false" in hw.read_text()
+    assert cli.main(["build", "--root", str(lab_copy)]) == 2
+    assert _problem_lines(capsys.readouterr().err) == [NO_LOADER.format(
+        why="GRUB is all that is left (NixOS's default), with no boot.loader.grub.devices: NixOS refuses it")]
+    hw.write_text(hw.read_text().replace("{\n", "{\n  boot.loader.grub.devices = [ \"/dev/sda\" ];\n", 1))
+    assert cli.main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
