@@ -162,19 +162,19 @@ def _nginx(rb, names: list[str], tmp: Path):
 def _coredns(rb, names: list[str]):
     from .proofs import coredns
     from .proofs.netns import plain
-    from .roles import DnsServer, IngressProxy
+    from .role import HostContext
+    from .roles import DnsServer
 
     hosts = [h for h in rb.lab.with_role(DnsServer) if h.hostname in names]
     if not hosts:
         yield Outcome("CoreDNS zone", SKIPPED, "no host (of those tested) has the DnsServer role")
         return
-    ingress = rb.lab.with_role(IngressProxy)
     for host in hosts:
         role = host.role(DnsServer)
         corefile = plain(rb.options[host.hostname]["services.coredns.config"])
-        answer = str(ingress[0].tailscale_address) if ingress else "?"
+        answers = role.clients_and_answers(HostContext(rb.lab, host))
         yield _attempt(f"CoreDNS zone {host.hostname}", lambda: coredns.prove_zone(
-            corefile, rb.lab.cluster.domain, answer, role.ttl, list(role.forward)))
+            corefile, rb.lab.cluster.domain, answers, role.ttl, list(role.forward), role.port))
 
 
 def _vm_tests(root: Path, vm: bool) -> Outcome:

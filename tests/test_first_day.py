@@ -54,7 +54,8 @@ def _lab_with_media_role(root: Path, source: str) -> Path:
     host_py = root / "hosts" / "tokiwa" / "host.py"
     text = host_py.read_text()
     text = text.replace("from homelab import", "from roles.media import Media\nfrom homelab import", 1)
-    text = text.replace("roles=[Worker(), CephStorage(), Tailscale()]", "roles=[Worker(), CephStorage(), Tailscale(), Media()]", 1)
+    text = text.replace("roles=[Worker(), CephStorage(), Tailscale()]",
+                        "roles=[Worker(), CephStorage(), Tailscale(), Media()]", 1)
     assert "Media()" in text
     host_py.write_text(text)
     return root
@@ -286,3 +287,113 @@ def test_a_boot_loader_turned_off_in_the_hardware_file_is_refused_and_grub_with_
         why="GRUB is all that is left (NixOS's default), with no boot.loader.grub.devices: NixOS refuses it")]
     hw.write_text(hw.read_text().replace("{\n", "{\n  boot.loader.grub.devices = [ \"/dev/sda\" ];\n", 1))
     assert cli.main(["build", "--root", str(lab_copy)]) == 0, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 1. split DNS: each client an address it can reach
+
+
+def _lan_only_lab():
+    """The seed lab without Tailscale anywhere: a LAN-only lab with DnsServer and IngressProxy."""
+    from homelab.roles import Tailscale
+
+    hosts = [attrs.evolve(h, tailscale_address=None, roles=[r for r in h.roles if not isinstance(r, Tailscale)])
+             for h in labkit.seed_hosts()]
+    return labkit.lab(hosts)
+
+
+def _dns_proof(lab, nix, name):
+    from homelab.proofs import coredns
+    from homelab.proofs.netns import plain, read_back_lab
+    from homelab.role import HostContext
+
+    rb = read_back_lab(name, lab, nix)
+    (host,) = lab.with_role(DnsServer)
+    role = host.role(DnsServer)
+    corefile = plain(rb.options[host.hostname]["services.coredns.config"])
+    answers = role.clients_and_answers(HostContext(lab, host))
+    return corefile, answers, coredns.prove_zone(corefile, lab.cluster.domain, answers, role.ttl,
+                                                 [str(a) for a in role.forward], role.port)
+
+
+def test_a_lan_only_lab_builds_without_a_word_about_tailscale_and_answers_the_lan_address(nix):
+    lab = _lan_only_lab()
+    assert {(p.where, p.field, p.severity) for p in problems_of(lab)} == {
+        ("cluster", "admin_keys", "warning"), ("hosts/yomogi", "boot", "warning")}  # no keys; an SD card
+    corefile, answers, summary = _dns_proof(lab, nix, "first-day-lan-only")
+    assert answers == {"this host": ("127.0.0.1", "192.168.10.12"), "lan": ("192.168.10.7", "192.168.10.12"),
+                       "pods": ("10.1.0.7", "192.168.10.12")}
+    assert summary == ("5 names in home.example.com answered A 192.168.10.12 to this host, lan, pods (other types: "
+                       "empty NOERROR), 9 look-alikes not; the rest forwarded to 1.1.1.1, 1.0.0.1; the world refused")
+    assert "view" not in corefile and corefile.count(".:53 {") == 1
+
+
+def test_the_seed_lab_answers_lan_clients_the_lan_address_and_tailnet_clients_the_tailscale_one(nix):
+    from homelab.proofs.coredns import serving_block, server_blocks
+
+    corefile, answers, summary = _dns_proof(labkit.lab(), nix, "first-day-seed")
+    assert summary == ("5 names in home.example.com answered A 192.168.10.12 to this host, lan, pods; A 100.64.0.12 "
+                       "to tailnet (IPv4), tailnet (IPv6) (other types: empty NOERROR), 9 look-alikes not; the rest "
+                       "forwarded to 1.1.1.1, 1.0.0.1; the world refused")
+    blocks = server_blocks(corefile)
+    assert [(b["keys"], b["views"]) for b in blocks] == [
+        ([".:53"], ["incidr(client_ip(), '100.64.0.0/10') || incidr(client_ip(), 'fd7a:115c:a1e0::/48')"]),
+        ([".:53"], [])]
+    assert [serving_block(blocks, c, 53) is blocks[0] for c in ("100.64.0.7", "fd7a:115c:a1e0::7", "100.127.255.254",
+                                                                 "192.168.10.7", "10.1.0.7", "127.0.0.1")] == [
+        True, True, True, False, False, False]
+
+
+def test_the_corefile_that_answered_everyone_the_tailscale_address_fails_the_proof(nix):
+    """Before: one block answering the Tailscale address to every client, LAN clients included."""
+    from homelab.proofs import ProofFailed, coredns
+    from homelab.roles.dns_server import Answer, corefile
+
+    lab = labkit.lab()
+    _, answers, _ = _dns_proof(lab, nix, "first-day-before")
+    old = corefile(zone="home.example.com", answers=[Answer(None, (), "100.64.0.12", "everyone")], ttl=60,
+                   forward=["1.1.1.1", "1.0.0.1"], cache=30, port=53,
+                   allow=["127.0.0.0/8", "192.168.10.0/24", "100.64.0.0/10", "fd7a:115c:a1e0::/48", "10.1.0.0/16"])
+    with pytest.raises(ProofFailed, match=r"^a this host client \(127\.0\.0\.1\): home\.example\.com\. is answered "
+                                          r"'home\.example\.com\. 60 IN A 100\.64\.0\.12'; the model says "
+                                          r"home\.example\.com\. 60 IN A 192\.168\.10\.12$"):
+        coredns.prove_zone(old, "home.example.com", answers, 60, ["1.1.1.1", "1.0.0.1"])
+    # the blocks in the wrong order: the block without a view takes every query, the tailnet's too
+    tailnet = Answer("tailnet", ("100.64.0.0/10",), "100.64.0.12", "tailnet")
+    lan = Answer(None, (), "192.168.10.12", "everyone else")
+    swapped = corefile(zone="home.example.com", answers=[lan, tailnet], ttl=60, forward=["1.1.1.1", "1.0.0.1"],
+                       cache=30, port=53, allow=["127.0.0.0/8", "192.168.10.0/24", "100.64.0.0/10", "10.1.0.0/16"])
+    with pytest.raises(ProofFailed, match=r"^a tailnet \(IPv4\) client \(100\.64\.0\.7\): .* the model says "
+                                          r"home\.example\.com\. 60 IN A 100\.64\.0\.12$"):
+        coredns.prove_zone(swapped, "home.example.com", answers, 60, ["1.1.1.1", "1.0.0.1"])
+    # an acl that lets the world in is an open resolver
+    open_ = corefile(zone="home.example.com", answers=[tailnet, lan], ttl=60, forward=["1.1.1.1", "1.0.0.1"],
+                     cache=30, port=53, allow=["0.0.0.0/0", "::/0"])
+    with pytest.raises(ProofFailed, match=r"^a client from outside the lab \(203\.0\.113\.7\) is answered"):
+        coredns.prove_zone(open_, "home.example.com", {"lan": ("192.168.10.7", "192.168.10.12")}, 60,
+                           ["1.1.1.1", "1.0.0.1"])
+
+
+def test_tailscale_warnings_appear_only_where_they_mean_something():
+    from homelab.roles import Tailscale
+
+    seed = labkit.lab()
+    base = _warnings(seed)
+    # the DNS host off the tailnet while the lab has one, with "tailnet" among its clients: a warning
+    no_ts = labkit.evolve_host(seed, "yomogi", tailscale_address=None,
+                               roles=[r for r in seed.host("yomogi").roles if not isinstance(r, Tailscale)])
+    assert _warnings(no_ts) - base == {
+        ("hosts/yomogi", "roles", "DnsServer without Tailscale(): tailnet clients cannot reach this split-DNS server "
+                                  "(give this host Tailscale(), or leave \"tailnet\" out of DnsServer.clients)")}
+    # ... and none when its clients say the tailnet is not meant
+    quiet = labkit.evolve_host(no_ts, "yomogi", roles=[DnsServer(clients=["lan", "pods"]) if isinstance(r, DnsServer)
+                                                       else r for r in no_ts.host("yomogi").roles])
+    assert _warnings(quiet) - base == set()
+    # the ingress host off the tailnet: tailnet clients get its LAN address, and are told so
+    ingress_off = labkit.evolve_host(seed, "hanaakari", tailscale_address=None, roles=[
+        r for r in seed.host("hanaakari").roles if not isinstance(r, Tailscale)])
+    assert _warnings(ingress_off) - base == {
+        ("hosts/yomogi", "DnsServer.clients", "tailnet clients get hanaakari's LAN address, which they reach only "
+                                              "through a subnet router: give hanaakari Tailscale() and a "
+                                              "tailscale_address to answer them with that")}
+    assert not [p for p in problems_of(ingress_off) if p.severity == "error"]
+
