@@ -37,8 +37,8 @@ EXIT_CODES = (
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
-                  "nothing was written"),
+    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy; a reachable "
+                  "nixpkgs for `check --nixos`) is missing; nothing was written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
@@ -220,6 +220,15 @@ def cmd_check(args) -> int:
                 problems += verify.hand_written_problems(root, prepared.compiled, _nix(args),
                                                          sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
+    nixos: list = []
+    if getattr(args, "nixos", False) and not errors:
+        from .nixos_check import nixos_problems
+
+        nixos = nixos_problems(root, lab, args, _nix(args), _err)
+        if nixos is None:
+            return EXIT_NO_NIX
+        problems += nixos
+        errors = [p for p in problems if p.severity == "error"]
     if args.json:
         _dump({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
                "problems": [{"where": p.where, "field": p.field, "reason": p.reason, "severity": p.severity}
@@ -229,7 +238,8 @@ def cmd_check(args) -> int:
         raise LabError(problems)
     for w in problems:
         _err(str(w))
-    print(f"ok: {len(lab.hosts)} hosts, {len(problems)} warning{'s' if len(problems) != 1 else ''}")
+    evaluated = "; NixOS evaluated every host's system through the flake" if getattr(args, "nixos", False) else ""
+    print(f"ok: {len(lab.hosts)} hosts, {len(problems)} warning{'s' if len(problems) != 1 else ''}{evaluated}")
     return EXIT_OK
 
 
@@ -446,6 +456,12 @@ def _build_args(p) -> None:
 def _check_args(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON: {ok, hosts, problems: [{where, field, reason, "
                    "severity}]}")
+    p.add_argument("--nixos", action="store_true", help="also evaluate each host's real NixOS system through the "
+                   "lab's flake (needs nixpkgs: exit 4 where it cannot be fetched); run it before deploying")
+    p.add_argument("--override-input", nargs=2, action="append", default=[], metavar=("INPUT", "FLAKE_REF"),
+                   help="with --nixos: use FLAKE_REF for the flake's input INPUT (e.g. a local nixpkgs checkout)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="with --nixos: hosts evaluated at once (default: up to 4, at most the cores)")
 
 
 def _show_args(p) -> None:

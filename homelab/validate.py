@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 from . import firewall
 from .errors import LabError, Problem
+from .nixos_check import arch_mismatches
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port, Source
 from .secrets import option_problems, redact, secret_kind
@@ -329,6 +330,8 @@ def validate(lab: Lab) -> list[Problem]:
             out += e.problems
             flows_ok = False
         out += world_open_ports(ctx)
+        for field, reason in arch_mismatches(h):
+            warn(w, field, reason)
         for path in firewall.accept_local_problems(ctx) if flows_ok else ():
             err(w, f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's own "
                 "address would then reach its firewall, whose rules from the Kubernetes nodes accept every node's "

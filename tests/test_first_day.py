@@ -397,3 +397,101 @@ def test_tailscale_warnings_appear_only_where_they_mean_something():
                                               "tailscale_address to answer them with that")}
     assert not [p for p in problems_of(ingress_off) if p.severity == "error"]
 
+
+# ---------------------------------------------------------------- 3. homelab check --nixos
+
+
+@pytest.fixture(scope="module")
+def nixos_lab(tmp_path_factory):
+    """The seed lab made by `homelab init`, built, and the homelab flake its `homelab` input is pointed at."""
+    from homelab.init import init
+    from homelab.pynix_eval import nix_available
+
+    from .test_flake import copy_flake
+
+    if not nix_available():
+        pytest.skip("nix-instantiate not found: install nix (apt-get install nix-bin); ./lab test does")
+    base = tmp_path_factory.mktemp("nixos")
+    homelab_src = copy_flake(base / "homelab")
+    root = base / "lab"
+    init(root, example="seed")
+    return root, homelab_src
+
+
+def _check_nixos(root: Path, homelab_src: Path, *extra: str):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+    from .test_flake import STAND_IN
+
+    return subprocess.run(
+        [sys.executable, "-m", "homelab", "check", "--nixos", "--root", str(root), *extra,
+         "--override-input", "homelab", f"path:{homelab_src}"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "STAND_IN": str(STAND_IN)})
+
+
+def test_check_nixos_evaluates_every_host_and_reports_nixos_errors_against_the_hosts_files(nixos_lab, tmp_path):
+    import shutil
+
+    from .test_flake import STAND_IN
+
+    src, homelab_src = nixos_lab
+    root = tmp_path / "lab"
+    shutil.copytree(src, root)
+    assert cli.main(["build", "--root", str(root)]) == 0
+    stand_in = ("--override-input", "nixpkgs", f"path:{STAND_IN}")
+    r = _check_nixos(root, homelab_src, *stand_in)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == ("ok: 3 hosts, 2 warnings; NixOS evaluated every host's system through the "
+                                         "flake")
+    evaluated = sorted(ln.split(":")[0].strip() for ln in r.stderr.splitlines() if "NixOS evaluated /nix/store/" in ln)
+    assert evaluated == ["hosts/hanaakari", "hosts/tokiwa", "hosts/yomogi"]
+    assert "evaluating 3 NixOS systems through the flake, 2 at a time" in r.stderr  # min(4, cores=2, hosts=3)
+    # a misspelled option: the offline build takes it (raw options are NixOS's to judge); NixOS does not
+    _edit_host(root, "tokiwa", 'options={"services.openssh.enable": True}',
+               'options={"services.openssh.enable": True, "services.jellyfin.enabel": True}')
+    assert cli.main(["build", "--root", str(root)]) == 0
+    r = _check_nixos(root, homelab_src, *stand_in)
+    assert r.returncode == 2, r.stdout + r.stderr
+    problems = [ln.strip() for ln in r.stderr.splitlines() if ln.strip().startswith("hosts/") and "nixos:" in ln]
+    assert problems == [
+        "hosts/tokiwa: nixos: NixOS refuses the system: The option `services.jellyfin.enabel' does not exist. "
+        "Definition values:"]
+    assert "- In `hosts/tokiwa/default.nix (written from hosts/tokiwa/host.py)': true" in r.stderr
+
+
+def test_check_nixos_without_nixpkgs_says_so_and_is_not_a_pass(nixos_lab, tmp_path):
+    import shutil
+
+    src, homelab_src = nixos_lab
+    root = tmp_path / "lab"
+    shutil.copytree(src, root)
+    assert cli.main(["build", "--root", str(root)]) == 0
+    # nixpkgs from a server that does not answer (the discard port on loopback): not reachable, deterministically
+    r = _check_nixos(root, homelab_src, "--override-input", "nixpkgs", "http://127.0.0.1:9/nixpkgs.tar.gz")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert ("homelab: check --nixos: the lab's flake inputs (nixpkgs, homelab) cannot be fetched here, so no "
+            "NixOS system was evaluated: ") in r.stderr
+    assert "ok:" not in r.stdout
+
+
+def test_x86_only_modules_and_options_on_an_aarch64_host_are_warned_about():
+    from homelab import force
+
+    lab = labkit.evolve_host(labkit.lab(), "yomogi", kernel_modules=["kvm-intel", "wireguard"], options={
+        "hardware.cpu.intel.updateMicrocode": True, "boot.initrd.kernelModules": force(["kvm_amd"]),
+        "hardware.cpu.amd.updateMicrocode": False})
+    lab = labkit.evolve_host(lab, "tokiwa", kernel_modules=["kvm-intel"])  # x86_64: right where it is
+    assert _warnings(lab) - _warnings(labkit.lab()) == {
+        ("hosts/yomogi", "kernel_modules[0]", "kvm-intel is an x86 kernel module (Intel VT-x virtualisation); this "
+                                              "host is aarch64-linux, whose kernel has none: loading it fails at every "
+                                              "boot"),
+        ("hosts/yomogi", "options['hardware.cpu.intel.updateMicrocode']", "Intel CPU microcode is for x86 machines; "
+         "this host is aarch64-linux (nixpkgs builds that firmware for x86 only, so NixOS cannot evaluate it)"),
+        ("hosts/yomogi", "options['boot.initrd.kernelModules']", "kvm_amd is an x86 kernel module (AMD-V "
+                                                                 "virtualisation); this host is aarch64-linux, whose "
+                                                                 "kernel has none"),
+    }

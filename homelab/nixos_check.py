@@ -1,0 +1,192 @@
+"""``homelab check --nixos``: each host's real NixOS system, evaluated through the lab's flake.
+
+What a build proves offline stops at the option contract: a raw option homelab does not write
+(``services.jellyfin.enabel``) or an import's own mistakes are NixOS's to judge.  Where nixpkgs
+can be fetched (or a local copy is named with ``--override-input nixpkgs ...``), this evaluates
+``nixosConfigurations.<host>.config.system.build.toplevel.drvPath`` for every host, the derivation
+``nixos-rebuild`` would build, a few hosts at a time (:func:`jobs`), and reports NixOS's errors
+(failed assertions, options that do not exist, type errors) against the lab's own files.
+
+First the flake's inputs are fetched once (``nix flake archive``): when that fails for want of a
+network or a source (nixpkgs not reachable), nothing was checked, and the command says so (exit 4),
+never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import attrs
+
+from .pynix_eval import Nix, NixError, NixEvalError
+
+# what nix says when a source cannot be fetched (libstore/filetransfer.cc, libfetchers)
+_UNREACHABLE = re.compile(r"unable to download|Couldn't resolve host|Could not resolve host|Couldn't connect|"
+                          r"Connection refused|Failed to connect|cannot fetch|unable to fetch|"
+                          r"Timeout was reached|Network is unreachable|does not exist in the Nix store and cannot be "
+                          r"substituted|getting status of '[^']*': No such file or directory", re.IGNORECASE)
+_STORE_SOURCE = re.compile(r"/nix/store/[0-9a-z]{32}-source/([^\s'`\"),:]+)")
+
+
+class InputsUnreachable(Exception):
+    """The lab's flake inputs (nixpkgs) could not be fetched: nothing was evaluated."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+@attrs.frozen
+class HostResult:
+    host: str
+    drv: str | None  # the system's derivation, when NixOS evaluated it
+    error: str | None  # NixOS's error, with the lab's files named as the lab names them
+
+
+def jobs(hosts: int, limit: int | None = None) -> int:
+    """How many nix processes evaluate at once: at most 4 (an evaluation of NixOS takes ~1 GB), the cores."""
+    return max(1, min(limit or 4, os.cpu_count() or 1, hosts))
+
+
+def nix_error(message: str) -> str:
+    """nix's own error, without what it printed before it (lock file notes) or the trace hint after."""
+    lines = message.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("error:")), 0)
+    kept = [ln for ln in lines[start:] if not ln.lstrip().startswith("(use '--show-trace'")]
+    text = "\n".join(kept).strip()
+    return text[len("error:"):].strip() if text.startswith("error:") else text
+
+
+def lab_relative(message: str, root: Path) -> str:
+    """NixOS's message with the lab's files (copied to the store as the flake's source) named as in the lab."""
+    def sub(m: re.Match) -> str:
+        rel = m.group(1)
+        if (root / rel).exists():
+            return rel + (f" (written from {rel.rsplit('/', 1)[0]}/host.py)" if re.fullmatch(
+                r"hosts/[^/]+/default\.nix", rel) else "")
+        return m.group(0)
+
+    return _STORE_SOURCE.sub(sub, message)
+
+
+def flake_ref(root: Path) -> str:
+    """The lab as ``nixos-rebuild --flake`` and ``homelab vm`` name it: a git checkout is a git flake (tracked
+    files only), any other folder a path flake."""
+    return str(Path(root).resolve())
+
+
+def fetch_inputs(nix: Nix, root: Path, overrides: Sequence[str], timeout: float) -> None:
+    """Fetch the flake's inputs once, before any evaluation; InputsUnreachable when they cannot be fetched."""
+    try:
+        nix.flake(["flake", "archive", "--no-write-lock-file", "--option", "download-attempts", "2",
+                   *overrides, flake_ref(root)], timeout=timeout)
+    except NixEvalError as e:
+        if _UNREACHABLE.search(e.message) or _UNREACHABLE.search(e.stderr or ""):
+            raise InputsUnreachable(nix_error(e.message)) from None
+        raise
+
+
+def evaluate_host(nix: Nix, root: Path, host: str, overrides: Sequence[str], timeout: float) -> HostResult:
+    attr = f"{flake_ref(root)}#nixosConfigurations.{host}.config.system.build.toplevel.drvPath"
+    try:
+        out = nix.flake(["eval", "--raw", "--no-write-lock-file", *overrides, attr], timeout=timeout)
+    except NixError as e:
+        return HostResult(host, None, lab_relative(nix_error(e.message), Path(root).resolve()))
+    return HostResult(host, out.strip(), None)
+
+
+def check_nixos(root: Path, hosts: Sequence[str], *, nix: Nix | None = None, overrides: Sequence[str] = (),
+                parallel: int | None = None, timeout: float = 900) -> list[HostResult]:
+    """Every host's NixOS system evaluated through the lab's flake, ``parallel`` at a time (:func:`jobs`).
+
+    InputsUnreachable when the inputs cannot be fetched; NixEvalError when the flake itself cannot be read.
+    """
+    nix = nix or Nix(timeout=timeout)
+    fetch_inputs(nix, root, overrides, timeout)
+    with ThreadPoolExecutor(max_workers=jobs(len(hosts), parallel)) as pool:
+        return list(pool.map(lambda h: evaluate_host(nix, root, h, overrides, timeout), hosts))
+
+
+# ---------------------------------------------------------------- offline: known architecture mismatches
+
+# kernel modules only x86 kernels have (arch/x86/kvm, the x86 microcode loader's firmware helpers)
+X86_MODULES = {
+    "kvm-intel": "Intel VT-x virtualisation", "kvm_intel": "Intel VT-x virtualisation",
+    "kvm-amd": "AMD-V virtualisation", "kvm_amd": "AMD-V virtualisation",
+    "intel_rapl_msr": "Intel power limits", "intel_pmc_core": "Intel power management", "coretemp": "Intel CPU "
+    "temperatures", "k10temp": "AMD CPU temperatures", "microcode": "the x86 microcode loader",
+}
+# raw options that only mean something on x86 (nixos/modules/hardware/cpu/*-microcode.nix, ...sgx.nix)
+X86_OPTIONS = {
+    "hardware.cpu.intel.updateMicrocode": "Intel CPU microcode",
+    "hardware.cpu.amd.updateMicrocode": "AMD CPU microcode",
+    "hardware.cpu.intel.sgx.provision.enable": "Intel SGX",
+    "hardware.cpu.amd.sev.enable": "AMD SEV",
+}
+MODULE_OPTIONS = ("boot.kernelModules", "boot.initrd.kernelModules", "boot.initrd.availableKernelModules")
+
+
+def arch_mismatches(host) -> list[tuple[str, str]]:
+    """(field, reason) for what an aarch64 host is given that only x86 machines have."""
+    from .model import Priority, option_path
+
+    if host.system != "aarch64-linux":
+        return []
+    out = []
+    for i, m in enumerate(host.kernel_modules):
+        if m in X86_MODULES:
+            out.append((f"kernel_modules[{i}]", f"{m} is an x86 kernel module ({X86_MODULES[m]}); this host is "
+                        "aarch64-linux, whose kernel has none: loading it fails at every boot"))
+    for path, value in sorted(host.options.items()):
+        plain = value.value if isinstance(value, Priority) else value
+        dotted = ".".join(option_path(path))
+        if dotted in X86_OPTIONS and plain not in (False, None):
+            out.append((f"options[{path!r}]", f"{X86_OPTIONS[dotted]} is for x86 machines; this host is "
+                        "aarch64-linux (nixpkgs builds that firmware for x86 only, so NixOS cannot evaluate it)"))
+        if dotted in MODULE_OPTIONS and isinstance(plain, (list, tuple)):
+            for m in plain:
+                if m in X86_MODULES:
+                    out.append((f"options[{path!r}]", f"{m} is an x86 kernel module ({X86_MODULES[m]}); this "
+                                "host is aarch64-linux, whose kernel has none"))
+    return out
+
+
+# ---------------------------------------------------------------- the command
+
+
+def nixos_problems(root: Path, lab, args, nix: Nix, say) -> list | None:
+    """For ``homelab check --nixos``: a problem per host NixOS refuses; None (after saying why) when nothing
+    could be evaluated (no flake, or its inputs cannot be fetched), which is never a pass."""
+    from .errors import LabError, Problem
+    from .pynix_eval import NixNotFound
+
+    root = Path(root)
+    if not (root / "flake.nix").is_file():
+        raise LabError([Problem("lab", "flake.nix", "is missing: --nixos evaluates each host through the lab's "
+                                "flake (homelab init writes one)")])
+    overrides = [x for name, ref in args.override_input for x in ("--override-input", name, ref)]
+    names = [h.hostname for h in lab.hosts]
+    n = jobs(len(names), args.jobs)
+    say(f"homelab: evaluating {len(names)} NixOS system{'s' if len(names) != 1 else ''} through the flake, "
+        f"{n} at a time")
+    try:
+        results = check_nixos(root, names, nix=nix, overrides=overrides, parallel=n,
+                              timeout=max(getattr(args, "nix_timeout", 120.0), 900))
+    except InputsUnreachable as e:
+        say("homelab: check --nixos: the lab's flake inputs (nixpkgs, homelab) cannot be fetched here, so no "
+            f"NixOS system was evaluated: {e.message}. Run it where nixpkgs is reachable, or name a local copy with "
+            "--override-input nixpkgs <flake-ref>")
+        return None
+    except NixNotFound:
+        raise
+    out = []
+    for r in results:
+        if r.error is not None:
+            out.append(Problem(lab.where(r.host), "nixos", f"NixOS refuses the system: {r.error}"))
+        else:
+            say(f"  {lab.where(r.host)}: NixOS evaluated {r.drv}")
+    return out
