@@ -56,7 +56,7 @@ from homelab import (  # noqa: E402
     Tailscale,
     Worker,
 )
-from homelab import files, render, verify  # noqa: E402
+from homelab import files, render, readback  # noqa: E402
 from homelab.compile import compile_lab  # noqa: E402
 from homelab.harness import EXAMPLES  # noqa: E402
 from homelab.load import load_or_raise  # noqa: E402
@@ -211,10 +211,10 @@ def bench_size(n: int, repeat: int, tmp: Path) -> dict:
     t = time.perf_counter
     t0 = t(); loaded, _ = load_or_raise(root)                                   # noqa: E702
     t1 = t(); compiled = compile_lab(loaded)                                    # noqa: E702
-    t2 = t(); pre = verify.precheck(compiled)                                   # noqa: E702
+    t2 = t(); pre = readback.precheck(compiled)                                   # noqa: E702
     t3 = t(); texts = render.render_all(compiled)                               # noqa: E702
     t4 = t(); files.plan(root, texts)                                           # noqa: E702
-    t5 = t(); rep = verify.verify(root, compiled, Nix(timeout=600), pre=pre)    # noqa: E702
+    t5 = t(); rep = readback.read_back(root, compiled, Nix(timeout=600), pre=pre)    # noqa: E702
     t6 = t()
     if pre.all_problems() or rep.problems:
         raise SystemExit(f"{n} hosts: verification failed: {(pre.all_problems() or rep.problems)[:3]}")
@@ -233,19 +233,19 @@ def bench_verify_batching(n: int, tmp: Path) -> dict[str, float]:
     compiled = compile_lab(lab)
     nix = Nix(timeout=600)
     t0 = time.perf_counter()
-    batch = verify.evaluate(root, compiled, nix)
+    batch = readback.evaluate(root, compiled, nix)
     one = time.perf_counter() - t0
     calls_one = nix.calls
     generated = sorted(compiled.files)
     hand = sorted({r for p in compiled.hosts.values() for r in p.hand_written})
-    pkgs = verify._pkg_names(compiled)
+    pkgs = readback._pkg_names(compiled)
     nix = Nix(timeout=600)
     per: dict = {"generated": {}, "handWritten": {}}
     t0 = time.perf_counter()
     for rel in generated:
-        per["generated"].update(nix.eval_expr(verify.evaluation_expr(root, [rel], [], pkgs))["generated"])
+        per["generated"].update(nix.eval_expr(readback.evaluation_expr(root, [rel], [], pkgs))["generated"])
     for rel in hand:
-        per["handWritten"].update(nix.eval_expr(verify.evaluation_expr(root, [], [rel], pkgs))["handWritten"])
+        per["handWritten"].update(nix.eval_expr(readback.evaluation_expr(root, [], [rel], pkgs))["handWritten"])
     many = time.perf_counter() - t0
     base = str(root.resolve()) + "/"
     for entry in per["generated"].values():

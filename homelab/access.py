@@ -20,27 +20,14 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import checks
-from . import optiontypes as t
-from .contract import OptionFact
+from .contract import SSHD_OPTIONS, OptionFact
 from .nixmodule import Module, section
 from .role import ADMINS, Flow, HostContext
 
-SSHD = "nixos/modules/services/networking/ssh/sshd.nix"
 SSH_PORT = 22
 
-OPTIONS: tuple[OptionFact, ...] = (
-    OptionFact("services.openssh.enable", t.bool_, SSHD),
-    OptionFact("services.openssh.openFirewall", t.bool_, SSHD,
-               "default true: adds ports (22) to the global allowedTCPPorts, open to every source"),
-    OptionFact("services.openssh.settings.PasswordAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
-    OptionFact("services.openssh.settings.KbdInteractiveAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
-    OptionFact("services.openssh.settings.PermitRootLogin",
-               t.NullOr(t.Enum(("yes", "without-password", "prohibit-password", "forced-commands-only", "no"))),
-               SSHD, "default \"prohibit-password\" (root with a key only)"),
-    OptionFact("users.users.<name>.openssh.authorizedKeys.keys", t.ListOf(t.strMatching(r"[^\n]*")), SSHD,
-               "listOf singleLineStr, written to /etc/ssh/authorized_keys.d/<user>; users.users itself is "
-               "declared in nixos/modules/config/users-groups.nix"),
-)
+# sshd's option rows are core rows of the contract (every host has sshd): homelab/contract.py
+OPTIONS: tuple[OptionFact, ...] = SSHD_OPTIONS
 
 
 def module(cluster) -> Module:

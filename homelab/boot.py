@@ -25,6 +25,7 @@ import attrs
 
 from . import fields
 from .fields import a_bool
+from .values import Pkg
 
 if TYPE_CHECKING:
     from .model import Host
@@ -66,8 +67,6 @@ class RaspberryPi4:
         return self.sd_card
 
     def sections(self, host: Host) -> list[tuple[str, list[tuple[str, object]]]]:
-        from .model import Pkg
-
         defs: list[tuple[str, object]] = [("boot.loader.grub.enable", False),
                                           ("boot.loader.generic-extlinux-compatible.enable", True)]
         if self.kernel_packages:

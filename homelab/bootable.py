@@ -22,6 +22,7 @@ whole.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from .errors import Problem
@@ -42,7 +43,7 @@ PATHS: tuple[OptPath, ...] = (ROOT_FS, *LOADERS, *GRUB_TARGETS, CONTAINER)
 # nixpkgs modules nixos-generate-config imports, known to define no file system and no boot loader
 HARMLESS_PROFILES = ("installer/scan/not-detected.nix", "profiles/qemu-guest.nix")
 
-# The Nix that reads a hand-written file's modules (inside verify.HAND_EXPR's let: lib, base, safe, call,
+# The Nix that reads a hand-written file's modules (inside readback.HAND_EXPR's let: lib, base, safe, call,
 # describe): every module the file brings, its local imports followed (8 levels), and whether all of them
 # could be read.
 MODULES_NIX = """
@@ -83,9 +84,8 @@ MODULES_NIX = """
 
 
 def modules_nix() -> str:
-    from .pynix_eval import nix_string
-
-    return MODULES_NIX % {"harmless": " ".join(nix_string(p) for p in HARMLESS_PROFILES)}
+    # the profiles are plain ASCII paths (no quote, backslash or ${): a JSON string is the same Nix string
+    return MODULES_NIX % {"harmless": " ".join(json.dumps(p) for p in HARMLESS_PROFILES)}
 
 
 # ---------------------------------------------------------------- the judgement

@@ -23,21 +23,14 @@ from typing import Any
 
 import attrs
 
-from . import files, render, verify
+from . import files, readback, render
 from .compile import Compiled, compile_lab
-from .errors import GeneratedCodeError, LabError, Problem
+from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
 from .pynix_eval import Nix, NixError, NixNotFound
+from .validate import require_valid
 
 __all__ = ["Prepared", "BuildResult", "check", "prepare", "build", "show", "hosts_sharing_changes", "NotVerified"]
-
-
-class NotVerified(Exception):
-    """nix is needed to verify the files and none was found; nothing was written."""
-
-    def __init__(self, message: str):
-        self.message = message
-        super().__init__(message)
 
 
 @attrs.frozen
@@ -46,7 +39,7 @@ class Prepared:
 
     lab: Lab
     compiled: Compiled
-    pre: verify.Precheck
+    pre: readback.Precheck
     warnings: tuple[Problem, ...] = ()
 
     def texts(self, only: list[str] | None = None) -> dict[str, str]:
@@ -54,21 +47,7 @@ class Prepared:
         return render.render_all(self.compiled, only)
 
 
-def check(lab: Lab) -> tuple[Problem, ...]:
-    """Validate a lab (loaded, or built in code): its warnings, or LabError carrying every error at once.
-
-    Each problem names where (``hosts/<name>`` or ``cluster``), the field and the reason.  A lab is
-    checked once however often it is asked (loading a lab checks it).
-    """
-    from .validate import problems_of
-
-    if not isinstance(lab, Lab):
-        raise LabError([Problem("lab", "lab", f"expected a homelab Lab, got {type(lab).__name__}")])
-    problems = problems_of(lab)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise LabError(errors)
-    return tuple(p for p in problems if p.severity != "error")
+check = require_valid  # the public name (homelab.check): the lab's warnings, or LabError with every error
 
 
 def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Prepared:
@@ -84,7 +63,7 @@ def prepare(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Pre
     found = check(lab)
     warnings = tuple(warnings) + tuple(w for w in found if w not in warnings)
     compiled = compile_lab(lab)
-    pre = verify.precheck(compiled)
+    pre = readback.precheck(compiled)
     # a role of the lab's own that writes what its contract rows do not allow is the lab's to fix
     own = [Problem(f"role {f.owner.__name__}", "options", f"{problem} (add a row to {f.owner.__name__}.options "
                    f"in {f.owner.__module__}, or write the option it declares)")
@@ -151,7 +130,7 @@ class BuildResult:
     removed: tuple[str, ...] = ()
     stale: tuple[str, ...] = ()  # with check=True: the files a build would change
     also_built: tuple[str, ...] = ()  # hosts added because they import a module file the build changes
-    verified: verify.Report | None = None
+    verified: readback.Report | None = None
     verify_seconds: float = 0.0
     warnings: tuple[Problem, ...] = ()
 
@@ -200,11 +179,11 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
         t0 = time.perf_counter()
         try:
             nix = nix or Nix()
-            with verify.staged(texts, root, hand) as tmp:
+            with readback.staged(texts, root, hand) as tmp:
                 try:
-                    rep = verify.verify(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                    rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
                     calls = nix.calls
-                    clashes = [] if rep.problems else verify.hand_written_clashes(
+                    clashes = [] if rep.problems else readback.hand_written_clashes(
                         Path(tmp), p.compiled, nix, list(names), p.pre)
                 except NixError as e:  # name the lab's files, never the staging copy
                     if isinstance(e, NixNotFound):
@@ -215,7 +194,7 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
             raise NotVerified(e.message) from None
         seconds = time.perf_counter() - t0
         if rep.problems:
-            raise verify.VerifyError(rep.problems)
+            raise readback.ReadBackError(rep.problems)
         if any(c.severity == "error" for c in clashes):
             raise LabError([c for c in clashes if c.severity == "error"])
         p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
@@ -249,10 +228,10 @@ def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = Non
     missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
     if missing:
         raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
-    evaluated = verify.evaluate(root, p.compiled, nix or Nix(), names)
+    evaluated = readback.evaluate(root, p.compiled, nix or Nix(), names)
     out: dict[str, dict[str, Any]] = {}
     for h in names:
-        out[h], conflicts = verify.host_options(evaluated, p.compiled, h)
+        out[h], conflicts = readback.host_options(evaluated, p.compiled, h)
         if conflicts:
-            raise verify.VerifyError([f"{p.compiled.hosts[h].entry}: {c}" for c in conflicts])
+            raise readback.ReadBackError([f"{p.compiled.hosts[h].entry}: {c}" for c in conflicts])
     return out

@@ -96,15 +96,3 @@ def container_image(reference: str, scope: str, why: str, namespace: str = "k8s.
     """containerd holds the image ``reference`` (as ``ctr -n <namespace> images ls -q`` lists it)."""
     return check("image", reference, scope, why, namespace=namespace, reference=reference)
 
-
-def open_port(backend: str, proto: str, port: int, why: str) -> Check:
-    """The host firewall accepts ``proto``/``port`` from anywhere (a port NixOS opens, e.g. by ``openFirewall``).
-
-    ``backend`` is the cluster's firewall ("iptables" or "nftables"); the rule is
-    matched the way that backend lists it.
-    """
-    from . import firewall
-
-    match, rule = firewall.listed_port_rule(backend, proto, port)
-    return check("firewall_rule", f"{proto} dport {port}", "host", why, match=match, rule=rule, backend=backend,
-                 list=firewall.NFT_LIST if backend == "nftables" else firewall.IPT_LIST)

@@ -18,39 +18,31 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import GeneratedCodeError, LabError, Problem
-
-# One table of exit codes for every command (also in --help and the README).
-EXIT_OK = 0  # done; nothing out of date
-EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, graph --check-readme, test)
-EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
-EXIT_VERIFY = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
-EXIT_NO_NIX = 4  # the command needs nix (or another tool) and it is not installed: nothing written
-EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
-EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_CODES = (
-    (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
-    (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
-                   "diagram or policy table (graph/policy --check-readme), a proof failing (test), the suite "
-                   "failing on a VM (vm); a host failed (deploy, verify, wake, sleep)"),
-    (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
-                     "usage mistake; each named by host, field and reason; nothing was written"),
-    (EXIT_VERIFY, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_NO_NIX, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy; a reachable "
-                  "nixpkgs for `check --nixos`) is missing; nothing was written"),
-    (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
-    (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHANGED,
+    EXIT_CODES,  # noqa: F401 - homelab.cli.EXIT_CODES, as before the table moved
+    EXIT_CRASH,
+    EXIT_GENERATED,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_STEP_FAILED,  # noqa: F401
+    GeneratedCodeError,
+    HomelabError,
+    LabError,
+    MissingTool,
+    NotVerified,
+    ReadBackError,
+    UsageError,
+    exit_table,
 )
 
-
-class Usage(Exception):
-    """A command-line mistake, reported like a lab problem (exit 2)."""
-
-
-class Missing(Exception):
-    """A tool or device the command needs is not there (exit 4)."""
+# The one exit-code table lives in homelab.errors (with the errors that carry the codes); --help prints it.
+EXIT_VERIFY = EXIT_GENERATED  # the names this module used before homelab.errors held the table
+EXIT_NO_NIX = EXIT_MISSING
+Usage = UsageError  # a command-line mistake (exit 2)
+Missing = MissingTool  # a tool or device the command needs is not there (exit 4)
 
 
 def _err(*lines: str) -> None:
@@ -67,7 +59,7 @@ def find_root(start: Path | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "hosts" / "cluster.py").is_file():
             return d
-    raise Usage(f"no lab here: neither {here} nor a folder above it holds hosts/cluster.py "
+    raise UsageError(f"no lab here: neither {here} nor a folder above it holds hosts/cluster.py "
                 "(run `homelab init DIR` to start one, or pass --root)")
 
 
@@ -85,17 +77,17 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
         if root and not p.exists():
             p = (Path(root) / t).resolve()
         if p.parent.name != "hosts":
-            raise Usage(f"{t}: name a host folder such as hosts/yomogi")
+            raise UsageError(f"{t}: name a host folder such as hosts/yomogi")
         if lab_root is not None and p.parent.parent != lab_root:
-            raise Usage(f"{t}: is not in the lab at {lab_root}")
+            raise UsageError(f"{t}: is not in the lab at {lab_root}")
         if not p.is_dir():
-            raise Usage(f"{t}: no such host folder")
+            raise UsageError(f"{t}: no such host folder")
         lab_root = p.parent.parent
         names.append(p.name)
     if lab_root is None:
         lab_root = find_root()
     elif not names and not (lab_root / "hosts").is_dir():
-        raise Usage(f"--root {root}: no hosts/ folder there")
+        raise UsageError(f"--root {root}: no hosts/ folder there")
     return lab_root, (list(dict.fromkeys(names)) or None)
 
 
@@ -104,23 +96,23 @@ def _root(args) -> Path:
 
 
 def load_selected(root: Path, only: list[str] | None):
-    """The validated lab and its warnings; LabError if a named host has no host.py."""
-    from .load import load_or_raise
+    """The validated lab and its warnings; LabError if a named host has no host.py (homelab.load)."""
+    from .load import load_selected as load
 
-    lab, warnings = load_or_raise(root)
-    if only:
-        known = {h.hostname for h in lab.hosts}
-        missing = [n for n in only if n not in known]
-        if missing:
-            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
-                            for n in missing])
-    return lab, warnings
+    return load(root, only)
 
 
 def _nix(args):
     from .pynix_eval import Nix
 
     return Nix(timeout=getattr(args, "nix_timeout", 120.0))
+
+
+def _typed(options_class, args):
+    """An operation's typed options (an attrs class whose fields are named as the command's flags) from args."""
+    import attrs
+
+    return options_class(**{f.name: getattr(args, f.name) for f in attrs.fields(options_class)})
 
 
 def _dump(data) -> None:
@@ -213,11 +205,11 @@ def cmd_check(args) -> int:
         except LabError as e:
             problems = [p for p in problems if p.severity != "error"] + e.problems
         else:  # the hand-written imports, as a build reads them: with nix, when there is one
-            from . import verify
+            from . import readback
             from .pynix_eval import nix_available
 
             if nix_available():
-                problems += verify.hand_written_problems(root, prepared.compiled, _nix(args),
+                problems += readback.hand_written_problems(root, prepared.compiled, _nix(args),
                                                          sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
     nixos: list = []
@@ -306,7 +298,7 @@ def _readme_command(args, root: Path, block: str, markers: tuple[str, str], head
     try:
         old = readme.read_text(encoding="utf-8") if readme.exists() else ""
     except (OSError, UnicodeDecodeError) as e:
-        raise Usage(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+        raise UsageError(f"{readme}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     new = graph.replace_block(old, block, markers, heading)
     if args.check_readme:
         if new != old:
@@ -358,7 +350,7 @@ def cmd_vm(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return vm.run(lab, root, list(only or []), args)
+    return vm.run(lab, root, list(only or []), _typed(vm.VmOptions, args))
 
 
 def cmd_init(args) -> int:
@@ -408,7 +400,7 @@ def cmd_deploy(args) -> int:
     lab, warnings = load_selected(root, only)
     for w in warnings:
         _err(str(w))
-    return deploy.deploy(lab, root, only, args)
+    return deploy.deploy(lab, root, only, _typed(deploy.DeployOptions, args))
 
 
 def cmd_verify(args) -> int:
@@ -416,7 +408,7 @@ def cmd_verify(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return deploy.verify(lab, root, only, args)
+    return deploy.verify(lab, root, only, _typed(deploy.VerifyOptions, args))
 
 
 def cmd_wake(args) -> int:
@@ -424,7 +416,7 @@ def cmd_wake(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return power.wake(lab, root, only[0], args)
+    return power.wake(lab, root, only[0], _typed(power.WakeOptions, args))
 
 
 def cmd_sleep(args) -> int:
@@ -432,7 +424,7 @@ def cmd_sleep(args) -> int:
 
     root, only = resolve_targets(args.hosts, args.root)
     lab, _ = load_selected(root, only)
-    return power.sleep(lab, root, only[0], args)
+    return power.sleep(lab, root, only[0], _typed(power.SleepOptions, args))
 
 
 # ---------------------------------------------------------------- parser
@@ -624,22 +616,18 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
 }
 
 
-def _exit_table() -> str:
-    return "exit codes:\n" + "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="homelab",
         description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
-        epilog="example: python -m homelab build hosts/yomogi\n\n" + _exit_table(),
+        epilog="example: python -m homelab build hosts/yomogi\n\n" + exit_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--debug", action="store_true", help="show the full traceback when homelab crashes")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (fn, help_, example, configure) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}\n\n{_exit_table()}",
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}\n\n{exit_table()}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(func=fn)
         sp.add_argument("--root", help="the lab's folder (holding hosts/); default: found from the current "
@@ -654,42 +642,40 @@ def _run(args) -> int:
 
     try:
         return args.func(args)
-    except Usage as e:
+    except UsageError as e:
         _err(f"homelab: {e}")
-        return EXIT_BAD_INPUT
-    except Missing as e:
+        return e.exit_code
+    except NotVerified as e:
+        _err(f"homelab: {args.command} reads every file back with nix before writing, and {e.message}; nothing "
+             "was written (install nix, e.g. apt-get install nix-bin, or pass --no-verify to write unverified "
+             "files)")
+        return e.exit_code
+    except MissingTool as e:
         _err(f"homelab: {args.command}: {e}")
-        return EXIT_NO_NIX
+        return e.exit_code
     except LabError as e:
         errors = [p for p in e.problems if p.severity == "error"]
         _err(f"homelab: {len(errors)} problem{'s' if len(errors) != 1 else ''}; nothing was written:")
         for p in e.problems:
             _err(f"  {p}")
-        return EXIT_BAD_INPUT
+        return e.exit_code
     except GeneratedCodeError as e:
         _err("homelab: the generated code breaks homelab's own rules (a homelab bug; please report it); nothing "
              "was written:", *[f"  {p}" for p in e.problems])
-        return EXIT_VERIFY
-    except NixNotFound as e:
+        return e.exit_code
+    except ReadBackError as e:
+        _err("homelab: nix disagrees with the model (a homelab bug; please report it); nothing was written:",
+             *[f"  {p}" for p in e.problems])
+        return e.exit_code
+    except HomelabError as e:
+        _err(f"homelab: {args.command}: {e}")
+        return e.exit_code
+    except NixNotFound as e:  # homelab.pynix_eval stands alone (no homelab imports): its errors map here
         _err(f"homelab: {args.command} needs nix: {e.message}; nothing was written")
-        return EXIT_NO_NIX
+        return EXIT_MISSING
     except NixError as e:
         _err(f"homelab: nix failed: {e}")
-        return EXIT_VERIFY
-    except Exception as e:  # noqa: BLE001 - named below
-        from .build import NotVerified
-        from .verify import VerifyError
-
-        if isinstance(e, NotVerified):
-            _err(f"homelab: {args.command} reads every file back with nix before writing, and {e.message}; nothing "
-                 "was written (install nix, e.g. apt-get install nix-bin, or pass --no-verify to write unverified "
-                 "files)")
-            return EXIT_NO_NIX
-        if isinstance(e, VerifyError):
-            _err("homelab: nix disagrees with the model (a homelab bug; please report it); nothing was written:",
-                 *[f"  {p}" for p in e.problems])
-            return EXIT_VERIFY
-        raise
+        return EXIT_GENERATED
 
 
 def main(argv: list[str] | None = None) -> int:

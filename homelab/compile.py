@@ -23,10 +23,9 @@ from . import access, firewall
 from . import contract as contracts
 from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
-from .power import wake_on_lan_section
 from .role import HostContext
 
-__all__ = ["Compiled", "DataFile", "HostPlan", "ModuleFile", "Section", "compile_lab", "opt", "section",
+__all__ = ["Compiled", "DataFile", "HostFiles", "ModuleFile", "Section", "compile_lab", "opt", "section",
            "CLUSTER_SOURCE", "LAB_DATA"]
 
 CLUSTER_SOURCE = "hosts/cluster.py"
@@ -34,7 +33,7 @@ LAB_DATA = "hosts/lab.nix"
 
 
 @attrs.frozen
-class HostPlan:
+class HostFiles:
     hostname: str
     entry: str  # hosts/<name>/default.nix
     modules: tuple[str, ...]  # generated files this host imports, in order
@@ -54,7 +53,7 @@ class DataFile:
 @attrs.frozen
 class Compiled:
     files: dict[str, ModuleFile]
-    hosts: dict[str, HostPlan]
+    hosts: dict[str, HostFiles]
     contract: contracts.Contract = attrs.field(eq=False)
     data: DataFile | None = None
 
@@ -64,6 +63,20 @@ class Compiled:
 
 
 # ---------------------------------------------------------------- hosts
+
+
+def wake_on_lan_section(host: Host) -> Section | None:
+    """The host entry's Wake-on-LAN definitions (None without ``wake_on_lan``)."""
+    wol = host.wake_on_lan
+    if wol is None:
+        return None
+    base = ("networking", "interfaces", host.interface, "wakeOnLan")
+    return section(
+        f"Wake-on-LAN: a magic packet for {wol.mac} powers the host on (homelab wake). Applied when the "
+        "interface appears, so from the next boot; the firmware must allow waking from off too.",
+        ((*base, "enable"), True),
+        ((*base, "policy"), ["magic"]),
+    )
 
 
 def host_sections(ctx: HostContext) -> list[Section]:
@@ -204,7 +217,7 @@ def compile_lab(lab: Lab) -> Compiled:
         files[path] = ModuleFile(path, m.title, source, (), m.sections, owner)
         path_of[key] = path
 
-    plans: dict[str, HostPlan] = {}
+    plans: dict[str, HostFiles] = {}
     for host in lab.hosts:
         hostdir = f"hosts/{host.hostname}"
         source = f"{lab.where(host)}/host.py"
@@ -219,7 +232,7 @@ def compile_lab(lab: Lab) -> Compiled:
             + tuple(p if p.startswith(".") else "./" + p for p in host.imports),
             tuple(entries[host.hostname]),
         )
-        plans[host.hostname] = HostPlan(host.hostname, entry, tuple(modules), hand)
+        plans[host.hostname] = HostFiles(host.hostname, entry, tuple(modules), hand)
     return Compiled(files, plans, contracts.of_roles(lab.role_types), lab_data(lab))
 
 

@@ -20,7 +20,10 @@ or only the post-branch snapshot was available.  Nobody has read the
 release-26.05 branch file itself (see the document): check with ``nix eval``
 against the pinned nixpkgs where it is reachable.
 
-``homelab.verify`` refuses a generated file that sets a path not listed here
+The contract of every built-in role (what docs/nixpkgs-facts.md tabulates) is
+:func:`homelab.roles.builtin_contract`.
+
+``homelab.readback`` refuses a generated file that sets a path not listed here
 or a value that does not fit its type; raw options a user sets in ``host.py``
 are the user's business and exempt.  ``<name>`` in a path matches any
 attribute name (``attrsOf``/``submodule`` keys).
@@ -160,6 +163,24 @@ CORE_OPTIONS: tuple[OptionFact, ...] = (
 )
 
 
+SSHD = "nixos/modules/services/networking/ssh/sshd.nix"
+
+# every host's sshd (homelab/access.py writes them)
+SSHD_OPTIONS: tuple[OptionFact, ...] = (
+    OptionFact("services.openssh.enable", t.bool_, SSHD),
+    OptionFact("services.openssh.openFirewall", t.bool_, SSHD,
+               "default true: adds ports (22) to the global allowedTCPPorts, open to every source"),
+    OptionFact("services.openssh.settings.PasswordAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
+    OptionFact("services.openssh.settings.KbdInteractiveAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
+    OptionFact("services.openssh.settings.PermitRootLogin",
+               t.NullOr(t.Enum(("yes", "without-password", "prohibit-password", "forced-commands-only", "no"))),
+               SSHD, "default \"prohibit-password\" (root with a key only)"),
+    OptionFact("users.users.<name>.openssh.authorizedKeys.keys", t.ListOf(t.strMatching(r"[^\n]*")), SSHD,
+               "listOf singleLineStr, written to /etc/ssh/authorized_keys.d/<user>; users.users itself is "
+               "declared in nixos/modules/config/users-groups.nix"),
+)
+
+
 class Contract:
     """The option contract of a lab: the core rows and those of every role the lab uses.
 
@@ -203,28 +224,5 @@ class Contract:
 
 @functools.lru_cache(maxsize=64)
 def of_roles(role_types: tuple[type, ...]) -> Contract:
-    """The contract of a lab that uses these role classes: the core rows and each role's ``options``."""
-    from .access import OPTIONS as ACCESS  # every host's sshd (homelab/access.py)
-
-    return Contract(CORE_OPTIONS + ACCESS + tuple(o for r in role_types for o in getattr(r, "options", ())))
-
-
-def builtin() -> Contract:
-    """The contract of every built-in role (what docs/nixpkgs-facts.md tabulates)."""
-    from .roles import BUILTIN
-
-    return of_roles(BUILTIN)
-
-
-def lookup(parts: tuple[str, ...]) -> OptionFact | None:
-    """The row of the built-in contract whose path matches ``parts`` (a lab's own roles: use its Contract)."""
-    return builtin().lookup(parts)
-
-
-def __getattr__(name: str):
-    # OPTIONS / BY_PATH: every row of the built-in contract (core + built-in roles), for docs and tests
-    if name == "OPTIONS":
-        return builtin().rows
-    if name == "BY_PATH":
-        return builtin().by_path
-    raise AttributeError(name)
+    """The contract of a lab that uses these role classes: the core rows (sshd's too) and each role's ``options``."""
+    return Contract(CORE_OPTIONS + SSHD_OPTIONS + tuple(o for r in role_types for o in getattr(r, "options", ())))

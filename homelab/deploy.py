@@ -37,11 +37,11 @@ from pathlib import Path
 import attrs
 
 from . import remote
+from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
 from .model import Host, Lab
-from .remote import Kube, MissingTool, SshOptions, Say, nix_sshopts, ssh_argv
+from .remote import Kube, SshOptions, Say, nix_sshopts, ssh_argv
 from .vm import Step, untracked_entries
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_TOOL = 0, 1, 2, 4
 SUITE_RETRY = 10.0  # seconds between two runs of the live checks while a host settles
 READY_POLL = 2.0
 
@@ -56,7 +56,7 @@ def suite_dir(root: Path) -> Path:
     return VM_TESTS
 
 
-# ---------------------------------------------------------------- the plan
+# ---------------------------------------------------------------- the steps
 
 
 @attrs.frozen
@@ -81,7 +81,7 @@ class HostSteps:
 
 
 @attrs.frozen
-class Plan:
+class DeploySteps:
     root: str
     workdir: str
     parallel: int
@@ -162,8 +162,8 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
     return HostSteps(name, kind, built, generation, switch, checks, rollback, report, join)
 
 
-def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> Plan:
+def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
+              opts: SshOptions, suite: Path, python: str = sys.executable) -> DeploySteps:
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
     steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
@@ -171,10 +171,10 @@ def make_plan(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
     cluster = checks_step(root, hosts, "cluster", report, opts, suite, python) if hosts else None
-    return Plan(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
+    return DeploySteps(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
 
 
-def plan_problems(lab: Lab, names: list[str]) -> list[str]:
+def selection_problems(lab: Lab, names: list[str]) -> list[str]:
     """What makes a deploy of these hosts impossible as described (bad input, exit 2)."""
     out = []
     for n in names:
@@ -190,7 +190,7 @@ def plan_problems(lab: Lab, names: list[str]) -> list[str]:
     return out
 
 
-def render_plan(plan: Plan, lab: Lab) -> str:
+def render_steps(plan: DeploySteps, lab: Lab) -> str:
     """``--dry-run``: the exact commands, in order; what only runs on a condition is a comment."""
     firsts = ", ".join(h.name for h in plan.first)
     thens = ", ".join(h.name for h in plan.then)
@@ -293,7 +293,7 @@ def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Ve
 
 
 class Rollout:
-    def __init__(self, plan: Plan, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
+    def __init__(self, plan: DeploySteps, lab: Lab, opts: SshOptions, *, settle: float, ready_timeout: float, say: Say):
         self.plan, self.lab, self.opts = plan, lab, opts
         self.settle, self.ready_timeout, self.say = settle, ready_timeout, say
         self.stop = threading.Event()
@@ -425,23 +425,43 @@ def table(results: list[HostResult]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows) + "\n"
 
 
+@attrs.frozen
+class DeployOptions:
+    """``homelab deploy``'s options, typed (the command line's flags; the same defaults)."""
+
+    dry_run: bool = False  # print the exact commands, in order; run nothing
+    parallel: int = 2  # switch up to this many hosts at a time after the control plane
+    no_rollback: bool = False  # leave a host that fails its checks at its new generation
+    ready_timeout: float = 300  # seconds a joined worker may take to be Ready
+    settle: float = 120  # run the checks again while some fail, for up to this long
+    suite: str | None = None  # the vm-tests folder (default: the lab's vm-tests/, else homelab's)
+    ssh_config: str | None = None  # an ssh_config for every ssh call (ssh -F)
+
+
+@attrs.frozen
+class VerifyOptions:
+    """``homelab verify``'s options (the live checks), typed."""
+
+    scope: str = "cluster"  # or "host": what holds on a lone host
+    dry_run: bool = False
+    settle: float = 0
+    suite: str | None = None
+    ssh_config: str | None = None
+
+
 # ---------------------------------------------------------------- the commands
 
 
-def _options(args) -> SshOptions:
-    from .cli import Usage
-
-    if args.ssh_config and not Path(args.ssh_config).is_file():
-        raise Usage(f"--ssh-config {args.ssh_config}: no such file")
-    return SshOptions(str(Path(args.ssh_config).resolve()) if args.ssh_config else None)
+def _ssh_options(options) -> SshOptions:
+    if options.ssh_config and not Path(options.ssh_config).is_file():
+        raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
+    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None)
 
 
-def _suite(args, root: Path) -> Path:
-    from .cli import Usage
-
-    suite = Path(args.suite).resolve() if args.suite else suite_dir(root)
+def _suite(options, root: Path) -> Path:
+    suite = Path(options.suite).resolve() if options.suite else suite_dir(root)
     if not (suite / "conftest.py").is_file():
-        raise Usage(f"no vm-tests suite at {suite} (pass --suite DIR)")
+        raise UsageError(f"no vm-tests suite at {suite} (pass --suite DIR)")
     return suite
 
 
@@ -459,56 +479,54 @@ def _need(*tools: str) -> None:
 def _fresh(lab: Lab, root: Path) -> None:
     """Refuse generated files a build would change: the flake would deploy something else than the lab says."""
     from . import build
-    from .cli import Usage
 
     res = build.build(root, lab=lab, check=True)
     if res.stale:
-        raise Usage("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
+        raise UsageError("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
                     "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
     if not (root / "flake.nix").is_file():
-        raise Usage(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
+        raise UsageError(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
 
 
-def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
-    """``homelab deploy``: the arguments are the command line's (see homelab.cli)."""
-    from .cli import Usage
+def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
+    """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
     names = list(only or [h.hostname for h in lab.hosts])
-    if args.parallel < 1:
-        raise Usage(f"--parallel {args.parallel}: give 1 or more")
-    problems = plan_problems(lab, names)
+    if options.parallel < 1:
+        raise UsageError(f"--parallel {options.parallel}: give 1 or more")
+    problems = selection_problems(lab, names)
     if problems:
-        raise Usage("\n".join(problems))
+        raise UsageError("\n".join(problems))
     _fresh(lab, root)
-    opts = _options(args)
-    suite = _suite(args, root)
+    opts = _ssh_options(options)
+    suite = _suite(options, root)
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
-    if args.dry_run:
+    if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
-        plan = make_plan(lab, root, names, workdir, parallel=args.parallel, rollback=not args.no_rollback,
+        plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
-        sys.stdout.write(render_plan(plan, lab))
+        sys.stdout.write(render_steps(plan, lab))
         return EXIT_OK
     try:
         _need("ssh", "nixos-rebuild")
     except MissingTool as e:
         say.err(f"{e}; nothing was deployed")
-        return EXIT_NO_TOOL
+        return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
-        plan = make_plan(lab, root, names, Path(work), parallel=args.parallel, rollback=not args.no_rollback,
+        plan = make_steps(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
                          opts=opts, suite=suite)
-        rollout = Rollout(plan, lab, opts, settle=args.settle, ready_timeout=args.ready_timeout, say=say)
+        rollout = Rollout(plan, lab, opts, settle=options.settle, ready_timeout=options.ready_timeout, say=say)
         try:
             ok = rollout.run()
             cluster = None
             if ok and plan.cluster is not None:
                 say("cluster", f"all {len(plan.hosts)} switched; {plan.cluster.what}")
-                cluster = run_checks(plan.cluster, plan.cluster_report, args.settle, say, "cluster")
+                cluster = run_checks(plan.cluster, plan.cluster_report, options.settle, say, "cluster")
         except MissingTool as e:
             say.err(f"{e}")
-            return EXIT_NO_TOOL
+            return EXIT_MISSING
     print()
     sys.stdout.write(table([rollout.results[hs.name] for hs in plan.hosts]))
     if not ok:
@@ -527,29 +545,29 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, args) -> int:
     return EXIT_OK
 
 
-def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
+def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions) -> int:
     """``homelab verify``: the live checks of the named hosts (all when none), one suite run."""
     names = sorted(only or [h.hostname for h in lab.hosts])
-    opts = _options(args)
-    suite = _suite(args, root)
+    opts = _ssh_options(options)
+    suite = _suite(options, root)
     say = Say("verify")
     hosts = [lab.host(n) for n in names]
-    if args.dry_run:
+    if options.dry_run:
         report = str(Path(tempfile.gettempdir()) / "homelab-verify-<new>" / "verify.xml")
-        print(checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable).shell())
+        print(checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable).shell())
         return EXIT_OK
     try:
         _need("ssh")
     except MissingTool as e:
         say.err(str(e))
-        return EXIT_NO_TOOL
+        return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
         report = str(Path(work) / "verify.xml")
-        step = checks_step(root.resolve(), hosts, args.scope, report, opts, suite, sys.executable)
+        step = checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable)
         say(", ".join(names), step.what)
-        v = run_checks(step, report, args.settle, say, ", ".join(names))
+        v = run_checks(step, report, options.settle, say, ", ".join(names))
     if v.ok:
-        print(f"all checks passed on {', '.join(names)} ({args.scope} scope)")
+        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)")
         return EXIT_OK
     if not v.ran:
         print(v.detail)
@@ -561,5 +579,5 @@ def verify(lab: Lab, root: Path, only: list[str] | None, args) -> int:
     return EXIT_FAILED
 
 
-__all__ = ["deploy", "verify", "make_plan", "render_plan", "suite_dir", "Plan", "HostSteps", "Rollout",
+__all__ = ["deploy", "verify", "make_steps", "render_steps", "suite_dir", "DeploySteps", "HostSteps", "Rollout",
            "current_generation", "failed_checks"]

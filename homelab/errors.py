@@ -1,4 +1,10 @@
-"""Problems in a lab description, reported as host + field + reason.
+"""homelab's errors, each carrying its exit code, and the one exit-code table.
+
+Every error homelab raises on purpose is a :class:`HomelabError`; its ``exit_code`` is a
+row of :data:`EXIT_CODES`, the table ``--help``, the README and every command use (the
+command line turns an error into its message and that code; nothing else picks codes).
+
+Problems in a lab description, reported as host + field + reason.
 
 A field validator calls :func:`report`.  Used directly from Python it raises
 :class:`LabError` at once (fail fast, like any attrs validator).  While the
@@ -14,6 +20,43 @@ from typing import Iterator
 
 import attrs
 
+# ---------------------------------------------------------------- the exit-code table (the only one)
+
+EXIT_OK = 0  # done; nothing out of date
+EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, graph --check-readme, test)
+EXIT_FAILED = EXIT_CHANGED  # the same code, said by commands that act: a host, a proof or the suite failed
+EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
+EXIT_GENERATED = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
+EXIT_MISSING = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
+EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES = (
+    (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
+    (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
+                   "diagram or policy table (graph/policy --check-readme), a proof failing (test), the suite "
+                   "failing on a VM (vm); a host failed (deploy, verify, wake, sleep)"),
+    (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
+                     "usage mistake; each named by host, field and reason; nothing was written"),
+    (EXIT_GENERATED, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
+    (EXIT_MISSING, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy; a reachable "
+                   "nixpkgs for `check --nixos`) is missing; nothing was written"),
+    (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
+    (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
+)
+
+
+def exit_table() -> str:
+    """The table as ``--help`` prints it."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES)
+
+
+class HomelabError(Exception):
+    """An error homelab raises on purpose; ``exit_code`` is its row of :data:`EXIT_CODES`."""
+
+    exit_code: int = EXIT_CRASH
+
 
 @attrs.frozen
 class Problem:
@@ -27,8 +70,10 @@ class Problem:
         return f"{self.where}: {self.field}: {tag}{self.reason}"
 
 
-class LabError(Exception):
+class LabError(HomelabError):
     """One or more problems that stop a build before anything is written."""
+
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
@@ -68,9 +113,47 @@ def report(field: str, reason: str) -> None:
     sink.append(problem)
 
 
-class GeneratedCodeError(Exception):
+class GeneratedCodeError(HomelabError):
     """homelab generated code that breaks its own option contract or does not merge: a homelab bug."""
+
+    exit_code = EXIT_GENERATED
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class ReadBackError(HomelabError):
+    """nix read a generated file back and its values are not the model's: a homelab bug."""
+
+    exit_code = EXIT_GENERATED
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UsageError(HomelabError):
+    """A command-line mistake (or a library call with options that cannot work), reported like a lab problem."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class MissingTool(HomelabError):
+    """A program or device the command needs is not here (nix, KVM, ssh...)."""
+
+    exit_code = EXIT_MISSING
+
+
+class NotVerified(MissingTool):
+    """nix is needed to verify the files and none was found; nothing was written."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+class ProofFailed(HomelabError, AssertionError):
+    """A real program did not do what the model says (or the proof's own wiring is wrong)."""
+
+    exit_code = EXIT_FAILED

@@ -27,6 +27,7 @@ from . import access, checks, firewall
 from .checks import KINDS, SCOPES, Check
 from .model import Lab
 from .role import HostContext
+from .validate import require_valid
 
 SCHEMA = 1
 __all__ = ["SCHEMA", "SCOPES", "KINDS", "Check", "HostExpectations", "host_expectations", "lab_expectations",
@@ -143,9 +144,7 @@ def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpecta
     (``validated``): expectations of an invalid lab mean nothing.
     """
     if not validated:
-        from .build import check
-
-        check(lab)
+        require_valid(lab)
     ctx = HostContext(lab, host)
     acc = _Acc()
     if lab.cluster.firewall == "nftables":  # the nftables firewall is a table loaded by nftables.service
@@ -177,9 +176,7 @@ def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpecta
 def lab_expectations(lab: Lab, names: list[str] | None = None, scope: str | None = None
                      ) -> dict[str, HostExpectations]:
     """Every host's expectations (or the named hosts'), optionally only checks of one scope."""
-    from .build import check
-
-    check(lab)
+    require_valid(lab)
     out = {}
     for name in names or [h.hostname for h in lab.hosts]:
         e = host_expectations(lab, lab.host(name), validated=True)

@@ -12,10 +12,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 VM_TESTS = PACKAGE / "vm-tests"
 EXAMPLES = PACKAGE / "examples"
 
-__all__ = ["PACKAGE", "VM_TESTS", "EXAMPLES"]
+FLAKES = ["--extra-experimental-features", "nix-command flakes"]  # nix 2.8 needs both for `nix flake ...`
+
+__all__ = ["PACKAGE", "VM_TESTS", "EXAMPLES", "FLAKES", "kvm_problem"]
+
+
+def kvm_problem(device: str = "/dev/kvm") -> str | None:
+    """Why this machine cannot run a VM with KVM (None: it can)."""
+    if not os.path.exists(device):
+        return f"{device} does not exist: no KVM here"
+    if not os.access(device, os.R_OK | os.W_OK):
+        return f"{device} is not accessible to this user (add yourself to the kvm group)"
+    return None

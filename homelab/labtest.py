@@ -9,11 +9,11 @@ What holds for any valid lab is checked on this one, with real programs:
    ``Cluster(firewall="nftables")``) in network namespaces, inside the skeleton NixOS builds.
    Real TCP and UDP probes must get the verdicts the model gives, and the rules must be listed
    as the host's expectations (``homelab expect``) say;
-4. **nginx stream**, per ingress host: the stream config in a real nginx; bytes must reach the
-   right NodePort;
-5. **CoreDNS zone**, per DNS host: the Corefile's template answers every name in the zone, and
-   no look-alike;
-6. **vm-tests**, with ``--vm``: ``nix flake check`` on the lab's flake: a VM test per host and
+4. **each role's proofs** (``Role.proofs``, the code beside the role), per host with the role, built-in
+   roles first: the DNS host's Corefile template answers every name in the zone and no look-alike
+   (CoreDNS zone); the ingress host's stream config in a real nginx passes bytes to the right NodePort
+   (nginx stream);
+5. **vm-tests**, with ``--vm``: ``nix flake check`` on the lab's flake: a VM test per host and
    the cluster test (needs the pinned nixpkgs and KVM).
 
 A part that cannot run here is skipped, and the reason is printed. Examples: no root for
@@ -55,7 +55,8 @@ class Outcome:
 
 
 def _attempt(name: str, proof: Callable[[], str]) -> Outcome:
-    from .proofs.netns import CommandFailed, ProofFailed
+    from .errors import ProofFailed
+    from .proofs.netns import CommandFailed
 
     try:
         return Outcome(name, PASSED, proof())
@@ -106,10 +107,8 @@ def run(root: Path | str, *, nix: Nix | None = None, hosts: list[str] | None = N
     with tempfile.TemporaryDirectory(prefix="homelab-test-") as tmp:
         for o in _firewalls(rb, names, Path(tmp)):
             add(o)
-        for o in _nginx(rb, names, Path(tmp)):
+        for o in _role_proofs(rb, names, Path(tmp)):
             add(o)
-    for o in _coredns(rb, names):
-        add(o)
     add(_vm_tests(root, vm))
     return out
 
@@ -136,49 +135,34 @@ def _firewalls(rb, names: list[str], tmp: Path):
         yield _attempt(f"firewall {name} ({tool})", proof)
 
 
-def _nginx(rb, names: list[str], tmp: Path):
-    from .proofs import nginx
-    from .proofs.netns import plain
-    from .roles import IngressProxy
+def _role_proofs(rb, names: list[str], tmp: Path):
+    """Each proof a role offers (``Role.proofs``), on every tested host with the role: built-in roles first."""
+    from .role import ProofContext
+    from .roles import BUILTIN
 
-    hosts = [h for h in rb.lab.with_role(IngressProxy) if h.hostname in names]
-    if not hosts:
-        yield Outcome("nginx stream", SKIPPED, "no host (of those tested) has the IngressProxy role")
-        return
-    why = nginx.nginx_unavailable()
-    for host in hosts:
-        name = f"nginx stream {host.hostname}"
-        if why:
-            yield Outcome(name, SKIPPED, why)
-            continue
-        role = host.role(IngressProxy)
-        routes = {role.http_port: role.http_nodeport, role.https_port: role.https_nodeport}
-        options = rb.options[host.hostname]
-        work = tmp / f"nginx-{host.hostname}"
-        work.mkdir()
-        yield _attempt(name, lambda: nginx.prove_stream(plain(options["services.nginx.streamConfig"]), routes, work))
-
-
-def _coredns(rb, names: list[str]):
-    from .proofs import coredns
-    from .proofs.netns import plain
-    from .role import HostContext
-    from .roles import DnsServer
-
-    hosts = [h for h in rb.lab.with_role(DnsServer) if h.hostname in names]
-    if not hosts:
-        yield Outcome("CoreDNS zone", SKIPPED, "no host (of those tested) has the DnsServer role")
-        return
-    for host in hosts:
-        role = host.role(DnsServer)
-        corefile = plain(rb.options[host.hostname]["services.coredns.config"])
-        answers = role.clients_and_answers(HostContext(rb.lab, host))
-        yield _attempt(f"CoreDNS zone {host.hostname}", lambda: coredns.prove_zone(
-            corefile, rb.lab.cluster.domain, answers, role.ttl, list(role.forward), role.port))
+    lab: Lab = rb.lab
+    role_types = list(dict.fromkeys((*BUILTIN, *lab.role_types)))
+    for role_type in role_types:
+        for proof in role_type.proofs:
+            hosts = [h for h in lab.with_role(role_type) if h.hostname in names]
+            if not hosts:
+                yield Outcome(proof.name, SKIPPED, f"no host (of those tested) has the {role_type.__name__} role")
+                continue
+            why = proof.unavailable()
+            for host in hosts:
+                name = f"{proof.name} {host.hostname}"
+                if why:
+                    yield Outcome(name, SKIPPED, why)
+                    continue
+                work = tmp / f"{proof.name.replace(' ', '-')}-{host.hostname}"
+                work.mkdir()
+                ctx = ProofContext(lab, host, rb.options[host.hostname], work)
+                role = host.role(role_type)
+                yield _attempt(name, lambda: proof.run(role, ctx))  # noqa: B023 - called at once
 
 
 def _vm_tests(root: Path, vm: bool) -> Outcome:
-    from .vm import FLAKES, kvm_problem
+    from .harness import FLAKES, kvm_problem
 
     name = "vm-tests"
     if not (root / "flake.nix").is_file():

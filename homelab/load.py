@@ -296,3 +296,15 @@ def load_or_raise(root: Path) -> tuple[Lab, list[Problem]]:
     if errors or lab is None:
         raise LabError(errors or problems)
     return lab, [p for p in problems if p.severity != "error"]
+
+
+def load_selected(root: Path, only: list[str] | None) -> tuple[Lab, list[Problem]]:
+    """The validated lab and its warnings; LabError if a named host has no host.py."""
+    lab, warnings = load_or_raise(root)
+    if only:
+        known = {h.hostname for h in lab.hosts}
+        missing = [n for n in only if n not in known]
+        if missing:
+            raise LabError([Problem(f"hosts/{n}", "host.py", "no such host (no hosts/<name>/host.py)")
+                            for n in missing])
+    return lab, warnings

@@ -2,7 +2,7 @@
 
 Values here are in *evaluated form*: what ``nix-instantiate --eval --json``
 prints for a generated file, with two tagged shapes kept visible by the stand-in
-``lib`` and ``pkgs`` (see :mod:`homelab.verify`):
+``lib`` and ``pkgs`` (see :mod:`homelab.readback`):
 
 * ``{"_type": "override", "priority": 50, "content": v}`` — ``lib.mkForce v``
 * ``{"_type": "pkg", "attrPath": "linuxPackages_rpi4"}`` — ``pkgs.linuxPackages_rpi4``

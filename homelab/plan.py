@@ -69,7 +69,7 @@ def diff_text(rel: str, old: str | None, new: str | None) -> str:
 
 def compute(root: Path, only: list[str] | None) -> dict[str, Any]:
     """The plan as a plain dict (the ``--json`` shape, see docs/json.md).  Writes nothing."""
-    from .cli import load_selected
+    from .load import load_selected
 
     root = Path(root)
     lab, warnings = load_selected(root, only)

@@ -19,29 +19,37 @@ import socket
 import time
 from pathlib import Path
 
-from . import remote
-from .model import Host, Lab
-from .nixmodule import Section, section
-from .remote import Kube, MissingTool, Say, SshOptions, ssh_argv
+import attrs
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_TOOL = 0, 1, 2, 4
+from . import remote
+from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
+from .model import Lab
+from .remote import Kube, Say, SshOptions, ssh_argv
+
 WOL_PORT = 9  # the discard port, where Wake-on-LAN senders conventionally aim
 RESEND = 30.0  # seconds between magic packets while waiting for the host
 POLL = 2.0
 
 
-def wake_on_lan_section(host: Host) -> Section | None:
-    """The host entry's Wake-on-LAN definitions (None without ``wake_on_lan``)."""
-    wol = host.wake_on_lan
-    if wol is None:
-        return None
-    base = ("networking", "interfaces", host.interface, "wakeOnLan")
-    return section(
-        f"Wake-on-LAN: a magic packet for {wol.mac} powers the host on (homelab wake). Applied when the "
-        "interface appears, so from the next boot; the firmware must allow waking from off too.",
-        ((*base, "enable"), True),
-        ((*base, "policy"), ["magic"]),
-    )
+@attrs.frozen
+class WakeOptions:
+    """``homelab wake``'s options, typed (the command line's flags; the same defaults)."""
+
+    broadcast: str | None = None  # where the magic packet goes (default: the LAN's broadcast address)
+    port: int = WOL_PORT
+    no_wait: bool = False  # send the magic packet and stop
+    timeout: float = 600  # seconds to wait for SSH and the node to be Ready
+    ssh_config: str | None = None
+
+
+@attrs.frozen
+class SleepOptions:
+    """``homelab sleep``'s options, typed."""
+
+    force: bool = False  # power off the control plane while workers are up, or a node whose drain failed
+    no_wait: bool = False  # do not wait until the host stops answering SSH
+    timeout: float = 300  # seconds to wait until the host is off
+    ssh_config: str | None = None
 
 
 def magic_packet(mac: str) -> bytes:
@@ -62,12 +70,10 @@ def lan_broadcast(lab: Lab) -> str:
     return str(lab.cluster.lan.broadcast_address)
 
 
-def _options(args) -> SshOptions:
-    from .cli import Usage
-
-    if args.ssh_config and not Path(args.ssh_config).is_file():
-        raise Usage(f"--ssh-config {args.ssh_config}: no such file")
-    return SshOptions(str(Path(args.ssh_config).resolve()) if args.ssh_config else None)
+def _ssh_options(options) -> SshOptions:
+    if options.ssh_config and not Path(options.ssh_config).is_file():
+        raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
+    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None)
 
 
 def _need_ssh() -> None:
@@ -80,53 +86,51 @@ def _need_ssh() -> None:
 # ---------------------------------------------------------------- wake
 
 
-def wake(lab: Lab, root: Path, name: str, args) -> int:
-    from .cli import Usage
-
+def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
     host = lab.host(name)
     where = lab.where(host)
     if host.wake_on_lan is None:
-        raise Usage(f"{where}: has no wake_on_lan; add wake_on_lan=WakeOnLan(mac=\"<its LAN MAC>\") to host.py "
+        raise UsageError(f"{where}: has no wake_on_lan; add wake_on_lan=WakeOnLan(mac=\"<its LAN MAC>\") to host.py "
                     "(and deploy it once, while the host is up)")
     try:
-        broadcast = str(ipaddress.IPv4Address(args.broadcast)) if args.broadcast else lan_broadcast(lab)
+        broadcast = str(ipaddress.IPv4Address(options.broadcast)) if options.broadcast else lan_broadcast(lab)
     except ValueError:
-        raise Usage(f"--broadcast {args.broadcast}: not an IPv4 address") from None
-    if not 1 <= args.port <= 65535:
-        raise Usage(f"--port {args.port}: not a UDP port (1-65535)")
+        raise UsageError(f"--broadcast {options.broadcast}: not an IPv4 address") from None
+    if not 1 <= options.port <= 65535:
+        raise UsageError(f"--port {options.port}: not a UDP port (1-65535)")
     say = Say("wake")
     mac = host.wake_on_lan.mac
     if host.wake_on_lan.locally_administered:
         say.err(f"note: {where}: WakeOnLan.mac {mac} is a locally administered address, as placeholders are; a "
                 f"NIC's own address usually is not (see `ip link show {host.interface}` on the host)")
-    opts = _options(args)
-    if not args.no_wait:
+    opts = _ssh_options(options)
+    if not options.no_wait:
         try:
             _need_ssh()
         except MissingTool as e:
             say.err(str(e))
-            return EXIT_NO_TOOL
+            return EXIT_MISSING
 
     def send() -> bool:
         try:
-            send_magic_packet(mac, broadcast, args.port)
+            send_magic_packet(mac, broadcast, options.port)
         except OSError as e:
-            say(name, f"cannot send to {broadcast}:{args.port}: {e}")
+            say(name, f"cannot send to {broadcast}:{options.port}: {e}")
             return False
-        say(name, f"magic packet for {mac} sent to {broadcast}:{args.port}")
+        say(name, f"magic packet for {mac} sent to {broadcast}:{options.port}")
         return True
 
     if not send():
         return EXIT_FAILED
-    if args.no_wait:
+    if options.no_wait:
         return EXIT_OK
     t0 = time.monotonic()
-    deadline = t0 + args.timeout
+    deadline = t0 + options.timeout
     next_send = t0 + RESEND
     while not remote.answers(host, opts):
         now = time.monotonic()
         if now >= deadline:
-            say(name, f"no SSH after {args.timeout:.0f} s (is Wake-on-LAN enabled in its firmware, and was the "
+            say(name, f"no SSH after {options.timeout:.0f} s (is Wake-on-LAN enabled in its firmware, and was the "
                       "configuration with wake_on_lan deployed before it went off?)")
             return EXIT_FAILED
         if now >= next_send:
@@ -142,7 +146,7 @@ def wake(lab: Lab, root: Path, name: str, args) -> int:
     try:
         status = kube.wait_ready(node, max(1.0, deadline - time.monotonic()), POLL)
         if status.ready != "True":
-            say(name, f"node {node} is {status.describe()} after {args.timeout:.0f} s")
+            say(name, f"node {node} is {status.describe()} after {options.timeout:.0f} s")
             return EXIT_FAILED
         if status.cordoned:
             r = remote.run(kube.uncordon_argv(node), timeout=120)
@@ -163,22 +167,20 @@ def wake(lab: Lab, root: Path, name: str, args) -> int:
 # ---------------------------------------------------------------- sleep
 
 
-def sleep(lab: Lab, root: Path, name: str, args) -> int:
-    from .cli import Usage
-
+def sleep(lab: Lab, root: Path, name: str, options: SleepOptions) -> int:
     host = lab.host(name)
-    opts = _options(args)
+    opts = _ssh_options(options)
     say = Say("sleep")
     try:
         _need_ssh()
     except MissingTool as e:
         say.err(str(e))
-        return EXIT_NO_TOOL
+        return EXIT_MISSING
     cp = lab.control_plane
     if host.is_control_plane:
         up = [w.hostname for w in lab.kubernetes_nodes if w is not host and remote.answers(w, opts)]
-        if up and not args.force:
-            raise Usage(f"{lab.where(host)}: {name} is the control plane and {', '.join(up)} "
+        if up and not options.force:
+            raise UsageError(f"{lab.where(host)}: {name} is the control plane and {', '.join(up)} "
                         f"{'is' if len(up) == 1 else 'are'} up: their kubelets would lose the API. Sleep "
                         f"{'it' if len(up) == 1 else 'them'} first, or pass --force")
     if not remote.answers(host, opts):
@@ -191,7 +193,7 @@ def sleep(lab: Lab, root: Path, name: str, args) -> int:
         r = remote.run(kube.drain_argv(node), timeout=420)
         if r.returncode != 0:
             say(name, f"kubectl drain {node} failed (exit {r.returncode}):\n{remote.tail(r.stdout + r.stderr)}")
-            if not args.force:
+            if not options.force:
                 say(name, "not powered off (--force powers off anyway)")
                 return EXIT_FAILED
     say(name, "powering off")
@@ -199,10 +201,10 @@ def sleep(lab: Lab, root: Path, name: str, args) -> int:
     if r.returncode not in (0, 255):  # 255: the connection went down with the host
         say(name, f"systemctl poweroff failed (exit {r.returncode}):\n{remote.tail(r.stderr)}")
         return EXIT_FAILED
-    if args.no_wait:
+    if options.no_wait:
         return EXIT_OK
-    if not remote.wait_until(lambda: not remote.answers(host, opts), args.timeout, POLL):
-        say(name, f"still answers SSH after {args.timeout:.0f} s")
+    if not remote.wait_until(lambda: not remote.answers(host, opts), options.timeout, POLL):
+        say(name, f"still answers SSH after {options.timeout:.0f} s")
         return EXIT_FAILED
     say(name, "off" + (f"; wake it with: homelab wake {lab.where(host)}" if host.wake_on_lan else ""))
     return EXIT_OK

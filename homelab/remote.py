@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import attrs
 
+from .errors import MissingTool
 from .model import Host
 
 ADMIN_KUBECONFIG = "/etc/kubernetes/cluster-admin.kubeconfig"
@@ -42,10 +43,6 @@ JOIN_TIMEOUT = 300  # seconds nixos-kubernetes-node-join may wait for its certif
 # Ready status and cordon of a node in one call: "True/" (schedulable) or "True/true" (cordoned)
 NODE_STATUS = 'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.spec.unschedulable}'
 DRAIN = ("--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s")
-
-
-class MissingTool(Exception):
-    """A program the command needs is not installed here (exit 4)."""
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""The role interface: one role, one module, everything about it in one place.
+"""The role interface: one role, one folder (``homelab/roles/<name>/``), everything about it in one place.
 
 A role is a frozen attrs class that subclasses :class:`Role`.  Its fields are
 its settings (validators beside them, :mod:`homelab.fields`); its methods say
@@ -22,6 +22,8 @@ method / attribute     what it gives
 ``check_lab(lab)``     (classmethod) problems of the lab as a whole, once per role type
 ``expectations(ctx)``  what must be true on the running host (:mod:`homelab.checks`)
 ``expectations_for``   what must be true on *another* host because of it
+``proofs``             what ``homelab test`` runs with real programs on each host
+                       with the role (:class:`Proof`; the code beside the role)
 ``graph(ctx)``         what the diagram shows (:class:`GraphPart`)
 ``notes(ctx)``         extra lines for the host's box in the diagram
 =====================  =====================================================
@@ -34,15 +36,15 @@ name a problem (``self.error(ctx, "port", "...")`` reports
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 
 import attrs
 
-from . import fields
 from . import optiontypes as types
 from .checks import Check
 from .contract import PARTIAL, OptionFact
-from .errors import Problem
+from .errors import Problem, ProofFailed, report
 from .nixmodule import Module, Section, section
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Role", "HostContext", "Module", "Section", "section", "Port", "Flow", "Source", "GraphPart", "Node",
            "Edge", "Check", "OptionFact", "PARTIAL", "Problem", "types", "NODES", "CONTROL_PLANE", "PODS", "LAN",
-           "TAILNET", "ADMINS", "WORLD"]
+           "TAILNET", "ADMINS", "WORLD", "Proof", "ProofContext", "ProofFailed"]
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -133,6 +135,19 @@ class Source:
 NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SOURCE_WORDS)
 
 
+def _flow_source(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    """A Flow's source, read as every source in the lab is read (:meth:`Source.parse`); a word no one can read
+    is reported like any field (``Flow.source: 'lann' is not a source: ...``)."""
+    try:
+        return Source.parse(value)
+    except (TypeError, ValueError):
+        name = type(value).__name__
+        why = (f"{value!r} is not {SOURCE_HELP}" if isinstance(value, str) else
+               f"{value!r} is {'an' if name[:1].lower() in 'aeiou' else 'a'} {name}, not {SOURCE_HELP}")
+        report(f"{type(self_).__name__}.{field.name}", why)
+        return value  # reached only while collecting
+
+
 @attrs.frozen
 class Flow:
     """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``.
@@ -143,7 +158,8 @@ class Flow:
 
     port: int
     proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
-    source: Source = attrs.field(converter=fields.converter(Source.parse, SOURCE_HELP))
+    source: Source = attrs.field(converter=attrs.Converter(lambda v, self_, field: _flow_source(v, self_, field),
+                                                            takes_self=True, takes_field=True))
     why: str
 
 
@@ -202,6 +218,37 @@ class HostContext:
         return Problem(self.where, field, reason, "warning")
 
 
+@attrs.frozen
+class ProofContext:
+    """What a role's proof gets: the lab, the host, its option values as nix read them back, a fresh folder."""
+
+    lab: Lab
+    host: Host
+    options: Mapping[str, Any] = attrs.field(repr=False)  # option path -> value, merged as NixOS merges them
+    work: Path
+
+    def option(self, path: str) -> Any:
+        """The value nix read back for ``path``; ProofFailed when it still carries a module priority."""
+        value = self.options[path]
+        if isinstance(value, dict) and value.get("_type") == "override":
+            raise ProofFailed(f"unexpected priority: {value!r}")
+        return value
+
+
+@attrs.frozen
+class Proof:
+    """A proof a role offers ``homelab test``: its generated config run by a real program.
+
+    ``run(role, ctx)`` returns a one-line summary or raises :class:`ProofFailed`;
+    ``unavailable()`` says why this machine cannot run it (None: it can).  Each host
+    with the role is one part of the test, named ``"<name> <host>"``.
+    """
+
+    name: str
+    run: Callable[[Any, ProofContext], str]
+    unavailable: Callable[[], str | None] = lambda: None
+
+
 def _kebab(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
@@ -214,6 +261,7 @@ class Role:
     kubernetes_node: ClassVar[bool] = False
     control_plane: ClassVar[bool] = False
     options: ClassVar[tuple[OptionFact, ...]] = ()
+    proofs: ClassVar[tuple[Proof, ...]] = ()
 
     @classmethod
     def role_tag(cls) -> str:

@@ -56,12 +56,8 @@ def _secret_name(name: str) -> bool:
 
 def _strings(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str | None, Any]]:
     """(attribute path, name it sits under, value) for every leaf and key of an option value."""
-    from .model import PkgCall, Priority
-
-    if isinstance(value, Priority):
-        yield from _strings(value.value, path)
-    elif isinstance(value, PkgCall):
-        yield from _strings(value.args, path)
+    if isinstance(getattr(type(value), "inner", None), property):  # a PkgCall's args, a Priority's value
+        yield from _strings(value.inner, path)
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _strings(v, path)

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from . import firewall
 from .errors import LabError, Problem
-from .nixos_check import arch_mismatches
+from .hardware import arch_mismatches
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port, Source
 from .secrets import option_problems, redact, secret_kind
@@ -424,3 +424,18 @@ def problems_of(lab: Lab) -> tuple[Problem, ...]:
     if found is None:
         found = _VALIDATED[lab] = tuple(validate(lab))
     return found
+
+
+def require_valid(lab: Lab) -> tuple[Problem, ...]:
+    """Validate a lab (loaded, or built in code): its warnings, or LabError carrying every error at once.
+
+    Each problem names where (``hosts/<name>`` or ``cluster``), the field and the reason.  A lab is
+    checked once however often it is asked (loading a lab checks it).
+    """
+    if not isinstance(lab, Lab):
+        raise LabError([Problem("lab", "lab", f"expected a homelab Lab, got {type(lab).__name__}")])
+    problems = problems_of(lab)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise LabError(errors)
+    return tuple(p for p in problems if p.severity != "error")

@@ -32,12 +32,10 @@ from typing import Any
 
 import attrs
 
-from .errors import LabError, Problem
+from .harness import FLAKES, kvm_problem
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_STEP_FAILED, LabError, MissingTool, Problem, UsageError
 from .model import Host, Lab
 
-# homelab's one exit-code table (homelab.cli.EXIT_CODES): 1 the suite found problems, 5 a step failed (build, boot)
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUILD = 0, 1, 2, 5
-FLAKES = ["--extra-experimental-features", "nix-command flakes"]
 
 
 def local_system() -> str:
@@ -84,7 +82,7 @@ class Step:
 
 
 @attrs.frozen
-class HostPlan:
+class VmHost:
     name: str
     system: str
     port: int
@@ -97,19 +95,19 @@ class HostPlan:
 
 
 @attrs.frozen
-class VmPlan:
+class VmRun:
     workdir: str
     key: str
     ssh_config: str
     keygen: Step
-    hosts: tuple[HostPlan, ...]
+    hosts: tuple[VmHost, ...]
     suite: Step
     expectations: str
 
 
-def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[int], *, system: str,
+def make_run(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[int], *, system: str,
               nixos_rebuild: bool, suite_dir: Path, python: str = sys.executable,
-              junitxml: str | None = None, extra: tuple[str, ...] = ()) -> VmPlan:
+              junitxml: str | None = None, extra: tuple[str, ...] = ()) -> VmRun:
     root = root.resolve()
     key = workdir / "id_ed25519"
     ssh_config = workdir / "ssh_config"
@@ -133,7 +131,7 @@ def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list
         )
         boot = Step(f"[{name}] boot: ssh on 127.0.0.1:{port}", (runner,), env)
         poweroff = Step(f"[{name}] shutdown", ("ssh", "-F", str(ssh_config), name, "poweroff"))
-        hosts.append(HostPlan(name, h.system, port, str(d), build, runner, boot, poweroff, str(d / "console.log")))
+        hosts.append(VmHost(name, h.system, port, str(d), build, runner, boot, poweroff, str(d / "console.log")))
     keygen = Step("ssh key for the VMs", ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "homelab-vm",
                                           "-f", str(key)))
     expectations = workdir / "expectations.json"
@@ -145,10 +143,10 @@ def make_plan(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list
         argv.append(f"--junitxml={junitxml}")
     argv += list(extra)
     suite = Step("suite: vm-tests over ssh", tuple(argv), cwd=str(root))
-    return VmPlan(str(workdir), str(key), str(ssh_config), keygen, tuple(hosts), suite, str(expectations))
+    return VmRun(str(workdir), str(key), str(ssh_config), keygen, tuple(hosts), suite, str(expectations))
 
 
-def ssh_config_text(plan: VmPlan) -> str:
+def ssh_config_text(plan: VmRun) -> str:
     blocks = []
     for h in plan.hosts:
         blocks.append("\n".join([
@@ -178,15 +176,7 @@ def _say(msg: str) -> None:
     print(f"homelab vm: {msg}", flush=True)
 
 
-def kvm_problem(device: str = "/dev/kvm") -> str | None:
-    if not os.path.exists(device):
-        return f"{device} does not exist: no KVM here"
-    if not os.access(device, os.R_OK | os.W_OK):
-        return f"{device} is not accessible to this user (add yourself to the kvm group)"
-    return None
-
-
-def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout: float) -> float:
+def _wait_for_ssh(h: VmHost, proc: subprocess.Popen, ssh_config: str, timeout: float) -> float:
     t0 = last = time.monotonic()
     while True:
         if proc.poll() is not None:
@@ -208,7 +198,7 @@ def _wait_for_ssh(h: HostPlan, proc: subprocess.Popen, ssh_config: str, timeout:
         time.sleep(3)
 
 
-def _stop(h: HostPlan, proc: subprocess.Popen) -> None:
+def _stop(h: VmHost, proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     _say(h.poweroff.what)
@@ -247,7 +237,7 @@ def untracked_entries(root: Path, names: list[str]) -> list[str]:
     return out
 
 
-def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool, running: list[str] | None = None) -> int:
+def execute(plan: VmRun, lab: Lab, *, boot_timeout: float, keep: bool, running: list[str] | None = None) -> int:
     """Build, boot, test and stop; ``running`` gets the names of VMs left running (``keep``)."""
     from .expect import lab_expectations
 
@@ -271,10 +261,10 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool, running:
         timings[h.name]["build"] = time.monotonic() - t0
         if r.returncode != 0 or not Path(h.runner).exists():
             _say(f"[{h.name}] build failed (exit {r.returncode}); nothing was booted")
-            return EXIT_BUILD
+            return EXIT_STEP_FAILED
 
     procs: dict[str, subprocess.Popen] = {}
-    rc = EXIT_BUILD
+    rc = EXIT_STEP_FAILED
     try:
         for h in plan.hosts:
             _say(f"{h.boot.what}; console in {h.console}")
@@ -307,42 +297,56 @@ def execute(plan: VmPlan, lab: Lab, *, boot_timeout: float, keep: bool, running:
                  f"booted in {t['boot']:.0f} s" if "boot" in t else "not booted"]
         _say(f"  {h.name} ({h.system}): {', '.join(parts)}")
     _say({EXIT_OK: "suite passed", EXIT_FAILED: "suite found problems (see above)",
-          EXIT_BUILD: "stopped before the suite ran"}[rc])
+          EXIT_STEP_FAILED: "stopped before the suite ran"}[rc])
     return rc
 
 
 # ---------------------------------------------------------------- the command
 
 
-def run(lab: Lab, root: Path, names: list[str], args) -> int:
-    """``homelab vm``: the arguments are the command line's (see homelab.cli)."""
-    from .cli import Missing, Usage
+@attrs.frozen
+class VmOptions:
+    """``homelab vm``'s options, typed (the command line's flags; the same defaults)."""
+
+    dry_run: bool = False  # print the exact commands; run nothing
+    workdir: str | None = None  # keys, disk images and logs (default: a new temporary folder)
+    ssh_port: int | None = None  # the first host's forwarded SSH port (default: a free one)
+    boot_timeout: float = 600
+    allow_tcg: bool = False  # boot without KVM under QEMU's emulation
+    keep: bool = False  # leave the VMs running after the suite
+    suite: str | None = None
+    junitxml: str | None = None
+    pytest_args: str = ""
+
+
+def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
+    """``homelab vm``: build and boot the hosts' VMs, run the vm-tests suite on them, stop them."""
     from .harness import VM_TESTS
 
-    suite_dir = Path(args.suite) if args.suite else VM_TESTS
+    suite_dir = Path(options.suite) if options.suite else VM_TESTS
     if not (suite_dir / "conftest.py").is_file():
-        raise Usage(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
-    if args.ssh_port is not None:
-        if not 1024 <= args.ssh_port <= 65535 - len(names):
-            raise Usage(f"--ssh-port {args.ssh_port}: pick a port from 1024 to {65535 - len(names)}")
-        ports = [args.ssh_port + i for i in range(len(names))]
+        raise UsageError(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
+    if options.ssh_port is not None:
+        if not 1024 <= options.ssh_port <= 65535 - len(names):
+            raise UsageError(f"--ssh-port {options.ssh_port}: pick a port from 1024 to {65535 - len(names)}")
+        ports = [options.ssh_port + i for i in range(len(names))]
     else:
         ports = []
         while len(ports) < len(names):
             p = free_port()
             if p not in ports:
                 ports.append(p)
-    workdir = Path(args.workdir).resolve() if args.workdir else None
+    workdir = Path(options.workdir).resolve() if options.workdir else None
     own = workdir is None  # a folder of our own: made private (0700) and removed on every way out
     if own:
         workdir = Path(tempfile.gettempdir()) / "homelab-vm-<new>"
-    plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+    plan = make_run(lab, names, root, workdir, ports, system=local_system(),
                      nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
-                     junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
-    kvm = None if args.allow_tcg else kvm_problem()
+                     junitxml=options.junitxml, extra=tuple(shlex.split(options.pytest_args)))
+    kvm = None if options.allow_tcg else kvm_problem()
     for rel in untracked_entries(root, names):
         _say(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
-    if args.dry_run:
+    if options.dry_run:
         print(f"# homelab vm: {', '.join(names)} on {local_system()}; work in {plan.workdir}")
         if kvm:
             print(f"# note: {kvm}; a real run stops here unless --allow-tcg")
@@ -362,19 +366,19 @@ def run(lab: Lab, root: Path, names: list[str], args) -> int:
             print(h.poweroff.shell())
         return EXIT_OK
     if kvm:
-        raise Missing(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "
+        raise MissingTool(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "
                       "run it anyway")
     for tool in ("ssh", "ssh-keygen", "nix"):
         if shutil.which(tool) is None:
-            raise Missing(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
+            raise MissingTool(f"{tool} not found on PATH (the flake's devShell has them: nix develop)")
     if own:  # mkdtemp: mode 0700, only this user can read the SSH key inside
         workdir = Path(tempfile.mkdtemp(prefix="homelab-vm-"))
-        plan = make_plan(lab, names, root, workdir, ports, system=local_system(),
+        plan = make_run(lab, names, root, workdir, ports, system=local_system(),
                          nixos_rebuild=shutil.which("nixos-rebuild") is not None, suite_dir=suite_dir.resolve(),
-                         junitxml=args.junitxml, extra=tuple(shlex.split(args.pytest_args)))
+                         junitxml=options.junitxml, extra=tuple(shlex.split(options.pytest_args)))
     running: list[str] = []
     try:
-        return execute(plan, lab, boot_timeout=args.boot_timeout, keep=args.keep, running=running)
+        return execute(plan, lab, boot_timeout=options.boot_timeout, keep=options.keep, running=running)
     finally:  # the suite's end, a failed build or boot, an error, Ctrl-C: the key never outlives the run
         if running:
             _say(f"the VMs' SSH key and disks stay in {workdir} while they run; remove it when done")
@@ -384,7 +388,7 @@ def run(lab: Lab, root: Path, names: list[str], args) -> int:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _close_ssh(plan: VmPlan) -> None:
+def _close_ssh(plan: VmRun) -> None:
     """End the SSH connections the run shared (their sockets live in the work folder)."""
     if not Path(plan.ssh_config).is_file():
         return

@@ -28,13 +28,15 @@ from homelab import (
     Worker,
     contract,
     render,
-    verify,
+    readback,
 )
 from homelab import optiontypes as t
 from homelab.compile import Compiled, compile_lab
+from homelab.roles import builtin_contract
 from homelab.validate import validate
 from tests import labkit
 
+BUILTIN_CONTRACT = builtin_contract()
 DOC = Path(__file__).resolve().parent.parent / "docs" / "nixpkgs-facts.md"
 AUTH_KEY_FILE = "/run/secrets/tailscale-auth-key"
 AMD64_COREDNS = CorednsImage(
@@ -130,13 +132,13 @@ def _emitted(c: Compiled) -> list[tuple[str, tuple[str, ...], object]]:
 
 
 def _rows(c: Compiled) -> set[str]:
-    return {contract.lookup(path).path for _, path, _ in _emitted(c)}
+    return {BUILTIN_CONTRACT.lookup(path).path for _, path, _ in _emitted(c)}
 
 
 # ---------------------------------------------------------------- (a) rows are well formed
 
 
-@pytest.mark.parametrize("fact", contract.OPTIONS, ids=lambda o: o.path)
+@pytest.mark.parametrize("fact", BUILTIN_CONTRACT.rows, ids=lambda o: o.path)
 def test_every_row_names_a_nixos_module_file_and_a_type(fact):
     assert re.fullmatch(r"nixos/(modules|lib)/[A-Za-z0-9_./-]+\.nix", fact.declared_in), fact.declared_in
     assert isinstance(fact.type, t.OptionType)
@@ -145,10 +147,10 @@ def test_every_row_names_a_nixos_module_file_and_a_type(fact):
 
 
 def test_paths_are_unique_and_lookup_finds_each_row():
-    assert len(contract.BY_PATH) == len(contract.OPTIONS)
-    for o in contract.OPTIONS:
+    assert len(BUILTIN_CONTRACT.by_path) == len(BUILTIN_CONTRACT.rows)
+    for o in BUILTIN_CONTRACT.rows:
         concrete = tuple("x" if p == "<name>" else p for p in o.parts)
-        assert contract.lookup(concrete) is o
+        assert BUILTIN_CONTRACT.lookup(concrete) is o
 
 
 # ---------------------------------------------------------------- (b) the generator uses every row
@@ -158,13 +160,13 @@ def test_paths_are_unique_and_lookup_finds_each_row():
 def test_every_emitted_path_is_a_contract_row_and_fits_its_type(compiled, name):
     c = compiled[name]
     for rel, path, _ in _emitted(c):
-        assert contract.lookup(path) is not None, f"{rel}: {'.'.join(path)}"
-    assert verify.precheck(c).all_problems() == []
+        assert BUILTIN_CONTRACT.lookup(path) is not None, f"{rel}: {'.'.join(path)}"
+    assert readback.precheck(c).all_problems() == []
 
 
 def test_every_contract_row_is_emitted_by_one_of_the_labs(compiled):
     used = set().union(*(_rows(c) for c in compiled.values()))
-    unused = sorted(set(contract.BY_PATH) - used)
+    unused = sorted(set(BUILTIN_CONTRACT.by_path) - used)
     assert unused == [], f"contract rows no lab emits (remove them or add a lab that needs them): {unused}"
 
 
@@ -227,7 +229,7 @@ def test_the_five_labs_read_back_through_real_nix(compiled, nix):
             for rel, text in render.render_all(c).items():
                 (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
                 (Path(tmp) / rel).write_text(text)
-            report = verify.verify(Path(tmp), c, nix)
+            report = readback.read_back(Path(tmp), c, nix)
         assert report.problems == [], name
 
 
@@ -235,7 +237,7 @@ def test_the_five_labs_read_back_through_real_nix(compiled, nix):
 
 
 def _type(path: str) -> t.OptionType:
-    return contract.BY_PATH[path].type
+    return BUILTIN_CONTRACT.by_path[path].type
 
 
 def test_host_name_is_one_label_as_nixpkgs_requires():
@@ -294,21 +296,21 @@ def _doc_rows() -> dict[str, list[str]]:
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
         path = cells[0].strip("`")
-        if path in contract.BY_PATH:
+        if path in BUILTIN_CONTRACT.by_path:
             rows[path] = cells
     return rows
 
 
 def test_the_document_mentions_every_contract_path():
     text = DOC.read_text(encoding="utf-8")
-    missing = [o.path for o in contract.OPTIONS if f"`{o.path}`" not in text]
+    missing = [o.path for o in BUILTIN_CONTRACT.rows if f"`{o.path}`" not in text]
     assert missing == [], f"docs/nixpkgs-facts.md does not mention {missing}"
 
 
 def test_the_document_table_agrees_with_the_contract():
     rows = _doc_rows()
-    assert sorted(rows) == sorted(contract.BY_PATH), "one table row per contract path"
-    for o in contract.OPTIONS:
+    assert sorted(rows) == sorted(BUILTIN_CONTRACT.by_path), "one table row per contract path"
+    for o in BUILTIN_CONTRACT.rows:
         cells = rows[o.path]
         assert any(f"`{o.declared_in}`" in c for c in cells), f"{o.path}: declaring file {o.declared_in}"
         assert cells[-1].lower().startswith(o.status), f"{o.path}: status {o.status}, document {cells[-1]}"

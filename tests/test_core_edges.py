@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from homelab import verify
+from homelab import readback
 from homelab.errors import LabError
 from homelab.expect import host_expectations, lab_expectations
 from tests import labkit
@@ -30,14 +30,14 @@ def test_lab_expectations_by_scope_split_the_checks_between_host_and_cluster():
 def test_an_override_inside_a_forced_group_is_the_one_that_counts():
     # force({"enable": default(False), "allowPing": True}) set on networking.firewall
     nested = {"networking": {"firewall": OV(50, {"enable": OV(1000, False), "allowPing": True})}}
-    assert dict(verify.flatten(nested)) == {
+    assert dict(readback.flatten(nested)) == {
         ("networking", "firewall", "enable"): OV(1000, False),
         ("networking", "firewall", "allowPing"): OV(50, True),
     }
 
 
 def test_a_conflict_names_the_option_the_message_and_every_file():
-    c = verify.Conflict(("networking", "hostName"), "conflicting definitions 'a' and 'b'",
+    c = readback.Conflict(("networking", "hostName"), "conflicting definitions 'a' and 'b'",
                         ("hosts/x/default.nix", "hosts/x/extra.nix"))
     assert str(c) == ("networking.hostName: conflicting definitions 'a' and 'b' (defined in hosts/x/default.nix, "
                       "hosts/x/extra.nix)")
@@ -60,10 +60,10 @@ def test_show_merges_with_the_labs_own_contract_rows():
 
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", roles=[Worker(), Settings()])
     compiled = compile_lab(lab)
-    pre = verify.precheck(compiled)
-    evaluated = {"generated": {rel: {"imports": [verify._import_target(rel, i) for i in compiled.files[rel].imports],
+    pre = readback.precheck(compiled)
+    evaluated = {"generated": {rel: {"imports": [readback._import_target(rel, i) for i in compiled.files[rel].imports],
                                      "defs": pre.nested[rel]} for rel in compiled.files}}
-    options, conflicts = verify.host_options(evaluated, compiled, "tokiwa")
+    options, conflicts = readback.host_options(evaluated, compiled, "tokiwa")
     assert conflicts == []
     assert options["services.foo.settings"] == {"a": "1"}
     assert "services.foo.settings.a" not in options
@@ -104,8 +104,8 @@ def test_files_read_back_without_the_data_file(nix, tmp_path):
         if rel != "hosts/lab.nix":
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / rel).write_text(text)
-    assert verify.evaluate(tmp_path, compiled, nix)["data"] is None
-    report = verify.verify(tmp_path, compiled, nix)
+    assert readback.evaluate(tmp_path, compiled, nix)["data"] is None
+    report = readback.read_back(tmp_path, compiled, nix)
     assert report.problems == [] and report.files == len(render_all(compiled)) - 1
 
 
@@ -147,7 +147,7 @@ def test_a_path_outside_the_contract_is_named_dotted():
     from homelab.compile import ModuleFile, Section, opt
 
     f = ModuleFile("modules/x.nix", "x", "a test", (), (Section("", ((opt("services.nosuch.enable"), True),)),))
-    assert verify.contract_problems(f) == [
+    assert readback.contract_problems(f) == [
         "modules/x.nix: services.nosuch.enable is not in the option contract (the core rows in homelab/contract.py "
         "or the options of the role that writes it)"]
 
@@ -180,10 +180,10 @@ def test_two_definitions_of_one_set_in_a_file_join_and_a_repeated_leaf_is_refuse
 
     from homelab.compile import opt
 
-    joined = verify.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"z": 2}})])
+    joined = readback.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"z": 2}})])
     assert joined == {"a": {"b": {"x": {"y": 1, "z": 2}}}}
     with pytest.raises(ValueError, match=r"^a\.b\.x\.y is defined twice in one file$"):
-        verify.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"y": 2}})])
+        readback.nest([(opt("a.b"), {"x": {"y": 1}}), (opt("a.b"), {"x": {"y": 2}})])
 
 
 def test_files_plan_and_stale_prune_by_default(lab_copy):

@@ -1,6 +1,6 @@
 """The DNS host's generated Corefile: does its ``template`` answer exactly the lab's zone?
 
-The proof is :func:`homelab.proofs.coredns.prove_zone` (``homelab test`` runs it too; its module
+The proof is :func:`homelab.roles.dns_server.proof.prove_zone` (``homelab test`` runs it too; its module
 docstring says how the Corefile is read and which CoreDNS behaviour is reproduced, and why no
 real CoreDNS runs).  Here it runs on the seed lab and on a variant with another zone, and the
 lexer and the RE2/Python subset check are pinned.
@@ -15,7 +15,7 @@ import pytest
 
 from homelab import DnsServer, IngressProxy
 from homelab.proofs import ProofFailed
-from homelab.proofs.coredns import (answer_for, corefile_tokens, names, prove_zone, python_pattern, resolve,
+from homelab.roles.dns_server.proof import (answer_for, corefile_tokens, names, prove_zone, python_pattern, resolve,
                                     template_block, template_blocks)
 from homelab.proofs.netns import plain, read_back, read_back_lab
 from homelab.role import HostContext

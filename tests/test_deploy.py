@@ -107,7 +107,7 @@ def test_a_user_other_than_root_a_port_and_a_build_host(lab_dir, tmp_path):
                              build_on="hanaakari")
     lab = labkit.evolve_host(lab, "hanaakari", ssh=Ssh(port=2222))
     opts = SshOptions("/etc/homelab/ssh_config")
-    plan = deploy.make_plan(lab, lab_dir, ["tokiwa", "hanaakari"], tmp_path, parallel=2, rollback=True, opts=opts,
+    plan = deploy.make_steps(lab, lab_dir, ["tokiwa", "hanaakari"], tmp_path, parallel=2, rollback=True, opts=opts,
                             suite=VM_TESTS, python="python3")
     assert plan.first == () and [h.name for h in plan.then] == ["hanaakari", "tokiwa"]
     t = plan.then[1]
@@ -126,18 +126,18 @@ def test_a_user_other_than_root_a_port_and_a_build_host(lab_dir, tmp_path):
         t.checks.argv
     # a build host listening on another port than its target cannot share NIX_SSHOPTS
     odd = labkit.evolve_host(lab, "hanaakari", ssh=Ssh(port=22))
-    assert deploy.plan_problems(odd, ["tokiwa"]) == [
+    assert deploy.selection_problems(odd, ["tokiwa"]) == [
         "hosts/tokiwa: build_on: hanaakari listens for SSH on port 22 and tokiwa on 2222; nixos-rebuild gives both "
         "the same NIX_SSHOPTS, so use one port (or name the ports in an ssh_config and give the hosts' names as "
         "Ssh(host=...))"]
-    assert deploy.plan_problems(lab, ["tokiwa", "hanaakari"]) == []
+    assert deploy.selection_problems(lab, ["tokiwa", "hanaakari"]) == []
 
 
 def test_the_real_suite_collects_what_deploy_asks_for(lab_dir, tmp_path):
     """The vm-tests suite (not the stand-in) takes deploy's command lines: one host's host-scope checks, then all
     checks of every host."""
     lab, _ = load_or_raise(lab_dir)
-    plan = deploy.make_plan(lab, lab_dir, [h.hostname for h in lab.hosts], tmp_path, parallel=2, rollback=True,
+    plan = deploy.make_steps(lab, lab_dir, [h.hostname for h in lab.hosts], tmp_path, parallel=2, rollback=True,
                             opts=SshOptions(), suite=deploy.suite_dir(lab_dir))
     exp = lab_expectations(lab)
     for step, want in ((plan.then[1].checks, {("tokiwa", c.id) for c in exp["tokiwa"].checks if c.scope == "host"}),

@@ -32,7 +32,7 @@ from homelab import (
     Tailscale,
     Worker,
 )
-from homelab import firewall, verify
+from homelab import firewall, readback
 from homelab.validate import validate
 from homelab.compile import compile_lab
 from homelab.expect import KINDS, SCOPES, SCHEMA, host_expectations, lab_expectations
@@ -46,8 +46,8 @@ from . import labkit
 def merged_options(lab: Lab, hostname: str) -> dict:
     """The host's option values as homelab generates them (files merged the way NixOS merges types)."""
     compiled = compile_lab(lab)
-    files = [(rel, verify.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(hostname)]
-    merged, problems = verify.merge_host(files)
+    files = [(rel, readback.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(hostname)]
+    merged, problems = readback.merge_host(files)
     assert problems == []
     return merged
 

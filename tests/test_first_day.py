@@ -302,7 +302,7 @@ def _lan_only_lab():
 
 
 def _dns_proof(lab, nix, name):
-    from homelab.proofs import coredns
+    from homelab.roles.dns_server import proof as coredns
     from homelab.proofs.netns import plain, read_back_lab
     from homelab.role import HostContext
 
@@ -328,7 +328,7 @@ def test_a_lan_only_lab_builds_without_a_word_about_tailscale_and_answers_the_la
 
 
 def test_the_seed_lab_answers_lan_clients_the_lan_address_and_tailnet_clients_the_tailscale_one(nix):
-    from homelab.proofs.coredns import serving_block, server_blocks
+    from homelab.roles.dns_server.proof import serving_block, server_blocks
 
     corefile, answers, summary = _dns_proof(labkit.lab(), nix, "first-day-seed")
     assert summary == ("5 names in home.example.com answered A 192.168.10.12 to this host, lan, pods; A 100.64.0.12 "
@@ -345,7 +345,8 @@ def test_the_seed_lab_answers_lan_clients_the_lan_address_and_tailnet_clients_th
 
 def test_the_corefile_that_answered_everyone_the_tailscale_address_fails_the_proof(nix):
     """Before: one block answering the Tailscale address to every client, LAN clients included."""
-    from homelab.proofs import ProofFailed, coredns
+    from homelab.proofs import ProofFailed
+    from homelab.roles.dns_server import proof as coredns
     from homelab.roles.dns_server import Answer, corefile
 
     lab = labkit.lab()

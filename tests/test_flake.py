@@ -40,7 +40,7 @@ from homelab.init import files_of, init
 from homelab.load import load_or_raise
 from homelab.pynix_eval import Nix, NixError
 from homelab.roles import kubernetes
-from homelab.verify import to_json
+from homelab.readback import to_json
 
 from .conftest import REPO
 
@@ -344,7 +344,7 @@ def test_cli_package_is_pyproject(packages):
         assert sorted(os.listdir(src)) == ["README.md", "homelab", "pyproject.toml"]
         assert not list(src.rglob("__pycache__"))
         # the package carries its templates, the vm-tests harness and the examples `homelab init` writes
-        for shipped in ("templates/module.nix.j2", "vm-tests/adapter.nix", "vm-tests/conftest.py",
+        for shipped in ("templates/module.nix.j2", "roles/dns_server/Corefile.j2", "vm-tests/adapter.nix", "vm-tests/conftest.py",
                         "vm-tests/homelab_vmtests/driver.py", "examples/starter/flake.nix",
                         "examples/starter/.gitignore", "examples/seed/hosts/yomogi/host.py"):
             assert (src / "homelab" / shipped).is_file(), shipped

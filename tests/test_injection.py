@@ -27,7 +27,7 @@ from homelab import CephStorage, LabError, Tailscale, Worker
 from homelab.compile import LAB_DATA, compile_lab
 from homelab.render import render_all
 from homelab.validate import validate
-from homelab.verify import evaluate, nest, to_json
+from homelab.readback import evaluate, nest, to_json
 
 from . import labkit
 

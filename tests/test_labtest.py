@@ -58,8 +58,8 @@ def assert_all_passed(got: dict[str, tuple[str, str]], lab, hosts: list[str] | N
     if f"firewall ({tool})" in got:  # the machine cannot run any: one skip says why
         firewall = [f"firewall ({tool})"]
     want = ["generated files", "nix", *firewall,
-            *([f"nginx stream {n}" for n in ingress] if ingress else ["nginx stream"]),
-            *([f"CoreDNS zone {n}" for n in dns] if dns else ["CoreDNS zone"]), "vm-tests"]
+            *([f"CoreDNS zone {n}" for n in dns] if dns else ["CoreDNS zone"]),
+            *([f"nginx stream {n}" for n in ingress] if ingress else ["nginx stream"]), "vm-tests"]
     assert list(got) == want
     for name, (status, detail) in got.items():
         if name in ("nginx stream", "CoreDNS zone"):

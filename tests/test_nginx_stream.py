@@ -1,6 +1,6 @@
 """The ingress host's generated ``services.nginx.streamConfig``, run by Debian's real nginx on loopback.
 
-The proof is :func:`homelab.proofs.nginx.prove_stream` (``homelab test`` runs it too; its
+The proof is :func:`homelab.roles.ingress.proof.prove_stream` (``homelab test`` runs it too; its
 docstring says how the config is run and what may differ from NixOS).  Here it runs on the seed
 lab and on a variant with other ports, and it must fail when the config routes a port to the
 wrong NodePort.
@@ -14,7 +14,7 @@ import pytest
 from homelab import IngressProxy
 from homelab.proofs import ProofFailed
 from homelab.proofs.netns import plain, read_back, read_back_lab
-from homelab.proofs.nginx import nginx_unavailable, prove_stream, remap
+from homelab.roles.ingress.proof import nginx_unavailable, prove_stream, remap
 from tests import labkit
 
 

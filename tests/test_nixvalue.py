@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from homelab import Pkg, default, force
 from homelab.nixvalue import NixValueError, _indented_ok, attr_name, quote, render
-from homelab.verify import STUB_LIB, stub_pkgs, to_json
+from homelab.readback import STUB_LIB, stub_pkgs, to_json
 
 
 def nix_eval_values(nix, values: list) -> list:

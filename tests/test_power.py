@@ -16,7 +16,8 @@ import pytest
 from homelab import LabError, PowerSchedule, WakeOnLan
 from homelab.compile import compile_lab
 from homelab.expect import lab_expectations
-from homelab.power import magic_packet, wake_on_lan_section
+from homelab.compile import wake_on_lan_section
+from homelab.power import magic_packet
 from homelab.validate import validate
 
 from . import labkit, opslab

@@ -24,7 +24,7 @@ from homelab import (
     default,
     force,
 )
-from homelab import render, verify
+from homelab import render, readback
 from homelab.model import option_path
 from homelab.nixvalue import attr_path
 from homelab.compile import compile_lab
@@ -107,7 +107,7 @@ def test_random_labs_round_trip_through_nix(nix, lab):
     assume(_no_prefix_clash(lab))
     assert [p for p in validate(lab) if p.severity == "error"] == []
     compiled = compile_lab(lab)
-    problems = verify.precheck(compiled).all_problems()
+    problems = readback.precheck(compiled).all_problems()
     assume(not any("conflicting" in p for p in problems))  # random user options may clash with roles
     assert problems == []
     texts = render.render_all(compiled)
@@ -116,7 +116,7 @@ def test_random_labs_round_trip_through_nix(nix, lab):
         for rel, t in texts.items():
             (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / rel).write_text(t)
-        report = verify.verify(Path(tmp), compiled, nix)
+        report = readback.read_back(Path(tmp), compiled, nix)
     assert report.problems == []
     assert report.nix_calls == 1
     for h in lab.hosts:
@@ -130,8 +130,8 @@ def test_random_labs_round_trip_through_nix(nix, lab):
         assert [ln for ln in rules.splitlines() if ln and not ln.startswith("#")] == written
         for raw, v in h.options.items():
             k = attr_path(option_path(raw))  # as nix names it: a keyword segment is quoted (services.a."in")
-            want = verify.to_json(v)
-            got = opts.get(k, verify.nest([(tuple(k.split(".")), v)]))
+            want = readback.to_json(v)
+            got = opts.get(k, readback.nest([(tuple(k.split(".")), v)]))
             if isinstance(want, dict) and want.get("_type") == "override":
                 want = want["content"]
             if isinstance(want, dict) and not want:

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from homelab import files, render, verify
+from homelab import files, render, readback
 from homelab.compile import compile_lab
 from homelab.roles import kubernetes
 
@@ -24,7 +24,7 @@ from . import labkit
 @pytest.fixture(scope="module")
 def options(seed_root, seed_compiled, nix):
     """host -> option values, as nix reads them from the seed lab's generated files."""
-    report = verify.verify(seed_root, seed_compiled, nix)
+    report = readback.read_back(seed_root, seed_compiled, nix)
     assert report.problems == []
     assert report.nix_calls == 1  # one nix process for every file of every host
     return report.options
@@ -227,7 +227,7 @@ def test_raspberry_pi_boot_and_uefi_boot(options):
 
 
 def test_hand_written_imports_are_imported_and_parsed(seed_root, seed_compiled, nix):
-    report = verify.verify(seed_root, seed_compiled, nix)
+    report = readback.read_back(seed_root, seed_compiled, nix)
     assert report.hand_written == 3
     assert "./hardware-configuration.nix" in seed_compiled.files["hosts/yomogi/default.nix"].imports
 

@@ -46,8 +46,8 @@ import pytest
 
 from homelab.compile import compile_lab
 from homelab.expect import lab_expectations
-from homelab.vm import VmPlan, free_port, kvm_problem, make_plan, qemu_net_opts, slirp_dns, ssh_config_text
-from homelab import verify
+from homelab.vm import VmRun, free_port, kvm_problem, make_run, qemu_net_opts, slirp_dns, ssh_config_text
+from homelab import readback
 
 from homelab.harness import VM_TESTS
 
@@ -346,7 +346,7 @@ class Lab2:
         prefix = lab.cluster.lan.prefixlen
         # each namespace's /etc/hosts, as NixOS writes it from the generated options (hanaakari's without tokiwa)
         for host, ns in self.ns.items():
-            hopts, _ = verify.merge_host([(rel, verify.nest(self.compiled.files[rel].definitions()))
+            hopts, _ = readback.merge_host([(rel, readback.nest(self.compiled.files[rel].definitions()))
                                           for rel in self.compiled.files_of(host)])
             lines = [(ip, names) for ip, names in labkit.etc_hosts(hopts, host)
                      if not (host == "hanaakari" and "tokiwa" in names)]
@@ -365,7 +365,7 @@ class Lab2:
 
         # yomogi: the NixOS firewall skeleton (IPv4 and IPv6) with the generated extraCommands, except the
         # rules that let the nodes reach cfssl (left out on purpose)
-        opts, problems = verify.merge_host([(rel, verify.nest(self.compiled.files[rel].definitions()))
+        opts, problems = readback.merge_host([(rel, readback.nest(self.compiled.files[rel].definitions()))
                                             for rel in self.compiled.files_of("yomogi")])
         assert problems == []
         assert "networking.firewall.allowedTCPPorts" not in opts and "networking.firewall.trustedInterfaces" not in opts
@@ -392,7 +392,7 @@ class Lab2:
                    lab.cluster.domain + ".")
 
         # hanaakari: nginx with the generated stream config; a backend on the HTTP NodePort only
-        hopts, _ = verify.merge_host([(rel, verify.nest(self.compiled.files[rel].definitions()))
+        hopts, _ = readback.merge_host([(rel, readback.nest(self.compiled.files[rel].definitions()))
                                       for rel in self.compiled.files_of("hanaakari")])
         conf = self.tmp / "nginx.conf"
         conf.write_text(f"load_module {NGINX_STREAM};\npid {self.tmp}/nginx.pid;\nerror_log {self.tmp}/error.log;\n"
@@ -752,7 +752,7 @@ def test_cluster_steps_follow_the_lab(expectations, tmp_path):
 
 def test_vm_plan_native_and_cross(seed, tmp_path):
     lab, _ = seed
-    plan = make_plan(lab, ["tokiwa", "yomogi"], REPO, tmp_path, [40100, 40101], system="x86_64-linux",
+    plan = make_run(lab, ["tokiwa", "yomogi"], REPO, tmp_path, [40100, 40101], system="x86_64-linux",
                      nixos_rebuild=True, suite_dir=SUITE, junitxml="r.xml", extra=("-k", "dns"))
     tokiwa, yomogi = plan.hosts
     assert tokiwa.build.argv == ("nixos-rebuild", "build-vm", "--flake", f"{REPO}#tokiwa")
@@ -775,7 +775,7 @@ def test_vm_plan_native_and_cross(seed, tmp_path):
     assert "Host tokiwa\n  HostName 127.0.0.1\n  Port 40100\n  User root\n" in text and "Port 40101" in text
     assert f"IdentityFile {tmp_path / 'id_ed25519'}" in text and "StrictHostKeyChecking no" in text
     # without nixos-rebuild, the same VM comes from the flake's packages
-    plan = make_plan(lab, ["tokiwa"], REPO, tmp_path, [40100], system="x86_64-linux", nixos_rebuild=False,
+    plan = make_run(lab, ["tokiwa"], REPO, tmp_path, [40100], system="x86_64-linux", nixos_rebuild=False,
                      suite_dir=SUITE)
     assert plan.hosts[0].build.argv[-3:] == (f"{REPO}#vm-tokiwa", "--out-link", str(tmp_path / "tokiwa" / "result"))
     assert "-n" not in plan.suite.argv

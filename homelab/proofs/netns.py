@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .. import render, verify
+from .. import readback, render
+from ..errors import ProofFailed
 from ..compile import Compiled, compile_lab
 from ..load import load_or_raise
 from ..model import Host, Lab
@@ -59,11 +60,7 @@ class ReadBack:
     lab: Lab
     compiled: Compiled
     options: dict[str, dict[str, Any]]  # host -> merged option values, as nix evaluated them
-    report: verify.Report | None = None  # what nix read (files, hand-written imports, processes)
-
-
-class ProofFailed(AssertionError):
-    """A real program did not do what the model says (or the proof's own wiring is wrong)."""
+    report: readback.Report | None = None  # what nix read (files, hand-written imports, processes)
 
 
 _READ_BACK: dict[str, ReadBack] = {}
@@ -78,7 +75,7 @@ def read_back(root: Path, nix: Nix, *, cache: bool = True) -> ReadBack:
     if key not in _READ_BACK or not cache:
         lab, _ = load_or_raise(root)
         compiled = compile_lab(lab)
-        rep = verify.verify(Path(root), compiled, nix)
+        rep = readback.read_back(Path(root), compiled, nix)
         if rep.problems:
             raise ProofFailed("the generated files on disk disagree with the model (run `homelab build`):\n"
                               + "\n".join(rep.problems))
@@ -98,8 +95,8 @@ def read_back_lab(key: str, lab: Lab, nix: Nix, root: Path | None = None) -> Rea
         compiled = compile_lab(lab)
         texts = render.render_all(compiled)
         hand = sorted({r for h in compiled.hosts.values() for r in h.hand_written}) if root else []
-        with verify.staged(texts, Path(root or "."), hand) as tmp:
-            rep = verify.verify(Path(tmp), compiled, nix)
+        with readback.staged(texts, Path(root or "."), hand) as tmp:
+            rep = readback.read_back(Path(tmp), compiled, nix)
         if rep.problems:
             raise ProofFailed("\n".join(rep.problems))
         _READ_BACK[key] = ReadBack(lab, compiled, rep.options)

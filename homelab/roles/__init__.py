@@ -1,7 +1,12 @@
-"""homelab's built-in roles, one module each, written against the public interface in :mod:`homelab.role`.
+"""homelab's built-in roles, one folder each, written against the public interface in :mod:`homelab.role`.
+
+A role's folder holds its Python (``__init__.py``), its templates (``*.j2``, filled with
+:func:`homelab.configs.role_text`), the proofs ``homelab test`` runs on its generated config with
+real programs (``proof.py``, offered as ``Role.proofs``) and its nixpkgs facts (``options``).
+Adding a built-in role is its folder plus its line in :data:`BUILTIN`.
 
 =================  ==========================================================
-module             role(s)
+folder             role(s)
 =================  ==========================================================
 control_plane      ControlPlane (+ CorednsImage, ARM64_COREDNS)
 worker             Worker
@@ -20,6 +25,7 @@ installed package) that defines an attrs class subclassing
 :class:`homelab.role.Role`, imported from ``host.py``.
 """
 
+from ..contract import Contract, of_roles
 from .ceph import CephStorage
 from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
 from .dns_server import DnsServer
@@ -33,5 +39,13 @@ from .worker import Worker
 BUILTIN: tuple[type, ...] = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale, NodeExporter,
                              Monitoring, PowerSchedule)
 
-__all__ = ["ARM64_COREDNS", "BUILTIN", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
+
+
+def builtin_contract() -> Contract:
+    """The contract of every built-in role (what docs/nixpkgs-facts.md tabulates): ``.rows``, ``.by_path``,
+    ``.lookup(parts)``."""
+    return of_roles(BUILTIN)
+
+
+__all__ = ["ARM64_COREDNS", "BUILTIN", "builtin_contract", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
            "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"]

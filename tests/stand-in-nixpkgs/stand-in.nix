@@ -267,6 +267,7 @@ let
     "pytest-testinfra"
     "pytest-xdist"
     "hypothesis"
+    "import-linter"
   ];
 
   pkgsFor =

@@ -32,11 +32,11 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, fields
-from ..errors import Problem
-from ..model import PkgCall
-from ..role import ADMINS, NODES, PODS, Edge, Flow, GraphPart, HostContext, Module, Port, Role, section
-from . import kubernetes
+from ... import checks, fields
+from ...errors import Problem
+from ...model import PkgCall
+from ...role import ADMINS, NODES, PODS, Edge, Flow, GraphPart, HostContext, Module, Port, Role, section
+from .. import kubernetes
 
 CFSSL_PORT = 8888  # easyCerts' CA (services.cfssl.port) on the control plane
 ETCD_PORT = 2379

@@ -7,7 +7,7 @@ host and the ingress host are on the tailnet, get its Tailscale address.  CoreDN
 tells them apart with its ``view`` plugin: a server block whose view matches the
 tailnet's client addresses (``incidr(client_ip(), ...)``), then the block for
 everyone else.  Everything else is forwarded upstream, with a cache.  The
-Corefile is ``homelab/templates/Corefile.j2``.
+Corefile is ``Corefile.j2`` beside this file.
 
 Facts from nixpkgs (nixos-26.05): ``services/networking/coredns.nix`` writes
 ``services.coredns.config`` verbatim as the Corefile.  From CoreDNS 1.14.3 (what
@@ -26,14 +26,15 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, configs, fields
-from .. import optiontypes as t
-from ..contract import OptionFact
-from ..errors import Problem, report
-from ..model import to_sources
-from ..role import TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
-from .ingress import IngressProxy
-from .tailscale import Tailscale
+from ... import checks, configs, fields
+from ... import optiontypes as t
+from ...contract import OptionFact
+from ...errors import Problem, report
+from ...model import to_sources
+from ...role import (TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
+                     section)
+from ..ingress import IngressProxy
+from ..tailscale import Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
 HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
@@ -63,8 +64,18 @@ class Answer:
 def corefile(*, zone: str, answers: list[Answer], ttl: int, forward: list[str], cache: int, port: int,
              allow: list[str]) -> str:
     blocks = [{"comment": a.who, "view": a.view, "expr": a.expr, "answer_ip": a.address} for a in answers]
-    return configs.text("Corefile.j2", zone=zone, regex=zone_regex(zone), blocks=blocks, ttl=ttl,
+    return configs.role_text(__file__, "Corefile.j2", zone=zone, regex=zone_regex(zone), blocks=blocks, ttl=ttl,
                         forward=forward, cache=cache, port=port, allow=allow, health_port=HEALTH_PORT)
+
+
+def _prove_zone(role: DnsServer, ctx: ProofContext) -> str:
+    """The Corefile nix read back: each kind of client gets, for every name in the zone, the ingress address it
+    can reach, and no look-alike gets anything (proof.py)."""
+    from .proof import prove_zone
+
+    answers = role.clients_and_answers(HostContext(ctx.lab, ctx.host))
+    return prove_zone(ctx.option("services.coredns.config"), ctx.lab.cluster.domain, answers, role.ttl,
+                      list(role.forward), role.port)
 
 
 @attrs.frozen
@@ -87,6 +98,7 @@ class DnsServer(Role):
 
     label = "dns"
     tag = "dns"
+    proofs = (Proof("CoreDNS zone", _prove_zone),)
     options = (
         OptionFact("services.coredns.enable", t.bool_, COREDNS),
         OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
@@ -123,7 +135,7 @@ class DnsServer(Role):
         """For the CoreDNS proof: each kind of client this server answers -> (an address such a client asks
         from, the ingress address it must get).  Tailnet clients must get the Tailscale address (when the
         tailnet has a view), everyone else the LAN address; the addresses come from the flow table's sources."""
-        from ..firewall import matches
+        from ...firewall import matches
 
         ingress = self.answer_host(ctx.lab)
         lan, ts = str(ingress.ip), str(ingress.tailscale_address)
@@ -159,7 +171,7 @@ class DnsServer(Role):
 
     def acl_networks(self, ctx: HostContext) -> list[str]:
         """The networks CoreDNS answers (its acl): the clients' networks, and the host itself."""
-        from ..firewall import matches
+        from ...firewall import matches
 
         nets = ["127.0.0.0/8", "::1/128"]
         for source in self.clients:

@@ -32,11 +32,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from .. import checks
-from .. import optiontypes as t
-from ..contract import PARTIAL, OptionFact
-from ..model import Pkg, PkgCall
-from ..role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
+from ... import checks
+from ... import optiontypes as t
+from ...contract import PARTIAL, OptionFact
+from ...model import Pkg, PkgCall
+from ...role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
 

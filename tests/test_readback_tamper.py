@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from homelab import verify
+from homelab import readback
 from homelab.compile import compile_lab
 from homelab.render import render_all
 from tests import labkit
@@ -72,7 +72,7 @@ def _py(nix_value: str) -> str:
 def seed():
     lab = labkit.lab()
     compiled = compile_lab(lab)
-    return compiled, render_all(compiled), verify.precheck(compiled)
+    return compiled, render_all(compiled), readback.precheck(compiled)
 
 
 def _verify(tmp: Path, texts: dict[str, str], compiled, pre, nix) -> list[str]:
@@ -80,7 +80,7 @@ def _verify(tmp: Path, texts: dict[str, str], compiled, pre, nix) -> list[str]:
     for rel, text in texts.items():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(text)
-    return verify.verify(tmp, compiled, nix, pre=pre).problems
+    return readback.read_back(tmp, compiled, nix, pre=pre).problems
 
 
 def test_the_untouched_files_verify(seed, nix, tmp_path):

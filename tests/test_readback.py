@@ -5,12 +5,15 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from homelab import contract, render, verify
+from homelab import render, readback
+from homelab.roles import builtin_contract
 from homelab import optiontypes as t
 from homelab.compile import ModuleFile, Section, compile_lab, opt
 from tests import labkit
 
 OV = lambda p, v: {"_type": "override", "priority": p, "content": v}  # noqa: E731
+
+BUILTIN_CONTRACT = builtin_contract()
 
 
 def test_lists_concatenate_in_module_order():
@@ -23,7 +26,7 @@ def test_lines_join_with_newlines_and_separated_strings_with_their_separator():
 
 
 def test_attribute_sets_merge_per_key_and_scalars_conflict():
-    env = contract.BY_PATH["systemd.services.<name>.environment"].type
+    env = BUILTIN_CONTRACT.by_path["systemd.services.<name>.environment"].type
     assert t.merge_definitions(env, [{"A": "1"}, {"B": "2"}]) == {"A": "1", "B": "2"}
     with pytest.raises(t.MergeConflict):
         t.merge_definitions(env, [{"A": "1"}, {"A": "2"}])
@@ -39,7 +42,7 @@ def test_stronger_priority_hides_weaker_definitions():
 
 
 def test_types_check_values():
-    roles = contract.BY_PATH["services.kubernetes.roles"].type
+    roles = BUILTIN_CONTRACT.by_path["services.kubernetes.roles"].type
     assert roles.check(["master", "node"]) is None
     assert roles.check(["worker"]) is not None
     assert t.port.check(6443) is None and t.port.check(70000) is not None
@@ -49,43 +52,43 @@ def test_types_check_values():
 
 
 def test_contract_lookup_matches_name_placeholders():
-    assert contract.lookup(opt("systemd.services.etcd.environment")).path == "systemd.services.<name>.environment"
-    assert contract.lookup(opt("networking.interfaces.end0.ipv4.addresses")) is not None
-    assert contract.lookup(opt("services.kubernetes.roles.extra")) is None
+    assert BUILTIN_CONTRACT.lookup(opt("systemd.services.etcd.environment")).path == "systemd.services.<name>.environment"
+    assert BUILTIN_CONTRACT.lookup(opt("networking.interfaces.end0.ipv4.addresses")) is not None
+    assert BUILTIN_CONTRACT.lookup(opt("services.kubernetes.roles.extra")) is None
 
 
 def test_every_path_the_seed_lab_emits_is_in_the_contract(seed_compiled):
     for f in seed_compiled.files.values():
-        assert verify.contract_problems(f) == []
+        assert readback.contract_problems(f) == []
         for sec in f.sections:
             if not sec.user:
                 for path, _ in sec.defs:
-                    assert contract.lookup(path) is not None, ".".join(path)
+                    assert BUILTIN_CONTRACT.lookup(path) is not None, ".".join(path)
 
 
 def test_a_path_outside_the_contract_is_refused():
     f = ModuleFile("modules/x.nix", "x", "test", (), (Section("", ((opt("services.kubernetes.rolez"), ["node"]),)),))
-    assert "not in the option contract" in verify.contract_problems(f)[0]
+    assert "not in the option contract" in readback.contract_problems(f)[0]
 
 
 def test_a_value_that_does_not_fit_its_type_is_refused():
     f = ModuleFile("modules/x.nix", "x", "test", (),
                    (Section("", ((opt("services.kubernetes.roles"), ["worker"]),)),))
-    assert "does not fit" in verify.contract_problems(f)[0]
+    assert "does not fit" in readback.contract_problems(f)[0]
 
 
 def test_user_raw_options_are_exempt_from_the_contract_but_still_merged():
     f = ModuleFile("hosts/a/default.nix", "x", "test", (),
                    (Section("", ((opt("services.openssh.enable"), True),), user=True),))
-    assert verify.contract_problems(f) == []
+    assert readback.contract_problems(f) == []
 
 
 def test_precheck_finds_a_user_option_conflicting_with_a_role():
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.roles": ["master"]})
-    problems = verify.precheck(compile_lab(lab)).all_problems()
+    problems = readback.precheck(compile_lab(lab)).all_problems()
     assert any("services.kubernetes.roles" in p for p in problems) is False  # lists concatenate: no conflict
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": False})
-    problems = verify.precheck(compile_lab(lab)).all_problems()
+    problems = readback.precheck(compile_lab(lab)).all_problems()
     assert any("services.kubernetes.easyCerts" in p and "conflicting" in p for p in problems)
 
 
@@ -94,9 +97,9 @@ def test_force_lets_a_user_option_win(nix, tmp_path):
 
     lab = labkit.evolve_host(labkit.lab(), "tokiwa", options={"services.kubernetes.easyCerts": force(False)})
     compiled = compile_lab(lab)
-    assert verify.precheck(compiled).all_problems() == []
+    assert readback.precheck(compiled).all_problems() == []
     write_lab(tmp_path, compiled)
-    report = verify.verify(tmp_path, compiled, nix)
+    report = readback.read_back(tmp_path, compiled, nix)
     assert report.problems == []
     assert report.options["tokiwa"]["services.kubernetes.easyCerts"] is False
     assert report.options["hanaakari"]["services.kubernetes.easyCerts"] is True
@@ -104,10 +107,10 @@ def test_force_lets_a_user_option_win(nix, tmp_path):
 
 def test_nix_catches_a_file_that_differs_from_the_model(nix, tmp_path, seed_compiled):
     write_lab(tmp_path, seed_compiled)
-    assert verify.verify(tmp_path, seed_compiled, nix).problems == []
+    assert readback.read_back(tmp_path, seed_compiled, nix).problems == []
     ceph = tmp_path / "modules/k8s/ceph.nix"
     ceph.write_text(ceph.read_text().replace('"1048576"', '"4096"'))
-    problems = verify.verify(tmp_path, seed_compiled, nix).problems
+    problems = readback.read_back(tmp_path, seed_compiled, nix).problems
     assert any("modules/k8s/ceph.nix" in p and "LimitNOFILE" in p for p in problems)
 
 
@@ -115,7 +118,7 @@ def test_nix_catches_a_missing_import(nix, tmp_path, seed_compiled):
     write_lab(tmp_path, seed_compiled)
     entry = tmp_path / "hosts/tokiwa/default.nix"
     entry.write_text(entry.read_text().replace("    ../../modules/k8s/ceph.nix\n", ""))
-    problems = verify.verify(tmp_path, seed_compiled, nix).problems
+    problems = readback.read_back(tmp_path, seed_compiled, nix).problems
     assert any(p.startswith("hosts/tokiwa/default.nix: imports") for p in problems)
 
 
@@ -129,7 +132,7 @@ def test_generated_modules_must_not_read_config(nix, tmp_path, seed_compiled):
     base.write_text(text.replace("{ pkgs, ... }:", "{ config, pkgs, ... }:").replace(
         '"api.kube";', "config.networking.hostName;", 1))
     with pytest.raises(NixEvalError, match="must not read config"):
-        verify.verify(tmp_path, seed_compiled, nix)
+        readback.read_back(tmp_path, seed_compiled, nix)
 
 
 def write_lab(root, compiled) -> None:
@@ -144,8 +147,8 @@ def write_lab(root, compiled) -> None:
 
 def test_nest_and_flatten_are_inverse_on_contract_paths(seed_compiled):
     for f in seed_compiled.files.values():
-        defs = [(p, verify.to_json(v)) for p, v in f.definitions()]
-        assert sorted(verify.flatten(verify.nest(f.definitions()))) == sorted(defs)
+        defs = [(p, readback.to_json(v)) for p, v in f.definitions()]
+        assert sorted(readback.flatten(readback.nest(f.definitions()))) == sorted(defs)
 
 
 def test_the_dns_image_is_one_choice_written_for_every_node():
@@ -200,7 +203,7 @@ def test_an_option_name_with_a_dot_is_written_quoted_and_read_back(nix, tmp_path
     write_lab(tmp_path, compiled)
     text = (tmp_path / "hosts/tokiwa/default.nix").read_text()
     assert 'environment.etc."k3s/registries.yaml".text = ' in text
-    report = verify.verify(tmp_path, compiled, nix)
+    report = readback.read_back(tmp_path, compiled, nix)
     assert report.problems == []
     # show's keys are Nix attribute paths: a name with a dot stays quoted
     assert report.options["tokiwa"]['environment.etc."k3s/registries.yaml".text'] == "mirrors: {}\n"

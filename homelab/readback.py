@@ -29,11 +29,12 @@ from . import bootable
 from . import contract as contracts
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile
-from .errors import LabError, Problem
+from .errors import LabError, Problem, ReadBackError  # noqa: F401 - readback.ReadBackError
 from .model import Pkg, PkgCall, Priority
 from .nixmodule import OptPath
 from .nixvalue import attr_path
 from .pynix_eval import Nix, NixEvalError, nix_string
+from .roles import builtin_contract
 
 STUB_LIB = """{
     mkOverride = priority: content: { _type = "override"; inherit priority content; };
@@ -47,12 +48,6 @@ MODULE_ARGS = """{
     options = throw "generated modules must not read options";
     modulesPath = throw "generated modules must not use modulesPath";
   }"""
-
-
-class VerifyError(Exception):
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 # ---------------------------------------------------------------- value forms
@@ -116,7 +111,7 @@ def flatten(nested: dict, prefix: OptPath = (), contract: contracts.Contract | N
     ``lib.mkForce { a = 1; b = 2; }`` set above the options it holds applies to
     each of them, as the module system pushes overrides down to the options.
     """
-    contract = contract or contracts.builtin()
+    contract = contract or builtin_contract()
     out: list[tuple[OptPath, Any]] = []
     for k, v in nested.items():
         path = prefix + (k,)
@@ -137,7 +132,7 @@ def _with_priority(value: Any, priority: int) -> Any:
 
 
 def option_type(path: OptPath, contract: contracts.Contract | None = None) -> t.OptionType:
-    fact = (contract or contracts.builtin()).lookup(path)
+    fact = (contract or builtin_contract()).lookup(path)
     return fact.type if fact else t.anything
 
 
@@ -146,7 +141,7 @@ def option_type(path: OptPath, contract: contracts.Contract | None = None) -> t.
 
 def contract_problems(f: ModuleFile, contract: contracts.Contract | None = None) -> list[str]:
     """Paths not in the contract and values that do not fit their type (generated sections only)."""
-    contract = contract or contracts.builtin()
+    contract = contract or builtin_contract()
     out = []
     for sec in f.sections:
         if sec.user:
@@ -183,7 +178,7 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     ``memo``: shared between the hosts of one lab (precheck), it keeps each file's flattened definitions
     and the value of an option only one file defines, so a file many hosts import is worked out once.
     """
-    contract = contract or contracts.builtin()
+    contract = contract or builtin_contract()
     defs: dict[OptPath, list[Any]] = {}
     where: dict[OptPath, list[str]] = {}
     for rel, nested in files:
@@ -408,7 +403,7 @@ def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[di
     return merge_host([(rel, gen[rel]["defs"]) for rel in order], compiled.contract)
 
 
-def verify(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
+def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
            *, pre: Precheck | None = None) -> Report:
     """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
 

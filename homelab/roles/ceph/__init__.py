@@ -21,10 +21,10 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, fields
-from ..errors import Problem, report
-from ..role import HostContext, Module, Role, section
-from . import kubernetes
+from ... import checks, fields
+from ...errors import Problem, report
+from ...role import HostContext, Module, Role, section
+from .. import kubernetes
 
 
 def _kubelet_extra_opts():

@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from .netns import ProofFailed
+from ...errors import ProofFailed
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 IO_TIMEOUT = 2.0

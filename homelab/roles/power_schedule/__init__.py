@@ -31,7 +31,8 @@ from typing import Iterable
 
 import attrs
 
-from homelab import Pkg, checks, fields
+from homelab import checks, fields
+from homelab.values import Pkg
 from homelab.role import PARTIAL, HostContext, Module, OptionFact, Problem, Role, section, types
 
 UNIT = "nixos/lib/systemd-unit-options.nix"

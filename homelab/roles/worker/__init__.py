@@ -11,10 +11,10 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks
-from ..errors import Problem
-from ..role import Flow, HostContext, Module, Port, Role, section
-from . import kubernetes
+from ... import checks
+from ...errors import Problem
+from ...role import Flow, HostContext, Module, Port, Role, section
+from .. import kubernetes
 
 
 @attrs.frozen

@@ -25,12 +25,12 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, fields
-from .. import optiontypes as t
-from ..contract import OptionFact
-from ..errors import Problem
-from ..role import WORLD, Flow, HostContext, Module, Port, Role, section
-from ..secrets import in_store
+from ... import checks, fields
+from ... import optiontypes as t
+from ...contract import OptionFact
+from ...errors import Problem
+from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
+from ...secrets import in_store
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP

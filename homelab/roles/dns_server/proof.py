@@ -44,7 +44,7 @@ import ipaddress
 import re
 from typing import Mapping
 
-from .netns import ProofFailed
+from ...errors import ProofFailed
 
 
 # ---------------------------------------------------------------- Corefile lexer

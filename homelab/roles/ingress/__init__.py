@@ -3,7 +3,7 @@
 No load balancer, by design (the seed article): the ingress host's nginx
 forwards raw TCP to ``127.0.0.1:<NodePort>``, where kube-proxy hands it to
 Traefik, which terminates TLS.  The stream block is
-``homelab/templates/nginx-stream.conf.j2``.
+``nginx-stream.conf.j2`` beside this file.
 
 Facts from nixpkgs (nixos-26.05): ``services/web-servers/nginx/default.nix``
 places ``services.nginx.streamConfig`` inside its ``stream { }`` block.
@@ -15,19 +15,34 @@ from typing import Iterable
 
 import attrs
 
-from .. import checks, configs, fields
-from .. import optiontypes as t
-from ..contract import PARTIAL, OptionFact
-from ..errors import Problem
-from ..model import to_sources
-from ..role import Edge, Flow, GraphPart, HostContext, Module, Node, Port, Role, Source, section
+from ... import checks, configs, fields
+from ... import optiontypes as t
+from ...contract import PARTIAL, OptionFact
+from ...errors import Problem
+from ...model import to_sources
+from ...role import (Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
+                     section)
 
 NGINX = "nixos/modules/services/web-servers/nginx/default.nix"
 
 
 def nginx_stream(*, routes: list[tuple[str, int, int]]) -> str:
     """``routes``: (upstream name, listen port, NodePort on 127.0.0.1)."""
-    return configs.text("nginx-stream.conf.j2", routes=routes)
+    return configs.role_text(__file__, "nginx-stream.conf.j2", routes=routes)
+
+
+def _nginx_unavailable() -> str | None:
+    from .proof import nginx_unavailable
+
+    return nginx_unavailable()
+
+
+def _prove_nginx(role: IngressProxy, ctx: ProofContext) -> str:
+    """The stream config nix read back, in a real nginx: bytes reach the right NodePort (proof.py)."""
+    from .proof import prove_stream
+
+    routes = {role.http_port: role.http_nodeport, role.https_port: role.https_nodeport}
+    return prove_stream(ctx.option("services.nginx.streamConfig"), routes, ctx.work)
 
 
 @attrs.frozen
@@ -43,6 +58,7 @@ class IngressProxy(Role):
 
     label = "ingress"
     tag = "ingress"
+    proofs = (Proof("nginx stream", _prove_nginx, _nginx_unavailable),)
     options = (
         OptionFact("services.nginx.enable", t.bool_, NGINX, status=PARTIAL),
         OptionFact("services.nginx.streamConfig", t.lines, NGINX, "placed inside the stream { } block by the "
