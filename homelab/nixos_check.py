@@ -22,6 +22,7 @@ from typing import Sequence
 
 import attrs
 
+from .errors import MissingTool
 from .pynix_eval import Nix, NixError, NixEvalError
 
 # what nix says when a source cannot be fetched (libstore/filetransfer.cc, libfetchers)
@@ -32,8 +33,8 @@ _UNREACHABLE = re.compile(r"unable to download|Couldn't resolve host|Could not r
 _STORE_SOURCE = re.compile(r"/nix/store/[0-9a-z]{32}-source/([^\s'`\"),:]+)")
 
 
-class InputsUnreachable(Exception):
-    """The lab's flake inputs (nixpkgs) could not be fetched: nothing was evaluated."""
+class InputsUnreachable(MissingTool):
+    """The lab's flake inputs (nixpkgs) could not be fetched: nothing was evaluated (exit 4, never a pass)."""
 
     def __init__(self, message: str):
         self.message = message
