@@ -80,6 +80,22 @@ def flake_ref(root: Path) -> str:
     return str(Path(root).resolve())
 
 
+def untracked(root: Path, paths: Sequence[str]) -> list[str]:
+    """Of ``paths`` (lab-relative), those a git flake would not see: the lab is in a git repository and git does
+    not track them.  Empty when the lab is no git repository (a path flake sees every file) or git is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not paths:
+        return []
+    top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode != 0:
+        return []
+    r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--", *paths], capture_output=True, text=True)
+    tracked = {p for p in r.stdout.split("\0") if p}
+    return [p for p in paths if p not in tracked]
+
+
 def fetch_inputs(nix: Nix, root: Path, overrides: Sequence[str], timeout: float) -> None:
     """Fetch the flake's inputs once, before any evaluation; InputsUnreachable when they cannot be fetched."""
     try:
@@ -127,6 +143,14 @@ def nixos_problems(root: Path, lab, args, nix: Nix, say) -> list | None:
                                 "flake (homelab init writes one)")])
     overrides = [x for name, ref in args.override_input for x in ("--override-input", name, ref)]
     names = [h.hostname for h in lab.hosts]
+    generated = sorted(str(p.relative_to(root)) for p in [root / "flake.nix", root / "hosts" / "lab.nix",
+                                                          *(root / "hosts").glob("*/default.nix"),
+                                                          *(root / "modules").rglob("*.nix")] if p.is_file())
+    missing = untracked(root, generated)
+    if missing:  # the flake would not see them, and NixOS's errors would say so less clearly
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise LabError([Problem("lab", "git", f"{shown} not tracked by git, so the lab's flake cannot see "
+                                f"{'it' if len(missing) == 1 else 'them'}: run `git add -A` in the lab first")])
     n = jobs(len(names), args.jobs)
     say(f"homelab: evaluating {len(names)} NixOS system{'s' if len(names) != 1 else ''} through the flake, "
         f"{n} at a time")

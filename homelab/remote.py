@@ -166,14 +166,19 @@ def answers(host: Host, opts: SshOptions) -> bool:
 class Say:
     """Progress lines, one per step, safe to call from several threads: ``homelab deploy [ 12.3s] tokiwa: ...``."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, *, stream=None, quiet: bool = False):
         self.command = command
+        self.stream = stream  # default: stdout (looked up at each call)
+        self.quiet = quiet  # progress lines off (--quiet); err() still speaks
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
 
     def __call__(self, who: str, msg: str) -> None:
+        if self.quiet:
+            return
         with self.lock:
-            print(f"homelab {self.command} [{time.monotonic() - self.t0:6.1f}s] {who}: {msg}", flush=True)
+            print(f"homelab {self.command} [{time.monotonic() - self.t0:6.1f}s] {who}: {msg}",
+                  file=self.stream or sys.stdout, flush=True)
 
     def err(self, msg: str) -> None:
         with self.lock:

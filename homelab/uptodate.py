@@ -173,6 +173,8 @@ def answer(argv: list[str]) -> int | None:
         a = args.pop(0)
         if a == "--check" and not check:
             check = True
+        elif a in ("-q", "--quiet"):  # a no-op build lists no files anyway
+            pass
         elif a == "--root" and args and root is None:
             root = args.pop(0)
         elif a.startswith("--root=") and root is None:

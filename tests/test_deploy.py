@@ -204,7 +204,10 @@ def test_verify_dry_run_prints_the_suite_command(lab_dir, tmp_path):
     r = homelab(lab_dir, "verify", "hosts/tokiwa", "hosts/yomogi", "--dry-run", tmp=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
+        "# each host answers SSH? (a host that does not is reported and left out of the checks)\n"
+        "ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.11 true\n"
+        "ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 true\n"
         f"cd {lab_dir} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -p testinfra.plugin "
-        f"{VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} "
+        f"-p homelab.liveprogress {VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} "
         "--lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --homelab-scope=cluster "
         f"'--junitxml={tmp_path}/homelab-verify-<new>/verify.xml' -q\n")

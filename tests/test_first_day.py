@@ -421,6 +421,13 @@ def nixos_lab(tmp_path_factory):
     return root, homelab_src
 
 
+def _git_add(root: Path) -> None:
+    import subprocess
+
+    if (root / ".git").exists():
+        subprocess.run(["git", "-C", str(root), "add", "-A"], check=True, capture_output=True)
+
+
 def _check_nixos(root: Path, homelab_src: Path, *extra: str):
     import os
     import subprocess
@@ -446,6 +453,14 @@ def test_check_nixos_evaluates_every_host_and_reports_nixos_errors_against_the_h
     shutil.copytree(src, root)
     assert cli.main(["build", "--root", str(root)]) == 0
     stand_in = ("--override-input", "nixpkgs", f"path:{STAND_IN}")
+    # `homelab init` made the lab a git repository: the flake sees only what git tracks, and the build's files
+    # are not tracked yet
+    r = _check_nixos(root, homelab_src, *stand_in)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert [ln.strip() for ln in r.stderr.splitlines() if ln.strip().startswith("lab: git:")] == [
+        "lab: git: hosts/hanaakari/default.nix, hosts/lab.nix, hosts/tokiwa/default.nix, hosts/yomogi/default.nix "
+        "and 12 more not tracked by git, so the lab's flake cannot see them: run `git add -A` in the lab first"]
+    _git_add(root)
     r = _check_nixos(root, homelab_src, *stand_in)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == ("ok: 3 hosts, 2 warnings; NixOS evaluated every host's system through the "
@@ -457,6 +472,7 @@ def test_check_nixos_evaluates_every_host_and_reports_nixos_errors_against_the_h
     _edit_host(root, "tokiwa", 'options={"services.openssh.enable": True}',
                'options={"services.openssh.enable": True, "services.jellyfin.enabel": True}')
     assert cli.main(["build", "--root", str(root)]) == 0
+    _git_add(root)
     r = _check_nixos(root, homelab_src, *stand_in)
     assert r.returncode == 2, r.stdout + r.stderr
     problems = [ln.strip() for ln in r.stderr.splitlines() if ln.strip().startswith("hosts/") and "nixos:" in ln]
@@ -473,6 +489,7 @@ def test_check_nixos_without_nixpkgs_says_so_and_is_not_a_pass(nixos_lab, tmp_pa
     root = tmp_path / "lab"
     shutil.copytree(src, root)
     assert cli.main(["build", "--root", str(root)]) == 0
+    _git_add(root)
     # nixpkgs from a server that does not answer (the discard port on loopback): not reachable, deterministically
     r = _check_nixos(root, homelab_src, "--override-input", "nixpkgs", "http://127.0.0.1:9/nixpkgs.tar.gz")
     assert r.returncode == 4, r.stdout + r.stderr

@@ -353,7 +353,8 @@ def test_cli_package_is_pyproject(packages):
 def test_dev_shell_and_formatter(flake):
     shell = flake.eval("devShells.x86_64-linux.default.standIn")
     names = [p["name"] for p in shell["packages"]]
-    assert {"homelab-0.1.0", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {f"{project['name']}-{project['version']}", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
     env = next(p["standIn"] for p in shell["packages"] if p["name"] == "python3-env")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [re.match(r"[A-Za-z0-9_.-]+", d).group(0)
@@ -375,7 +376,7 @@ def test_library_outputs(flake, homelab_src):
     assert os.stat(Path(template["path"]) / "ci.sh").st_mode & stat.S_IXUSR
     applied = flake.nix.flake_eval(f"{flake.ref}#overlays.default", extra=[*flake.override, "--impure"],
                                    apply=f"o: let pkgs = import {STAND_IN} {{ }}; in (o pkgs pkgs).homelab.standIn")
-    assert applied["kind"] == "python-application" and applied["pname"] == "homelab"
+    assert applied["kind"] == "python-application" and applied["pname"] == "nixos-homelab"
 
 
 def test_nix_flake_init_writes_the_starter(flake, tmp_path):
