@@ -458,6 +458,122 @@ def cmd_sleep(args) -> int:
     return power.sleep(lab, root, only[0], _typed(power.SleepOptions, args))
 
 
+def cmd_secrets(args) -> int:
+    """``homelab secrets set|edit|rekey|list|hostkey``: the library is homelab.secretstore; this parses and reports."""
+    from . import secretstore as st
+
+    from .load import load_or_raise
+
+    root = _root(args)
+    lab, _ = load_or_raise(root, secrets=False)  # what it reports, these commands fix
+    return _secrets(st, root, lab, args)
+
+
+def _secrets(st, root: Path, lab, args) -> int:
+    if args.action == "set" and args.stray:
+        raise Usage("secrets set: the value comes from standard input, never from the command line (where shell "
+                    "history and ps show it); the extra argument was not used, and it may be in your shell's "
+                    "history now: if it was a real secret, replace it")
+    return {"set": _secrets_set, "edit": _secrets_edit, "rekey": _secrets_rekey, "hostkey": _secrets_hostkey,
+            "list": _secrets_list}[args.action](st, root, lab, args)
+
+
+def _secrets_set(st, root: Path, lab, args) -> int:
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of {args.name} (not echoed): ").encode()
+    else:
+        value = sys.stdin.buffer.read()
+    hosts = [_host_name(h) for h in args.host]
+    e = st.set_secret(root, lab, args.name, value, hosts=hosts, cluster=args.cluster, add=not args.only)
+    del value
+    print(f"wrote {st.age_file(e.name)} ({len((root / st.age_file(e.name)).read_bytes())} bytes) for "
+          + ", ".join(e.readers))
+    return EXIT_OK
+
+
+def _secrets_edit(st, root: Path, lab, args) -> int:
+    changed = st.edit(root, lab, args.name, identity=args.identity)
+    print(f"{st.age_file(args.name)}: " + ("encrypted again with the new value" if changed else "unchanged"))
+    return EXIT_OK
+
+
+def _secrets_rekey(st, root: Path, lab, args) -> int:
+    done = st.rekey(root, lab, identity=args.identity, names=args.names or None)
+    for r in done:
+        change = "; ".join(x for x in (f"now also {', '.join(r.added)}" if r.added else "",
+                                       f"no longer {', '.join(r.removed)}" if r.removed else "") if x)
+        print(f"rekeyed {st.age_file(r.name)}" + (f": {change}" if change else " (same readers)"))
+    if not done:
+        print("no secrets in this lab yet")
+    return EXIT_OK
+
+
+def _secrets_hostkey(st, root: Path, lab, args) -> int:
+    name = _host_name(args.host_dir)
+    pub = st.make_host_key(root, lab, name, force=args.force)
+    print(f"wrote {st.host_key_pub(name)} ({pub.split()[0]} {st.fingerprint(pub)}) and {st.host_key_age(name)} "
+          "(the private half, encrypted to the admins); `homelab install` hands it to the machine")
+    if any(name in e.hosts for e in st.read_record(root).values()):
+        print(f"secrets for {name} were encrypted to its old key: run `homelab secrets rekey`")
+    return EXIT_OK
+
+
+def _secrets_list(st, root: Path, lab, args) -> int:
+    rows = st.status(root, lab)
+    if args.json:
+        import attrs
+
+        _dump({"version": 1, "secrets": [attrs.asdict(r) for r in rows]})
+        return EXIT_OK
+    if not rows:
+        print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
+    for r in rows:
+        who = ", ".join([*r.hosts, *(["the cluster"] if r.cluster else [])]) or "nobody yet"
+        print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
+        if r.needed_by:
+            print(f"  needed by: {', '.join(r.needed_by)}")
+        if r.missing:
+            print(f"  cannot read it: {', '.join(r.missing)} (set it, or `homelab secrets rekey`)")
+        if r.unknown:
+            print(f"  {r.unknown} reader key{'s' if r.unknown != 1 else ''} no longer in the lab: `homelab secrets "
+                  "rekey` takes them off")
+    return EXIT_OK
+
+
+def cmd_install(args) -> int:
+    """``homelab install hosts/<name> --target root@ADDRESS``: the library is homelab.install."""
+    from . import install as inst
+    from . import secretstore as st
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, warnings = load_selected(root, only)
+    for w in warnings:
+        _err(str(w))
+    if (args.target is None) == (args.sd_card is None):
+        raise Usage("install: give --target USER@ADDRESS (nixos-anywhere over SSH) or --sd-card DEVICE (a Raspberry "
+                    "Pi's card), one of them")
+    opts = inst.options(only[0], args.target, port=args.port, identity=args.identity or (), dry_run=args.dry_run,
+                        hardware_config=not args.no_hardware_config, sd_card=args.sd_card)
+    rc = inst.install(root, lab, opts)  # its errors carry their exit codes (2, 4)
+    if args.dry_run:
+        return EXIT_OK
+    if rc != 0:
+        what = "writing the SD card" if args.sd_card else "nixos-anywhere"
+        _err(f"homelab install: {what} failed (exit {rc}); its output above says why")
+        return EXIT_STEP_FAILED
+    print(f"installed {only[0]}; add what changed to git: {st.host_key_pub(only[0])} {st.host_key_age(only[0])} "
+          f"hosts/{only[0]}/hardware-configuration.nix, then `homelab build` and `homelab deploy`")
+    return EXIT_OK
+
+
+def _host_name(arg: str) -> str:
+    """``hosts/yomogi`` or ``yomogi`` -> ``yomogi``."""
+    p = Path(arg)
+    return p.name if p.parent.name == "hosts" or p.parent == Path(".") else arg
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -622,6 +738,49 @@ def _sleep_args(p) -> None:
     _ssh_args(p)
 
 
+def _secrets_args(p) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    s = sub.add_parser("set", help="encrypt a secret from standard input (never the command line) to its readers")
+    s.add_argument("name", help="the secret's name, as in Secret(\"name\")")
+    s.add_argument("stray", nargs="*", help=argparse.SUPPRESS)  # a value given here is refused, never echoed
+    s.add_argument("--host", action="append", default=[], metavar="H",
+                   help="a host that decrypts it at activation (agenix); repeat for several")
+    s.add_argument("--cluster", action="store_true", help="for Kubernetes: the admins put it into the cluster")
+    s.add_argument("--only", action="store_true",
+                   help="readers are exactly these hosts (default: add them to the secret's hosts)")
+    e = sub.add_parser("edit", help="$EDITOR on a secret's value (a private 0600 file, removed after)")
+    e.add_argument("name")
+    r = sub.add_parser("rekey", help="encrypt secrets again to their readers' current keys (values kept)")
+    r.add_argument("names", nargs="*", help="only these secrets (default: all)")
+    k = sub.add_parser("hostkey", help="make a host's SSH host key before its install (public half in the lab, "
+                       "private half encrypted to the admins)")
+    k.add_argument("host_dir", metavar="hosts/NAME")
+    k.add_argument("--force", action="store_true", help="replace the host key the lab has")
+    ls = sub.add_parser("list", help="who can read what")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    for q in (s, e, r, k, ls):
+        q.add_argument("--root", default=argparse.SUPPRESS,
+                       help="the lab's folder (default: found from the current folder upward)")
+    for q in (e, r):
+        q.add_argument("--identity", metavar="FILE", action="append",
+                       help="your private SSH key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)")
+
+
+def _install_args(p) -> None:
+    _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
+    p.add_argument("--target", metavar="USER@ADDRESS",
+                   help="where the machine answers SSH now (any Linux, or a NixOS installer), e.g. root@192.168.10.11")
+    p.add_argument("--sd-card", metavar="DEVICE", help="instead: write an aarch64 host's SD card image to this card "
+                   "(e.g. /dev/sdb) and its host key onto the card's root partition")
+    p.add_argument("--port", type=int, default=22, help="its SSH port (default 22)")
+    p.add_argument("--identity", metavar="FILE", action="append",
+                   help="your private SSH key, to decrypt the host key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_*)")
+    p.add_argument("--no-hardware-config", action="store_true",
+                   help="keep the lab's hardware-configuration.nix (default: nixos-anywhere writes the machine's own)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
+
+
 # name -> (function, help, example, arguments)
 COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
     "build": (cmd_build, "write the NixOS modules of the named hosts (all when none named), verified by nix",
@@ -653,6 +812,12 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
              "python -m homelab wake hosts/tokiwa", _wake_args),
     "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
               "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
+    "secrets": (cmd_secrets, "the lab's age-encrypted secrets: set, edit, rekey, list, hostkey (values on stdin, "
+                "never in arguments)", "python -m homelab secrets set tailscale-auth-key --host yomogi < key.txt",
+                _secrets_args),
+    "install": (cmd_install, "install NixOS onto a machine with nixos-anywhere, with its host key made beforehand "
+                "(so its secrets decrypt on first boot) and its hardware-configuration.nix written into the lab",
+                "python -m homelab install hosts/tokiwa --target root@192.168.10.11 --dry-run", _install_args),
     "completion": (cmd_completion, "print a shell completion script (bash, zsh or fish) for the homelab command",
                    "python -m homelab completion bash > ~/.local/share/bash-completion/completions/homelab",
                    _completion_args),
@@ -693,7 +858,8 @@ EXITS_OF: dict[str, dict[int, str]] = {
                EXIT_CHANGED: "a host failed its switch, checks or join, or was unreachable (a failed switch or failed "
                              "checks are rolled back unless `--no-rollback`), or the cluster checks failed",
                EXIT_BAD_INPUT: "bad input, invalid lab, stale generated files, no flake",
-               EXIT_MISSING: "ssh, nixos-rebuild or pytest-testinfra missing"},
+               EXIT_MISSING: "ssh or pytest-testinfra missing; neither nixos-rebuild nor nix (or no flake.lock to pin "
+                             "nixos-rebuild by)"},
     "verify": {EXIT_OK: "every check passed",
                EXIT_CHANGED: "a check failed, a host did not answer SSH, or the suite could not run",
                EXIT_BAD_INPUT: "bad input", EXIT_MISSING: "ssh or pytest-testinfra missing"},
@@ -704,6 +870,15 @@ EXITS_OF: dict[str, dict[int, str]] = {
               EXIT_BAD_INPUT: "bad input; the control plane while workers are up (without `--force`)",
               EXIT_MISSING: "ssh missing"},
     "completion": {EXIT_OK: "printed", EXIT_BAD_INPUT: "a shell homelab has no completion for"},
+    "secrets": {EXIT_OK: "done (set, edited, rekeyed, listed, a host key made)",
+                EXIT_BAD_INPUT: _BAD + " (also: not a reader of the secret, no admin key age can encrypt to, a "
+                "value given as an argument)",
+                EXIT_MISSING: "age (or ssh-keygen, for hostkey) is missing"},
+    "install": {EXIT_OK: "installed (or --dry-run printed the commands)",
+                EXIT_BAD_INPUT: _BAD + " (also: stale generated files, no flake, a host key without its private "
+                "half, not a block device)",
+                EXIT_MISSING: "nixos-anywhere and nix (or age, ssh-keygen) are missing",
+                EXIT_STEP_FAILED: "nixos-anywhere, or writing the SD card, failed; its output says why"},
 }
 ALWAYS = (EXIT_CRASH, EXIT_INTERRUPTED)  # any command may end so
 

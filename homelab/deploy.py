@@ -124,13 +124,14 @@ def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts
                 cwd=str(lab_root))
 
 
-def _rebuild(host: Host, args: list[str], opts: SshOptions) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    argv = ["nixos-rebuild", *args, "--target-host", host.ssh_target]
+def _rebuild(host: Host, args: list[str], opts: SshOptions,
+             program: tuple[str, ...] = ("nixos-rebuild",)) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    argv = [*program, *args, "--target-host", host.ssh_target]
     return tuple(argv), (("NIX_SSHOPTS", nix_sshopts(host, opts)),)
 
 
 def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions, suite: Path,
-               python: str) -> HostSteps:
+               python: str, rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> HostSteps:
     name = host.hostname
     flake = f"{root}#{name}"
     build = host.build_host
@@ -144,9 +145,9 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
         built = f"built on {build}"
         extra = ["--build-host", lab.host(build).ssh_target]
     sudo = ["--sudo"] if host.ssh.user != "root" else []
-    argv, env = _rebuild(host, ["switch", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--flake", flake], opts, rebuild)
     switch = Step(f"switch ({built})", argv + tuple(extra) + ("--no-reexec", *sudo), env)
-    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts, rebuild)
     rollback = Step("roll back to the previous generation", argv + ("--no-reexec", *sudo), env)
     generation = Step("generation", tuple(ssh_argv(host, ["nixos-rebuild", "list-generations", "--json"], opts)))
     report = str(workdir / f"{name}.xml")
@@ -168,10 +169,12 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
 
 
 def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> DeploySteps:
+               opts: SshOptions, suite: Path, python: str = sys.executable,
+               rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> DeploySteps:
+    """``rebuild``: the nixos-rebuild command (remote.rebuild_program: PATH's, or the lab's pinned one)."""
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
-    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
+    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python, rebuild) for h in hosts}
     first = tuple(steps[h.hostname] for h in hosts if h.is_control_plane)
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
@@ -509,6 +512,18 @@ def _fresh(lab: Lab, root: Path) -> None:
         raise UsageError(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
 
 
+def _rebuild_program(root: Path, dry_run: bool, say: Say) -> tuple[str, ...] | None:
+    """nixos-rebuild from PATH or the lab's pinned one (remote.rebuild_program); None: neither (said why)."""
+    try:
+        return tuple(remote.rebuild_program(root))
+    except MissingTool as e:
+        if not dry_run:
+            say.err(f"{e}; nothing was deployed")
+            return None
+        sys.stdout.write(f"# note: {e}\n")
+        return ("nixos-rebuild",)
+
+
 def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
     """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
@@ -524,20 +539,25 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
+    rebuild = _rebuild_program(root, options.dry_run, say)
+    if rebuild is None:
+        return EXIT_MISSING
     if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
         plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
-                         opts=opts, suite=suite)
+                          opts=opts, suite=suite, rebuild=rebuild)
+        if rebuild[0] != "nixos-rebuild":
+            sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
         sys.stdout.write(render_steps(plan, lab))
         return EXIT_OK
     try:
-        _need("ssh", "nixos-rebuild")
+        _need("ssh")
     except MissingTool as e:
         say.err(f"{e}; nothing was deployed")
         return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
         plan = make_steps(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
-                         opts=opts, suite=suite)
+                          opts=opts, suite=suite, rebuild=rebuild)
         rollout = Rollout(plan, lab, opts, settle=options.settle, ready_timeout=options.ready_timeout, say=say)
         try:
             ok = rollout.run()

@@ -158,9 +158,9 @@ def nixos_problems(root: Path, lab, args, nix: Nix, say) -> list | None:
         results = check_nixos(root, names, nix=nix, overrides=overrides, parallel=n,
                               timeout=max(getattr(args, "nix_timeout", 120.0), 900))
     except InputsUnreachable as e:
-        say("homelab: check --nixos: the lab's flake inputs (nixpkgs, homelab) cannot be fetched here, so no "
-            f"NixOS system was evaluated: {e.message}. Run it where nixpkgs is reachable, or name a local copy with "
-            "--override-input nixpkgs <flake-ref>")
+        say("homelab: check --nixos: the lab's flake inputs (nixpkgs and the others flake.nix names) cannot be "
+            f"fetched here, so no NixOS system was evaluated: {e.message}. Run it where they are reachable, or "
+            "name local copies with --override-input nixpkgs <flake-ref>")
         return None
     except NixNotFound:
         raise

@@ -39,7 +39,7 @@ def _plant(monkeypatch, exc: BaseException) -> None:
     """Every command loads the lab through homelab.load.load: make it raise ``exc``."""
     import homelab.load
 
-    def boom(root):
+    def boom(root, **kw):
         raise exc
 
     monkeypatch.setattr(homelab.load, "load", boom)

@@ -434,11 +434,11 @@ def _check_nixos(root: Path, homelab_src: Path, *extra: str):
     import sys
 
     from .conftest import REPO
-    from .test_flake import STAND_IN
+    from .test_flake import STAND_IN, STAND_IN_AGENIX
 
     return subprocess.run(
         [sys.executable, "-m", "homelab", "check", "--nixos", "--root", str(root), *extra,
-         "--override-input", "homelab", f"path:{homelab_src}"],
+         "--override-input", "homelab", f"path:{homelab_src}", "--override-input", "agenix", f"path:{STAND_IN_AGENIX}"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "STAND_IN": str(STAND_IN)})
 
@@ -493,8 +493,9 @@ def test_check_nixos_without_nixpkgs_says_so_and_is_not_a_pass(nixos_lab, tmp_pa
     # nixpkgs from a server that does not answer (the discard port on loopback): not reachable, deterministically
     r = _check_nixos(root, homelab_src, "--override-input", "nixpkgs", "http://127.0.0.1:9/nixpkgs.tar.gz")
     assert r.returncode == 4, r.stdout + r.stderr
-    assert ("homelab: check --nixos: the lab's flake inputs (nixpkgs, homelab) cannot be fetched here, so no "
-            "NixOS system was evaluated: ") in r.stderr
+    assert ("homelab: check --nixos: the lab's flake inputs (nixpkgs and the others flake.nix names) cannot be "
+            "fetched here, so no NixOS system was evaluated: unable to download 'http://127.0.0.1:9/nixpkgs.tar.gz'"
+            in r.stderr)
     assert "ok:" not in r.stdout
 
 

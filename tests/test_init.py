@@ -35,7 +35,8 @@ def test_init_writes_the_starter_lab(tmp_path, capsys):
     assert os.stat(root / "ci.sh").st_mode & stat.S_IXUSR
     flake = (root / "flake.nix").read_text()
     assert 'inputs.homelab.inputs.nixpkgs.follows = "nixpkgs";' in flake
-    assert "outputs = { homelab, ... }: homelab.lib.mkLab { root = ./.; };" in flake
+    assert "outputs = { homelab, agenix, ... }: homelab.lib.mkLab { root = ./.; inherit agenix; };" in flake
+    assert 'inputs.homelab.inputs.agenix.follows = "agenix";' in flake
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"homelab init: a new lab in {root} (starter example)"
     assert out[-3:] == [

@@ -104,6 +104,9 @@ let
     "services.kubernetes.kubelet.seedDockerImages"
     "services.openssh.enable"
     "boot.kernelModules"
+    "age.secrets"
+    "age.identityPaths"
+    "services.tailscale.authKeyFile"
   ];
   split = s: filter isString (builtins.split "\\." s);
 
@@ -253,6 +256,7 @@ let
           else
             throw "The option `${u.option}' does not exist. Definition values:\n- In `${toString u.file}': ${builtins.toJSON u.value}";
         system.build.vm = drv vmSystem "nixos-vm-${hostName}" (record // { kind = "vm"; });
+        system.build.sdImage = drv system "nixos-sd-image-${hostName}" (record // { kind = "sd-image"; });
       };
       standIn = record;
     };
