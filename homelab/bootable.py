@@ -38,7 +38,9 @@ LOADERS: tuple[OptPath, ...] = (
 GRUB_TARGETS: tuple[OptPath, ...] = (("boot", "loader", "grub", "devices"), ("boot", "loader", "grub", "device"),
                                      ("boot", "loader", "grub", "mirroredBoots"))
 CONTAINER: OptPath = ("boot", "isContainer")  # a container boots nothing itself (NixOS skips both assertions)
-PATHS: tuple[OptPath, ...] = (ROOT_FS, *LOADERS, *GRUB_TARGETS, CONTAINER)
+# systemd's initrd asserts a root file system only for root = "fstab"; "gpt-auto" finds it by partition type
+SYSTEMD_ROOT: OptPath = ("boot", "initrd", "systemd", "root")
+PATHS: tuple[OptPath, ...] = (ROOT_FS, *LOADERS, *GRUB_TARGETS, CONTAINER, SYSTEMD_ROOT)
 
 # nixpkgs modules nixos-generate-config imports, known to define no file system and no boot loader
 HARMLESS_PROFILES = ("installer/scan/not-detected.nix", "profiles/qemu-guest.nix")
@@ -158,7 +160,8 @@ def problems(where: str, imports: tuple[str, ...], defs: dict[OptPath, list[tupl
     where_looked = f"in none of its imports ({named}) nor in its options" if imports else \
         "anywhere: the host has no imports (its hardware-configuration.nix) and its options do not set it"
     out = []
-    if not defs[ROOT_FS]:
+    root_elsewhere = bool(defs[SYSTEMD_ROOT]) and effective(defs[SYSTEMD_ROOT], "fstab") != "fstab"
+    if not defs[ROOT_FS] and not root_elsewhere:
         out.append(Problem(where, "imports", f"no root file system: fileSystems.\"/\" is defined {where_looked}; "
                            "NixOS refuses the system (\"The ‘fileSystems’ option does not specify your root file "
                            "system.\"): put this machine's own there (nixos-generate-config --show-hardware-config on "

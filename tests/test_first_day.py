@@ -252,6 +252,8 @@ def test_a_host_without_imports_is_refused(lab_copy, nix, capsys):
     "{ lib, ... }:\n{\n  fileSystems = lib.mkIf true { \"/\" = { device = \"/dev/sda2\"; }; };\n}\n",
     "{ modulesPath, ... }:\n{\n  imports = [ \"${modulesPath}/installer/sd-card/sd-image-aarch64.nix\" ];\n}\n",
     "{ lib, ... }: lib.mkMerge [ { fileSystems.\"/\".device = \"/dev/sda2\"; } ]\n",
+    # systemd's initrd finding the root by its partition type: NixOS asks for no fileSystems."/" then
+    "{ ... }:\n{\n  boot.initrd.systemd.enable = true;\n  boot.initrd.systemd.root = \"gpt-auto\";\n}\n",
 ])
 def test_a_root_file_system_homelab_cannot_rule_out_is_not_refused(lab_copy, nix, capsys, hardware):
     (lab_copy / "hosts/tokiwa/hardware-configuration.nix").write_text(hardware)
