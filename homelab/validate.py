@@ -154,8 +154,14 @@ def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = Fal
     for i, ns in enumerate(c.nameservers):
         for name, net in (("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)):
             if ns in net:
+                # a Service address (the DNS addon's too) answers only through kube-proxy's rules on a node: until
+                # kube-proxy runs, and always on a host outside Kubernetes, the host would have no DNS at all
+                # (no nixos-rebuild downloads, no image pulls for the kubelet that would start kube-proxy)
+                why = (" (a Service address answers only once kube-proxy runs on a node, and never on a host "
+                       "outside Kubernetes: until then no name resolves, not even to fetch what starts "
+                       "kube-proxy); list the router or another resolver on the LAN") if name == "service_cidr" else ""
                 err("cluster", f"nameservers[{i}]", f"{ns} lies in the {name} {net}, which hosts cannot use "
-                    "for their own name lookups")
+                    f"for their own name lookups{why}")
     if len(set(c.nameservers)) != len(c.nameservers):
         err("cluster", "nameservers", "lists the same address twice")
     for i, src in enumerate(c.admins):
