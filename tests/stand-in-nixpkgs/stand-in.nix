@@ -272,6 +272,7 @@ let
     "pytest-xdist"
     "hypothesis"
     "import-linter"
+    "pyyaml"
   ];
 
   pkgsFor =
