@@ -91,3 +91,60 @@ def test_every_admin_and_exactly_the_named_hosts_read_a_secret_and_only_drops_th
     assert r.returncode == 0, r.stderr
     assert {w: _can_read(keys, w, age) for w in who} == {
         "admin": b"three", "admin2": b"three", "alpha": None, "beta": b"three", "gamma": b"three"}
+
+
+# ---------------------------------------------------------------- what each source stands for on a host
+
+
+def test_each_source_stands_for_exactly_its_addresses_on_its_interface():
+    """What a flow's source means on a host (the rules, ``homelab expect`` and the live reach checks all read it),
+    on a lab that is not the seed lab: a worker with Tailscale, and the control plane itself.  Plants: the nodes
+    made the whole LAN, the LAN range accepted on any interface, the pod range accepted off the pods'
+    interfaces, the tailnet's IPv6 range left out."""
+    from homelab.firewall import Match, matches
+    from homelab.role import Source
+
+    lab = labkit.wide_lab()
+    tokiwa, yomogi = lab.host("tokiwa"), lab.host("yomogi")
+    lan = "enp1s0"
+    tailnet = [Match(4, "tailscale0", "100.64.0.0/10"), Match(6, "tailscale0", "fd7a:115c:a1e0::/48")]
+    want = {
+        "lan": [Match(4, lan, "192.168.50.0/24")],
+        "nodes": [Match(4, lan, "192.168.50.10/32"), Match(4, lan, "192.168.50.11/32"),
+                  Match(4, lan, "192.168.50.12/32")],
+        "control-plane": [Match(4, lan, "192.168.50.10/32")],
+        "pods": [Match(4, "mynet", "10.244.0.0/16"), Match(4, "flannel.1", "10.244.0.0/16")],
+        "tailnet": tailnet,
+        "admins": tailnet + [Match(4, None, "192.168.50.64/27")],
+        "world": [Match(4, None, None), Match(6, None, None)],
+        "host:hanaakari": [Match(4, lan, "192.168.50.12/32")],
+        "192.168.7.0/24": [Match(4, None, "192.168.7.0/24")],
+    }
+    assert {s: matches(lab, tokiwa, Source.parse(s)) for s in want} == want
+    # on the control plane: itself is no source; its LAN interface is end0
+    assert matches(lab, yomogi, Source.parse("control-plane")) == []
+    assert matches(lab, yomogi, Source.parse("lan")) == [Match(4, "end0", "192.168.50.0/24")]
+    assert matches(lab, yomogi, Source.parse("nodes")) == [Match(4, "end0", f"192.168.50.{i}/32")
+                                                            for i in (10, 11, 12)]
+
+
+def test_the_rules_of_each_kind_of_source_as_each_backend_lists_them():
+    """One accept rule per concrete source, in the form ``iptables -S`` and ``nft list`` print it (the proofs compare
+    listings with these).  Plant: the nftables rule for the pods' bridge written without its interface."""
+    from homelab.firewall import Match, rule
+
+    cases = [
+        (Match(4, "mynet", "10.244.0.0/16"), "tcp", 6443,
+         "iptables -w -A nixos-fw -s 10.244.0.0/16 -i mynet -p tcp -m tcp --dport 6443 -j nixos-fw-accept",
+         'iifname "mynet" ip saddr 10.244.0.0/16 tcp dport 6443 accept'),
+        (Match(4, "enp1s0", "192.168.50.10/32"), "udp", 8472,
+         "iptables -w -A nixos-fw -s 192.168.50.10/32 -i enp1s0 -p udp -m udp --dport 8472 -j nixos-fw-accept",
+         'iifname "enp1s0" ip saddr 192.168.50.10 udp dport 8472 accept'),
+        (Match(6, "tailscale0", "fd7a:115c:a1e0::/48"), "tcp", 22,
+         "ip6tables -w -A nixos-fw -s fd7a:115c:a1e0::/48 -i tailscale0 -p tcp -m tcp --dport 22 -j nixos-fw-accept",
+         'iifname "tailscale0" ip6 saddr fd7a:115c:a1e0::/48 tcp dport 22 accept'),
+        (Match(6, None, None), "udp", 41641,
+         "ip6tables -w -A nixos-fw -p udp -m udp --dport 41641 -j nixos-fw-accept", "udp dport 41641 accept"),
+    ]
+    for m, proto, port, ipt, nft in cases:
+        assert (rule("iptables", m, proto, port), rule("nftables", m, proto, port)) == (ipt, nft)
