@@ -148,3 +148,31 @@ def test_the_rules_of_each_kind_of_source_as_each_backend_lists_them():
     ]
     for m, proto, port, ipt, nft in cases:
         assert (rule("iptables", m, proto, port), rule("nftables", m, proto, port)) == (ipt, nft)
+
+
+# ---------------------------------------------------------------- CoreDNS answers its clients and nobody else
+
+
+@pytest.mark.parametrize("clients,nets", [
+    (("lan", "tailnet", "pods"), ["192.168.50.0/24", "100.64.0.0/10", "fd7a:115c:a1e0::/48", "10.244.0.0/16"]),
+    (("tailnet",), ["100.64.0.0/10", "fd7a:115c:a1e0::/48"]),
+    (("192.168.50.64/27",), ["192.168.50.64/27"]),
+])
+def test_corednss_acl_allows_exactly_its_clients_and_the_host(clients, nets):
+    """The acl CoreDNS runs (its answer to anyone the firewall lets through): the host's loopback and the
+    networks of exactly the clients the role names.  Plants: the acl's IPv6 loopback widened to ::/0; the LAN
+    allowed whatever the clients."""
+    from homelab import DnsServer
+    from homelab.role import HostContext
+
+    base = labkit.wide_lab()
+    lab = labkit.evolve_host(base, "yomogi", roles=[DnsServer(clients=clients) if isinstance(r, DnsServer) else r
+                                                    for r in base.host("yomogi").roles])
+    host = lab.host("yomogi")
+    role = host.role(DnsServer)
+    allowed = ["127.0.0.0/8", "::1/128", *nets]
+    assert role.acl_networks(HostContext(lab, host)) == allowed
+    (module,) = role.compile(HostContext(lab, host))
+    config = next(v for path, v in module.sections[0].defs if ".".join(path) == "services.coredns.config")
+    acl = config[config.index("  acl {"):config.index("  }", config.index("  acl {")) + 3].splitlines()
+    assert acl == ["  acl {", f"    allow net {' '.join(allowed)}", "    block", "  }"]
