@@ -176,3 +176,34 @@ def test_corednss_acl_allows_exactly_its_clients_and_the_host(clients, nets):
     config = next(v for path, v in module.sections[0].defs if ".".join(path) == "services.coredns.config")
     acl = config[config.index("  acl {"):config.index("  }", config.index("  acl {")) + 3].splitlines()
     assert acl == ["  acl {", f"    allow net {' '.join(allowed)}", "    block", "  }"]
+
+
+# ---------------------------------------------------------------- the flow table of a lab no file pins
+
+
+def test_the_flow_table_of_a_lab_no_file_pins():
+    """Every row of the wide lab's flow table (admins on the tailnet and a network, a node exporter on every host
+    scraped from yomogi, an OpenPort), written out from what each role needs: the kubelet from the control plane
+    only, VXLAN and cfssl from the nodes, the API from nodes, pods and admins.  The seed lab's rows are pinned
+    in committed files; these are not, so a widened flow in a role cannot pass by regenerating them.  Plants:
+    the kubelet opened to every node, cfssl to the LAN, the node exporter to the LAN."""
+    from homelab.firewall import flow_table
+
+    worker = {(22, "tcp", "admins", "homelab"), (10250, "tcp", "control-plane", "Worker"),
+              (8472, "udp", "nodes", "Worker"), (41641, "udp", "world", "Tailscale"),
+              (9100, "tcp", "host:yomogi", "NodeExporter")}
+    want = {
+        "yomogi": {(22, "tcp", "admins", "homelab"), (10250, "tcp", "control-plane", "ControlPlane"),
+                   (8472, "udp", "nodes", "ControlPlane"), (6443, "tcp", "nodes", "ControlPlane"),
+                   (6443, "tcp", "pods", "ControlPlane"), (6443, "tcp", "admins", "ControlPlane"),
+                   (8888, "tcp", "nodes", "ControlPlane"),
+                   *{(53, proto, src, "DnsServer") for proto in ("udp", "tcp") for src in ("lan", "tailnet", "pods")},
+                   (41641, "udp", "world", "Tailscale"), (9100, "tcp", "host:yomogi", "NodeExporter"),
+                   (9090, "tcp", "admins", "Monitoring")},
+        "tokiwa": worker | {(8123, "tcp", "lan", "host.py")},
+        "hanaakari": worker | {(port, "tcp", src, "IngressProxy") for port in (80, 443) for src in ("lan", "tailnet")},
+    }
+    rows = flow_table(labkit.wide_lab())
+    got = {h: {(r.port, r.proto, str(r.source), r.by) for r in rows if r.host == h} for h in want}
+    assert got == want
+    assert len(rows) == sum(len(v) for v in want.values())  # no row twice, no other host
