@@ -37,7 +37,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 import attrs
 
-from . import remote
+from . import cluster_deploy, helmfile, remote
 from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
 from .model import Host, Lab
 from .remote import Kube, SshOptions, Say, nix_sshopts, ssh_argv
@@ -496,7 +496,7 @@ def _suite(options, root: Path) -> Path:
 def _need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
-            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild)" if tool == "nixos-rebuild" \
+            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild-ng)" if tool == "nixos-rebuild" \
                 else ""
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:
@@ -555,6 +555,9 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         if rebuild[0] != "nixos-rebuild":
             sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
         sys.stdout.write(render_steps(plan, lab))
+        layer = "" if only else cluster_deploy.render(cluster_deploy.plan(lab, opts), root)
+        if layer:
+            sys.stdout.write("\n" + layer)
         return EXIT_OK
     try:
         _need("ssh")
@@ -588,8 +591,26 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
               "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
         return EXIT_FAILED
+    steps = [] if only else cluster_deploy.plan(lab, opts)  # the cluster layer goes with a whole-lab deploy
+    if steps:
+        done = cluster_deploy.apply(root, steps, reveal_secret(root), say=lambda m: say("cluster layer", m))
+        failed = [r for r in done if r.rc != 0]
+        if failed:
+            print(f"the cluster layer failed at: {failed[0].step.what} (exit {failed[0].rc})\n{failed[0].output}")
+            return EXIT_FAILED
+        print(f"applied the cluster layer: {len(steps)} steps ({', '.join(r.name for r in helmfile.releases(lab))})")
     print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
     return EXIT_OK
+
+
+def reveal_secret(root: Path, identity=None):
+    """A lab secret's value for the admin, decrypted from the lab's age-encrypted store
+    (:func:`homelab.secretstore.reveal`, the admin's key); the value goes to kubectl's stdin only."""
+    def reveal(secret):
+        from .secretstore import reveal as store_reveal
+
+        return store_reveal(root, secret.name, identity)
+    return reveal
 
 
 def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions) -> int:
@@ -642,9 +663,18 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
             v = run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
     checked = [h.hostname for h in up]
     not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
-    if v.ok and not down:
-        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)")
+    # the cluster layer's live checks (Traefik through nginx, Ceph's health), with the cluster scope of the lab
+    layer = cluster_deploy.live_checks(lab, opts) if options.scope == "cluster" and not only and not down else []
+    for c in layer:
+        say("cluster layer", f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}")
+    layer_failed = [c.name for c in layer if not c.ok]
+    if v.ok and not down and not layer_failed:
+        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)"
+              + (f"; the cluster layer's {len(layer)} checks too" if layer else ""))
         return EXIT_OK
+    if v.ok and layer_failed:
+        print("the cluster layer's checks failed: " + ", ".join(layer_failed))
+        return EXIT_FAILED
     if v.ok:
         if checked:
             print(f"all checks passed on {', '.join(checked)} ({options.scope} scope)")

@@ -35,6 +35,8 @@ from typing import Any, Iterator
 
 from . import firewall
 from .errors import LabError, Problem
+from .component import problems as component_problems
+from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import HostContext, Port
 from .secrets import option_problems, redact, secret_kind
@@ -293,6 +295,7 @@ def validate(lab: Lab) -> list[Problem]:
             err(w, "build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
                 "lab host's name)")
         out += port_clashes(ctx)
+        out += label_problems(lab, h)
         for role in h.roles:
             out += role.check(ctx)
         for path, value in h.options.items():
@@ -328,6 +331,7 @@ def validate(lab: Lab) -> list[Problem]:
         if role_type.control_plane and not cps:
             continue
         out += role_type.check_lab(lab)
+    out += component_problems(lab)  # the cluster layer's components
     return out
 
 

@@ -63,6 +63,12 @@ ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'cat /var/lib/kuber
 
 # once every host passed: the cluster checks
 cd $LAB && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $PYTHON -m pytest -p testinfra.plugin $SUITE --hosts=ssh://root@192.168.10.12,ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root=$LAB --lab-host=192.168.10.12=hanaakari --lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --homelab-scope=cluster '--junitxml=$TMP/homelab-deploy-<new>/cluster.xml' -q
+
+# the cluster layer (cluster/helmfile.yaml), on the control plane, once every host passed
+# label node hanaakari
+ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig kubectl label node hanaakari proxy=true --overwrite'
+# release traefik (traefik 37.1.0)
+ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig helm upgrade --install traefik traefik --repo https://traefik.github.io/charts --version 37.1.0 --namespace traefik --create-namespace --wait --timeout 900s -f -' < $LAB/cluster/values/traefik.yaml
 """
 
 
@@ -233,9 +239,14 @@ def test_verify_dry_run_prints_the_suite_command(lab_dir, tmp_path):
 
 def test_without_nixos_rebuild_deploy_runs_the_labs_pinned_one_through_nix(lab_dir, tmp_path):
     """No nixos-rebuild on PATH (Debian), nix there: the switch is `nix run github:NixOS/nixpkgs/<the lab's locked
-    rev>#nixos-rebuild -- switch ...` (the dry run prints the plan the real run executes; nix here is a stand-in)."""
+    rev>#nixos-rebuild-ng -- switch ...` (the dry run prints the plan the real run executes; nix here is a stand-in).
+
+    The package is ``nixos-rebuild-ng`` (pkgs/by-name/ni/nixos-rebuild-ng, mainProgram ``nixos-rebuild``);
+    ``nixos-rebuild`` is only a deprecated alias of it (pkgs/top-level/aliases.nix, "Added 2025-12-02"), which a
+    lab pinning an older nixpkgs resolves to the removed Bash version (no --no-reexec) and a later one to a throw.
+    """
     lock = json.loads((lab_dir / "flake.lock").read_text())["nodes"]["nixpkgs"]["locked"]
-    ref = f"github:NixOS/nixpkgs/{lock['rev']}#nixos-rebuild"
+    ref = f"github:NixOS/nixpkgs/{lock['rev']}#nixos-rebuild-ng"
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     for tool in ("ssh", "python3", "sh", "env"):
@@ -257,3 +268,4 @@ def test_without_nixos_rebuild_deploy_runs_the_labs_pinned_one_through_nix(lab_d
     r = homelab(nolock, "deploy", "hosts/tokiwa", env={"PATH": str(bin_)})
     assert r.returncode == 4
     assert "flake.lock pins no github nixpkgs to run it from: run `nix flake lock` in the lab" in r.stderr
+    assert "nix profile install nixpkgs#nixos-rebuild-ng" in r.stderr
