@@ -36,9 +36,10 @@ from typing import Any, Iterator
 from . import firewall
 from .errors import LabError, Problem
 from .component import problems as component_problems
+from .hardware import arch_mismatches
 from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
-from .role import HostContext, Port
+from .role import HostContext, Port, Source
 from .secrets import option_problems, redact, secret_kind
 from .model import option_path as model_option_path
 
@@ -233,6 +234,28 @@ def port_clashes(ctx: HostContext) -> list[Problem]:
     return out
 
 
+def world_open_ports(ctx: HostContext) -> list[Problem]:
+    """A warning for every port the host opens to the world itself (``open_ports`` with ``source="world"``),
+    naming what listens there, from the host's port table (or sshd, on its port)."""
+    from .access import SSH_PORT
+
+    listening: dict[tuple[int, str], list[str]] = {(SSH_PORT, "tcp"): ["sshd (homelab)"]}
+    for p, role in port_table(ctx):
+        where = " on 127.0.0.1 only" if p.loopback else ""
+        listening.setdefault((p.number, p.proto), []).append(f"{p.what} ({role}{where})")
+    out = []
+    for i, p in enumerate(ctx.host.open_ports):
+        if not isinstance(p.source, Source) or p.source.kind != "world":
+            continue
+        what = listening.get((p.port, p.proto))
+        there = (f"{' and '.join(dict.fromkeys(what))} listens there" if what
+                 else f"what listens there ({p.reason}) is not homelab's")
+        out.append(ctx.warn(f"open_ports[{i}]", f"{p.port}/{p.proto} is open to the world: {there}, and anyone on "
+                            "the internet can now reach it (name a network or \"lan\" unless you mean to publish "
+                            "it)"))
+    return out
+
+
 def validate(lab: Lab) -> list[Problem]:
     """Problems (errors and warnings) of the lab as a whole: generic rules, the port table, every role's rules."""
     out: list[Problem] = []
@@ -309,7 +332,16 @@ def validate(lab: Lab) -> list[Problem]:
             else:
                 for reason in option_problems(model_option_path(path), value):
                     err(w, f"options[{path!r}]", reason)
-        for path in firewall.accept_local_problems(ctx):
+        try:
+            firewall.host_flows(ctx)  # every role's flows read once here, so a bad one is a problem like any
+            flows_ok = True
+        except LabError as e:
+            out += e.problems
+            flows_ok = False
+        out += world_open_ports(ctx)
+        for field, reason in arch_mismatches(h):
+            warn(w, field, reason)
+        for path in firewall.accept_local_problems(ctx) if flows_ok else ():
             err(w, f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's own "
                 "address would then reach its firewall, whose rules from the Kubernetes nodes accept every node's "
                 "address, this host's own too (one file serves all the nodes); leave accept_local off")
