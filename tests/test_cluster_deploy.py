@@ -262,11 +262,14 @@ def test_deploy_refuses_to_start_without_the_cluster_secrets_the_build_only_warn
     root = _acme_lab_folder(tmp_path / "lab")
     fix = {n: f"secret '{n}' is not set (secrets/{n}.age is missing)" for n in
            ("cloudflare-dns-api-token", "cloudflare-zone-api-token")}
-    r = run_homelab(root, "check")
-    assert r.returncode == 0, r.stderr
-    assert [ln for ln in r.stderr.splitlines() if "cloudflare" in ln] == [
-        f"cluster: Acme.env: warning: {why}: `homelab deploy` creates the Kubernetes Secret from it and refuses to "
-        f"run without it; set it: homelab secrets set {n} --cluster < file-holding-the-value" for n, why in fix.items()]
+    warned = [f"cluster: Acme.env: warning: {why}: `homelab deploy` creates the Kubernetes Secret from it and "
+              f"refuses to run without it; set it: homelab secrets set {n} --cluster < file-holding-the-value"
+              for n, why in fix.items()]
+    from homelab.load import load
+
+    _, problems = load(root)  # what build, check and deploy load: warnings only, for these
+    assert [str(p) for p in problems if "cloudflare" in p.reason] == warned
+    assert {p.severity for p in problems if "cloudflare" in p.reason} == {"warning"}
 
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -280,6 +283,7 @@ def test_deploy_refuses_to_start_without_the_cluster_secrets_the_build_only_warn
               f"homelab secrets set {n} --cluster < file-holding-the-value" for n, why in fix.items()]
     assert [ln for ln in r.stderr.splitlines() if "warning:" not in ln] == [
         f"homelab: {errors[0]}", errors[1], "nothing was deployed"]
+    assert [ln for ln in r.stderr.splitlines() if "warning:" in ln and "cloudflare" in ln] == warned
     assert not marker.exists()  # no ssh, no nixos-rebuild: nothing ran
 
     r = run_homelab(root, "deploy", "--dry-run", env={"PATH": f"{bin_}:{os.environ['PATH']}"})
