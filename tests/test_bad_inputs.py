@@ -89,7 +89,7 @@ ERRORS = [
     case("nameservers-not-a-list", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers="192.168.10.1"',
          ("cluster", "nameservers", "'192.168.10.1' is a str, not a list of IPv4 addresses")),
     case("admins-bad-cidr", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "10.0.0.0/33"],',
-         ("cluster", "admins[1]", "'10.0.0.0/33' is not a source: \"lan\", \"tailnet\", \"nodes\", \"pods\", "
+         ("cluster", "admins[1]", "'10.0.0.0/33' is not a source: \"lan\", \"tailnet\", \"admins\", \"nodes\", \"pods\", "
           "\"control-plane\", \"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")),
     case("admins-pods", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "pods"],',
          ("cluster", "admins[1]", "pods cannot be an admin source")),

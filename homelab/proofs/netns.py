@@ -447,7 +447,7 @@ def clients(lab: Lab, host: Host) -> list[Client]:
     if host.is_kubernetes_node:
         out.append(Client("pod on this node", "mynet", str(c.pod_cidr.network_address + 5), frozenset({"pods"})))
         out.append(Client("pod on another node (VXLAN)", "flannel.1", pod, frozenset({"pods"})))
-    ts = tailnet_interface(host)
+    ts = tailnet_interface(lab, host)
     if ts:
         peer = next((str(h.tailscale_address) for h in lab.hosts if h.tailscale_address and h is not host),
                     "100.64.0.77")

@@ -131,6 +131,7 @@ class ControlPlane(Role):
     tag = "k8s-control-plane"
     kubernetes_node = True
     control_plane = True
+    lab_needs = "one host must run the Kubernetes control plane"
     options = kubernetes.OPTIONS
 
     # ---------------------------------------------------------------- compile
@@ -194,6 +195,9 @@ class ControlPlane(Role):
         yield Port(ctx.cluster.api_port, "tcp", "the API server", field="api_port", on_cluster=True)
         if ctx.cluster.easy_certs:
             yield Port(CFSSL_PORT, "tcp", "easyCerts' cfssl")
+
+    def sources(self, ctx: HostContext):
+        return kubernetes.node_sources(ctx)
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
         c = ctx.cluster

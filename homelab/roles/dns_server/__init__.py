@@ -24,6 +24,7 @@ from ...errors import Problem, report
 from ...model import to_sources
 from ...role import (Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
                      section)
+from ...sources import matches
 from ..ingress import IngressProxy
 from ..tailscale import Tailscale
 
@@ -102,8 +103,6 @@ class DnsServer(Role):
 
     def acl_networks(self, ctx: HostContext) -> list[str]:
         """The networks CoreDNS answers (its acl): the clients' networks, and the host itself."""
-        from ...firewall import matches
-
         nets = ["127.0.0.0/8", "::1/128"]
         for source in self.clients:
             nets += [m.net or ("0.0.0.0/0" if m.family == 4 else "::/0") for m in matches(ctx.lab, ctx.host, source)]

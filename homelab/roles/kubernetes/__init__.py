@@ -37,6 +37,7 @@ from ... import optiontypes as t
 from ...contract import PARTIAL, OptionFact
 from ...model import Pkg, PkgCall
 from ...role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
+from ...sources import Match
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
 
@@ -104,7 +105,7 @@ NODE_PORTS = (
     Port(10248, "tcp", "the kubelet (health)", loopback=True),  # kubelet.nix healthz.bind/port
     Port(10249, "tcp", "kube-proxy (metrics)", loopback=True),
     Port(10256, "tcp", "kube-proxy (health)"),
-    Port(8472, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
+    Port(FLANNEL_VXLAN_PORT, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
 )
 CERTMGR_PORT = Port(9488, "tcp", "certmgr (metrics)", loopback=True)  # certmgr.nix metricsPort; easyCerts runs it
 
@@ -245,6 +246,11 @@ def node_host_sections(ctx: HostContext):
         ("services.kubernetes.kubelet.nodeIp", str(h.ip)),
         ("services.flannel.iface", h.interface),
     )]
+
+
+def node_sources(ctx: HostContext) -> list[tuple[str, Match]]:
+    """The pods, on a node: the pod range arriving on the pods' own interfaces (never on the LAN)."""
+    return [("pods", Match(4, i, str(ctx.cluster.pod_cidr))) for i in POD_INTERFACES]
 
 
 def node_flows(ctx: HostContext) -> list[Flow]:

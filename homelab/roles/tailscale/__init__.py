@@ -31,9 +31,12 @@ from ...contract import OptionFact
 from ...errors import Problem
 from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
 from ...secrets import in_store
+from ...sources import Match
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
+TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
+TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 
 
 @attrs.frozen
@@ -48,6 +51,9 @@ class Tailscale(Role):
     interface: str = attrs.field(default="tailscale0", validator=fields.interface_name)
 
     label = "tailscale"
+    host_fields = (("tailscale_address", "that address"),)
+    # services/networking/tailscale.nix: openFirewall adds services.tailscale.port to allowedUDPPorts
+    module_ports = (("services.tailscale.openFirewall", "udp", "services.tailscale.port", TAILSCALE_PORT),)
     options = (
         OptionFact("services.tailscale.enable", t.bool_, TAILSCALE),
         OptionFact("services.tailscale.openFirewall", t.bool_, TAILSCALE,
@@ -85,6 +91,11 @@ class Tailscale(Role):
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(TAILSCALE_PORT, "udp", "tailscaled")
+
+    def sources(self, ctx: HostContext) -> Iterable[tuple[str, Match]]:
+        """The tailnet: Tailscale's ranges, arriving on its interface."""
+        yield "tailnet", Match(4, self.interface, TAILNET_V4)
+        yield "tailnet", Match(6, self.interface, TAILNET_V6)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if self.interface == ctx.host.interface:
