@@ -3,7 +3,7 @@
 A role's folder holds its Python (``__init__.py``), its templates (``*.j2``, filled with
 :func:`homelab.configs.role_text`), the proofs ``homelab test`` runs on its generated config with
 real programs (``proof.py``, offered as ``Role.proofs``) and its nixpkgs facts (``options``).
-Adding a built-in role is its folder plus its line in :data:`BUILTIN`.
+Adding a built-in role is its folder plus its line in :data:`REGISTRY`.
 
 =================  ==========================================================
 folder             role(s)
@@ -25,6 +25,8 @@ installed package) that defines an attrs class subclassing
 :class:`homelab.role.Role`, imported from ``host.py``.
 """
 
+from importlib import import_module
+
 from ..contract import Contract, of_roles
 from .ceph import CephStorage
 from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
@@ -35,10 +37,21 @@ from .power_schedule import PowerSchedule
 from .tailscale import Tailscale
 from .worker import Worker
 
-# In the order the diagram draws their paths and the docs list them.
-BUILTIN: tuple[type, ...] = (ControlPlane, Worker, CephStorage, DnsServer, IngressProxy, Tailscale, NodeExporter,
-                             Monitoring, PowerSchedule)
-
+# The registry of built-in roles: (folder, class), one line each, in the order the diagram draws their paths and
+# the docs list them. A new built-in role is its folder and its line here; the contract, docs/nixpkgs-facts.md,
+# the policy, validation and `homelab test` take it from BUILTIN.
+REGISTRY: tuple[tuple[str, str], ...] = (
+    ("control_plane", "ControlPlane"),
+    ("worker", "Worker"),
+    ("ceph", "CephStorage"),
+    ("dns_server", "DnsServer"),
+    ("ingress", "IngressProxy"),
+    ("tailscale", "Tailscale"),
+    ("monitoring", "NodeExporter"),
+    ("monitoring", "Monitoring"),
+    ("power_schedule", "PowerSchedule"),
+)
+BUILTIN: tuple[type, ...] = tuple(getattr(import_module(f".{folder}", __name__), name) for folder, name in REGISTRY)
 
 
 def builtin_contract() -> Contract:

@@ -74,8 +74,14 @@ class DnsServer(Role):
     tag = "dns"
     proofs = (Proof("CoreDNS zone", _prove_zone),)
     options = (
-        OptionFact("services.coredns.enable", t.bool_, COREDNS),
-        OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
+        OptionFact("services.coredns.enable", t.bool_, COREDNS,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S"),
+        OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile",
+                   nix_type="`lines`",
+                   nix_default="`\"\"`",
+                   evidence="S"),
     )
 
     @forward.validator

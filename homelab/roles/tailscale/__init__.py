@@ -55,18 +55,39 @@ class Tailscale(Role):
     # services/networking/tailscale.nix: openFirewall adds services.tailscale.port to allowedUDPPorts
     module_ports = (("services.tailscale.openFirewall", "udp", "services.tailscale.port", TAILSCALE_PORT),)
     options = (
-        OptionFact("services.tailscale.enable", t.bool_, TAILSCALE),
+        OptionFact("services.tailscale.enable", t.bool_, TAILSCALE,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.openFirewall", t.bool_, TAILSCALE,
-                   "default false; true adds services.tailscale.port (41641) to allowedUDPPorts"),
+                   "default false; true adds services.tailscale.port (41641) to allowedUDPPorts",
+                   nix_type="`bool`",
+                   nix_default="`false`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.extraSetFlags", t.ListOf(t.str_), TAILSCALE,
-                   "passed to `tailscale set` by tailscaled-set.service after tailscaled starts"),
+                   "passed to `tailscale set` by tailscaled-set.service after tailscaled starts",
+                   nix_type="`listOf str`",
+                   nix_default="`[ ]`; when non-empty, `tailscaled-set.service` runs `tailscale set <flags>` "
+                               "after tailscaled",
+                   evidence="S"),
         OptionFact("services.tailscale.extraUpFlags", t.ListOf(t.str_), TAILSCALE,
                    "passed to `tailscale up` by tailscaled-autoconnect (only with authKeyFile); `tailscale up` "
-                   "resets every setting it is not given"),
-        OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0"),
+                   "resets every setting it is not given",
+                   nix_type="`listOf str`",
+                   nix_default="`[ ]`; used only when `authKeyFile` is set: `tailscaled-autoconnect.service` "
+                               "runs `tailscale up --auth-key ... <flags>` while the node needs login. "
+                               "`tailscale up` resets every preference it is not given",
+                   evidence="S (the reset: Tailscale behaviour)"),
+        OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0",
+                   nix_type="`str`",
+                   nix_default="`\"tailscale0\"`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.authKeyFile", t.NullOr(t.path), TAILSCALE,
                    "nullOr path: homelab writes a string, since a Nix path literal would copy the key into the "
-                   "store"),
+                   "store",
+                   nix_type="`nullOr path`",
+                   nix_default="`null`",
+                   evidence="S + U1"),
     )
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
