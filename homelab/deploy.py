@@ -105,7 +105,9 @@ def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts
                 python: str) -> Step:
     """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host."""
     # only testinfra's plugin: pytest plugins installed beside homelab neither slow nor change the checks
-    argv = [python, "-m", "pytest", "-p", "testinfra.plugin", str(suite),
+    from .harness import lab_test_args
+
+    argv = [python, "-m", "pytest", "-p", "testinfra.plugin", str(suite), *lab_test_args(lab_root, suite),
             "--hosts=" + ",".join(testinfra_spec(h) for h in hosts), f"--lab-root={lab_root}"]
     if len(hosts) == 1:
         argv.append(f"--lab-host={hosts[0].hostname}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from .harness import FLAKES, kvm_problem
+from .harness import FLAKES, kvm_problem, lab_test_args
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_STEP_FAILED, LabError, MissingTool, Problem, UsageError
 from .model import Host, Lab
 
@@ -135,7 +135,8 @@ def make_run(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[
     keygen = Step("ssh key for the VMs", ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "homelab-vm",
                                           "-f", str(key)))
     expectations = workdir / "expectations.json"
-    argv = [python, "-m", "pytest", str(suite_dir), "--hosts=" + ",".join(f"ssh://{n}" for n in names),
+    argv = [python, "-m", "pytest", str(suite_dir), *lab_test_args(root, suite_dir),
+            "--hosts=" + ",".join(f"ssh://{n}" for n in names),
             f"--ssh-config={ssh_config}", f"--expectations={expectations}", "--homelab-scope=host"]
     if len(names) > 1:
         argv += ["-n", str(len(names)), "--dist=loadgroup"]

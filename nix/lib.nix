@@ -198,12 +198,23 @@ let
             touch $out
           '';
 
+      # the lab's own testinfra tests (its top-level vm-tests/), beside the suite homelab ships
+      labTests =
+        if pathExists (root + "/vm-tests") then
+          builtins.path {
+            path = root + "/vm-tests";
+            name = "lab-vm-tests";
+            filter = path: type: baseNameOf path != "__pycache__";
+          }
+        else
+          null;
       testPkgs = pkgsFor testSystem;
       nodeModules = name: modulesOf name ++ [ (adapter name testSystem "test") ];
       testArgs = {
         inherit nodeModules;
         expectations = expectations testSystem;
         suite = harness;
+        inherit labTests;
       };
     in
     {

@@ -88,10 +88,12 @@ def _await_dns(machine: Any, name: str, c: dict, timeout: float) -> None:
 
 
 def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[str], Any] | None = None,
-        echo_text: str = "homelab-nodeport-ok", suite: bool = True, outsider: Any = None) -> None:
+        echo_text: str = "homelab-nodeport-ok", suite: bool = True, outsider: Any = None,
+        lab_tests: str | None = None) -> None:
     """The steps above; ``suite=False`` stops before the vm-tests suite (for testing the steps).
 
     ``outsider``: a machine on the LAN at the address the lan-client checks name, that is no lab host.
+    ``lab_tests``: the lab's own tests (its ``vm-tests/``), run beside the suite.
     """
     data = json.loads(Path(expectations).read_text(encoding="utf-8"))
     step = subtest or (lambda _name: contextlib.nullcontext())
@@ -119,7 +121,8 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
         driver.settle(machines, expectations, scope="cluster", timeout=300)
         driver.require_success(driver.run_suite(machines, expectations=expectations, scope="cluster",
                                                 junitxml=driver.out_path("junit-cluster.xml"),
-                                                clients={"lan-client": outsider} if outsider is not None else {}))
+                                                clients={"lan-client": outsider} if outsider is not None else {},
+                                                lab_tests=lab_tests))
 
 
 def _join(step, machines: Mapping[str, Any], cp: Any, workers: list[str], k8s: list[str]) -> None:
