@@ -8,11 +8,17 @@
   description = "homelab: a typed NixOS + Kubernetes home lab, compiled to NixOS modules";
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+  # agenix decrypts the hosts' secrets at activation (its NixOS module, modules/age.nix); its source only,
+  # so it brings no inputs of its own (darwin, home-manager) into the lock
+  inputs.agenix = {
+    url = "github:ryantm/agenix";
+    flake = false;
+  };
 
   outputs =
-    { nixpkgs, ... }:
+    { nixpkgs, agenix, ... }:
     let
-      lib = import ./nix/lib.nix { inherit nixpkgs; };
+      lib = import ./nix/lib.nix { inherit nixpkgs agenix; };
     in
     # this repository's lab (hosts/): nixosConfigurations, checks, packages, colmena, ...
     lib.mkLab { root = ./.; }

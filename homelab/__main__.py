@@ -21,9 +21,10 @@ def run() -> int:
 
         return _closed_stdout()
     uptodate.RECORD = True
+    from .about import invoked_as
     from .cli import main
 
-    return main(argv)
+    return main(argv, prog=invoked_as(sys.argv[0], getattr(sys, "orig_argv", None)))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from . import files, readback, render
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
-from .pynix_eval import Nix, NixError, NixNotFound
+from .pynix_eval import Nix, NixError, NixNotFound, NixUnusable
 from .validate import require_valid
 
 __all__ = ["Prepared", "BuildResult", "check", "prepare", "build", "show", "hosts_sharing_changes", "NotVerified"]
@@ -158,6 +158,8 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
             rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+    except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
+        raise
     except NixNotFound as e:
         raise NotVerified(e.message) from None
     if rep.problems:
@@ -236,7 +238,9 @@ def show(root: Path | str, hosts: list[str] | None = None, nix: Nix | None = Non
     names = hosts or sorted(p.compiled.hosts)
     missing = [rel for h in names for rel in p.compiled.files_of(h) if not (root / rel).is_file()]
     if missing:
-        raise LabError([Problem(rel, "file", "does not exist yet; run `python -m homelab build`") for rel in missing])
+        from .about import program
+
+        raise LabError([Problem(rel, "file", f"does not exist yet; run `{program()} build`") for rel in missing])
     evaluated = readback.evaluate(root, p.compiled, nix or Nix(), names)
     out: dict[str, dict[str, Any]] = {}
     for h in names:

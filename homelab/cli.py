@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .about import program, set_program
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_CHANGED,
@@ -76,6 +77,8 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
         p = Path(t).resolve()
         if root and not p.exists():
             p = (Path(root) / t).resolve()
+        if not (p.parent.name == "hosts" and p.is_dir()) and _bare(t):  # `homelab build yomogi`
+            p = _host_named(t, lab_root)
         if p.parent.name != "hosts":
             raise UsageError(f"{t}: name a host folder such as hosts/yomogi")
         if lab_root is not None and p.parent.parent != lab_root:
@@ -89,6 +92,22 @@ def resolve_targets(targets: list[str], root: str | None) -> tuple[Path, list[st
     elif not names and not (lab_root / "hosts").is_dir():
         raise UsageError(f"--root {root}: no hosts/ folder there")
     return lab_root, (list(dict.fromkeys(names)) or None)
+
+
+def _bare(t: str) -> bool:
+    return bool(t) and "/" not in t and t not in (".", "..")
+
+
+def _host_named(name: str, lab_root: Path | None) -> Path:
+    """A bare host name, as the folder hosts/<name> of the lab (``--root``, else found upward)."""
+    lab = lab_root or find_root()
+    folder = lab / "hosts" / name
+    if not (folder / "host.py").is_file():
+        known = sorted(d.name for d in (lab / "hosts").iterdir() if (d / "host.py").is_file()) \
+            if (lab / "hosts").is_dir() else []
+        raise Usage(f"{name}: no such host in the lab at {lab} (no hosts/{name}/host.py; its hosts: "
+                    f"{', '.join(known) or 'none'})")
+    return folder
 
 
 def _root(args) -> Path:
@@ -137,7 +156,7 @@ def cmd_build(args) -> int:
                       verify_with_nix=not args.no_verify, nix=_nix(args))
     if args.check:
         if res.stale:
-            print("out of date (run `python -m homelab build`):")
+            print(f"out of date (run `{program()} build`):")
             for rel in res.stale:
                 print(f"  {rel}")
             return EXIT_CHANGED
@@ -160,10 +179,11 @@ def cmd_build(args) -> int:
     hosts = f"{n} host{'s' if n != 1 else ''}"
     print(f"{hosts}: wrote {len(res.written)}, unchanged {len(res.unchanged)}"
           + (f", removed {len(res.removed)}" if res.removed else "") + verified)
-    for rel in res.written:
-        print(f"  wrote {rel}")
-    for rel in res.removed:
-        print(f"  removed {rel}")
+    if not args.quiet:
+        for rel in res.written:
+            print(f"  wrote {rel}")
+        for rel in res.removed:
+            print(f"  removed {rel}")
     _record(root, lab, only, args, res, hosts, said)
     return EXIT_OK
 
@@ -292,7 +312,7 @@ def _readme_command(args, root: Path, block: str, markers: tuple[str, str], head
     new = graph.replace_block(old, block, markers, heading)
     if args.check_readme:
         if new != old:
-            print(f"{readme}: the {what} is out of date (run `python -m homelab {command} --update-readme`)")
+            print(f"{readme}: the {what} is out of date (run `{program()} {command} --update-readme`)")
             return EXIT_CHANGED
         print(f"{readme}: the {what} is up to date")
         return EXIT_OK
@@ -347,15 +367,19 @@ def cmd_init(args) -> int:
     from . import init
 
     done = init.init(Path(args.dir), example=args.example, force=args.force, homelab_url=args.homelab_url)
-    print(f"homelab init: a new lab in {done.root} ({done.example} example)")
-    for rel in done.written:
-        print(f"  wrote {rel}")
+    prog = program()
+    print(f"{prog} init: a new lab in {done.root} ({done.example} example)")
+    if not args.quiet:
+        for rel in done.written:
+            print(f"  wrote {rel}")
     for rel in done.kept:
         print(f"  kept {rel} (already there)")
+    if done.git:
+        print(f"git: {done.git}")
     print("next:")
     for rel in done.placeholders:
         print(f"  replace {rel} with the machine's own (nixos-generate-config --show-hardware-config)")
-    print(f"  cd {shlex.quote(str(done.root))} && homelab build && homelab test")
+    print(f"  cd {shlex.quote(str(done.root))} && {prog} build{' && git add -A' if done.tracked else ''} && {prog} test")
     return EXIT_OK
 
 
@@ -401,6 +425,13 @@ def cmd_verify(args) -> int:
     return deploy.verify(lab, root, only, _typed(deploy.VerifyOptions, args))
 
 
+def cmd_completion(args) -> int:
+    from . import completion
+
+    sys.stdout.write(completion.script(args.shell, build_parser("homelab")))
+    return EXIT_OK
+
+
 def cmd_wake(args) -> int:
     from . import power
 
@@ -417,10 +448,127 @@ def cmd_sleep(args) -> int:
     return power.sleep(lab, root, only[0], _typed(power.SleepOptions, args))
 
 
+def cmd_secrets(args) -> int:
+    """``homelab secrets set|edit|rekey|list|hostkey``: the library is homelab.secretstore; this parses and reports."""
+    from . import secretstore as st
+
+    from .load import load_or_raise
+
+    root = _root(args)
+    lab, _ = load_or_raise(root, secrets=False)  # what it reports, these commands fix
+    return _secrets(st, root, lab, args)
+
+
+def _secrets(st, root: Path, lab, args) -> int:
+    if args.action == "set" and args.stray:
+        raise Usage("secrets set: the value comes from standard input, never from the command line (where shell "
+                    "history and ps show it); the extra argument was not used, and it may be in your shell's "
+                    "history now: if it was a real secret, replace it")
+    return {"set": _secrets_set, "edit": _secrets_edit, "rekey": _secrets_rekey, "hostkey": _secrets_hostkey,
+            "list": _secrets_list}[args.action](st, root, lab, args)
+
+
+def _secrets_set(st, root: Path, lab, args) -> int:
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of {args.name} (not echoed): ").encode()
+    else:
+        value = sys.stdin.buffer.read()
+    hosts = [_host_name(h) for h in args.host]
+    e = st.set_secret(root, lab, args.name, value, hosts=hosts, cluster=args.cluster, add=not args.only)
+    del value
+    print(f"wrote {st.age_file(e.name)} ({len((root / st.age_file(e.name)).read_bytes())} bytes) for "
+          + ", ".join(e.readers))
+    return EXIT_OK
+
+
+def _secrets_edit(st, root: Path, lab, args) -> int:
+    changed = st.edit(root, lab, args.name, identity=args.identity)
+    print(f"{st.age_file(args.name)}: " + ("encrypted again with the new value" if changed else "unchanged"))
+    return EXIT_OK
+
+
+def _secrets_rekey(st, root: Path, lab, args) -> int:
+    done = st.rekey(root, lab, identity=args.identity, names=args.names or None)
+    for r in done:
+        change = "; ".join(x for x in (f"now also {', '.join(r.added)}" if r.added else "",
+                                       f"no longer {', '.join(r.removed)}" if r.removed else "") if x)
+        print(f"rekeyed {st.age_file(r.name)}" + (f": {change}" if change else " (same readers)"))
+    if not done:
+        print("no secrets in this lab yet")
+    return EXIT_OK
+
+
+def _secrets_hostkey(st, root: Path, lab, args) -> int:
+    name = _host_name(args.host_dir)
+    pub = st.make_host_key(root, lab, name, force=args.force)
+    print(f"wrote {st.host_key_pub(name)} ({pub.split()[0]} {st.fingerprint(pub)}) and {st.host_key_age(name)} "
+          "(the private half, encrypted to the admins); `homelab install` hands it to the machine")
+    if any(name in e.hosts for e in st.read_record(root).values()):
+        print(f"secrets for {name} were encrypted to its old key: run `homelab secrets rekey`")
+    return EXIT_OK
+
+
+def _secrets_list(st, root: Path, lab, args) -> int:
+    rows = st.status(root, lab)
+    if args.json:
+        import attrs
+
+        _dump({"version": 1, "secrets": [attrs.asdict(r) for r in rows]})
+        return EXIT_OK
+    if not rows:
+        print("no secrets in this lab yet (homelab secrets set NAME --host HOST < value)")
+    for r in rows:
+        who = ", ".join([*r.hosts, *(["the cluster"] if r.cluster else [])]) or "nobody yet"
+        print(f"{r.name}: for {who}; {r.size} bytes; readable by: {', '.join(r.readers) or 'nobody (not set)'}")
+        if r.needed_by:
+            print(f"  needed by: {', '.join(r.needed_by)}")
+        if r.missing:
+            print(f"  cannot read it: {', '.join(r.missing)} (set it, or `homelab secrets rekey`)")
+        if r.unknown:
+            print(f"  {r.unknown} reader key{'s' if r.unknown != 1 else ''} no longer in the lab: `homelab secrets "
+                  "rekey` takes them off")
+    return EXIT_OK
+
+
+def cmd_install(args) -> int:
+    """``homelab install hosts/<name> --target root@ADDRESS``: the library is homelab.install."""
+    from . import install as inst
+    from . import secretstore as st
+
+    root, only = resolve_targets(args.hosts, args.root)
+    lab, warnings = load_selected(root, only)
+    for w in warnings:
+        _err(str(w))
+    if (args.target is None) == (args.sd_card is None):
+        raise Usage("install: give --target USER@ADDRESS (nixos-anywhere over SSH) or --sd-card DEVICE (a Raspberry "
+                    "Pi's card), one of them")
+    opts = inst.options(only[0], args.target, port=args.port, identity=args.identity or (), dry_run=args.dry_run,
+                        hardware_config=not args.no_hardware_config, sd_card=args.sd_card)
+    rc = inst.install(root, lab, opts)  # its errors carry their exit codes (2, 4)
+    if args.dry_run:
+        return EXIT_OK
+    if rc != 0:
+        what = "writing the SD card" if args.sd_card else "nixos-anywhere"
+        _err(f"homelab install: {what} failed (exit {rc}); its output above says why")
+        return EXIT_STEP_FAILED
+    print(f"installed {only[0]}; add what changed to git: {st.host_key_pub(only[0])} {st.host_key_age(only[0])} "
+          f"hosts/{only[0]}/hardware-configuration.nix, then `homelab build` and `homelab deploy`")
+    return EXIT_OK
+
+
+def _host_name(arg: str) -> str:
+    """``hosts/yomogi`` or ``yomogi`` -> ``yomogi``."""
+    p = Path(arg)
+    return p.name if p.parent.name == "hosts" or p.parent == Path(".") else arg
+
+
 # ---------------------------------------------------------------- parser
 
 
-def _hosts(p, help_: str = "host folders, e.g. hosts/yomogi (all hosts when none are named)", nargs: str = "*"):
+def _hosts(p, help_: str = "hosts by name or folder, e.g. yomogi or hosts/yomogi (all hosts when none are named)",
+           nargs: str = "*"):
     p.add_argument("hosts", nargs=nargs, help=help_)
 
 
@@ -515,6 +663,8 @@ def _test_args(p) -> None:
 def _ssh_args(p) -> None:
     p.add_argument("--ssh-config", metavar="FILE", help="an ssh_config for every ssh call (ssh -F; also given to "
                    "nixos-rebuild through NIX_SSHOPTS and to the suite)")
+    p.add_argument("--connect-timeout", type=int, default=10, metavar="SECONDS",
+                   help="how long each ssh call may wait for a host to answer (ssh -o ConnectTimeout; default 10)")
 
 
 def _checks_args(p, settle: float) -> None:
@@ -556,6 +706,12 @@ def _wake_args(p) -> None:
     _ssh_args(p)
 
 
+def _completion_args(p) -> None:
+    from .completion import SHELLS
+
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+
+
 def _sleep_args(p) -> None:
     _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
     p.add_argument("--force", action="store_true", help="power off the control plane while workers are up, or a "
@@ -564,6 +720,49 @@ def _sleep_args(p) -> None:
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                    help="how long to wait until the host is off (default 300)")
     _ssh_args(p)
+
+
+def _secrets_args(p) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    s = sub.add_parser("set", help="encrypt a secret from standard input (never the command line) to its readers")
+    s.add_argument("name", help="the secret's name, as in Secret(\"name\")")
+    s.add_argument("stray", nargs="*", help=argparse.SUPPRESS)  # a value given here is refused, never echoed
+    s.add_argument("--host", action="append", default=[], metavar="H",
+                   help="a host that decrypts it at activation (agenix); repeat for several")
+    s.add_argument("--cluster", action="store_true", help="for Kubernetes: the admins put it into the cluster")
+    s.add_argument("--only", action="store_true",
+                   help="readers are exactly these hosts (default: add them to the secret's hosts)")
+    e = sub.add_parser("edit", help="$EDITOR on a secret's value (a private 0600 file, removed after)")
+    e.add_argument("name")
+    r = sub.add_parser("rekey", help="encrypt secrets again to their readers' current keys (values kept)")
+    r.add_argument("names", nargs="*", help="only these secrets (default: all)")
+    k = sub.add_parser("hostkey", help="make a host's SSH host key before its install (public half in the lab, "
+                       "private half encrypted to the admins)")
+    k.add_argument("host_dir", metavar="hosts/NAME")
+    k.add_argument("--force", action="store_true", help="replace the host key the lab has")
+    ls = sub.add_parser("list", help="who can read what")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    for q in (s, e, r, k, ls):
+        q.add_argument("--root", default=argparse.SUPPRESS,
+                       help="the lab's folder (default: found from the current folder upward)")
+    for q in (e, r):
+        q.add_argument("--identity", metavar="FILE", action="append",
+                       help="your private SSH key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)")
+
+
+def _install_args(p) -> None:
+    _hosts(p, "the host folder, e.g. hosts/tokiwa", 1)
+    p.add_argument("--target", metavar="USER@ADDRESS",
+                   help="where the machine answers SSH now (any Linux, or a NixOS installer), e.g. root@192.168.10.11")
+    p.add_argument("--sd-card", metavar="DEVICE", help="instead: write an aarch64 host's SD card image to this card "
+                   "(e.g. /dev/sdb) and its host key onto the card's root partition")
+    p.add_argument("--port", type=int, default=22, help="its SSH port (default 22)")
+    p.add_argument("--identity", metavar="FILE", action="append",
+                   help="your private SSH key, to decrypt the host key (default: $HOMELAB_AGE_IDENTITY, ~/.ssh/id_*)")
+    p.add_argument("--no-hardware-config", action="store_true",
+                   help="keep the lab's hardware-configuration.nix (default: nixos-anywhere writes the machine's own)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands; run nothing")
 
 
 # name -> (function, help, example, arguments)
@@ -597,32 +796,123 @@ COMMANDS: dict[str, tuple[Callable, str, str, Callable | None]] = {
              "python -m homelab wake hosts/tokiwa", _wake_args),
     "sleep": (cmd_sleep, "drain a host's node and power it off over SSH (not the control plane while workers are "
               "up)", "python -m homelab sleep hosts/tokiwa", _sleep_args),
+    "secrets": (cmd_secrets, "the lab's age-encrypted secrets: set, edit, rekey, list, hostkey (values on stdin, "
+                "never in arguments)", "python -m homelab secrets set tailscale-auth-key --host yomogi < key.txt",
+                _secrets_args),
+    "install": (cmd_install, "install NixOS onto a machine with nixos-anywhere, with its host key made beforehand "
+                "(so its secrets decrypt on first boot) and its hardware-configuration.nix written into the lab",
+                "python -m homelab install hosts/tokiwa --target root@192.168.10.11 --dry-run", _install_args),
+    "completion": (cmd_completion, "print a shell completion script (bash, zsh or fish) for the homelab command",
+                   "python -m homelab completion bash > ~/.local/share/bash-completion/completions/homelab",
+                   _completion_args),
 }
 
+# The codes of the one table (EXIT_CODES) each command ends with, and what each means for it: its --help lists
+# these (and 70, 130, which every command may end with) instead of the whole table.
+_BAD = "a problem in the lab description or a usage mistake, named by host, field and reason; nothing written"
+_BUG = "nix or the option contract disagrees with what homelab generated: a homelab bug"
+_NIX = "nix is missing or cannot be used here (the message says how to fix it)"
+_README = "--check-readme: the README's block is out of date"
+EXITS_OF: dict[str, dict[int, str]] = {
+    "build": {EXIT_OK: "written (with --check: every generated file is up to date)",
+              EXIT_CHANGED: "--check: a generated file is out of date (listed)",
+              EXIT_BAD_INPUT: _BAD + " (also a generated file edited by hand)", EXIT_GENERATED: _BUG,
+              EXIT_MISSING: _NIX + "; --no-verify writes without it"},
+    "check": {EXIT_OK: "no problem (warnings may be listed)", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG,
+              EXIT_MISSING: _NIX},
+    "show": {EXIT_OK: "printed", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG, EXIT_MISSING: _NIX},
+    "plan": {EXIT_OK: "nothing would change", EXIT_CHANGED: "a build would change files (listed)",
+             EXIT_BAD_INPUT: _BAD},
+    "graph": {EXIT_OK: "printed (or the README's diagram updated or up to date)", EXIT_CHANGED: _README,
+              EXIT_BAD_INPUT: _BAD},
+    "policy": {EXIT_OK: "printed (or the README's policy table updated or up to date)", EXIT_CHANGED: _README,
+               EXIT_BAD_INPUT: _BAD},
+    "expect": {EXIT_OK: "printed", EXIT_BAD_INPUT: _BAD},
+    "vm": {EXIT_OK: "the suite passed on the VMs (or --dry-run printed the commands)",
+           EXIT_CHANGED: "the suite failed on a VM", EXIT_BAD_INPUT: _BAD,
+           EXIT_MISSING: "nix, KVM (without --allow-tcg), ssh or ssh-keygen is missing",
+           EXIT_STEP_FAILED: "a VM's build or boot failed; its output says why"},
+    "init": {EXIT_OK: "the lab was written", EXIT_BAD_INPUT: "refused (a folder not empty without --force, one "
+             "holding a lab, a bad --homelab-url); nothing written"},
+    "test": {EXIT_OK: "every part passed (or was skipped, saying why)", EXIT_CHANGED: "a part failed",
+             EXIT_BAD_INPUT: _BAD, EXIT_MISSING: _NIX},
+    # the README's table of the operations says the same, word for word (tests/test_cli_conveniences.py)
+    "deploy": {EXIT_OK: "every host switched and passed its checks, and the cluster checks passed",
+               EXIT_CHANGED: "a host failed its switch, checks or join, or was unreachable (a failed switch or failed "
+                             "checks are rolled back unless `--no-rollback`), or the cluster checks failed",
+               EXIT_BAD_INPUT: "bad input, invalid lab, stale generated files, no flake",
+               EXIT_MISSING: "ssh or pytest-testinfra missing; neither nixos-rebuild nor nix (or no flake.lock to pin "
+                             "nixos-rebuild by)"},
+    "verify": {EXIT_OK: "every check passed",
+               EXIT_CHANGED: "a check failed, a host did not answer SSH, or the suite could not run",
+               EXIT_BAD_INPUT: "bad input", EXIT_MISSING: "ssh or pytest-testinfra missing"},
+    "wake": {EXIT_OK: "the host answers SSH (and its node is Ready and uncordoned)",
+             EXIT_CHANGED: "not up in time, or the packet could not be sent",
+             EXIT_BAD_INPUT: "bad input, no `wake_on_lan`", EXIT_MISSING: "ssh missing"},
+    "sleep": {EXIT_OK: "drained and off", EXIT_CHANGED: "drain or power-off failed, or the host did not answer",
+              EXIT_BAD_INPUT: "bad input; the control plane while workers are up (without `--force`)",
+              EXIT_MISSING: "ssh missing"},
+    "completion": {EXIT_OK: "printed", EXIT_BAD_INPUT: "a shell homelab has no completion for"},
+    "secrets": {EXIT_OK: "done (set, edited, rekeyed, listed, a host key made)",
+                EXIT_BAD_INPUT: _BAD + " (also: not a reader of the secret, no admin key age can encrypt to, a "
+                "value given as an argument)",
+                EXIT_MISSING: "age (or ssh-keygen, for hostkey) is missing"},
+    "install": {EXIT_OK: "installed (or --dry-run printed the commands)",
+                EXIT_BAD_INPUT: _BAD + " (also: stale generated files, no flake, a host key without its private "
+                "half, not a block device)",
+                EXIT_MISSING: "nixos-anywhere and nix (or age, ssh-keygen) are missing",
+                EXIT_STEP_FAILED: "nixos-anywhere, or writing the SD card, failed; its output says why"},
+}
+ALWAYS = (EXIT_CRASH, EXIT_INTERRUPTED)  # any command may end so
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _exit_table(command: str | None = None) -> str:
+    """The whole table, or (for one command) its own codes and what they mean for it."""
+    if command is None:
+        return exit_table()
+    table = dict(EXIT_CODES)
+    own = {**EXITS_OF[command], **{code: table[code] for code in ALWAYS}}
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {own[code]}" for code in sorted(own))
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    prog = prog or program()
     p = argparse.ArgumentParser(
-        prog="homelab",
+        prog=prog,
         description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
-        epilog="example: python -m homelab build hosts/yomogi\n\n" + exit_table(),
+        epilog=f"example: {prog} build hosts/yomogi\n\n" + _exit_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"homelab {_version()}")
     p.add_argument("--debug", action="store_true", help="show the full traceback when homelab crashes")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors, warnings and the result only: no progress "
+                   "lines, no list of files written")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (fn, help_, example, configure) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example: {example}\n\n{exit_table()}",
+        example = example.replace("python -m homelab", prog, 1)
+        sp = sub.add_parser(name, help=help_, description=help_,
+                            epilog=f"example: {example}\n\n{_exit_table(name)}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(func=fn)
         sp.add_argument("--root", help="the lab's folder (holding hosts/); default: found from the current "
                         "folder upward")
+        # also after the command (`homelab verify --quiet`); SUPPRESS keeps a --quiet given before it
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="errors, warnings and the result only: no progress lines, no list of files written")
         if configure:
             configure(sp)
     return p
 
 
 def _run(args) -> int:
-    from .pynix_eval import NixError, NixNotFound
+    from .pynix_eval import NixError, NixNotFound, NixUnusable
 
     try:
         return args.func(args)
@@ -654,6 +944,10 @@ def _run(args) -> int:
     except HomelabError as e:
         _err(f"homelab: {args.command}: {e}")
         return e.exit_code
+    except NixUnusable as e:  # nix is there but cannot be used: nix's reason and how to fix it
+        _err(f"homelab: {args.command} needs nix, and {e.message}; nothing was written",
+             f"  to fix: {e.fix}")
+        return EXIT_MISSING
     except NixNotFound as e:  # homelab.pynix_eval stands alone (no homelab imports): its errors map here
         _err(f"homelab: {args.command} needs nix: {e.message}; nothing was written")
         return EXIT_MISSING
@@ -662,7 +956,10 @@ def _run(args) -> int:
         return EXIT_GENERATED
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The command line; ``prog``: the name the user ran it by (``homelab``, ``python -m homelab``)."""
+    if prog:
+        set_program(prog)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

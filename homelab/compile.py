@@ -129,6 +129,8 @@ def host_sections(ctx: HostContext) -> list[Section]:
 
 def lab_data(lab: Lab) -> DataFile:
     """``hosts/lab.nix``: each host's facts the flake needs before NixOS evaluates (system, LAN, SSH, tags)."""
+    from .secretuse import host_secrets
+
     hosts = {}
     for h in lab.hosts:
         kube = "control-plane" if h.is_control_plane else ("worker" if h.is_kubernetes_node else None)
@@ -145,6 +147,9 @@ def lab_data(lab: Lab) -> DataFile:
                        "buildOnTarget": h.build_host == "target",
                        "buildHost": h.build_host if h.build_host not in (None, "target") else None},
         }
+        secrets = host_secrets(h)
+        if secrets:  # agenix decrypts them at activation (nix/lib.nix): secrets/<name>.age -> /run/agenix/<name>
+            hosts[h.hostname]["secrets"] = secrets
     c = lab.cluster
     from .firewall import lan_client_address
 

@@ -27,6 +27,7 @@ import concurrent.futures
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -102,12 +103,16 @@ def testinfra_spec(host: Host) -> str:
 
 
 def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts: SshOptions, suite: Path,
-                python: str) -> Step:
-    """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host."""
+                python: str, *, progress: bool = False) -> Step:
+    """The vm-tests suite against ``hosts`` over SSH, each target named as its lab host.
+
+    ``progress``: with homelab's plugin that reports each host's start and finish (homelab/liveprogress.py).
+    """
     # only testinfra's plugin: pytest plugins installed beside homelab neither slow nor change the checks
     from .harness import lab_test_args
 
-    argv = [python, "-m", "pytest", "-p", "testinfra.plugin", str(suite), *lab_test_args(lab_root, suite),
+    plugins = ["-p", "testinfra.plugin"] + (["-p", "homelab.liveprogress"] if progress else [])
+    argv = [python, "-m", "pytest", *plugins, str(suite), *lab_test_args(lab_root, suite),
             "--hosts=" + ",".join(testinfra_spec(h) for h in hosts), f"--lab-root={lab_root}"]
     if len(hosts) == 1:
         argv.append(f"--lab-host={hosts[0].hostname}")
@@ -121,13 +126,14 @@ def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts
                 cwd=str(lab_root))
 
 
-def _rebuild(host: Host, args: list[str], opts: SshOptions) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    argv = ["nixos-rebuild", *args, "--target-host", host.ssh_target]
+def _rebuild(host: Host, args: list[str], opts: SshOptions,
+             program: tuple[str, ...] = ("nixos-rebuild",)) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    argv = [*program, *args, "--target-host", host.ssh_target]
     return tuple(argv), (("NIX_SSHOPTS", nix_sshopts(host, opts)),)
 
 
 def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions, suite: Path,
-               python: str) -> HostSteps:
+               python: str, rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> HostSteps:
     name = host.hostname
     flake = f"{root}#{name}"
     build = host.build_host
@@ -141,9 +147,9 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
         built = f"built on {build}"
         extra = ["--build-host", lab.host(build).ssh_target]
     sudo = ["--sudo"] if host.ssh.user != "root" else []
-    argv, env = _rebuild(host, ["switch", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--flake", flake], opts, rebuild)
     switch = Step(f"switch ({built})", argv + tuple(extra) + ("--no-reexec", *sudo), env)
-    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts)
+    argv, env = _rebuild(host, ["switch", "--rollback", "--flake", flake], opts, rebuild)
     rollback = Step("roll back to the previous generation", argv + ("--no-reexec", *sudo), env)
     generation = Step("generation", tuple(ssh_argv(host, ["nixos-rebuild", "list-generations", "--json"], opts)))
     report = str(workdir / f"{name}.xml")
@@ -165,10 +171,12 @@ def host_steps(lab: Lab, root: Path, host: Host, workdir: Path, opts: SshOptions
 
 
 def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, parallel: int, rollback: bool,
-              opts: SshOptions, suite: Path, python: str = sys.executable) -> DeploySteps:
+               opts: SshOptions, suite: Path, python: str = sys.executable,
+               rebuild: tuple[str, ...] = ("nixos-rebuild",)) -> DeploySteps:
+    """``rebuild``: the nixos-rebuild command (remote.rebuild_program: PATH's, or the lab's pinned one)."""
     root = root.resolve()
     hosts = [lab.host(n) for n in sorted(names)]
-    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python) for h in hosts}
+    steps = {h.hostname: host_steps(lab, root, h, workdir, opts, suite, python, rebuild) for h in hosts}
     first = tuple(steps[h.hostname] for h in hosts if h.is_control_plane)
     then = tuple(steps[h.hostname] for h in hosts if not h.is_control_plane)
     report = str(workdir / "cluster.xml")
@@ -276,11 +284,19 @@ class Verdict:
     detail: str = ""
 
 
-def run_checks(step: Step, report: str, settle: float, say: Say, who: str) -> Verdict:
-    """Run the suite; while checks fail, again every SUITE_RETRY s for up to ``settle`` s."""
+def run_checks(step: Step, report: str, settle: float, say: Say, who: str, on_event=None) -> Verdict:
+    """Run the suite; while checks fail, again every SUITE_RETRY s for up to ``settle`` s.
+
+    ``on_event``: called with each host's start and finish while the suite runs (a step with ``progress``).
+    """
     deadline = time.monotonic() + settle
     while True:
-        r = remote.run(step.argv, timeout=1800, env=_env(step), cwd=step.cwd)
+        if on_event is None:
+            r = remote.run(step.argv, timeout=1800, env=_env(step), cwd=step.cwd)
+        else:
+            from .reach import run_with_progress
+
+            r = run_with_progress(step.argv, timeout=1800, env=_env(step), cwd=step.cwd, on_event=on_event)
         if r.returncode in (0, 5):  # 5: nothing to check in this scope
             return Verdict(True, True)
         failed = tuple(failed_checks(report))
@@ -438,6 +454,7 @@ class DeployOptions:
     settle: float = 120  # run the checks again while some fail, for up to this long
     suite: str | None = None  # the vm-tests folder (default: the lab's vm-tests/, else homelab's)
     ssh_config: str | None = None  # an ssh_config for every ssh call (ssh -F)
+    connect_timeout: int = 10  # seconds each ssh call may wait for a host to answer (ssh -o ConnectTimeout)
 
 
 @attrs.frozen
@@ -449,6 +466,8 @@ class VerifyOptions:
     settle: float = 0
     suite: str | None = None
     ssh_config: str | None = None
+    connect_timeout: int = 10  # the SSH probe of each host, and every ssh call of the checks
+    quiet: bool = False  # no progress lines (each host's start and finish)
 
 
 # ---------------------------------------------------------------- the commands
@@ -457,7 +476,10 @@ class VerifyOptions:
 def _ssh_options(options) -> SshOptions:
     if options.ssh_config and not Path(options.ssh_config).is_file():
         raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
-    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None)
+    if options.connect_timeout < 1:
+        raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
+    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
+                      connect_timeout=options.connect_timeout)
 
 
 def _suite(options, root: Path) -> Path:
@@ -475,7 +497,7 @@ def _need(*tools: str) -> None:
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:
         raise MissingTool("pytest-testinfra is not installed, and the live checks need it (pip install "
-                          "'homelab[test]')")
+                          "'nixos-homelab[test]', homelab's package with its test extras)")
 
 
 def _fresh(lab: Lab, root: Path) -> None:
@@ -484,10 +506,24 @@ def _fresh(lab: Lab, root: Path) -> None:
 
     res = build.build(root, lab=lab, check=True)
     if res.stale:
-        raise UsageError("generated files are out of date, so the flake does not describe this lab; run `homelab build` "
-                    "first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
+        from .about import program
+
+        raise UsageError("generated files are out of date, so the flake does not describe this lab; run "
+                         f"`{program()} build` first:\n" + "\n".join(f"  {rel}" for rel in res.stale))
     if not (root / "flake.nix").is_file():
         raise UsageError(f"no flake.nix in {root}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)")
+
+
+def _rebuild_program(root: Path, dry_run: bool, say: Say) -> tuple[str, ...] | None:
+    """nixos-rebuild from PATH or the lab's pinned one (remote.rebuild_program); None: neither (said why)."""
+    try:
+        return tuple(remote.rebuild_program(root))
+    except MissingTool as e:
+        if not dry_run:
+            say.err(f"{e}; nothing was deployed")
+            return None
+        sys.stdout.write(f"# note: {e}\n")
+        return ("nixos-rebuild",)
 
 
 def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
@@ -505,20 +541,25 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     say = Say("deploy")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
+    rebuild = _rebuild_program(root, options.dry_run, say)
+    if rebuild is None:
+        return EXIT_MISSING
     if options.dry_run:
         workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
         plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
-                         opts=opts, suite=suite)
+                          opts=opts, suite=suite, rebuild=rebuild)
+        if rebuild[0] != "nixos-rebuild":
+            sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
         sys.stdout.write(render_steps(plan, lab))
         return EXIT_OK
     try:
-        _need("ssh", "nixos-rebuild")
+        _need("ssh")
     except MissingTool as e:
         say.err(f"{e}; nothing was deployed")
         return EXIT_MISSING
     with tempfile.TemporaryDirectory(prefix="homelab-deploy-") as work:
         plan = make_steps(lab, root, names, Path(work), parallel=options.parallel, rollback=not options.no_rollback,
-                         opts=opts, suite=suite)
+                          opts=opts, suite=suite, rebuild=rebuild)
         rollout = Rollout(plan, lab, opts, settle=options.settle, ready_timeout=options.ready_timeout, say=say)
         try:
             ok = rollout.run()
@@ -548,36 +589,82 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
 
 
 def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions) -> int:
-    """``homelab verify``: the live checks of the named hosts (all when none), one suite run."""
+    """``homelab verify``: the live checks of the named hosts (all when none), one suite run.
+
+    Each host is probed over SSH first (one bounded ``ssh ... true``, all at once): a host that does not answer
+    is reported with ssh's reason and left out, the others are checked.  Each host's start and finish is
+    shown on stderr while the suite runs (not with ``--quiet``).
+    """
+    from . import reach
+
     names = sorted(only or [h.hostname for h in lab.hosts])
     opts = _ssh_options(options)
     suite = _suite(options, root)
-    say = Say("verify")
+    say = Say("verify", stream=sys.stderr, quiet=options.quiet)
     hosts = [lab.host(n) for n in names]
     if options.dry_run:
         report = str(Path(tempfile.gettempdir()) / "homelab-verify-<new>" / "verify.xml")
-        print(checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable).shell())
+        print("# each host answers SSH? (a host that does not is reported and left out of the checks)")
+        for h in hosts:
+            print(shlex.join(reach.probe_argv(h, opts)))
+        print(checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable,
+                          progress=True).shell())
         return EXIT_OK
     try:
         _need("ssh")
     except MissingTool as e:
         say.err(str(e))
         return EXIT_MISSING
+    say("lab", f"probing {len(hosts)} host{'s' if len(hosts) != 1 else ''} over SSH (ConnectTimeout="
+               f"{opts.connect_timeout} s)")
+    down = reach.unreachable(hosts, opts)
+    for name, why in down.items():
+        say.err(f"cannot reach {name} ({reach.address(lab.host(name))}) over SSH: {why}")
+    up = [h for h in hosts if h.hostname not in down]
+    v = _check_live(root, up, options, opts, suite, say) if up else Verdict(True, True)
+    return _verify_verdict(v, names, [h.hostname for h in up], down, options.scope)
+
+
+def _check_live(root: Path, up: list[Host], options: VerifyOptions, opts: SshOptions, suite: Path, say: Say
+                ) -> Verdict:
+    """The suite against the hosts that answer SSH, each host's start and finish said as the suite runs."""
+    def progress(event: dict) -> None:
+        if event.get("event") == "start":
+            say(event["host"], f"checking ({event['checks']} checks, {options.scope} scope)")
+        elif event.get("event") == "finish":
+            failed = event["failed"]
+            say(event["host"], f"{failed} of {event['passed'] + failed + event['skipped']} checks failed"
+                if failed else f"{event['passed']} checks passed" + (f", {event['skipped']} skipped"
+                                                                     if event["skipped"] else ""))
+
     with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
         report = str(Path(work) / "verify.xml")
-        step = checks_step(root.resolve(), hosts, options.scope, report, opts, suite, sys.executable)
-        say(", ".join(names), step.what)
-        v = run_checks(step, report, options.settle, say, ", ".join(names))
-    if v.ok:
-        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)")
+        step = checks_step(root.resolve(), up, options.scope, report, opts, suite, sys.executable, progress=True)
+        return run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
+
+
+def _verify_verdict(v: Verdict, names: list[str], checked: list[str], down: dict, scope: str) -> int:
+    """What ``homelab verify`` prints at the end, and its exit code."""
+    not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
+    if v.ok and not down:
+        print(f"all checks passed on {', '.join(names)} ({scope} scope)")
         return EXIT_OK
+    if v.ok:
+        if checked:
+            print(f"all checks passed on {', '.join(checked)} ({scope} scope)")
+        print(not_checked)
+        return EXIT_FAILED
     if not v.ran:
         print(v.detail)
+        if not_checked:
+            print(not_checked)
         return EXIT_FAILED
     print(f"{len(v.failed)} check{'s' if len(v.failed) != 1 else ''} failed:")
     for f in v.failed:
         print(f"  {f}")
     print(v.detail)
+    if not_checked:
+        print(not_checked)
     return EXIT_FAILED
 
 

@@ -27,7 +27,7 @@ EXIT_CHANGED = 1  # out of date, would change, or failed (build --check, plan, g
 EXIT_FAILED = EXIT_CHANGED  # the same code, said by commands that act: a host, a proof or the suite failed
 EXIT_BAD_INPUT = 2  # a problem in the lab description, a file in the way, or the command line: nothing written
 EXIT_GENERATED = 3  # homelab generated something nix or its own contract disagrees with: a homelab bug
-EXIT_MISSING = 4  # the command needs nix (or another tool) and it is not installed: nothing written
+EXIT_MISSING = 4  # the command needs nix (or another tool) and it is not installed or not usable: nothing written
 EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C
@@ -39,8 +39,9 @@ EXIT_CODES = (
     (EXIT_BAD_INPUT, "a problem in the lab description, a generated file edited by hand or in the way, or a "
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_GENERATED, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
-    (EXIT_MISSING, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild for deploy) is missing; "
-                   "nothing was written"),
+    (EXIT_MISSING, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild or nix for deploy; age for "
+                   "secrets) is missing, or cannot be used by this user (nix without its daemon); nothing was "
+                   "written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),

@@ -13,11 +13,17 @@ hardware files) in place of the two example hosts.
 A folder that is not empty is refused unless ``force`` is given; even then no existing file
 is overwritten (each is reported as kept), and a folder that already holds a lab
 (``hosts/cluster.py``) is always refused.
+
+The lab is made a git repository (``git init``) with the files it wrote added (``git add``), because a
+flake in a git repository sees only the files git tracks; a folder already inside a git repository has
+the files added to that one.  Nothing is committed.  Without git, ``init`` says so and what to run.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -43,6 +49,8 @@ class Written:
     written: tuple[str, ...]
     kept: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = ()  # hardware files to replace before `homelab build` accepts the lab
+    git: str = ""  # what was done with git, for people
+    tracked: bool = False  # the written files are in a git repository's index
 
 
 def _tree(base: Path) -> dict[str, Path]:
@@ -67,7 +75,7 @@ def _url_ok(url: str) -> bool:
 
 
 def init(target: Path | str, *, example: str = "starter", force: bool = False,
-         homelab_url: str | None = None) -> Written:
+         homelab_url: str | None = None, git: bool = True) -> Written:
     """Write a new lab into ``target`` (created if missing).  LabError (nothing written) when refused."""
     from .load import is_placeholder
 
@@ -100,7 +108,38 @@ def init(target: Path | str, *, example: str = "starter", force: bool = False,
         _write_new(dst, text, executable=os.access(src, os.X_OK) or rel.endswith(".sh"))
         written.append(rel)
     placeholders = tuple(rel for rel in written if rel.endswith(".nix") and is_placeholder(target / rel))
-    return Written(target, example, tuple(written), tuple(kept), placeholders)
+    tracked, said = track(target, written) if git else (False, "")
+    return Written(target, example, tuple(written), tuple(kept), placeholders, said, tracked)
+
+
+def track(target: Path, written: list[str]) -> tuple[bool, str]:
+    """``git add`` the written files, in a new repository unless ``target`` is inside one: (added, what was done)."""
+    exe = shutil.which("git")
+    if exe is None:
+        return False, ("git is not installed, so the lab is not a git repository; once it is there, run `git init "
+                       "&& git add -A` in the lab (a flake in a git repository sees only the files git tracks)")
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, "-C", str(target), *args], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    inside = git("rev-parse", "--show-toplevel")
+    top = Path(inside.stdout.strip()) if inside.returncode == 0 else None
+    if top is None:
+        r = git("init", "-q")
+        if r.returncode != 0:
+            return False, (f"`git init` failed ({r.stderr.strip() or f'exit {r.returncode}'}); run `git init && git "
+                           "add -A` in the lab")
+    n = len(written)
+    if written:
+        r = git("add", "--", *written)
+        if r.returncode != 0:
+            return False, f"`git add` failed ({r.stderr.strip() or f'exit {r.returncode}'}); run `git add -A` in the lab"
+    files = f"{n} file{'s' if n != 1 else ''}"
+    if top is None:
+        return True, f"made it a git repository and added its {files} (flakes see only tracked files); nothing committed"
+    return True, (f"added its {files} to the git repository at {top} (flakes see only tracked files); nothing "
+                  "committed")
 
 
 def _write_new(dst: Path, data: bytes, *, executable: bool) -> None:

@@ -225,11 +225,20 @@ def is_placeholder(path: Path) -> bool:
         return False
 
 
-def load(root: Path) -> tuple[Lab | None, list[Problem]]:
-    """The lab under ``root`` and every problem found (errors and warnings)."""
+def load(root: Path, *, secrets: bool = True) -> tuple[Lab | None, list[Problem]]:
+    """The lab under ``root`` and every problem found (errors and warnings).
+
+    ``secrets``: also a secret a host needs and cannot read (``homelab secrets`` itself, which fixes those,
+    loads without).
+    """
     root = Path(root)
     with lab_on_path(root):
-        return _load(root)
+        lab, problems = _load(root)
+    if secrets and lab is not None:
+        from .secretstore import lab_problems
+
+        problems += lab_problems(root, lab)
+    return lab, problems
 
 
 def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
@@ -293,9 +302,9 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
     return lab, problems + list(problems_of(lab))
 
 
-def load_or_raise(root: Path) -> tuple[Lab, list[Problem]]:
+def load_or_raise(root: Path, *, secrets: bool = True) -> tuple[Lab, list[Problem]]:
     """The lab and its warnings; LabError listing every error if there is any."""
-    lab, problems = load(root)
+    lab, problems = load(root, secrets=secrets)
     errors = [p for p in problems if p.severity == "error"]
     if errors or lab is None:
         raise LabError(errors or problems)

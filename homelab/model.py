@@ -111,6 +111,7 @@ class Ssh:
 
 
 SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
+SECRET_RUNTIME_DIR = "/run/agenix"  # agenix's age.secretsDir default (modules/age.nix)
 
 
 @attrs.frozen
@@ -125,6 +126,11 @@ class Secret:
     name: str = attrs.field(validator=fields.typed(
         str, "a secret name", lambda v: SECRET_NAME.match(v) is not None,
         lambda v: f"{v!r} is not a secret name (lower-case letters, digits, '.', '_' and '-'; up to 63)"))
+
+    @property
+    def path(self) -> str:
+        """Where agenix decrypts it on a host: ``config.age.secrets.<name>.path`` as homelab's flake sets it."""
+        return f"{SECRET_RUNTIME_DIR}/{self.name}"
 
 
 # ---------------------------------------------------------------- access

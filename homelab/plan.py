@@ -150,7 +150,9 @@ def render(plan: dict[str, Any], *, diffs: bool = True, colour: bool = False) ->
     n = len(plan["files"])
     out.append("")
     if n:
-        out.append(f"{n} file{'s' if n != 1 else ''} would change; `python -m homelab build` writes "
+        from .about import program
+
+        out.append(f"{n} file{'s' if n != 1 else ''} would change; `{program()} build` writes "
                    f"{'them' if n != 1 else 'it'}" + (" (blocked ones need --force)"
                                                       if any(c["blocked"] for c in plan["files"]) else ""))
     else:

@@ -40,6 +40,7 @@ class WakeOptions:
     no_wait: bool = False  # send the magic packet and stop
     timeout: float = 600  # seconds to wait for SSH and the node to be Ready
     ssh_config: str | None = None
+    connect_timeout: int = 10  # seconds each ssh call may wait for the host to answer
 
 
 @attrs.frozen
@@ -50,6 +51,7 @@ class SleepOptions:
     no_wait: bool = False  # do not wait until the host stops answering SSH
     timeout: float = 300  # seconds to wait until the host is off
     ssh_config: str | None = None
+    connect_timeout: int = 10  # seconds each ssh call may wait for the host to answer
 
 
 def magic_packet(mac: str) -> bytes:
@@ -73,7 +75,10 @@ def lan_broadcast(lab: Lab) -> str:
 def _ssh_options(options) -> SshOptions:
     if options.ssh_config and not Path(options.ssh_config).is_file():
         raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
-    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None)
+    if options.connect_timeout < 1:
+        raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
+    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
+                      connect_timeout=options.connect_timeout)
 
 
 def _need_ssh() -> None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Nix", "NixError", "NixNotFound", "NixTimeout", "NixEvalError", "nix_string", "nix_available"]
+__all__ = ["Nix", "NixError", "NixNotFound", "NixUnusable", "NixTimeout", "NixEvalError", "nix_string",
+           "nix_available", "unusable"]
 
 FLAKE_FEATURES = "experimental-features = nix-command flakes"
 # Linux caps a single argv string at 128 KiB (MAX_ARG_STRLEN); longer expressions go through stdin.
@@ -47,6 +48,15 @@ class NixNotFound(NixError):
     pass
 
 
+class NixUnusable(NixNotFound):
+    """nix is installed but cannot be used here: its daemon is not reachable, or this user may not use the
+    Nix store.  Not a problem of what nix was asked to read; ``fix`` says what to do about it."""
+
+    def __init__(self, message: str, *, fix: str, command: Sequence[str] = (), stderr: str = ""):
+        super().__init__(message, command=command, stderr=stderr)
+        self.fix = fix
+
+
 class NixTimeout(NixError):
     pass
 
@@ -65,6 +75,53 @@ def clean_message(stderr: str) -> str:
     # newer nix prints "error:" blocks with "… while evaluating" traces; keep the error and its location
     keep = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("…", "(stack trace", "warning: "))]
     return "\n".join(keep).strip() or "nix failed without a message"
+
+
+# What nix 2.8 prints when it cannot be used at all (seen here, Debian's nix-bin 2.8.0):
+#   error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': No such file or directory
+#   error: cannot connect to socket at '/run/x/socket': Connection refused        (NIX_REMOTE=daemon / unix://...)
+#   error: could not set permissions on '/nix/var/nix/profiles/per-user' to 755: Operation not permitted
+#   error: creating directory '/nix/var/nix/profiles': Permission denied         (a user who does not own the store)
+#   error: opening lock file '/nix/var/nix/db/big-lock': Permission denied
+# A denial counts only on nix's own folders (its state, store and log folders), never on a file nix was asked to
+# read: "opening file '/home/me/lab/x.nix': Permission denied" stays an evaluation error.
+_SOCKET = re.compile(r"cannot connect to socket at '(?P<path>[^']*)'(?:: (?P<why>.+))?")
+_DENIED = re.compile(r"'(?P<path>/[^']*)'.*?: (?P<why>Permission denied|Operation not permitted|Read-only file system)")
+
+
+def _nix_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
+    state = env.get("NIX_STATE_DIR") or "/nix/var/nix"
+    return tuple(d.rstrip("/") + "/" for d in (state, env.get("NIX_STORE_DIR") or "/nix/store",
+                                                env.get("NIX_LOG_DIR") or "/nix/var/log/nix", "/nix/var"))
+
+
+def unusable(stderr: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """``(what went wrong, how to fix it)`` when nix's error says nix itself cannot be used here, else None."""
+    env = os.environ if env is None else env
+    text = clean_message(stderr)
+    m = _SOCKET.search(text)
+    if m:
+        sock = m["path"]
+        return (f"nix cannot reach the nix daemon: cannot connect to socket at '{sock}'"
+                + (f": {m['why'].strip()}" if m["why"] else ""),
+                "start the nix daemon (systemctl start nix-daemon; on Debian the nix-setup-systemd package sets it "
+                "up) and make sure this user may use its socket (Debian: adduser $USER nix-users), or run as root "
+                "with the store used directly (unset NIX_REMOTE)")
+    dirs = _nix_dirs(env)
+    for line in text.splitlines():
+        m = _DENIED.search(line)
+        if m and ((m["path"].rstrip("/") + "/").startswith(dirs) or "could not set permissions on" in line):
+            try:
+                import pwd
+
+                user = pwd.getpwuid(os.geteuid()).pw_name
+            except (ImportError, KeyError):
+                user = f"uid {os.geteuid()}"
+            return (f"this user ({user}) may not use the Nix store: {line.removeprefix('error: ').strip()}",
+                    "run homelab as a user the nix daemon serves (Debian: apt-get install nix-setup-systemd, then "
+                    "adduser $USER nix-users and log in again), or as the user who owns /nix (root on Debian's "
+                    "nix-bin)")
+    return None
 
 
 def nix_string(s: str) -> str:
@@ -114,9 +171,10 @@ class Nix:
         cmd = [self._bin(args[0]), *args[1:]]
         limit = self.timeout if timeout is None else timeout
         self.calls += 1
+        env = self._env()
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=self._env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
             start_new_session=True,
         )
         try:
@@ -129,6 +187,9 @@ class Nix:
             proc.communicate()
             raise NixTimeout(f"{' '.join(args[:2])} did not finish within {limit:g} s", command=cmd, key=key)
         if proc.returncode != 0:
+            broken = unusable(err, env)
+            if broken:
+                raise NixUnusable(broken[0], fix=broken[1], command=cmd, stderr=err)
             raise NixEvalError(clean_message(err), command=cmd, stderr=err, key=key)
         return out
 

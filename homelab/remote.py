@@ -87,6 +87,46 @@ def node_name(host: Host) -> str:
     return f"{host.hostname}.{domain}" if isinstance(domain, str) and domain else host.hostname
 
 
+# ---------------------------------------------------------------- nixos-rebuild, here or the lab's pinned one
+
+
+def pinned_nixpkgs(lab_root) -> str | None:
+    """The lab flake's locked nixpkgs as a flake reference (``github:NixOS/nixpkgs/<rev>``), from its flake.lock."""
+    import json
+    from pathlib import Path
+
+    try:
+        lock = json.loads((Path(lab_root) / "flake.lock").read_text(encoding="utf-8"))
+        nodes = lock["nodes"]
+        node = nodes[nodes[lock.get("root", "root")]["inputs"]["nixpkgs"]]["locked"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if node.get("type") == "github" and all(isinstance(node.get(k), str) for k in ("owner", "repo", "rev")):
+        return f"github:{node['owner']}/{node['repo']}/{node['rev']}"
+    return None
+
+
+def rebuild_program(lab_root) -> list[str]:
+    """``nixos-rebuild`` from PATH; else the one of the lab's pinned nixpkgs, through ``nix run``.
+
+    MissingTool says exactly how when neither works (no nix, or a lab flake without a lock to pin it by).
+    """
+    import shutil
+
+    if shutil.which("nixos-rebuild"):
+        return ["nixos-rebuild"]
+    if not shutil.which("nix"):
+        raise MissingTool("nixos-rebuild is not on PATH, and nix (to run the lab's pinned one) is not either: install "
+                          "nix (Debian: apt-get install nix-bin), or run homelab from the lab's `nix develop`")
+    ref = pinned_nixpkgs(lab_root)
+    if ref is None:
+        raise MissingTool(f"nixos-rebuild is not on PATH, and {lab_root}/flake.lock pins no github nixpkgs to run it "
+                          "from: run `nix flake lock` in the lab (then homelab runs `nix run "
+                          "github:NixOS/nixpkgs/<rev>#nixos-rebuild`), or install it: nix profile install "
+                          "nixpkgs#nixos-rebuild")
+    return ["nix", "--extra-experimental-features", "nix-command flakes", "run", f"{ref}#nixos-rebuild", "--"]
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -166,14 +206,19 @@ def answers(host: Host, opts: SshOptions) -> bool:
 class Say:
     """Progress lines, one per step, safe to call from several threads: ``homelab deploy [ 12.3s] tokiwa: ...``."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, *, stream=None, quiet: bool = False):
         self.command = command
+        self.stream = stream  # default: stdout (looked up at each call)
+        self.quiet = quiet  # progress lines off (--quiet); err() still speaks
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
 
     def __call__(self, who: str, msg: str) -> None:
+        if self.quiet:
+            return
         with self.lock:
-            print(f"homelab {self.command} [{time.monotonic() - self.t0:6.1f}s] {who}: {msg}", flush=True)
+            print(f"homelab {self.command} [{time.monotonic() - self.t0:6.1f}s] {who}: {msg}",
+                  file=self.stream or sys.stdout, flush=True)
 
     def err(self, msg: str) -> None:
         with self.lock:

@@ -31,7 +31,9 @@ import time
 VERSION = 1
 RECORD = False  # set by ``python -m homelab`` / the ``homelab`` command: a whole process may record a build
 ENV_PREFIXES = ("HOMELAB_", "NIX")  # what homelab and nix read; PATH and PYTHONPATH too
-WATCHED = ("hosts", "modules")  # the lab's sources and the generated files (hosts/lab.nix and the entries)
+# the lab's sources and the generated files (hosts/lab.nix and the entries); secrets/: whether each host can read
+# the secrets it needs is part of the build's answer (homelab.secretstore.lab_problems)
+WATCHED = ("hosts", "modules", "secrets")
 SKIPPED = ("__pycache__",)  # Python's byte-code caches: rewritten by the interpreter, not read by the build
 
 
@@ -173,6 +175,8 @@ def answer(argv: list[str]) -> int | None:
         a = args.pop(0)
         if a == "--check" and not check:
             check = True
+        elif a in ("-q", "--quiet"):  # a no-op build lists no files anyway
+            pass
         elif a == "--root" and args and root is None:
             root = args.pop(0)
         elif a.startswith("--root=") and root is None:

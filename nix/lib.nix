@@ -13,13 +13,24 @@
 #   colmena                            the same modules as a colmena hive (see ./colmena.nix)
 #   packages.<system>.default/homelab  the homelab command
 #   packages.<system>.vm-<h>           a VM of the host for that system (what `homelab vm` boots)
+#   packages.aarch64-linux.sd-image-<h>  for an aarch64 host (a Raspberry Pi): its system as an SD card image
+#                                      (nixpkgs' installer/sd-card/sd-image-aarch64.nix; root on the NIXOS_SD
+#                                      label, as homelab's RaspberryPi4 hosts have it). No secret is in it: the
+#                                      host key goes onto the card after flashing (`homelab install --sd-card`)
 #   packages.<system>.expectations     `homelab expect --json` for every host
 #   checks.<system>.generated-files-current   `homelab build --check` on the lab's files
 #   checks.x86_64-linux.host-<h>       one VM per host, running the vm-tests suite (scope host)
 #   checks.x86_64-linux.cluster        every host as a VM on one network (join, DNS, ingress, suite)
 #   devShells.<system>.default         homelab, Python with its test tools, nix, kubectl, ssh, colmena
 #   formatter.<system>                 nixfmt
-{ nixpkgs }:
+#
+# Secrets: a host whose roles name a Secret("<name>") has `secrets = [ "<name>" ... ]` in hosts/lab.nix.
+# Such a host also gets agenix's NixOS module (the `agenix` input's modules/age.nix) and
+#   age.secrets.<name> = { file = <lab>/secrets/<name>.age; path = "/run/agenix/<name>"; };
+#   age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+# so the host decrypts them at activation with its SSH host key (the lab's hosts/<h>/ssh_host_ed25519_key.pub
+# is its public half); only the encrypted file reaches the Nix store. `homelab secrets` writes them.
+{ nixpkgs, agenix ? null }:
 let
   inherit (builtins)
     attrNames
@@ -105,6 +116,8 @@ let
       nixpkgs ? defaultNixpkgs,
       # systems of packages, devShells and formatter (checks: also testSystem's VM tests)
       systems ? defaultSystems,
+      # agenix's source (github:ryantm/agenix, a `flake = false` input): decrypts the hosts' secrets
+      agenix ? defaultAgenix,
     }:
     let
       forSystems = f: byName systems f;
@@ -130,8 +143,40 @@ let
 
       # A module that imports a file keeps the file's name for error messages and deduplication.
       hostModule = name: { imports = [ (entry name) ]; };
+
+      # The secrets a host decrypts at activation (hosts/lab.nix), with agenix: see the top of this file.
+      secretFile =
+        name: host:
+        let
+          file = root + "/secrets/${name}.age";
+        in
+        if pathExists file then
+          file
+        else
+          throw "homelab: hosts/${host} needs secret ${name}, and secrets/${name}.age is missing: `homelab secrets set ${name} --host ${host}` (in git, also `git add secrets`)";
+      secretsModules =
+        name:
+        let
+          secrets = data.hosts.${name}.secrets or [ ];
+        in
+        if secrets == [ ] then
+          [ ]
+        else if agenix == null then
+          throw "homelab: hosts/${name} has secrets, and mkLab was given no agenix source (pass agenix = <the agenix input>)"
+        else
+          [
+            (agenix + "/modules/age.nix")
+            {
+              _file = "homelab: the secrets of ${name} (nix/lib.nix)";
+              age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+              age.secrets = byName secrets (s: {
+                file = secretFile s name;
+                path = "/run/agenix/${s}";
+              });
+            }
+          ];
       # The modules a host is made of: the same for nixosConfigurations, the VM tests and colmena.
-      modulesOf = name: [ (hostModule name) ];
+      modulesOf = name: [ (hostModule name) ] ++ secretsModules name;
 
       adapter =
         name: vmSystem: mode:
@@ -144,6 +189,16 @@ let
           interfaces = [ h.interface ];
         };
 
+      # The host's system as an SD card image (aarch64 boards: the Raspberry Pi); nixpkgs' own image module.
+      sdImageModule =
+        { modulesPath, ... }:
+        {
+          imports = [ (modulesPath + "/installer/sd-card/sd-image-aarch64.nix") ];
+        };
+      sdImage =
+        name: (nixpkgs.lib.nixosSystem { modules = modulesOf name ++ [ sdImageModule ]; }).config.system.build.sdImage;
+      aarch64Hosts = filter (n: data.hosts.${n}.system == "aarch64-linux") hostNames;
+
       # The host's configuration; `nixos-rebuild build-vm` (virtualisation.vmVariant) gets the VM
       # adapter for a VM of the given system.
       mkSystem =
@@ -152,7 +207,7 @@ let
           modules = modulesOf name ++ [ { virtualisation.vmVariant = adapter name vmSystem "build-vm"; } ];
         };
 
-      # The lab's own files: hosts/ and modules/ (sources and generated), and the Python beside
+      # The lab's own files: hosts/, modules/ (sources and generated) and secrets/ (encrypted), and the Python beside
       # hosts/ that host.py may import (a lab's own roles): top-level .py files, and the .py files of
       # top-level folders that hold Python (roles/, a package); never __pycache__ or tests/.
       isPy = name: match ".*\\.py" name != null;
@@ -171,6 +226,8 @@ let
           && (
             top == "hosts"
             || top == "modules"
+            # the age files (ciphertext): a build checks each host can read the secrets it needs
+            || top == "secrets"
             || (rel == top && type == "regular" && isPy rel)
             || (
               top != "tests"
@@ -209,7 +266,10 @@ let
         else
           null;
       testPkgs = pkgsFor testSystem;
-      nodeModules = name: modulesOf name ++ [ (adapter name testSystem "test") ];
+      # A test VM has a fresh host key, not the one the lab's secrets are encrypted to, so it gets no agenix:
+      # the VM tests run without the secrets (a role's /run/agenix/<name> names a file the VM does not have,
+      # as on a host whose secret failed to decrypt).
+      nodeModules = name: [ (hostModule name) ] ++ [ (adapter name testSystem "test") ];
       testArgs = {
         inherit nodeModules;
         expectations = expectations testSystem;
@@ -239,6 +299,8 @@ let
             value = (mkSystem n system).config.system.build.vm;
           }) hostNames
         )
+        # an SD card image of each aarch64 host: `nix build .#sd-image-<host>` (on aarch64, or with binfmt)
+        // (if system == "aarch64-linux" then prefixed "sd-image-" aarch64Hosts sdImage else { })
       );
 
       checks = forSystems (
@@ -294,6 +356,7 @@ let
     };
 
   defaultNixpkgs = nixpkgs;
+  defaultAgenix = agenix;
 in
 {
   inherit mkLab homelabFor;

@@ -71,8 +71,25 @@ def lab_dir(tmp_path_factory) -> Path:
     return opslab.write_seed_lab(tmp_path_factory.mktemp("deploy") / "lab")
 
 
+_REBUILD_BIN: list[str] = []
+
+
+def rebuild_bin() -> str:
+    """A folder with a stand-in ``nixos-rebuild`` (never run by a dry run): deploy finds one on PATH, as on NixOS."""
+    if not _REBUILD_BIN:
+        import atexit
+        import shutil
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="homelab-test-rebuild-")
+        atexit.register(shutil.rmtree, d, True)
+        os.symlink("/bin/false", os.path.join(d, "nixos-rebuild"))
+        _REBUILD_BIN.append(d)
+    return _REBUILD_BIN[0]
+
+
 def homelab(root: Path, *args: str, env: dict | None = None, tmp: Path | None = None) -> subprocess.CompletedProcess:
-    e = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    e = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{rebuild_bin()}:{os.environ['PATH']}", **(env or {})}
     if tmp is not None:
         e["TMPDIR"] = str(tmp)
     return subprocess.run([sys.executable, "-m", "homelab", *args], cwd=root, env=e, capture_output=True, text=True,
@@ -191,7 +208,8 @@ def test_refusals_and_missing_tools(lab_dir, tmp_path):
     bin_.mkdir()
     (bin_ / "ssh").symlink_to("/bin/false")
     r = homelab(lab_dir, "deploy", env={"PATH": str(bin_)})
-    assert r.returncode == 4 and "nixos-rebuild is not on PATH" in r.stderr, r.stderr
+    assert r.returncode == 4 and "nixos-rebuild is not on PATH, and nix (to run the lab's pinned one) is not either" \
+        in r.stderr, r.stderr
     # no flake: nixos-rebuild --flake has nothing to read
     bare = tmp_path / "bare"
     opslab.write_seed_lab(bare)
@@ -204,7 +222,38 @@ def test_verify_dry_run_prints_the_suite_command(lab_dir, tmp_path):
     r = homelab(lab_dir, "verify", "hosts/tokiwa", "hosts/yomogi", "--dry-run", tmp=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
+        "# each host answers SSH? (a host that does not is reported and left out of the checks)\n"
+        "ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.11 true\n"
+        "ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 true\n"
         f"cd {lab_dir} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -p testinfra.plugin "
-        f"{VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} "
+        f"-p homelab.liveprogress {VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} "
         "--lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --homelab-scope=cluster "
         f"'--junitxml={tmp_path}/homelab-verify-<new>/verify.xml' -q\n")
+
+
+def test_without_nixos_rebuild_deploy_runs_the_labs_pinned_one_through_nix(lab_dir, tmp_path):
+    """No nixos-rebuild on PATH (Debian), nix there: the switch is `nix run github:NixOS/nixpkgs/<the lab's locked
+    rev>#nixos-rebuild -- switch ...` (the dry run prints the plan the real run executes; nix here is a stand-in)."""
+    lock = json.loads((lab_dir / "flake.lock").read_text())["nodes"]["nixpkgs"]["locked"]
+    ref = f"github:NixOS/nixpkgs/{lock['rev']}#nixos-rebuild"
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("ssh", "python3", "sh", "env"):
+        src = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        (bin_ / tool).symlink_to(src)
+    (bin_ / "nix").symlink_to("/bin/false")
+    r = homelab(lab_dir, "deploy", "hosts/tokiwa", "--dry-run", env={"PATH": str(bin_)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run"
+    switch = [ln for ln in lines if " switch --flake " in ln and "--rollback" not in ln]
+    assert switch == [f"NIX_SSHOPTS='-o BatchMode=yes -o ConnectTimeout=10' nix --extra-experimental-features "
+                      f"'nix-command flakes' run '{ref}' -- switch --flake '{lab_dir}#tokiwa' --target-host "
+                      "root@192.168.10.11 --no-reexec"]
+    # no lock to pin it by: exit 4 saying exactly how
+    nolock = tmp_path / "nolock"
+    opslab.write_seed_lab(nolock)
+    (nolock / "flake.lock").unlink()
+    r = homelab(nolock, "deploy", "hosts/tokiwa", env={"PATH": str(bin_)})
+    assert r.returncode == 4
+    assert "flake.lock pins no github nixpkgs to run it from: run `nix flake lock` in the lab" in r.stderr

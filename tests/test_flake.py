@@ -45,9 +45,12 @@ from homelab.readback import to_json
 from .conftest import REPO
 
 STAND_IN = REPO / "tests" / "stand-in-nixpkgs"
-FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "nix", "homelab", "vm-tests"]
+STAND_IN_AGENIX = REPO / "tests" / "stand-in-agenix"  # agenix's NixOS module, as a file the records can name
+FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "nix", "homelab",
+               "vm-tests"]
 NO_LOCK = ["--no-write-lock-file"]
-OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}"]
+OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}", "--override-input", "agenix",
+            f"path:{STAND_IN_AGENIX}"]
 STORE_SOURCE = re.compile(r"^/nix/store/[0-9a-z]{32}-source/")
 HARNESS = "homelab/vm-tests"
 
@@ -225,8 +228,9 @@ def test_outputs_follow_the_lab(show, own):
                                                             + [f"host-{h}" for h in hosts])
     assert sorted(show["checks"]["aarch64-linux"]) == ["generated-files-current"]
     for system in ("x86_64-linux", "aarch64-linux"):
+        sd = [f"sd-image-{h.hostname}" for h in lab.hosts if h.system == "aarch64-linux" == system]
         assert sorted(show["packages"][system]) == sorted(["default", "homelab", "expectations"]
-                                                          + [f"vm-{h}" for h in hosts])
+                                                          + [f"vm-{h}" for h in hosts] + sd)
         assert list(show["devShells"][system]) == ["default"]
         assert system in show["formatter"]
     assert list(show["templates"]) == ["default"] and list(show["overlays"]) == ["default"]
@@ -270,6 +274,20 @@ def test_vm_packages_are_vms_of_the_package_system(packages, own):
             assert a["services.kubernetes.addons.dns.corednsImage"]["condition"] is (host.system != system)
 
 
+def test_sd_images_of_the_aarch64_hosts(packages, own):
+    """An aarch64 host (the Raspberry Pi) has an SD card image: its own modules plus nixpkgs' sd-image-aarch64."""
+    lab, compiled = own
+    arm = [h for h in lab.hosts if h.system == "aarch64-linux"]
+    for host in arm:
+        img = packages["aarch64-linux"][f"sd-image-{host.hostname}"]
+        plan = compiled.hosts[host.hostname]
+        assert img["kind"] == "sd-image" and img["system"] == "aarch64-linux" and img["hostName"] == host.hostname
+        got = files(img["modules"])
+        assert "/stand-in/nixos/modules/installer/sd-card/sd-image-aarch64.nix" in got
+        assert {plan.entry, *plan.modules, *plan.hand_written} <= set(got)
+    assert not any(k.startswith("sd-image-") for k in packages["x86_64-linux"])
+
+
 def test_per_host_checks(checks, packages, own):
     lab, compiled = own
     expectations = packages["x86_64-linux"]["expectations"]
@@ -299,7 +317,7 @@ def test_per_host_checks(checks, packages, own):
         assert re.search(r'sys.path.insert\(0, "/nix/store/[0-9a-z]{32}-vm-tests"\)', script)
         # and beside it the lab's own tests (this repository's vm-tests/), as a store path of their own
         assert re.search(r'lab_tests="/nix/store/[0-9a-z]{32}-lab-vm-tests",', script), script
-    assert expectations["kind"] == "run-command" and expectations["inputs"] == ["homelab-0.1.0"]
+    assert expectations["kind"] == "run-command" and expectations["inputs"] == ["nixos-homelab-0.1.0"]
     assert "homelab expect --root" in expectations["script"] and "--json > $out" in expectations["script"]
 
 
@@ -356,7 +374,8 @@ def test_cli_package_is_pyproject(packages):
 def test_dev_shell_and_formatter(flake):
     shell = flake.eval("devShells.x86_64-linux.default.standIn")
     names = [p["name"] for p in shell["packages"]]
-    assert {"homelab-0.1.0", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {f"{project['name']}-{project['version']}", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
     env = next(p["standIn"] for p in shell["packages"] if p["name"] == "python3-env")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [re.match(r"[A-Za-z0-9_.-]+", d).group(0)
@@ -378,7 +397,7 @@ def test_library_outputs(flake, homelab_src):
     assert os.stat(Path(template["path"]) / "ci.sh").st_mode & stat.S_IXUSR
     applied = flake.nix.flake_eval(f"{flake.ref}#overlays.default", extra=[*flake.override, "--impure"],
                                    apply=f"o: let pkgs = import {STAND_IN} {{ }}; in (o pkgs pkgs).homelab.standIn")
-    assert applied["kind"] == "python-application" and applied["pname"] == "homelab"
+    assert applied["kind"] == "python-application" and applied["pname"] == "nixos-homelab"
 
 
 def test_nix_flake_init_writes_the_starter(flake, tmp_path):
@@ -392,7 +411,7 @@ def test_the_generated_files_check_runs_homelab_build_check(flake, tmp_path):
     """The check's script, run here with this homelab: it passes on the lab as committed, and fails
     (exit 1, naming the file) on a lab whose host.py changed without a build."""
     check = flake.eval("checks.x86_64-linux.generated-files-current.standIn")
-    assert check["kind"] == "run-command" and check["inputs"] == ["homelab-0.1.0"]
+    assert check["kind"] == "run-command" and check["inputs"] == ["nixos-homelab-0.1.0"]
     script = check["script"]
     src = re.search(r"cp -r (/nix/store/[0-9a-z]{32}-homelab-lab) lab", script).group(1)
     assert "homelab build --check --root lab" in script

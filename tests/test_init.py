@@ -22,7 +22,7 @@ HARDWARE = '{ ... }: { fileSystems."/" = { device = "/dev/disk/by-label/nixos"; 
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+            if p.is_file() and "__pycache__" not in p.parts and ".git" not in p.relative_to(root).parts}
 
 
 def test_init_writes_the_starter_lab(tmp_path, capsys):
@@ -35,7 +35,8 @@ def test_init_writes_the_starter_lab(tmp_path, capsys):
     assert os.stat(root / "ci.sh").st_mode & stat.S_IXUSR
     flake = (root / "flake.nix").read_text()
     assert 'inputs.homelab.inputs.nixpkgs.follows = "nixpkgs";' in flake
-    assert "outputs = { homelab, ... }: homelab.lib.mkLab { root = ./.; };" in flake
+    assert "outputs = { homelab, agenix, ... }: homelab.lib.mkLab { root = ./.; inherit agenix; };" in flake
+    assert 'inputs.homelab.inputs.agenix.follows = "agenix";' in flake
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"homelab init: a new lab in {root} (starter example)"
     assert out[-3:] == [
@@ -43,7 +44,7 @@ def test_init_writes_the_starter_lab(tmp_path, capsys):
         "--show-hardware-config)",
         "  replace hosts/worker1/hardware-configuration.nix with the machine's own (nixos-generate-config "
         "--show-hardware-config)",
-        f"  cd {root} && homelab build && homelab test"]
+        f"  cd {root} && homelab build && git add -A && homelab test"]
 
 
 def test_the_seed_example_builds_to_the_seed_labs_files(seed_root, tmp_path):

@@ -271,6 +271,58 @@ def test_verify_runs_the_live_checks_alone(net):
     assert "--homelab-scope=host" in suites(net, mark)[-1]["argv"]
 
 
+PROGRESS = re.compile(r"^homelab verify \[\s*[0-9.]+s\] (\S+): (.*)$")
+
+
+def test_verify_reports_hosts_that_do_not_answer_ssh_and_checks_the_others(net):
+    """One bounded SSH probe per host first: a host whose SYNs vanish times out, one with no sshd is refused;
+    both are named with ssh's reason and left out, the control plane is checked, with its start and finish."""
+    from homelab.expect import lab_expectations
+
+    tokiwa = net.hostns["tokiwa"]
+    drop = ("INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP")
+    tokiwa.exec("iptables", "-I", *drop)  # in tokiwa's own namespace: SSH connections get no answer at all
+    net.stop_sshd("hanaakari")  # nothing listens on port 22: refused at once
+    try:
+        mark = net.mark()
+        r = net.homelab("verify", "--connect-timeout", "2")
+        quiet = net.homelab("verify", "hosts/hanaakari", "hosts/yomogi", "--quiet", "--connect-timeout", "2")
+    finally:
+        tokiwa.exec("iptables", "-D", *drop)
+    assert r.returncode == 1, r.stdout + r.stderr
+    s, = suites(net, mark)[:1]
+    assert [a for a in s["argv"] if a.startswith("--hosts=")] == ["--hosts=ssh://root@192.168.10.10"]
+    lines = r.stderr.splitlines()
+    assert [ln for ln in lines if not PROGRESS.match(ln)] == [
+        "homelab verify: cannot reach hanaakari (192.168.10.12) over SSH: Connection refused",
+        "homelab verify: cannot reach tokiwa (192.168.10.11) over SSH: timed out after 2 s"]
+    n = sum(c.scope in ("host", "cluster") for c in lab_expectations(net.lab)["yomogi"].checks)
+    assert [PROGRESS.match(ln).groups() for ln in lines if PROGRESS.match(ln)] == [
+        ("lab", "probing 3 hosts over SSH (ConnectTimeout=2 s)"),
+        ("yomogi", f"checking ({n} checks, cluster scope)"),
+        ("yomogi", f"{n} checks passed")]
+    assert r.stdout == "all checks passed on yomogi (cluster scope)\nnot checked (no SSH): hanaakari, tokiwa\n"
+    # --quiet: the error and the result, no progress
+    assert quiet.returncode == 1, quiet.stdout + quiet.stderr
+    assert quiet.stderr == "homelab verify: cannot reach hanaakari (192.168.10.12) over SSH: Connection refused\n"
+    assert quiet.stdout == "all checks passed on yomogi (cluster scope)\nnot checked (no SSH): hanaakari\n"
+
+
+def test_verify_shows_each_hosts_start_and_finish_with_its_failures(net):
+    with told(net, "tokiwa", "failing-checks", "kernel_module:rbd\n"):
+        r = net.homelab("verify", "hosts/tokiwa", "hosts/yomogi", "--scope", "host")
+    assert r.returncode == 1, r.stdout + r.stderr
+    from homelab.expect import lab_expectations
+
+    n = {h: sum(c.scope == "host" for c in e.checks) for h, e in lab_expectations(net.lab).items()}
+    events = sorted(PROGRESS.match(ln).groups() for ln in r.stderr.splitlines() if PROGRESS.match(ln))
+    assert events == sorted([("lab", "probing 2 hosts over SSH (ConnectTimeout=10 s)"),
+                             ("tokiwa", f"checking ({n['tokiwa']} checks, host scope)"),
+                             ("tokiwa", f"1 of {n['tokiwa']} checks failed"),
+                             ("yomogi", f"checking ({n['yomogi']} checks, host scope)"),
+                             ("yomogi", f"{n['yomogi']} checks passed")])
+
+
 # ---------------------------------------------------------------- sleep and wake
 
 

@@ -104,6 +104,9 @@ let
     "services.kubernetes.kubelet.seedDockerImages"
     "services.openssh.enable"
     "boot.kernelModules"
+    "age.secrets"
+    "age.identityPaths"
+    "services.tailscale.authKeyFile"
   ];
   split = s: filter isString (builtins.split "\\." s);
   getPath =
@@ -225,6 +228,7 @@ let
         networking.hostName = hostName;
         system.build.toplevel = drv system "nixos-system-${hostName}" (record // { kind = "toplevel"; });
         system.build.vm = drv vmSystem "nixos-vm-${hostName}" (record // { kind = "vm"; });
+        system.build.sdImage = drv system "nixos-sd-image-${hostName}" (record // { kind = "sd-image"; });
       };
       standIn = record;
     };

@@ -8,6 +8,12 @@
   # the homelab flake (its library and command); point this at the one you use
   inputs.homelab.url = "github:homelab/homelab";
   inputs.homelab.inputs.nixpkgs.follows = "nixpkgs";
+  # agenix decrypts each host's secrets (secrets/<name>.age, `homelab secrets`) at activation
+  inputs.agenix = {
+    url = "github:ryantm/agenix";
+    flake = false;
+  };
+  inputs.homelab.inputs.agenix.follows = "agenix";
 
-  outputs = { homelab, ... }: homelab.lib.mkLab { root = ./.; };
+  outputs = { homelab, agenix, ... }: homelab.lib.mkLab { root = ./.; inherit agenix; };
 }

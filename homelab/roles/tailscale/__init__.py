@@ -1,7 +1,11 @@
 """Tailscale: the host joins the tailnet; what tailnet peers may reach is the host's flow table's business.
 
-``auth_key_file`` is a path read at run time (e.g. a sops-nix secret): the key
-itself never enters a generated file or the Nix store.
+``auth_key=Secret("tailscale-auth-key")`` names the lab's age-encrypted secret
+(``homelab secrets set``): agenix decrypts it at activation to
+``/run/agenix/<name>`` (``config.age.secrets.<name>.path``), which becomes
+``authKeyFile``.  ``auth_key_file`` is a path of your own secret manager's
+instead (e.g. sops-nix).  Either way the key itself never enters a generated
+file or the Nix store.
 
 The tailnet interface is not trusted as a whole: peers reach only the ports
 whose flows name the tailnet (or the admins, when the tailnet is among them).
@@ -29,9 +33,20 @@ from ... import checks, fields
 from ... import optiontypes as t
 from ...contract import OptionFact
 from ...errors import Problem
+from ...model import Secret
 from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
-from ...secrets import in_store
+from ...secrets import in_store, redact, secret_kind
 from ...sources import Match
+
+
+def _auth_key_reason(v: object) -> str:
+    if isinstance(v, str) and secret_kind(v):
+        return (f"{redact(v)} looks like {secret_kind(v)}; generated files and the Nix store are world-readable: "
+                f'name the secret instead, auth_key=Secret("tailscale-auth-key"), and set its value with '
+                "`homelab secrets set tailscale-auth-key --host <host>` (the key on standard input)")
+    if isinstance(v, str):
+        return f'{v!r} is a str, not a Secret: write auth_key=Secret("{v}") (a path belongs in auth_key_file)'
+    return fields.wrong_type(v, 'a Secret (Secret("tailscale-auth-key")) or None')
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
@@ -43,11 +58,13 @@ TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 class Tailscale(Role):
     """Tailscale VPN.  Its interface is not trusted as a whole: the flow table says what tailnet peers reach.
 
-    ``auth_key_file`` is a path read at run time (e.g. a sops-nix secret); the
-    key itself is never written into generated files.
+    ``auth_key`` is a secret of the lab (agenix decrypts it on the host); ``auth_key_file`` a path read at run time
+    (another secret manager's).  The key itself is never written into generated files.
     """
 
     auth_key_file: str | None = attrs.field(default=None, validator=fields.optional_path)
+    auth_key: Secret | None = attrs.field(default=None, kw_only=True, validator=fields.check(
+        lambda v: v is None or isinstance(v, Secret), _auth_key_reason))
     interface: str = attrs.field(default="tailscale0", validator=fields.interface_name)
 
     label = "tailscale"
@@ -98,6 +115,8 @@ class Tailscale(Role):
         ]
         if self.auth_key_file:
             defs.append(("services.tailscale.authKeyFile", self.auth_key_file))
+        elif self.auth_key is not None:  # agenix's age.secrets.<name>.path, set so by nix/lib.nix
+            defs.append(("services.tailscale.authKeyFile", self.auth_key.path))
         yield Module("modules/network/tailscale.nix", "Tailscale on every host", (
             section("", *defs),
             section("tailscaled would accept everything arriving on its interface ahead of NixOS's firewall; "
@@ -121,6 +140,9 @@ class Tailscale(Role):
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if self.interface == ctx.host.interface:
             yield self.error(ctx, "interface", f"{self.interface} is the LAN interface too")
+        if self.auth_key_file and self.auth_key is not None:
+            yield self.error(ctx, "auth_key", "give the key one way: auth_key (a secret of the lab) or auth_key_file "
+                             "(a path of your own secret manager), not both")
         if self.auth_key_file and in_store(self.auth_key_file):
             yield self.error(ctx, "auth_key_file", f"{self.auth_key_file!r} lies in the Nix store, which every "
                              "user can read; keep the key outside it (e.g. /run/secrets/tailscale-authkey)")

@@ -60,6 +60,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("case", cases, ids=[f"{n}/{c['id']}@{s}" for s, n, c in cases])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's lab host as a user property from collection on, as the real suite sets it (homelab's progress
+    plugin, homelab/liveprogress.py, counts each host's tests by it)."""
+    for item in items:
+        cs = getattr(item, "callspec", None)
+        if cs is not None and "case" in cs.params:
+            item.user_properties.append(("lab_host", cs.params["case"][1]))
+
+
 @pytest.fixture
 def failing(request: pytest.FixtureRequest):
     import testinfra
