@@ -96,3 +96,29 @@ def container_image(reference: str, scope: str, why: str, namespace: str = "k8s.
     """containerd holds the image ``reference`` (as ``ctr -n <namespace> images ls -q`` lists it)."""
     return check("image", reference, scope, why, namespace=namespace, reference=reference)
 
+
+# ---------------------------------------------------------------- which entries of a file every node shares
+
+WINDOW = 8  # nodes whose entries in a file shared by every node one host's live checks look for
+
+
+def node_window(lab, host) -> frozenset[str]:
+    """The Kubernetes nodes whose entries in the files every node shares (the rules from the nodes, /etc/hosts)
+    ``host``'s live checks look for: every other node in a lab of up to :data:`WINDOW` + 1 nodes, else the
+    :data:`WINDOW` nodes after it (by address, round the end; a host outside Kubernetes starts at its place
+    in the lab).
+
+    The files are the same on every node (nix reads each back once), so the live checks need not list every
+    entry on every host: across the lab each entry is looked for on :data:`WINDOW` hosts, and the checks grow
+    with the lab, not its square.
+    """
+    nodes = lab.derived("firewall: nodes by address", lambda: tuple(sorted(lab.kubernetes_nodes, key=lambda h: h.ip)))
+    if len(nodes) - host.is_kubernetes_node <= WINDOW:
+        return frozenset(h.hostname for h in nodes if h is not host)
+    where = lab.derived("firewall: node places", lambda: {h.hostname: i for i, h in enumerate(nodes)})
+    if host.hostname in where:
+        start = where[host.hostname] + 1
+    else:
+        start = lab.derived("firewall: host places", lambda: {h.hostname: i for i, h in enumerate(lab.hosts)}
+                            )[host.hostname]
+    return frozenset(nodes[(start + j) % len(nodes)].hostname for j in range(WINDOW))

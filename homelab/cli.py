@@ -460,6 +460,11 @@ def cmd_secrets(args) -> int:
 
 
 def _secrets(st, root: Path, lab, args) -> int:
+    from .model import SECRET_NAME
+
+    if args.action == "set" and not SECRET_NAME.match(args.name):
+        raise Usage(f"secrets set: the name given is not a secret name (lower-case letters, digits, '.', '_' and "
+                    f"'-'; up to 63) {NOT_SHOWN}: homelab secrets set NAME --host HOST < file-holding-the-value")
     if args.action == "set" and args.stray:
         raise Usage("secrets set: the value comes from standard input, never from the command line (where shell "
                     "history and ps show it); the extra argument was not used, and it may be in your shell's "
@@ -723,6 +728,7 @@ def _sleep_args(p) -> None:
 
 
 def _secrets_args(p) -> None:
+    p.quiet_values = True  # its errors never repeat what was typed (_Parser)
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     s = sub.add_parser("set", help="encrypt a secret from standard input (never the command line) to its readers")
@@ -744,6 +750,7 @@ def _secrets_args(p) -> None:
     ls = sub.add_parser("list", help="who can read what")
     ls.add_argument("--json", action="store_true", help="print JSON")
     for q in (s, e, r, k, ls):
+        q.quiet_values = True
         q.add_argument("--root", default=argparse.SUPPRESS,
                        help="the lab's folder (default: found from the current folder upward)")
     for q in (e, r):
@@ -881,9 +888,40 @@ def _version() -> str:
     return __version__
 
 
+NOT_SHOWN = "(not shown: it may be a secret's value; values come from standard input only)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that under ``homelab secrets`` an error never repeats what was typed: argparse quotes an
+    unknown choice or an ignored ``--flag=...`` argument, and a value may be what was typed there."""
+
+    quiet_values = False
+
+    def error(self, message: str):
+        if self.quiet_values:
+            import re
+
+            message = re.sub(r"(invalid choice: |explicit argument )'.*?'(?= \(choose from|$)", rf"\1{NOT_SHOWN}",
+                             message)
+        super().error(message)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that arguments ``homelab secrets`` does not understand are refused without naming them."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) == "secrets":
+            sub = getattr(args, "action", None)
+            parser.exit(2, f"{program()}: error: secrets{' ' + sub if sub else ''}: {len(extra)} argument"
+                           f"{'s' if len(extra) != 1 else ''} not understood {NOT_SHOWN}; if one was a real "
+                           "secret, it may be in your shell's history now: replace it\n")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     prog = prog or program()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=prog,
         description="Typed NixOS + Kubernetes home lab: hosts/*.py -> NixOS modules, proven by real nix.",
         epilog=f"example: {prog} build hosts/yomogi\n\n" + _exit_table(),
@@ -961,7 +999,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if prog:
         set_program(prog)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         rc = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

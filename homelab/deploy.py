@@ -363,6 +363,12 @@ class Rollout:
             n = len(v.failed)
             res.result = f"{n} check{'s' if n != 1 else ''} failed"
             say(hs.name, f"{res.result}: {', '.join(v.failed) or '(see the output)'}\n{v.detail}")
+            if res.after is not None and res.after == res.before:
+                # the switch made no new generation (the configuration is the one the host ran): a rollback
+                # would go to the generation before it, one further back than where the deploy found the host
+                res.result += f", not rolled back: the switch left it on generation {res.after}, as it was"
+                say(hs.name, f"left at generation {res.after}: the switch made no new generation to roll back from")
+                return
             self.roll_back(hs, res, res.result)
             return
         if hs.join is not None:
@@ -492,7 +498,7 @@ def _suite(options, root: Path) -> Path:
 def _need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
-            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild)" if tool == "nixos-rebuild" \
+            hint = " (on NixOS it is there; elsewhere: nix shell nixpkgs#nixos-rebuild-ng)" if tool == "nixos-rebuild" \
                 else ""
             raise MissingTool(f"{tool} is not on PATH{hint}")
     if importlib.util.find_spec("testinfra") is None:

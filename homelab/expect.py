@@ -104,10 +104,17 @@ class _Acc:
 
 
 def _firewall_checks(ctx: HostContext) -> list[Check]:
-    """Every accept rule of the host's flow table, as the firewall must list it on the running host."""
+    """Every accept rule of the host's flow table, as the firewall must list it on the running host (of the rules
+    from the nodes, in the file every node shares, those of :func:`homelab.checks.node_window`)."""
     backend = ctx.cluster.firewall
     out: list[Check] = []
-    for r in firewall.host_rules(ctx):
+    nodes = firewall.node_rules(ctx)
+    own = firewall.own_rules(ctx, nodes)
+    if nodes is not None:  # the shared file's rules: those of the nodes the host looks for (node_window)
+        window = {f"{ctx.lab.host(n).ip}/32" for n in checks.node_window(ctx.lab, ctx.host)} | {
+            f"{ctx.host.ip}/32"}
+        own += [r for r in nodes.rules if r.net in window]
+    for r in own:
         listing, line = r.listed(backend)
         ident = line if backend == "nftables" or r.family == 4 else f"ip6 {line}"
         out.append(checks.check("firewall_rule", ident, "host", f"{r.flow.why} ({r.by})", match="line", rule=line,
@@ -116,25 +123,43 @@ def _firewall_checks(ctx: HostContext) -> list[Check]:
 
 
 def _reach_checks(ctx: HostContext) -> list[Check]:
-    """What each kind of client must and must not reach on the host: every port of its flow table and one outside.
+    """What each class of client must and must not reach on the host: every port of its flow table and one outside.
+
+    One probe per class of LAN client the host's firewall tells apart (:func:`homelab.firewall.probe_classes`:
+    the LAN client, the nodes, the control plane, hosts outside Kubernetes, a host a flow names...), not one
+    per lab host: every verdict of the flow table is still probed, and the checks grow with the lab, not its
+    square.  ``stands_for`` says whom the probe speaks for, ``clients`` how many.
 
     Scope ``cluster``: a probe needs a client of that kind on the lab's network (the cluster VM test's
-    outsider on the LAN, a tailnet device, a node).  ``expect`` is "accept" or "refuse", from the flow table.
+    outsider on the LAN, a node).  ``expect`` is "accept" or "refuse", from the flow table.
     """
     lab, host = ctx.lab, ctx.host
     ports = sorted({(f.proto, f.port) for f, _ in firewall.host_flows(ctx)})
     taken = {p for _, p in ports}
     closed = next(p for p in range(8081, 9000) if p not in taken)
     out: list[Check] = []
-    for client, address in firewall.probe_clients(lab, host):
+    for pc in firewall.probe_classes(lab, host):
+        iface = firewall.client_interface(host, pc.client)
         for proto, port in ports + [("tcp", closed), ("udp", closed)]:
-            iface = firewall.client_interface(host, client)
-            flow = firewall.admits(lab, host, 4, iface, address, proto, port) if iface else None
+            flow = firewall.admits(lab, host, 4, iface, pc.address, proto, port) if iface else None
             expect = "accept" if flow else "refuse"
-            why = flow.why if flow else f"nothing in the flow table lets {client} reach {port}/{proto}"
-            out.append(checks.check("reach", f"{client}->{proto}/{port}", "cluster", why, client=client,
-                                    source=address, address=str(host.ip), proto=proto, port=port, expect=expect))
+            why = flow.why if flow else f"nothing in the flow table lets {pc.description} reach {port}/{proto}"
+            out.append(checks.check("reach", f"{pc.client}->{proto}/{port}", "cluster", why, client=pc.client,
+                                    source=pc.address, address=str(host.ip), proto=proto, port=port, expect=expect,
+                                    stands_for=pc.description, clients=pc.size))
     return out
+
+
+def _asking_roles(lab: Lab) -> tuple:
+    """(host, role) of every role that says what must hold on other hosts (overrides ``expectations_for``):
+    found once per lab, so a host's expectations do not walk every role of every other host."""
+    from .role import Role
+
+    def find():
+        return tuple((h, r) for h in lab.hosts for r in h.roles
+                     if type(r).expectations_for is not Role.expectations_for)
+
+    return lab.derived("expect: asking roles", find)
 
 
 def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpectations:
@@ -158,13 +183,11 @@ def host_expectations(lab: Lab, host, *, validated: bool = False) -> HostExpecta
     for role in host.roles:
         for c in role.expectations(ctx):
             acc.add(c)
-    for other in lab.hosts:
+    for other, role in _asking_roles(lab):
         if other is host:
             continue
-        octx = HostContext(lab, other)
-        for role in other.roles:
-            for c in role.expectations_for(octx, ctx):
-                acc.add(c)
+        for c in role.expectations_for(HostContext(lab, other), ctx):
+            acc.add(c)
     for c in _firewall_checks(ctx) + _reach_checks(ctx):
         acc.add(c)
     ordered = tuple(sorted(acc.checks.values(), key=lambda c: (KINDS.index(c.kind), c.id)))

@@ -45,9 +45,10 @@ from typing import TYPE_CHECKING, Iterable
 
 import attrs
 
+from .checks import WINDOW, node_window  # noqa: F401 - which shared entries live checks name
 from .nixmodule import Module, Section, section
 from .role import Flow, HostContext, Source
-from .sources import Match, matches, node_matches, source_interface
+from .sources import Match, _ipv6_off, matches, node_matches, option_value, source_interface  # noqa: F401
 
 if TYPE_CHECKING:
     from .model import Cluster, Host, Lab
@@ -159,6 +160,7 @@ class Rule:
     family: int
     flow: Flow
     by: str
+    net: str | None = None  # the source network it accepts (None: anyone)
 
     def listed(self, backend: str) -> tuple[str, str]:
         """(the command that lists the chain, the rule as it shows there)."""
@@ -198,7 +200,7 @@ def _rules(backend: str, pairs: Iterable[tuple[Flow, str, Match]], skip: frozens
     for flow, by, m in pairs:
         text = rule(backend, m, flow.proto, flow.port)
         if text not in skip and text not in out:
-            out[text] = Rule(text, m.family, flow, by)
+            out[text] = Rule(text, m.family, flow, by, m.net)
     return list(out.values())
 
 
@@ -282,30 +284,185 @@ def accept_local_problems(ctx: HostContext) -> list[str]:
 # ---------------------------------------------------------------- what a probe from a source should see
 
 
+@attrs.frozen
+class Matcher:
+    """A source made concrete on one host, for asking "is this address in?" in constant time: per (IP version,
+    interface or None), anyone, a set of single addresses (the nodes'), and networks."""
+
+    parts: tuple[tuple[int, str | None, bool, frozenset, tuple], ...]
+
+    @classmethod
+    def of(cls, ms: Iterable[Match]) -> Matcher:
+        groups: dict[tuple[int, str | None], tuple[bool, set, list]] = {}
+        for m in ms:
+            anyone, addrs, nets = groups.setdefault((m.family, m.iface), (False, set(), []))
+            if m.net is None:
+                groups[(m.family, m.iface)] = (True, addrs, nets)
+                continue
+            net = ipaddress.ip_network(m.net)
+            if net.num_addresses == 1:
+                addrs.add(net.network_address)
+            else:
+                nets.append(net)
+        return cls(tuple((f, i, anyone, frozenset(addrs), tuple(nets))
+                         for (f, i), (anyone, addrs, nets) in groups.items()))
+
+    def admits(self, family: int, iface: str | None, address) -> bool:
+        for f, i, anyone, addrs, nets in self.parts:
+            if f == family and (i is None or i == iface) and (
+                    anyone or address in addrs or any(address in n for n in nets)):
+                return True
+        return False
+
+
+def source_matcher(lab: Lab, host: Host, source: Source) -> Matcher:
+    """:func:`matches` of ``source`` on ``host`` as a :class:`Matcher`; the nodes' (a rule per node) built once
+    per LAN interface of the lab, not once per host."""
+    if from_nodes(source):
+        v6 = _ipv6_off(host)  # the node rules are IPv4: the same either way, but keyed apart to stay exact
+        return lab.derived(("firewall: node matcher", host.interface, v6),
+                           lambda: Matcher.of(matches(lab, host, source)))
+    return Matcher.of(matches(lab, host, source))
+
+
+def flow_index(lab: Lab, host: Host) -> dict[tuple[str, int], tuple[tuple[Flow, Matcher], ...]]:
+    """The host's flows by (protocol, port), each with its source's :class:`Matcher`: once per host of the lab."""
+    def build() -> tuple[Host, dict]:
+        out: dict[tuple[str, int], list[tuple[Flow, Matcher]]] = {}
+        for flow, _by in host_flows(HostContext(lab, host)):
+            out.setdefault((flow.proto, flow.port), []).append((flow, source_matcher(lab, host, flow.source)))
+        return host, {k: tuple(v) for k, v in out.items()}
+
+    return lab.derived(("firewall: index", id(host)), build)[1]
+
+
 def admits(lab: Lab, host: Host, family: int, iface: str, address: str, proto: str, port: int) -> Flow | None:
-    """The flow that lets a packet in (from ``address`` on ``iface``), or None when the firewall must drop it."""
+    """The flow that lets a packet in (from ``address`` on ``iface``), or None when the firewall must drop it.
+
+    Answered from the host's :func:`flow_index`: the flows on that port only, each source a set lookup."""
     a = ipaddress.ip_address(address)
-    for flow, _by in host_flows(HostContext(lab, host)):
-        if flow.proto != proto or flow.port != port:
-            continue
-        for m in matches(lab, host, flow.source):
-            if m.family == family and (m.iface is None or m.iface == iface) and (
-                    m.net is None or a in ipaddress.ip_network(m.net)):
-                return flow
+    for flow, m in flow_index(lab, host).get((proto, port), ()):
+        if m.admits(family, iface, a):
+            return flow
     return None
 
 
 def lan_client_address(lab: Lab) -> str:
     """A LAN address no lab host and not the gateway uses: where a probe plays "a LAN client" (the highest free)."""
     c = lab.cluster
-    taken = {h.ip for h in lab.hosts} | {c.gateway}
-    return str(next(a for a in reversed(list(c.lan.hosts())) if a not in taken))
+    def find() -> str:
+        taken = {h.ip for h in lab.hosts} | {c.gateway}
+        n = c.lan.num_addresses
+        top, usable = (c.lan.broadcast_address - 1, n - 2) if n > 2 else (c.lan.broadcast_address, n)
+        return str(next(top - i for i in range(usable) if top - i not in taken))  # as reversed(lan.hosts())
+
+    return lab.derived("firewall: lan client", find)
 
 
-def probe_clients(lab: Lab, host: Host) -> list[tuple[str, str]]:
-    """(client, source address) the live checks probe ``host`` from: a LAN client and every other lab host."""
-    return [("lan-client", lan_client_address(lab))] + [(f"host:{h.hostname}", str(h.ip))
-                                                         for h in lab.hosts if h is not host]
+@attrs.frozen
+class ClientKind:
+    """Lab clients on the LAN that no source of the lab's flow table tells apart (every host's flows, the admins):
+    the same verdict on every port of every host.  ``members``: (client, address), the LAN client first."""
+
+    key: tuple
+    members: tuple[tuple[str, str], ...]
+    description: str
+    names: frozenset[str] = attrs.field(eq=False)  # the members' client names
+
+
+def client_kinds(lab: Lab) -> tuple[ClientKind, ...]:
+    """The lab's LAN clients (a LAN client that is no lab host, then every lab host) grouped by what any source
+    could single out: a host a flow names, being a Kubernetes node, the control plane, each network a flow names
+    and the LAN.  Worked out once per lab; a handful of kinds however many hosts there are."""
+    return lab.derived("firewall: client kinds", lambda: _client_kinds(lab))
+
+
+def _sources(lab: Lab) -> list[Source]:
+    out = {f.source: None for h in lab.hosts for f, _ in host_flows(HostContext(lab, h))}
+    for s in list(out):
+        if s.kind == "admins":
+            out.update(dict.fromkeys(lab.cluster.admins))
+    return list(out)
+
+
+def _client_kinds(lab: Lab) -> tuple[ClientKind, ...]:
+    sources = _sources(lab)
+    named = {s.host for s in sources if s.kind == "host"}
+    nets = [n for n in dict.fromkeys(ipaddress.ip_network(s.network) for s in sources if s.kind == "network")
+            if n.version == 4]
+    lan = lab.cluster.lan
+    cp = lab.control_plane
+    nodes = {h.hostname for h in lab.kubernetes_nodes}
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    lan_client = lan_client_address(lab)
+    candidates = [("lan-client", None, lan_client)] + [(f"host:{h.hostname}", h, str(h.ip)) for h in lab.hosts]
+    for client, h, address in candidates:
+        a = ipaddress.ip_address(address)
+        key = (h.hostname if h is not None and h.hostname in named else None,
+               h is not None and h.hostname in nodes, h is not None and h is cp,
+               tuple(a in n for n in nets), a in lan)
+        groups.setdefault(key, []).append((client, address))
+    out = []
+    for key, members in groups.items():
+        name, node, is_cp, inside, in_lan = key
+        outside = "lab hosts outside Kubernetes"
+        who = ("the control plane" if is_cp else "Kubernetes nodes" if node else
+               outside if members[0][0] != "lan-client" else
+               "the LAN client" if len(members) == 1 else f"the LAN client and {outside}")
+        if name is not None:
+            who = f"host:{name} ({who})"
+        where = [str(n) for n, i in zip(nets, inside) if i] + ([] if in_lan else ["outside the LAN"])
+        out.append(ClientKind(key, tuple(members), who + (f", in {', '.join(where)}" if where else ""),
+                              frozenset(c for c, _ in members)))
+    return tuple(out)
+
+
+@attrs.frozen
+class ProbeClass:
+    """Clients a host's firewall cannot tell apart (the same answer on every port of its flow table), probed once
+    from ``client``: one or more :class:`ClientKind` s, the host itself left out."""
+
+    client: str
+    address: str
+    kinds: tuple[ClientKind, ...]
+    host: str  # the host probed (not a member)
+
+    def members(self) -> list[tuple[str, str]]:
+        return [m for k in self.kinds for m in k.members if m[0] != f"host:{self.host}"]
+
+    @property
+    def size(self) -> int:
+        """How many clients the probe speaks for."""
+        me = f"host:{self.host}"
+        return sum(len(k.members) - (me in k.names) for k in self.kinds)
+
+    @property
+    def description(self) -> str:
+        return "; ".join(k.description for k in self.kinds)
+
+
+def probe_classes(lab: Lab, host: Host) -> list[ProbeClass]:
+    """The classes of LAN client ``host``'s firewall tells apart, each with the client that plays it in a probe.
+
+    Two clients are in one class when every source of the host's flows holds both or neither: the flow table
+    gives them the same verdict on every port.  So one probe per class and port proves every verdict of the
+    host's flow table for every lab host and LAN client; the probes grow with the host's flows, not the lab.
+    """
+    sources = list(dict.fromkeys(f.source for f, _ in host_flows(HostContext(lab, host))))
+    matchers = [source_matcher(lab, host, s) for s in sources]
+    me = f"host:{host.hostname}"
+    out: dict[tuple[bool, ...], list] = {}
+    for kind in client_kinds(lab):
+        rep = next(((c, a) for c, a in kind.members if c != me), None)
+        if rep is None:
+            continue
+        a = ipaddress.ip_address(rep[1])
+        sig = tuple(m.admits(4, host.interface, a) for m in matchers)
+        if sig in out:
+            out[sig][2].append(kind)
+        else:
+            out[sig] = [rep[0], rep[1], [kind]]
+    return [ProbeClass(c, a, tuple(kinds), host.hostname) for c, a, kinds in out.values()]
 
 
 def client_interface(host: Host, client: str) -> str | None:

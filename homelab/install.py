@@ -6,7 +6,8 @@ gives it (flags as its docs/cli.md and docs/howtos name them; docs/nixpkgs-facts
 
 * ``--flake <lab>#<name>``, ``--target-host <user@address>`` (``-p PORT`` for another SSH port);
 * ``--generate-hardware-config nixos-generate-config <lab>/hosts/<name>/hardware-configuration.nix``: the
-  machine's own hardware file, written into the lab as nixos-anywhere detects it on the target;
+  machine's own hardware file, written into the lab as nixos-anywhere detects it on the target (without file
+  systems: disko's); refused when the host does not import that file, which would then not be installed;
 * ``--extra-files <dir>``: ``<dir>/etc/ssh/ssh_host_ed25519_key`` (0600) and its ``.pub``, the host key made
   beforehand (``homelab secrets hostkey``; made here when the lab has none), so the machine boots with the
   key its secrets are encrypted to and agenix decrypts them at the first activation.  The private half is
@@ -24,7 +25,8 @@ The image never holds the key: it is built in the world-readable Nix store.
 
 What nixos-anywhere needs from the host's configuration that homelab does not write: a disko disk layout
 (``system.build.diskoScript``), e.g. disko's module and a ``disk.nix`` among the host's hand-written
-``imports``.  Without one it stops before touching the disks.
+``imports``.  Without one it stops before touching the disks, but after the kexec (it builds the host only
+then): the machine runs the installer from RAM until it is rebooted.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .model import Lab
 
 NIXOS_ANYWHERE_FLAKE = "github:nix-community/nixos-anywhere"
 HOST_KEY_IN_EXTRA = "etc/ssh/ssh_host_ed25519_key"
+HARDWARE_FILE = "hardware-configuration.nix"  # where --generate-hardware-config writes, in hosts/<name>/
 
 
 class InstallError(UsageError):
@@ -99,8 +102,10 @@ def plan(root: Path, lab: Lab, opts: InstallOptions) -> InstallPlan:
     if not _target_ok(opts.target):
         raise InstallError(f"--target {opts.target!r}: give user@address (e.g. root@192.168.10.11)")
     root = root.resolve()
-    make_key = _key_state(root, opts.host)
     hw = root / "hosts" / opts.host / "hardware-configuration.nix"
+    if opts.hardware_config:
+        _imports_hardware_file(lab, opts.host)
+    make_key = _key_state(root, opts.host)
     argv = [*nixos_anywhere(), "--flake", f"{root}#{opts.host}"]
     if opts.hardware_config:
         argv += ["--generate-hardware-config", "nixos-generate-config", str(hw)]
@@ -140,6 +145,17 @@ def _sd_plan(root: Path, lab: Lab, opts: InstallOptions) -> SdPlan:
     build = ("nix", "--extra-experimental-features", "nix-command flakes", "build",
              f"{root}#packages.aarch64-linux.sd-image-{opts.host}", "--out-link", f"{EXTRA}/image")
     return SdPlan(opts.host, dev, root_partition(dev), make_key, build, f"{EXTRA}/image/sd-image/*.img.zst")
+
+
+def _imports_hardware_file(lab: Lab, name: str) -> None:
+    """The file nixos-anywhere writes is only part of the install when the host imports it (host.py's imports are
+    relative to hosts/<name>/); without it the machine would boot without its initrd modules."""
+    imports = lab.host(name).imports
+    if HARDWARE_FILE not in {os.path.normpath(i) for i in imports}:
+        raise InstallError(f"hosts/{name}: imports: nixos-anywhere writes the machine's hardware file to "
+                           f"hosts/{name}/{HARDWARE_FILE}, and {name} does not import it (its imports: "
+                           f"{', '.join(imports) or 'none'}): add \"./{HARDWARE_FILE}\" to its imports (in place of "
+                           "the file it replaces), or pass --no-hardware-config to keep the lab's own")
 
 
 def _is_block(dev: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import runpy
 import stat
 import sys
 import traceback
@@ -127,11 +126,24 @@ def unreadable(path: Path) -> str | None:
 def generated_target(root: Path, path: Path) -> str | None:
     """The lab-relative path of the generated file ``path`` leads to (through links too), or None."""
     try:
-        real = path.resolve()
-        rel = real.relative_to(root.resolve()).as_posix()
+        real = os.path.realpath(path)
+        base = _real_root(str(root))
     except (OSError, ValueError, RuntimeError):
         return None
+    if not real.startswith(base + os.sep):
+        return None
+    rel = real[len(base) + 1:]
     return rel if generated_path(rel) else None
+
+
+_REAL_ROOTS: dict[str, str] = {}
+
+
+def _real_root(root: str) -> str:
+    """The lab folder's real path, worked out once per load (asked for every import of every host)."""
+    if root not in _REAL_ROOTS:
+        _REAL_ROOTS[root] = os.path.realpath(root)
+    return _REAL_ROOTS[root]
 
 
 def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
@@ -174,11 +186,39 @@ def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
     return found, problems
 
 
+def run_file(path: Path, run_name: str) -> dict:
+    """Run a Python file as ``runpy.run_path`` does for a plain script (its globals back; ``__name__`` is
+    ``run_name``, ``__file__`` its path, the module in sys.modules while it runs, so classes it defines work),
+    without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py."""
+    import types
+
+    with open(path, "rb") as f:
+        source = f.read()
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    module = types.ModuleType(run_name)
+    module.__dict__.update(__file__=str(path), __cached__=None, __loader__=None, __package__="", __spec__=None)
+    saved = sys.modules.get(run_name)
+    sys.modules[run_name] = module
+    argv0 = sys.argv[0] if sys.argv else None
+    if sys.argv:
+        sys.argv[0] = str(path)
+    try:
+        exec(code, module.__dict__)
+    finally:
+        if sys.argv:
+            sys.argv[0] = argv0
+        if saved is None:
+            sys.modules.pop(run_name, None)
+        else:
+            sys.modules[run_name] = saved
+    return dict(module.__dict__)
+
+
 def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
     problems: list[Problem] = []
     with located(where), collecting() as sink:
         try:
-            ns = runpy.run_path(str(path), run_name=f"homelab_user_{where.replace('/', '_')}")
+            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}")
         except SyntaxError as e:
             problems.append(Problem(where, path.name, f"syntax error on line {e.lineno}: {e.msg}"))
             ns = {}
@@ -232,6 +272,7 @@ def load(root: Path, *, secrets: bool = True) -> tuple[Lab | None, list[Problem]
     loads without).
     """
     root = Path(root)
+    _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     with lab_on_path(root):
         lab, problems = _load(root)
     if secrets and lab is not None:

@@ -458,7 +458,8 @@ class Lab:
         return self.sources.get(name, f"hosts/{name}")
 
     def with_role(self, role_type: type) -> list[Host]:
-        return [h for h in self.hosts if h.has(role_type)]
+        # asked for by roles on every host: found once per lab
+        return list(self.derived(("with_role", role_type), lambda: tuple(h for h in self.hosts if h.has(role_type))))
 
     def roles_of_type(self, role_type: type) -> Iterator[tuple[Host, Any]]:
         for h in self.hosts:

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
@@ -170,6 +170,26 @@ class Conflict:
         return f"{attr_path(self.path)}: {self.message} (defined in {', '.join(self.files)})"
 
 
+def _flat(rel: str, nested: dict, contract: contracts.Contract, memo: dict | None) -> list[tuple[OptPath, Any]]:
+    flat = memo.get(("flat", rel)) if memo is not None else None
+    if flat is None:
+        flat = list(flatten(nested, (), contract))
+        if memo is not None:
+            memo[("flat", rel)] = flat
+    return flat
+
+
+def _definitions(files: list[tuple[str, dict]], contract: contracts.Contract, memo: dict | None
+                 ) -> tuple[dict[OptPath, list[Any]], dict[OptPath, list[str]]]:
+    defs: dict[OptPath, list[Any]] = {}
+    where: dict[OptPath, list[str]] = {}
+    for rel, nested in files:
+        for path, value in _flat(rel, nested, contract, memo):
+            defs.setdefault(path, []).append(value)
+            where.setdefault(path, []).append(rel)
+    return defs, where
+
+
 def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | None = None, *,
                memo: dict | None = None) -> tuple[dict[str, Any], list[Conflict]]:
     """Merge the nested definitions of a host's files (in module order) into option values.
@@ -178,17 +198,7 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     and the value of an option only one file defines, so a file many hosts import is worked out once.
     """
     contract = contract or builtin_contract()
-    defs: dict[OptPath, list[Any]] = {}
-    where: dict[OptPath, list[str]] = {}
-    for rel, nested in files:
-        flat = memo.get(("flat", rel)) if memo is not None else None
-        if flat is None:
-            flat = list(flatten(nested, (), contract))
-            if memo is not None:
-                memo[("flat", rel)] = flat
-        for path, value in flat:
-            defs.setdefault(path, []).append(value)
-            where.setdefault(path, []).append(rel)
+    defs, where = _definitions(files, contract, memo)
     merged: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     for path in sorted(defs):
@@ -208,12 +218,115 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
     return merged, conflicts
 
 
+def _joins(typ: t.OptionType, defs: list[Any]) -> bool:
+    """Whether the definitions merge without a conflict by joining: text of a ``lines``-like type, or lists of a
+    ``listOf`` (what NixOS keeps of them: those of the strongest priority, each a string or a list)."""
+    if not isinstance(typ, (t.Joined, t.ListOf)):
+        return False
+    kind = str if isinstance(typ, t.Joined) else list
+    return all(isinstance(d["content"] if t.is_override(d) else d, kind) for d in defs)
+
+
+def host_conflicts(files: list[tuple[str, dict]], contract: contracts.Contract | None = None, *,
+                   memo: dict | None = None) -> list[Conflict]:
+    """The conflicts :func:`merge_host` would report, without building the merged values.
+
+    A host's ``networking.firewall.extraCommands`` is its own rules joined with those of the node-rules file it
+    shares with the other nodes (a line per node): built for every host, that is a string per pair of hosts.
+    Definitions that only join (:func:`_joins`) cannot conflict and are not joined here; an option whose
+    definitions all come from the same shared files is judged once (``memo``).
+    """
+    contract = contract or builtin_contract()
+    defs, where = _definitions(files, contract, memo)
+    out = [c for path, values in defs.items()
+           if (c := _judge(path, values, where[path], contract, memo)) is not None]
+    return sorted(out, key=lambda c: c.path)
+
+
+def _judge(path: OptPath, values: list[Any], where: list[str], contract: contracts.Contract, memo: dict | None
+           ) -> Conflict | None:
+    """Whether one option's definitions (in module order, from the files ``where``) conflict."""
+    typ = option_type(path, contract)
+    if len(values) > 1 and _joins(typ, values):
+        return None
+    key = ("conflict", tuple(where), path)
+    if memo is not None and key in memo:
+        return memo[key]
+    found = None
+    try:
+        t.merge_definitions(typ, values)
+    except t.MergeConflict as e:
+        found = Conflict(path, str(e), tuple(where))
+    except (TypeError, AttributeError, KeyError):
+        found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where))
+    if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where)):
+        memo[key] = found  # one file's value, or shared files': the same answer for every host
+    return found
+
+
+def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...], nested: dict[str, dict],
+                                contract: contracts.Contract, memo: dict) -> list[Conflict]:
+    """:func:`host_conflicts` of a host whose files are its entry (first) and shared ``modules``: what the
+    modules define together is worked out once per set of modules (hosts alike share it), so a host costs
+    what its own entry defines."""
+    key = ("shared", modules)
+    if key not in memo:
+        sdefs, swhere = _definitions([(rel, nested[rel]) for rel in modules], contract, memo)
+        judged = {path: _judge(path, values, swhere[path], contract, memo) for path, values in sdefs.items()}
+        memo[key] = (sdefs, swhere, judged)
+    sdefs, swhere, judged = memo[key]
+    rel, defs = entry
+    own = _flat(rel, defs, contract, memo)
+    mine = {path for path, _ in own}
+    out = [c for path, c in judged.items() if c is not None and path not in mine]
+    for path, value in own:
+        found = _judge(path, [value, *sdefs.get(path, ())], [rel, *swhere.get(path, ())], contract, memo)
+        if found is not None:
+            out.append(found)
+    return sorted(out, key=lambda c: c.path)
+
+
+class HostOptions(Mapping):
+    """host -> its option values as NixOS would merge them, merged when asked for and not kept.
+
+    Kept for every host, the merged values grow with the square of the lab (each node's firewall text
+    holds a line per node); the definitions they come from are held once per file.
+    """
+
+    def __init__(self, names: Iterable[str], files_of: Callable[[str], list[tuple[str, dict]]],
+                 contract: contracts.Contract, memo: dict | None = None):
+        self._names = tuple(sorted(names))
+        self._files_of = files_of
+        self._contract = contract
+        self._memo = memo if memo is not None else {}
+
+    def __getitem__(self, host: str) -> dict[str, Any]:
+        if host not in self._names:
+            raise KeyError(host)
+        return merge_host(self._files_of(host), self._contract, memo=self._memo)[0]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._names
+
+    def restricted(self, names: Iterable[str]) -> HostOptions:
+        return HostOptions([n for n in names if n in self._names], self._files_of, self._contract, self._memo)
+
+    def __repr__(self) -> str:
+        return f"<option values of {len(self._names)} hosts, merged when asked>"
+
+
 @attrs.frozen
 class Precheck:
-    """What can be known before nix runs: contract and nesting problems, and each host merged once."""
+    """What can be known before nix runs: contract and nesting problems, and each host's conflicts."""
 
     problems: list[str]  # in generated code: a homelab bug (or a bug of the lab's own role, see by_file)
-    merged: dict[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them
+    merged: Mapping[str, dict[str, Any]]  # host -> its option values, as NixOS would merge them (HostOptions)
     conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
     nested: dict[str, dict]  # file -> its definitions as one nested attribute set
     by_file: dict[str, list[str]] = attrs.field(factory=dict)  # file -> its contract and nesting problems
@@ -228,7 +341,11 @@ class Precheck:
 
 
 def precheck(compiled: Compiled) -> Precheck:
-    """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once)."""
+    """Everything that can be checked before nix runs: contract, nesting, merge conflicts (each host once).
+
+    Memory grows with the lab: each file's definitions are held once, and a host's merged values are
+    merged when asked for (:class:`HostOptions`), not kept for every host.
+    """
     problems: list[str] = []
     by_file: dict[str, list[str]] = {}
     nested: dict[str, dict] = {}
@@ -242,15 +359,18 @@ def precheck(compiled: Compiled) -> Precheck:
         if ps:
             by_file[rel] = ps
             problems += ps
-    merged: dict[str, dict[str, Any]] = {}
     conflicts: dict[str, list[Conflict]] = {}
-    if problems:
-        return Precheck(problems, merged, conflicts, nested, by_file)
     memo: dict = {}
-    for name in compiled.hosts:
-        merged[name], conflicts[name] = merge_host([(rel, nested[rel]) for rel in compiled.files_of(name)], contract,
-                                                   memo=memo)
-    return Precheck(problems, merged, conflicts, nested, by_file)
+
+    def files_of(name: str) -> list[tuple[str, dict]]:
+        return [(rel, nested[rel]) for rel in compiled.files_of(name)]
+
+    if problems:
+        return Precheck(problems, HostOptions((), files_of, contract, memo), conflicts, nested, by_file)
+    for name, plan in compiled.hosts.items():
+        conflicts[name] = _entry_and_shared_conflicts((plan.entry, nested[plan.entry]), tuple(plan.modules), nested,
+                                                      contract, memo)
+    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file)
 
 
 # ---------------------------------------------------------------- nix
@@ -381,13 +501,18 @@ def _import_target(rel_file: str, written: str) -> str:
 class Report:
     files: int  # generated files evaluated
     hand_written: int  # hand-written imports parsed
-    options: dict[str, dict[str, Any]]  # host -> merged option values read back through nix
+    options: Mapping[str, dict[str, Any]]  # host -> merged option values read back through nix (merged when asked)
     problems: list[str]
     nix_calls: int
 
 
 def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[dict[str, Any], list[Conflict]]:
     """Merged option values of one host, from what nix evaluated, walking imports from the entry."""
+    return merge_host(_read_files(evaluated, compiled, hostname), compiled.contract)
+
+
+def _read_files(evaluated: dict, compiled: Compiled, hostname: str) -> list[tuple[str, dict]]:
+    """(file, what nix read of it) of one host, in module order, walking imports from the entry."""
     gen = evaluated["generated"]
     order: list[str] = []
 
@@ -399,7 +524,7 @@ def host_options(evaluated: dict, compiled: Compiled, hostname: str) -> tuple[di
             visit(imp)
 
     visit(compiled.hosts[hostname].entry)
-    return merge_host([(rel, gen[rel]["defs"]) for rel in order], compiled.contract)
+    return [(rel, gen[rel]["defs"]) for rel in order]
 
 
 def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
@@ -437,13 +562,16 @@ def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list
             for path, value in sorted(set(_leaves(evaluated["data"])) ^ set(_leaves(want))):
                 problems.append(f"{compiled.data.path}: {'.'.join(path)} differs: nix read "
                                 f"{_get(evaluated['data'], path)!r}, the model says {_get(want, path)!r}")
-    options: dict[str, dict[str, Any]] = {}
-    for h in sorted(only if only is not None else compiled.hosts):
-        if not differs and h in pre.merged:
-            options[h] = pre.merged[h]
-            continue
-        options[h], cs = host_options(evaluated, compiled, h)
-        problems += [f"{compiled.hosts[h].entry}: {c}" for c in cs]
+    names = sorted(only if only is not None else compiled.hosts)
+    options: Mapping[str, dict[str, Any]]
+    if not differs and all(h in pre.merged for h in names):
+        options = pre.merged.restricted(names) if isinstance(pre.merged, HostOptions) else \
+            {h: pre.merged[h] for h in names}
+    else:  # merged from what nix read, host by host, when asked for
+        options = HostOptions(names, lambda h: _read_files(evaluated, compiled, h), compiled.contract)
+        for h in names:
+            problems += [f"{compiled.hosts[h].entry}: {c}"
+                         for c in host_conflicts(_read_files(evaluated, compiled, h), compiled.contract)]
     files = len(gen) + (1 if evaluated.get("data") is not None else 0)
     return Report(files, len(evaluated["handWritten"]), options, problems, nix.calls - calls0)
 
@@ -568,22 +696,26 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     is skipped with a warning.
     """
     specs: dict[str, tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]] = {}
+    of_file: dict[str, list[tuple[OptPath, Any, str, t.OptionType]]] = {}  # a shared file's leaves, once
+
+    def file_leaves(rel: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
+        if rel not in of_file:
+            of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
+                                                                                 compiled.contract)
+                            if not _merges(typ := option_type(path, compiled.contract))]
+        return of_file[rel]
+
     for h in hosts:
         plan = compiled.hosts[h]
         if not plan.hand_written:
             continue
-        leaves = []
-        for rel in compiled.files_of(h):
-            for path, value in flatten(pre.nested.get(rel, {}), (), compiled.contract):
-                typ = option_type(path, compiled.contract)
-                if not _merges(typ):
-                    leaves.append((path, value, rel, typ))
+        leaves = [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
         for hand in plan.hand_written:
             specs[hand] = (h, leaves)
     if not specs:
         return []
     out: list[Problem] = []
-    results: dict[str, Any] = {}
+    results: dict[str, dict[OptPath, Any]] = {}
     try:
         results = _describe(root, specs, nix)
     except NixEvalError:
@@ -595,10 +727,10 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                 out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
                                    "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
                                    "judge them", "warning"))
-    for hand, found in sorted(results.items()):
+    for hand, described in sorted(results.items()):
         h, leaves = specs[hand]
-        for leaf, d in zip(leaves, found):
-            out += _clash(h, hand, leaf, d)
+        for leaf in leaves:
+            out += _clash(h, hand, leaf, described[leaf[0]])
     return out
 
 
@@ -629,12 +761,21 @@ def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: d
                     "host.py) or wrap it in lib.mkForce")]
 
 
-def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, Any]:
-    files = " ".join(
-        f"{nix_string(hand)} = {{ file = {_path_expr(Path(root).resolve() / hand)}; paths = [ "
-        + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path, *_ in leaves) + " ]; };"
-        for hand, (_h, leaves) in specs.items())
-    return nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": "{ " + files + " }"})
+def _paths(specs: dict) -> list[OptPath]:
+    """Every option path any host's generated files define (that does not merge), once: each hand-written file is
+    asked about all of them (one list in the expression), and each host reads the answers for its own."""
+    return sorted({path for _h, leaves in specs.values() for path, *_ in leaves})
+
+
+def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, dict[OptPath, Any]]:
+    """hand-written file -> option path -> what nix found there."""
+    paths = _paths(specs)
+    listed = "[ " + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path in paths) + " ]"
+    base = Path(root).resolve()
+    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
+                     for hand in specs)
+    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})"})
+    return {hand: dict(zip(paths, found)) for hand, found in out.items()}
 
 
 def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck

@@ -106,9 +106,16 @@ def pinned_nixpkgs(lab_root) -> str | None:
     return None
 
 
+REBUILD_PACKAGE = "nixos-rebuild-ng"  # nixpkgs' attribute; mainProgram "nixos-rebuild"
+
+
 def rebuild_program(lab_root) -> list[str]:
     """``nixos-rebuild`` from PATH; else the one of the lab's pinned nixpkgs, through ``nix run``.
 
+    The package is ``nixos-rebuild-ng`` (pkgs/by-name/ni/nixos-rebuild-ng; its program is ``nixos-rebuild``);
+    the attribute ``nixos-rebuild`` is only a deprecated alias of it (pkgs/top-level/aliases.nix, added
+    2025-12-02; before that the Bash version, without --no-reexec), so the lab's pinned one is run by its own
+    name (docs/nixpkgs-facts.md, "nixos-rebuild is nixos-rebuild-ng").
     MissingTool says exactly how when neither works (no nix, or a lab flake without a lock to pin it by).
     """
     import shutil
@@ -122,9 +129,9 @@ def rebuild_program(lab_root) -> list[str]:
     if ref is None:
         raise MissingTool(f"nixos-rebuild is not on PATH, and {lab_root}/flake.lock pins no github nixpkgs to run it "
                           "from: run `nix flake lock` in the lab (then homelab runs `nix run "
-                          "github:NixOS/nixpkgs/<rev>#nixos-rebuild`), or install it: nix profile install "
-                          "nixpkgs#nixos-rebuild")
-    return ["nix", "--extra-experimental-features", "nix-command flakes", "run", f"{ref}#nixos-rebuild", "--"]
+                          "github:NixOS/nixpkgs/<rev>#nixos-rebuild-ng`), or install it: nix profile install "
+                          "nixpkgs#nixos-rebuild-ng")
+    return ["nix", "--extra-experimental-features", "nix-command flakes", "run", f"{ref}#{REBUILD_PACKAGE}", "--"]
 
 
 # ---------------------------------------------------------------- running

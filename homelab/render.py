@@ -6,6 +6,7 @@ its header so that a later build can tell a hand edit from its own work.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import textwrap
 
@@ -34,7 +35,13 @@ def is_generated(text: str) -> bool:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    return [f"{indent}# {line}" for line in textwrap.wrap(text, 96 - len(indent))]
+    return list(_wrapped(text, indent))
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, indent: str) -> tuple[str, ...]:
+    # the same few comments stand above the sections of every host's file: wrapped once each
+    return tuple(f"{indent}# {line}" for line in textwrap.wrap(text, 96 - len(indent)))
 
 
 def _block(sec, indent: str = "  ") -> str:

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .model import option_path
 from .role import HostContext, Source
+from .values import Priority
 
 if TYPE_CHECKING:
     from .model import Host, Lab
 
-__all__ = ["Match", "matches", "node_matches", "role_matches", "source_interface"]
+__all__ = ["Match", "matches", "node_matches", "option_value", "role_matches", "source_interface"]
 
 
 @attrs.frozen
@@ -35,9 +37,38 @@ class Match:
 
 def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     """What ``source`` stands for on ``host``: an empty list means nobody (e.g. no host has the role)."""
-    if host.options.get("networking.enableIPv6") is False:  # no ip6tables chain to add to: IPv4 rules only
+    off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # once per host
+    if off:  # no ip6tables chain to add to: IPv4 rules only
         return [m for m in _matches(lab, host, source) if m.family == 4]
     return _matches(lab, host, source)
+
+
+def _ipv6_off(host: Host) -> bool:
+    """Whether the host's raw options turn IPv6 off (``networking.enableIPv6 = false``), however written: plain,
+    ``force(False)``/``default(False)`` (any priority beats NixOS's own default, true), or nested sets."""
+    return option_value(host.options, ("networking", "enableIPv6")) is False
+
+
+def option_value(options, path: tuple[str, ...]):
+    """The value ``options`` (a host's raw options) give ``path``, priorities taken off; None when unset."""
+    def plain(v):
+        while isinstance(v, Priority):
+            v = v.value
+        return v
+
+    def find(items, at: tuple[str, ...]):
+        for key, value in items:
+            p = at + option_path(key)
+            value = plain(value)
+            if p == path:
+                return value
+            if path[:len(p)] == p and isinstance(value, dict):
+                found = find(value.items(), p)
+                if found is not None:
+                    return found
+        return None
+
+    return find(options.items(), ())
 
 
 def node_matches(lab: Lab, lan_if: str) -> list[Match]:
@@ -67,8 +98,8 @@ def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
     lan_if = host.interface
     kind = source.kind
     if kind == "host":
-        others = [h for h in lab.hosts if h.hostname == source.host and h is not host]
-        return [Match(4, lan_if, f"{h.ip}/32") for h in others]
+        other = lab._by_name.get(source.host)  # by name, not a scan of the lab
+        return [Match(4, lan_if, f"{other.ip}/32")] if other is not None and other is not host else []
     if kind == "nodes":
         return node_matches(lab, lan_if)
     if kind == "control-plane":

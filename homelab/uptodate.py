@@ -5,11 +5,12 @@ A build is a pure function of what it reads: the lab's sources (everything under
 Nix they import, the Python code that ran (homelab, attrs, jinja2, a lab's own role
 modules, the interpreter's own library), the nix it verified with, and the
 environment variables homelab and nix read.  After a whole ``build`` that nix
-verified, the CLI records a fingerprint of all of that: for each file its size,
-modification and change times and inode (``ctime`` cannot be set back by hand), for
-each folder its entries.  The next ``build`` (or ``build --check``) of the whole lab
+verified, the CLI records a fingerprint of all of that: for each file of the lab its
+size, modification and change times, inode and the hash of its content (a link: where it
+leads, and that file's), for each folder its entries; for the code and nix outside the
+lab, size, times and inode.  The next ``build`` (or ``build --check``) of the whole lab
 first compares fingerprints; when nothing differs, it prints the recorded result and
-stops, in the time it takes to stat those files.  Anything else runs the full build.
+stops, in the time it takes to read the lab's files and stat the rest.  Anything else runs the full build.
 
 What the fingerprint cannot see: a host.py that reads other files or environment
 variables of its own (``build --no-cache`` always runs in full).  The records live
@@ -58,9 +59,27 @@ def _stat(path: str) -> list:
     return [path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _digest(path: str) -> list:
+    """The content of a file (links followed): its SHA-256, or why it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        return ["unreadable", e.errno]
+    return [h.hexdigest()]
+
+
 def _tree(root: str, out: list) -> None:
-    """Every file (lstat) and folder (its entries) under ``root``, in a fixed order."""
+    """Every file and folder under ``root``, in a fixed order: a file's lstat and its content's hash, a link's
+    target (its stat and content, or the folder it leads to, walked once), a folder's entries.
+
+    The content is hashed, not only stat'ed: an edit that keeps a file's size and times (within one tick of the
+    file system's clock, or by a tool that sets them back) is a change too.
+    """
     stack = [root]
+    seen = {os.path.realpath(root)}
     while stack:
         d = stack.pop()
         try:
@@ -81,7 +100,22 @@ def _tree(root: str, out: list) -> None:
             except OSError as err:
                 out.append([e.path, "unreadable", err.errno])
                 continue
-            out.append([e.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+            item = [e.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            if e.is_symlink():
+                try:
+                    item += ["->", os.readlink(e.path)]
+                except OSError as err:
+                    item += ["->", "unreadable", err.errno]
+                item.append(_stat(e.path))  # what it leads to (followed), or why not
+                if os.path.isdir(e.path):
+                    real = os.path.realpath(e.path)
+                    if real not in seen:  # a linked folder is walked once, whatever links to it
+                        seen.add(real)
+                        stack.append(e.path)
+                    out.append(item)
+                    continue
+            item.append(_digest(e.path))
+            out.append(item)
         out.append([d, "folder", names])
 
 

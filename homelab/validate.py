@@ -183,7 +183,15 @@ def nameserver_inside_cluster_ranges(f: ClusterFacts) -> Iterator[Problem]:
         for name, net in (("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)):
             if ns in net:
                 yield _cluster(f"nameservers[{i}]", f"{ns} lies in the {name} {net}, which hosts cannot use "
-                               "for their own name lookups")
+                               f"for their own name lookups{_SERVICE_NAMESERVER if name == 'service_cidr' else ''}")
+
+
+# a Service address (the DNS addon's too) answers only through kube-proxy's rules on a node: until kube-proxy
+# runs, and always on a host outside Kubernetes, the host would have no DNS at all (no nixos-rebuild downloads, no
+# image pulls for the kubelet that would start kube-proxy)
+_SERVICE_NAMESERVER = (" (a Service address answers only once kube-proxy runs on a node, and never on a host outside "
+                       "Kubernetes: until then no name resolves, not even to fetch what starts kube-proxy); list the "
+                       "router or another resolver on the LAN")
 
 
 def repeated_nameserver(f: ClusterFacts) -> Iterator[Problem]:

@@ -36,8 +36,8 @@ def keygen(path: Path, comment: str) -> str:
     return path.with_suffix(".pub").read_text().strip() if path.suffix else Path(str(path) + ".pub").read_text().strip()
 
 
-def make(tmp: Path, *, ts_hosts=TS_HOSTS, host_keys=tuple(HOSTS)) -> tuple[Path, Path]:
-    """(lab root, keys folder)."""
+def make(tmp: Path, *, ts_hosts=TS_HOSTS, host_keys=tuple(HOSTS), imports: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """(lab root, keys folder); ``imports``: every host's hand-written imports (the caller writes the files)."""
     root, keys = tmp / "lab", tmp / "keys"
     admin = keygen(keys / "admin", "admin@laptop")
     (root / "hosts").mkdir(parents=True)
@@ -56,7 +56,8 @@ def make(tmp: Path, *, ts_hosts=TS_HOSTS, host_keys=tuple(HOSTS)) -> tuple[Path,
             from homelab import ControlPlane, Host, Secret, Tailscale, Worker
 
             host = Host(hostname={name!r}, system="x86_64-linux", state_version="26.05", interface="enp1s0",
-                        address={ip!r}, tailscale_address="100.64.1.{10 + i}", roles=[{role}, {ts}])
+                        address={ip!r}, tailscale_address="100.64.1.{10 + i}", roles=[{role}, {ts}],
+                        imports={list(imports)!r})
             '''))
         pub = keygen(keys / name, f"root@{name}")
         if name in host_keys:

@@ -36,6 +36,10 @@ def test_bench_script_runs_on_a_tiny_size(nix):
     rows = {line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit() and "s |" in line}
     assert rows == {"2", "3"}
     assert "scaling of the full build: 3 hosts / 2 hosts = " in out
+    # every whole process's peak memory beside its time, and homelab expect timed too
+    figures = [line.split(":")[1].split()[0] for line in out.splitlines() if line.startswith("  3 hosts: ")]
+    assert figures == ["no-op", "cold", "full", "expect"], out
+    assert all(", peak " in line and " MiB)" in line for line in out.splitlines() if line.startswith("  3 hosts: "))
     assert "offline verification at 3 hosts" in out and "processes)" in out
 
 

@@ -233,9 +233,14 @@ def test_verify_dry_run_prints_the_suite_command(lab_dir, tmp_path):
 
 def test_without_nixos_rebuild_deploy_runs_the_labs_pinned_one_through_nix(lab_dir, tmp_path):
     """No nixos-rebuild on PATH (Debian), nix there: the switch is `nix run github:NixOS/nixpkgs/<the lab's locked
-    rev>#nixos-rebuild -- switch ...` (the dry run prints the plan the real run executes; nix here is a stand-in)."""
+    rev>#nixos-rebuild-ng -- switch ...` (the dry run prints the plan the real run executes; nix here is a stand-in).
+
+    The package is ``nixos-rebuild-ng`` (pkgs/by-name/ni/nixos-rebuild-ng, mainProgram ``nixos-rebuild``);
+    ``nixos-rebuild`` is only a deprecated alias of it (pkgs/top-level/aliases.nix, "Added 2025-12-02"), which a
+    lab pinning an older nixpkgs resolves to the removed Bash version (no --no-reexec) and a later one to a throw.
+    """
     lock = json.loads((lab_dir / "flake.lock").read_text())["nodes"]["nixpkgs"]["locked"]
-    ref = f"github:NixOS/nixpkgs/{lock['rev']}#nixos-rebuild"
+    ref = f"github:NixOS/nixpkgs/{lock['rev']}#nixos-rebuild-ng"
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     for tool in ("ssh", "python3", "sh", "env"):
@@ -257,3 +262,4 @@ def test_without_nixos_rebuild_deploy_runs_the_labs_pinned_one_through_nix(lab_d
     r = homelab(nolock, "deploy", "hosts/tokiwa", env={"PATH": str(bin_)})
     assert r.returncode == 4
     assert "flake.lock pins no github nixpkgs to run it from: run `nix flake lock` in the lab" in r.stderr
+    assert "nix profile install nixpkgs#nixos-rebuild-ng" in r.stderr

@@ -91,11 +91,15 @@ def test_seed_yomogi(seed):
     # what a LAN client and the other nodes must and must not reach (probed by the cluster VM test and live)
     reach = {(c.spec["client"], c.spec["proto"], c.spec["port"]): c.spec["expect"] for c in of(e, "reach")}
     accepted = {k for k, v in reach.items() if v == "accept"}
+    # one probe per class of client yomogi's firewall tells apart: the LAN client, and the two other nodes (the
+    # same rows hold both), played by the first of them by name
     assert accepted == {("lan-client", "tcp", 22), ("lan-client", "tcp", 6443), ("lan-client", "tcp", 53),
                         ("lan-client", "udp", 53), ("lan-client", "udp", 41641)} | {
-        (f"host:{n}", proto, port) for n in ("tokiwa", "hanaakari")
+        ("host:hanaakari", proto, port)
         for proto, port in (("tcp", 22), ("tcp", 6443), ("tcp", 8888), ("udp", 8472), ("tcp", 53), ("udp", 53),
                             ("udp", 41641))}
+    assert {(c.spec["client"], c.spec["stands_for"], c.spec["clients"]) for c in of(e, "reach")} == {
+        ("lan-client", "the LAN client", 1), ("host:hanaakari", "Kubernetes nodes", 2)}
     assert ("lan-client", "tcp", 8888) in reach and ("lan-client", "udp", 8472) in reach  # refused, and probed
     assert {c.scope for c in of(e, "reach")} == {"cluster"}
     dns = {(c.spec["name"], c.spec["server"], c.spec.get("answer"), c.spec.get("not_answer"), c.scope)

@@ -50,7 +50,7 @@ sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 @pytest.fixture
 def lab(tmp_path, nix):
     secretlab.need_tools()
-    root, keys = secretlab.make(tmp_path, host_keys=("alpha", "beta"))
+    root, keys = secretlab.make(tmp_path, host_keys=("alpha", "beta"), imports=("./hardware-configuration.nix",))
     for h in secretlab.HOSTS:
         (root / "hosts" / h / "hardware-configuration.nix").write_text(HARDWARE)
     (root / "flake.nix").write_text((REPO / "homelab" / "examples" / "starter" / "flake.nix").read_text())
@@ -119,6 +119,30 @@ def test_dry_run_prints_the_commands_and_decrypts_nothing(lab):
                          f"nixos-generate-config {root.resolve()}/hosts/gamma/hardware-configuration.nix --extra-files "
                          "'<private temporary folder>' --ssh-port 2222 --target-host root@192.168.20.12")
     assert not (tmp / "record.json").exists()
+
+
+def test_a_hardware_file_the_host_does_not_import_is_refused(lab):
+    """nixos-anywhere writes the machine's hardware file (initrd modules for its disks) where
+    --generate-hardware-config says; a host whose imports do not name that file would be installed without it."""
+    root, keys, env, tmp = lab
+    host_py = root / "hosts" / "gamma" / "host.py"
+    host_py.write_text(host_py.read_text().replace("imports=['./hardware-configuration.nix']", "imports=['./hw.nix']"))
+    (root / "hosts" / "gamma" / "hw.nix").write_text(HARDWARE)
+    assert secretlab.homelab(root, "build", env=env).returncode == 0
+    for dry in ((), ("--dry-run",)):
+        r = secretlab.homelab(root, "install", "hosts/gamma", "--target", "root@192.168.20.12", *dry, env=env)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.decode().splitlines() == [
+            "homelab: hosts/gamma: imports: nixos-anywhere writes the machine's hardware file to "
+            "hosts/gamma/hardware-configuration.nix, and gamma does not import it (its imports: ./hw.nix): add "
+            "\"./hardware-configuration.nix\" to its imports (in place of the file it replaces), or pass "
+            "--no-hardware-config to keep the lab's own"]
+    assert not (tmp / "record.json").exists() and not (root / "hosts/gamma/ssh_host_ed25519_key.pub").exists()
+    # keeping the lab's own hardware file: nothing to import
+    r = secretlab.homelab(root, "install", "hosts/gamma", "--target", "root@192.168.20.12", "--no-hardware-config",
+                          "--dry-run", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "--generate-hardware-config" not in r.stdout.decode()
 
 
 def test_a_host_key_without_its_private_half_is_refused(lab):

@@ -215,6 +215,36 @@ def test_a_failed_switch_that_moved_the_generation_is_rolled_back(net):
     assert net.since(mark, "workstation", "suite") == []  # no checks after a failed switch
 
 
+def test_a_redeploy_that_keeps_the_generation_is_not_rolled_back_one_too_far(net):
+    """The configuration the host runs already: the switch makes no new generation.  Its checks fail: rolling
+    back would leave it on the generation before the one the deploy found it on."""
+    net.set_generation("hanaakari", 50)
+    with told(net, "hanaakari", "same-generation"), told(net, "hanaakari", "failing-checks", "kernel_module:rbd\n"):
+        mark = net.mark()
+        r = net.homelab("deploy", "hosts/hanaakari", "--settle", "0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not any("--rollback" in a for a in rebuilds(net, mark))
+    assert net.generation("hanaakari")["current"] == 50
+    assert table_rows(r.stdout) == {"hanaakari": (
+        "50 -> 50", "1 check failed, not rolled back: the switch left it on generation 50, as it was")}
+
+
+@pytest.mark.parametrize("code", [2, 3, 4])
+def test_a_suite_that_cannot_run_stops_the_rollout(net, code):
+    """pytest exit 2 (interrupted), 3 (internal error), 4 (usage error): no check ran, so none passed."""
+    with told(net, "workstation", "suite-exit", str(code)):
+        mark = net.mark()
+        r = net.homelab("deploy", "hosts/hanaakari", "hosts/tokiwa", "--parallel", "1", "--settle", "0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [s["rc"] for s in suites(net, mark)] == [code]
+    assert len({a[2] for a in rebuilds(net, mark)}) == 1  # one host switched, the other never touched
+    rows = table_rows(r.stdout)
+    first = next(n for n in ("hanaakari", "tokiwa") if rows[n][0] != "-")
+    other = "tokiwa" if first == "hanaakari" else "hanaakari"
+    assert rows[first][1] == "checks could not run" and rows[other] == ("-", "not started: the rollout stopped")
+    assert f"the suite could not run (pytest exit {code})" in r.stdout
+
+
 def test_an_unreachable_host_fails_before_anything_is_switched(net):
     net.stop_sshd("tokiwa")
     mark = net.mark()

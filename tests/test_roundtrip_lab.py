@@ -29,6 +29,7 @@ from homelab.model import option_path
 from homelab.nixvalue import attr_path
 from homelab.compile import compile_lab
 from homelab.roles.control_plane import CFSSL_PORT, CONTROL_PLANE_PORTS
+from homelab.roles.dns_server import HEALTH_PORT
 from homelab.roles.kubernetes import CERTMGR_PORT, NODE_PORTS
 from homelab import firewall
 from homelab.role import HostContext
@@ -41,7 +42,7 @@ option_value = st.one_of(st.booleans(), st.integers(-1000, 10**6), text, st.list
 
 
 # outside the NodePort range and the ports a control plane already uses (homelab.validate refuses those)
-_TAKEN = {p.number for p in (*CONTROL_PLANE_PORTS, *NODE_PORTS)} | {CFSSL_PORT, CERTMGR_PORT.number}
+_TAKEN = {p.number for p in (*CONTROL_PLANE_PORTS, *NODE_PORTS)} | {CFSSL_PORT, CERTMGR_PORT.number, HEALTH_PORT}
 api_port = st.integers(1024, 29999).filter(lambda p: p not in _TAKEN)
 
 

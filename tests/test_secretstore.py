@@ -188,6 +188,29 @@ def test_a_host_without_a_key_or_secret_is_a_problem_naming_host_secret_and_fix(
     assert not (root / "secrets").exists()
 
 
+def test_a_value_on_the_command_line_is_never_echoed_whatever_its_shape(tmp_path):
+    """argparse repeats what it does not understand ("unrecognized arguments: -...", "invalid choice: '...'",
+    "ignored explicit argument '...'"): a value typed where it does not belong is refused (exit 2) without
+    being shown, however it is shaped, and nothing is written."""
+    secretlab.need_tools()
+    root, _ = secretlab.make(tmp_path, host_keys=("alpha",))
+    dashed = "-" + VALUE.decode()  # a value that starts with a dash looks like an option to argparse
+    for args in (("secrets", "set", "x", dashed, "--host", "alpha"),
+                 ("secrets", "set", "x", "--host", "alpha", dashed),
+                 ("secrets", "set", "x", f"--cluster={VALUE.decode()}"),
+                 ("secrets", VALUE.decode()),
+                 ("secrets", "rekey", dashed),
+                 ("secrets", "set", VALUE.decode(), "--host", "alpha")):  # the name forgotten: the value in its place
+        r = secretlab.homelab(root, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert VALUE not in r.stderr and VALUE not in r.stdout, (args, r.stderr)
+        assert r.stderr.strip(), args  # refused with a reason, not silently
+    assert not (root / "secrets").exists()
+    # other commands still name what they did not understand
+    r = secretlab.homelab(root, "check", "--no-such-flag")
+    assert r.returncode == 2 and b"unrecognized arguments: --no-such-flag" in r.stderr
+
+
 def test_the_placeholder_admin_key_is_nobodys(tmp_path):
     secretlab.need_tools()
     root, keys = secretlab.make(tmp_path)

@@ -175,3 +175,85 @@ def test_the_fingerprint_sees_each_kind_of_input(tmp_path):
             os.environ.pop("HOMELAB_SOMETHING", None)
         assert now not in seen, step
         seen.add(now)
+
+
+def test_an_edit_that_keeps_size_and_times_is_a_change(tmp_path):
+    """host.py rewritten in place with the same size, its mtime set back, within one tick of the file system's
+    clock (so ctime and inode stay too): every stat field is the same, the content is not."""
+    root = tmp_path / "lab"
+    (root / "hosts" / "a").mkdir(parents=True)
+    (root / "modules").mkdir()
+    host = root / "hosts" / "a" / "host.py"
+    for _ in range(200):
+        host.write_text("roles=[Worker()]")
+        before = uptodate.fingerprint(str(root), [])
+        st = os.stat(host)
+        host.write_text("roles=[Ingress()]"[:16])  # same length
+        os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
+        after = os.stat(host)
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == (
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
+            assert uptodate.fingerprint(str(root), []) != before
+            return
+    pytest.skip("this kernel's file system clock gives every write its own ctime (multigrain timestamps): the "
+                "stat fields cannot be kept here; test_the_fingerprint_holds_each_files_content covers the content")
+
+
+def test_the_fingerprint_holds_each_files_content(tmp_path):
+    """What the no-op compares holds each lab file's content hash (a link's: the file it leads to), so two trees
+    alike in every stat field but one file's bytes fingerprint apart."""
+    import hashlib
+
+    root = tmp_path / "lab"
+    (root / "hosts" / "a").mkdir(parents=True)
+    (root / "hosts" / "a" / "host.py").write_text("roles=[Worker()]")
+    (root / "hosts" / "b").mkdir()
+    (root / "hosts" / "b" / "host.py").symlink_to("../a/host.py")
+    items: list = []
+    uptodate._tree(str(root / "hosts"), items)
+    digest = hashlib.sha256(b"roles=[Worker()]").hexdigest()
+    files = {item[0].removeprefix(str(root) + "/"): item for item in items if item[1] != "folder"}
+    assert files["hosts/a/host.py"][-1] == [digest]
+    assert files["hosts/b/host.py"][5:7] == ["->", "../a/host.py"] and files["hosts/b/host.py"][-1] == [digest]
+
+
+def test_a_host_py_that_is_a_link_is_followed(tmp_path):
+    """hosts/a/host.py -> ../../shared/worker.py: an edit of the file it leads to (outside hosts/) is a change,
+    and so is pointing the link elsewhere; a linked folder is walked."""
+    root = tmp_path / "lab"
+    (root / "hosts" / "a").mkdir(parents=True)
+    (root / "modules").mkdir()
+    (root / "shared").mkdir()
+    target = root / "shared" / "worker.py"
+    target.write_text("one")
+    (root / "hosts" / "a" / "host.py").symlink_to("../../shared/worker.py")
+    seen = {uptodate.fingerprint(str(root), [])}
+    target.write_text("two!")
+    seen.add(uptodate.fingerprint(str(root), []))
+    other = root / "shared" / "other.py"
+    other.write_text("two!")
+    (root / "hosts" / "a" / "host.py").unlink()
+    (root / "hosts" / "a" / "host.py").symlink_to("../../shared/other.py")
+    seen.add(uptodate.fingerprint(str(root), []))
+    (root / "elsewhere" / "b").mkdir(parents=True)
+    (root / "elsewhere" / "b" / "host.py").write_text("b")
+    (root / "hosts" / "b").symlink_to("../elsewhere/b")
+    seen.add(uptodate.fingerprint(str(root), []))
+    (root / "elsewhere" / "b" / "host.py").write_text("c")
+    seen.add(uptodate.fingerprint(str(root), []))
+    assert len(seen) == 5
+
+
+def test_a_linked_host_py_edited_runs_the_full_build(lab):
+    """The real command: a host.py that is a link to a file outside hosts/, edited after a build."""
+    run, root = lab
+    host = root / "hosts" / "tokiwa" / "host.py"
+    (root / "shared").mkdir()
+    shutil.move(host, root / "shared" / "tokiwa.py")
+    host.symlink_to("../../shared/tokiwa.py")
+    _full(run("build"))
+    _answered(run("build"))
+    text = (root / "shared" / "tokiwa.py").read_text()
+    (root / "shared" / "tokiwa.py").write_text(text.replace('description=', 'description="x" and ', 1)
+                                               if 'description=' in text else text + "\n# edited\n")
+    _full(run("build"))

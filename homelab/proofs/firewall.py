@@ -208,8 +208,10 @@ def _firewall_options(options: dict[str, Any], lab: Lab) -> tuple[list[str], lis
 
 
 def prove_iptables(lab: Lab, host: Host, options: dict[str, Any], binary: str, workdir: Path,
-                   expected_rules: list[dict] | None = None) -> str:
-    """Run the host's iptables firewall with real ``binary`` and probe it; a summary, or ProofFailed."""
+                   expected_rules: list[dict] | None = None, verdicts: dict | None = None) -> str:
+    """Run the host's iptables firewall with real ``binary`` and probe it; a summary, or ProofFailed.
+
+    ``verdicts``: filled with each probe's real verdict (Probe -> accepted), for a caller that asserts more."""
     if plain(options.get("networking.firewall.enable")) is not True:
         raise ProofFailed(f"{host.hostname}: networking.firewall.enable is not true")
     if options.get("networking.nftables.enable"):
@@ -240,16 +242,21 @@ def prove_iptables(lab: Lab, host: Host, options: dict[str, Any], binary: str, w
                 raise ProofFailed(f"{host.hostname}: the generated {cmd} rules are not the last ones before the "
                                   f"final refuse:\n{listing}")
         results = rig.check_verdicts()
+        if verdicts is not None:
+            verdicts.update(results)
         counters = rig.fw.exec(binary, "-w", "-L", "nixos-fw-refuse", "-v", "-n", "-x").stdout.splitlines()
         if int(counters[2].split()[0]) <= 0:
             raise ProofFailed("refused probes must have reached nixos-fw-refuse:\n" + "\n".join(counters))
         rules = _listed_as_expected(host, expected_rules, listings)
-    return f"{len(results)} probes answered as the model says; {rules} expected rules listed"
+    return (f"{len(results)} probes answered as the model says, the invariants hold; {rules} expected rules "
+            "listed")
 
 
 def prove_nftables(lab: Lab, host: Host, options: dict[str, Any], workdir: Path,
-                   expected_rules: list[dict] | None = None) -> str:
-    """Load the host's nftables firewall with real ``nft -f`` and probe it; a summary, or ProofFailed."""
+                   expected_rules: list[dict] | None = None, verdicts: dict | None = None) -> str:
+    """Load the host's nftables firewall with real ``nft -f`` and probe it; a summary, or ProofFailed.
+
+    ``verdicts``: filled with each probe's real verdict (Probe -> accepted), for a caller that asserts more."""
     if plain(options.get("networking.nftables.enable")) is not True:  # selects the nftables backend
         raise ProofFailed(f"{host.hostname}: networking.nftables.enable is not true")
     # firewall-nftables.nix asserts extraCommands == "" with this backend
@@ -272,11 +279,14 @@ def prove_nftables(lab: Lab, host: Host, options: dict[str, Any], workdir: Path,
         generated = list(iter_lines(rules))
         if generated and body[-len(generated):] != generated:
             raise ProofFailed(f"{host.hostname}: the generated rules are not the last of input-allow:\n{listing}")
-        probes = len(rig.check_verdicts())
+        results = rig.check_verdicts()
+        if verdicts is not None:
+            verdicts.update(results)
+        probes = len(results)
         listings = {firewall.NFT_LIST: listing,
                     firewall.NFT_LIST_INPUT: rig.fw.exec(*firewall.NFT_LIST_INPUT.split()).stdout}
         expected = _listed_as_expected(host, expected_rules, listings)
-    return f"{probes} probes answered as the model says; {expected} expected rules listed"
+    return f"{probes} probes answered as the model says, the invariants hold; {expected} expected rules listed"
 
 
 def _listed_as_expected(host: Host, expected_rules: list[dict] | None, listings: dict[str, str]) -> int:

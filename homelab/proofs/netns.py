@@ -482,18 +482,22 @@ class FirewallRig:
     probes: list[Probe] = field(default_factory=list)
     reply_probe: Probe | None = None
     v6: str = TEST_V6_PREFIX + "1"
+    clients: list[Client] = field(default_factory=list)
 
     def build(self) -> "FirewallRig":
         from ..firewall import flow_table
 
         lab, host = self.lab, self.host
         cluster = lab.cluster
+        from .invariants import ports_of_interest
+
         rows = [r for r in flow_table(lab) if r.host == host.hostname]
-        ports = sorted({r.port for r in rows})
+        # the flow table's ports, and those the invariants speak of (etcd, the kubelet...) opened or not
+        ports = sorted({r.port for r in rows} | ports_of_interest(lab, host))
         closed = next(p for p in range(CLOSED_PORT, CLOSED_PORT + 100) if p not in ports)
         probed = ports + [closed]
+        self.clients = everyone = clients(lab, host)
         self.fw = fw = self.ns.new("fw")
-        everyone = clients(lab, host)
 
         # one peer namespace per interface the host receives on, named like the host's interface
         prefix = cluster.lan.prefixlen
@@ -577,7 +581,17 @@ class FirewallRig:
         if not any(not p.expect for p in results) or not any(p.expect and p.via == self.host.interface
                                                              for p in results):
             raise ProofFailed("the probes expect only refusals or only acceptances: they prove nothing")
+        self.check_invariants(results)
         return results
+
+    def check_invariants(self, results: dict[Probe, bool]) -> None:
+        """What any homelab firewall must do whatever its flow table says (:mod:`.invariants`)."""
+        from .invariants import violations
+
+        broken = violations(self.lab, self.host, self.clients, results)
+        if broken:
+            raise ProofFailed(f"{self.host.hostname}: {len(broken)} probes break the firewall's invariants:\n"
+                              + "\n".join(broken))
 
 
 def r_why(row) -> str:

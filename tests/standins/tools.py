@@ -14,8 +14,10 @@ Environment:
   HOMELAB_STANDIN_REAL_SSH  the real ssh, for the deployer's recording ssh
 
 State files of a host: generations.json ({"current": N, "all": [...]}), switch-seconds (how long a
-switch takes), fail-switch, fail-join, fail-drain (present: that step fails), failing-checks (check
-ids the stand-in suite reports as failed), sshd.pid (what ``systemctl poweroff`` stops).
+switch takes), fail-switch, fail-join, fail-drain (present: that step fails), same-generation (a switch
+leaves the host on its generation: the configuration is the one it runs), failing-checks (check ids the
+stand-in suite reports as failed), sshd.pid (what ``systemctl poweroff`` stops).  The deployer's:
+suite-exit (the stand-in suite cannot run and exits with that code, as pytest does for usage errors).
 """
 
 from __future__ import annotations
@@ -113,10 +115,11 @@ def switch_to_configuration(argv: list[str], t0: float) -> int:
             record("switch-to-configuration", t0, 1)
             return 1
         gens["current"] = max(older)
-    else:
+    elif not flag("same-generation"):
         new = max(gens["all"]) + 1
         gens["all"].append(new)
         gens["current"] = new  # nixos-rebuild sets the profile before activating
+    # same-generation: the configuration is the one the host runs (nix-env --set keeps its generation)
     save(state() / "generations.json", gens)
     rc = 1 if flag("fail-switch") and "--rollback" not in argv else 0
     if rc:

@@ -84,6 +84,18 @@ class DnsServer(Role):
                    evidence="S"),
     )
 
+    @clients.validator
+    def _clients(self, attribute, value):
+        if not isinstance(value, tuple):
+            return
+        for i, source in enumerate(value):
+            everyone = source.kind == "world" or (
+                source.kind == "network" and ipaddress.ip_network(source.network).prefixlen == 0)
+            if everyone:
+                report(f"{fields.field_name(self, attribute)}[{i}]",
+                       f"{str(source)!r} lets anyone on the Internet ask this server: an open resolver, used to "
+                       "amplify attacks on others; name the networks that need it (lan, tailnet, pods, a network)")
+
     @forward.validator
     def _forward(self, attribute, value):
         if isinstance(value, tuple) and not value:

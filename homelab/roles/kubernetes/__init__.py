@@ -29,7 +29,6 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
 from ... import checks
@@ -221,7 +220,6 @@ def node_names(lab) -> tuple[tuple[str, tuple[str, ...]], ...]:
                                                  for h in sorted(lab.kubernetes_nodes, key=lambda h: h.ip)))
 
 
-@functools.lru_cache(maxsize=16)
 def base_module(api_name: str, api_url: str, pod_cidr: str, easy_certs: bool, cp_ip: str,
                 dns_image: PkgCall | None, nodes: tuple[tuple[str, tuple[str, ...]], ...]) -> Module:
     """modules/k8s/base.nix: what every node needs to find the control plane and every other node (one file for
@@ -345,7 +343,8 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
            checks.systemd_property("kube-proxy.service", "ExecStart", PROXY_OPTS,
                                    "contains", "NodePorts answer on loopback only (kube-proxy rewrites them before "
                                    "the firewall sees them)")]
-    for other in ctx.lab.kubernetes_nodes:
+    window = checks.node_window(ctx.lab, ctx.host)  # the shared base module's entries it looks for (all in small labs)
+    for other in (ctx.lab.host(n) for n in sorted(window)):
         if other is not ctx.host:  # its own name is NixOS's 127.0.0.2 line
             out.append(checks.hosts_entry(kubelet_name(other), str(other.ip), "the API server reaches kubelets by "
                                           "name, and every node resolves every node's name from /etc/hosts"))

@@ -5,7 +5,9 @@
 ``/run/agenix/<name>`` (``config.age.secrets.<name>.path``), which becomes
 ``authKeyFile``.  ``auth_key_file`` is a path of your own secret manager's
 instead (e.g. sops-nix).  Either way the key itself never enters a generated
-file or the Nix store.
+file or the Nix store.  On the host, nixpkgs' ``tailscaled-autoconnect`` hands it to
+``tailscale up --auth-key "$(cat <authKeyFile>)"``: while that runs, the key is in a process's arguments
+(README, Secrets: the threat model).
 
 The tailnet interface is not trusted as a whole: peers reach only the ports
 whose flows name the tailnet (or the admins, when the tailnet is among them).

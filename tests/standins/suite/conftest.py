@@ -82,8 +82,22 @@ def failing(request: pytest.FixtureRequest):
     return get
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = os.environ.get("HOMELAB_STANDIN_STATE")
+    broken = Path(state) / "suite-exit" if state else None
+    if broken is not None and broken.exists():  # a suite that cannot run at all (exit 2: interrupted, 3: internal
+        code = int(broken.read_text())  # error, 4: usage error), recorded as it exits
+        _record(session, state, code)
+        pytest.exit("stand-in suite: told it cannot run (suite-exit)", returncode=code)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = os.environ.get("HOMELAB_STANDIN_STATE")
+    if state and not (Path(state) / "suite-exit").exists():
+        _record(session, state, int(exitstatus))
+
+
+def _record(session: pytest.Session, state: str, exitstatus: int) -> None:
     if state:
         line = json.dumps({"tool": "suite", "host": os.environ.get("HOMELAB_STANDIN_HOST"),
                            "argv": list(session.config.invocation_params.args), "t0": _T0, "t1": time.time(),
