@@ -18,6 +18,9 @@ _EXPORTS = {
     **dict.fromkeys(("PLACEHOLDER_KEY", "Cluster", "OpenPort", "FrozenDict", "Host", "Lab", "Pkg", "PkgCall",
                      "Priority", "RaspberryPi4", "Secret", "Ssh", "SystemdBoot", "WakeOnLan", "default", "force"), ".model"),
     "Role": ".role",
+    "Component": ".component",
+    **dict.fromkeys(("Traefik", "Acme"), ".roles.traefik"),
+    "RookCeph": ".roles.rook_ceph",
     **dict.fromkeys(("ARM64_COREDNS", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
                      "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"), ".roles"),
 }
@@ -54,7 +57,7 @@ def check(lab):
 
 
 __all__ = [
-    "PLACEHOLDER_KEY", "OpenPort", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage",
+    "PLACEHOLDER_KEY", "OpenPort", "Acme", "Component", "RookCeph", "Traefik", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage",
     "DnsServer", "FrozenDict", "Host", "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg",
     "PkgCall", "PowerSchedule", "Priority", "Problem", "RaspberryPi4", "Role", "Secret", "Ssh", "SystemdBoot", "Tailscale",
     "WakeOnLan", "Worker", "check", "default", "force", "load_lab",

@@ -43,8 +43,14 @@ class Prepared:
     warnings: tuple[Problem, ...] = ()
 
     def texts(self, only: list[str] | None = None) -> dict[str, str]:
-        """The generated files' texts (all, or those of the named hosts), keyed by path."""
-        return render.render_all(self.compiled, only)
+        """The generated files' texts (all, or those of the named hosts), keyed by path; a whole build also
+        writes the cluster layer (cluster/helmfile.yaml and its values files, :mod:`homelab.helmfile`)."""
+        out = render.render_all(self.compiled, only)
+        if only is None:
+            from . import helmfile
+
+            out.update(helmfile.texts(self.lab))
+        return dict(sorted(out.items()))
 
 
 check = require_valid  # the public name (homelab.check): the lab's warnings, or LabError with every error

@@ -37,7 +37,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 import attrs
 
-from . import remote
+from . import cluster_deploy, helmfile, remote
 from .errors import EXIT_FAILED, EXIT_MISSING, EXIT_OK, MissingTool, UsageError
 from .model import Host, Lab
 from .remote import Kube, SshOptions, Say, nix_sshopts, ssh_argv
@@ -532,6 +532,34 @@ def _rebuild_program(root: Path, dry_run: bool, say: Say) -> tuple[str, ...] | N
         return ("nixos-rebuild",)
 
 
+def _print_deploy(lab: Lab, root: Path, names: list[str], only: list[str] | None, options: DeployOptions,
+                  opts: SshOptions, suite: Path, rebuild) -> int:
+    """``deploy --dry-run``: the exact commands, in order, the cluster layer's after them."""
+    workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
+    plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
+                      opts=opts, suite=suite, rebuild=rebuild)
+    if rebuild[0] != "nixos-rebuild":
+        sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
+    sys.stdout.write(render_steps(plan, lab))
+    layer = "" if only else cluster_deploy.render(cluster_deploy.plan(lab, opts), root)
+    if layer:
+        sys.stdout.write("\n" + layer)
+    return EXIT_OK
+
+
+def _apply_cluster_layer(lab: Lab, root: Path, only: list[str] | None, opts: SshOptions, say: Say) -> bool:
+    """The cluster layer, with a whole-lab deploy: labels, Secrets, helm releases; False when a step failed."""
+    steps = [] if only else cluster_deploy.plan(lab, opts)
+    if steps:
+        done = cluster_deploy.apply(root, steps, reveal_secret(root), say=lambda m: say("cluster layer", m))
+        failed = [r for r in done if r.rc != 0]
+        if failed:
+            print(f"the cluster layer failed at: {failed[0].step.what} (exit {failed[0].rc})\n{failed[0].output}")
+            return False
+        print(f"applied the cluster layer: {len(steps)} steps ({', '.join(r.name for r in helmfile.releases(lab))})")
+    return True
+
+
 def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
     """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
@@ -551,13 +579,7 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     if rebuild is None:
         return EXIT_MISSING
     if options.dry_run:
-        workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
-        plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
-                          opts=opts, suite=suite, rebuild=rebuild)
-        if rebuild[0] != "nixos-rebuild":
-            sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
-        sys.stdout.write(render_steps(plan, lab))
-        return EXIT_OK
+        return _print_deploy(lab, root, names, only, options, opts, suite, rebuild)
     try:
         _need("ssh")
     except MissingTool as e:
@@ -590,8 +612,20 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
               "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
         return EXIT_FAILED
+    if not _apply_cluster_layer(lab, root, only, opts, say):
+        return EXIT_FAILED
     print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
     return EXIT_OK
+
+
+def reveal_secret(root: Path, identity=None):
+    """A lab secret's value for the admin, decrypted from the lab's age-encrypted store
+    (:func:`homelab.secretstore.reveal`, the admin's key); the value goes to kubectl's stdin only."""
+    def reveal(secret):
+        from .secretstore import reveal as store_reveal
+
+        return store_reveal(root, secret.name, identity)
+    return reveal
 
 
 def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions) -> int:
@@ -628,7 +662,11 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
         say.err(f"cannot reach {name} ({reach.address(lab.host(name))}) over SSH: {why}")
     up = [h for h in hosts if h.hostname not in down]
     v = _check_live(root, up, options, opts, suite, say) if up else Verdict(True, True)
-    return _verify_verdict(v, names, [h.hostname for h in up], down, options.scope)
+    # the cluster layer's live checks (Traefik through nginx, Ceph's health), with the cluster scope of the lab
+    layer = cluster_deploy.live_checks(lab, opts) if options.scope == "cluster" and not only and not down else []
+    for c in layer:
+        say("cluster layer", f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}")
+    return _verify_verdict(v, names, [h.hostname for h in up], down, options.scope, layer)
 
 
 def _check_live(root: Path, up: list[Host], options: VerifyOptions, opts: SshOptions, suite: Path, say: Say
@@ -649,12 +687,17 @@ def _check_live(root: Path, up: list[Host], options: VerifyOptions, opts: SshOpt
         return run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
 
 
-def _verify_verdict(v: Verdict, names: list[str], checked: list[str], down: dict, scope: str) -> int:
+def _verify_verdict(v: Verdict, names: list[str], checked: list[str], down: dict, scope: str, layer: list) -> int:
     """What ``homelab verify`` prints at the end, and its exit code."""
     not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
-    if v.ok and not down:
-        print(f"all checks passed on {', '.join(names)} ({scope} scope)")
+    layer_failed = [c.name for c in layer if not c.ok]
+    if v.ok and not down and not layer_failed:
+        print(f"all checks passed on {', '.join(names)} ({scope} scope)"
+              + (f"; the cluster layer's {len(layer)} checks too" if layer else ""))
         return EXIT_OK
+    if v.ok and layer_failed:
+        print("the cluster layer's checks failed: " + ", ".join(layer_failed))
+        return EXIT_FAILED
     if v.ok:
         if checked:
             print(f"all checks passed on {', '.join(checked)} ({scope} scope)")

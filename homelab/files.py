@@ -46,7 +46,8 @@ def read_exact(path: Path) -> str:
 def generated_on_disk(root: Path) -> list[str]:
     """Files homelab generated earlier: modules/**.nix, hosts/*/default.nix and hosts/lab.nix with our header."""
     found = []
-    for p in sorted([*root.glob("modules/**/*.nix"), *root.glob("hosts/*/default.nix"), *root.glob("hosts/lab.nix")]):
+    for p in sorted([*root.glob("modules/**/*.nix"), *root.glob("hosts/*/default.nix"), *root.glob("hosts/lab.nix"),
+                     *root.glob("cluster/*.yaml"), *root.glob("cluster/values/*.yaml")]):
         try:
             head = read_exact(p)[:64]
         except OSError:
@@ -199,18 +200,20 @@ def _apply(root: Path, p: Plan) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _rename_order(rel: str) -> tuple[bool, str]:
-    """Modules before the entry files (hosts/<name>/default.nix) that import them."""
-    return (rel.startswith("hosts/"), rel)
+def _rename_order(rel: str) -> tuple[bool, bool, str]:
+    """Modules before the entry files (hosts/<name>/default.nix) that import them; values files before the
+    helmfile that names them."""
+    return (rel.startswith("hosts/"), rel == "cluster/helmfile.yaml", rel)
 
 
 # what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") makes for a generated .nix file
-_TEMP = re.compile(r"^\..+\.nix\.[a-z0-9_]{8}\.tmp\Z")
+_TEMP = re.compile(r"^\..+\.(nix|yaml)\.[a-z0-9_]{8}\.tmp\Z")
 
 
 def stale_temps(root: Path) -> list[Path]:
     """Temporaries a killed build left beside generated files (modules/**, hosts/, hosts/*/)."""
-    dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", *(root / "hosts").glob("*")]
+    dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", *(root / "hosts").glob("*"),
+            root / "cluster", root / "cluster" / "values"]
     return sorted(f for d in dirs if d.is_dir() and not d.is_symlink()
                   for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink())
 

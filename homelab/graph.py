@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .component import components, releases
 from .errors import LabError, Problem
 from .model import TAILSCALE_RANGE, Host, Lab
 from .role import HostContext
@@ -94,6 +95,18 @@ def topology(lab: Lab) -> dict[str, Any]:
             edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
             if part.key:
                 paths.setdefault(part.key, []).append(part.path)
+    for comp in components(lab):  # the cluster layer's components (cluster/helmfile.yaml)
+        part = comp.graph(lab)
+        if part is None:
+            continue
+        for n in part.nodes:
+            nodes.setdefault(n.id, {"id": n.id, "lines": list(n.lines), "class": n.cls, "place": n.place,
+                                    "shape": n.shape})
+        edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
+    rels = [{"name": r.name, "namespace": r.namespace, "chart": f"{r.repository.name}/{r.chart}",
+             "version": r.version} for r in releases(lab)]
+    if rels:
+        paths["releases"] = rels
     return {
         "version": JSON_VERSION,
         "cluster": {

@@ -13,7 +13,10 @@ What holds for any valid lab is checked on this one, with real programs:
    roles first: the DNS host's Corefile template answers every name in the zone and no look-alike
    (CoreDNS zone); the ingress host's stream config in a real nginx passes bytes to the right NodePort
    (nginx stream);
-5. **vm-tests**, with ``--vm``: ``nix flake check`` on the lab's flake: a VM test per host and
+5. **cluster layer**: each release of ``cluster/helmfile.yaml`` rendered by real helm from the pinned
+   chart, every built-in object valid for the cluster's Kubernetes, and the objects checked against the
+   hosts (NodePorts, nodeSelectors, host paths, Ceph's nodes and disks, the kubelet directory);
+6. **vm-tests**, with ``--vm``: ``nix flake check`` on the lab's flake: a VM test per host and
    the cluster test (needs the pinned nixpkgs and KVM).
 
 A part that cannot run here is skipped, and the reason is printed. Examples: no root for
@@ -109,6 +112,7 @@ def run(root: Path | str, *, nix: Nix | None = None, hosts: list[str] | None = N
             add(o)
         for o in _role_proofs(rb, names, Path(tmp)):
             add(o)
+    add(_cluster_layer(rb, root))
     add(_vm_tests(root, vm))
     return out
 
@@ -159,6 +163,19 @@ def _role_proofs(rb, names: list[str], tmp: Path):
                 ctx = ProofContext(lab, host, rb.options[host.hostname], work)
                 role = host.role(role_type)
                 yield _attempt(name, lambda: proof.run(role, ctx))  # noqa: B023 - called at once
+
+
+def _cluster_layer(rb, root: Path) -> Outcome:
+    """The cluster layer's releases rendered by real helm, validated and checked against the hosts."""
+    from .proofs import cluster
+
+    name = "cluster layer (helm)"
+    try:
+        return Outcome(name, PASSED, cluster.prove(rb.lab, root / "cluster", rb.options).summary())
+    except cluster.Unavailable as e:
+        return Outcome(name, SKIPPED, str(e))
+    except cluster.ProofFailed as e:
+        return Outcome(name, FAILED, str(e))
 
 
 def _vm_tests(root: Path, vm: bool) -> Outcome:

@@ -286,6 +286,20 @@ def _options(value: Any) -> Any:
     return FrozenDict(out)
 
 
+def _component(v: Any) -> Any:
+    from .component import Component
+
+    if not isinstance(v, Component):
+        raise TypeError(v)
+    return v
+
+
+def _labels(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    from .labels import to_labels
+
+    return to_labels(value, self_, field)
+
+
 @attrs.frozen
 class Cluster:
     """The lab's shared facts: LAN, Kubernetes ranges, API name, DNS zone."""
@@ -311,6 +325,11 @@ class Cluster:
         _public_key, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")",
         "an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
     production: bool = attrs.field(default=False, validator=a_bool)
+    # the cluster layer's components (homelab.component): Traefik(acme=...), RookCeph(mons=...) or a lab's own;
+    # the built-in ones its roles imply join unless listed (homelab.component.components)
+    components: tuple[Any, ...] = attrs.field(default=(), converter=fields.list_converter(
+        _component, "a list of cluster components (e.g. [Traefik(acme=Acme(...)), RookCeph()])",
+        "a cluster component (Traefik(...), RookCeph(...) or an attrs class subclassing homelab.component.Component)"))
 
     @property
     def api_url(self) -> str:
@@ -369,6 +388,10 @@ class Host:
     # Wake-on-LAN on the LAN interface (homelab wake / sleep); None: the host is woken by hand
     wake_on_lan: WakeOnLan | None = attrs.field(default=None, validator=fields.check(
         lambda v: v is None or isinstance(v, WakeOnLan), lambda v: fields.wrong_type(v, "WakeOnLan(mac=...) or None")))
+    # Kubernetes node labels its kubelet registers (with those its roles add, homelab.labels); the cluster
+    # layer selects nodes by them (Traefik's nodeSelector)
+    labels: Mapping[str, str] = attrs.field(factory=FrozenDict, converter=attrs.Converter(
+        _labels, takes_self=True, takes_field=True))
 
     @property
     def ip(self) -> ipaddress.IPv4Address:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .component import releases
 from .firewall import flow_table
 from .model import Lab
 
@@ -33,8 +34,25 @@ def rows(lab: Lab) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["host"], r["port"], r["proto"], r["from"]))
 
 
+def cluster_rows(lab: Lab) -> list[dict[str, Any]]:
+    """The cluster layer's releases and what each exposes on the hosts: Traefik's NodePorts, which answer on
+    every node's 127.0.0.1 only (kube-proxy's --nodeport-addresses) and are reached through the ingress hosts'
+    nginx (the flow table's 80/443 rows); the Rook releases expose nothing on the hosts."""
+    out = []
+    for r in releases(lab):
+        ports = r.values.get("ports")
+        ports = getattr(ports, "value", ports) or {}
+        nodeports = sorted(p["nodePort"] for p in ports.values() if isinstance(p, dict) and "nodePort" in p)
+        out.append({"release": r.name, "namespace": r.namespace, "chart": f"{r.repository.name}/{r.chart}",
+                    "version": r.version, "nodeports": nodeports,
+                    "exposes": (f"NodePorts {', '.join(map(str, nodeports))} on 127.0.0.1 of every node, reached "
+                                "through the ingress hosts' nginx" if nodeports else "nothing on the hosts")})
+    return out
+
+
 def to_json(lab: Lab) -> dict[str, Any]:
-    return {"version": JSON_VERSION, "admins": [str(a) for a in lab.cluster.admins], "rows": rows(lab)}
+    return {"version": JSON_VERSION, "admins": [str(a) for a in lab.cluster.admins], "rows": rows(lab),
+            "cluster": cluster_rows(lab)}
 
 
 def table(lab: Lab) -> str:

@@ -29,6 +29,7 @@ method / attribute     what it gives
                        with the role (:class:`Proof`; the code beside the role)
 ``graph(ctx)``         what the diagram shows (:class:`GraphPart`)
 ``notes(ctx)``         extra lines for the host's box in the diagram
+``node_labels(ctx)``   Kubernetes node labels it gives its host's kubelet
 =====================  =====================================================
 
 Every method gets a :class:`HostContext`: the lab, the host, and helpers to
@@ -301,6 +302,10 @@ class Role:
 
     def notes(self, ctx: HostContext) -> Iterable[str]:
         return ()
+
+    def node_labels(self, ctx: HostContext) -> Mapping[str, str]:
+        """Kubernetes node labels this role gives its host (its kubelet registers them, ``homelab.labels``)."""
+        return {}
 
     # -- helpers for role authors
     def error(self, ctx: HostContext, field: str, reason: str) -> Problem:

@@ -32,9 +32,10 @@ import time
 VERSION = 1
 RECORD = False  # set by ``python -m homelab`` / the ``homelab`` command: a whole process may record a build
 ENV_PREFIXES = ("HOMELAB_", "NIX")  # what homelab and nix read; PATH and PYTHONPATH too
-# the lab's sources and the generated files (hosts/lab.nix and the entries); secrets/: whether each host can read
-# the secrets it needs is part of the build's answer (homelab.secretstore.lab_problems)
-WATCHED = ("hosts", "modules", "secrets")
+# the lab's sources and the generated files (hosts/lab.nix, the entries, the cluster layer's helmfile and values);
+# secrets/: whether each host can read the secrets it needs is part of the build's answer
+# (homelab.secretstore.lab_problems)
+WATCHED = ("hosts", "modules", "cluster", "secrets")
 SKIPPED = ("__pycache__",)  # Python's byte-code caches: rewritten by the interpreter, not read by the build
 
 

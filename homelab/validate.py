@@ -37,6 +37,8 @@ import attrs
 
 from . import firewall
 from .errors import LabError, Problem
+from .component import problems as component_problems
+from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
 from .role import ADMIN_SOURCES, HostContext, Port
 from .secrets import option_problems, redact, secret_kind
@@ -377,6 +379,11 @@ def build_host_not_in_lab(ctx: HostContext) -> Iterator[Problem]:
                         "lab host's name)")
 
 
+def node_label_problems(ctx: HostContext) -> Iterator[Problem]:
+    """The host's Kubernetes node labels (homelab.labels)."""
+    yield from label_problems(ctx.lab, ctx.host)
+
+
 def role_problems(ctx: HostContext) -> Iterator[Problem]:
     for role in ctx.host.roles:
         yield from role.check(ctx)
@@ -425,7 +432,7 @@ def option_inside_another(ctx: HostContext) -> Iterator[Problem]:
 # The rules of each host, in the order their problems are reported.
 HOST_RULES = (repeated_hostname, repeated_lan_address, address_outside_lan, tailscale_address_unusable,
               field_without_its_role, repeated_role, boot_problems, build_host_not_in_lab, port_clashes,
-              role_problems, option_that_cannot_be_written, accept_local_on, secret_in_kernel_params,
+              node_label_problems, role_problems, option_that_cannot_be_written, accept_local_on, secret_in_kernel_params,
               option_inside_another)
 
 
@@ -447,8 +454,13 @@ def role_lab_problems(lab: Lab) -> Iterator[Problem]:
         yield from role_type.check_lab(lab)
 
 
+def cluster_component_problems(lab: Lab) -> Iterator[Problem]:
+    """The cluster layer's components (homelab.component)."""
+    yield from component_problems(lab)
+
+
 # The rules of the lab as a whole, after every host's.
-LAB_RULES = (needed_role_missing, role_lab_problems)
+LAB_RULES = (needed_role_missing, role_lab_problems, cluster_component_problems)
 
 
 def validate(lab: Lab) -> list[Problem]:

@@ -46,10 +46,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def copy_lab(src: Path, dst: Path) -> Path:
-    """A lab's hosts/ and modules/ (when built) copied to ``dst``."""
+    """A lab's hosts/, and modules/ and cluster/ (when built), copied to ``dst``."""
     shutil.copytree(src / "hosts", dst / "hosts", ignore=shutil.ignore_patterns("__pycache__"))
-    if (src / "modules").is_dir():
-        shutil.copytree(src / "modules", dst / "modules")
+    for built in ("modules", "cluster"):
+        if (src / built).is_dir():
+            shutil.copytree(src / built, dst / built)
     return dst
 
 

@@ -18,7 +18,7 @@ from .conftest import copy_lab
 def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
     """path -> (inode, mtime_ns, bytes) of every file under hosts/ and modules/."""
     out = {}
-    for p in sorted([*root.rglob("hosts/**/*"), *root.rglob("modules/**/*")]):
+    for p in sorted([*root.rglob("hosts/**/*"), *root.rglob("modules/**/*"), *root.rglob("cluster/**/*")]):
         if p.is_file() and "__pycache__" not in p.parts:
             st = p.stat()
             out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns, p.read_bytes())
@@ -26,7 +26,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 def _generated(root: Path) -> list[Path]:
-    return [*root.glob("hosts/*/default.nix"), *root.glob("modules/**/*.nix"), root / "hosts/lab.nix"]  # the lab's modules/ only
+    return [*root.glob("hosts/*/default.nix"), *root.glob("modules/**/*.nix"), root / "hosts/lab.nix",  # the lab's modules/ only
+            *root.glob("cluster/*.yaml"), *root.glob("cluster/values/*.yaml")]
 
 
 def test_build_from_scratch_writes_every_file(lab_copy, nix, capsys):
@@ -34,7 +35,9 @@ def test_build_from_scratch_writes_every_file(lab_copy, nix, capsys):
         p.unlink()
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
-    assert "wrote 16" in out and "nix read back 16 generated files" in out  # 15 modules + hosts/lab.nix
+    # 16 modules (helm on the control plane among them) + hosts/lab.nix, which nix reads back; the cluster layer's
+    # helmfile and 3 values files
+    assert "wrote 21" in out and "nix read back 17 generated files" in out
 
 
 def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_path, nix, capsys):
@@ -51,7 +54,7 @@ def test_the_repository_lab_built_from_scratch_is_what_is_committed(repo, tmp_pa
 def test_a_no_op_build_rewrites_nothing(lab_copy, nix, capsys):
     before = snapshot(lab_copy)
     assert main(["build", "--root", str(lab_copy)]) == 0
-    assert "wrote 0, unchanged 16" in capsys.readouterr().out
+    assert "wrote 0, unchanged 21" in capsys.readouterr().out
     assert snapshot(lab_copy) == before  # same inodes, same mtimes, same bytes
 
 
@@ -94,10 +97,14 @@ def test_removed_host_and_unused_modules_are_pruned(lab_copy, nix, capsys):
     # the DNS zone now points at no ingress host: drop the DnsServer role from yomogi too
     y = lab_copy / "hosts/yomogi/host.py"
     y.write_text(y.read_text().replace('        DnsServer(forward=["1.1.1.1", "1.0.0.1"]),\n', ""))
+    # and the cluster layer loses its ingress and its only Ceph disk: Traefik and Rook Ceph go too
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
     assert "removed modules/ingress/nginx-stream.nix" in out
     assert "removed modules/dns/coredns.nix" in out
+    assert {ln for ln in out.splitlines() if ln.startswith("  removed cluster/")} == {
+        "  removed cluster/helmfile.yaml", "  removed cluster/values/traefik.yaml",
+        "  removed cluster/values/rook-ceph.yaml", "  removed cluster/values/rook-ceph-cluster.yaml"}
     assert not (lab_copy / "modules/ingress/nginx-stream.nix").exists()
     assert main(["build", "--check", "--root", str(lab_copy)]) == 0
 
@@ -146,7 +153,7 @@ def test_python_dash_m_homelab_runs_as_a_program(lab_copy, nix):
     r = subprocess.run([sys.executable, "-m", "homelab", "build", "hosts/yomogi"], cwd=lab_copy,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "1 host: wrote 0, unchanged 11" in r.stdout
+    assert "1 host: wrote 0, unchanged 12" in r.stdout
     assert "warning: a control plane booted from an SD card" in r.stderr
 
 

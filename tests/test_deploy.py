@@ -63,6 +63,12 @@ ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'cat /var/lib/kuber
 
 # once every host passed: the cluster checks
 cd $LAB && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $PYTHON -m pytest -p testinfra.plugin $SUITE --hosts=ssh://root@192.168.10.12,ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root=$LAB --lab-host=192.168.10.12=hanaakari --lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --homelab-scope=cluster '--junitxml=$TMP/homelab-deploy-<new>/cluster.xml' -q
+
+# the cluster layer (cluster/helmfile.yaml), on the control plane, once every host passed
+# label node hanaakari
+ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig kubectl label node hanaakari proxy=true --overwrite'
+# release traefik (traefik 37.1.0)
+ssh -o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 'env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig helm upgrade --install traefik traefik --repo https://traefik.github.io/charts --version 37.1.0 --namespace traefik --create-namespace --wait --timeout 900s -f -' < $LAB/cluster/values/traefik.yaml
 """
 
 

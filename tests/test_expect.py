@@ -284,7 +284,12 @@ def test_expectations_agree_with_the_generated_options(lab):
         assert set(opts.get("boot.kernelModules", [])) <= {c.spec["module"] for c in of(e, "kernel_module")}
 
         # systemd properties are the generated values
-        props = {(c.spec["unit"], c.spec["property"]): c.spec["value"] for c in of(e, "systemd_property")}
+        props = {(c.spec["unit"], c.spec["property"]): c.spec["value"] for c in of(e, "systemd_property")
+                 if not c.spec["value"].startswith("--node-labels=")}
+        # the kubelet's labels: exactly the generated --node-labels word, when there is one
+        extra = opts.get("services.kubernetes.kubelet.extraOpts", "").split()
+        assert [c.spec["value"] for c in of(e, "systemd_property") if c.spec["value"].startswith("--node-labels=")] \
+            == [w for w in extra if w.startswith("--node-labels=")]
         limit = opts.get("systemd.services.containerd.serviceConfig", {}).get("LimitNOFILE")
         assert props.get(("containerd.service", "LimitNOFILE")) == limit
         arch = opts.get("systemd.services.etcd.environment", {}).get("ETCD_UNSUPPORTED_ARCH")

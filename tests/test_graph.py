@@ -157,8 +157,8 @@ def check_against_model(lab) -> dict:
 
 def test_seed_lab_diagram_matches_the_model(seed_lab):
     g = check_against_model(seed_lab)
-    # the seed lab has the full picture: 3 hosts + router, internet, upstream, client, traefik
-    assert len(g["nodes"]) == len(seed_lab.hosts) + 5
+    # the seed lab has the full picture: 3 hosts + router, internet, upstream, client, traefik, rook (Ceph)
+    assert len(g["nodes"]) == len(seed_lab.hosts) + 6
 
 
 def test_a_varied_lab_is_drawn_from_its_own_values():
@@ -310,7 +310,9 @@ def assert_graph_json_shape(data: dict) -> None:
     for h in data["hosts"]:
         assert set(h) == HOST_KEYS
         assert h["kubernetes"] in ("control-plane", "worker", None)
-    assert set(data["paths"]) <= {"split_dns", "ingress", "api", "monitoring"}
+    assert set(data["paths"]) <= {"split_dns", "ingress", "api", "monitoring", "releases"}
+    for d in data["paths"].get("releases", []):
+        assert set(d) == {"name", "namespace", "chart", "version"}
     for d in data["paths"].get("split_dns", []):
         assert set(d) == DNS_KEYS
     for i in data["paths"].get("ingress", []):

@@ -55,7 +55,7 @@ def test_the_seed_example_builds_to_the_seed_labs_files(seed_root, tmp_path):
     assert {r for r in done.written if not r.startswith("hosts/")} == {".gitignore", "README.md", "ci.sh",
                                                                         "flake.nix"}
     assert main(["build", "--root", str(done.root)]) == 0
-    built = {rel: data for rel, data in tree(done.root).items() if rel.startswith(("hosts/", "modules/"))}
+    built = {rel: data for rel, data in tree(done.root).items() if rel.startswith(("hosts/", "modules/", "cluster/"))}
     assert built == tree(seed_root)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from homelab import DnsServer, IngressProxy, labtest
+from homelab import DnsServer, IngressProxy, helmfile, labtest
 from homelab.cli import main
 from homelab.init import init
 from homelab.load import load_or_raise
@@ -59,11 +59,16 @@ def assert_all_passed(got: dict[str, tuple[str, str]], lab, hosts: list[str] | N
         firewall = [f"firewall ({tool})"]
     want = ["generated files", "nix", *firewall,
             *([f"CoreDNS zone {n}" for n in dns] if dns else ["CoreDNS zone"]),
-            *([f"nginx stream {n}" for n in ingress] if ingress else ["nginx stream"]), "vm-tests"]
+            *([f"nginx stream {n}" for n in ingress] if ingress else ["nginx stream"]), "cluster layer (helm)",
+            "vm-tests"]
     assert list(got) == want
     for name, (status, detail) in got.items():
         if name in ("nginx stream", "CoreDNS zone"):
             assert status == "skipped" and "no host (of those tested) has the" in detail
+        elif name == "cluster layer (helm)" and not helmfile.releases(lab):
+            assert status == "skipped" and "the lab has no cluster layer" in detail, detail
+        elif name == "cluster layer (helm)" and status == "skipped":
+            assert "helm is not installed" in detail, detail  # ./lab test installs it; pip alone does not
         elif name == "vm-tests":
             assert status == "skipped" and any(r in detail for r in ("homelab test --vm", "KVM", "no flake.nix")), detail
         elif status == "skipped":
@@ -181,4 +186,15 @@ def test_a_proof_that_does_not_hold_fails_with_exit_1(lab_copy, monkeypatch, cap
     assert "  failed   firewall tokiwa (iptables-nft): tokiwa: " in out and "probes wrong" in out
     assert "LAN client: tcp" in out and ":8123 via enp1s0: expect accept (8123/tcp from lan: a port the files do " \
         "not open (test)) -> got refuse" in out
-    assert out.rstrip().endswith("2 passed, 1 failed, 3 skipped")  # files, nix; firewall; nginx, dns, vm
+    # files, nix (and the cluster layer, where helm is installed); firewall; nginx, dns (cluster), vm
+    assert out.rstrip().endswith("3 passed, 1 failed, 3 skipped" if _have_helm() else "2 passed, 1 failed, 4 skipped")
+
+
+def _have_helm() -> bool:
+    from homelab.proofs import cluster
+
+    try:
+        cluster.find_helm()
+    except cluster.Unavailable:
+        return False
+    return True

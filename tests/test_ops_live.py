@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -100,6 +103,10 @@ def files_under(folder: Path):
 # ---------------------------------------------------------------- deploy
 
 
+def last_suite_end(net, mark) -> float:
+    return suites(net, mark)[-1]["t1"]
+
+
 def test_deploy_switches_the_control_plane_first_then_joins_the_workers_two_at_a_time(net):
     token = net.ssh("yomogi", f"cat {TOKEN_PATH}").stdout
     assert re.fullmatch(r"[0-9a-f]{32}", token), token
@@ -135,11 +142,21 @@ def test_deploy_switches_the_control_plane_first_then_joins_the_workers_two_at_a
     for w in ("hanaakari", "tokiwa"):
         joins = net.since(mark, w, "nixos-kubernetes-node-join")
         assert [(j["argv"], j["stdin"], j["rc"]) for j in joins] == [([], token, 0)]
-        assert net.node(w) == {"ready": "True", "cordoned": False}
+        assert {k: v for k, v in net.node(w).items() if k != "labels"} == {"ready": "True", "cordoned": False}
     kubectl = [c for c in net.since(mark, "yomogi", "kubectl")]
     assert {c["env"]["KUBECONFIG"] for c in kubectl} == {"/etc/kubernetes/cluster-admin.kubeconfig"}
     asked = [c["argv"][:3] for c in kubectl]
-    assert sorted(asked) == sorted([["get", "node", "hanaakari"]] * 2 + [["get", "node", "tokiwa"]] * 2)
+    assert sorted(asked) == sorted([["get", "node", "hanaakari"]] * 2 + [["get", "node", "tokiwa"]] * 2
+                                   + [["label", "node", "hanaakari"]])
+
+    # then the cluster layer, on the control plane: hanaakari labelled (proxy=true, IngressProxy's), Traefik
+    # installed with its values file on stdin (the labkit lab has no disks for Ceph, no ACME secrets)
+    assert net.node("hanaakari")["labels"] == {"proxy": "true"}
+    helm, = net.since(mark, "yomogi", "helm")
+    assert helm["argv"][:3] == ["upgrade", "--install", "traefik"] and helm["rc"] == 0
+    assert helm["stdin"] == (net.root / "cluster/values/traefik.yaml").read_text()
+    assert helm["t0"] > last_suite_end(net, mark)
+    assert "applied the cluster layer: 2 steps (traefik)" in r.stdout
 
     # the token went nowhere else: no argv or environment of any call, no output, no file of the deployer
     for host in ("workstation", "yomogi", "hanaakari", "tokiwa"):
@@ -287,11 +304,60 @@ def test_stale_generated_files_are_refused_before_any_connection(net):
 # ---------------------------------------------------------------- verify
 
 
+TRAEFIK_STANDIN = r"""
+import http.server, socket, ssl, sys, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(404); self.end_headers()
+    def log_message(self, *a):
+        pass
+http_server = http.server.HTTPServer(("0.0.0.0", 80), H)
+threading.Thread(target=http_server.serve_forever, daemon=True).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+tls = socket.create_server(("0.0.0.0", 443))
+print("ready", flush=True)
+while True:
+    c, _ = tls.accept()
+    try:
+        with ctx.wrap_socket(c, server_side=True) as s:
+            s.recv(1)
+    except (OSError, ssl.SSLError):
+        pass
+"""
+
+
+@contextlib.contextmanager
+def traefik_standin(net):
+    """STAND-IN for Traefik behind nginx on the ingress host: HTTP on 80 (a 404), TLS on 443 (self-signed)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the stand-in Traefik's TLS")
+    key, cert = net.tmp / "traefik-key.pem", net.tmp / "traefik-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=traefik-default",
+                    "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    ns = net.hostns["hanaakari"]
+    p = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", TRAEFIK_STANDIN, str(cert), str(key)],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+
+
 def test_verify_runs_the_live_checks_alone(net):
     mark = net.mark()
     r = net.homelab("verify")
+    assert r.returncode == 1, r.stdout + r.stderr  # nothing answers on hanaakari's 80 and 443: no Traefik
+    assert "the cluster layer's checks failed: Traefik through nginx on 192.168.10.12:80 (http), Traefik through " \
+        "nginx on 192.168.10.12:443 (tls)" in r.stdout
+    with traefik_standin(net):
+        r = net.homelab("verify")
     assert r.returncode == 0, r.stdout + r.stderr
-    s, = suites(net, mark)
+    assert "all checks passed on hanaakari, tokiwa, yomogi (cluster scope); the cluster layer's 2 checks too" \
+        in r.stdout
+    s = suites(net, mark)[-1]
     assert "--homelab-scope=cluster" in s["argv"] and s["rc"] == 0
     assert rebuilds(net, mark) == []
     with told(net, "tokiwa", "failing-checks", "kernel_module:rbd\n"):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from homelab import files, render, readback
+from homelab import files, helmfile, readback, render
 from homelab.compile import compile_lab
 from homelab.roles import kubernetes
 
@@ -32,7 +32,7 @@ def options(seed_root, seed_compiled, nix):
 
 def test_committed_files_are_what_the_model_generates(repo, repo_lab):
     """This repository's lab, whatever hosts/ holds: the committed files are the model's."""
-    texts = render.render_all(compile_lab(repo_lab[0]))
+    texts = render.render_all(compile_lab(repo_lab[0])) | helmfile.texts(repo_lab[0])
     assert files.stale(repo, texts) == []
 
 

@@ -64,10 +64,10 @@ def _answered(result):
 def test_a_second_build_is_answered_without_nix_and_says_what_was_verified(lab):
     run, root = lab
     out1, err1 = _full(run("build"))
-    assert out1.startswith("3 hosts: wrote 16, unchanged 0; nix read back 16 generated files")
+    assert out1.startswith("3 hosts: wrote 21, unchanged 0; nix read back 17 generated files")
     out2, err2 = _answered(run("build"))
-    assert out2.startswith("3 hosts: wrote 0, unchanged 16; nothing changed since the build of ")
-    assert out2.rstrip().endswith("which nix verified (16 generated files read back, 3 hand-written ones parsed)")
+    assert out2.startswith("3 hosts: wrote 0, unchanged 21; nothing changed since the build of ")
+    assert out2.rstrip().endswith("which nix verified (17 generated files read back, 3 hand-written ones parsed)")
     assert err2 == err1 and "placeholder key" in err2  # the same warnings, replayed
     # --check prints the same line either way, and never runs nix: what shows it was answered is that the
     # model was never imported (Python's own import log)

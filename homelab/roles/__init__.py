@@ -18,6 +18,9 @@ tailscale          Tailscale
 monitoring         NodeExporter, Monitoring (the worked example of a role
                    written only through the public interface)
 power_schedule     PowerSchedule (power off at night, RTC wake in the morning)
+traefik            Traefik, Acme: the cluster layer's ingress controller
+                   (a component, homelab.component; Helm values)
+rook_ceph          RookCeph: Rook's operator and Ceph cluster (a component)
 =================  ==========================================================
 
 A lab brings its own role the same way: a module beside ``hosts/`` (or an
@@ -34,7 +37,9 @@ from .dns_server import DnsServer
 from .ingress import IngressProxy
 from .monitoring import Monitoring, NodeExporter
 from .power_schedule import PowerSchedule
+from .rook_ceph import RookCeph
 from .tailscale import Tailscale
+from .traefik import Acme, Traefik
 from .worker import Worker
 
 # The registry of built-in roles: (folder, class), one line each, in the order the diagram draws their paths and
@@ -52,6 +57,9 @@ REGISTRY: tuple[tuple[str, str], ...] = (
     ("power_schedule", "PowerSchedule"),
 )
 BUILTIN: tuple[type, ...] = tuple(getattr(import_module(f".{folder}", __name__), name) for folder, name in REGISTRY)
+# The built-in cluster components (the cluster layer, cluster/helmfile.yaml), in install order.
+BUILTIN_COMPONENTS: tuple[type, ...] = (RookCeph, Traefik)
+
 
 
 def builtin_contract() -> Contract:
@@ -60,5 +68,5 @@ def builtin_contract() -> Contract:
     return of_roles(BUILTIN)
 
 
-__all__ = ["ARM64_COREDNS", "BUILTIN", "builtin_contract", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
+__all__ = ["Acme", "RookCeph", "Traefik", "BUILTIN_COMPONENTS", "ARM64_COREDNS", "BUILTIN", "builtin_contract", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
            "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"]

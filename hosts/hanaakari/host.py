@@ -21,4 +21,7 @@ host = Host(
     # PLACEHOLDER MAC (a locally administered address): replace it with the NIC's own,
     # from `ip link show enp1s0` on hanaakari, before relying on `homelab wake`
     wake_on_lan=WakeOnLan(mac="02:00:00:00:00:12"),
+    # its kubelet registers role=application (IngressProxy adds proxy=true): Traefik's nodeSelector, as the
+    # seed article's values have it
+    labels={"role": "application"},
 )

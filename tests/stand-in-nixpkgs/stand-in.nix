@@ -244,6 +244,7 @@ let
     "pytest-xdist"
     "hypothesis"
     "import-linter"
+    "pyyaml"
   ];
 
   pkgsFor =

@@ -160,8 +160,14 @@ def kubectl(argv: list[str], t0: float) -> int:
 
     if os.environ.get("KUBECONFIG") != ADMIN_KUBECONFIG:
         return done(1, err="stand-in: no cluster-admin kubeconfig (KUBECONFIG unset)")
+    if argv == ["apply", "-f", "-"]:  # the cluster layer's Secrets: what kinds came, never their values
+        items = json.loads(sys.stdin.read())["items"]
+        kinds = [f"{i['kind']}/{i['metadata']['name']}" for i in items]
+        record("kubectl", t0, 0, env={"KUBECONFIG": os.environ.get("KUBECONFIG")}, applied=kinds)
+        print("\n".join(f"{k.lower()} configured" for k in kinds))
+        return 0
     nodes = Path(os.environ["HOMELAB_STANDIN_CLUSTER"]) / "nodes"
-    verb, node = (argv + ["", "", ""])[0], (argv + ["", "", ""])[2 if argv[:1] == ["get"] else 1]
+    verb, node = (argv + ["", "", ""])[0], (argv + ["", "", ""])[2 if argv[:1] in (["get"], ["label"]) else 1]
     path = nodes / f"{node}.json"
     if not path.exists():
         return done(1, err=f'Error from server (NotFound): nodes "{node}" not found')
@@ -176,7 +182,21 @@ def kubectl(argv: list[str], t0: float) -> int:
     if verb == "uncordon":
         save(path, dict(n, cordoned=False))
         return done(0, out=f"node/{node} uncordoned")
+    if verb == "label" and argv[-1:] == ["--overwrite"]:
+        labels = dict(a.split("=", 1) for a in argv[3:-1])
+        save(path, dict(n, labels={**n.get("labels", {}), **labels}))
+        return done(0, out=f"node/{node} labeled")
     return done(2, err=f"stand-in kubectl: {verb} is not faked")
+
+
+def helm(argv: list[str], t0: float) -> int:
+    """``helm upgrade --install <name> ... -f -`` on the control plane: records the release and its values."""
+    values = sys.stdin.read()
+    ok = argv[:2] == ["upgrade", "--install"] and os.environ.get("KUBECONFIG") == ADMIN_KUBECONFIG
+    record("helm", t0, 0 if ok else 2, stdin=values, env={"KUBECONFIG": os.environ.get("KUBECONFIG")})
+    if ok:
+        print(f'Release "{argv[2]}" has been upgraded. Happy Helming!')
+    return 0 if ok else 2
 
 
 def systemctl(argv: list[str], t0: float) -> int:
@@ -199,6 +219,7 @@ def checks(argv: list[str], t0: float) -> int:
 
 TOOLS = {
     "ssh": ssh,
+    "helm": helm,
     "nixos-rebuild": nixos_rebuild,
     "switch-to-configuration": switch_to_configuration,
     "nixos-kubernetes-node-join": nixos_kubernetes_node_join,
@@ -208,7 +229,7 @@ TOOLS = {
 }
 WORKSTATION = ("ssh", "nixos-rebuild")
 TARGET = ("nixos-rebuild", "switch-to-configuration", "nixos-kubernetes-node-join", "kubectl", "systemctl",
-          "homelab-standin-checks")
+          "homelab-standin-checks", "helm")
 
 
 def main(tool: str) -> None:

@@ -33,8 +33,11 @@ from typing import Iterable
 import attrs
 
 from ... import checks, fields
+from ... import optiontypes as t
+from ...component import releases
+from ...contract import PARTIAL, OptionFact
 from ...errors import Problem
-from ...model import PkgCall
+from ...model import Pkg, PkgCall
 from ...role import ADMINS, NODES, PODS, Edge, Flow, GraphPart, HostContext, Module, Port, Role, section
 from .. import kubernetes
 
@@ -100,6 +103,25 @@ ARM64_COREDNS = CorednsImage(
 )
 
 
+HELM_OPTION = OptionFact("environment.systemPackages", t.ListOf(t.Package()), "nixos/modules/config/system-path.nix",
+                         "listOf package; definitions concatenate (the module adds corePackages and "
+                         "defaultPackages); linked into /run/current-system/sw", status=PARTIAL,
+                         nix_type="`listOf package`: definitions concatenate",
+                         nix_default="`[ ]`; the module itself adds `corePackages` and `defaultPackages`",
+                         evidence="S")
+
+
+def helm_module(lab) -> Module | None:
+    """``modules/k8s/helm.nix`` for the control plane when the lab has releases: helm, which ``homelab deploy``
+    runs there (with the cluster-admin kubeconfig) to apply them."""
+    if not releases(lab):
+        return None
+    return Module("modules/k8s/helm.nix", "helm on the control plane, for the cluster layer", (
+        section("`homelab deploy` applies cluster/helmfile.yaml from here: helm upgrade --install per release, "
+                "with the cluster-admin kubeconfig.", ("environment.systemPackages", [Pkg("kubernetes-helm")])),),
+        source="the cluster layer (cluster/helmfile.yaml)")
+
+
 @attrs.frozen
 class ControlPlane(Role):
     """Kubernetes control plane: NixOS roles master + node, API server, DNS addon.
@@ -132,7 +154,7 @@ class ControlPlane(Role):
     kubernetes_node = True
     control_plane = True
     lab_needs = "one host must run the Kubernetes control plane"
-    options = kubernetes.OPTIONS
+    options = kubernetes.OPTIONS + (HELM_OPTION,)
 
     # ---------------------------------------------------------------- compile
 
@@ -155,6 +177,9 @@ class ControlPlane(Role):
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         yield from kubernetes.node_modules(ctx)
         yield self._master(ctx)
+        helm = helm_module(ctx.lab)  # the cluster layer is applied from the control plane
+        if helm is not None:
+            yield helm
         if arm64_overrides(ctx.host, self):
             yield self._arm64()
 

@@ -94,6 +94,10 @@ class IngressProxy(Role):
                     ("services.nginx.virtualHosts", {})),
         ))
 
+    def node_labels(self, ctx: HostContext) -> dict[str, str]:
+        """``proxy: "true"``: Traefik's nodeSelector, so it runs on the host whose nginx streams to it."""
+        return {"proxy": "true"}
+
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(self.http_port, "tcp", "the ingress proxy (http)", field="IngressProxy.http_port")
         yield Port(self.https_port, "tcp", "the ingress proxy (https)", field="IngressProxy.https_port")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ... import checks
+from ... import checks, labels
 from ... import optiontypes as t
 from ...contract import PARTIAL, OptionFact
 from ...model import Pkg, PkgCall
@@ -302,11 +302,18 @@ def node_problems(ctx: HostContext) -> list:
 
 def node_host_sections(ctx: HostContext):
     h = ctx.host
-    return [section(
+    out = [section(
         "Kubernetes uses the LAN address, not another interface's (Tailscale adds one).",
         ("services.kubernetes.kubelet.nodeIp", str(h.ip)),
         ("services.flannel.iface", h.interface),
     )]
+    node_labels = labels.node_labels(ctx.lab, h)
+    if node_labels:
+        out.append(section(
+            "The node's labels, registered by its kubelet (nixpkgs has no option for them; extraOpts comes last "
+            "on the kubelet's command line); the cluster layer's nodeSelectors choose nodes by them.",
+            ("services.kubernetes.kubelet.extraOpts", labels.node_labels_flag(node_labels))))
+    return out
 
 
 def node_sources(ctx: HostContext) -> list[tuple[str, Match]]:
@@ -352,6 +359,11 @@ def node_expectations(ctx: HostContext, kubelet_scope: str) -> list[checks.Check
     if not _is_address(api):
         out.append(checks.hosts_entry(api, str(ctx.lab.control_plane.ip), "every node finds the API server by "
                                       "name (extraHosts)"))
+    node_labels = labels.node_labels(ctx.lab, ctx.host)
+    if node_labels:
+        out.append(checks.systemd_property("kubelet.service", "ExecStart", labels.node_labels_flag(node_labels),
+                                           "contains", "the node's labels, which the cluster layer's "
+                                           "nodeSelectors choose it by (--node-labels)"))
     reference = getattr(control_plane_role(ctx.lab), "dns_image_reference", lambda: None)()
     if reference is not None:
         out.append(checks.container_image(
