@@ -232,6 +232,15 @@ def cmd_check(args) -> int:
                 problems += readback.hand_written_problems(root, prepared.compiled, _nix(args),
                                                          sorted(prepared.compiled.hosts), prepared.pre)
     errors = [p for p in problems if p.severity == "error"]
+    nixos: list = []
+    if getattr(args, "nixos", False) and not errors:
+        from .nixos_check import nixos_problems
+
+        nixos = nixos_problems(root, lab, args, _nix(args), _err)
+        if nixos is None:
+            return EXIT_NO_NIX
+        problems += nixos
+        errors = [p for p in problems if p.severity == "error"]
     if args.json:
         _dump({"version": 1, "ok": not errors, "hosts": [h.hostname for h in lab.hosts] if lab else [],
                "problems": [{"where": p.where, "field": p.field, "reason": p.reason, "severity": p.severity}
@@ -241,7 +250,8 @@ def cmd_check(args) -> int:
         raise LabError(problems)
     for w in problems:
         _err(str(w))
-    print(f"ok: {len(lab.hosts)} hosts, {len(problems)} warning{'s' if len(problems) != 1 else ''}")
+    evaluated = "; NixOS evaluated every host's system through the flake" if getattr(args, "nixos", False) else ""
+    print(f"ok: {len(lab.hosts)} hosts, {len(problems)} warning{'s' if len(problems) != 1 else ''}{evaluated}")
     return EXIT_OK
 
 
@@ -591,6 +601,12 @@ def _build_args(p) -> None:
 def _check_args(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON: {ok, hosts, problems: [{where, field, reason, "
                    "severity}]}")
+    p.add_argument("--nixos", action="store_true", help="also evaluate each host's real NixOS system through the "
+                   "lab's flake (needs nixpkgs: exit 4 where it cannot be fetched); run it before deploying")
+    p.add_argument("--override-input", nargs=2, action="append", default=[], metavar=("INPUT", "FLAKE_REF"),
+                   help="with --nixos: use FLAKE_REF for the flake's input INPUT (e.g. a local nixpkgs checkout)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="with --nixos: hosts evaluated at once (default: up to 4, at most the cores)")
 
 
 def _show_args(p) -> None:
@@ -825,8 +841,9 @@ EXITS_OF: dict[str, dict[int, str]] = {
               EXIT_CHANGED: "--check: a generated file is out of date (listed)",
               EXIT_BAD_INPUT: _BAD + " (also a generated file edited by hand)", EXIT_GENERATED: _BUG,
               EXIT_MISSING: _NIX + "; --no-verify writes without it"},
-    "check": {EXIT_OK: "no problem (warnings may be listed)", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG,
-              EXIT_MISSING: _NIX},
+    "check": {EXIT_OK: "no problem (warnings may be listed); with --nixos, NixOS evaluated every host",
+              EXIT_BAD_INPUT: _BAD + "; with --nixos, also what NixOS refuses, named by host", EXIT_GENERATED: _BUG,
+              EXIT_MISSING: _NIX + "; with --nixos, also when the flake's inputs (nixpkgs) cannot be fetched"},
     "show": {EXIT_OK: "printed", EXIT_BAD_INPUT: _BAD, EXIT_GENERATED: _BUG, EXIT_MISSING: _NIX},
     "plan": {EXIT_OK: "nothing would change", EXIT_CHANGED: "a build would change files (listed)",
              EXIT_BAD_INPUT: _BAD},

@@ -40,8 +40,8 @@ EXIT_CODES = (
                      "usage mistake; each named by host, field and reason; nothing was written"),
     (EXIT_GENERATED, "homelab generated code that nix or the option contract disagrees with: a homelab bug"),
     (EXIT_MISSING, "a tool or device the command needs (nix, KVM; ssh, nixos-rebuild or nix for deploy; age for "
-                   "secrets) is missing, or cannot be used by this user (nix without its daemon); nothing was "
-                   "written"),
+                   "secrets; a reachable nixpkgs for `check --nixos`) is missing, or cannot be used by this user "
+                   "(nix without its daemon); nothing was written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Iterable
 import attrs
 
 from .checks import WINDOW, node_window  # noqa: F401 - which shared entries live checks name
+from .errors import LabError, Problem
 from .nixmodule import Module, Section, section
 from .role import Flow, HostContext, Source
 from .sources import Match, _ipv6_off, matches, node_matches, option_value, source_interface  # noqa: F401
@@ -113,7 +114,12 @@ def _host_flows(ctx: HostContext) -> tuple[tuple[Flow, str], ...]:
 
     out: list[tuple[Flow, str]] = [(f, "homelab") for f in access.flows(ctx)]
     for role in ctx.host.roles:
-        out += [(f, type(role).__name__) for f in role.flows(ctx)]
+        name = type(role).__name__
+        try:
+            out += [(f, name) for f in role.flows(ctx)]
+        except LabError as e:  # a Flow the role (a lab's own, say) built with a source no one can read
+            raise LabError([Problem(ctx.where, f"{name}.flows", f"{p.field}: {p.reason}") for p in e.problems]) \
+                from None
     for p in ctx.host.open_ports:
         out.append((Flow(p.port, p.proto, p.source, p.reason), "host.py"))
     return tuple(out)

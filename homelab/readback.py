@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
+from . import bootable
 from . import contract as contracts
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile
@@ -606,11 +607,18 @@ def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> te
     for rel, text in texts.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(text, encoding="utf-8")
+    hand_written = list(hand_written)
     for rel in hand_written:
         src = Path(root) / rel
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         if src.is_file():
             shutil.copyfile(src, base / rel)
+    # the Nix files beside them, which they may import in turn (./disks.nix): read for the root file system
+    for folder in sorted({Path(rel).parent for rel in hand_written}):
+        for src in sorted((Path(root) / folder).glob("*.nix")) if (Path(root) / folder).is_dir() else ():
+            rel = (folder / src.name).as_posix()
+            if rel not in texts and not (base / rel).exists() and src.is_file() and not src.name == "default.nix":
+                shutil.copyfile(src, base / rel)
     return tmp
 
 
@@ -655,8 +663,12 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
-in builtins.mapAttrs (rel: spec:
-  let v = top spec.file; in map (path: describe v path) spec.paths) %(files)s"""
+%(modules)s
+  files = %(files)s;
+in {
+  clashes = builtins.mapAttrs (rel: spec: let v = top spec.file; in map (path: describe v path) spec.paths) files;
+  boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
+}"""
 
 
 class _Unknown:
@@ -712,16 +724,18 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
         leaves = [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
         for hand in plan.hand_written:
             specs[hand] = (h, leaves)
-    if not specs:
-        return []
     out: list[Problem] = []
     results: dict[str, dict[OptPath, Any]] = {}
+    boot: dict[str, Any] = {}
     try:
-        results = _describe(root, specs, nix)
+        if specs:
+            results, boot = _describe(root, specs, nix)
     except NixEvalError:
         for hand in specs:  # one at a time, to name the file nix cannot read this way
             try:
-                results.update(_describe(root, {hand: specs[hand]}, nix))
+                clashes, facts = _describe(root, {hand: specs[hand]}, nix)
+                results.update(clashes)
+                boot.update(facts)
             except NixEvalError:
                 h = specs[hand][0]
                 out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
@@ -731,6 +745,8 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
         h, leaves = specs[hand]
         for leaf in leaves:
             out += _clash(h, hand, leaf, described[leaf[0]])
+    for h in hosts:
+        out += boot_problems(compiled, pre, h, boot)
     return out
 
 
@@ -761,21 +777,44 @@ def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: d
                     "host.py) or wrap it in lib.mkForce")]
 
 
+def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any]) -> list[Problem]:
+    """A host without a root file system or a boot loader (:mod:`homelab.bootable`): from its generated files
+    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import."""
+    plan = compiled.hosts[hostname]
+    nested = [pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested]
+    whole = all(rel in boot and boot[rel]["complete"] for rel in plan.hand_written)
+    defs = {}
+    for i, path in enumerate(bootable.PATHS):
+        defs[path] = bootable.generated_definitions(nested, path)
+        for rel in plan.hand_written:
+            if rel in boot:
+                found, ok = bootable.hand_definitions(boot[rel]["facts"][i])
+                defs[path] += found
+                whole = whole and ok
+    return bootable.problems(f"hosts/{hostname}", tuple(plan.hand_written), defs, whole)
+
+
 def _paths(specs: dict) -> list[OptPath]:
     """Every option path any host's generated files define (that does not merge), once: each hand-written file is
     asked about all of them (one list in the expression), and each host reads the answers for its own."""
     return sorted({path for _h, leaves in specs.values() for path, *_ in leaves})
 
 
-def _describe(root: Path, specs: dict, nix: Nix) -> dict[str, dict[OptPath, Any]]:
-    """hand-written file -> option path -> what nix found there."""
+def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
+    """hand-written file -> option path -> what nix found there; and hand-written file -> its boot facts
+    (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
-    listed = "[ " + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path in paths) + " ]"
+    listed = _paths_nix(paths)
     base = Path(root).resolve()
     files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
                      for hand in specs)
-    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})"})
-    return {hand: dict(zip(paths, found)) for hand, found in out.items()}
+    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
+                                      "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
+    return {hand: dict(zip(paths, found)) for hand, found in out["clashes"].items()}, out["boot"]
+
+
+def _paths_nix(paths) -> str:
+    return "[ " + " ".join("[ " + " ".join(nix_string(p) for p in path) + " ]" for path in paths) + " ]"
 
 
 def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck

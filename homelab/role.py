@@ -48,7 +48,7 @@ import attrs
 from . import optiontypes as types
 from .checks import Check
 from .contract import PARTIAL, OptionFact
-from .errors import Problem, ProofFailed
+from .errors import Problem, ProofFailed, report
 from .nixmodule import Module, Section, section
 
 if TYPE_CHECKING:
@@ -140,13 +140,31 @@ class Source:
 LAN, TAILNET, ADMINS, NODES, PODS, CONTROL_PLANE, WORLD = (Source(k) for k in SOURCE_WORDS)
 
 
+def _flow_source(value: Any, self_: Any, field: attrs.Attribute) -> Any:
+    """A Flow's source, read as every source in the lab is read (:meth:`Source.parse`); a word no one can read
+    is reported like any field (``Flow.source: 'lann' is not a source: ...``)."""
+    try:
+        return Source.parse(value)
+    except (TypeError, ValueError):
+        name = type(value).__name__
+        why = (f"{value!r} is not {SOURCE_HELP}" if isinstance(value, str) else
+               f"{value!r} is {'an' if name[:1].lower() in 'aeiou' else 'a'} {name}, not {SOURCE_HELP}")
+        report(f"{type(self_).__name__}.{field.name}", why)
+        return value  # reached only while collecting
+
+
 @attrs.frozen
 class Flow:
-    """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``."""
+    """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``.
+
+    ``source`` takes a :class:`Source` or what a user writes for one ("lan", "host:yomogi",
+    "192.168.20.0/24"), read by :meth:`Source.parse` like every other source in the lab.
+    """
 
     port: int
     proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
-    source: Source
+    source: Source = attrs.field(converter=attrs.Converter(lambda v, self_, field: _flow_source(v, self_, field),
+                                                            takes_self=True, takes_field=True))
     why: str
 
 

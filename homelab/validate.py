@@ -38,9 +38,10 @@ import attrs
 from . import firewall
 from .errors import LabError, Problem
 from .component import problems as component_problems
+from .hardware import arch_mismatches
 from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
-from .role import ADMIN_SOURCES, HostContext, Port
+from .role import ADMIN_SOURCES, HostContext, Port, Source
 from .secrets import option_problems, redact, secret_kind
 from .model import option_path as model_option_path
 
@@ -405,7 +406,52 @@ def option_that_cannot_be_written(ctx: HostContext) -> Iterator[Problem]:
                 yield ctx.error(field, reason)
 
 
+def unreadable_flow(ctx: HostContext) -> Iterator[Problem]:
+    """Every role's flows read once here, so a bad one (a source no one can read) is a problem like any."""
+    try:
+        firewall.host_flows(ctx)
+    except LabError as e:
+        yield from e.problems
+
+
+def _flows_readable(ctx: HostContext) -> bool:
+    try:
+        firewall.host_flows(ctx)
+        return True
+    except LabError:
+        return False
+
+
+def world_open_ports(ctx: HostContext) -> list[Problem]:
+    """A warning for every port the host opens to the world itself (``open_ports`` with ``source="world"``),
+    naming what listens there, from the host's port table (or sshd, on its port)."""
+    from .access import SSH_PORT
+
+    listening: dict[tuple[int, str], list[str]] = {(SSH_PORT, "tcp"): ["sshd (homelab)"]}
+    for p, role in port_table(ctx):
+        where = " on 127.0.0.1 only" if p.loopback else ""
+        listening.setdefault((p.number, p.proto), []).append(f"{p.what} ({role}{where})")
+    out = []
+    for i, p in enumerate(ctx.host.open_ports):
+        if not isinstance(p.source, Source) or p.source.kind != "world":
+            continue
+        what = listening.get((p.port, p.proto))
+        there = (f"{' and '.join(dict.fromkeys(what))} listens there" if what
+                 else f"what listens there ({p.reason}) is not homelab's")
+        out.append(ctx.warn(f"open_ports[{i}]", f"{p.port}/{p.proto} is open to the world: {there}, and anyone on "
+                            "the internet can now reach it (name a network or \"lan\" unless you mean to publish "
+                            "it)"))
+    return out
+
+
+def architecture_mismatch(ctx: HostContext) -> Iterator[Problem]:
+    for field, reason in arch_mismatches(ctx.host):
+        yield ctx.warn(field, reason)
+
+
 def accept_local_on(ctx: HostContext) -> Iterator[Problem]:
+    if not _flows_readable(ctx):
+        return
     for path in firewall.accept_local_problems(ctx):
         yield ctx.error(f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's "
                         "own address would then reach its firewall, whose rules from the Kubernetes nodes accept "
@@ -432,7 +478,8 @@ def option_inside_another(ctx: HostContext) -> Iterator[Problem]:
 # The rules of each host, in the order their problems are reported.
 HOST_RULES = (repeated_hostname, repeated_lan_address, address_outside_lan, tailscale_address_unusable,
               field_without_its_role, repeated_role, boot_problems, build_host_not_in_lab, port_clashes,
-              node_label_problems, role_problems, option_that_cannot_be_written, accept_local_on, secret_in_kernel_params,
+              node_label_problems, role_problems, option_that_cannot_be_written, unreadable_flow, world_open_ports,
+              architecture_mismatch, accept_local_on, secret_in_kernel_params,
               option_inside_another)
 
 

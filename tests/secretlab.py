@@ -52,12 +52,14 @@ def make(tmp: Path, *, ts_hosts=TS_HOSTS, host_keys=tuple(HOSTS), imports: tuple
         d.mkdir()
         role = "ControlPlane()" if name == "alpha" else "Worker()"
         ts = ('Tailscale(auth_key=Secret("tailscale-auth-key"))' if name in ts_hosts else "Tailscale()")
+        # without imports, the root file system a build asks for (homelab/bootable.py) comes from the options
+        disk = "" if imports else ", options={'fileSystems.\"/\"': {'device': '/dev/disk/by-label/nixos'}}"
         (d / "host.py").write_text(textwrap.dedent(f'''\
             from homelab import ControlPlane, Host, Secret, Tailscale, Worker
 
             host = Host(hostname={name!r}, system="x86_64-linux", state_version="26.05", interface="enp1s0",
                         address={ip!r}, tailscale_address="100.64.1.{10 + i}", roles=[{role}, {ts}],
-                        imports={list(imports)!r})
+                        imports={list(imports)!r}{disk})
             '''))
         pub = keygen(keys / name, f"root@{name}")
         if name in host_keys:

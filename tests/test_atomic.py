@@ -56,7 +56,8 @@ NEW_LAB_EDITS = [
     ("hosts/kusa/host.py", None, '''from homelab import Host, Tailscale, Worker
 
 host = Host(hostname="kusa", system="x86_64-linux", state_version="26.05", interface="enp2s0",
-            address="192.168.10.13/24", tailscale_address="100.64.0.13", roles=[Worker(), Tailscale(interface="ts0")])
+            address="192.168.10.13/24", tailscale_address="100.64.0.13", roles=[Worker(), Tailscale(interface="ts0")],
+            options={'fileSystems."/"': {"device": "/dev/disk/by-label/nixos"}})
 '''),
 ]
 
@@ -248,7 +249,8 @@ def big_lab(root: Path, seed_root: Path) -> None:
             "from homelab import Host, Tailscale, Worker\n\n"
             f'host = Host(hostname="{name}", system="x86_64-linux", state_version="26.05", interface="enp1s0",\n'
             f'            address="192.168.10.{20 + i}/24", tailscale_address="100.64.1.{i}",\n'
-            f'            roles=[Worker(), Tailscale()], options={{"networking.hostId": "{i:08x}"}})\n')
+            f'            roles=[Worker(), Tailscale()], options={{"networking.hostId": "{i:08x}",\n'
+            f'                                                    \'fileSystems."/"\': {{"device": "/dev/sda2"}}}})\n')
 
 
 def test_random_kills_in_a_big_lab(tmp_path, nix, seed_root):

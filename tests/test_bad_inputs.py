@@ -89,8 +89,8 @@ ERRORS = [
     case("nameservers-not-a-list", C, 'nameservers=["192.168.10.1", "1.1.1.1"]', 'nameservers="192.168.10.1"',
          ("cluster", "nameservers", "'192.168.10.1' is a str, not a list of IPv4 addresses")),
     case("admins-bad-cidr", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "10.0.0.0/33"],',
-         ("cluster", "admins[1]", "'10.0.0.0/33' is not a source: \"lan\", \"tailnet\", \"admins\", \"nodes\", \"pods\", "
-          "\"control-plane\", \"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")),
+         ("cluster", "admins[1]", "'10.0.0.0/33' is not a source: \"lan\", \"tailnet\", \"admins\", \"nodes\", "
+          "\"pods\", \"control-plane\", \"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")),
     case("admins-pods", C, 'admins=["lan", "tailnet"],', 'admins=["lan", "pods"],',
          ("cluster", "admins[1]", "pods cannot be an admin source")),
     case("admin-key-not-a-key", C, 'admin_keys=[PLACEHOLDER_KEY],', 'admin_keys=["hunter2"],',
@@ -266,12 +266,6 @@ ERRORS = [
     case("dns-zone-without-ingress", H, "        IngressProxy(http_nodeport=31080, https_nodeport=31443),", "",
          ("hosts/yomogi", "DnsServer", "the zone home.example.com must point at a host with the IngressProxy "
           "role, and no host has one")),
-    case("dns-zone-ingress-without-tailscale-address", H, '    tailscale_address="100.64.0.12",\n', "",
-         ("hosts/hanaakari", "tailscale_address", "the split-DNS zone home.example.com answers with the ingress "
-          "host's Tailscale address, and hanaakari has none")),
-    case("dns-zone-ingress-without-tailscale", H, "        Tailscale(),\n", "",
-         ("hosts/hanaakari", "roles", "the split-DNS zone home.example.com answers with this host's Tailscale "
-          "address, and it has no Tailscale() role")),
     Case("two-ingress-proxies", ((T, "import CephStorage,", "import CephStorage, IngressProxy,"),
                                  (T, "roles=[Worker(),", "roles=[Worker(), IngressProxy(),")),
          (("hosts/yomogi", "DnsServer", "several hosts have the IngressProxy role (hosts/hanaakari, hosts/tokiwa)"),)),
@@ -538,6 +532,11 @@ WARNINGS = [
          ("hosts/tokiwa", "tailscale_address", "warning: is set but the host has no Tailscale() role")),
     case("dns-server-without-tailscale", Y, "        Tailscale(),\n", "",
          ("hosts/yomogi", "roles", "warning: DnsServer without Tailscale(): tailnet clients cannot reach")),
+    # split DNS no longer needs the ingress host on the tailnet: its tailnet clients get the LAN address, and
+    # are told so (issue 18)
+    case("dns-zone-ingress-without-tailscale", H, "        Tailscale(),\n", "",
+         ("hosts/yomogi", "DnsServer.clients", "warning: tailnet clients get hanaakari's LAN address, which they "
+          "reach only through a subnet router")),
 ]
 
 SD_CARD = ("hosts/yomogi", "boot", "warning: a control plane booted from an SD card is too slow for a cluster "

@@ -18,6 +18,7 @@ from homelab.proofs import ProofFailed
 from homelab.roles.dns_server.proof import (answer_for, corefile_tokens, names, prove_zone, python_pattern, resolve,
                                     template_block, template_blocks)
 from homelab.proofs.netns import plain, read_back, read_back_lab
+from homelab.role import HostContext
 from tests import labkit
 
 
@@ -34,19 +35,25 @@ def _labs(nix, seed_root):
 
 def _zone(rb):
     (dns_host,) = rb.lab.with_role(DnsServer)
-    (ingress,) = rb.lab.with_role(IngressProxy)
     role = dns_host.role(DnsServer)
     corefile = plain(rb.options[dns_host.hostname]["services.coredns.config"])
-    return corefile, rb.lab.cluster.domain, str(ingress.tailscale_address), role
+    return corefile, rb.lab.cluster.domain, role.clients_and_answers(HostContext(rb.lab, dns_host)), role
 
 
 @pytest.mark.parametrize("which", ["seed", "other-zone"])
 def test_template_answers_every_name_in_the_zone_and_nothing_else(nix, seed_root, which):
-    corefile, zone, answer, role = _zone(_labs(nix, seed_root)[which]())
+    rb = _labs(nix, seed_root)[which]()
+    corefile, zone, answer, role = _zone(rb)
+    (ingress,) = rb.lab.with_role(IngressProxy)
     inside, outside = names(zone)
+    assert answer == {"this host": ("127.0.0.1", str(ingress.ip)), "lan": ("192.168.10.7", str(ingress.ip)),
+                      "tailnet (IPv4)": ("100.64.0.7", str(ingress.tailscale_address)),
+                      "tailnet (IPv6)": ("fd7a:115c:a1e0::7", str(ingress.tailscale_address)),
+                      "pods": ("10.1.0.7", str(ingress.ip))}
     assert prove_zone(corefile, zone, answer, role.ttl, list(role.forward)) == (
-        f"{len(inside)} names in {zone} answered A {answer} (other types: empty NOERROR), {len(outside)} "
-        "look-alikes not; the rest forwarded to " + ", ".join(map(str, role.forward)))
+        f"{len(inside)} names in {zone} answered A {ingress.ip} to this host, lan, pods; A {ingress.tailscale_address} "
+        f"to tailnet (IPv4), tailnet (IPv6) (other types: empty NOERROR), {len(outside)} look-alikes not; the rest "
+        "forwarded to " + ", ".join(map(str, role.forward)) + "; the world refused")
     block = template_block(corefile)
     assert all(answer_for(q, block) for q in inside) and not any(answer_for(q, block) for q in outside)
     blocks = template_blocks(corefile)
@@ -58,12 +65,12 @@ def test_without_the_second_template_aaaa_questions_go_upstream_and_the_proof_fa
     corefile, zone, answer, role = _zone(_labs(nix, seed_root)["seed"]())
     start = corefile.index("template IN ANY")
     broken = corefile[:start] + corefile[corefile.index("}", start) + 1:]
-    assert len(template_blocks(broken)) == 1
-    with pytest.raises(ProofFailed, match=rf"^AAAA {re.escape(zone)}\. gets \('next', None\)"):
+    assert len(template_blocks(broken)) == len(template_blocks(corefile)) - 1
+    with pytest.raises(ProofFailed, match=rf"client \([^)]*\): AAAA {re.escape(zone)}\. gets \('next', None\)"):
         prove_zone(broken, zone, answer, role.ttl, list(role.forward))
     nx = corefile.replace("rcode NOERROR", "rcode NXDOMAIN")
     assert nx != corefile
-    with pytest.raises(ProofFailed, match=rf"^AAAA {re.escape(zone)}\. gets \('empty', 'NXDOMAIN'\)"):
+    with pytest.raises(ProofFailed, match=rf"client \([^)]*\): AAAA {re.escape(zone)}\. gets \('empty', 'NXDOMAIN'\)"):
         prove_zone(nx, zone, answer, role.ttl, list(role.forward))
 
 
@@ -73,7 +80,8 @@ def test_a_zone_rule_one_label_too_narrow_fails_the_proof(nix, seed_root):
     narrow = "^(www\\.)?" + zone.replace(".", "\\.") + "\\.$"  # the apex and www only
     broken = corefile.replace(pattern, narrow)
     assert broken != corefile
-    with pytest.raises(ProofFailed, match=rf"^a\.b\.c\.{re.escape(zone)}\. is in .* but gets no answer"):
+    with pytest.raises(ProofFailed,
+                       match=rf"client \([^)]*\): a\.b\.c\.{re.escape(zone)}\. is in .* but gets no answer"):
         prove_zone(broken, zone, answer, role.ttl, list(role.forward))
     with pytest.raises(ProofFailed, match="answered"):
         prove_zone(corefile, zone, "10.9.9.9", role.ttl, list(role.forward))

@@ -105,10 +105,10 @@ def test_seed_yomogi(seed):
     dns = {(c.spec["name"], c.spec["server"], c.spec.get("answer"), c.spec.get("not_answer"), c.scope)
            for c in of(e, "dns")}
     assert dns == {
-        ("home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
-        ("www.home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
-        ("a.b.home.example.com", "127.0.0.1", "100.64.0.12", None, "host"),
-        ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", None, "100.64.0.12", "host"),
+        ("home.example.com", "127.0.0.1", "192.168.10.12", None, "host"),
+        ("www.home.example.com", "127.0.0.1", "192.168.10.12", None, "host"),
+        ("a.b.home.example.com", "127.0.0.1", "192.168.10.12", None, "host"),
+        ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", None, "192.168.10.12", "host"),
         ("kubernetes.default.svc.cluster.local", "10.0.0.254", "10.0.0.1", None, "cluster"),
     }
     assert of(e, "proxy") == []
@@ -139,7 +139,7 @@ def test_seed_workers_and_ingress(seed):
         ("docker.io/library/coredns:homelab", "cluster")]
     # the DNS host answers the zone over the LAN, from every other node (once the lab is up)
     assert [(c.spec["server"], c.spec["name"], c.spec["answer"]) for c in of(tokiwa, "dns") if c.scope == "cluster"
-            and c.spec["server"] != "10.0.0.254"] == [("192.168.10.10", "probe.home.example.com", "100.64.0.12")]
+            and c.spec["server"] != "10.0.0.254"] == [("192.168.10.10", "probe.home.example.com", "192.168.10.12")]
     hana = host_expectations(lab, lab.host("hanaakari"))
     assert sorted((c.spec["listen"], c.spec["upstream"], c.scope) for c in of(hana, "proxy")) == [
         (80, "127.0.0.1:31080", "cluster"), (443, "127.0.0.1:31443", "cluster")]

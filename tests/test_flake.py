@@ -608,6 +608,7 @@ host = Host(
     address="192.168.10.13/24",
     tailscale_address="100.64.0.13",
     roles=[Worker(), Tailscale()],
+    options={'fileSystems."/"': {"device": "/dev/disk/by-label/nixos", "fsType": "ext4"}},
 )
 '''
 

@@ -99,7 +99,8 @@ def test_acceptance_a_changed_copy_of_the_repository_lab_passes(repo_lab, nix, t
     (root / "hosts" / added).mkdir()
     (root / "hosts" / added / "host.py").write_text(
         f'from homelab import Host, Worker\n\nhost = Host(hostname="{added}", system="x86_64-linux", state_version="26.05", '
-        f'interface="eno1", address="{_free_address(lab)}/{lab.cluster.lan.prefixlen}", roles=[Worker()])\n')
+        f'interface="eno1", address="{_free_address(lab)}/{lab.cluster.lan.prefixlen}", roles=[Worker()],\n'
+        '            options={\'fileSystems."/"\': {"device": "/dev/disk/by-label/nixos"}})\n')
     r = homelab("build", cwd=root)
     assert r.returncode == 0, r.stderr
     changed, _ = load_or_raise(root)

@@ -388,7 +388,7 @@ class Lab2:
 
         # yomogi: a DNS server with a zone rule that is one label too narrow
         (self.tmp / "dns.py").write_text(DNS_SERVER)
-        answer = str(h.tailscale_address)
+        answer = str(h.ip)  # what the DNS host answers its LAN clients and itself: the ingress host's LAN address
         self.start("yomogi", sys.executable, str(self.tmp / "dns.py"), "53", BROKEN_ZONE, answer, WRONG_ANSWER,
                    lab.cluster.domain + ".")
 
@@ -560,7 +560,7 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     out = r.stdout
     assert f"no rule `{lab2.dropped[0].removeprefix('iptables -w ')}`" in out
     assert "TCP 192.168.10.10:8888 from host:hanaakari: no answer (dropped), expected the firewall to accept it" in out
-    assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 100.64.0.12" in out
+    assert f"got NOERROR, A records ['{WRONG_ANSWER}'], expected A 192.168.10.12" in out
     assert "port 443 -> 127.0.0.1:31443: connected, but no bytes came back" in out
     assert "/etc/hosts does not name tokiwa (only DNS might)" in out
     assert "listing containerd's images (k8s.io) failed (exit 127): bash: line 1: ctr: command not found" in out \
@@ -710,7 +710,7 @@ def test_cluster_steps_follow_the_lab(expectations, tmp_path):
     path = tmp_path / "expectations.json"
     path.write_text(json.dumps(expectations))
     log: list = []
-    answers = {"192.168.10.10": "100.64.0.12", "10.0.0.254": "10.0.0.1"}
+    answers = {"192.168.10.10": "192.168.10.12", "10.0.0.254": "10.0.0.1"}
     machines = {n: RecordingMachine(n, log, answers) for n in ("hanaakari", "tokiwa", "yomogi")}
     steps: list[str] = []
 
@@ -739,7 +739,7 @@ def test_cluster_steps_follow_the_lab(expectations, tmp_path):
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup kubernetes.default.svc.cluster.local | "
             "grep -F '10.0.0.1'") in log
     assert ("yomogi", "wait", "kubectl exec deploy/homelab-echo -- nslookup probe.home.example.com 192.168.10.10 | "
-            "grep -F '100.64.0.12'") in log
+            "grep -F '192.168.10.12'") in log
     asked = {(n, re.search(r"/dev/tcp/([0-9.]+)/", c).group(1)) for n, v, c in log if v == "execute"}
     assert asked == {(n, s) for n in ("hanaakari", "tokiwa") for s in answers} | {("yomogi", "10.0.0.254")}
     curls = [(n, c) for n, v, c in log if c.startswith("curl")]
@@ -860,7 +860,7 @@ def test_the_outsider_is_refused_what_only_nodes_may_reach(expectations, tmp_pat
            if c["kind"] == "reach" and c["client"] == "lan-client"]
     allowed = {(a, pr, p) for a, pr, p, x in lan if x == "accept"}
     assert ("192.168.10.10", "tcp", 8888) not in allowed and ("192.168.10.10", "tcp", 22) in allowed
-    answers = {"192.168.10.10": "100.64.0.12", "10.0.0.254": "10.0.0.1"}
+    answers = {"192.168.10.10": "192.168.10.12", "10.0.0.254": "10.0.0.1"}
 
     def run_with(opened):
         log: list = []

@@ -109,6 +109,25 @@ let
     "services.tailscale.authKeyFile"
   ];
   split = s: filter isString (builtins.split "\\." s);
+
+  # Options the stand-in declares, per namespace: a definition under one of these namespaces that is not
+  # declared is refused as NixOS refuses it (lib/modules.nix: "The option `...' does not exist."), so
+  # `homelab check --nixos` can be tested on a misspelled option.
+  declared = {
+    "services.jellyfin" = [ "enable" "openFirewall" "user" "group" "dataDir" "cacheDir" "package" ];
+  };
+  undeclaredIn =
+    defs:
+    concatMap (
+      ns:
+      let
+        v = getPath (split ns) defs;
+      in
+      if isAttrs v && !(v ? _type) then
+        map (n: { option = "${ns}.${n}"; value = v.${n}; }) (filter (n: !(elem n declared.${ns})) (attrNames v))
+      else
+        [ ]
+    ) (attrNames declared);
   getPath =
     path: set:
     foldl' (acc: p: if acc != null && isAttrs acc && acc ? ${p} then acc.${p} else null) set path;
@@ -159,6 +178,7 @@ let
             record = {
               file = if file != null then file else if v ? _file then toString v._file else null;
               defs = listToAttrs (map (p: { name = p; value = getPath (split p) defs; }) found);
+              undeclared = undeclaredIn defs;
             }
             // (if vmVariant == null then { } else { vmVariant = describe config [ vmVariant ]; });
             acc' = {
@@ -226,7 +246,15 @@ let
       config = {
         nixpkgs.hostPlatform = system;
         networking.hostName = hostName;
-        system.build.toplevel = drv system "nixos-system-${hostName}" (record // { kind = "toplevel"; });
+        system.build.toplevel =
+          let
+            bad = concatMap (r: map (u: u // { inherit (r) file; }) (r.undeclared or [ ])) records;
+            u = head bad;
+          in
+          if bad == [ ] then
+            drv system "nixos-system-${hostName}" (record // { kind = "toplevel"; })
+          else
+            throw "The option `${u.option}' does not exist. Definition values:\n- In `${toString u.file}': ${builtins.toJSON u.value}";
         system.build.vm = drv vmSystem "nixos-vm-${hostName}" (record // { kind = "vm"; });
         system.build.sdImage = drv system "nixos-sd-image-${hostName}" (record // { kind = "sd-image"; });
       };

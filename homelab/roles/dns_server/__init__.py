@@ -1,12 +1,21 @@
-"""DnsServer: split DNS with CoreDNS — the lab's zone answers with the ingress host's Tailscale address.
+"""DnsServer: split DNS with CoreDNS — the lab's zone answers each client with an ingress address it can reach.
 
 Every name under ``cluster.domain`` (and the apex) gets an A record pointing at
-the host with the :class:`~homelab.roles.ingress.IngressProxy` role, at its
-Tailscale address; everything else is forwarded upstream, with a cache.  The
+the host with the :class:`~homelab.roles.ingress.IngressProxy` role: LAN clients,
+pods and the host itself get its LAN address; tailnet clients, when both the DNS
+host and the ingress host are on the tailnet, get its Tailscale address.  CoreDNS
+tells them apart with its ``view`` plugin: a server block whose view matches the
+tailnet's client addresses (``incidr(client_ip(), ...)``), then the block for
+everyone else.  Everything else is forwarded upstream, with a cache.  The
 Corefile is ``Corefile.j2`` beside this file.
 
 Facts from nixpkgs (nixos-26.05): ``services/networking/coredns.nix`` writes
-``services.coredns.config`` verbatim as the Corefile.
+``services.coredns.config`` verbatim as the Corefile.  From CoreDNS 1.14.3 (what
+nixpkgs 26.05 packages): ``plugin/view`` (``view NAME { expr EXPRESSION }``, the
+expression run by expr-lang with ``client_ip()`` the bare client address and
+``incidr(ip, cidr)``; an error counts as false), and ``core/dnsserver/server.go``:
+the server blocks of one zone and port are tried in the Corefile's order and the
+first whose views all pass serves the query (a block without a view passes).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from ... import optiontypes as t
 from ...contract import OptionFact
 from ...errors import Problem, report
 from ...model import to_sources
-from ...role import (Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
+from ...role import (TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
                      section)
 from ...sources import matches
 from ..ingress import IngressProxy
@@ -30,6 +39,7 @@ from ..tailscale import Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
 HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
+TAILNET_NETS = ("100.64.0.0/10", "fd7a:115c:a1e0::/48")  # Tailscale's client addresses (IPv4 CGNAT, IPv6 ULA)
 
 
 def zone_regex(zone: str) -> str:
@@ -37,28 +47,45 @@ def zone_regex(zone: str) -> str:
     return "^(.+\\.)?" + re.escape(zone).replace("\\-", "-") + "\\.$"
 
 
-def corefile(*, zone: str, answer_ip: str, ttl: int, forward: list[str], cache: int, port: int,
+@attrs.frozen
+class Answer:
+    """One server block of the Corefile: the clients it serves (a ``view`` over their networks, or None for
+    everyone else) and the ingress address the zone answers them."""
+
+    view: str | None
+    networks: tuple[str, ...]
+    address: str
+    who: str
+
+    @property
+    def expr(self) -> str:
+        return " || ".join(f"incidr(client_ip(), '{n}')" for n in self.networks)
+
+
+def corefile(*, zone: str, answers: list[Answer], ttl: int, forward: list[str], cache: int, port: int,
              allow: list[str]) -> str:
-    return configs.role_text(__file__, "Corefile.j2", zone=zone, regex=zone_regex(zone), answer_ip=answer_ip, ttl=ttl,
+    blocks = [{"comment": a.who, "view": a.view, "expr": a.expr, "answer_ip": a.address} for a in answers]
+    return configs.role_text(__file__, "Corefile.j2", zone=zone, regex=zone_regex(zone), blocks=blocks, ttl=ttl,
                         forward=forward, cache=cache, port=port, allow=allow, health_port=HEALTH_PORT)
 
 
 def _prove_zone(role: DnsServer, ctx: ProofContext) -> str:
-    """The Corefile nix read back: its template answers every name in the zone, and no look-alike (proof.py)."""
+    """The Corefile nix read back: each kind of client gets, for every name in the zone, the ingress address it
+    can reach, and no look-alike gets anything (proof.py)."""
     from .proof import prove_zone
 
-    ingress = ctx.lab.with_role(IngressProxy)
-    answer = str(ingress[0].tailscale_address) if ingress else "?"
-    return prove_zone(ctx.option("services.coredns.config"), ctx.lab.cluster.domain, answer, role.ttl,
-                      list(role.forward))
+    answers = role.clients_and_answers(HostContext(ctx.lab, ctx.host))
+    return prove_zone(ctx.option("services.coredns.config"), ctx.lab.cluster.domain, answers, role.ttl,
+                      list(role.forward), role.port)
 
 
 @attrs.frozen
 class DnsServer(Role):
-    """Split DNS: CoreDNS answers the lab's zone with the ingress host's Tailscale address.
+    """Split DNS: CoreDNS answers the lab's zone with an address of the ingress host each client can reach.
 
     Every name under ``cluster.domain`` (and the apex) gets an A record pointing
-    at the host with the IngressProxy role; everything else is forwarded.
+    at the host with the IngressProxy role (its LAN address, or its Tailscale
+    address for tailnet clients); everything else is forwarded.
     """
 
     forward: tuple[ipaddress.IPv4Address, ...] = attrs.field(
@@ -105,16 +132,56 @@ class DnsServer(Role):
         """The ingress host every name of the zone points at (the lab must have exactly one)."""
         return lab.with_role(IngressProxy)[0]
 
+    def tailnet_answer(self, lab, host) -> bool:
+        """Tailnet clients get the ingress host's Tailscale address: they may ask (``clients``), reach this host
+        (it has Tailscale) and reach the ingress host there (it has Tailscale and an address)."""
+        ingress = self.answer_host(lab)
+        return (TAILNET in self.clients and host.has(Tailscale) and ingress.has(Tailscale)
+                and ingress.tailscale_address is not None)
+
+    def answers(self, lab, host) -> list[Answer]:
+        """The Corefile's server blocks, in order: the tailnet's view (when it has one), then everyone else."""
+        ingress = self.answer_host(lab)
+        out = []
+        if self.tailnet_answer(lab, host):
+            out.append(Answer("tailnet", TAILNET_NETS, str(ingress.tailscale_address),
+                              f"tailnet clients: {ingress.hostname}'s Tailscale address"))
+        out.append(Answer(None, (), str(ingress.ip), f"LAN clients, pods and this host: {ingress.hostname}'s LAN "
+                          "address"))
+        return out
+
+    def clients_and_answers(self, ctx: HostContext) -> dict[str, tuple[str, str]]:
+        """For the CoreDNS proof: each kind of client this server answers -> (an address such a client asks
+        from, the ingress address it must get).  Tailnet clients must get the Tailscale address (when the
+        tailnet has a view), everyone else the LAN address; the addresses come from the flow table's sources."""
+        ingress = self.answer_host(ctx.lab)
+        lan, ts = str(ingress.ip), str(ingress.tailscale_address)
+        out = {"this host": ("127.0.0.1", lan)}
+        for source in self.clients:
+            for m in matches(ctx.lab, ctx.host, source):
+                if m.net is None:
+                    continue
+                net = ipaddress.ip_network(m.net)
+                sample = str(net[min(7, net.num_addresses - 1)])
+                on_tailnet = any(ipaddress.ip_address(sample) in ipaddress.ip_network(n) for n in TAILNET_NETS
+                                 if ipaddress.ip_network(n).version == net.version)
+                want = ts if on_tailnet and self.tailnet_answer(ctx.lab, ctx.host) else lan
+                out.setdefault(f"{source} (IPv{m.family})" if source.kind == "tailnet" else str(source), (sample, want))
+        return out
+
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         c = ctx.cluster
         ingress = self.answer_host(ctx.lab)
-        text = corefile(zone=c.domain, answer_ip=str(ingress.tailscale_address), ttl=self.ttl,
+        answers = self.answers(ctx.lab, ctx.host)
+        text = corefile(zone=c.domain, answers=answers, ttl=self.ttl,
                         forward=[str(a) for a in self.forward], cache=self.cache_seconds, port=self.port,
                         allow=self.acl_networks(ctx))
+        tailnet = (", and tailnet clients with its Tailscale address (each in a server block of its own, chosen by "
+                   "CoreDNS's view plugin from the client's address)" if len(answers) > 1 else "")
         yield Module("modules/dns/coredns.nix", "Split-DNS server for the lab's zone", (section(
-            f"Split DNS: every name under {c.domain} answers with {ingress.hostname}'s Tailscale "
-            "address; the rest is forwarded. The firewall lets only its clients reach the port; the acl refuses "
-            "the rest too (CoreDNS before 1.14.7 answers from its cache before the acl runs).",
+            f"Split DNS: every name under {c.domain} answers LAN clients, pods and this host with "
+            f"{ingress.hostname}'s LAN address{tailnet}; the rest is forwarded. The firewall lets only its clients reach the port; the acl refuses the rest too (CoreDNS "
+            "before 1.14.7 answers from its cache before the acl runs).",
             ("services.coredns.enable", True),
             ("services.coredns.config", text),
         ),))
@@ -148,9 +215,17 @@ class DnsServer(Role):
                 else:  # another resolver may listen on port 53 here (unbound...): the user can mean it
                     yield self.warn(ctx, f"forward[{i}]", f"{a} is this host: names outside the zone go to whatever "
                                     "answers on its port 53, which homelab does not set up")
-        if not ctx.host.has(Tailscale):
+        # a warning only where there is a tailnet to miss, and the clients name it (clients=[...] without
+        # "tailnet" says the lab means it)
+        if TAILNET in self.clients and not ctx.host.has(Tailscale) and any(h.has(Tailscale) for h in ctx.lab.hosts):
             yield ctx.warn("roles", "DnsServer without Tailscale(): tailnet clients cannot reach this split-DNS "
-                           "server")
+                           "server (give this host Tailscale(), or leave \"tailnet\" out of DnsServer.clients)")
+        ingress = ctx.lab.with_role(IngressProxy)
+        if (len(ingress) == 1 and TAILNET in self.clients and ctx.host.has(Tailscale)
+                and not self.tailnet_answer(ctx.lab, ctx.host)):
+            yield ctx.warn("DnsServer.clients", f"tailnet clients get {ingress[0].hostname}'s LAN address, which they "
+                           f"reach only through a subnet router: give {ingress[0].hostname} Tailscale() and a "
+                           "tailscale_address to answer them with that")
 
     @classmethod
     def check_lab(cls, lab) -> Iterable[Problem]:
@@ -164,14 +239,6 @@ class DnsServer(Role):
             names = ", ".join(lab.where(h) for h in ingress)
             yield Problem(dns_hosts, "DnsServer", f"several hosts have the IngressProxy role ({names}); the zone "
                           f"{c.domain} can point at one")
-        elif ingress[0].tailscale_address is None:
-            yield Problem(lab.where(ingress[0]), "tailscale_address",
-                          f"the split-DNS zone {c.domain} answers with the ingress host's Tailscale address, and "
-                          f"{ingress[0].hostname} has none")
-        elif not ingress[0].has(Tailscale):
-            yield Problem(lab.where(ingress[0]), "roles",
-                          f"the split-DNS zone {c.domain} answers with this host's Tailscale address, and it has "
-                          "no Tailscale() role")
         yield from _forwarding_loops(lab)
         if c.api_name == c.domain or c.api_name.endswith("." + c.domain):
             yield Problem("cluster", "api_name", f"{c.api_name} lies in the split-DNS zone {c.domain}; hosts "
@@ -183,11 +250,11 @@ class DnsServer(Role):
         yield checks.listening("tcp", self.port, "host", why)
         yield checks.listening("udp", self.port, "host", why)
         ingress = self.answer_host(ctx.lab)
-        answer = str(ingress.tailscale_address)
+        answer = str(ingress.ip)  # the host itself asks: the block for everyone but the tailnet
         zone = ctx.cluster.domain
         for name in (zone, f"www.{zone}", f"a.b.{zone}"):
             yield checks.dns(name, "127.0.0.1", self.port, "host", f"split DNS: names under {zone} answer with "
-                             f"{ingress.hostname}'s Tailscale address", answer=answer)
+                             f"{ingress.hostname}'s LAN address", answer=answer)
         lookalike = f"{zone}.homelab-lookalike.invalid"
         yield checks.dns(lookalike, "127.0.0.1", self.port, "host",
                          "a look-alike outside the zone must not get the ingress address", not_answer=answer)
@@ -197,8 +264,8 @@ class DnsServer(Role):
         if other.host.is_kubernetes_node:
             ingress = self.answer_host(ctx.lab)
             yield checks.dns(f"probe.{ctx.cluster.domain}", str(ctx.host.ip), self.port, "cluster",
-                             f"split DNS served by {ctx.host.hostname} over the LAN",
-                             answer=str(ingress.tailscale_address))
+                             f"split DNS served by {ctx.host.hostname} over the LAN: {ingress.hostname}'s LAN "
+                             "address", answer=str(ingress.ip))
 
     def graph(self, ctx: HostContext) -> GraphPart:
         lab, h = ctx.lab, ctx.host
@@ -209,15 +276,17 @@ class DnsServer(Role):
         edges = []
         if any(x.tailscale_address for x in lab.hosts):
             edges.append(Edge("client", h.hostname, (f"split DNS: {zone}", where)))
+        shown = None
         if answer is not None:
-            edges.append(Edge(h.hostname, answer.hostname, (f"{zone} A {answer.tailscale_address}",), "-.->"))
+            shown = answer.tailscale_address if self.tailnet_answer(lab, h) else answer.ip
+            edges.append(Edge(h.hostname, answer.hostname, (f"{zone} A {shown}",), "-.->"))
         edges.append(Edge(h.hostname, "upstream", ("other names: forward",)))
         return GraphPart(
             nodes=(Node("upstream", ("upstream DNS", ", ".join(upstream))),),
             edges=tuple(edges), key="split_dns", path={
                 "zone": lab.cluster.domain, "server": h.hostname, "server_address": str(h.tailscale_address or h.ip),
                 "port": self.port, "answer_host": answer.hostname if answer else None,
-                "answer_address": str(answer.tailscale_address) if answer and answer.tailscale_address else None,
+                "answer_address": str(shown) if shown else None,
                 "ttl": self.ttl, "forward": [str(a) for a in self.forward]})
 
 

@@ -1,4 +1,13 @@
-"""The DNS host's generated Corefile: does its ``template`` answer exactly the lab's zone?
+"""The DNS host's generated Corefile: does it answer exactly the lab's zone, each client with its own address?
+
+Which server block serves a query (CoreDNS 1.14.3, ``core/dnsserver/server.go`` and
+``plugin/view``): the blocks of the root zone on the port are tried in the Corefile's
+order, and the first whose ``view`` expressions all evaluate true serves it (a block
+without a view always does); none: REFUSED.  The expressions homelab writes are
+``incidr(client_ip(), 'CIDR')`` terms joined by ``||``, run here with Python's
+``ipaddress`` (``client_ip()`` is the bare client address, ``incidr`` parses the CIDR
+as Go's ``net.ParseCIDR``); any other expression fails the proof.  The block's ``acl``
+(``plugin/acl``): the first rule whose networks hold the client decides.
 
 The Corefile is ``services.coredns.config`` as nix evaluated it from the
 generated files.  It is tokenised the way CoreDNS's Corefile lexer does
@@ -31,7 +40,9 @@ download binaries from elsewhere.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from typing import Mapping
 
 from ...errors import ProofFailed
 
@@ -88,9 +99,11 @@ def corefile_tokens(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def template_blocks(corefile: str) -> list[dict[str, list[list[str]]]]:
-    """Every ``template`` directive, in order: {'args': [[...]], 'match': [[...]], 'answer': [[...]], ...}."""
-    toks = corefile_tokens(corefile)
+def template_blocks(corefile: str | list[tuple[str, int]]) -> list[dict[str, list[list[str]]]]:
+    """Every ``template`` directive, in order: {'args': [[...]], 'match': [[...]], 'answer': [[...]], ...}.
+
+    ``corefile``: the text, or the tokens of one server block."""
+    toks = corefile_tokens(corefile) if isinstance(corefile, str) else corefile
     blocks = []
     for i in [i for i, (t, _) in enumerate(toks) if t == "template"]:
         head_line = toks[i][1]
@@ -121,6 +134,115 @@ def template_block(corefile: str) -> dict[str, list[list[str]]]:
     if not blocks:
         raise ProofFailed("the Corefile has no template directive")
     return blocks[0]
+
+
+def _directive_block(toks: list[tuple[str, int]], i: int) -> tuple[list[str], list[list[str]], int]:
+    """The directive at ``toks[i]``: its arguments (on its line), the lines of its ``{ }`` block, and the index
+    after it."""
+    line = toks[i][1]
+    args, i = [], i + 1
+    while i < len(toks) and toks[i][1] == line and toks[i][0] != "{":
+        args.append(toks[i][0])
+        i += 1
+    lines: list[list[str]] = []
+    if i < len(toks) and toks[i][0] == "{" and toks[i][1] == line:
+        i += 1
+        while toks[i][0] != "}":
+            ln, vals = toks[i][1], []
+            while toks[i][1] == ln and toks[i][0] != "}":
+                vals.append(toks[i][0])
+                i += 1
+            lines.append(vals)
+        i += 1
+    return args, lines, i
+
+
+def server_blocks(corefile: str) -> list[dict]:
+    """The Corefile's server blocks, in order, as CoreDNS sets them up (``core/dnsserver``).
+
+    Each is ``{"keys": [".:53"], "views": [expression, ...], "acl": [(action, [nets])], "tokens": [...]}``:
+    a view's ``expr`` arguments joined by one space (the view plugin's ``strings.Join(args, " ")``), the
+    acl's ``allow net``/``block`` lines, and the block's own tokens (for its templates).
+    """
+    toks = corefile_tokens(corefile)
+    out, i = [], 0
+    while i < len(toks):
+        line, keys = toks[i][1], []
+        while i < len(toks) and toks[i][1] == line and toks[i][0] != "{":
+            keys.append(toks[i][0])
+            i += 1
+        if i >= len(toks) or toks[i][0] != "{":
+            raise ProofFailed(f"line {line}: a server block must open with '{{' after its keys {keys}")
+        i += 1
+        start, depth = i, 1
+        while depth:
+            if i >= len(toks):
+                raise ProofFailed(f"the server block {keys} is not closed")
+            depth += {"{": 1, "}": -1}.get(toks[i][0], 0)
+            i += 1
+        body = toks[start:i - 1]
+        block: dict = {"keys": keys, "views": [], "acl": [], "tokens": body}
+        j = 0
+        while j < len(body):
+            name = body[j][0]
+            args, lines, j = _directive_block(body, j)
+            if name == "view":
+                if len(args) != 1:
+                    raise ProofFailed(f"view takes one name, got {args}")
+                for ln in lines:
+                    if not ln or ln[0] != "expr":
+                        raise ProofFailed(f"view {args[0]}: unknown property {ln[:1]}")
+                    block["views"].append(" ".join(ln[1:]))
+            elif name == "acl":
+                for ln in lines:
+                    if ln[:2] == ["allow", "net"] or ln[:2] == ["block", "net"]:
+                        block["acl"].append((ln[0], ln[2:]))
+                    elif ln in (["allow"], ["block"]):
+                        block["acl"].append((ln[0], ["0.0.0.0/0", "::/0"]))
+                    else:
+                        raise ProofFailed(f"acl line {ln} is outside what this proof models")
+        out.append(block)
+    return out
+
+
+_INCIDR = re.compile(r"incidr\(client_ip\(\), '([0-9A-Fa-f.:/]+)'\)")
+
+
+def view_passes(expression: str, client: str) -> bool:
+    """A view expression, for a client address: the one form homelab writes (``incidr(client_ip(), 'CIDR')``
+    terms joined by ``||``), run as expr-lang does; anything else fails the proof.  ``client_ip()`` is the
+    bare address in CoreDNS 1.14.3 (``plugin/pkg/expression``); ``incidr`` parses the CIDR as Go's
+    ``net.ParseCIDR`` (host bits allowed)."""
+    terms = expression.split(" || ")
+    ip = ipaddress.ip_address(client)
+    result = False
+    for term in terms:
+        m = _INCIDR.fullmatch(term)
+        if not m:
+            raise ProofFailed(f"view expression {expression!r}: {term!r} is outside what this proof models")
+        net = ipaddress.ip_network(m.group(1), strict=False)
+        result = result or (ip.version == net.version and ip in net)
+    return result
+
+
+def serving_block(blocks: list[dict], client: str, port: int) -> dict | None:
+    """The server block CoreDNS routes a query from ``client`` to (``server.go``): the blocks of the root zone
+    on the port, in the Corefile's order, the first whose views all pass; None: REFUSED."""
+    for b in blocks:
+        if b["keys"] != [f".:{port}"]:
+            continue
+        if all(view_passes(v, client) for v in b["views"]):
+            return b
+    return None
+
+
+def acl_allows(block: dict, client: str) -> bool:
+    """The acl plugin: the first rule whose networks hold the client decides; no rule at all lets it through."""
+    ip = ipaddress.ip_address(client)
+    for action, nets in block["acl"]:
+        if any(ip.version == n.version and ip in n for n in (ipaddress.ip_network(x, strict=False) for x in nets)):
+            return action == "allow"
+    return not block["acl"]
 
 
 # ---------------------------------------------------------------- regex (RE2 ∩ Python)
@@ -215,14 +337,46 @@ def names(zone: str) -> tuple[list[str], list[str]]:
     return inside, outside
 
 
-def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward: list[str]) -> str:
-    """The Corefile answers every name in ``zone`` with the ingress address, and nothing else.
+def prove_zone(corefile: str, zone: str, answers: str | Mapping[str, tuple[str, str]], ttl: int,
+               forward: list[str], port: int = 53) -> str:
+    """The Corefile answers every name in ``zone`` with the address each kind of client can reach, and nothing else.
 
-    Other questions about a name in the zone (AAAA, MX...) get an empty NOERROR answer, never
-    the upstream resolvers' NXDOMAIN (which would tell a client the name does not exist at all);
-    names outside the zone go on to ``forward``.  A summary, or ProofFailed.
+    ``answers``: client kind -> (an address such a client asks from, the ingress address it must get); a
+    bare address means one kind, the host itself asking from 127.0.0.1.  Each client's query is routed to
+    its server block as CoreDNS routes it (views, in order), must pass that block's acl, and its templates
+    must answer every name in the zone with the client's address.  Other questions about a name in the
+    zone (AAAA, MX...) get an empty NOERROR answer, never the upstream resolvers' NXDOMAIN (which would
+    tell a client the name does not exist at all); names outside the zone go on to ``forward``.  A client
+    from outside the lab (TEST-NET addresses) must be refused.  A summary, or ProofFailed.
     """
-    blocks = template_blocks(corefile)
+    if isinstance(answers, str):
+        answers = {"this host": ("127.0.0.1", answers)}
+    servers = server_blocks(corefile)
+    inside, outside = names(zone)
+    told: dict[str, list[str]] = {}
+    for kind, (client, address) in answers.items():
+        block = serving_block(servers, client, port)
+        if block is None:
+            raise ProofFailed(f"a {kind} client ({client}) matches no server block on port {port}: REFUSED")
+        if not acl_allows(block, client):
+            raise ProofFailed(f"a {kind} client ({client}) is refused by the acl of the block it is routed to")
+        try:
+            _prove_block(block, zone, address, ttl, forward, inside, outside)
+        except ProofFailed as e:
+            raise ProofFailed(f"a {kind} client ({client}): {e}") from None
+        told.setdefault(address, []).append(kind)
+    for client in ("203.0.113.7", "2001:db8::7"):  # TEST-NET-3 and the IPv6 documentation range: the world
+        block = serving_block(servers, client, port)
+        if block is not None and acl_allows(block, client):
+            raise ProofFailed(f"a client from outside the lab ({client}) is answered: an open resolver")
+    to = "; ".join(f"A {a} to {', '.join(kinds)}" for a, kinds in told.items())
+    return (f"{len(inside)} names in {zone} answered {to} (other types: empty NOERROR), {len(outside)} "
+            f"look-alikes not; the rest forwarded to {', '.join(map(str, forward))}; the world refused")
+
+
+def _prove_block(server: dict, zone: str, ingress_address: str, ttl: int, forward: list[str], inside: list[str],
+                 outside: list[str]) -> None:
+    blocks = template_blocks(server["tokens"])
     block = blocks[0] if blocks else None
     if block is None:
         raise ProofFailed("the Corefile has no template directive")
@@ -234,7 +388,6 @@ def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward
     if block.get("fallthrough") != [[]]:
         raise ProofFailed("names in the zone that do not match must go on to forward (fallthrough)")
 
-    inside, outside = names(zone)
     for qname in inside:
         kind, rr = resolve(qname, "A", blocks)
         if kind != "answer":
@@ -255,9 +408,7 @@ def prove_zone(corefile: str, zone: str, ingress_address: str, ttl: int, forward
                 raise ProofFailed(f"{qname!r} is outside {zone} but gets an answer to {qt}")
 
     # what is not templated is forwarded to the model's resolvers
-    toks = [t for t, _ in corefile_tokens(corefile)]
+    toks = [t for t, _ in server["tokens"]]
     at = toks.index("forward") if "forward" in toks else -1
     if at < 0 or toks[at + 1] != "." or toks[at + 2:at + 2 + len(forward)] != [str(a) for a in forward]:
         raise ProofFailed(f"other names must be forwarded to {', '.join(map(str, forward))}")
-    return (f"{len(inside)} names in {zone} answered A {ingress_address} (other types: empty NOERROR), "
-            f"{len(outside)} look-alikes not; the rest forwarded to {', '.join(map(str, forward))}")

@@ -9,7 +9,7 @@ JSON (``homelab expect --json``), so the steps follow the lab as written:
 4. a tiny HTTP workload is deployed behind the ingress NodePorts (standing in for Traefik);
 5. DNS inside the cluster: every CoreDNS replica runs, and a pod resolves
    ``kubernetes.default.svc.cluster.local``;
-6. split DNS: a pod and every node get the ingress host's Tailscale address for a name in the zone;
+6. split DNS: a pod and every node get the ingress host's LAN address for a name in the zone;
 7. nginx -> NodePort: the ingress ports on the ingress host return the workload's page,
    from the host itself and over the LAN;
 8. a machine on the LAN that is not a node (the ``outsider``) reaches what the flow table lets
@@ -158,7 +158,7 @@ def _dns(step, machines: Mapping[str, Any], cp: Any, checks: dict, cp_name: str,
     split = [c for n in k8s for c in checks[n]
              if c["kind"] == "dns" and "answer" in c and not c["name"].endswith(".svc.cluster.local")
              and c["server"] != "127.0.0.1"]
-    with step("split DNS: names in the zone answer with the ingress host's Tailscale address"):
+    with step("split DNS: names in the zone answer with the ingress host's LAN address"):
         for c in {(c["name"], c["server"], c["answer"]): c for c in split}.values():
             cp.wait_until_succeeds(
                 f"kubectl exec deploy/{ECHO} -- nslookup {c['name']} {c['server']} | grep -F '{c['answer']}'",
