@@ -145,6 +145,36 @@ class BuildResult:
         return bool(self.written or self.removed or self.stale)
 
 
+def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tuple[str, ...],
+                      only: list[str] | None, nix: Nix | None) -> tuple[readback.Report, list[Problem]]:
+    """nix reads the files back from a staging copy, and calls the hand-written imports: the report and the
+    warnings of hand-written definitions that fight generated ones.  ReadBackError, LabError (a clash that
+    is an error), NotVerified (no nix); nix's messages name the lab's files, never the staging copy."""
+    hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
+    try:
+        nix = nix or Nix()
+        with readback.staged(texts, root, hand) as tmp:
+            try:
+                rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                calls = nix.calls
+                clashes = [] if rep.problems else readback.hand_written_clashes(
+                    Path(tmp), p.compiled, nix, list(names), p.pre)
+            except NixError as e:  # name the lab's files, never the staging copy
+                if isinstance(e, NixNotFound):
+                    raise
+                raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
+            rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+    except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
+        raise
+    except NixNotFound as e:
+        raise NotVerified(e.message) from None
+    if rep.problems:
+        raise readback.ReadBackError(rep.problems)
+    if any(c.severity == "error" for c in clashes):
+        raise LabError([c for c in clashes if c.severity == "error"])
+    return rep, clashes
+
+
 def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None = None, check: bool = False,
           force: bool = False, verify_with_nix: bool = True, nix: Nix | None = None,
           warnings: tuple[Problem, ...] = ()) -> BuildResult:
@@ -154,7 +184,7 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     write nothing, report stale files.  ``force``: overwrite generated files edited
     by hand.  ``verify_with_nix=False`` writes without reading the files back with
     nix (the CLI asks for ``--no-verify`` and says so).  Raises LabError (the lab
-    or a file in the way is wrong), GeneratedCodeError or VerifyFailed (homelab's
+    or a file in the way is wrong), GeneratedCodeError or ReadBackError (homelab's
     bug), NotVerified (no nix); in every case nothing was written.
     """
     from .load import load_or_raise
@@ -181,30 +211,9 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     plan = files.plan(root, texts, prune=prune, force=force)
     rep, seconds = None, 0.0
     if verify_with_nix:
-        hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
         t0 = time.perf_counter()
-        try:
-            nix = nix or Nix()
-            with readback.staged(texts, root, hand) as tmp:
-                try:
-                    rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                    calls = nix.calls
-                    clashes = [] if rep.problems else readback.hand_written_clashes(
-                        Path(tmp), p.compiled, nix, list(names), p.pre)
-                except NixError as e:  # name the lab's files, never the staging copy
-                    if isinstance(e, NixNotFound):
-                        raise
-                    raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
-                rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
-        except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
-            raise
-        except NixNotFound as e:
-            raise NotVerified(e.message) from None
+        rep, clashes = _read_back_staged(root, p, texts, names, only, nix)
         seconds = time.perf_counter() - t0
-        if rep.problems:
-            raise readback.ReadBackError(rep.problems)
-        if any(c.severity == "error" for c in clashes):
-            raise LabError([c for c in clashes if c.severity == "error"])
         p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
     root.mkdir(parents=True, exist_ok=True)  # a lab built in code may go into a new folder
     files.apply(root, plan)

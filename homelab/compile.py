@@ -165,6 +165,63 @@ def _rel_from_host(path: str) -> str:
     return "../../" + path
 
 
+class _Variants:
+    """The module files hosts ask for: one per (path, definitions), with the hosts using each, in first-use order."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.variants: dict[tuple[str, str], tuple[Module, str, type | None]] = {}
+        self.users: dict[tuple[str, str], list[str]] = {}
+        # id(module) -> key: a module shared by many hosts (the same object, e.g. modules/k8s/base.nix with every
+        # node's name) is written out as a key once
+        self.keys_of: dict[int, tuple[Module, tuple[str, str]]] = {}
+
+    def use(self, m: Module, role: type | None, host: Host) -> tuple[str, str]:
+        known = self.keys_of.get(id(m))
+        if known is not None and known[0] is m:
+            key = known[1]
+        else:
+            key = (m.path, repr(m.sections))
+            self.keys_of[id(m)] = (m, key)
+        if key not in self.variants:
+            why = f"the {role.__name__} role in host.py" if m.source is None else m.source
+            self.variants[key] = (m, why, role)
+        self.users.setdefault(key, []).append(self.lab.where(host))
+        return key
+
+    def files(self) -> tuple[dict[str, ModuleFile], dict[tuple[str, str], str]]:
+        """The module files, and each variant's path: the variant most hosts use keeps the plain name."""
+        files: dict[str, ModuleFile] = {}
+        path_of: dict[tuple[str, str], str] = {}
+        order = list(self.variants)
+        for key in sorted(order, key=lambda k: (k[0], -len(self.users[k]), order.index(k))):
+            m, why, owner = self.variants[key]
+            path, n = m.path, 2
+            while path in files:  # same role, configured differently on another host
+                path = m.path.removesuffix(".nix") + f"-{n}.nix"
+                n += 1
+            # which hosts use a file is left out on purpose: adding a host must not rewrite shared files
+            source = CLUSTER_SOURCE + (f" and {why}" if why else "")
+            files[path] = ModuleFile(path, m.title, source, (), m.sections, owner)
+            path_of[key] = path
+        return files, path_of
+
+
+def _entry_file(lab: Lab, host: Host, modules: list[str], sections: list[Section]) -> tuple[ModuleFile, HostFiles]:
+    """``hosts/<name>/default.nix``: imports the host's module files and hand-written imports, then its own part."""
+    hostdir = f"hosts/{host.hostname}"
+    hand = tuple(f"{hostdir}/{p.removeprefix('./')}" for p in host.imports)
+    entry = f"{hostdir}/default.nix"
+    f = ModuleFile(
+        entry,
+        f"NixOS configuration of {host.hostname}",
+        f"{lab.where(host)}/host.py and {CLUSTER_SOURCE}",
+        tuple(_rel_from_host(m) for m in modules) + tuple(p if p.startswith(".") else "./" + p for p in host.imports),
+        tuple(sections),
+    )
+    return f, HostFiles(host.hostname, entry, tuple(modules), hand)
+
+
 def compile_lab(lab: Lab) -> Compiled:
     """The module files of every host.  The lab must have passed validation.
 
@@ -173,71 +230,28 @@ def compile_lab(lab: Lab) -> Compiled:
     use keeps the plain name (ties: the first host by name) and the others get
     ``-2``, ``-3``.
     """
-    # (path, sections) of each variant, in first-use order, and the hosts using it
-    variants: dict[tuple[str, str], tuple[Module, str, type | None]] = {}
-    users: dict[tuple[str, str], list[str]] = {}
+    variants = _Variants(lab)
     wanted: dict[str, list[tuple[str, str]]] = {}
     entries: dict[str, list[Section]] = {}
-
-    keys_of: dict[int, tuple[Module, tuple[str, str]]] = {}  # id(module) -> key: a module shared by many hosts
-    # (the same object, e.g. modules/k8s/base.nix with every node's name) is written out as a key once
-
-    def use(m: Module, role: type | None, host: Host) -> tuple[str, str]:
-        known = keys_of.get(id(m))
-        if known is not None and known[0] is m:
-            key = known[1]
-        else:
-            key = (m.path, repr(m.sections))
-            keys_of[id(m)] = (m, key)
-        if key not in variants:
-            why = f"the {role.__name__} role in host.py" if m.source is None else m.source
-            variants[key] = (m, why, role)
-        users.setdefault(key, []).append(lab.where(host))
-        return key
-
     shared = [firewall.base_module(lab.cluster), access.module(lab.cluster)]  # every host's; computed once
     for host in lab.hosts:
         ctx = HostContext(lab, host)
-        keys = [use(m, None, host) for m in shared]
+        keys = [variants.use(m, None, host) for m in shared]
         nodes = firewall.node_rules(ctx)  # the host's rules from the nodes, in a file shared with like hosts
         if nodes is not None:
-            keys.insert(1, use(nodes.module, None, host))
+            keys.insert(1, variants.use(nodes.module, None, host))
         for role in host.roles:
             for m in role.compile(ctx):
-                keys.append(use(m, type(role), host))
+                keys.append(variants.use(m, type(role), host))
         wanted[host.hostname] = list(dict.fromkeys(keys))
         entries[host.hostname] = host_sections(ctx)
 
-    files: dict[str, ModuleFile] = {}
-    path_of: dict[tuple[str, str], str] = {}
-    order = list(variants)
-    for key in sorted(order, key=lambda k: (k[0], -len(users[k]), order.index(k))):
-        m, why, owner = variants[key]
-        path, n = m.path, 2
-        while path in files:  # same role, configured differently on another host
-            path = m.path.removesuffix(".nix") + f"-{n}.nix"
-            n += 1
-        # which hosts use a file is left out on purpose: adding a host must not rewrite shared files
-        source = CLUSTER_SOURCE + (f" and {why}" if why else "")
-        files[path] = ModuleFile(path, m.title, source, (), m.sections, owner)
-        path_of[key] = path
-
+    files, path_of = variants.files()
     plans: dict[str, HostFiles] = {}
     for host in lab.hosts:
-        hostdir = f"hosts/{host.hostname}"
-        source = f"{lab.where(host)}/host.py"
-        modules = [path_of[k] for k in wanted[host.hostname]]
-        hand = tuple(f"{hostdir}/{p.removeprefix('./')}" for p in host.imports)
-        entry = f"{hostdir}/default.nix"
-        files[entry] = ModuleFile(
-            entry,
-            f"NixOS configuration of {host.hostname}",
-            f"{source} and {CLUSTER_SOURCE}",
-            tuple(_rel_from_host(m) for m in modules)
-            + tuple(p if p.startswith(".") else "./" + p for p in host.imports),
-            tuple(entries[host.hostname]),
-        )
-        plans[host.hostname] = HostFiles(host.hostname, entry, tuple(modules), hand)
+        entry, plans[host.hostname] = _entry_file(lab, host, [path_of[k] for k in wanted[host.hostname]],
+                                                  entries[host.hostname])
+        files[entry.path] = entry
     return Compiled(files, plans, contracts.of_roles(lab.role_types), lab_data(lab))
 
 

@@ -49,15 +49,36 @@ PARTIAL = "partial"
 
 @attrs.frozen
 class OptionFact:
+    """One option as nixpkgs declares it, and the evidence: a row of the contract and of docs/nixpkgs-facts.md.
+
+    ``type`` is the model homelab checks values with; ``nix_type``, ``nix_default`` and ``evidence`` are
+    what the document's row says (the type and default in nixpkgs' words, the snapshots read, labelled
+    as the document labels them); ``declared_note`` follows the declaring file in its cell.
+    """
+
     path: str
     type: t.OptionType
     declared_in: str
     note: str = ""
     status: str = attrs.field(default=CONFIRMED, validator=attrs.validators.in_((CONFIRMED, PARTIAL)))
+    nix_type: str = ""
+    nix_default: str = ""
+    evidence: str = ""
+    declared_note: str = ""
+
+    def doc_row(self) -> str:
+        """The row of docs/nixpkgs-facts.md's contract table."""
+        declared = f"`{self.declared_in}`" + (f" {self.declared_note}" if self.declared_note else "")
+        cells = (f"`{self.path}`", self.nix_type, self.nix_default, declared, self.evidence, self.status)
+        return "| " + " | ".join(cells) + " |"
 
     @property
     def parts(self) -> tuple[str, ...]:
         return tuple(self.path.split("."))
+
+
+DOC_HEADER = ("| Option path | Type in nixpkgs | Default | Declared in | Snapshot read | Status |\n"
+              "|---|---|---|---|---|---|")
 
 
 @attrs.frozen
@@ -103,63 +124,144 @@ KERNEL = "nixos/modules/system/boot/kernel.nix"
 
 CORE_OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("networking.hostName", _hostname, NET,
-               "strMatching: one label, no dots (the domain goes in networking.domain), at most 63 characters"),
+               "strMatching: one label, no dots (the domain goes in networking.domain), at most 63 characters",
+               nix_type="`strMatching \"^$\\|^[[:alnum:]]([[:alnum:]_-]{0,61}[[:alnum:]])?$\"`: one label, no "
+                        "dots, at most 63 characters, or empty",
+               nix_default="the distribution id, `\"nixos\"`",
+               evidence="S"),
     OptionFact("networking.extraHosts", t.lines, "nixos/modules/config/networking.nix",
-               "appended verbatim to /etc/hosts after the localhost and networking.hosts lines"),
-    OptionFact("networking.nameservers", t.ListOf(t.str_), NET),
+               "appended verbatim to /etc/hosts after the localhost and networking.hosts lines",
+               nix_type="`lines`",
+               nix_default="`\"\"`",
+               evidence="S"),
+    OptionFact("networking.nameservers", t.ListOf(t.str_), NET,
+               nix_type="`listOf str`",
+               nix_default="`[ ]`",
+               evidence="S"),
     OptionFact("networking.defaultGateway", t.NullOr(_gateway), NET,
-               "nullOr (coercedTo str (submodule gatewayOpts)); homelab writes the submodule form"),
+               "nullOr (coercedTo str (submodule gatewayOpts)); homelab writes the submodule form",
+               nix_type="`nullOr` of a string coerced to a submodule with `address` (str, required), "
+                        "`interface`, `metric`, `source` (each nullable)",
+               nix_default="`null`",
+               evidence="S"),
     OptionFact("networking.useDHCP", t.bool_, NET,
-               "default true; applies to interfaces without a static address"),
+               "default true; applies to interfaces without a static address",
+               nix_type="`bool`",
+               nix_default="`true`",
+               evidence="S"),
     OptionFact("networking.interfaces.<name>.ipv4.addresses", t.ListOf(_addr), NET,
-               "prefixLength is ints.between 0 32 (a Nix int); address is an unchecked string"),
+               "prefixLength is ints.between 0 32 (a Nix int); address is an unchecked string",
+               nix_type="`listOf` submodule: `address` (str), `prefixLength` (`ints.between 0 32`), both required",
+               nix_default="`[ ]`",
+               evidence="S"),
     OptionFact("networking.interfaces.<name>.wakeOnLan.enable", t.bool_, NET,
-               "default false; becomes a systemd.link WakeOnLan= for the interface (applied when udev sets it up)"),
+               "default false; becomes a systemd.link WakeOnLan= for the interface (applied when udev sets it up)",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S + U4"),
     OptionFact("networking.interfaces.<name>.wakeOnLan.policy",
                t.ListOf(t.Enum(("phy", "unicast", "multicast", "broadcast", "arp", "magic", "secureon"))), NET,
-               "default [ \"magic\" ]; joined with spaces into WakeOnLan="),
-    OptionFact("networking.firewall.enable", t.bool_, FW, "default true: the firewall is on unless disabled"),
+               "default [ \"magic\" ]; joined with spaces into WakeOnLan=",
+               nix_type="`listOf (enum [ \"phy\" \"unicast\" \"multicast\" \"broadcast\" \"arp\" \"magic\" \"secureon\" "
+                        "])`",
+               nix_default="`[ \"magic\" ]`",
+               evidence="S + U4"),
+    OptionFact("networking.firewall.enable", t.bool_, FW, "default true: the firewall is on unless disabled",
+               nix_type="`bool`",
+               nix_default="`true`",
+               evidence="S"),
     OptionFact("networking.firewall.extraCommands", t.lines,
                "nixos/modules/services/networking/firewall-iptables.nix",
                "iptables backend only: runs after the generated accept rules, just before the final refuse "
-               "jump; the nftables firewall asserts it is empty"),
+               "jump; the nftables firewall asserts it is empty",
+               nix_type="`lines`",
+               nix_default="`\"\"`",
+               evidence="S + U1"),
     OptionFact("networking.firewall.extraInputRules", t.lines,
                "nixos/modules/services/networking/firewall-nftables.nix",
-               "nftables backend only: appended at the end of the input-allow chain; unused under iptables"),
+               "nftables backend only: appended at the end of the input-allow chain; unused under iptables",
+               nix_type="`lines`",
+               nix_default="`\"\"`",
+               evidence="S + U1 + U3"),
     OptionFact("networking.nftables.flushRuleset", t.bool_, "nixos/modules/services/networking/nftables.nix",
-               "default stateVersion < 23.11: true flushes every table (kube-proxy's, flannel's) on each reload"),
+               "default stateVersion < 23.11: true flushes every table (kube-proxy's, flannel's) on each reload",
+               nix_type="`bool` (an enable option)",
+               nix_default="`false`, but `nftables.nix` sets `mkDefault` true when `system.stateVersion` is "
+                           "older than 23.11 or `ruleset`/`rulesetFile` is set; true makes every reload run "
+                           "`flush ruleset`, dropping kube-proxy's and flannel's tables too; false deletes "
+                           "only the module's own `tables`",
+               evidence="S"),
     OptionFact("networking.nftables.enable", t.bool_, "nixos/modules/services/networking/nftables.nix",
                "true selects the nftables firewall (networking.firewall.backend's default) and blacklists "
-               "the ip_tables kernel module"),
+               "the ip_tables kernel module",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S"),
     OptionFact("systemd.services.<name>.environment", _env, UNIT,
                "null leaves a variable unset; systemd.services itself is declared in "
-               "nixos/modules/system/boot/systemd.nix", status=PARTIAL),
+               "nixos/modules/system/boot/systemd.nix", status=PARTIAL,
+               nix_type="`attrsOf (nullOr (oneOf [ str path package ]))`",
+               nix_default="`{ }`",
+               evidence="IX (a 2024+ copy); the only attributed copy is old",
+               declared_note="(`systemd.services` itself: `nixos/modules/system/boot/systemd.nix`)"),
     OptionFact("systemd.services.<name>.serviceConfig", t.AttrsOf(t.unitOption), UNIT,
                "addCheck (attrsOf unitOption) checkService: Type= and Restart= values are checked too",
-               status=PARTIAL),
+               status=PARTIAL,
+               nix_type="`attrsOf unitOption` with an extra check on `Type=`/`Restart=` values",
+               nix_default="`{ }`",
+               evidence="IX, as above"),
     OptionFact("boot.kernelModules", AttrNamesToTrue(), KERNEL,
-               "since 25.11 a list or a name -> bool set; the result is sorted, so no load order survives"),
+               "since 25.11 a list or a name -> bool set; the result is sorted, so no load order survives",
+               nix_type="a list of strings coerced to `attrsOf bool` (name = true); `apply` keeps the names "
+                        "set to true, in sorted order",
+               nix_default="`{ }`",
+               evidence="S + GH #375975"),
     OptionFact("boot.kernelParams", t.ListOf(_kernel_param), KERNEL,
-               "each element is one token; spaces only inside double quotes"),
+               "each element is one token; spaces only inside double quotes",
+               nix_type="`listOf` a \"kernelParam\" string: `strMatching ''([^\"[:space:]]\\|\"[^\"]*\")+''`",
+               nix_default="`[ ]`",
+               evidence="S"),
     OptionFact("boot.kernelPackages", t.Package(), KERNEL,
                "types.raw in nixpkgs (default pkgs.linuxPackages); the contract only accepts a pkgs package "
-               "set on purpose; linuxPackages_rpi4 warns on use since 2026-04, so RaspberryPi4() writes none"),
+               "set on purpose; linuxPackages_rpi4 warns on use since 2026-04, so RaspberryPi4() writes none",
+               nix_type="`raw`, with an `apply` that adds `boot.kernelPatches` and kernel features",
+               nix_default="`pkgs.linuxPackages` (kernel 6.18 in 26.05); homelab writes it only when "
+                           "`RaspberryPi4(kernel_packages=...)` names a set",
+               evidence="S + RN"),
     OptionFact("boot.loader.systemd-boot.enable", t.bool_,
                "nixos/modules/system/boot/loader/systemd-boot/systemd-boot.nix",
-               "enabling it also sets boot.loader.grub.enable to mkDefault false"),
+               "enabling it also sets boot.loader.grub.enable to mkDefault false",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S (older copies agree)"),
     OptionFact("boot.loader.efi.canTouchEfiVariables", t.bool_, "nixos/modules/system/boot/loader/efi.nix",
-               "default false"),
+               "default false",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S"),
     OptionFact("boot.loader.grub.enable", t.bool_, "nixos/modules/system/boot/loader/grub/grub.nix",
                "default true on any non-container host; extlinux does not turn it off, so homelab does",
-               status=PARTIAL),
+               status=PARTIAL,
+               nix_type="`bool`",
+               nix_default="`true` unless the system is a container",
+               evidence="IX (one copy in S's formatting, older copies agree)"),
     OptionFact("boot.loader.generic-extlinux-compatible.enable", t.bool_,
                "nixos/modules/system/boot/loader/generic-extlinux-compatible/default.nix",
-               "writes /boot/extlinux/extlinux.conf for U-Boot"),
+               "writes /boot/extlinux/extlinux.conf for U-Boot",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S"),
     OptionFact("nixpkgs.hostPlatform", t.Either((t.str_, t.Scalar("attrs", dict))), "nixos/modules/misc/nixpkgs.nix",
-               "either str attrs, elaborated by apply; no default; homelab writes the system string"),
+               "either str attrs, elaborated by apply; no default; homelab writes the system string",
+               nix_type="`either str attrs`, elaborated into a platform by `apply`",
+               nix_default="none",
+               evidence="S (IX copies agree)"),
     OptionFact("system.stateVersion", t.str_, "nixos/modules/misc/version.nix",
                "an assertion requires the form YY.MM; the default follows the running release (with a warning), "
-               "so homelab always writes Host.state_version, which host.py must give"),
+               "so homelab always writes Host.state_version, which host.py must give",
+               nix_type="`str` (an assertion requires `YY.MM`)",
+               nix_default="the running release, with a warning",
+               evidence="S"),
 )
 
 
@@ -167,17 +269,37 @@ SSHD = "nixos/modules/services/networking/ssh/sshd.nix"
 
 # every host's sshd (homelab/access.py writes them)
 SSHD_OPTIONS: tuple[OptionFact, ...] = (
-    OptionFact("services.openssh.enable", t.bool_, SSHD),
+    OptionFact("services.openssh.enable", t.bool_, SSHD,
+               nix_type="`bool` (an enable option)",
+               nix_default="`false`",
+               evidence="S"),
     OptionFact("services.openssh.openFirewall", t.bool_, SSHD,
-               "default true: adds ports (22) to the global allowedTCPPorts, open to every source"),
-    OptionFact("services.openssh.settings.PasswordAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
-    OptionFact("services.openssh.settings.KbdInteractiveAuthentication", t.NullOr(t.bool_), SSHD, "default true"),
+               "default true: adds ports (22) to the global allowedTCPPorts, open to every source",
+               nix_type="`bool`",
+               nix_default="`true`: adds `ports` (22) to the global `allowedTCPPorts`, open to every source",
+               evidence="S"),
+    OptionFact("services.openssh.settings.PasswordAuthentication", t.NullOr(t.bool_), SSHD, "default true",
+               nix_type="`nullOr bool`",
+               nix_default="`true` (also drives PAM's `unixAuth`)",
+               evidence="S"),
+    OptionFact("services.openssh.settings.KbdInteractiveAuthentication", t.NullOr(t.bool_), SSHD, "default true",
+               nix_type="`nullOr bool`",
+               nix_default="`true`",
+               evidence="S"),
     OptionFact("services.openssh.settings.PermitRootLogin",
                t.NullOr(t.Enum(("yes", "without-password", "prohibit-password", "forced-commands-only", "no"))),
-               SSHD, "default \"prohibit-password\" (root with a key only)"),
+               SSHD, "default \"prohibit-password\" (root with a key only)",
+               nix_type="`nullOr (enum [ \"yes\" \"without-password\" \"prohibit-password\" \"forced-commands-only\" "
+                        "\"no\" ])`",
+               nix_default="`\"prohibit-password\"`",
+               evidence="S"),
     OptionFact("users.users.<name>.openssh.authorizedKeys.keys", t.ListOf(t.strMatching(r"[^\n]*")), SSHD,
                "listOf singleLineStr, written to /etc/ssh/authorized_keys.d/<user>; users.users itself is "
-               "declared in nixos/modules/config/users-groups.nix"),
+               "declared in nixos/modules/config/users-groups.nix",
+               nix_type="`listOf singleLineStr`",
+               nix_default="`[ ]`; written to `/etc/ssh/authorized_keys.d/<user>` (`users.users` itself: "
+                           "`nixos/modules/config/users-groups.nix`)",
+               evidence="S"),
 )
 
 

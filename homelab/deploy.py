@@ -109,8 +109,10 @@ def checks_step(lab_root: Path, hosts: list[Host], scope: str, report: str, opts
     ``progress``: with homelab's plugin that reports each host's start and finish (homelab/liveprogress.py).
     """
     # only testinfra's plugin: pytest plugins installed beside homelab neither slow nor change the checks
+    from .harness import lab_test_args
+
     plugins = ["-p", "testinfra.plugin"] + (["-p", "homelab.liveprogress"] if progress else [])
-    argv = [python, "-m", "pytest", *plugins, str(suite),
+    argv = [python, "-m", "pytest", *plugins, str(suite), *lab_test_args(lab_root, suite),
             "--hosts=" + ",".join(testinfra_spec(h) for h in hosts), f"--lab-root={lab_root}"]
     if len(hosts) == 1:
         argv.append(f"--lab-host={hosts[0].hostname}")
@@ -537,6 +539,34 @@ def _rebuild_program(root: Path, dry_run: bool, say: Say) -> tuple[str, ...] | N
         return ("nixos-rebuild",)
 
 
+def _print_deploy(lab: Lab, root: Path, names: list[str], only: list[str] | None, options: DeployOptions,
+                  opts: SshOptions, suite: Path, rebuild) -> int:
+    """``deploy --dry-run``: the exact commands, in order, the cluster layer's after them."""
+    workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
+    plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
+                      opts=opts, suite=suite, rebuild=rebuild)
+    if rebuild[0] != "nixos-rebuild":
+        sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
+    sys.stdout.write(render_steps(plan, lab))
+    layer = "" if only else cluster_deploy.render(cluster_deploy.plan(lab, opts), root)
+    if layer:
+        sys.stdout.write("\n" + layer)
+    return EXIT_OK
+
+
+def _apply_cluster_layer(lab: Lab, root: Path, only: list[str] | None, opts: SshOptions, say: Say) -> bool:
+    """The cluster layer, with a whole-lab deploy: labels, Secrets, helm releases; False when a step failed."""
+    steps = [] if only else cluster_deploy.plan(lab, opts)
+    if steps:
+        done = cluster_deploy.apply(root, steps, reveal_secret(root), say=lambda m: say("cluster layer", m))
+        failed = [r for r in done if r.rc != 0]
+        if failed:
+            print(f"the cluster layer failed at: {failed[0].step.what} (exit {failed[0].rc})\n{failed[0].output}")
+            return False
+        print(f"applied the cluster layer: {len(steps)} steps ({', '.join(r.name for r in helmfile.releases(lab))})")
+    return True
+
+
 def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
     """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
 
@@ -563,16 +593,7 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     if rebuild is None:
         return EXIT_MISSING
     if options.dry_run:
-        workdir = Path(tempfile.gettempdir()) / "homelab-deploy-<new>"
-        plan = make_steps(lab, root, names, workdir, parallel=options.parallel, rollback=not options.no_rollback,
-                          opts=opts, suite=suite, rebuild=rebuild)
-        if rebuild[0] != "nixos-rebuild":
-            sys.stdout.write("# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run\n")
-        sys.stdout.write(render_steps(plan, lab))
-        layer = "" if only else cluster_deploy.render(cluster_deploy.plan(lab, opts), root)
-        if layer:
-            sys.stdout.write("\n" + layer)
-        return EXIT_OK
+        return _print_deploy(lab, root, names, only, options, opts, suite, rebuild)
     try:
         _need("ssh")
     except MissingTool as e:
@@ -605,14 +626,8 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
         print("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one "
               "back with: nixos-rebuild switch --rollback --target-host <user@host>)")
         return EXIT_FAILED
-    steps = [] if only else cluster_deploy.plan(lab, opts)  # the cluster layer goes with a whole-lab deploy
-    if steps:
-        done = cluster_deploy.apply(root, steps, reveal_secret(root), say=lambda m: say("cluster layer", m))
-        failed = [r for r in done if r.rc != 0]
-        if failed:
-            print(f"the cluster layer failed at: {failed[0].step.what} (exit {failed[0].rc})\n{failed[0].output}")
-            return EXIT_FAILED
-        print(f"applied the cluster layer: {len(steps)} steps ({', '.join(r.name for r in helmfile.releases(lab))})")
+    if not _apply_cluster_layer(lab, root, only, opts, say):
+        return EXIT_FAILED
     print(f"deployed {len(plan.hosts)} host{'s' if len(plan.hosts) != 1 else ''}; host and cluster checks passed")
     return EXIT_OK
 
@@ -660,30 +675,38 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
     for name, why in down.items():
         say.err(f"cannot reach {name} ({reach.address(lab.host(name))}) over SSH: {why}")
     up = [h for h in hosts if h.hostname not in down]
-    v = Verdict(True, True)
-    if up:
-        def progress(event: dict) -> None:
-            if event.get("event") == "start":
-                say(event["host"], f"checking ({event['checks']} checks, {options.scope} scope)")
-            elif event.get("event") == "finish":
-                failed = event["failed"]
-                say(event["host"], f"{failed} of {event['passed'] + failed + event['skipped']} checks failed"
-                    if failed else f"{event['passed']} checks passed" + (f", {event['skipped']} skipped"
-                                                                         if event["skipped"] else ""))
-
-        with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
-            report = str(Path(work) / "verify.xml")
-            step = checks_step(root.resolve(), up, options.scope, report, opts, suite, sys.executable, progress=True)
-            v = run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
-    checked = [h.hostname for h in up]
-    not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
+    v = _check_live(root, up, options, opts, suite, say) if up else Verdict(True, True)
     # the cluster layer's live checks (Traefik through nginx, Ceph's health), with the cluster scope of the lab
     layer = cluster_deploy.live_checks(lab, opts) if options.scope == "cluster" and not only and not down else []
     for c in layer:
         say("cluster layer", f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}")
+    return _verify_verdict(v, names, [h.hostname for h in up], down, options.scope, layer)
+
+
+def _check_live(root: Path, up: list[Host], options: VerifyOptions, opts: SshOptions, suite: Path, say: Say
+                ) -> Verdict:
+    """The suite against the hosts that answer SSH, each host's start and finish said as the suite runs."""
+    def progress(event: dict) -> None:
+        if event.get("event") == "start":
+            say(event["host"], f"checking ({event['checks']} checks, {options.scope} scope)")
+        elif event.get("event") == "finish":
+            failed = event["failed"]
+            say(event["host"], f"{failed} of {event['passed'] + failed + event['skipped']} checks failed"
+                if failed else f"{event['passed']} checks passed" + (f", {event['skipped']} skipped"
+                                                                     if event["skipped"] else ""))
+
+    with tempfile.TemporaryDirectory(prefix="homelab-verify-") as work:
+        report = str(Path(work) / "verify.xml")
+        step = checks_step(root.resolve(), up, options.scope, report, opts, suite, sys.executable, progress=True)
+        return run_checks(step, report, options.settle, say, ", ".join(h.hostname for h in up), on_event=progress)
+
+
+def _verify_verdict(v: Verdict, names: list[str], checked: list[str], down: dict, scope: str, layer: list) -> int:
+    """What ``homelab verify`` prints at the end, and its exit code."""
+    not_checked = f"not checked (no SSH): {', '.join(down)}" if down else ""
     layer_failed = [c.name for c in layer if not c.ok]
     if v.ok and not down and not layer_failed:
-        print(f"all checks passed on {', '.join(names)} ({options.scope} scope)"
+        print(f"all checks passed on {', '.join(names)} ({scope} scope)"
               + (f"; the cluster layer's {len(layer)} checks too" if layer else ""))
         return EXIT_OK
     if v.ok and layer_failed:
@@ -691,7 +714,7 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
         return EXIT_FAILED
     if v.ok:
         if checked:
-            print(f"all checks passed on {', '.join(checked)} ({options.scope} scope)")
+            print(f"all checks passed on {', '.join(checked)} ({scope} scope)")
         print(not_checked)
         return EXIT_FAILED
     if not v.ran:

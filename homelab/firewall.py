@@ -28,7 +28,7 @@ own too, see :data:`OWN_ADDRESS`) on the LAN interface; LAN clients are the LAN 
 the LAN interface; the pods are the pod range on the pods' own interfaces (the
 CNI bridge and flannel's VXLAN device — a pod address arriving on the LAN is
 refused); the tailnet is Tailscale's ranges (IPv4 and IPv6) on the Tailscale
-interface; the world is anyone, both IP versions.  Service-range addresses are
+interface (the roles say where the pods and the tailnet arrive: :mod:`homelab.sources`); the world is anyone, both IP versions.  Service-range addresses are
 never sources (kube-proxy rewrites them before the input chain).
 
 Facts from nixpkgs (nixos-26.05): ``services/networking/firewall-iptables.nix``
@@ -49,6 +49,7 @@ from .checks import WINDOW, node_window  # noqa: F401 - which shared entries liv
 from .errors import LabError, Problem
 from .nixmodule import Module, Section, section
 from .role import Flow, HostContext, Source
+from .sources import Match, _ipv6_off, matches, node_matches, option_value, source_interface  # noqa: F401
 
 if TYPE_CHECKING:
     from .model import Cluster, Host, Lab
@@ -57,8 +58,6 @@ NFT_LIST = "nft list chain inet nixos-fw input-allow"
 NFT_LIST_INPUT = "nft list chain inet nixos-fw input"  # trusted interfaces are accepted here, before input-allow
 IPT_LIST = "iptables -w -S nixos-fw"
 IP6T_LIST = "ip6tables -w -S nixos-fw"
-TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
-TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 NODE_RULES = "modules/network/firewall-from-nodes.nix"  # the rules from the nodes; variants -2, -3...
 # Why the node rules may list the host's own LAN address (kernel behaviour, docs/nixpkgs-facts.md)
 OWN_ADDRESS = ("the rule for the host's own address never matches: Linux drops a packet arriving from outside with "
@@ -76,15 +75,6 @@ class Row:
     source: Source
     why: str
     by: str  # the role's class name, or "host.py" (open_ports), or "homelab" (sshd)
-
-
-@attrs.frozen
-class Match:
-    """A source made concrete on one host: IP version, incoming interface (None: any), network (None: any)."""
-
-    family: int
-    iface: str | None
-    net: str | None
 
 
 def base_module(cluster: Cluster) -> Module:
@@ -144,91 +134,9 @@ def flow_table(lab: Lab) -> list[Row]:
 # ---------------------------------------------------------------- sources made concrete
 
 
-def tailnet_interface(host: Host) -> str | None:
-    from .roles.tailscale import Tailscale
-
-    ts = host.role(Tailscale)
-    return ts.interface if ts is not None else None
-
-
-def matches(lab: Lab, host: Host, source: Source) -> list[Match]:
-    """What ``source`` stands for on ``host``: an empty list means nobody (e.g. no host has the role)."""
-    off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # once per host
-    if off:  # no ip6tables chain to add to: IPv4 rules only
-        return [m for m in _matches(lab, host, source) if m.family == 4]
-    return _matches(lab, host, source)
-
-
-def _ipv6_off(host: Host) -> bool:
-    """Whether the host's raw options turn IPv6 off (``networking.enableIPv6 = false``), however written: plain,
-    ``force(False)``/``default(False)`` (any priority beats NixOS's own default, true), or nested sets."""
-    return option_value(host.options, ("networking", "enableIPv6")) is False
-
-
-def option_value(options, path: tuple[str, ...]):
-    """The value ``options`` (a host's raw options) give ``path``, priorities taken off; None when unset."""
-    from .model import Priority, option_path
-
-    def plain(v):
-        while isinstance(v, Priority):
-            v = v.value
-        return v
-
-    def find(items, at: tuple[str, ...]):
-        for key, value in items:
-            p = at + option_path(key)
-            value = plain(value)
-            if p == path:
-                return value
-            if path[:len(p)] == p and isinstance(value, dict):
-                found = find(value.items(), p)
-                if found is not None:
-                    return found
-        return None
-
-    return find(options.items(), ())
-
-
-def node_matches(lab: Lab, lan_if: str) -> list[Match]:
-    """The nodes as a source, on a host whose LAN interface is ``lan_if``: every node's LAN address, by address.
-
-    The receiving host's own address is among them when it is a node (:data:`OWN_ADDRESS`), so the rules do not
-    depend on which host receives: one shared file holds them (:func:`node_rules`).
-    """
-    nets = lab.derived("firewall: node sources", lambda: [f"{h.ip}/32" for h in sorted(
-        lab.kubernetes_nodes, key=lambda h: h.ip)])
-    return [Match(4, lan_if, net) for net in nets]
-
-
-def _matches(lab: Lab, host: Host, source: Source) -> list[Match]:
-    from .roles.kubernetes import POD_INTERFACES
-
-    c = lab.cluster
-    lan_if = host.interface
-    kind = source.kind
-    if kind == "host":
-        other = lab._by_name.get(source.host)  # by name, not a scan of the lab
-        return [Match(4, lan_if, f"{other.ip}/32")] if other is not None and other is not host else []
-    if kind == "nodes":
-        return node_matches(lab, lan_if)
-    if kind == "control-plane":
-        cp = lab.control_plane
-        return [Match(4, lan_if, f"{cp.ip}/32")] if cp is not None and cp is not host else []
-    if kind == "pods":
-        return [Match(4, i, str(c.pod_cidr)) for i in POD_INTERFACES] if host.is_kubernetes_node else []
-    if kind == "lan":
-        return [Match(4, lan_if, str(c.lan))]
-    if kind == "tailnet":
-        ts = tailnet_interface(host)
-        return [Match(4, ts, TAILNET_V4), Match(6, ts, TAILNET_V6)] if ts else []
-    if kind == "admins":
-        return list(dict.fromkeys(m for s in c.admins for m in _matches(lab, host, s)))
-    if kind == "world":
-        return [Match(4, None, None), Match(6, None, None)]
-    if kind == "network":
-        net = ipaddress.ip_network(source.network)
-        return [Match(net.version, None, str(net))]
-    raise ValueError(f"unknown source {source}")
+def tailnet_interface(lab: Lab, host: Host) -> str | None:
+    """The interface tailnet peers arrive on at ``host`` (the role that brings the tailnet says), or None."""
+    return source_interface(lab, host, "tailnet")
 
 
 # ---------------------------------------------------------------- rules

@@ -37,15 +37,19 @@ _UNEXPECTED = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argumen
 def _fielded() -> list[type]:
     """Classes whose unknown keyword arguments are named with the fields they do have: the model's and every
     role class (and the attrs classes role modules define) known in this process."""
-    from .roles import CorednsImage
+    from . import roles  # noqa: F401 - the built-in roles, so their classes are among Role's subclasses
 
-    out: list[type] = [Cluster, Host, RaspberryPi4, SystemdBoot, Ssh, WakeOnLan, CorednsImage]
+    out: list[type] = [Cluster, Host, RaspberryPi4, SystemdBoot, Ssh, WakeOnLan]
     todo = list(Role.__subclasses__())
     while todo:
         c = todo.pop()
         todo += c.__subclasses__()
         if attrs.has(c):
             out.append(c)
+            # the value classes its module defines beside it (CorednsImage beside ControlPlane)
+            module = sys.modules.get(c.__module__)
+            out += [v for v in vars(module).values() if isinstance(v, type) and attrs.has(v)
+                    and v.__module__ == c.__module__ and v not in out] if module else []
     return out
 
 

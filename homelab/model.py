@@ -39,7 +39,7 @@ from .fields import (
     to_optional_address,
     to_strs,
 )
-from .role import SOURCE_HELP, Role, Source
+from .role import SOURCE_HELP, SOURCES_HELP, Role, Source
 from .values import MAX_VALUE_DEPTH, FrozenDict, Pkg, PkgCall, Priority, TooDeep, default, force, freeze  # noqa: F401
 
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
@@ -167,7 +167,6 @@ def sources_converter(what: str):
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
-SOURCES_HELP = "a list of sources (" + SOURCE_HELP.removeprefix("a source: ") + ")"
 to_sources = sources_converter(SOURCES_HELP)
 
 
@@ -181,7 +180,7 @@ class OpenPort:
 
     port: int = attrs.field(validator=fields.port)
     proto: str = attrs.field(default="tcp", validator=one_of("tcp", "udp"))
-    source: Source = attrs.field(default="lan", converter=converter(Source.parse, SOURCE_HELP))
+    source: Source = attrs.field(default="lan", converter=converter(lambda v: Source.parse(v), SOURCE_HELP))
     reason: str = attrs.field(default="", validator=fields.typed(
         str, "a reason", lambda v: bool(v.strip()) and bool(fields.SAFE_TEXT.match(v)),
         lambda v: "says why the port is open: give a reason (it is written beside the rule)"

@@ -91,18 +91,25 @@ def _need_ssh() -> None:
 # ---------------------------------------------------------------- wake
 
 
-def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
-    host = lab.host(name)
-    where = lab.where(host)
+def _wake_target(lab: Lab, host, options: WakeOptions) -> str:
+    """Where the magic packet goes; UsageError for a host without Wake-on-LAN or bad options."""
     if host.wake_on_lan is None:
-        raise UsageError(f"{where}: has no wake_on_lan; add wake_on_lan=WakeOnLan(mac=\"<its LAN MAC>\") to host.py "
-                    "(and deploy it once, while the host is up)")
+        raise UsageError(f"{lab.where(host)}: has no wake_on_lan; add wake_on_lan=WakeOnLan(mac=\"<its LAN MAC>\") "
+                         "to host.py (and deploy it once, while the host is up)")
     try:
         broadcast = str(ipaddress.IPv4Address(options.broadcast)) if options.broadcast else lan_broadcast(lab)
     except ValueError:
         raise UsageError(f"--broadcast {options.broadcast}: not an IPv4 address") from None
     if not 1 <= options.port <= 65535:
         raise UsageError(f"--port {options.port}: not a UDP port (1-65535)")
+    return broadcast
+
+
+def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
+    """``homelab wake``: the magic packet, then SSH, then (a node) Ready and uncordoned."""
+    host = lab.host(name)
+    where = lab.where(host)
+    broadcast = _wake_target(lab, host, options)
     say = Say("wake")
     mac = host.wake_on_lan.mac
     if host.wake_on_lan.locally_administered:
@@ -143,6 +150,12 @@ def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
             next_send = now + RESEND
         time.sleep(POLL)
     say(name, f"answers SSH after {time.monotonic() - t0:.0f} s")
+    return _node_back(lab, host, opts, deadline, options.timeout, say)
+
+
+def _node_back(lab: Lab, host, opts: SshOptions, deadline: float, timeout: float, say: Say) -> int:
+    """A woken Kubernetes node: wait until it is Ready, uncordon it (``homelab sleep`` cordoned it)."""
+    name = host.hostname
     cp = lab.control_plane
     if not host.is_kubernetes_node or cp is None:
         return EXIT_OK
@@ -151,7 +164,7 @@ def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
     try:
         status = kube.wait_ready(node, max(1.0, deadline - time.monotonic()), POLL)
         if status.ready != "True":
-            say(name, f"node {node} is {status.describe()} after {options.timeout:.0f} s")
+            say(name, f"node {node} is {status.describe()} after {timeout:.0f} s")
             return EXIT_FAILED
         if status.cordoned:
             r = remote.run(kube.uncordon_argv(node), timeout=120)

@@ -743,33 +743,38 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                                    "judge them", "warning"))
     for hand, described in sorted(results.items()):
         h, leaves = specs[hand]
-        for path, value, rel, typ in leaves:
-            d = described[path]
-            if not d.get("found") or d.get("conditional") or d.get("priority") is None:
-                continue
-            theirs: Any = d["value"] if d.get("known") else _Unknown()
-            if d["priority"] != t.DEFAULT_PRIORITY:
-                theirs = {"_type": "override", "priority": d["priority"], "content": theirs}
-            try:
-                t.merge_definitions(typ, [value, theirs])
-            except (t.MergeConflict, TypeError, ValueError):
-                ours = value["content"] if t.is_override(value) else value
-                if t.is_pkg(ours):
-                    ours = _Shown(f"pkgs.{ours['attrPath']}")
-                name = hand.rsplit("/", 1)[-1]
-                if d.get("needs"):  # an expression of pkgs or config: its priority is not known here
-                    out.append(Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)} with an expression "
-                                       f"homelab cannot evaluate without nixpkgs, and homelab sets it to {ours!r} in "
-                                       f"{rel}; unless one of them is lib.mkForce, NixOS will refuse the two",
-                                       "warning"))
-                    continue
-                shown = "" if not d.get("known") else f" = {d['value']!r}"
-                out.append(Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)}{shown}, which homelab "
-                                   f"sets to {ours!r} in {rel}; NixOS cannot merge the two: drop it from the file "
-                                   "(homelab writes it from host.py) or wrap it in lib.mkForce"))
+        for leaf in leaves:
+            out += _clash(h, hand, leaf, described[leaf[0]])
     for h in hosts:
         out += boot_problems(compiled, pre, h, boot)
     return out
+
+
+def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: dict[str, Any]) -> list[Problem]:
+    """The problem (if any) of one definition of a hand-written file against the generated value it meets."""
+    path, value, rel, typ = leaf
+    if not d.get("found") or d.get("conditional") or d.get("priority") is None:
+        return []
+    theirs: Any = d["value"] if d.get("known") else _Unknown()
+    if d["priority"] != t.DEFAULT_PRIORITY:
+        theirs = {"_type": "override", "priority": d["priority"], "content": theirs}
+    try:
+        t.merge_definitions(typ, [value, theirs])
+        return []
+    except (t.MergeConflict, TypeError, ValueError):
+        pass
+    ours = value["content"] if t.is_override(value) else value
+    if t.is_pkg(ours):
+        ours = _Shown(f"pkgs.{ours['attrPath']}")
+    name = hand.rsplit("/", 1)[-1]
+    if d.get("needs"):  # an expression of pkgs or config: its priority is not known here
+        return [Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)} with an expression homelab cannot "
+                        f"evaluate without nixpkgs, and homelab sets it to {ours!r} in {rel}; unless one of them is "
+                        "lib.mkForce, NixOS will refuse the two", "warning")]
+    shown = "" if not d.get("known") else f" = {d['value']!r}"
+    return [Problem(f"hosts/{h}", "imports", f"{name} sets {attr_path(path)}{shown}, which homelab sets to "
+                    f"{ours!r} in {rel}; NixOS cannot merge the two: drop it from the file (homelab writes it from "
+                    "host.py) or wrap it in lib.mkForce")]
 
 
 def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any]) -> list[Problem]:

@@ -14,10 +14,13 @@ method / attribute     what it gives
 ``kubernetes_node``    True when the host runs a kubelet because of it
 ``control_plane``      True for the one Kubernetes control plane
 ``options``            contract rows: every NixOS option its modules write
+``host_fields``        Host fields only it brings to life (set without it: a warning)
 ``compile(ctx)``       the module files it adds to its host (:class:`Module`)
 ``host_sections(ctx)`` per-host definitions for the host's own entry file
 ``ports(ctx)``         what it listens on (:class:`Port`): the one port table
 ``flows(ctx)``         who may reach it, and why (:class:`Flow`): the lab's flow table
+``sources(ctx)``       where a source word it brings arrives on its host:
+                       ("tailnet", Match(...)) pairs (:mod:`homelab.sources`)
 ``check(ctx)``         problems of this role on this host
 ``check_lab(lab)``     (classmethod) problems of the lab as a whole, once per role type
 ``expectations(ctx)``  what must be true on the running host (:mod:`homelab.checks`)
@@ -78,13 +81,14 @@ class Port:
 
 
 SOURCE_KINDS = ("host", "nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world", "network")
-# what a user may write for a source, everywhere one is taken (Cluster.admins, OpenPort.source,
-# DnsServer.clients, IngressProxy.clients, a Flow a role yields): the one list, and the one help text
-SOURCE_WORDS = ("nodes", "control-plane", "pods", "lan", "tailnet", "admins", "world")
-_HELP_ORDER = ("lan", "tailnet", "admins", "nodes", "pods", "control-plane", "world")  # the words, as told
-assert sorted(_HELP_ORDER) == sorted(SOURCE_WORDS)
-SOURCE_HELP = ("a source: " + ", ".join(f'"{w}"' for w in _HELP_ORDER)
-               + ', "host:<name>" or a network such as "192.168.20.0/24"')
+# what a user may write for a source (Cluster.admins, Host.open_ports, a role's settings)
+SOURCE_WORDS = ("lan", "tailnet", "admins", "nodes", "pods", "control-plane", "world")
+# what a message says a source may be (the one list: every converter of a source or sources uses it)
+SOURCE_HELP = ("a source: " + ", ".join(f'"{w}"' for w in SOURCE_WORDS) + ', "host:<name>" or a network such as '
+               '"192.168.20.0/24"')
+SOURCES_HELP = "a list of sources (" + SOURCE_HELP.removeprefix("a source: ") + ")"
+# the kinds an admin source may be, besides a network (Cluster.admins)
+ADMIN_SOURCES = ("lan", "tailnet", "host")
 
 
 @attrs.frozen(repr=False)
@@ -133,7 +137,7 @@ class Source:
         return repr(str(self))
 
 
-NODES, CONTROL_PLANE, PODS, LAN, TAILNET, ADMINS, WORLD = (Source(k) for k in SOURCE_WORDS)
+LAN, TAILNET, ADMINS, NODES, PODS, CONTROL_PLANE, WORLD = (Source(k) for k in SOURCE_WORDS)
 
 
 def _flow_source(value: Any, self_: Any, field: attrs.Attribute) -> Any:
@@ -263,6 +267,14 @@ class Role:
     control_plane: ClassVar[bool] = False
     options: ClassVar[tuple[OptionFact, ...]] = ()
     proofs: ClassVar[tuple[Proof, ...]] = ()
+    # Host fields only this role brings to life, with what they are: (("tailscale_address", "that address"),)
+    # (a host that sets one without the role gets a warning)
+    host_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Ports a nixpkgs module opens when an option the role writes says so (the firewall proofs allow for them):
+    # ((switch option, proto, port option, the port option's default), ...)
+    module_ports: ClassVar[tuple[tuple[str, str, str, int], ...]] = ()
+    # Why every lab needs a host with this role (None: it does not): "one host must run the ..."
+    lab_needs: ClassVar[str | None] = None
 
     @classmethod
     def role_tag(cls) -> str:
@@ -281,6 +293,11 @@ class Role:
         return ()
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
+        return ()
+
+    def sources(self, ctx: HostContext) -> Iterable[tuple[str, Any]]:
+        """(source word, :class:`homelab.sources.Match`) pairs: where that source arrives on this host because of
+        this role (the Tailscale role: the tailnet on its interface; a Kubernetes node: the pods)."""
         return ()
 
     # -- what it refuses

@@ -33,13 +33,15 @@ import re
 import weakref
 from typing import Any, Iterator
 
+import attrs
+
 from . import firewall
 from .errors import LabError, Problem
 from .component import problems as component_problems
 from .hardware import arch_mismatches
 from .labels import label_problems
 from .model import PLACEHOLDER_KEY, TAILSCALE_RANGE, Cluster, Lab, Pkg, PkgCall, Priority
-from .role import HostContext, Port, Source
+from .role import ADMIN_SOURCES, HostContext, Port, Source
 from .secrets import option_problems, redact, secret_kind
 from .model import option_path as model_option_path
 
@@ -103,91 +105,149 @@ def _option_value_problems(value: Any, top: bool = True) -> str | None:
 # ---------------------------------------------------------------- the rules
 
 
+@attrs.frozen
+class ClusterFacts:
+    """What the cluster rules look at: hosts/cluster.py, and what the hosts add when they are known."""
+
+    cluster: Cluster
+    nodes: int | None = None  # how many Kubernetes nodes, when known
+    dns_addon: bool = False  # the control plane runs the DNS addon
+
+
+def _cluster(field: str, reason: str, severity: str = "error") -> Problem:
+    return Problem("cluster", field, reason, severity)
+
+
+def gateway_outside_lan(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    if c.gateway not in c.lan:
+        yield _cluster("gateway", f"{c.gateway} is outside the LAN {c.lan}")
+    elif c.gateway in (c.lan.network_address, c.lan.broadcast_address):
+        yield _cluster("gateway", f"{c.gateway} is the LAN's network or broadcast address")
+
+
+def overlapping_ranges(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    ranges = [("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr), ("lan", c.lan),
+              ("Tailscale's range", TAILSCALE_RANGE)]
+    for i, (na, a) in enumerate(ranges):
+        for nb, b in ranges[i + 1:]:
+            if a.overlaps(b):
+                yield _cluster(na, f"{a} overlaps {nb} {b}")
+
+
+def pod_range_of_the_wrong_size(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    if c.pod_cidr.prefixlen > NODE_POD_PREFIX:
+        yield _cluster("pod_cidr", f"{c.pod_cidr} is smaller than the /{NODE_POD_PREFIX} the controller manager "
+                       "gives each node; use a /16 or so")
+    elif f.nodes is not None and 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen) < f.nodes:
+        room = 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen)
+        yield _cluster("pod_cidr", f"{c.pod_cidr} has room for {room} node subnet{'s' if room != 1 else ''} "
+                       f"(/{NODE_POD_PREFIX} each) and the lab has {f.nodes} Kubernetes nodes")
+    elif c.pod_cidr.prefixlen < 16:
+        yield _cluster("pod_cidr", f"{c.pod_cidr} is trusted by every host's firewall and is broader than the "
+                       "lab needs (a /16 has room for 256 nodes)", "warning")
+
+
+def service_range_too_large(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    if 32 - c.service_cidr.prefixlen > MAX_SERVICE_HOST_BITS:
+        yield _cluster("service_cidr", f"{c.service_cidr} is too large; kube-apiserver accepts /12 or narrower")
+
+
+def dns_addon_address_outside_service_range(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    if f.dns_addon:
+        dns_ip = ipaddress.IPv4Address(".".join(str(c.service_cidr.network_address).split(".")[:3]) + ".254")
+        if dns_ip not in c.service_cidr:
+            yield _cluster("service_cidr", f"the DNS addon's address {dns_ip} (nixpkgs takes the range's first "
+                           f"three octets and .254) lies outside {c.service_cidr}; use a /24 or wider")
+
+
+def no_nameserver(f: ClusterFacts) -> Iterator[Problem]:
+    if not f.cluster.nameservers:
+        # every host gets a static address with networking.useDHCP = false, so nothing else gives it a resolver
+        yield _cluster("nameservers", "is empty: hosts get static addresses with DHCP off, so they would have no "
+                       "DNS server at all (no package downloads, no image pulls); list at least one, e.g. the router")
+
+
+def api_name_on_loopback(f: ClusterFacts) -> Iterator[Problem]:
+    name = f.cluster.api_name
+    if name == "localhost" or name.endswith(".localhost") or name == "localhost.localdomain":
+        # /etc/hosts maps localhost to 127.0.0.1 before homelab's extraHosts line (RFC 6761 reserves *.localhost)
+        yield _cluster("api_name", f"{name} resolves to the loopback address on every host, so the workers "
+                       "would talk to themselves instead of the control plane; name the API like api.kube")
+
+
+def nameserver_inside_cluster_ranges(f: ClusterFacts) -> Iterator[Problem]:
+    c = f.cluster
+    for i, ns in enumerate(c.nameservers):
+        for name, net in (("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)):
+            if ns in net:
+                yield _cluster(f"nameservers[{i}]", f"{ns} lies in the {name} {net}, which hosts cannot use "
+                               f"for their own name lookups{_SERVICE_NAMESERVER if name == 'service_cidr' else ''}")
+
+
+# a Service address (the DNS addon's too) answers only through kube-proxy's rules on a node: until kube-proxy
+# runs, and always on a host outside Kubernetes, the host would have no DNS at all (no nixos-rebuild downloads, no
+# image pulls for the kubelet that would start kube-proxy)
+_SERVICE_NAMESERVER = (" (a Service address answers only once kube-proxy runs on a node, and never on a host outside "
+                       "Kubernetes: until then no name resolves, not even to fetch what starts kube-proxy); list the "
+                       "router or another resolver on the LAN")
+
+
+def repeated_nameserver(f: ClusterFacts) -> Iterator[Problem]:
+    if len(set(f.cluster.nameservers)) != len(f.cluster.nameservers):
+        yield _cluster("nameservers", "lists the same address twice")
+
+
+def admins_too_wide(f: ClusterFacts) -> Iterator[Problem]:
+    for i, src in enumerate(f.cluster.admins):
+        if src.kind == "world":  # a warning: a lab behind a router's NAT may mean it
+            yield _cluster(f"admins[{i}]", "\"world\" lets anyone on the internet try SSH and the API server; "
+                           "name your networks instead", "warning")
+        elif src.kind == "network":
+            net = ipaddress.ip_network(src.network)
+            if not net.is_private:
+                yield _cluster(f"admins[{i}]", f"{net} is not a private range: hosts on the internet could try "
+                               "SSH and the API server", "warning")
+        elif src.kind not in ADMIN_SOURCES:
+            yield _cluster(f"admins[{i}]", f"{src} cannot be an admin source (say \"lan\", \"tailnet\", "
+                           "\"host:<name>\" or a network)")
+
+
+def no_usable_admin_key(f: ClusterFacts) -> Iterator[Problem]:
+    keys = f.cluster.admin_keys
+    if not keys:
+        yield _cluster("admin_keys", "is empty: password logins are off, so nobody can log in over SSH (homelab "
+                       "deploy needs it); add your public key", "warning")
+    elif PLACEHOLDER_KEY in keys:
+        yield _cluster("admin_keys", "holds homelab's placeholder key, which nobody can log in with; put your "
+                       "own public key there", "warning")
+
+
+def easy_certs_in_production(f: ClusterFacts) -> Iterator[Problem]:
+    if f.cluster.easy_certs and f.cluster.production:
+        yield _cluster("easy_certs", "easyCerts is not meant for a production cluster (nixpkgs says so, and "
+                       "so does the seed article)", "warning")
+
+
+# The rules of hosts/cluster.py on its own, in the order their problems are reported.
+CLUSTER_RULES = (gateway_outside_lan, overlapping_ranges, pod_range_of_the_wrong_size, service_range_too_large,
+                 dns_addon_address_outside_service_range, no_nameserver, api_name_on_loopback,
+                 nameserver_inside_cluster_ranges, repeated_nameserver, admins_too_wide, no_usable_admin_key,
+                 easy_certs_in_production)
+
+
 def validate_cluster(c: Cluster, nodes: int | None = None, dns_addon: bool = False) -> list[Problem]:
     """Problems of hosts/cluster.py on its own (``nodes``: how many Kubernetes nodes, when known).
 
     The loader runs this even when some host.py fails, so a broken host file does
     not hide the cluster's own problems.
     """
-    out: list[Problem] = []
-
-    def err(where: str, field: str, reason: str) -> None:
-        out.append(Problem(where, field, reason))
-
-    def warn(where: str, field: str, reason: str) -> None:
-        out.append(Problem(where, field, reason, "warning"))
-
-    # ---- cluster ranges
-    if c.gateway not in c.lan:
-        err("cluster", "gateway", f"{c.gateway} is outside the LAN {c.lan}")
-    elif c.gateway in (c.lan.network_address, c.lan.broadcast_address):
-        err("cluster", "gateway", f"{c.gateway} is the LAN's network or broadcast address")
-    ranges = [("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr), ("lan", c.lan),
-              ("Tailscale's range", TAILSCALE_RANGE)]
-    for i, (na, a) in enumerate(ranges):
-        for nb, b in ranges[i + 1:]:
-            if a.overlaps(b):
-                err("cluster", na, f"{a} overlaps {nb} {b}")
-    if c.pod_cidr.prefixlen > NODE_POD_PREFIX:
-        err("cluster", "pod_cidr", f"{c.pod_cidr} is smaller than the /{NODE_POD_PREFIX} the controller manager "
-            "gives each node; use a /16 or so")
-    elif nodes is not None and 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen) < nodes:
-        room = 2 ** (NODE_POD_PREFIX - c.pod_cidr.prefixlen)
-        err("cluster", "pod_cidr", f"{c.pod_cidr} has room for {room} node subnet{'s' if room != 1 else ''} "
-            f"(/{NODE_POD_PREFIX} each) and the lab has {nodes} Kubernetes nodes")
-    elif c.pod_cidr.prefixlen < 16:
-        warn("cluster", "pod_cidr", f"{c.pod_cidr} is trusted by every host's firewall and is broader than the "
-             "lab needs (a /16 has room for 256 nodes)")
-    if 32 - c.service_cidr.prefixlen > MAX_SERVICE_HOST_BITS:
-        err("cluster", "service_cidr", f"{c.service_cidr} is too large; kube-apiserver accepts /12 or narrower")
-    if dns_addon:
-        dns_ip = ipaddress.IPv4Address(".".join(str(c.service_cidr.network_address).split(".")[:3]) + ".254")
-        if dns_ip not in c.service_cidr:
-            err("cluster", "service_cidr", f"the DNS addon's address {dns_ip} (nixpkgs takes the range's first "
-                f"three octets and .254) lies outside {c.service_cidr}; use a /24 or wider")
-    if not c.nameservers:
-        # every host gets a static address with networking.useDHCP = false, so nothing else gives it a resolver
-        err("cluster", "nameservers", "is empty: hosts get static addresses with DHCP off, so they would have no DNS "
-            "server at all (no package downloads, no image pulls); list at least one, e.g. the router")
-    if c.api_name == "localhost" or c.api_name.endswith(".localhost") or c.api_name == "localhost.localdomain":
-        # /etc/hosts maps localhost to 127.0.0.1 before homelab's extraHosts line (RFC 6761 reserves *.localhost)
-        err("cluster", "api_name", f"{c.api_name} resolves to the loopback address on every host, so the workers "
-            "would talk to themselves instead of the control plane; name the API like api.kube")
-    for i, ns in enumerate(c.nameservers):
-        for name, net in (("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)):
-            if ns in net:
-                # a Service address (the DNS addon's too) answers only through kube-proxy's rules on a node: until
-                # kube-proxy runs, and always on a host outside Kubernetes, the host would have no DNS at all
-                # (no nixos-rebuild downloads, no image pulls for the kubelet that would start kube-proxy)
-                why = (" (a Service address answers only once kube-proxy runs on a node, and never on a host "
-                       "outside Kubernetes: until then no name resolves, not even to fetch what starts "
-                       "kube-proxy); list the router or another resolver on the LAN") if name == "service_cidr" else ""
-                err("cluster", f"nameservers[{i}]", f"{ns} lies in the {name} {net}, which hosts cannot use "
-                    f"for their own name lookups{why}")
-    if len(set(c.nameservers)) != len(c.nameservers):
-        err("cluster", "nameservers", "lists the same address twice")
-    for i, src in enumerate(c.admins):
-        if src.kind == "world":
-            warn("cluster", f"admins[{i}]", "\"world\" lets anyone on the internet try SSH and the API server; "
-                 "name your networks instead")  # a warning: a lab behind a router's NAT may mean it
-        elif src.kind == "network":
-            net = ipaddress.ip_network(src.network)
-            if not net.is_private:
-                warn("cluster", f"admins[{i}]", f"{net} is not a private range: hosts on the internet could try "
-                     "SSH and the API server")
-        elif src.kind not in ("lan", "tailnet", "host"):
-            err("cluster", f"admins[{i}]", f"{src} cannot be an admin source (say \"lan\", \"tailnet\", "
-                "\"host:<name>\" or a network)")
-    if not c.admin_keys:
-        warn("cluster", "admin_keys", "is empty: password logins are off, so nobody can log in over SSH (homelab "
-             "deploy needs it); add your public key")
-    elif PLACEHOLDER_KEY in c.admin_keys:
-        warn("cluster", "admin_keys", "holds homelab's placeholder key, which nobody can log in with; put your "
-             "own public key there")
-    if c.easy_certs and c.production:
-        warn("cluster", "easy_certs", "easyCerts is not meant for a production cluster (nixpkgs says so, and "
-             "so does the seed article)")
-    return out
+    facts = ClusterFacts(c, nodes, dns_addon)
+    return [p for rule in CLUSTER_RULES for p in rule(facts)]
 
 
 # Addresses in Tailscale's range that it never gives a node (tailscale.com/docs/reference/reserved-ip-addresses;
@@ -234,6 +294,134 @@ def port_clashes(ctx: HostContext) -> list[Problem]:
     return out
 
 
+def _first(lab: Lab, what: str, key) -> dict[Any, Any]:
+    """The first host of the lab (in order) for each value of ``key(host)`` (None: not counted)."""
+    def compute() -> dict[Any, Any]:
+        first: dict[Any, Any] = {}
+        for h in lab.hosts:
+            k = key(h)
+            if k is not None:
+                first.setdefault(k, h)
+        return first
+    return lab.derived(("validate: first", what), compute)
+
+
+def repeated_hostname(ctx: HostContext) -> Iterator[Problem]:
+    h = ctx.host
+    first = _first(ctx.lab, "hostname", lambda x: x.hostname)[h.hostname]
+    if first is not h:
+        yield ctx.error("hostname", f"{h.hostname!r} is used by {ctx.lab.where(first)} too")
+
+
+def repeated_lan_address(ctx: HostContext) -> Iterator[Problem]:
+    h = ctx.host
+    first = _first(ctx.lab, "ip", lambda x: x.ip)[h.ip]
+    if first is not h:
+        yield ctx.error("address", f"{h.ip} is used by {ctx.lab.where(first)} too")
+
+
+def address_outside_lan(ctx: HostContext) -> Iterator[Problem]:
+    h, c = ctx.host, ctx.cluster
+    if h.ip not in c.lan:
+        yield ctx.error("address", f"{h.ip} is outside the LAN {c.lan}")
+    elif h.ip in (c.lan.network_address, c.lan.broadcast_address):
+        yield ctx.error("address", f"{h.ip} is the LAN's network or broadcast address")
+    elif h.ip == c.gateway:
+        yield ctx.error("address", f"{h.ip} is the LAN's gateway")
+    if isinstance(h.address, ipaddress.IPv4Interface) and h.address.network.prefixlen != c.lan.prefixlen:
+        yield ctx.error("address", f"prefix /{h.address.network.prefixlen} does not match the LAN {c.lan}")
+
+
+def tailscale_address_unusable(ctx: HostContext) -> Iterator[Problem]:
+    addr = ctx.host.tailscale_address
+    if addr is None:
+        return
+    if addr not in TAILSCALE_RANGE:
+        yield ctx.error("tailscale_address", f"{addr} is outside Tailscale's range {TAILSCALE_RANGE}")
+    else:
+        why = tailscale_reserved(addr)
+        if why:
+            yield ctx.error("tailscale_address", f"{addr} {why}")
+    first = _first(ctx.lab, "tailscale_address", lambda x: x.tailscale_address)[addr]
+    if first is not ctx.host:
+        yield ctx.error("tailscale_address", f"{addr} is used by {ctx.lab.where(first)} too")
+
+
+def field_without_its_role(ctx: HostContext) -> Iterator[Problem]:
+    """A host field only a role brings to life (``Role.host_fields``), set on a host without that role."""
+    from .roles import BUILTIN
+
+    kinds = {type(r) for r in ctx.host.roles}
+    for role_type in dict.fromkeys((*BUILTIN, *ctx.lab.role_types)):
+        for field, what in role_type.host_fields:
+            if getattr(ctx.host, field) is not None and role_type not in kinds:
+                yield ctx.warn(field, f"is set but the host has no {role_type.__name__}() role, so nothing brings "
+                               f"{what} up")
+
+
+def repeated_role(ctx: HostContext) -> Iterator[Problem]:
+    kinds: dict[type, int] = {}
+    for r in ctx.host.roles:
+        kinds[type(r)] = kinds.get(type(r), 0) + 1
+    for k, n in kinds.items():
+        if n > 1:
+            yield ctx.error("roles", f"{k.__name__} is given {n} times")
+
+
+def boot_problems(ctx: HostContext) -> Iterator[Problem]:
+    for field, reason, *severity in ctx.host.boot.problems(ctx.host):
+        yield Problem(ctx.where, field, reason, *severity)
+
+
+def build_host_not_in_lab(ctx: HostContext) -> Iterator[Problem]:
+    h = ctx.host
+    if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in ctx.lab.hosts}:
+        yield ctx.error("build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
+                        "lab host's name)")
+
+
+def node_label_problems(ctx: HostContext) -> Iterator[Problem]:
+    """The host's Kubernetes node labels (homelab.labels)."""
+    yield from label_problems(ctx.lab, ctx.host)
+
+
+def role_problems(ctx: HostContext) -> Iterator[Problem]:
+    for role in ctx.host.roles:
+        yield from role.check(ctx)
+
+
+def option_that_cannot_be_written(ctx: HostContext) -> Iterator[Problem]:
+    """A raw option whose path or value cannot be written as Nix, or that would leak a secret."""
+    for path, value in ctx.host.options.items():
+        field = f"options[{path!r}]"
+        why = _text_problem(path) if isinstance(path, str) else None
+        if why:
+            yield ctx.error(field, f"the option path {why}")
+            continue
+        why = _option_value_problems(value)
+        if why:
+            yield ctx.error(field, why)
+        else:
+            for reason in option_problems(model_option_path(path), value):
+                yield ctx.error(field, reason)
+
+
+def unreadable_flow(ctx: HostContext) -> Iterator[Problem]:
+    """Every role's flows read once here, so a bad one (a source no one can read) is a problem like any."""
+    try:
+        firewall.host_flows(ctx)
+    except LabError as e:
+        yield from e.problems
+
+
+def _flows_readable(ctx: HostContext) -> bool:
+    try:
+        firewall.host_flows(ctx)
+        return True
+    except LabError:
+        return False
+
+
 def world_open_ports(ctx: HostContext) -> list[Problem]:
     """A warning for every port the host opens to the world itself (``open_ports`` with ``source="world"``),
     naming what listens there, from the host's port table (or sshd, on its port)."""
@@ -256,114 +444,81 @@ def world_open_ports(ctx: HostContext) -> list[Problem]:
     return out
 
 
+def architecture_mismatch(ctx: HostContext) -> Iterator[Problem]:
+    for field, reason in arch_mismatches(ctx.host):
+        yield ctx.warn(field, reason)
+
+
+def accept_local_on(ctx: HostContext) -> Iterator[Problem]:
+    if not _flows_readable(ctx):
+        return
+    for path in firewall.accept_local_problems(ctx):
+        yield ctx.error(f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's "
+                        "own address would then reach its firewall, whose rules from the Kubernetes nodes accept "
+                        "every node's address, this host's own too (one file serves all the nodes); leave "
+                        "accept_local off")
+
+
+def secret_in_kernel_params(ctx: HostContext) -> Iterator[Problem]:
+    for i, p in enumerate(ctx.host.kernel_params):
+        kind = secret_kind(p)
+        if kind:
+            yield ctx.error(f"kernel_params[{i}]", f"{redact(p)} looks like {kind}; the kernel command line is "
+                            "readable by every user and lands in the Nix store")
+
+
+def option_inside_another(ctx: HostContext) -> Iterator[Problem]:
+    paths = sorted(ctx.host.options)
+    for a, b in zip(paths, paths[1:]):
+        if b.startswith(a + "."):
+            yield ctx.error(f"options[{b!r}]", f"{a!r} is set too; set one of them (put {b[len(a) + 1:]!r} inside "
+                            f"the value of {a!r})")
+
+
+# The rules of each host, in the order their problems are reported.
+HOST_RULES = (repeated_hostname, repeated_lan_address, address_outside_lan, tailscale_address_unusable,
+              field_without_its_role, repeated_role, boot_problems, build_host_not_in_lab, port_clashes,
+              node_label_problems, role_problems, option_that_cannot_be_written, unreadable_flow, world_open_ports,
+              architecture_mismatch, accept_local_on, secret_in_kernel_params,
+              option_inside_another)
+
+
+def needed_role_missing(lab: Lab) -> Iterator[Problem]:
+    """A role every lab needs (``Role.lab_needs``: the control plane) that no host has."""
+    from .roles import BUILTIN
+
+    for role_type in dict.fromkeys((*BUILTIN, *lab.role_types)):
+        if role_type.lab_needs and not lab.with_role(role_type):
+            yield Problem("cluster", "roles", f"no host has the {role_type.__name__} role; {role_type.lab_needs}")
+
+
+def role_lab_problems(lab: Lab) -> Iterator[Problem]:
+    """Each role type's lab-wide rules (``Role.check_lab``); a control-plane role's only once there is one."""
+    has_cp = any(h.is_control_plane for h in lab.hosts)
+    for role_type in lab.role_types:
+        if role_type.control_plane and not has_cp:
+            continue
+        yield from role_type.check_lab(lab)
+
+
+def cluster_component_problems(lab: Lab) -> Iterator[Problem]:
+    """The cluster layer's components (homelab.component)."""
+    yield from component_problems(lab)
+
+
+# The rules of the lab as a whole, after every host's.
+LAB_RULES = (needed_role_missing, role_lab_problems, cluster_component_problems)
+
+
 def validate(lab: Lab) -> list[Problem]:
-    """Problems (errors and warnings) of the lab as a whole: generic rules, the port table, every role's rules."""
-    out: list[Problem] = []
-    c = lab.cluster
-
-    def err(where: str, field: str, reason: str) -> None:
-        out.append(Problem(where, field, reason))
-
-    def warn(where: str, field: str, reason: str) -> None:
-        out.append(Problem(where, field, reason, "warning"))
-
-    nodes = lab.kubernetes_nodes
+    """Problems (errors and warnings) of the lab as a whole: the cluster's, each host's, then the lab's."""
     cps = [h for h in lab.hosts if h.is_control_plane]
     dns_addon = any(getattr(r, "dns_addon", False) for h in cps for r in h.roles if r.control_plane)
-    out += validate_cluster(c, len(nodes), dns_addon)
-
-    # ---- hosts, one by one
-    seen_names: dict[str, str] = {}
-    seen_lan: dict[Any, str] = {}
-    seen_ts: dict[Any, str] = {}
+    out = validate_cluster(lab.cluster, len(lab.kubernetes_nodes), dns_addon)
     for h in lab.hosts:
-        w = lab.where(h)
         ctx = HostContext(lab, h)
-        if h.hostname in seen_names:
-            err(w, "hostname", f"{h.hostname!r} is used by {seen_names[h.hostname]} too")
-        seen_names.setdefault(h.hostname, w)
-        if h.ip in seen_lan:
-            err(w, "address", f"{h.ip} is used by {seen_lan[h.ip]} too")
-        seen_lan.setdefault(h.ip, w)
-        if h.ip not in c.lan:
-            err(w, "address", f"{h.ip} is outside the LAN {c.lan}")
-        elif h.ip in (c.lan.network_address, c.lan.broadcast_address):
-            err(w, "address", f"{h.ip} is the LAN's network or broadcast address")
-        elif h.ip == c.gateway:
-            err(w, "address", f"{h.ip} is the LAN's gateway")
-        if isinstance(h.address, ipaddress.IPv4Interface) and h.address.network.prefixlen != c.lan.prefixlen:
-            err(w, "address", f"prefix /{h.address.network.prefixlen} does not match the LAN {c.lan}")
-        if h.tailscale_address is not None:
-            if h.tailscale_address not in TAILSCALE_RANGE:
-                err(w, "tailscale_address", f"{h.tailscale_address} is outside Tailscale's range {TAILSCALE_RANGE}")
-            else:
-                why = tailscale_reserved(h.tailscale_address)
-                if why:
-                    err(w, "tailscale_address", f"{h.tailscale_address} {why}")
-            if h.tailscale_address in seen_ts:
-                err(w, "tailscale_address", f"{h.tailscale_address} is used by {seen_ts[h.tailscale_address]} too")
-            seen_ts.setdefault(h.tailscale_address, w)
-            if not any(type(r).__name__ == "Tailscale" for r in h.roles):
-                warn(w, "tailscale_address", "is set but the host has no Tailscale() role, so nothing brings "
-                     "that address up")
-        kinds: dict[type, int] = {}
-        for r in h.roles:
-            kinds[type(r)] = kinds.get(type(r), 0) + 1
-        for k, n in kinds.items():
-            if n > 1:
-                err(w, "roles", f"{k.__name__} is given {n} times")
-        for field, reason, *severity in h.boot.problems(h):
-            out.append(Problem(w, field, reason, *severity))
-        if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in lab.hosts}:
-            err(w, "build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
-                "lab host's name)")
-        out += port_clashes(ctx)
-        out += label_problems(lab, h)
-        for role in h.roles:
-            out += role.check(ctx)
-        for path, value in h.options.items():
-            why = _text_problem(path) if isinstance(path, str) else None
-            if why:
-                err(w, f"options[{path!r}]", f"the option path {why}")
-                continue
-            why = _option_value_problems(value)
-            if why:
-                err(w, f"options[{path!r}]", why)
-            else:
-                for reason in option_problems(model_option_path(path), value):
-                    err(w, f"options[{path!r}]", reason)
-        try:
-            firewall.host_flows(ctx)  # every role's flows read once here, so a bad one is a problem like any
-            flows_ok = True
-        except LabError as e:
-            out += e.problems
-            flows_ok = False
-        out += world_open_ports(ctx)
-        for field, reason in arch_mismatches(h):
-            warn(w, field, reason)
-        for path in firewall.accept_local_problems(ctx) if flows_ok else ():
-            err(w, f"options[{path!r}]", "turns accept_local on: a packet from outside carrying this host's own "
-                "address would then reach its firewall, whose rules from the Kubernetes nodes accept every node's "
-                "address, this host's own too (one file serves all the nodes); leave accept_local off")
-        for i, p in enumerate(h.kernel_params):
-            kind = secret_kind(p)
-            if kind:
-                err(w, f"kernel_params[{i}]", f"{redact(p)} looks like {kind}; the kernel command line is "
-                    "readable by every user and lands in the Nix store")
-        paths = sorted(h.options)
-        for a, b in zip(paths, paths[1:]):
-            if b.startswith(a + "."):
-                err(w, f"options[{b!r}]", f"{a!r} is set too; set one of them (put {b[len(a) + 1:]!r} inside "
-                    f"the value of {a!r})")
-
-    # ---- the lab as a whole
-    if not cps:
-        err("cluster", "roles", "no host has the ControlPlane role; one host must run the Kubernetes control plane")
-    for role_type in lab.role_types:
-        if role_type.control_plane and not cps:
-            continue
-        out += role_type.check_lab(lab)
-    out += component_problems(lab)  # the cluster layer's components
+        out += [p for rule in HOST_RULES for p in rule(ctx)]
+    out += [p for rule in LAB_RULES for p in rule(lab)]
     return out
 
 

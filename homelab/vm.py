@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from .harness import FLAKES, kvm_problem
+from .harness import FLAKES, kvm_problem, lab_test_args
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_STEP_FAILED, LabError, MissingTool, Problem, UsageError
 from .model import Host, Lab
 
@@ -135,7 +135,8 @@ def make_run(lab: Lab, names: list[str], root: Path, workdir: Path, ports: list[
     keygen = Step("ssh key for the VMs", ("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "homelab-vm",
                                           "-f", str(key)))
     expectations = workdir / "expectations.json"
-    argv = [python, "-m", "pytest", str(suite_dir), "--hosts=" + ",".join(f"ssh://{n}" for n in names),
+    argv = [python, "-m", "pytest", str(suite_dir), *lab_test_args(root, suite_dir),
+            "--hosts=" + ",".join(f"ssh://{n}" for n in names),
             f"--ssh-config={ssh_config}", f"--expectations={expectations}", "--homelab-scope=host"]
     if len(names) > 1:
         argv += ["-n", str(len(names)), "--dist=loadgroup"]
@@ -251,7 +252,23 @@ def execute(plan: VmRun, lab: Lab, *, boot_timeout: float, keep: bool, running: 
     Path(plan.ssh_config).write_text(ssh_config_text(plan))
     pub = Path(plan.key + ".pub").read_text()
     timings: dict[str, dict[str, float]] = {h.name: {} for h in plan.hosts}
+    rc = _build_all(plan, pub, timings)
+    if rc is not None:
+        return rc
+    procs: dict[str, subprocess.Popen] = {}
+    rc = EXIT_STEP_FAILED
+    try:
+        rc = _boot_and_test(plan, procs, timings, boot_timeout)
+    except RuntimeError as e:
+        _say(str(e))
+    finally:
+        _leave_or_stop(plan, procs, keep, running)
+    _summary(plan, timings, rc)
+    return rc
 
+
+def _build_all(plan: VmRun, pub: str, timings: dict[str, dict[str, float]]) -> int | None:
+    """Build every host's VM (the admins' key shared with it); EXIT_STEP_FAILED at the first that fails."""
     for h in plan.hosts:
         (Path(h.dir) / "shared").mkdir(parents=True, exist_ok=True)
         (Path(h.dir) / "shared" / "authorized_keys").write_text(pub)
@@ -262,34 +279,39 @@ def execute(plan: VmRun, lab: Lab, *, boot_timeout: float, keep: bool, running: 
         if r.returncode != 0 or not Path(h.runner).exists():
             _say(f"[{h.name}] build failed (exit {r.returncode}); nothing was booted")
             return EXIT_STEP_FAILED
+    return None
 
-    procs: dict[str, subprocess.Popen] = {}
-    rc = EXIT_STEP_FAILED
-    try:
+
+def _boot_and_test(plan: VmRun, procs: dict[str, subprocess.Popen], timings: dict[str, dict[str, float]],
+                   boot_timeout: float) -> int:
+    """Boot every VM, wait for SSH on each, run the suite: EXIT_OK or EXIT_FAILED (RuntimeError: a VM died)."""
+    for h in plan.hosts:
+        _say(f"{h.boot.what}; console in {h.console}")
+        with open(h.console, "wb") as console:
+            procs[h.name] = subprocess.Popen(list(h.boot.argv), env={**os.environ, **dict(h.boot.env)},
+                                             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+    for h in plan.hosts:
+        timings[h.name]["boot"] = _wait_for_ssh(h, procs[h.name], plan.ssh_config, boot_timeout)
+        _say(f"[{h.name}] up after {timings[h.name]['boot']:.0f} s")
+    _say(f"{plan.suite.what}: {plan.suite.shell()}")
+    return EXIT_OK if subprocess.run(list(plan.suite.argv), cwd=plan.suite.cwd).returncode == 0 else EXIT_FAILED
+
+
+def _leave_or_stop(plan: VmRun, procs: dict[str, subprocess.Popen], keep: bool, running: list[str] | None) -> None:
+    if keep and procs:
         for h in plan.hosts:
-            _say(f"{h.boot.what}; console in {h.console}")
-            with open(h.console, "wb") as console:
-                procs[h.name] = subprocess.Popen(list(h.boot.argv), env={**os.environ, **dict(h.boot.env)},
-                                                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                                 start_new_session=True)
+            if h.name in procs and procs[h.name].poll() is None:
+                _say(f"[{h.name}] left running: ssh -F {plan.ssh_config} {h.name}  (pid {procs[h.name].pid})")
+                if running is not None:
+                    running.append(h.name)
+    else:
         for h in plan.hosts:
-            timings[h.name]["boot"] = _wait_for_ssh(h, procs[h.name], plan.ssh_config, boot_timeout)
-            _say(f"[{h.name}] up after {timings[h.name]['boot']:.0f} s")
-        _say(f"{plan.suite.what}: {plan.suite.shell()}")
-        rc = EXIT_OK if subprocess.run(list(plan.suite.argv), cwd=plan.suite.cwd).returncode == 0 else EXIT_FAILED
-    except RuntimeError as e:
-        _say(str(e))
-    finally:
-        if keep and procs:
-            for h in plan.hosts:
-                if h.name in procs and procs[h.name].poll() is None:
-                    _say(f"[{h.name}] left running: ssh -F {plan.ssh_config} {h.name}  (pid {procs[h.name].pid})")
-                    if running is not None:
-                        running.append(h.name)
-        else:
-            for h in plan.hosts:
-                if h.name in procs:
-                    _stop(h, procs[h.name])
+            if h.name in procs:
+                _stop(h, procs[h.name])
+
+
+def _summary(plan: VmRun, timings: dict[str, dict[str, float]], rc: int) -> None:
     _say("summary:")
     for h in plan.hosts:
         t = timings[h.name]
@@ -298,7 +320,6 @@ def execute(plan: VmRun, lab: Lab, *, boot_timeout: float, keep: bool, running: 
         _say(f"  {h.name} ({h.system}): {', '.join(parts)}")
     _say({EXIT_OK: "suite passed", EXIT_FAILED: "suite found problems (see above)",
           EXIT_STEP_FAILED: "stopped before the suite ran"}[rc])
-    return rc
 
 
 # ---------------------------------------------------------------- the command
@@ -319,6 +340,40 @@ class VmOptions:
     pytest_args: str = ""
 
 
+def _ssh_ports(first: int | None, n: int) -> list[int]:
+    """The forwarded SSH ports: ``first`` and the next ones, or free ports."""
+    if first is not None:
+        if not 1024 <= first <= 65535 - n:
+            raise UsageError(f"--ssh-port {first}: pick a port from 1024 to {65535 - n}")
+        return [first + i for i in range(n)]
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def _print_dry_run(plan: VmRun, names: list[str], kvm: str | None) -> None:
+    print(f"# homelab vm: {', '.join(names)} on {local_system()}; work in {plan.workdir}")
+    if kvm:
+        print(f"# note: {kvm}; a real run stops here unless --allow-tcg")
+    print(f"mkdir -p {shlex.quote(plan.workdir)}")
+    print(f"# write {plan.expectations} (python -m homelab expect --json) and {plan.ssh_config}")
+    print(plan.keygen.shell())
+    for h in plan.hosts:
+        print(f"mkdir -p {shlex.quote(h.dir + '/shared')} && cp {shlex.quote(plan.key + '.pub')} "
+              f"{shlex.quote(h.dir + '/shared/authorized_keys')}")
+        print(h.build.shell())
+    for h in plan.hosts:
+        print(f"{h.boot.shell()} > {shlex.quote(h.console)} 2>&1 &")
+    for h in plan.hosts:
+        print(f"until ssh -F {shlex.quote(plan.ssh_config)} {h.name} true; do sleep 3; done")
+    print(plan.suite.shell())
+    for h in plan.hosts:
+        print(h.poweroff.shell())
+
+
 def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
     """``homelab vm``: build and boot the hosts' VMs, run the vm-tests suite on them, stop them."""
     from .harness import VM_TESTS
@@ -326,16 +381,7 @@ def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
     suite_dir = Path(options.suite) if options.suite else VM_TESTS
     if not (suite_dir / "conftest.py").is_file():
         raise UsageError(f"no vm-tests suite at {suite_dir} (pass --suite DIR)")
-    if options.ssh_port is not None:
-        if not 1024 <= options.ssh_port <= 65535 - len(names):
-            raise UsageError(f"--ssh-port {options.ssh_port}: pick a port from 1024 to {65535 - len(names)}")
-        ports = [options.ssh_port + i for i in range(len(names))]
-    else:
-        ports = []
-        while len(ports) < len(names):
-            p = free_port()
-            if p not in ports:
-                ports.append(p)
+    ports = _ssh_ports(options.ssh_port, len(names))
     workdir = Path(options.workdir).resolve() if options.workdir else None
     own = workdir is None  # a folder of our own: made private (0700) and removed on every way out
     if own:
@@ -347,23 +393,7 @@ def run(lab: Lab, root: Path, names: list[str], options: VmOptions) -> int:
     for rel in untracked_entries(root, names):
         _say(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
     if options.dry_run:
-        print(f"# homelab vm: {', '.join(names)} on {local_system()}; work in {plan.workdir}")
-        if kvm:
-            print(f"# note: {kvm}; a real run stops here unless --allow-tcg")
-        print(f"mkdir -p {shlex.quote(plan.workdir)}")
-        print(f"# write {plan.expectations} (python -m homelab expect --json) and {plan.ssh_config}")
-        print(plan.keygen.shell())
-        for h in plan.hosts:
-            print(f"mkdir -p {shlex.quote(h.dir + '/shared')} && cp {shlex.quote(plan.key + '.pub')} "
-                  f"{shlex.quote(h.dir + '/shared/authorized_keys')}")
-            print(h.build.shell())
-        for h in plan.hosts:
-            print(f"{h.boot.shell()} > {shlex.quote(h.console)} 2>&1 &")
-        for h in plan.hosts:
-            print(f"until ssh -F {shlex.quote(plan.ssh_config)} {h.name} true; do sleep 3; done")
-        print(plan.suite.shell())
-        for h in plan.hosts:
-            print(h.poweroff.shell())
+        _print_dry_run(plan, names, kvm)
         return EXIT_OK
     if kvm:
         raise MissingTool(f"{kvm}. A VM without KVM runs under QEMU's emulation and crawls; pass --allow-tcg to "

@@ -256,6 +256,16 @@ let
             touch $out
           '';
 
+      # the lab's own testinfra tests (its top-level vm-tests/), beside the suite homelab ships
+      labTests =
+        if pathExists (root + "/vm-tests") then
+          builtins.path {
+            path = root + "/vm-tests";
+            name = "lab-vm-tests";
+            filter = path: type: baseNameOf path != "__pycache__";
+          }
+        else
+          null;
       testPkgs = pkgsFor testSystem;
       # A test VM has a fresh host key, not the one the lab's secrets are encrypted to, so it gets no agenix:
       # the VM tests run without the secrets (a role's /run/agenix/<name> names a file the VM does not have,
@@ -265,6 +275,7 @@ let
         inherit nodeModules;
         expectations = expectations testSystem;
         suite = harness;
+        inherit labTests;
       };
     in
     {

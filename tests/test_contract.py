@@ -307,6 +307,16 @@ def test_the_document_mentions_every_contract_path():
     assert missing == [], f"docs/nixpkgs-facts.md does not mention {missing}"
 
 
+def test_the_document_table_is_generated_from_the_option_facts():
+    """docs/nixpkgs-facts.md's contract table is the facts' own rows (python -m homelab.factsdoc rewrites it)."""
+    from homelab import factsdoc
+
+    text = DOC.read_text(encoding="utf-8")
+    assert factsdoc.replaced(text) == text, "the table is stale: run `python -m homelab.factsdoc`"
+    for o in BUILTIN_CONTRACT.rows:  # each row carries its evidence
+        assert o.nix_type and o.nix_default and o.evidence, o.path
+
+
 def test_the_document_table_agrees_with_the_contract():
     rows = _doc_rows()
     assert sorted(rows) == sorted(BUILTIN_CONTRACT.by_path), "one table row per contract path"

@@ -46,7 +46,8 @@ from .conftest import REPO
 
 STAND_IN = REPO / "tests" / "stand-in-nixpkgs"
 STAND_IN_AGENIX = REPO / "tests" / "stand-in-agenix"  # agenix's NixOS module, as a file the records can name
-FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "cluster", "nix", "homelab"]
+FLAKE_PARTS = ["flake.nix", "flake.lock", "pyproject.toml", "README.md", "hosts", "modules", "cluster", "nix",
+               "homelab", "vm-tests"]
 NO_LOCK = ["--no-write-lock-file"]
 OVERRIDE = [*NO_LOCK, "--override-input", "nixpkgs", f"path:{STAND_IN}", "--override-input", "agenix",
             f"path:{STAND_IN_AGENIX}"]
@@ -314,6 +315,8 @@ def test_per_host_checks(checks, packages, own):
         assert "run_suite(" in script and "settle(" in script and expectations["storePath"] in script
         # the suite homelab ships, as its own store path (no lab in it)
         assert re.search(r'sys.path.insert\(0, "/nix/store/[0-9a-z]{32}-vm-tests"\)', script)
+        # and beside it the lab's own tests (this repository's vm-tests/), as a store path of their own
+        assert re.search(r'lab_tests="/nix/store/[0-9a-z]{32}-lab-vm-tests",', script), script
     assert expectations["kind"] == "run-command" and expectations["inputs"] == ["nixos-homelab-0.1.0"]
     assert "homelab expect --root" in expectations["script"] and "--json > $out" in expectations["script"]
 
@@ -343,6 +346,7 @@ def test_cluster_check(checks, packages, own):
     assert f'cluster.run({machines}, "{expectations}"' in script
     assert 'echo_text="homelab-nodeport-ok"' in script and "start_all()" in script
     assert "outsider=outsider" in script
+    assert re.search(r'lab_tests="/nix/store/[0-9a-z]{32}-lab-vm-tests"\)', script), script
     assert t["forceAccel"] is True and t["pkgsReadOnly"] is False
 
 
@@ -570,6 +574,9 @@ def test_seed_lab_flake(seed_flake, seed_checks):
     assert adapter_of(seed_checks["host-yomogi"]["nodes"]["yomogi"])["virtualisation.memorySize"] == 2048
     assert adapter_of(seed_checks["host-tokiwa"]["nodes"]["tokiwa"])["virtualisation.interfaces"] == when(
         True, {"enp1s0": {"vlan": 1}})
+    # a lab without a vm-tests/ of its own runs the suite homelab ships alone
+    assert "lab_tests=None," in seed_checks["host-tokiwa"]["testScript"]
+    assert "lab_tests=None)" in seed_checks["cluster"]["testScript"]
     seed_flake.run("flake", "check", "--no-build")
 
 

@@ -46,6 +46,7 @@ import pytest
 
 from homelab.compile import compile_lab
 from homelab.expect import lab_expectations
+from homelab.harness import lab_test_args
 from homelab.vm import VmRun, free_port, kvm_problem, make_run, qemu_net_opts, slirp_dns, ssh_config_text
 from homelab import readback
 
@@ -766,7 +767,8 @@ def test_vm_plan_native_and_cross(seed, tmp_path):
                                     "hostfwd=tcp:127.0.0.1:40100-192.168.10.11:22")
     assert env["SHARED_DIR"] == str(tmp_path / "tokiwa" / "shared")
     assert env["NIX_DISK_IMAGE"] == str(tmp_path / "tokiwa" / "tokiwa.qcow2")
-    assert plan.suite.argv[1:] == ("-m", "pytest", str(SUITE), "--hosts=ssh://tokiwa,ssh://yomogi",
+    own = lab_test_args(REPO, SUITE)  # this repository's own vm-tests/, beside the suite (tests/test_lab_vm_tests.py)
+    assert plan.suite.argv[1:] == ("-m", "pytest", str(SUITE), *own, "--hosts=ssh://tokiwa,ssh://yomogi",
                                    f"--ssh-config={tmp_path / 'ssh_config'}",
                                    f"--expectations={tmp_path / 'expectations.json'}", "--homelab-scope=host",
                                    "-n", "2", "--dist=loadgroup", "--junitxml=r.xml", "-k", "dns")

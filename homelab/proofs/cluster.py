@@ -268,7 +268,6 @@ def _by(objects, kind: str) -> list[dict]:
 
 def check_against_hosts(lab, rendered: list[Rendered], options: dict[str, dict]) -> tuple[list[str], list[str]]:
     """(what was checked, failures) of the rendered objects against the hosts' options."""
-    from ..roles.ceph import CephStorage
     from ..roles.ingress import IngressProxy
 
     checked: list[str] = []
@@ -276,9 +275,20 @@ def check_against_hosts(lab, rendered: list[Rendered], options: dict[str, dict])
     node_opts = nodes(options)
     labels = {n: registered_labels(o) for n, o in node_opts.items()}
     by_release = {r.release.name: r.objects for r in rendered}
-
-    # every nodeSelector selects at least one node, and only nodes it means
     ingress = {h.hostname for h in lab.with_role(IngressProxy)}
+    _check_selectors(rendered, labels, ingress, checked, bad)
+    if "traefik" in by_release:
+        _check_traefik(lab, by_release["traefik"], options, checked, bad)
+    if "rook-ceph" in by_release:
+        _check_rook_operator(lab, by_release["rook-ceph"], options, checked, bad)
+    if "rook-ceph-cluster" in by_release:
+        _check_rook_cluster(lab, by_release["rook-ceph-cluster"], options, node_opts, checked, bad)
+    return checked, bad
+
+
+def _check_selectors(rendered: list[Rendered], labels: dict, ingress: set[str], checked: list[str],
+                     bad: list[str]) -> None:
+    """Every nodeSelector selects at least one node, and only nodes it means; hostPaths are NixOS paths."""
     for r in rendered:
         for what, spec in _pod_specs(r.objects):
             sel = spec.get("nodeSelector") or {}
@@ -298,120 +308,130 @@ def check_against_hosts(lab, rendered: list[Rendered], options: dict[str, dict])
                 if hp is not None and hp not in NIXOS_PATHS:
                     bad.append(f"{r.release.name}: {what}: hostPath {hp} is not a NixOS path")
 
-    if "traefik" in by_release:
-        objs = by_release["traefik"]
-        services = _by(objs, "Service")
-        svc = next((s for s in services if s["spec"].get("type") == "NodePort"), None)
-        if svc is None:
-            bad.append(f"traefik: no NodePort Service (Services: {[s['metadata']['name'] for s in services]})")
-        else:
-            ports = {p["name"]: p.get("nodePort") for p in svc["spec"]["ports"]}
-            for h in lab.with_role(IngressProxy):
-                role = h.role(IngressProxy)
-                routes = stream_routes(str(options[h.hostname].get("services.nginx.streamConfig", "")))
-                want = {"web": routes.get(role.http_port), "websecure": routes.get(role.https_port)}
-                if {k: ports.get(k) for k in want} != want:
-                    bad.append(f"traefik: Service {svc['metadata']['name']} NodePorts "
-                               f"{ {k: ports.get(k) for k in want} }, but nginx on {h.hostname} streams "
-                               f"{role.http_port} -> {want['web']} and {role.https_port} -> {want['websecure']}")
-                else:
-                    checked.append(f"traefik: NodePorts web {want['web']}, websecure {want['websecure']} are "
-                                   f"nginx's upstreams on {h.hostname}")
-        for what, spec in _pod_specs(objs):
-            for c in spec.get("containers", []):
-                for e in c.get("env", []) or []:
-                    if re.search(r"TOKEN|SECRET|PASSWORD|KEY", e["name"]) and "value" in e:
-                        bad.append(f"traefik: {what}: {e['name']} has a literal value; it must come from a Secret")
-                    elif re.search(r"TOKEN|SECRET|PASSWORD|KEY", e["name"]):
-                        checked.append(f"traefik: {e['name']} from Secret "
-                                       f"{e['valueFrom']['secretKeyRef']['name']}")
 
-    if "rook-ceph" in by_release:
-        cms = [o for o in _by(by_release["rook-ceph"], "ConfigMap")
-               if o["metadata"]["name"] == "rook-ceph-operator-config"]
-        if not cms:
-            bad.append("rook-ceph: no rook-ceph-operator-config ConfigMap")
-        else:
-            data = cms[0].get("data") or {}
-            yaml = _yaml()
-            # rook v1.18: with the ceph-csi-operator (the chart's default) the node plugins never get
-            # CSI_*_PLUGIN_VOLUME (Rook's Driver CRs carry no volumes: rook/rook#16370)
-            if data.get("ROOK_USE_CSI_OPERATOR") != "false":
-                bad.append(f"rook-ceph: ROOK_USE_CSI_OPERATOR is {data.get('ROOK_USE_CSI_OPERATOR')!r}: the "
-                           "ceph-csi-operator's node plugins do not mount the CSI_*_PLUGIN_VOLUME host paths NixOS "
-                           "needs (csi.rookUseCsiOperator: false)")
-            else:
-                checked.append("rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin "
-                               "volumes")
-            for plugin in ("RBD", "CEPHFS"):
-                vols = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME", "") or "null") or []
-                mounts = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME_MOUNT", "") or "null") or []
-                paths = {v.get("hostPath", {}).get("path") for v in vols}
-                if paths != set(NIXOS_PATHS):
-                    bad.append(f"rook-ceph: the {plugin} plugin's host paths are {sorted(p for p in paths if p)}, "
-                               f"NixOS needs {sorted(NIXOS_PATHS)} (the chart renders no CSI_{plugin}_PLUGIN_VOLUME "
-                               "for keys it does not know)" if not paths else
-                               f"rook-ceph: the {plugin} plugin's host paths are {sorted(paths)}, NixOS needs "
-                               f"{sorted(NIXOS_PATHS)}")
-                else:
-                    checked.append(f"rook-ceph: the {plugin} plugin mounts {sorted(paths)}")
-                nix_vol = {v["name"] for v in vols if v.get("hostPath", {}).get("path") == "/nix"}
-                if not any(m.get("name") in nix_vol and m.get("mountPath") == "/nix" and m.get("readOnly")
-                           for m in mounts):
-                    bad.append(f"rook-ceph: the {plugin} plugin does not mount /nix read-only at /nix ({mounts})")
-            ceph_dirs = {kubelet_root_dir(options[h.hostname]) for h, _ in lab.roles_of_type(CephStorage)}
-            got = data.get("ROOK_CSI_KUBELET_DIR_PATH")
-            if {got} != ceph_dirs:
-                bad.append(f"rook-ceph: the CSI kubelet directory is {got}, the CephStorage nodes' kubelets use "
-                           f"{sorted(ceph_dirs)} (--root-dir)")
-            else:
-                checked.append(f"rook-ceph: CSI kubelet directory {got} is the kubelets' --root-dir")
+def _check_traefik(lab, objs: list, options: dict[str, dict], checked: list[str], bad: list[str]) -> None:
+    """Traefik's NodePorts are nginx's upstreams on every ingress host; secrets come from Secrets."""
+    from ..roles.ingress import IngressProxy
 
-    if "rook-ceph-cluster" in by_release:
-        clusters = _by(by_release["rook-ceph-cluster"], "CephCluster")
-        if len(clusters) != 1:
-            bad.append(f"rook-ceph-cluster: {len(clusters)} CephCluster objects, expected 1")
+    services = _by(objs, "Service")
+    svc = next((s for s in services if s["spec"].get("type") == "NodePort"), None)
+    if svc is None:
+        bad.append(f"traefik: no NodePort Service (Services: {[s['metadata']['name'] for s in services]})")
+    else:
+        ports = {p["name"]: p.get("nodePort") for p in svc["spec"]["ports"]}
+        for h in lab.with_role(IngressProxy):
+            role = h.role(IngressProxy)
+            routes = stream_routes(str(options[h.hostname].get("services.nginx.streamConfig", "")))
+            want = {"web": routes.get(role.http_port), "websecure": routes.get(role.https_port)}
+            if {k: ports.get(k) for k in want} != want:
+                bad.append(f"traefik: Service {svc['metadata']['name']} NodePorts "
+                           f"{ {k: ports.get(k) for k in want} }, but nginx on {h.hostname} streams "
+                           f"{role.http_port} -> {want['web']} and {role.https_port} -> {want['websecure']}")
+            else:
+                checked.append(f"traefik: NodePorts web {want['web']}, websecure {want['websecure']} are "
+                               f"nginx's upstreams on {h.hostname}")
+    for what, spec in _pod_specs(objs):
+        for c in spec.get("containers", []):
+            for e in c.get("env", []) or []:
+                if re.search(r"TOKEN|SECRET|PASSWORD|KEY", e["name"]) and "value" in e:
+                    bad.append(f"traefik: {what}: {e['name']} has a literal value; it must come from a Secret")
+                elif re.search(r"TOKEN|SECRET|PASSWORD|KEY", e["name"]):
+                    checked.append(f"traefik: {e['name']} from Secret "
+                                   f"{e['valueFrom']['secretKeyRef']['name']}")
+
+
+def _check_rook_operator(lab, objs: list, options: dict[str, dict], checked: list[str], bad: list[str]) -> None:
+    """The CSI plugins mount NixOS's paths (/nix read-only) and the kubelets' --root-dir."""
+    from ..roles.ceph import CephStorage
+
+    cms = [o for o in _by(objs, "ConfigMap")
+           if o["metadata"]["name"] == "rook-ceph-operator-config"]
+    if not cms:
+        bad.append("rook-ceph: no rook-ceph-operator-config ConfigMap")
+    else:
+        data = cms[0].get("data") or {}
+        yaml = _yaml()
+        # rook v1.18: with the ceph-csi-operator (the chart's default) the node plugins never get
+        # CSI_*_PLUGIN_VOLUME (Rook's Driver CRs carry no volumes: rook/rook#16370)
+        if data.get("ROOK_USE_CSI_OPERATOR") != "false":
+            bad.append(f"rook-ceph: ROOK_USE_CSI_OPERATOR is {data.get('ROOK_USE_CSI_OPERATOR')!r}: the "
+                       "ceph-csi-operator's node plugins do not mount the CSI_*_PLUGIN_VOLUME host paths NixOS "
+                       "needs (csi.rookUseCsiOperator: false)")
         else:
-            spec = clusters[0]["spec"]
-            storage = spec.get("storage", {})
-            if storage.get("useAllNodes") is not False or storage.get("useAllDevices") is not False:
-                bad.append(f"rook-ceph-cluster: useAllNodes {storage.get('useAllNodes')}, useAllDevices "
-                           f"{storage.get('useAllDevices')}: Ceph would take nodes or disks the model does not give it")
-            got = {n["name"]: sorted(d["name"] for d in n.get("devices", [])) for n in storage.get("nodes", [])}
-            want = {kubelet_name(options[h.hostname]): sorted(_rook_device(d) for d in r.disks)
-                    for h, r in lab.roles_of_type(CephStorage) if r.disks}
-            if got != want:
-                bad.append(f"rook-ceph-cluster: storage nodes {got}, the CephStorage hosts' disks are {want}")
+            checked.append("rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin "
+                           "volumes")
+        for plugin in ("RBD", "CEPHFS"):
+            vols = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME", "") or "null") or []
+            mounts = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME_MOUNT", "") or "null") or []
+            paths = {v.get("hostPath", {}).get("path") for v in vols}
+            if paths != set(NIXOS_PATHS):
+                bad.append(f"rook-ceph: the {plugin} plugin's host paths are {sorted(p for p in paths if p)}, "
+                           f"NixOS needs {sorted(NIXOS_PATHS)} (the chart renders no CSI_{plugin}_PLUGIN_VOLUME "
+                           "for keys it does not know)" if not paths else
+                           f"rook-ceph: the {plugin} plugin's host paths are {sorted(paths)}, NixOS needs "
+                           f"{sorted(NIXOS_PATHS)}")
             else:
-                checked.append(f"rook-ceph-cluster: OSDs on exactly {want}")
-            unknown = set(got) - set(node_opts)
-            if unknown:
-                bad.append(f"rook-ceph-cluster: storage nodes {sorted(unknown)} are no kubelet's name")
-            # Ceph's default pool size (3 unless cephConfig says) is also its own pools' (.mgr): more copies than
-            # OSD hosts (failure domain host) never place, and a one-copy pool warns (POOL_NO_REDUNDANCY) unless
-            # told not to: either way the cluster never reaches HEALTH_OK
-            conf = (spec.get("cephConfig") or {}).get("global") or {}
-            default_size = int(conf.get("osd_pool_default_size", "3"))
-            sizes = sorted({p["spec"].get("replicated", {}).get("size")
-                            for p in _by(by_release["rook-ceph-cluster"], "CephBlockPool")})
-            health = []
-            if default_size > len(got):
-                health.append(f"Ceph's default pool size is {default_size} and {len(got)} OSD host(s) hold copies: "
-                              "its own pools (.mgr) stay undersized (cephConfig.global.osd_pool_default_size)")
-            if 1 in sizes + [default_size] and conf.get("mon_warn_on_pool_no_redundancy") != "false":
-                health.append("a pool with one copy and mon_warn_on_pool_no_redundancy not \"false\": Ceph warns "
-                              "POOL_NO_REDUNDANCY")
-            if health:
-                bad.extend(f"rook-ceph-cluster: {h}, never HEALTH_OK" for h in health)
-            else:
-                checked.append(f"rook-ceph-cluster: pool sizes {sizes}, default {default_size}, fit {len(got)} OSD "
-                               "host(s)")
-            mons = spec.get("mon", {}).get("count")
-            if not (isinstance(mons, int) and mons % 2 == 1 and mons <= len(node_opts)):
-                bad.append(f"rook-ceph-cluster: {mons} monitors for {len(node_opts)} nodes (odd, one per node)")
-            else:
-                checked.append(f"rook-ceph-cluster: {mons} monitors on {len(node_opts)} nodes")
-    return checked, bad
+                checked.append(f"rook-ceph: the {plugin} plugin mounts {sorted(paths)}")
+            nix_vol = {v["name"] for v in vols if v.get("hostPath", {}).get("path") == "/nix"}
+            if not any(m.get("name") in nix_vol and m.get("mountPath") == "/nix" and m.get("readOnly")
+                       for m in mounts):
+                bad.append(f"rook-ceph: the {plugin} plugin does not mount /nix read-only at /nix ({mounts})")
+        ceph_dirs = {kubelet_root_dir(options[h.hostname]) for h, _ in lab.roles_of_type(CephStorage)}
+        got = data.get("ROOK_CSI_KUBELET_DIR_PATH")
+        if {got} != ceph_dirs:
+            bad.append(f"rook-ceph: the CSI kubelet directory is {got}, the CephStorage nodes' kubelets use "
+                       f"{sorted(ceph_dirs)} (--root-dir)")
+        else:
+            checked.append(f"rook-ceph: CSI kubelet directory {got} is the kubelets' --root-dir")
+
+
+def _check_rook_cluster(lab, objs: list, options: dict[str, dict], node_opts: dict, checked: list[str],
+                        bad: list[str]) -> None:
+    """One CephCluster: OSDs on exactly the CephStorage hosts' disks, an odd number of monitors."""
+    from ..roles.ceph import CephStorage
+
+    clusters = _by(objs, "CephCluster")
+    if len(clusters) != 1:
+        bad.append(f"rook-ceph-cluster: {len(clusters)} CephCluster objects, expected 1")
+    else:
+        spec = clusters[0]["spec"]
+        storage = spec.get("storage", {})
+        if storage.get("useAllNodes") is not False or storage.get("useAllDevices") is not False:
+            bad.append(f"rook-ceph-cluster: useAllNodes {storage.get('useAllNodes')}, useAllDevices "
+                       f"{storage.get('useAllDevices')}: Ceph would take nodes or disks the model does not give it")
+        got = {n["name"]: sorted(d["name"] for d in n.get("devices", [])) for n in storage.get("nodes", [])}
+        want = {kubelet_name(options[h.hostname]): sorted(_rook_device(d) for d in r.disks)
+                for h, r in lab.roles_of_type(CephStorage) if r.disks}
+        if got != want:
+            bad.append(f"rook-ceph-cluster: storage nodes {got}, the CephStorage hosts' disks are {want}")
+        else:
+            checked.append(f"rook-ceph-cluster: OSDs on exactly {want}")
+        unknown = set(got) - set(node_opts)
+        if unknown:
+            bad.append(f"rook-ceph-cluster: storage nodes {sorted(unknown)} are no kubelet's name")
+        # Ceph's default pool size (3 unless cephConfig says) is also its own pools' (.mgr): more copies than
+        # OSD hosts (failure domain host) never place, and a one-copy pool warns (POOL_NO_REDUNDANCY) unless
+        # told not to: either way the cluster never reaches HEALTH_OK
+        conf = (spec.get("cephConfig") or {}).get("global") or {}
+        default_size = int(conf.get("osd_pool_default_size", "3"))
+        sizes = sorted({p["spec"].get("replicated", {}).get("size") for p in _by(objs, "CephBlockPool")})
+        health = []
+        if default_size > len(got):
+            health.append(f"Ceph's default pool size is {default_size} and {len(got)} OSD host(s) hold copies: "
+                          "its own pools (.mgr) stay undersized (cephConfig.global.osd_pool_default_size)")
+        if 1 in sizes + [default_size] and conf.get("mon_warn_on_pool_no_redundancy") != "false":
+            health.append("a pool with one copy and mon_warn_on_pool_no_redundancy not \"false\": Ceph warns "
+                          "POOL_NO_REDUNDANCY")
+        if health:
+            bad.extend(f"rook-ceph-cluster: {h}, never HEALTH_OK" for h in health)
+        else:
+            checked.append(f"rook-ceph-cluster: pool sizes {sizes}, default {default_size}, fit {len(got)} OSD "
+                           "host(s)")
+        mons = spec.get("mon", {}).get("count")
+        if not (isinstance(mons, int) and mons % 2 == 1 and mons <= len(node_opts)):
+            bad.append(f"rook-ceph-cluster: {mons} monitors for {len(node_opts)} nodes (odd, one per node)")
+        else:
+            checked.append(f"rook-ceph-cluster: {mons} monitors on {len(node_opts)} nodes")
 
 
 def _rook_device(disk: str) -> str:

@@ -29,7 +29,6 @@ from typing import Any
 
 from .. import firewall
 from ..model import Host, Lab
-from ..roles.tailscale import TAILSCALE_PORT
 from .netns import (
     FirewallRig,
     Namespaces,
@@ -189,17 +188,20 @@ def nft_unavailable() -> str | None:
 # ---------------------------------------------------------------- the proofs
 
 
-# Ports a nixpkgs module opens because of an option homelab writes: (switch, proto, port option, its default).
-# services/networking/tailscale.nix: openFirewall adds services.tailscale.port to allowedUDPPorts.
-MODULE_PORTS = (("services.tailscale.openFirewall", "udp", "services.tailscale.port", TAILSCALE_PORT),)
+def module_ports(lab: Lab) -> tuple[tuple[str, str, str, int], ...]:
+    """Ports a nixpkgs module opens because of an option a role writes: (switch, proto, port option, its default),
+    as the roles say (``Role.module_ports``)."""
+    from ..roles import BUILTIN
+
+    return tuple(dict.fromkeys(m for t in dict.fromkeys((*BUILTIN, *lab.role_types)) for m in t.module_ports))
 
 
-def _firewall_options(options: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
+def _firewall_options(options: dict[str, Any], lab: Lab) -> tuple[list[str], list[int], list[int]]:
     """trustedInterfaces (with lo, which firewall.nix adds), allowedTCPPorts and allowedUDPPorts as NixOS merges them."""
     trusted = ["lo", *plain(options.get("networking.firewall.trustedInterfaces", []))]
     ports = {"tcp": list(plain(options.get("networking.firewall.allowedTCPPorts", []))),
              "udp": list(plain(options.get("networking.firewall.allowedUDPPorts", [])))}
-    for switch, proto, port_option, default in MODULE_PORTS:
+    for switch, proto, port_option, default in module_ports(lab):
         if plain(options.get(switch)) is True:
             ports[proto].append(plain(options.get(port_option, default)))
     return trusted, ports["tcp"], ports["udp"]
@@ -215,7 +217,7 @@ def prove_iptables(lab: Lab, host: Host, options: dict[str, Any], binary: str, w
     if options.get("networking.nftables.enable"):
         raise ProofFailed(f"{host.hostname}: this lab asks for the iptables backend, yet nftables is enabled")
     extra = plain(options.get("networking.firewall.extraCommands", ""))
-    trusted, tcp, udp = _firewall_options(options)
+    trusted, tcp, udp = _firewall_options(options, lab)
     script = Path(workdir) / f"firewall-start-{host.hostname}"
     script.write_text(nixos_firewall_start(extra, trusted, tcp, udp))
 
@@ -261,7 +263,7 @@ def prove_nftables(lab: Lab, host: Host, options: dict[str, Any], workdir: Path,
     if plain(options.get("networking.firewall.extraCommands", "")) != "":
         raise ProofFailed(f"{host.hostname}: extraCommands is set, which the nftables firewall refuses")
     rules = plain(options.get("networking.firewall.extraInputRules", ""))
-    trusted, tcp, udp = _firewall_options(options)
+    trusted, tcp, udp = _firewall_options(options, lab)
     ruleset = Path(workdir) / f"nixos-fw-{host.hostname}.nft"
     ruleset.write_text(nixos_fw_table(rules, trusted, tcp, udp))
 

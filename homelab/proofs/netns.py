@@ -447,7 +447,7 @@ def clients(lab: Lab, host: Host) -> list[Client]:
     if host.is_kubernetes_node:
         out.append(Client("pod on this node", "mynet", str(c.pod_cidr.network_address + 5), frozenset({"pods"})))
         out.append(Client("pod on another node (VXLAN)", "flannel.1", pod, frozenset({"pods"})))
-    ts = tailnet_interface(host)
+    ts = tailnet_interface(lab, host)
     if ts:
         peer = next((str(h.tailscale_address) for h in lab.hosts if h.tailscale_address and h is not host),
                     "100.64.0.77")
@@ -515,21 +515,7 @@ class FirewallRig:
         fw.ip("addr", "add", f"{host.ip}/{prefix}", "dev", host.interface)
         fw.ip("addr", "add", f"{self.v6}/64", "dev", host.interface, "nodad")
         for c in everyone:
-            v6 = ":" in c.src
-            plen = 128 if v6 else 32
-            self.peers[c.via].ip("addr", "add", f"{c.src}/{plen}", "dev", "eth0", *(["nodad"] if v6 else []))
-            on_link = c.via == host.interface and ipaddress.ip_address(c.src) in (
-                ipaddress.ip_network(TEST_V6_PREFIX + "/64") if v6 else cluster.lan)
-            if not on_link:
-                # a route back the way it came, so the reverse-path filter passes and only the firewall decides
-                fw.ip(*(["-6"] if v6 else []), "route", "add", f"{c.src}/{plen}", "dev", c.via)
-            dst = v6_dst[c.via] if v6 else str(host.ip)
-            for kind in ("tcp", "udp"):
-                for port in probed:
-                    flow = next((r for r in rows if r.port == port and r.proto == kind and counts_as(c, r.source)),
-                                None)
-                    why = (f"{r_why(flow)}" if flow else f"no row lets {c.name} reach {port}/{kind}")
-                    self.probes.append(Probe(c.name, c.via, kind, c.src, dst, port, flow is not None, why))
+            self._client(c, v6_dst, rows, probed)
 
         # loopback is always trusted (NixOS's firewall.nix adds lo)
         for kind in ("tcp", "udp"):
@@ -550,6 +536,24 @@ class FirewallRig:
         servers.start()
         self.ns.on_close(servers.close)
         return self
+
+    def _client(self, c: Client, v6_dst: dict[str, str], rows: list, probed: list[int]) -> None:
+        """One client: its address in its peer namespace, the route back, and its probes with their verdicts."""
+        host, fw = self.host, self.fw
+        v6 = ":" in c.src
+        plen = 128 if v6 else 32
+        self.peers[c.via].ip("addr", "add", f"{c.src}/{plen}", "dev", "eth0", *(["nodad"] if v6 else []))
+        on_link = c.via == host.interface and ipaddress.ip_address(c.src) in (
+            ipaddress.ip_network(TEST_V6_PREFIX + "/64") if v6 else self.lab.cluster.lan)
+        if not on_link:
+            # a route back the way it came, so the reverse-path filter passes and only the firewall decides
+            fw.ip(*(["-6"] if v6 else []), "route", "add", f"{c.src}/{plen}", "dev", c.via)
+        dst = v6_dst[c.via] if v6 else str(host.ip)
+        for kind in ("tcp", "udp"):
+            for port in probed:
+                flow = next((r for r in rows if r.port == port and r.proto == kind and counts_as(c, r.source)), None)
+                why = (f"{r_why(flow)}" if flow else f"no row lets {c.name} reach {port}/{kind}")
+                self.probes.append(Probe(c.name, c.via, kind, c.src, dst, port, flow is not None, why))
 
     def _where(self, p: Probe) -> Netns:
         return self.fw if p.via in ("lo", "out") else self.peers[p.via]

@@ -9,11 +9,14 @@
   nodeModules,
   expectations,
   suite,
+  # the lab's own testinfra tests (its top-level vm-tests/), run beside the suite; null: none
+  labTests ? null,
   # the lab's network (hosts/lab.nix `network`): the outsider takes the address the lan-client checks name
   network,
 }:
 let
   pyName = builtins.replaceStrings [ "-" ] [ "_" ];
+  labTestsArg = if labTests == null then "None" else "\"${labTests}\"";
   # Stands in for Traefik behind the ingress NodePorts: busybox httpd answering a known text.
   echoText = "homelab-nodeport-ok";
   echoImage = pkgs.dockerTools.buildImage {
@@ -82,6 +85,6 @@ in
     from homelab_vmtests import cluster
 
     start_all()
-    cluster.run(${machines}, "${expectations}", subtest=subtest, echo_text="${echoText}", outsider=outsider)
+    cluster.run(${machines}, "${expectations}", subtest=subtest, echo_text="${echoText}", outsider=outsider, lab_tests=${labTestsArg})
   '';
 }

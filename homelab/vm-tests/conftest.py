@@ -80,6 +80,16 @@ def check(request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.fixture
+def lab_host(request: pytest.FixtureRequest, host) -> str:
+    """The lab host name of the target under test: for a lab's own tests (its top-level vm-tests/), which
+    run beside this suite, e.g. ``if lab_host != "yomogi": pytest.skip(...)``."""
+    for name, target in request.config.stash.get(_TARGETS, {}).items():
+        if target.backend.get_pytest_id() == host.backend.get_pytest_id():
+            return name
+    pytest.skip("the target is not one of the lab's hosts")
+
+
+@pytest.fixture
 def reach_client(request: pytest.FixtureRequest):
     """``reach_client(name)``: the testinfra host that plays client ``name``, or a skip that says who is missing."""
     import testinfra

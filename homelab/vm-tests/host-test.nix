@@ -6,9 +6,12 @@
   nodeModules,
   expectations,
   suite,
+  # the lab's own testinfra tests (its top-level vm-tests/), run beside the suite; null: none
+  labTests ? null,
 }:
 let
   node = builtins.replaceStrings [ "-" ] [ "_" ] name;
+  labTestsArg = if labTests == null then "None" else "\"${labTests}\"";
 in
 {
   name = "homelab-host-${name}";
@@ -41,6 +44,7 @@ in
             expectations="${expectations}",
             scope="host",
             junitxml=homelab.out_path("junit-${name}.xml"),
+            lab_tests=${labTestsArg},
         )
     )
   '';

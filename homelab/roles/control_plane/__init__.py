@@ -105,7 +105,10 @@ ARM64_COREDNS = CorednsImage(
 
 HELM_OPTION = OptionFact("environment.systemPackages", t.ListOf(t.Package()), "nixos/modules/config/system-path.nix",
                          "listOf package; definitions concatenate (the module adds corePackages and "
-                         "defaultPackages); linked into /run/current-system/sw", status=PARTIAL)
+                         "defaultPackages); linked into /run/current-system/sw", status=PARTIAL,
+                         nix_type="`listOf package`: definitions concatenate",
+                         nix_default="`[ ]`; the module itself adds `corePackages` and `defaultPackages`",
+                         evidence="S")
 
 
 def helm_module(lab) -> Module | None:
@@ -150,6 +153,7 @@ class ControlPlane(Role):
     tag = "k8s-control-plane"
     kubernetes_node = True
     control_plane = True
+    lab_needs = "one host must run the Kubernetes control plane"
     options = kubernetes.OPTIONS + (HELM_OPTION,)
 
     # ---------------------------------------------------------------- compile
@@ -216,6 +220,9 @@ class ControlPlane(Role):
         yield Port(ctx.cluster.api_port, "tcp", "the API server", field="api_port", on_cluster=True)
         if ctx.cluster.easy_certs:
             yield Port(CFSSL_PORT, "tcp", "easyCerts' cfssl")
+
+    def sources(self, ctx: HostContext):
+        return kubernetes.node_sources(ctx)
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
         c = ctx.cluster

@@ -33,6 +33,7 @@ from ...errors import Problem, report
 from ...model import to_sources
 from ...role import (TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, Port, Proof, ProofContext, Role, Source,
                      section)
+from ...sources import matches
 from ..ingress import IngressProxy
 from ..tailscale import Tailscale
 
@@ -100,8 +101,14 @@ class DnsServer(Role):
     tag = "dns"
     proofs = (Proof("CoreDNS zone", _prove_zone),)
     options = (
-        OptionFact("services.coredns.enable", t.bool_, COREDNS),
-        OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile"),
+        OptionFact("services.coredns.enable", t.bool_, COREDNS,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S"),
+        OptionFact("services.coredns.config", t.lines, COREDNS, "written verbatim as the Corefile",
+                   nix_type="`lines`",
+                   nix_default="`\"\"`",
+                   evidence="S"),
     )
 
     @clients.validator
@@ -147,8 +154,6 @@ class DnsServer(Role):
         """For the CoreDNS proof: each kind of client this server answers -> (an address such a client asks
         from, the ingress address it must get).  Tailnet clients must get the Tailscale address (when the
         tailnet has a view), everyone else the LAN address; the addresses come from the flow table's sources."""
-        from ...firewall import matches
-
         ingress = self.answer_host(ctx.lab)
         lan, ts = str(ingress.ip), str(ingress.tailscale_address)
         out = {"this host": ("127.0.0.1", lan)}
@@ -183,8 +188,6 @@ class DnsServer(Role):
 
     def acl_networks(self, ctx: HostContext) -> list[str]:
         """The networks CoreDNS answers (its acl): the clients' networks, and the host itself."""
-        from ...firewall import matches
-
         nets = ["127.0.0.0/8", "::1/128"]
         for source in self.clients:
             nets += [m.net or ("0.0.0.0/0" if m.family == 4 else "::/0") for m in matches(ctx.lab, ctx.host, source)]

@@ -60,12 +60,22 @@ class IngressProxy(Role):
     tag = "ingress"
     proofs = (Proof("nginx stream", _prove_nginx, _nginx_unavailable),)
     options = (
-        OptionFact("services.nginx.enable", t.bool_, NGINX, status=PARTIAL),
+        OptionFact("services.nginx.enable", t.bool_, NGINX, status=PARTIAL,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="IX (copies from many eras agree)"),
         OptionFact("services.nginx.streamConfig", t.lines, NGINX, "placed inside the stream { } block by the "
-                   "module", status=PARTIAL),
+                   "module", status=PARTIAL,
+                   nix_type="`lines`",
+                   nix_default="`\"\"`",
+                   evidence="IX, as above"),
         OptionFact("services.nginx.virtualHosts", t.AttrsOf(t.Scalar("submodule", dict)), NGINX,
                    "attrsOf submodule; default { localhost = { }; }, a server on port 80 (IPv4 and IPv6), which any "
-                   "definition replaces", status=PARTIAL),
+                   "definition replaces", status=PARTIAL,
+                   nix_type="`attrsOf` vhost submodule",
+                   nix_default="`{ localhost = { }; }`: an HTTP server listening on port 80 (IPv4, and IPv6 "
+                               "when enabled); any definition replaces the default",
+                   evidence="option documentation of the module + IX"),
     )
 
     @property

@@ -195,6 +195,34 @@ def nginx_unavailable() -> str | None:
     return None
 
 
+def _wait_listening(proc: subprocess.Popen, pending: set[int], workdir: Path) -> None:
+    """Until nginx answers on every port (ProofFailed when it exits or takes longer than START_DEADLINE)."""
+    deadline = time.monotonic() + START_DEADLINE
+    while pending:
+        if proc.poll() is not None:
+            raise ProofFailed(f"nginx exited: {(workdir / 'error.log').read_text()}")
+        if time.monotonic() >= deadline:
+            raise ProofFailed(f"nginx did not listen on {pending} within {START_DEADLINE} s")
+        for port in list(pending):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                pending.discard(port)
+            except OSError:
+                time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM: nginx's fast shutdown, workers included
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group this proof started
+            proc.wait(5)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def prove_stream(stream: str, routes: dict[int, int], workdir: Path) -> str:
     """Run ``stream`` (a streamConfig) in nginx; each listen port in ``routes`` must reach its NodePort.
 
@@ -217,19 +245,7 @@ def prove_stream(stream: str, routes: dict[int, int], workdir: Path) -> str:
 
         proc = subprocess.Popen([*base, "-g", "daemon off;"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
-        deadline = time.monotonic() + START_DEADLINE
-        pending = set(listen.values())
-        while pending:
-            if proc.poll() is not None:
-                raise ProofFailed(f"nginx exited: {(workdir / 'error.log').read_text()}")
-            if time.monotonic() >= deadline:
-                raise ProofFailed(f"nginx did not listen on {pending} within {START_DEADLINE} s")
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    pending.discard(port)
-                except OSError:
-                    time.sleep(0.05)
+        _wait_listening(proc, set(listen.values()), workdir)
         for port, nodeport in routes.items():
             payload = f"through listen {port} ".encode() + os.urandom(256 * 1024)
             greeting, echo = exchange(listen[port], payload)
@@ -243,15 +259,7 @@ def prove_stream(stream: str, routes: dict[int, int], workdir: Path) -> str:
             raise ProofFailed("nginx logged errors:\n" + "\n".join(errors))
     finally:
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM: nginx's fast shutdown, workers included
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the process group this proof started
-                    proc.wait(5)
-            proc.stdout.close()
-            proc.stderr.close()
+            _stop(proc)
         for b in backends.values():
             b.close()
     paths = ", ".join(f"{port} -> NodePort {nodeport}" for port, nodeport in routes.items())

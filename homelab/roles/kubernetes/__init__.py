@@ -36,56 +36,120 @@ from ... import optiontypes as t
 from ...contract import PARTIAL, OptionFact
 from ...model import Pkg, PkgCall
 from ...role import CONTROL_PLANE, NODES, Flow, HostContext, Module, Port, section
+from ...sources import Match
 
 K8S = "nixos/modules/services/cluster/kubernetes/"
 
 OPTIONS: tuple[OptionFact, ...] = (
     OptionFact("services.kubernetes.roles", t.ListOf(t.Enum(("master", "node"))), K8S + "default.nix",
-               "any role turns flannel and easyCerts on by mkDefault; master also enables etcd"),
-    OptionFact("services.kubernetes.masterAddress", t.str_, K8S + "default.nix", "no default: must be set"),
+               "any role turns flannel and easyCerts on by mkDefault; master also enables etcd",
+               nix_type="`listOf (enum [ \"master\" \"node\" ])`",
+               nix_default="`[ ]`",
+               evidence="S + U2"),
+    OptionFact("services.kubernetes.masterAddress", t.str_, K8S + "default.nix", "no default: must be set",
+               nix_type="`str`",
+               nix_default="none: must be set",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.apiserverAddress", t.str_, K8S + "default.nix",
                "no option default; the module derives https://<advertiseAddress> without a port where "
                "apiserver.advertiseAddress is set (the control plane), else https://<masterAddress>:<securePort> "
-               "with the node's own securePort; homelab writes it with the port on every node"),
+               "with the node's own securePort; homelab writes it with the port on every node",
+               nix_type="`str`",
+               nix_default="no option default; the module sets one by `mkDefault` (see below)",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.easyCerts", t.bool_, K8S + "default.nix",
-               "default false, mkDefault true once roles is non-empty; nixpkgs: not for production"),
+               "default false, mkDefault true once roles is non-empty; nixpkgs: not for production",
+               nix_type="`bool`",
+               nix_default="`false` (`mkDefault true` once `roles` is non-empty)",
+               evidence="S + U2"),
     OptionFact("networking.hosts", t.AttrsOf(t.ListOf(t.str_)), "nixos/modules/config/networking.nix",
                "IP -> names, one /etc/hosts line per IP in attribute-name order, after localhost and before "
-               "extraHosts; the module itself maps the host's own name to 127.0.0.2"),
+               "extraHosts; the module itself maps the host's own name to 127.0.0.2",
+               nix_type="`attrsOf (listOf str)`: address → names; definitions for one address concatenate",
+               nix_default="no option default; the module itself maps `127.0.0.2` to the host's own name (FQDN "
+                           "first when `networking.domain` is set)",
+               evidence="S"),
     OptionFact("services.kubernetes.apiserver.preferredAddressTypes", t.NullOr(t.str_), K8S + "apiserver.nix",
-               "default null: no --kubelet-preferred-address-types flag, Kubernetes' own order (Hostname first)"),
+               "default null: no --kubelet-preferred-address-types flag, Kubernetes' own order (Hostname first)",
+               nix_type="`nullOr str`",
+               nix_default="`null`: no `--kubelet-preferred-address-types` flag, so Kubernetes' own order "
+                           "applies (Hostname first)",
+               evidence="S"),
     OptionFact("services.kubernetes.kubelet.nodeIp", t.NullOr(t.str_), K8S + "kubelet.nix",
                "default null (the kubelet picks an address itself); nixpkgs' own kubernetes tests set it",
-               status=PARTIAL),
+               status=PARTIAL,
+               nix_type="`nullOr str`",
+               nix_default="`null`",
+               evidence="nixos/tests/kubernetes/base.nix (sets it), review of the S snapshot"),
     OptionFact("services.flannel.iface", t.NullOr(t.str_), "nixos/modules/services/networking/flannel.nix",
                "default null (flannel takes the default route's interface); nixpkgs' kubernetes tests set it",
-               status=PARTIAL),
+               status=PARTIAL,
+               nix_type="`nullOr str`",
+               nix_default="`null`",
+               evidence="nixos/tests/kubernetes/base.nix (sets it), review of the S snapshot"),
     OptionFact("services.kubernetes.clusterCidr", t.NullOr(t.str_), K8S + "default.nix",
-               "default 10.1.0.0/16; also flannel's network"),
+               "default 10.1.0.0/16; also flannel's network",
+               nix_type="`nullOr str`",
+               nix_default="`\"10.1.0.0/16\"`",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.apiserver.advertiseAddress", t.NullOr(t.str_), K8S + "apiserver.nix",
-               "setting it drops the port from the derived apiserverAddress"),
+               "setting it drops the port from the derived apiserverAddress",
+               nix_type="`nullOr str`",
+               nix_default="`null`",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.apiserver.securePort", t.int_, K8S + "apiserver.nix",
-               "plain types.int, not types.port; default 6443"),
+               "plain types.int, not types.port; default 6443",
+               nix_type="`int` (plain int, not `port`)",
+               nix_default="`6443`",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.apiserver.allowPrivileged", t.bool_, K8S + "apiserver.nix",
-               "defaults to false"),
+               "defaults to false",
+               nix_type="`bool`",
+               nix_default="`false`",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.apiserver.serviceClusterIpRange", t.str_, K8S + "apiserver.nix",
-               "default 10.0.0.0/24; the DNS addon's clusterIp defaults to its first three octets + .254"),
+               "default 10.0.0.0/24; the DNS addon's clusterIp defaults to its first three octets + .254",
+               nix_type="`str`",
+               nix_default="`\"10.0.0.0/24\"`",
+               evidence="S + U2"),
     OptionFact("services.kubernetes.addons.dns.enable", t.bool_, K8S + "addons/dns.nix",
-               "option default false, but kubernetes/default.nix sets mkDefault true with any component on"),
+               "option default false, but kubernetes/default.nix sets mkDefault true with any component on",
+               nix_type="`bool` (an enable option)",
+               nix_default="`false`, but `kubernetes/default.nix` sets `mkDefault true` whenever a Kubernetes "
+                           "component is on",
+               evidence="S + U1 + U2"),
     OptionFact("services.kubernetes.addons.dns.corednsImage", t.Package(), K8S + "addons/dns.nix",
                "new in 26.05 (the attrs option addons.dns.coredns was renamed to it); every node seeds it, the "
                "control plane's Deployment runs imageName:imageTag with imagePullPolicy Never; the default is "
                "tagged with its store hash, different per architecture, so homelab writes one tagged image "
-               "on every node", status=PARTIAL),
+               "on every node", status=PARTIAL,
+               nix_type="`package` (new in 26.05; replaces the `attrs` option `addons.dns.coredns`)",
+               nix_default="a `dockerTools.buildImage` image named `coredns` whose entry point is "
+                           "`pkgs.coredns`'s binary, with no tag (so tagged with its own store hash)",
+               evidence="S + RN + GH #424296"),
     OptionFact("services.kubernetes.kubelet.extraOpts", t.separatedString(" "), K8S + "kubelet.nix",
-               "appended last to the kubelet command line; definitions join with one space"),
+               "appended last to the kubelet command line; definitions join with one space",
+               nix_type="`separatedString \" \"`",
+               nix_default="`\"\"`",
+               evidence="S + U1"),
     OptionFact("services.kubernetes.proxy.extraOpts", t.separatedString(" "), K8S + "proxy.nix",
-               "appended to kube-proxy's command line; definitions join with one space"),
+               "appended to kube-proxy's command line; definitions join with one space",
+               nix_type="`separatedString \" \"`",
+               nix_default="`\"\"`; appended last to kube-proxy's command line",
+               evidence="S"),
     OptionFact("services.kubernetes.flannel.openFirewallPorts", t.bool_, K8S + "flannel.nix",
-               "default true: opens flannel's UDP ports (8285, 8472) to every source on every interface"),
+               "default true: opens flannel's UDP ports (8285, 8472) to every source on every interface",
+               nix_type="`bool`",
+               nix_default="`true`: opens flannel's UDP ports 8285 and 8472 to every source on every interface",
+               evidence="S"),
     OptionFact("services.kubernetes.kubelet.kubeconfig.server", t.str_, K8S + "kubelet.nix",
                "types.str without a default of its own (option set built by mkKubeConfigOptions in "
-               "kubernetes/default.nix); kubelet.nix sets mkDefault apiserverAddress"),
+               "kubernetes/default.nix); kubelet.nix sets mkDefault apiserverAddress",
+               nix_type="`str`",
+               nix_default="no option default; `kubelet.nix` sets `mkDefault` to `apiserverAddress`",
+               evidence="S + U1 + U2; IX for the call in `kubelet.nix`",
+               declared_note="(the option set comes from the helper `mkKubeConfigOptions` in "
+                             "`kubernetes/default.nix`)"),
 )
 
 KUBELET_PORT = 10250
@@ -103,7 +167,7 @@ NODE_PORTS = (
     Port(10248, "tcp", "the kubelet (health)", loopback=True),  # kubelet.nix healthz.bind/port
     Port(10249, "tcp", "kube-proxy (metrics)", loopback=True),
     Port(10256, "tcp", "kube-proxy (health)"),
-    Port(8472, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
+    Port(FLANNEL_VXLAN_PORT, "udp", "flannel (VXLAN)"),  # flannel's vxlan backend, nixpkgs' default
 )
 CERTMGR_PORT = Port(9488, "tcp", "certmgr (metrics)", loopback=True)  # certmgr.nix metricsPort; easyCerts runs it
 
@@ -250,6 +314,11 @@ def node_host_sections(ctx: HostContext):
             "on the kubelet's command line); the cluster layer's nodeSelectors choose nodes by them.",
             ("services.kubernetes.kubelet.extraOpts", labels.node_labels_flag(node_labels))))
     return out
+
+
+def node_sources(ctx: HostContext) -> list[tuple[str, Match]]:
+    """The pods, on a node: the pod range arriving on the pods' own interfaces (never on the LAN)."""
+    return [("pods", Match(4, i, str(ctx.cluster.pod_cidr))) for i in POD_INTERFACES]
 
 
 def node_flows(ctx: HostContext) -> list[Flow]:

@@ -60,11 +60,20 @@ class NodeExporter(Role):
 
     label = "node exporter"
     options = (
-        OptionFact("services.prometheus.exporters.node.enable", types.bool_, EXPORTERS),
+        OptionFact("services.prometheus.exporters.node.enable", types.bool_, EXPORTERS,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S"),
         OptionFact("services.prometheus.exporters.node.port", types.port, EXPORTERS, "default 9100 "
-                   "(exporters/node.nix)", status=PARTIAL),
+                   "(exporters/node.nix)", status=PARTIAL,
+                   nix_type="`port`",
+                   nix_default="`9100` (from `exporters/node.nix`)",
+                   evidence="S (the option; the default's file not read)"),
         OptionFact("services.prometheus.exporters.node.openFirewall", types.bool_, EXPORTERS,
-                   "default false; true would open the port to every source"),
+                   "default false; true would open the port to every source",
+                   nix_type="`bool`",
+                   nix_default="`false`; `true` opens the port to every source (`firewallFilter`)",
+                   evidence="S"),
     )
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
@@ -107,13 +116,26 @@ class Monitoring(Role):
 
     label = "monitoring"
     options = (
-        OptionFact("services.prometheus.enable", types.bool_, PROMETHEUS),
-        OptionFact("services.prometheus.port", types.port, PROMETHEUS, "default 9090", status=PARTIAL),
+        OptionFact("services.prometheus.enable", types.bool_, PROMETHEUS,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S"),
+        OptionFact("services.prometheus.port", types.port, PROMETHEUS, "default 9090", status=PARTIAL,
+                   nix_type="`port`",
+                   nix_default="`9090`",
+                   evidence="S (the listen flag; the default not read)"),
         OptionFact("services.prometheus.globalConfig.scrape_interval", types.NullOr(types.str_), PROMETHEUS,
-                   "nullOr str; null means Prometheus' own default (1m)", status=PARTIAL),
+                   "nullOr str; null means Prometheus' own default (1m)", status=PARTIAL,
+                   nix_type="`nullOr str` (null: Prometheus' own `1m`)",
+                   nix_default="`null`",
+                   evidence="S"),
         OptionFact("services.prometheus.scrapeConfigs", types.ListOf(_scrape_config), PROMETHEUS,
                    "listOf scrape_config submodules (job_name, static_configs = [ { targets; labels; } ])",
-                   status=PARTIAL),
+                   status=PARTIAL,
+                   nix_type="`listOf` scrape_config submodules (`job_name` str; `static_configs`: `nullOr "
+                            "(listOf { targets; labels; })`)",
+                   nix_default="`[ ]`",
+                   evidence="S"),
     )
 
     def targets(self, ctx: HostContext) -> list[tuple[str, str]]:

@@ -66,14 +66,27 @@ class PowerSchedule(Role):
     tag = "power-schedule"
     options = (
         OptionFact("systemd.services.<name>.description", types.strMatching(r"[^\n]*"), UNIT,
-                   "singleLineStr", status=PARTIAL),
+                   "singleLineStr", status=PARTIAL,
+                   nix_type="`singleLineStr`",
+                   nix_default="`\"\"`",
+                   evidence="U5"),
         OptionFact("systemd.services.<name>.startAt", types.Either((types.str_, types.ListOf(types.str_))), UNIT,
                    "either str (listOf str), applied as a list; systemd.nix makes a timer with OnCalendar from it",
-                   status=PARTIAL),
+                   status=PARTIAL,
+                   nix_type="`either str (listOf str)`, applied as a list",
+                   nix_default="`[ ]`",
+                   evidence="U5 + S",
+                   declared_note="(the timer it makes: `nixos/modules/system/boot/systemd.nix`, S)"),
         OptionFact("systemd.services.<name>.path", types.ListOf(types.Either((types.Package(), types.str_))), UNIT,
-                   "listOf (oneOf [ package str ]): bin and sbin of each go on the service's PATH", status=PARTIAL),
+                   "listOf (oneOf [ package str ]): bin and sbin of each go on the service's PATH", status=PARTIAL,
+                   nix_type="`listOf (oneOf [ package str ])`",
+                   nix_default="`[ ]`",
+                   evidence="U5"),
         OptionFact("systemd.services.<name>.script", types.lines, UNIT,
-                   "lines; the service's ExecStart, run with set -e", status=PARTIAL),
+                   "lines; the service's ExecStart, run with set -e", status=PARTIAL,
+                   nix_type="`lines`",
+                   nix_default="`\"\"`",
+                   evidence="U5"),
     )
 
     def script(self) -> str:

@@ -38,6 +38,7 @@ from ...errors import Problem
 from ...model import Secret
 from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
 from ...secrets import in_store, redact, secret_kind
+from ...sources import Match
 
 
 def _auth_key_reason(v: object) -> str:
@@ -51,6 +52,8 @@ def _auth_key_reason(v: object) -> str:
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
+TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
+TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 
 
 @attrs.frozen
@@ -67,19 +70,43 @@ class Tailscale(Role):
     interface: str = attrs.field(default="tailscale0", validator=fields.interface_name)
 
     label = "tailscale"
+    host_fields = (("tailscale_address", "that address"),)
+    # services/networking/tailscale.nix: openFirewall adds services.tailscale.port to allowedUDPPorts
+    module_ports = (("services.tailscale.openFirewall", "udp", "services.tailscale.port", TAILSCALE_PORT),)
     options = (
-        OptionFact("services.tailscale.enable", t.bool_, TAILSCALE),
+        OptionFact("services.tailscale.enable", t.bool_, TAILSCALE,
+                   nix_type="`bool` (an enable option)",
+                   nix_default="`false`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.openFirewall", t.bool_, TAILSCALE,
-                   "default false; true adds services.tailscale.port (41641) to allowedUDPPorts"),
+                   "default false; true adds services.tailscale.port (41641) to allowedUDPPorts",
+                   nix_type="`bool`",
+                   nix_default="`false`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.extraSetFlags", t.ListOf(t.str_), TAILSCALE,
-                   "passed to `tailscale set` by tailscaled-set.service after tailscaled starts"),
+                   "passed to `tailscale set` by tailscaled-set.service after tailscaled starts",
+                   nix_type="`listOf str`",
+                   nix_default="`[ ]`; when non-empty, `tailscaled-set.service` runs `tailscale set <flags>` "
+                               "after tailscaled",
+                   evidence="S"),
         OptionFact("services.tailscale.extraUpFlags", t.ListOf(t.str_), TAILSCALE,
                    "passed to `tailscale up` by tailscaled-autoconnect (only with authKeyFile); `tailscale up` "
-                   "resets every setting it is not given"),
-        OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0"),
+                   "resets every setting it is not given",
+                   nix_type="`listOf str`",
+                   nix_default="`[ ]`; used only when `authKeyFile` is set: `tailscaled-autoconnect.service` "
+                               "runs `tailscale up --auth-key ... <flags>` while the node needs login. "
+                               "`tailscale up` resets every preference it is not given",
+                   evidence="S (the reset: Tailscale behaviour)"),
+        OptionFact("services.tailscale.interfaceName", t.str_, TAILSCALE, "default tailscale0",
+                   nix_type="`str`",
+                   nix_default="`\"tailscale0\"`",
+                   evidence="S + U1"),
         OptionFact("services.tailscale.authKeyFile", t.NullOr(t.path), TAILSCALE,
                    "nullOr path: homelab writes a string, since a Nix path literal would copy the key into the "
-                   "store"),
+                   "store",
+                   nix_type="`nullOr path`",
+                   nix_default="`null`",
+                   evidence="S + U1"),
     )
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
@@ -106,6 +133,11 @@ class Tailscale(Role):
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(TAILSCALE_PORT, "udp", "tailscaled")
+
+    def sources(self, ctx: HostContext) -> Iterable[tuple[str, Match]]:
+        """The tailnet: Tailscale's ranges, arriving on its interface."""
+        yield "tailnet", Match(4, self.interface, TAILNET_V4)
+        yield "tailnet", Match(6, self.interface, TAILNET_V6)
 
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if self.interface == ctx.host.interface:

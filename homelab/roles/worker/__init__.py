@@ -43,6 +43,9 @@ class Worker(Role):
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
         return kubernetes.node_flows(ctx)
 
+    def sources(self, ctx: HostContext):
+        return kubernetes.node_sources(ctx)
+
     def check(self, ctx: HostContext) -> Iterable[Problem]:
         if not ctx.host.is_control_plane:
             yield from kubernetes.node_problems(ctx)

@@ -88,10 +88,12 @@ def _await_dns(machine: Any, name: str, c: dict, timeout: float) -> None:
 
 
 def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[str], Any] | None = None,
-        echo_text: str = "homelab-nodeport-ok", suite: bool = True, outsider: Any = None) -> None:
+        echo_text: str = "homelab-nodeport-ok", suite: bool = True, outsider: Any = None,
+        lab_tests: str | None = None) -> None:
     """The steps above; ``suite=False`` stops before the vm-tests suite (for testing the steps).
 
     ``outsider``: a machine on the LAN at the address the lan-client checks name, that is no lab host.
+    ``lab_tests``: the lab's own tests (its ``vm-tests/``), run beside the suite.
     """
     data = json.loads(Path(expectations).read_text(encoding="utf-8"))
     step = subtest or (lambda _name: contextlib.nullcontext())
@@ -103,6 +105,28 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
     k8s = cps + workers
     checks = {n: data[n]["checks"] for n in data}
 
+    _join(step, machines, cp, workers, k8s)
+    proxies = [(n, c) for n in data for c in checks[n] if c["kind"] == "proxy"]
+    with step("a workload behind the ingress NodePorts"):
+        manifest = json.dumps(echo_manifest([c["nodeport"] for _, c in proxies]))
+        cp.succeed(f"echo {shlex.quote(manifest)} | kubectl apply -f -")
+        cp.wait_until_succeeds(f"kubectl rollout status deployment/{ECHO} --timeout=20s", timeout=600)
+    _dns(step, machines, cp, checks, cps[0], k8s)
+    _ingress(step, machines, data, proxies, echo_text)
+    if outsider is not None:
+        _outsider(step, outsider, data, checks)
+    if not suite:
+        return
+    with step("vm-tests suite, every expectation (scope cluster)"):
+        driver.settle(machines, expectations, scope="cluster", timeout=300)
+        driver.require_success(driver.run_suite(machines, expectations=expectations, scope="cluster",
+                                                junitxml=driver.out_path("junit-cluster.xml"),
+                                                clients={"lan-client": outsider} if outsider is not None else {},
+                                                lab_tests=lab_tests))
+
+
+def _join(step, machines: Mapping[str, Any], cp: Any, workers: list[str], k8s: list[str]) -> None:
+    """The API server answers, the workers join with easyCerts' token, every node is Ready."""
     with step("control plane: the API server answers"):
         cp.wait_for_unit("kube-apiserver.service")
         cp.wait_until_succeeds("kubectl get --raw=/readyz", timeout=600)
@@ -119,13 +143,10 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
             cp.wait_until_succeeds(f"kubectl get node {shlex.quote(n)} --no-headers | grep -w Ready", timeout=900)
         print(cp.succeed("kubectl get nodes -o wide"))
 
-    proxies = [(n, c) for n in data for c in checks[n] if c["kind"] == "proxy"]
-    with step("a workload behind the ingress NodePorts"):
-        manifest = json.dumps(echo_manifest([c["nodeport"] for _, c in proxies]))
-        cp.succeed(f"echo {shlex.quote(manifest)} | kubectl apply -f -")
-        cp.wait_until_succeeds(f"kubectl rollout status deployment/{ECHO} --timeout=20s", timeout=600)
 
-    cluster_dns = [c for c in checks[cps[0]] if c["kind"] == "dns" and c["name"].endswith(".svc.cluster.local")]
+def _dns(step, machines: Mapping[str, Any], cp: Any, checks: dict, cp_name: str, k8s: list[str]) -> None:
+    """DNS inside the cluster, then the lab's split DNS, from a pod and from every node."""
+    cluster_dns = [c for c in checks[cp_name] if c["kind"] == "dns" and c["name"].endswith(".svc.cluster.local")]
     with step("DNS inside the cluster"):
         # every replica, not just one: each node must hold the image the Deployment names (pull policy Never)
         cp.wait_until_succeeds("kubectl -n kube-system rollout status deployment/coredns --timeout=20s",
@@ -146,6 +167,8 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
             for c in (c for c in checks[n] if c["kind"] == "dns" and c["scope"] == "cluster"):
                 _await_dns(machines[n], n, c, timeout=300)
 
+
+def _ingress(step, machines: Mapping[str, Any], data: dict, proxies: list, echo_text: str) -> None:
     with step("nginx -> NodePort: the ingress ports return the workload's page"):
         for n, c in proxies:
             ingress = machines[n]
@@ -159,25 +182,18 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
                     f"curl -sf --max-time 5 http://{address}:{c['listen']}/ | grep -F {shlex.quote(echo_text)}",
                     timeout=300)
 
-    if outsider is not None:
-        with step("a machine that is not a node: only what LAN clients may reach gets through"):
-            outsider.wait_for_unit("multi-user.target")
-            wrong = []
-            for n in data:
-                for c in checks[n]:
-                    if c["kind"] != "reach" or c["client"] != "lan-client":
-                        continue
-                    word = outsider.succeed(probes.reach_command(c["proto"], c["address"], c["port"])).strip()
-                    verdict, seen = probes.reach_verdict(c["proto"], word, c["expect"])
-                    if verdict == "fail":
-                        wrong.append(f"{n}: {c['proto']}/{c['port']}: {seen}, expected {c['expect']} ({c['why']})")
-            if wrong:
-                raise AssertionError("the outsider's probes:\n" + "\n".join(wrong))
 
-    if not suite:
-        return
-    with step("vm-tests suite, every expectation (scope cluster)"):
-        driver.settle(machines, expectations, scope="cluster", timeout=300)
-        driver.require_success(driver.run_suite(machines, expectations=expectations, scope="cluster",
-                                                junitxml=driver.out_path("junit-cluster.xml"),
-                                                clients={"lan-client": outsider} if outsider is not None else {}))
+def _outsider(step, outsider: Any, data: dict, checks: dict) -> None:
+    with step("a machine that is not a node: only what LAN clients may reach gets through"):
+        outsider.wait_for_unit("multi-user.target")
+        wrong = []
+        for n in data:
+            for c in checks[n]:
+                if c["kind"] != "reach" or c["client"] != "lan-client":
+                    continue
+                word = outsider.succeed(probes.reach_command(c["proto"], c["address"], c["port"])).strip()
+                verdict, seen = probes.reach_verdict(c["proto"], word, c["expect"])
+                if verdict == "fail":
+                    wrong.append(f"{n}: {c['proto']}/{c['port']}: {seen}, expected {c['expect']} ({c['why']})")
+        if wrong:
+            raise AssertionError("the outsider's probes:\n" + "\n".join(wrong))

@@ -60,11 +60,12 @@ SUITE = Path(__file__).resolve().parent.parent
 
 def run_suite(machines: Mapping[str, Any], *, expectations: str | os.PathLike, scope: str = "host",
               junitxml: str | os.PathLike | None = None, extra: Iterable[str] = (),
-              clients: Mapping[str, Any] | None = None) -> int:
+              clients: Mapping[str, Any] | None = None, lab_tests: str | os.PathLike | None = None) -> int:
     """Run the vm-tests suite against driver machines (name -> Machine); return pytest's exit code.
 
     ``clients``: machines that play a client of the firewall checks (client name -> Machine, e.g.
-    ``{"lan-client": outsider}``); they are not targets themselves.
+    ``{"lan-client": outsider}``); they are not targets themselves.  ``lab_tests``: the lab's own tests
+    (its top-level ``vm-tests/``), run beside the suite with its settings.
     """
     import pytest
 
@@ -85,9 +86,18 @@ def run_suite(machines: Mapping[str, Any], *, expectations: str | os.PathLike, s
     ]
     if junitxml:
         args.append(f"--junitxml={junitxml}")
+    args += lab_test_args(lab_tests)
     args += list(extra)
     sys.stdout.flush()
     return int(pytest.main(args))
+
+
+def lab_test_args(lab_tests: str | os.PathLike | None) -> list[str]:
+    """pytest's arguments for a lab's own tests beside the suite: their folder, and the suite's settings
+    (with two folders to collect, pytest would otherwise look for settings above both)."""
+    if lab_tests is None:
+        return []
+    return [str(lab_tests), "-c", str(SUITE / "pytest.ini")]
 
 
 def out_path(name: str) -> str:
