@@ -184,6 +184,13 @@ def make_steps(lab: Lab, root: Path, names: list[str], workdir: Path, *, paralle
     return DeploySteps(str(root), str(workdir), parallel, rollback, first, then, cluster, report)
 
 
+def secretstore_errors(root: Path, lab: Lab) -> list[str]:
+    """Each secret the cluster layer needs and the lab's secret store lacks (homelab.secretstore)."""
+    from .secretstore import cluster_missing_errors
+
+    return cluster_missing_errors(root, lab)
+
+
 def selection_problems(lab: Lab, names: list[str]) -> list[str]:
     """What makes a deploy of these hosts impossible as described (bad input, exit 2)."""
     out = []
@@ -569,10 +576,17 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     problems = selection_problems(lab, names)
     if problems:
         raise UsageError("\n".join(problems))
+    # a whole-lab deploy ends with the cluster layer, which creates Kubernetes Secrets from the secret store: a
+    # cluster secret not set stops it before any host is touched (the build only warns: nothing else needs it)
+    unset = [] if only else secretstore_errors(root, lab)
+    if unset and not options.dry_run:
+        raise UsageError("\n".join(unset) + "\nnothing was deployed")
     _fresh(lab, root)
     opts = _ssh_options(options)
     suite = _suite(options, root)
     say = Say("deploy")
+    for e in unset:  # the dry run shows the plan, and says what a real deploy would refuse
+        say.err(f"warning: {e}; without --dry-run, deploy stops here before anything runs")
     for rel in untracked_entries(root, names):
         say.err(f"warning: {rel} is not tracked by git, so the flake cannot see it: git add hosts/")
     rebuild = _rebuild_program(root, options.dry_run, say)

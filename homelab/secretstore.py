@@ -365,13 +365,18 @@ def recipient_tags(data: bytes) -> tuple[str, ...]:
 
 
 def lab_problems(root: Path, lab: Lab) -> list[Problem]:
-    """A secret a host needs but cannot read: no age file, no host key in the lab, or not among its readers;
-    a secret the cluster's settings name that is not set."""
+    """A secret a host needs but cannot read: no age file, no host key in the lab, or not among its readers
+    (errors: the flake needs the file); a secret only the cluster's settings name that is not set (a warning:
+    only ``homelab deploy``, which creates the Kubernetes Secret, needs it, and refuses to start without it:
+    :func:`cluster_missing`)."""
     out = []
-    for name, field in cluster_needed(lab).items():
-        if not (root / age_file(name)).is_file():
-            out.append(Problem("cluster", field, f"secret {name!r} is not set ({age_file(name)} is missing); set it: "
-                               f"homelab secrets set {name} --cluster < file-holding-the-value"))
+    host_names = {n for names in needed(lab).values() for n in names}
+    for name, field in cluster_missing(root, lab).items():
+        if name not in host_names:  # a host that needs it has its own error below
+            out.append(Problem("cluster", field, f"secret {name!r} is not set ({age_file(name)} is missing): "
+                               "`homelab deploy` creates the Kubernetes Secret from it and refuses to run without "
+                               f"it; set it: homelab secrets set {name} --cluster < file-holding-the-value",
+                               "warning"))
     for host, names in needed(lab).items():
         where = f"hosts/{host}"
         try:
@@ -403,6 +408,18 @@ def lab_problems(root: Path, lab: Lab) -> list[Problem]:
                                    f"homelab secrets set {name} --host {host} (keeps the other readers), or "
                                    "`homelab secrets rekey` after a host key changed"))
     return out
+
+
+def cluster_missing(root: Path, lab: Lab) -> dict[str, str]:
+    """{secret name: field} for the secrets the cluster's settings name whose age file is missing."""
+    return {name: field for name, field in cluster_needed(lab).items() if not (root / age_file(name)).is_file()}
+
+
+def cluster_missing_errors(root: Path, lab: Lab) -> list[str]:
+    """Why ``homelab deploy`` cannot create the releases' Secrets: each cluster secret not set, with the fix."""
+    return [f"cluster: {field}: secret {name!r} is not set ({age_file(name)} is missing), and the cluster layer "
+            f"creates a Kubernetes Secret from it; set it first: homelab secrets set {name} --cluster "
+            "< file-holding-the-value" for name, field in cluster_missing(root, lab).items()]
 
 
 # ---------------------------------------------------------------- the operations
@@ -655,5 +672,6 @@ def reveal_host_key(lab_root: str | Path, host: str, identity: str | Sequence[st
 
 
 __all__ = ["SecretsError", "AgeMissing", "Reader", "Entry", "Status", "Rekeyed", "set_secret", "reveal", "edit",
-           "rekey", "status", "needed", "host_secrets", "lab_problems", "make_host_key", "reveal_host_key",
+           "rekey", "status", "needed", "host_secrets", "lab_problems", "cluster_missing", "cluster_missing_errors",
+           "make_host_key", "reveal_host_key",
            "recipient_tags", "key_tag", "age_file", "host_key_pub", "runtime_path", "RUNTIME_DIR"]

@@ -97,7 +97,12 @@ def test_removed_host_and_unused_modules_are_pruned(lab_copy, nix, capsys):
     # the DNS zone now points at no ingress host: drop the DnsServer role from yomogi too
     y = lab_copy / "hosts/yomogi/host.py"
     y.write_text(y.read_text().replace('        DnsServer(forward=["1.1.1.1", "1.0.0.1"]),\n', ""))
-    # and the cluster layer loses its ingress and its only Ceph disk: Traefik and Rook Ceph go too
+    # and the cluster layer loses its ingress and its only Ceph disk: Traefik and Rook Ceph go too (the seed lab
+    # lists Traefik, for its ACME resolver: drop that)
+    c = lab_copy / "hosts/cluster.py"
+    text = c.read_text()
+    start, end = text.index("    components=["), text.index("    ],\n", text.index("    components=[")) + len("    ],\n")
+    c.write_text(text[:start] + text[end:])
     assert main(["build", "--root", str(lab_copy)]) == 0
     out = capsys.readouterr().out
     assert "removed modules/ingress/nginx-stream.nix" in out

@@ -229,3 +229,73 @@ def test_the_secret_store_fills_the_kubernetes_secret_through_stdin(tmp_path, st
     for value in CANARY.values():
         assert value.decode() not in " ".join(call["argv"]) and value.decode() not in step.shell()
         assert not [p for p in root.rglob("*") if p.is_file() and value in p.read_bytes()]
+
+
+def _acme_lab_folder(root: Path) -> Path:
+    """tests/opslab's seed lab folder (flake and all), its cluster running Traefik with the article's resolver."""
+    import textwrap
+
+    from homelab import build
+
+    from . import opslab
+
+    opslab.write_seed_lab(root)
+    (root / "hosts" / "cluster.py").write_text(textwrap.dedent('''\
+        import attrs
+
+        from homelab import Traefik
+        from tests import labkit
+        from tests.test_cluster_layer import ACME
+
+        cluster = attrs.evolve(labkit.cluster(), components=[Traefik(acme=ACME)])
+        '''))
+    build.build(root, verify_with_nix=False)
+    return root
+
+
+def test_deploy_refuses_to_start_without_the_cluster_secrets_the_build_only_warns(tmp_path):
+    """A cluster-only secret not set: `homelab build` warns (naming it and the command that sets it), a whole-lab
+    `homelab deploy` stops with exit 2 before it runs anything, its dry run warns, a deploy of named hosts (no
+    cluster layer) does not care."""
+    from .test_deploy import homelab as run_homelab
+
+    root = _acme_lab_folder(tmp_path / "lab")
+    fix = {n: f"secret '{n}' is not set (secrets/{n}.age is missing)" for n in
+           ("cloudflare-dns-api-token", "cloudflare-zone-api-token")}
+    warned = [f"cluster: Acme.env: warning: {why}: `homelab deploy` creates the Kubernetes Secret from it and "
+              f"refuses to run without it; set it: homelab secrets set {n} --cluster < file-holding-the-value"
+              for n, why in fix.items()]
+    from homelab.load import load
+
+    _, problems = load(root)  # what build, check and deploy load: warnings only, for these
+    assert [str(p) for p in problems if "cloudflare" in p.reason] == warned
+    assert {p.severity for p in problems if "cloudflare" in p.reason} == {"warning"}
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    marker = tmp_path / "ran"
+    for tool in ("ssh", "nixos-rebuild", "nix"):
+        (bin_ / tool).write_text(f"#!/bin/sh\necho {tool} \"$@\" >> {marker}\nexit 1\n")
+        (bin_ / tool).chmod(0o755)
+    r = run_homelab(root, "deploy", env={"PATH": f"{bin_}:{os.environ['PATH']}"})
+    assert r.returncode == 2, r.stderr
+    errors = [f"cluster: Acme.env: {why}, and the cluster layer creates a Kubernetes Secret from it; set it first: "
+              f"homelab secrets set {n} --cluster < file-holding-the-value" for n, why in fix.items()]
+    assert [ln for ln in r.stderr.splitlines() if "warning:" not in ln] == [
+        f"homelab: {errors[0]}", errors[1], "nothing was deployed"]
+    assert [ln for ln in r.stderr.splitlines() if "warning:" in ln and "cloudflare" in ln] == warned
+    assert not marker.exists()  # no ssh, no nixos-rebuild: nothing ran
+
+    r = run_homelab(root, "deploy", "--dry-run", env={"PATH": f"{bin_}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stderr
+    assert [ln for ln in r.stderr.splitlines() if "without --dry-run" in ln] == [
+        f"homelab deploy: warning: {e}; without --dry-run, deploy stops here before anything runs" for e in errors]
+    r = run_homelab(root, "deploy", "hosts/tokiwa", "--dry-run", env={"PATH": f"{bin_}:{os.environ['PATH']}"})
+    assert r.returncode == 0 and "without --dry-run" not in r.stderr, r.stderr
+    assert not marker.exists()
+
+    (root / "secrets").mkdir()
+    for n in fix:  # set (the build and deploy look for the file; its content is the secrets store's business)
+        (root / "secrets" / f"{n}.age").write_bytes(b"age-encryption.org/v1\n--- x\n")
+    r = run_homelab(root, "deploy", "--dry-run", env={"PATH": f"{bin_}:{os.environ['PATH']}"})
+    assert r.returncode == 0 and "cloudflare-dns-api-token" not in r.stderr, r.stderr

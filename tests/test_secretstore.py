@@ -305,8 +305,10 @@ def test_tailscale_takes_a_secret_and_refuses_a_pasted_key_without_echoing_it():
         Tailscale(auth_key="tailscale-auth-key")
 
 
-def test_secrets_named_by_the_clusters_settings_must_be_set(tmp_path):
-    """A Secret anywhere in the cluster's settings (a component's field) is the admins' to set, with --cluster."""
+def test_a_cluster_secret_not_set_is_a_warning_at_build(tmp_path):
+    """A Secret anywhere in the cluster's settings (a component's field) is the admins' to set, with --cluster.
+    Only `homelab deploy` needs its file (it creates the Kubernetes Secret), so a missing one is a warning here
+    (deploy refuses it: test_deploy); a secret a host also needs stays that host's error (the flake needs it)."""
     import types
 
     import attrs
@@ -322,12 +324,44 @@ def test_secrets_named_by_the_clusters_settings_must_be_set(tmp_path):
         components: tuple = (Dns(),)
 
     lab_ = types.SimpleNamespace(hosts=[], cluster=Settings())
-    assert [str(p) for p in st.lab_problems(tmp_path, lab_)] == [
-        "cluster: Dns.token: secret 'dns-token' is not set (secrets/dns-token.age is missing); set it: "
-        "homelab secrets set dns-token --cluster < file-holding-the-value"]
+    assert [(str(p), p.severity) for p in st.lab_problems(tmp_path, lab_)] == [(
+        "cluster: Dns.token: warning: secret 'dns-token' is not set (secrets/dns-token.age is missing): "
+        "`homelab deploy` creates the Kubernetes Secret from it and refuses to run without it; set it: "
+        "homelab secrets set dns-token --cluster < file-holding-the-value", "warning")]
+    assert st.cluster_missing_errors(tmp_path, lab_) == [
+        "cluster: Dns.token: secret 'dns-token' is not set (secrets/dns-token.age is missing), and the cluster "
+        "layer creates a Kubernetes Secret from it; set it first: homelab secrets set dns-token --cluster "
+        "< file-holding-the-value"]
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "dns-token.age").write_bytes(b"age-encryption.org/v1\n--- x\n")
     assert st.lab_problems(tmp_path, lab_) == []
+    assert st.cluster_missing_errors(tmp_path, lab_) == []
+
+
+def test_a_secret_the_cluster_and_a_host_need_stays_the_hosts_error(lab):
+    """tailscale-auth-key is alpha's and beta's (agenix: the flake needs the file); the cluster naming it too
+    adds no warning beside their errors."""
+    import attrs
+
+    from homelab import Secret
+
+    root, _keys = lab
+    lab_, _ = load_or_raise(root, secrets=False)
+
+    @attrs.frozen
+    class Dns:
+        token: Secret = Secret("tailscale-auth-key")
+
+    @attrs.frozen
+    class Settings:
+        components: tuple = (Dns(),)
+
+    import types
+
+    both = types.SimpleNamespace(hosts=lab_.hosts, cluster=Settings())
+    assert st.cluster_missing(root, both) == {"tailscale-auth-key": "Dns.token"}
+    got = [(p.where, p.field, p.severity) for p in st.lab_problems(root, both)]
+    assert got == [("hosts/alpha", "Tailscale.auth_key", "error"), ("hosts/beta", "Tailscale.auth_key", "error")]
 
 
 def test_the_record_round_trips_names_with_dots(tmp_path):

@@ -351,6 +351,15 @@ def _check_rook_operator(lab, objs: list, options: dict[str, dict], checked: lis
     else:
         data = cms[0].get("data") or {}
         yaml = _yaml()
+        # rook v1.18: with the ceph-csi-operator (the chart's default) the node plugins never get
+        # CSI_*_PLUGIN_VOLUME (Rook's Driver CRs carry no volumes: rook/rook#16370)
+        if data.get("ROOK_USE_CSI_OPERATOR") != "false":
+            bad.append(f"rook-ceph: ROOK_USE_CSI_OPERATOR is {data.get('ROOK_USE_CSI_OPERATOR')!r}: the "
+                       "ceph-csi-operator's node plugins do not mount the CSI_*_PLUGIN_VOLUME host paths NixOS "
+                       "needs (csi.rookUseCsiOperator: false)")
+        else:
+            checked.append("rook-ceph: Rook's own CSI drivers (ROOK_USE_CSI_OPERATOR false) mount the plugin "
+                           "volumes")
         for plugin in ("RBD", "CEPHFS"):
             vols = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME", "") or "null") or []
             mounts = yaml.safe_load(data.get(f"CSI_{plugin}_PLUGIN_VOLUME_MOUNT", "") or "null") or []
@@ -400,6 +409,24 @@ def _check_rook_cluster(lab, objs: list, options: dict[str, dict], node_opts: di
         unknown = set(got) - set(node_opts)
         if unknown:
             bad.append(f"rook-ceph-cluster: storage nodes {sorted(unknown)} are no kubelet's name")
+        # Ceph's default pool size (3 unless cephConfig says) is also its own pools' (.mgr): more copies than
+        # OSD hosts (failure domain host) never place, and a one-copy pool warns (POOL_NO_REDUNDANCY) unless
+        # told not to: either way the cluster never reaches HEALTH_OK
+        conf = (spec.get("cephConfig") or {}).get("global") or {}
+        default_size = int(conf.get("osd_pool_default_size", "3"))
+        sizes = sorted({p["spec"].get("replicated", {}).get("size") for p in _by(objs, "CephBlockPool")})
+        health = []
+        if default_size > len(got):
+            health.append(f"Ceph's default pool size is {default_size} and {len(got)} OSD host(s) hold copies: "
+                          "its own pools (.mgr) stay undersized (cephConfig.global.osd_pool_default_size)")
+        if 1 in sizes + [default_size] and conf.get("mon_warn_on_pool_no_redundancy") != "false":
+            health.append("a pool with one copy and mon_warn_on_pool_no_redundancy not \"false\": Ceph warns "
+                          "POOL_NO_REDUNDANCY")
+        if health:
+            bad.extend(f"rook-ceph-cluster: {h}, never HEALTH_OK" for h in health)
+        else:
+            checked.append(f"rook-ceph-cluster: pool sizes {sizes}, default {default_size}, fit {len(got)} OSD "
+                           "host(s)")
         mons = spec.get("mon", {}).get("count")
         if not (isinstance(mons, int) and mons % 2 == 1 and mons <= len(node_opts)):
             bad.append(f"rook-ceph-cluster: {mons} monitors for {len(node_opts)} nodes (odd, one per node)")

@@ -4,7 +4,10 @@
   binary under ``/nix``; Ceph's CSI plugins load ``rbd``/``ceph`` and run host tools, so both are mounted into
   the RBD and CephFS plugin pods (the seed article's values).  On rook v1.18.9 these are the chart's
   ``csi.csiRBDPluginVolume`` / ``csiCephFSPluginVolume`` (+ ``...Mount``) keys, which the chart writes into the
-  operator's ConfigMap (``CSI_*_PLUGIN_VOLUME``); on v1.20 those keys are gone.  The CSI kubelet directory
+  operator's ConfigMap (``CSI_*_PLUGIN_VOLUME``); on v1.20 those keys are gone.  Only Rook's own CSI
+  deployment reads them: v1.18 defaults to the ceph-csi-operator (``csi.rookUseCsiOperator: true``), whose
+  Driver CRs Rook writes without those volumes (rook/rook#16370), so the values turn it off (``false``, the
+  fallback the v1.18 release notes name).  The CSI kubelet directory
   (``csi.kubeletDirPath``) is the nodes' kubelet root directory (CephStorage's ``--root-dir``).
 - **Cluster**: OSDs on exactly the CephStorage hosts that list disks (by their kubelet names), on exactly
   those disks (``useAllNodes``/``useAllDevices`` false); monitors and managers as many as the lab's nodes
@@ -120,6 +123,9 @@ class RookCeph(Component):
             return [{"name": "host-nix", "mountPath": NIX, "readOnly": True}]
 
         return {"csi": {
+            "rookUseCsiOperator": Commented(False, "Rook's own CSI drivers, not the ceph-csi-operator (v1.18's "
+                                            "default): the operator's node plugins do not get the plugin volumes "
+                                            "below (rook/rook#16370), and NixOS needs them."),
             "kubeletDirPath": Commented(self.kubelet_dir(lab), "The nodes' kubelet root directory (CephStorage's "
                                         "--root-dir): the CSI plugins register their sockets under it."),
             "csiRBDPluginVolume": Commented(volumes(), "NixOS keeps the kernel's modules under /run/booted-system "
@@ -165,6 +171,14 @@ class RookCeph(Component):
                                "devices": [{"name": device_name(d)} for d in r.disks]} for h, r in osd],
                 }, "Exactly the CephStorage hosts' disks (hosts/<name>/host.py), by the node names their kubelets "
                    "register; never every node or every empty disk."),
+                **({"cephConfig": Commented({"global": {
+                    "osd_pool_default_size": str(size),
+                    **({"mon_warn_on_pool_no_redundancy": "false"} if size == 1 else {}),
+                }}, f"{len(osd)} OSD host{'s' if len(osd) != 1 else ''} hold{'s' if len(osd) == 1 else ''} "
+                    f"{size} cop{'y' if size == 1 else 'ies'}: Ceph's own pools (.mgr) get that size too, not 3, "
+                    "else they stay undersized" + (", and a pool with one copy is expected, not a health warning "
+                                                   "(as Rook's cluster-test.yaml)." if size == 1 else "."))}
+                   if size < 3 else {}),
             },
             "cephBlockPools": Commented([{
                 "name": "ceph-blockpool",

@@ -3,7 +3,7 @@
 Edit this file, then run `python -m homelab build`.
 """
 
-from homelab import PLACEHOLDER_KEY, Cluster
+from homelab import PLACEHOLDER_KEY, Acme, Cluster, Secret, Traefik
 
 cluster = Cluster(
     name="seed",
@@ -21,13 +21,14 @@ cluster = Cluster(
     # root's SSH keys (password logins are off); replace the placeholder with your own public key
     admin_keys=[PLACEHOLDER_KEY],
     # the cluster layer (cluster/helmfile.yaml) follows the roles: Traefik behind hanaakari's nginx, Rook Ceph on
-    # its SSD. The article's Let's Encrypt DNS-01 resolver, once its Cloudflare tokens are in the lab's secret
-    # store (`homelab secrets set cloudflare-dns-api-token --cluster < file`, the same for the zone token):
-    # components=[
-    #     Traefik(acme=Acme(email="you@example.com", provider="cloudflare", env={
-    #         "CF_DNS_API_TOKEN": Secret("cloudflare-dns-api-token"),
-    #         "CF_ZONE_API_TOKEN": Secret("cloudflare-zone-api-token"),
-    #     })),
-    #     RookCeph(),
-    # ],
+    # its SSD (implied). Traefik gets the article's Let's Encrypt DNS-01 resolver; its Cloudflare tokens (a DNS
+    # edit and a zone read token) live in the lab's secret store, and `homelab deploy` makes them a Kubernetes
+    # Secret. Until they are set, the build warns and deploy refuses to start:
+    #   homelab secrets set cloudflare-dns-api-token --cluster < file   (the same for the zone token)
+    components=[
+        Traefik(acme=Acme(email="you@example.com", provider="cloudflare", env={
+            "CF_DNS_API_TOKEN": Secret("cloudflare-dns-api-token"),
+            "CF_ZONE_API_TOKEN": Secret("cloudflare-zone-api-token"),
+        })),
+    ],
 )
