@@ -567,10 +567,8 @@ def _apply_cluster_layer(lab: Lab, root: Path, only: list[str] | None, opts: Ssh
     return True
 
 
-def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
-    """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
-
-    names = list(only or [h.hostname for h in lab.hosts])
+def _refusals(lab: Lab, root: Path, names: list[str], only: list[str] | None, options: DeployOptions) -> list[str]:
+    """UsageError for a bad selection or option; the cluster secrets not set (a dry run only warns of them)."""
     if options.parallel < 1:
         raise UsageError(f"--parallel {options.parallel}: give 1 or more")
     problems = selection_problems(lab, names)
@@ -581,6 +579,14 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     unset = [] if only else secretstore_errors(root, lab)
     if unset and not options.dry_run:
         raise UsageError("\n".join(unset) + "\nnothing was deployed")
+    return unset
+
+
+def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions) -> int:
+    """``homelab deploy``: switch the hosts, join new workers, check each live, roll back a failing host."""
+
+    names = list(only or [h.hostname for h in lab.hosts])
+    unset = _refusals(lab, root, names, only, options)
     _fresh(lab, root)
     opts = _ssh_options(options)
     suite = _suite(options, root)

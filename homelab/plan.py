@@ -139,7 +139,12 @@ def render(plan: dict[str, Any], *, diffs: bool = True, colour: bool = False) ->
                    " would change")
         for rel in info["changed"]:
             out.append(_file_line(by_path[rel], colour))
-    orphans = [c for c in plan["files"] if not c["hosts"]]
+    # the cluster layer (cluster/helmfile.yaml, its values) belongs to no host: `homelab deploy` applies it
+    layer = [c for c in plan["files"] if not c["hosts"] and c["action"] != "delete"]
+    if layer:
+        out.append(paint("cluster layer", BOLD, colour) + ":")
+        out += [_file_line(c, colour) for c in layer]
+    orphans = [c for c in plan["files"] if not c["hosts"] and c["action"] == "delete"]
     if orphans:
         out.append(paint("no longer generated", BOLD, colour) + ":")
         out += [_file_line(c, colour) for c in orphans]

@@ -117,7 +117,9 @@ def test_a_build_reports_which_files_it_left_unchanged(lab_copy, nix):
     assert sorted(first.unchanged) == sorted([*(p.relative_to(lab_copy).as_posix() for p in
                                                 lab_copy.glob("modules/**/*.nix")),
                                               *(f"hosts/{h}/default.nix" for h in ("hanaakari", "tokiwa", "yomogi")),
-                                              "hosts/lab.nix"])
+                                              "hosts/lab.nix", "cluster/helmfile.yaml",
+                                              *(p.relative_to(lab_copy).as_posix() for p in
+                                                lab_copy.glob("cluster/values/*.yaml"))])
 
 
 def test_the_emitter_writes_numbers_and_forced_sets_as_nixfmt_does():

@@ -25,7 +25,9 @@ SSHD = ("sshd.service", "host")  # every host: admins log in with keys
 COREDNS_IMAGE = ("k8s.io", "docker.io/library/coredns:homelab")  # the one tagged image every node seeds
 Y, T, H = "192.168.10.10", "192.168.10.11", "192.168.10.12"
 CLUSTER_DNS = ("kubernetes.default.svc.cluster.local", "10.0.0.254", 53, "10.0.0.1", None, "cluster")  # addons/dns.nix
-SPLIT_DNS_FROM_NODE = ("probe.home.example.com", "192.168.10.10", 53, "100.64.0.12", None, "cluster")  # yomogi
+# split DNS answers each client kind an address it can reach (issue 18 item 1): a node and the DNS host itself are
+# LAN clients, so the zone's names answer hanaakari's LAN address, not its Tailscale one
+SPLIT_DNS_FROM_NODE = ("probe.home.example.com", "192.168.10.10", 53, H, None, "cluster")  # yomogi
 
 EXPECTED = {
     "yomogi": {  # control plane (master + node), CoreDNS split DNS, Ceph, Tailscale; aarch64
@@ -44,10 +46,10 @@ EXPECTED = {
         "hosts_entry": {("api.kube", Y), ("tokiwa", T), ("hanaakari", H)},
         "image": {(*COREDNS_IMAGE, "host")},
         "dns": {CLUSTER_DNS,
-                ("home.example.com", "127.0.0.1", 53, "100.64.0.12", None, "host"),
-                ("www.home.example.com", "127.0.0.1", 53, "100.64.0.12", None, "host"),
-                ("a.b.home.example.com", "127.0.0.1", 53, "100.64.0.12", None, "host"),
-                ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", 53, None, "100.64.0.12", "host")},
+                ("home.example.com", "127.0.0.1", 53, H, None, "host"),
+                ("www.home.example.com", "127.0.0.1", 53, H, None, "host"),
+                ("a.b.home.example.com", "127.0.0.1", 53, H, None, "host"),
+                ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", 53, None, H, "host")},
         "proxy": set(),
     },
     "tokiwa": {  # worker, Ceph, Tailscale

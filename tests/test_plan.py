@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from homelab import cli, plan as planmod, render
+from homelab import cli, helmfile, plan as planmod, render
 from homelab.compile import LAB_DATA, compile_lab
 from homelab.load import load_or_raise
 
@@ -53,7 +53,13 @@ def expected_texts(root: Path, only=None) -> tuple[dict[str, str], dict[str, lis
         for rel in compiled.files_of(h):
             users.setdefault(rel, []).append(h)
     users[LAB_DATA] = list(hosts)  # the lab's data file lists every host
-    return render.render_all(compiled, only), users
+    texts = render.render_all(compiled, only)
+    if only is None:  # a whole build also writes the cluster layer, which belongs to no host
+        layer = helmfile.texts(lab)
+        assert layer and all(rel.startswith("cluster/") for rel in layer)
+        texts.update(layer)
+        users.update({rel: [] for rel in layer})
+    return texts, users
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -114,6 +120,9 @@ def test_a_changed_nodeport_is_planned_not_written(built):
     n_h = len(data["hosts"]["hanaakari"]["changed"])
     assert f"hanaakari: {n_h} of {len(data['hosts']['hanaakari']['files'])} files would change" in p.stdout
     assert "  ~ modules/ingress/nginx-stream.nix" in p.stdout
+    # the Traefik values carry the NodePort too: listed as the cluster layer's, not as a file no longer generated
+    assert "cluster/values/traefik.yaml" in differ and users["cluster/values/traefik.yaml"] == []
+    assert "cluster layer:\n  ~ cluster/values/traefik.yaml\n" in p.stdout and "no longer generated" not in p.stdout
     assert nginx["diff"] in p.stdout + "\n"
     assert f"{len(differ)} file{'s' if len(differ) != 1 else ''} would change" in p.stdout
     assert "\x1b[" not in p.stdout  # not a terminal: no colour

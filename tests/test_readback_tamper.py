@@ -25,15 +25,18 @@ from tests import labkit
 VALUE = re.compile(r'(?<![\w.-])("(?:[^"\\$]|\\.)*"|\b\d+\b|\btrue\b|\bfalse\b)(?=\s*;|\s*$)')
 
 
-def tamper(text: str, which: int) -> tuple[str, str, str]:
+def tamper(text: str, which: int, packages: list[str] = ()) -> tuple[str, str, str]:
     """``text`` with one value changed: the first (``which`` = 0) or the last (-1) value a line defines; and
-    the value before and after, as Python would print them (``'x'``, ``2``, ``True``)."""
+    the value before and after, as Python would print them (``'x'``, ``2``, ``True``).  A file whose only
+    values are packages (``pkgs.kubernetes-helm``) gets one of them swapped for another of ``packages``."""
     hits = []
     for i, line in enumerate(text.splitlines(keepends=True)):
         if line.lstrip().startswith("#"):
             continue
         for m in VALUE.finditer(line):
             hits.append((i, m))
+    if not hits and PKG.search(_definitions(text)):
+        return _tamper_package(text, which, packages)
     if not hits:  # a file that defines one multi-line string (a node-rules file): change a port in a line of it
         return _tamper_lines(text, which)
     assert hits, "no value to tamper with"
@@ -43,6 +46,25 @@ def tamper(text: str, which: int) -> tuple[str, str, str]:
     lines = text.splitlines(keepends=True)
     lines[i] = lines[i][:m.start(1)] + new + lines[i][m.end(1):]
     return "".join(lines), _py(v), _py(new)
+
+
+PKG = re.compile(r"(?<![\w.-])pkgs\.([A-Za-z_][\w-]*)(?![\w.-])")
+
+
+def _definitions(text: str) -> str:
+    return "".join(ln for ln in text.splitlines(keepends=True) if not ln.lstrip().startswith("#"))
+
+
+def _tamper_package(text: str, which: int, packages: list[str]) -> tuple[str, str, str]:
+    """The first or last package a file's definitions name (``pkgs.<name>``), swapped for another package the lab
+    uses (nix's stand-in pkgs holds only those); the names before and after."""
+    lines = text.splitlines(keepends=True)
+    hits = [(i, m) for i, ln in enumerate(lines) if not ln.lstrip().startswith("#") for m in PKG.finditer(ln)]
+    i, m = hits[which]
+    was = m.group(1)
+    now = next(p for p in sorted(packages) if p != was)
+    lines[i] = lines[i][:m.start(1)] + now + lines[i][m.end(1):]
+    return "".join(lines), repr(was), repr(now)
 
 
 def _tamper_lines(text: str, which: int) -> tuple[str, str, str]:
@@ -75,6 +97,13 @@ def seed():
     return compiled, render_all(compiled), readback.precheck(compiled)
 
 
+@pytest.fixture(scope="module")
+def packages(seed):
+    """The plain packages (pkgs.<name>) the seed lab's modules use."""
+    compiled = seed[0]
+    return [name for kind, name in readback._pkg_names(compiled) if kind == "pkg"]
+
+
 def _verify(tmp: Path, texts: dict[str, str], compiled, pre, nix) -> list[str]:
     shutil.rmtree(tmp, ignore_errors=True)
     for rel, text in texts.items():
@@ -97,9 +126,9 @@ def _files():
 
 @pytest.mark.parametrize("which", [0, -1], ids=["first-value", "last-value"])
 @pytest.mark.parametrize("rel", _files())
-def test_a_changed_value_in_any_generated_file_is_noticed(seed, nix, tmp_path, rel, which):
+def test_a_changed_value_in_any_generated_file_is_noticed(seed, packages, nix, tmp_path, rel, which):
     compiled, texts, pre = seed
-    changed, was, now = tamper(texts[rel], which)
+    changed, was, now = tamper(texts[rel], which, packages)
     assert changed != texts[rel]
     problems = _verify(tmp_path / "lab", dict(texts, **{rel: changed}), compiled, pre, nix)
     assert problems, f"tampering with {rel} went unnoticed"

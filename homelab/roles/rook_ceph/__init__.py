@@ -54,6 +54,24 @@ def _mons(v):
     return v is None or (isinstance(v, int) and not isinstance(v, bool) and v in (1, 3, 5))
 
 
+def _rbd_parameters(ns: str) -> dict[str, str]:
+    """The block StorageClass's parameters: RBD images Linux's rbd module maps, and the CSI secrets Rook's
+    operator creates in namespace ``ns``."""
+    return {
+        "imageFormat": "2",
+        "imageFeatures": "layering",
+        "csi.storage.k8s.io/provisioner-secret-name": "rook-csi-rbd-provisioner",
+        "csi.storage.k8s.io/provisioner-secret-namespace": ns,
+        "csi.storage.k8s.io/controller-expand-secret-name": "rook-csi-rbd-provisioner",
+        "csi.storage.k8s.io/controller-expand-secret-namespace": ns,
+        "csi.storage.k8s.io/controller-publish-secret-name": "rook-csi-rbd-provisioner",
+        "csi.storage.k8s.io/controller-publish-secret-namespace": ns,
+        "csi.storage.k8s.io/node-stage-secret-name": "rook-csi-rbd-node",
+        "csi.storage.k8s.io/node-stage-secret-namespace": ns,
+        "csi.storage.k8s.io/fstype": "ext4",
+    }
+
+
 @attrs.frozen
 class RookCeph(Component):
     """Rook's operator and one Ceph cluster on the CephStorage hosts' disks."""
@@ -144,19 +162,7 @@ class RookCeph(Component):
         if size == 1:
             pool_spec["replicated"]["requireSafeReplicaSize"] = False
         ns = self.namespace
-        params = {
-            "imageFormat": "2",
-            "imageFeatures": "layering",
-            "csi.storage.k8s.io/provisioner-secret-name": "rook-csi-rbd-provisioner",
-            "csi.storage.k8s.io/provisioner-secret-namespace": ns,
-            "csi.storage.k8s.io/controller-expand-secret-name": "rook-csi-rbd-provisioner",
-            "csi.storage.k8s.io/controller-expand-secret-namespace": ns,
-            "csi.storage.k8s.io/controller-publish-secret-name": "rook-csi-rbd-provisioner",
-            "csi.storage.k8s.io/controller-publish-secret-namespace": ns,
-            "csi.storage.k8s.io/node-stage-secret-name": "rook-csi-rbd-node",
-            "csi.storage.k8s.io/node-stage-secret-namespace": ns,
-            "csi.storage.k8s.io/fstype": "ext4",
-        }
+        params = _rbd_parameters(ns)
         return {
             "operatorNamespace": ns,
             "cephClusterSpec": {
