@@ -486,14 +486,6 @@ class VerifyOptions:
 # ---------------------------------------------------------------- the commands
 
 
-def _ssh_options(options) -> SshOptions:
-    if options.ssh_config and not Path(options.ssh_config).is_file():
-        raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
-    if options.connect_timeout < 1:
-        raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
-    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
-                      connect_timeout=options.connect_timeout)
-
 
 def _suite(options, root: Path) -> Path:
     suite = Path(options.suite).resolve() if options.suite else suite_dir(root)
@@ -588,7 +580,7 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
     names = list(only or [h.hostname for h in lab.hosts])
     unset = _refusals(lab, root, names, only, options)
     _fresh(lab, root)
-    opts = _ssh_options(options)
+    opts = SshOptions.from_options(options)
     suite = _suite(options, root)
     say = Say("deploy")
     for e in unset:  # the dry run shows the plan, and says what a real deploy would refuse
@@ -658,7 +650,7 @@ def verify(lab: Lab, root: Path, only: list[str] | None, options: VerifyOptions)
     from . import reach
 
     names = sorted(only or [h.hostname for h in lab.hosts])
-    opts = _ssh_options(options)
+    opts = SshOptions.from_options(options)
     suite = _suite(options, root)
     say = Say("verify", stream=sys.stderr, quiet=options.quiet)
     hosts = [lab.host(n) for n in names]

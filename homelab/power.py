@@ -72,14 +72,6 @@ def lan_broadcast(lab: Lab) -> str:
     return str(lab.cluster.lan.broadcast_address)
 
 
-def _ssh_options(options) -> SshOptions:
-    if options.ssh_config and not Path(options.ssh_config).is_file():
-        raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
-    if options.connect_timeout < 1:
-        raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
-    return SshOptions(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
-                      connect_timeout=options.connect_timeout)
-
 
 def _need_ssh() -> None:
     import shutil
@@ -115,7 +107,7 @@ def wake(lab: Lab, root: Path, name: str, options: WakeOptions) -> int:
     if host.wake_on_lan.locally_administered:
         say.err(f"note: {where}: WakeOnLan.mac {mac} is a locally administered address, as placeholders are; a "
                 f"NIC's own address usually is not (see `ip link show {host.interface}` on the host)")
-    opts = _ssh_options(options)
+    opts = SshOptions.from_options(options)
     if not options.no_wait:
         try:
             _need_ssh()
@@ -187,7 +179,7 @@ def _node_back(lab: Lab, host, opts: SshOptions, deadline: float, timeout: float
 
 def sleep(lab: Lab, root: Path, name: str, options: SleepOptions) -> int:
     host = lab.host(name)
-    opts = _ssh_options(options)
+    opts = SshOptions.from_options(options)
     say = Say("sleep")
     try:
         _need_ssh()

@@ -30,11 +30,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import attrs
 
-from .errors import MissingTool
+from .errors import MissingTool, UsageError
 from .model import Host
 
 ADMIN_KUBECONFIG = "/etc/kubernetes/cluster-admin.kubeconfig"
@@ -55,6 +56,16 @@ class SshOptions:
     def args(self) -> list[str]:
         out = ["-F", self.config] if self.config else []
         return out + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+
+    @classmethod
+    def from_options(cls, options) -> "SshOptions":
+        """From a command's typed options (``ssh_config``, ``connect_timeout``): deploy, verify, wake, sleep."""
+        if options.ssh_config and not Path(options.ssh_config).is_file():
+            raise UsageError(f"--ssh-config {options.ssh_config}: no such file")
+        if options.connect_timeout < 1:
+            raise UsageError(f"--connect-timeout {options.connect_timeout}: give 1 or more seconds")
+        return cls(str(Path(options.ssh_config).resolve()) if options.ssh_config else None,
+                   connect_timeout=options.connect_timeout)
 
 
 def as_root(host: Host, cmd: Sequence[str]) -> list[str]:
