@@ -78,6 +78,15 @@ def _role_order(lab: Lab) -> list[type]:
     return [t for t in BUILTIN if t in lab.role_types] + own
 
 
+
+def _add_part(part, nodes: dict[str, dict], edges: list[dict]) -> None:
+    """A role's or component's boxes and arrows into the diagram's (the first box of an id wins)."""
+    for n in part.nodes:
+        nodes.setdefault(n.id, {"id": n.id, "lines": list(n.lines), "class": n.cls, "place": n.place,
+                                "shape": n.shape})
+    edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
+
+
 def topology(lab: Lab) -> dict[str, Any]:
     """The lab as a plain dict: cluster facts, one row per host, the roles' boxes, arrows and paths."""
     c = lab.cluster
@@ -89,20 +98,13 @@ def topology(lab: Lab) -> dict[str, Any]:
             part = role.graph(HostContext(lab, h))
             if part is None:
                 continue
-            for n in part.nodes:
-                nodes.setdefault(n.id, {"id": n.id, "lines": list(n.lines), "class": n.cls, "place": n.place,
-                                        "shape": n.shape})
-            edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
+            _add_part(part, nodes, edges)
             if part.key:
                 paths.setdefault(part.key, []).append(part.path)
     for comp in components(lab):  # the cluster layer's components (cluster/helmfile.yaml)
         part = comp.graph(lab)
-        if part is None:
-            continue
-        for n in part.nodes:
-            nodes.setdefault(n.id, {"id": n.id, "lines": list(n.lines), "class": n.cls, "place": n.place,
-                                    "shape": n.shape})
-        edges += [{"from": e.src, "to": e.dst, "lines": list(e.lines), "style": e.style} for e in part.edges]
+        if part is not None:
+            _add_part(part, nodes, edges)
     rels = [{"name": r.name, "namespace": r.namespace, "chart": f"{r.repository.name}/{r.chart}",
              "version": r.version} for r in releases(lab)]
     if rels:
