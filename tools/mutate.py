@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,9 +96,38 @@ def report() -> int:
     return 0
 
 
+def run_all(argv: list[str]) -> int:
+    """``--all [--budget S] [--timeout S] [--jobs N] [--redo] [pattern ...]``: tools/mutate_forks.py's scheduler."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="tools/mutate.py --all")
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds of recorded test time per mutant (0: all)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's run is a timeout")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--redo", action="store_true", help="judge again mutants that have a verdict")
+    ap.add_argument("patterns", nargs="*", help="mutant names or globs (homelab.render.*)")
+    a = ap.parse_args(argv)
+    os.environ["HYPOTHESIS_PROFILE"] = "mutmut"
+    if not (ROOT / "mutants" / "mutmut-stats.json").is_file():  # mutmut generates the mutants and the test map
+        subprocess.call([*MUTMUT, "run", "homelab.no-such-module*"], cwd=ROOT)
+    os.chdir(ROOT / "mutants")
+    sys.path.insert(0, str(ROOT / "mutants"))
+    sys.path.insert(0, str(ROOT / "tools"))
+    import mutate_forks
+
+    t = time.monotonic()
+    rc = mutate_forks.run(a.patterns, a.budget, a.timeout, a.jobs, a.redo)
+    print(f"mutate: {time.monotonic() - t:.0f} s")
+    os.chdir(ROOT)
+    report()
+    return rc
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--report"]:
         return report()
+    if argv[:1] == ["--all"]:
+        return run_all(argv[1:])
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
     if argv[:1] == ["--sample"]:
         names = sample(int(argv[1]))

@@ -1,0 +1,179 @@
+"""The whole mutation run in the time two cores have: mutmut's mutants, one collection, a fork per mutant.
+
+``./lab mutate --all`` (tools/mutate.py) runs this.  mutmut 3 generates the mutants (``mutants/``, each mutated
+function behind a trampoline) and maps every test to the functions it reaches, with each test's duration
+(``mutants/mutmut-stats.json``).  mutmut's own scheduler then starts a new pytest session per mutant: a
+collection and the session's fixtures again, seconds each, and every covering test of a mutant that survives
+(a minute and more for the functions most tests reach).  7,700 mutants do not fit an afternoon on two cores
+that way.  This scheduler:
+
+- collects the tests once, in this process, and forks a child per mutant after collection: the child turns
+  its mutant on and runs the mutant's tests in-process, quickest first, stopping at the first failure
+  (killed, exit 1); every test passing is a survivor (exit 0);
+- gives each mutant its covering tests, quickest first, up to ``--budget`` seconds of their recorded
+  duration (at least the quickest one): a mutant that outlives its budget is counted **survived**, the
+  conservative verdict (a slower test might have killed it); ``mutants/budget.json`` says how many of its
+  covering tests each mutant ran, so a survivor can be re-run against all of them (``--budget 0``);
+- stops a child after ``--timeout`` seconds (exit 36: mutmut's "timeout": an endless loop the mutant made);
+- writes each verdict into mutmut's own records (``mutants/homelab/<module>.py.meta``), so ``mutmut results``,
+  ``mutmut show`` and ``tools/mutate.py --report`` read them, and a stopped run resumes where it stopped.
+
+The child starts from a process where no mutant ever ran, so nothing a mutant computed (a cache, a module
+global) outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+KILLED, SURVIVED, TIMEOUT, NO_TESTS = 1, 0, 36, 33
+
+
+def _metas(root: Path) -> dict[Path, dict]:
+    return {p: json.loads(p.read_text()) for p in sorted((root / "homelab").glob("*.py.meta"))}
+
+
+def _save(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _function(mutant: str) -> str:
+    return mutant.rsplit("__mutmut_", 1)[0]
+
+
+class Scheduler:
+    """A pytest plugin: after collection, runs the mutants instead of the tests."""
+
+    def __init__(self, mutants: list[str], stats: dict, budget: float, timeout: float, jobs: int) -> None:
+        self.mutants, self.stats = mutants, stats
+        self.budget, self.timeout, self.jobs = budget, timeout, jobs
+        self.verdicts: dict[str, int] = {}
+        self.ran: dict[str, list[int]] = {}   # mutant -> [tests run at most, covering tests]
+
+    def tests_for(self, mutant: str, items: dict) -> list:
+        dur = self.stats["duration_by_test"]
+        names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(_function(mutant), ())
+                        if t in items), key=lambda t: (dur.get(t, 0.0), t))
+        picked, spent = [], 0.0
+        for t in names:
+            if picked and self.budget and spent + dur.get(t, 0.0) > self.budget:
+                break
+            picked.append(items[t])
+            spent += dur.get(t, 0.0)
+        self.ran[mutant] = [len(picked), len(names)]
+        return picked
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        items = {i.nodeid: i for i in session.items}
+        self.control(items)
+        running: dict[int, tuple[str, float]] = {}
+        todo = list(self.mutants)
+        done, start = 0, time.monotonic()
+        while todo or running:
+            while todo and len(running) < self.jobs:
+                m = todo.pop(0)
+                tests = self.tests_for(m, items)
+                if not tests:
+                    self.verdicts[m] = NO_TESTS
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    self._child(m, tests)
+                running[pid] = (m, time.monotonic())
+            pid, status = os.wait()
+            m, began = running.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            self.verdicts[m] = code if code in (KILLED, SURVIVED, TIMEOUT) else KILLED if code > 0 else TIMEOUT
+            done += 1
+            if done % 25 == 0 or not (todo or running):
+                rate = done / (time.monotonic() - start)
+                print(f"mutate: {done}/{len(self.mutants)} run, {rate:.2f} per second", file=sys.__stderr__,
+                      flush=True)
+                self.flush()
+        return True
+
+    def control(self, items: dict) -> None:
+        """Each function's budgeted tests, with no mutant on, must pass: else a verdict would mean nothing."""
+        seen = set()
+        for m in self.mutants:
+            fn = _function(m)
+            if fn in seen:
+                continue
+            seen.add(fn)
+            tests = self.tests_for(fn + "__mutmut_control", items)
+            pid = os.fork()
+            if pid == 0:
+                self._child(fn.rsplit(".", 1)[0] + ".no_mutant", tests)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            if code != SURVIVED:
+                names = ", ".join(t.nodeid for t in tests)
+                raise SystemExit(f"mutate: the tests of {fn} fail with no mutant on ({names}): fix that first")
+            if len(seen) >= 3 and len(self.mutants) > 50:
+                break  # a sample of the functions: each control costs a function's budget
+
+    def _child(self, mutant: str, tests: list) -> None:
+        from _pytest.runner import runtestprotocol
+        from mutmut.mutation.trampoline import set_mutant_under_test
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(TIMEOUT))
+        signal.alarm(max(1, int(self.timeout)))
+        code = SURVIVED
+        try:
+            set_mutant_under_test(mutant)
+            for i, item in enumerate(tests):
+                reports = runtestprotocol(item, nextitem=tests[i + 1] if i + 1 < len(tests) else None, log=False)
+                if any(r.failed for r in reports):
+                    code = KILLED
+                    break
+        except BaseException:  # a mutant that breaks the test machinery itself is caught by it
+            code = KILLED
+        os._exit(code)
+
+    def flush(self) -> None:
+        root = Path.cwd()
+        for path, meta in _metas(root).items():
+            mine = {k: v for k, v in self.verdicts.items() if k in meta["exit_code_by_key"]}
+            if mine:
+                meta["exit_code_by_key"].update(mine)
+                _save(path, meta)
+        budget = root / "budget.json"
+        old = json.loads(budget.read_text()) if budget.is_file() else {}
+        old.update({k: v for k, v in self.ran.items() if k in self.verdicts})
+        _save(budget, old)
+
+
+def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: bool) -> int:
+    """Judge every mutant matching ``patterns`` (all when empty) not judged yet (``redo``: judged ones too)."""
+    import fnmatch
+
+    root = Path.cwd()
+    stats = json.loads((root / "mutmut-stats.json").read_text())
+    mutants: list[str] = []  # in the order of the patterns: the first ones are judged first
+    metas = list(_metas(root).values())
+    for pattern in patterns or ["*"]:
+        for meta in metas:
+            mutants += [name for name, code in meta["exit_code_by_key"].items()
+                        if fnmatch.fnmatch(name, pattern) and (redo or code is None) and name not in mutants]
+    print(f"mutate: {len(mutants)} mutants to judge, budget {budget or 'all'} s of tests each, "
+          f"{jobs} at a time", flush=True)
+    if not mutants:
+        return 0
+    files = sorted({t.split("::")[0] for m in mutants
+                    for t in stats["tests_by_mangled_function_name"].get(_function(m), ())})
+    sched = Scheduler(mutants, stats, budget, timeout, jobs)
+    pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", *files], plugins=[sched])
+    sched.flush()
+    return 0
