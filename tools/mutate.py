@@ -101,7 +101,7 @@ def run_all(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="tools/mutate.py --all")
-    ap.add_argument("--budget", type=float, default=20.0, help="seconds of recorded test time per mutant (0: all)")
+    ap.add_argument("--budget", type=float, default=3.0, help="seconds (wall clock) a mutant has for its tests (0: all)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's run is a timeout")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--redo", action="store_true", help="judge again mutants that have a verdict")
@@ -123,9 +123,54 @@ def run_all(argv: list[str]) -> int:
     return rc
 
 
+def survivors(patterns: list[str]) -> int:
+    """``--survivors [pattern ...]``: each surviving mutant's diff, and whether it ran all its covering tests."""
+    import fnmatch
+
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    budget = ROOT / "mutants" / "budget.json"
+    ran = json.loads(budget.read_text()) if budget.is_file() else {}
+    for meta in sorted((ROOT / "mutants" / "homelab").glob("*.py.meta")):
+        path = f"homelab/{meta.name.removesuffix('.meta')}"
+        for name, code in sorted(json.loads(meta.read_text())["exit_code_by_key"].items()):
+            if code == 0 and (not patterns or any(fnmatch.fnmatch(name, p) for p in patterns)):
+                tests = {"budget": "ran out of time", "all": "passed every covering test"}.get(str(ran.get(name)), "ran its tests by their recorded time")
+                print(f"## {name} ({tests})\n```diff\n{get_diff_for_mutant(name, path=path)}\n```\n")
+    return 0
+
+
+def apply_to(name: str, target: Path) -> int:
+    """``--apply NAME DIR``: write mutant NAME into DIR's copy of its module (another worktree, to watch a new
+    test fail against it); ``git checkout`` there undoes it."""
+    import libcst as cst
+    from mutmut.mutation.diff_apply import find_top_level_function_or_method, read_functions_from_index
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    os.chdir(ROOT)
+    module = name.split(".x")[0] if ".x_" in name or ".xǁ" in name else name.rsplit(".", 1)[0]
+    path = Path(*module.split(".")).with_suffix(".py")
+    _, mutant = read_functions_from_index(name, path)
+    fn = orig_function_and_class_names_from_key(name)[0].rpartition(".")[-1]
+    orig = cst.parse_module((target / path).read_text())
+    old = find_top_level_function_or_method(orig, fn)
+    if old is None:
+        print(f"{fn} is not in {target / path}", file=sys.stderr)
+        return 2
+    (target / path).write_text(orig.deep_replace(old, mutant.with_changes(name=cst.Name(fn))).code)
+    print(f"applied {name} to {target / path}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--report"]:
         return report()
+    if argv[:1] == ["--survivors"]:
+        return survivors(argv[1:])
+    if argv[:1] == ["--apply"] and len(argv) == 3:
+        return apply_to(argv[1], Path(argv[2]).resolve())
     if argv[:1] == ["--all"]:
         return run_all(argv[1:])
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")

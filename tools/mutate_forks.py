@@ -10,10 +10,11 @@ that way.  This scheduler:
 - collects the tests once, in this process, and forks a child per mutant after collection: the child turns
   its mutant on and runs the mutant's tests in-process, quickest first, stopping at the first failure
   (killed, exit 1); every test passing is a survivor (exit 0);
-- gives each mutant its covering tests, quickest first, up to ``--budget`` seconds of their recorded
-  duration (at least the quickest one): a mutant that outlives its budget is counted **survived**, the
-  conservative verdict (a slower test might have killed it); ``mutants/budget.json`` says how many of its
-  covering tests each mutant ran, so a survivor can be re-run against all of them (``--budget 0``);
+- gives each mutant ``--budget`` seconds (wall clock, in its child) to run its covering tests, quickest
+  first by their recorded duration: a mutant still alive when its time is up is counted **survived**, the
+  conservative verdict (a test it had no time for might have killed it); ``mutants/budget.json`` says which
+  survivors ran out of time ("budget") and which passed every covering test ("all"), so the first can be run
+  again against all of them (``--budget 0 --redo``);
 - stops a child after ``--timeout`` seconds (exit 36: mutmut's "timeout": an endless loop the mutant made);
 - writes each verdict into mutmut's own records (``mutants/homelab/<module>.py.meta``), so ``mutmut results``,
   ``mutmut show`` and ``tools/mutate.py --report`` read them, and a stopped run resumes where it stopped.
@@ -34,6 +35,7 @@ from pathlib import Path
 import pytest
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = 1, 0, 36, 33
+BUDGET = 10  # a child's exit: every test it had time for passed (counted survived)
 
 
 def _metas(root: Path) -> dict[Path, dict]:
@@ -60,17 +62,11 @@ class Scheduler:
         self.ran: dict[str, list[int]] = {}   # mutant -> [tests run at most, covering tests]
 
     def tests_for(self, mutant: str, items: dict) -> list:
+        """The mutant's covering tests, quickest first (by their recorded duration)."""
         dur = self.stats["duration_by_test"]
         names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(_function(mutant), ())
                         if t in items), key=lambda t: (dur.get(t, 0.0), t))
-        picked, spent = [], 0.0
-        for t in names:
-            if picked and self.budget and spent + dur.get(t, 0.0) > self.budget:
-                break
-            picked.append(items[t])
-            spent += dur.get(t, 0.0)
-        self.ran[mutant] = [len(picked), len(names)]
-        return picked
+        return [items[t] for t in names]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
@@ -93,6 +89,8 @@ class Scheduler:
             pid, status = os.wait()
             m, began = running.pop(pid)
             code = os.waitstatus_to_exitcode(status)
+            self.ran[m] = "budget" if code == BUDGET else "all"
+            code = SURVIVED if code == BUDGET else code
             self.verdicts[m] = code if code in (KILLED, SURVIVED, TIMEOUT) else KILLED if code > 0 else TIMEOUT
             done += 1
             if done % 25 == 0 or not (todo or running):
@@ -115,7 +113,7 @@ class Scheduler:
             if pid == 0:
                 self._child(fn.rsplit(".", 1)[0] + ".no_mutant", tests)
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-            if code != SURVIVED:
+            if code not in (SURVIVED, BUDGET):
                 names = ", ".join(t.nodeid for t in tests)
                 raise SystemExit(f"mutate: the tests of {fn} fail with no mutant on ({names}): fix that first")
             if len(seen) >= 3 and len(self.mutants) > 50:
@@ -133,7 +131,11 @@ class Scheduler:
         code = SURVIVED
         try:
             set_mutant_under_test(mutant)
+            began = time.monotonic()
             for i, item in enumerate(tests):
+                if i and self.budget and time.monotonic() - began > self.budget:
+                    code = BUDGET
+                    break
                 reports = runtestprotocol(item, nextitem=tests[i + 1] if i + 1 < len(tests) else None, log=False)
                 if any(r.failed for r in reports):
                     code = KILLED
@@ -151,7 +153,7 @@ class Scheduler:
                 _save(path, meta)
         budget = root / "budget.json"
         old = json.loads(budget.read_text()) if budget.is_file() else {}
-        old.update({k: v for k, v in self.ran.items() if k in self.verdicts})
+        old.update(self.ran)
         _save(budget, old)
 
 
