@@ -15,6 +15,8 @@ that way.  This scheduler:
   conservative verdict (a test it had no time for might have killed it); ``mutants/budget.json`` says which
   survivors ran out of time ("budget") and which passed every covering test ("all"), so the first can be run
   again against all of them (``--budget 0 --redo``);
+- asks first the tests that killed other mutants of the same function, then of the same module
+  (``mutants/killers.json`` keeps which test killed each mutant);
 - stops a child after ``--timeout`` seconds (exit 36: mutmut's "timeout": an endless loop the mutant made);
 - writes each verdict into mutmut's own records (``mutants/homelab/<module>.py.meta``), so ``mutmut results``,
   ``mutmut show`` and ``tools/mutate.py --report`` read them, and a stopped run resumes where it stopped.
@@ -29,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,13 +62,30 @@ class Scheduler:
         self.mutants, self.stats = mutants, stats
         self.budget, self.timeout, self.jobs = budget, timeout, jobs
         self.verdicts: dict[str, int] = {}
+        # the tests that killed mutants, per function and per module: asked first (a test that caught one bug in
+        # a function is the likeliest to catch the next); kept in mutants/killers.json across runs
+        self.killers: dict[str, dict[str, int]] = {}
+        path = Path.cwd() / "killers.json"
+        self.killed_by: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+        for m, t in self.killed_by.items():
+            self._count(m, t)
+        self.killdir = Path(tempfile.mkdtemp(prefix="homelab-mutate-"))
         self.ran: dict[str, list[int]] = {}   # mutant -> [tests run at most, covering tests]
 
+    def _count(self, mutant: str, test: str) -> None:
+        fn = _function(mutant)
+        for key in (fn, fn.split(".x")[0]):
+            self.killers.setdefault(key, {})
+            self.killers[key][test] = self.killers[key].get(test, 0) + 1
+
     def tests_for(self, mutant: str, items: dict) -> list:
-        """The mutant's covering tests, quickest first (by their recorded duration)."""
+        """The mutant's covering tests: those that killed mutants of its function, then of its module, then
+        the rest, quickest first (by their recorded duration)."""
         dur = self.stats["duration_by_test"]
-        names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(_function(mutant), ())
-                        if t in items), key=lambda t: (dur.get(t, 0.0), t))
+        fn = _function(mutant)
+        own, mod = self.killers.get(fn, {}), self.killers.get(fn.split(".x")[0], {})
+        names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items),
+                       key=lambda t: (-own.get(t, 0), -mod.get(t, 0), dur.get(t, 0.0), t))
         return [items[t] for t in names]
 
     @pytest.hookimpl(tryfirst=True)
@@ -89,6 +109,11 @@ class Scheduler:
             pid, status = os.wait()
             m, began = running.pop(pid)
             code = os.waitstatus_to_exitcode(status)
+            note = self.killdir / str(pid)
+            if note.is_file():
+                self.killed_by[m] = note.read_text()
+                self._count(m, self.killed_by[m])
+                note.unlink()
             self.ran[m] = "budget" if code == BUDGET else "all"
             code = SURVIVED if code == BUDGET else code
             self.verdicts[m] = code if code in (KILLED, SURVIVED, TIMEOUT) else KILLED if code > 0 else TIMEOUT
@@ -138,6 +163,7 @@ class Scheduler:
                     break
                 reports = runtestprotocol(item, nextitem=tests[i + 1] if i + 1 < len(tests) else None, log=False)
                 if any(r.failed for r in reports):
+                    (self.killdir / str(os.getpid())).write_text(item.nodeid)
                     code = KILLED
                     break
         except BaseException:  # a mutant that breaks the test machinery itself is caught by it
@@ -151,6 +177,7 @@ class Scheduler:
             if mine:
                 meta["exit_code_by_key"].update(mine)
                 _save(path, meta)
+        _save(root / "killers.json", self.killed_by)
         budget = root / "budget.json"
         old = json.loads(budget.read_text()) if budget.is_file() else {}
         old.update(self.ran)
