@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -109,6 +110,8 @@ class Scheduler:
             pid, status = os.wait()
             m, began = running.pop(pid)
             code = os.waitstatus_to_exitcode(status)
+            for tmp in self.killdir.glob(f"tmp{pid}-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
             note = self.killdir / str(pid)
             if note.is_file():
                 self.killed_by[m] = note.read_text()
@@ -138,6 +141,8 @@ class Scheduler:
             if pid == 0:
                 self._child(fn.rsplit(".", 1)[0] + ".no_mutant", tests)
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            for tmp in self.killdir.glob(f"tmp{pid}-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
             if code not in (SURVIVED, BUDGET):
                 names = ", ".join(t.nodeid for t in tests)
                 raise SystemExit(f"mutate: the tests of {fn} fail with no mutant on ({names}): fix that first")
@@ -155,6 +160,10 @@ class Scheduler:
         signal.alarm(max(1, int(self.timeout)))
         code = SURVIVED
         try:
+            # a temporary folder of its own, removed by the parent: pytest's numbered folders would pile up in
+            # /tmp/pytest-of-<user> (each child numbering and pruning them: the run slowed as it went)
+            tests[0].config._tmp_path_factory._basetemp = Path(tempfile.mkdtemp(dir=self.killdir,
+                                                                                 prefix=f"tmp{os.getpid()}-"))
             set_mutant_under_test(mutant)
             began = time.monotonic()
             for i, item in enumerate(tests):
@@ -205,4 +214,5 @@ def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: boo
     sched = Scheduler(mutants, stats, budget, timeout, jobs)
     pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", *files], plugins=[sched])
     sched.flush()
+    shutil.rmtree(sched.killdir, ignore_errors=True)
     return 0
