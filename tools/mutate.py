@@ -97,7 +97,7 @@ def report() -> int:
 
 
 def run_all(argv: list[str]) -> int:
-    """``--all [--budget S] [--timeout S] [--jobs N] [--redo] [pattern ...]``: tools/mutate_forks.py's scheduler."""
+    """``--all [--budget S] [--timeout S] [--jobs N] [--redo [--survivors]] [--first FILE ...] [pattern ...]``: tools/mutate_forks.py's scheduler."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="tools/mutate.py --all")
@@ -105,6 +105,10 @@ def run_all(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a mutant's run is a timeout")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--redo", action="store_true", help="judge again mutants that have a verdict")
+    ap.add_argument("--survivors", action="store_true", help="only mutants that survived (with --redo)")
+    ap.add_argument("--first", nargs="*", default=[], metavar="TEST_FILE",
+                    help="test files asked of every mutant first (tests written since mutmut mapped them; each "
+                         "must pass with no mutant on)")
     ap.add_argument("patterns", nargs="*", help="mutant names or globs (homelab.render.*)")
     a = ap.parse_args(argv)
     os.environ["HYPOTHESIS_PROFILE"] = "mutmut"
@@ -116,7 +120,8 @@ def run_all(argv: list[str]) -> int:
     import mutate_forks
 
     t = time.monotonic()
-    rc = mutate_forks.run(a.patterns, a.budget, a.timeout, a.jobs, a.redo)
+    rc = mutate_forks.run(a.patterns, a.budget, a.timeout, a.jobs, a.redo, a.first,
+                          "survived" if a.survivors else "")
     print(f"mutate: {time.monotonic() - t:.0f} s")
     os.chdir(ROOT)
     report()

@@ -59,8 +59,10 @@ def _function(mutant: str) -> str:
 class Scheduler:
     """A pytest plugin: after collection, runs the mutants instead of the tests."""
 
-    def __init__(self, mutants: list[str], stats: dict, budget: float, timeout: float, jobs: int) -> None:
-        self.mutants, self.stats = mutants, stats
+    def __init__(self, mutants: list[str], stats: dict, budget: float, timeout: float, jobs: int,
+                 first: list[str] = ()) -> None:
+        self.mutants, self.stats, self.first_files = mutants, stats, list(first)
+        self.first: list = []  # tests asked of every mutant before its own (--first): new tests the map predates
         self.budget, self.timeout, self.jobs = budget, timeout, jobs
         self.verdicts: dict[str, int] = {}
         # the tests that killed mutants, per function and per module: asked first (a test that caught one bug in
@@ -87,10 +89,31 @@ class Scheduler:
         own, mod = self.killers.get(fn, {}), self.killers.get(fn.split(".x")[0], {})
         names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items),
                        key=lambda t: (-own.get(t, 0), -mod.get(t, 0), dur.get(t, 0.0), t))
-        return [items[t] for t in names]
+        return self.first + [items[t] for t in names if items[t] not in self.first]
+
+    def pick_first(self, session) -> None:
+        """The --first tests, each run once with no mutant on: those that fail so are left out, and named."""
+        wanted = [i for i in session.items if i.nodeid.split("::")[0] in self.first_files]
+        if not wanted:
+            return
+        pid = os.fork()
+        if pid == 0:
+            from _pytest.runner import runtestprotocol
+
+            bad = [item.nodeid for i, item in enumerate(wanted)
+                   if any(r.failed for r in runtestprotocol(item, nextitem=wanted[i + 1] if i + 1 < len(wanted)
+                                                            else None, log=False))]
+            (self.killdir / "first-failing").write_text("\n".join(bad))
+            os._exit(0)
+        os.waitpid(pid, 0)
+        bad = set((self.killdir / "first-failing").read_text().split("\n")) - {""}
+        for b in sorted(bad):
+            print(f"mutate: left out of --first (fails with no mutant on): {b}", file=sys.__stderr__)
+        self.first = [i for i in wanted if i.nodeid not in bad]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
+        self.pick_first(session)
         items = {i.nodeid: i for i in session.items}
         self.control(items)
         running: dict[int, tuple[str, float]] = {}
@@ -193,7 +216,8 @@ class Scheduler:
         _save(budget, old)
 
 
-def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: bool) -> int:
+def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: bool, first: list[str] = (),
+        only: str = "") -> int:
     """Judge every mutant matching ``patterns`` (all when empty) not judged yet (``redo``: judged ones too)."""
     import fnmatch
 
@@ -204,14 +228,16 @@ def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: boo
     for pattern in patterns or ["*"]:
         for meta in metas:
             mutants += [name for name, code in meta["exit_code_by_key"].items()
-                        if fnmatch.fnmatch(name, pattern) and (redo or code is None) and name not in mutants]
+                        if fnmatch.fnmatch(name, pattern) and (redo or code is None) and name not in mutants
+                        and (not only or code == {"survived": 0}[only])]
     print(f"mutate: {len(mutants)} mutants to judge, budget {budget or 'all'} s of tests each, "
           f"{jobs} at a time", flush=True)
     if not mutants:
         return 0
     files = sorted({t.split("::")[0] for m in mutants
                     for t in stats["tests_by_mangled_function_name"].get(_function(m), ())})
-    sched = Scheduler(mutants, stats, budget, timeout, jobs)
+    files = sorted(set(files) | set(first))
+    sched = Scheduler(mutants, stats, budget, timeout, jobs, first)
     pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", *files], plugins=[sched])
     sched.flush()
     shutil.rmtree(sched.killdir, ignore_errors=True)
