@@ -169,7 +169,43 @@ def apply_to(name: str, target: Path) -> int:
     return 0
 
 
+SAMPLE_FIXTURE = ROOT / "tests" / "fixtures" / "mutation-sample.json"
+
+
+def ci_sample(per_module: int) -> int:
+    """``--ci-sample N``: N killed mutants per module, each with the test that killed it, written to
+    tests/fixtures/mutation-sample.json for tests/test_mutation_sample.py (the fast sample CI runs: each mutant
+    planted in a copy of homelab/, its killing test must fail).  Only one-line mutants whose line is unique
+    in its file, so that the plant is a plain text replacement."""
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    killers = json.loads((ROOT / "mutants" / "killers.json").read_text())
+    picked = []
+    for meta in sorted((ROOT / "mutants" / "homelab").glob("*.py.meta")):
+        path = f"homelab/{meta.name.removesuffix('.meta')}"
+        text = (ROOT / path).read_text()
+        lines = text.splitlines()
+        mine = []
+        for name, code in sorted(json.loads(meta.read_text())["exit_code_by_key"].items()):
+            if code != 1 or name not in killers or "[" in killers[name]:
+                continue
+            diff = get_diff_for_mutant(name, path=path).splitlines()[2:]
+            old = [ln[1:] for ln in diff if ln.startswith("-")]
+            new = [ln[1:] for ln in diff if ln.startswith("+")]
+            if len(old) == 1 == len(new) and lines.count(old[0]) == 1 and old[0].strip():
+                mine.append({"mutant": name, "file": path, "old": old[0], "new": new[0], "test": killers[name]})
+        step = max(1, len(mine) // per_module)
+        picked += mine[::step][:per_module]
+    SAMPLE_FIXTURE.write_text(json.dumps(picked, indent=1) + "\n")
+    print(f"{len(picked)} mutants in {SAMPLE_FIXTURE.relative_to(ROOT)}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--ci-sample"]:
+        return ci_sample(int(argv[1]))
     if argv[:1] == ["--report"]:
         return report()
     if argv[:1] == ["--survivors"]:

@@ -22,7 +22,9 @@ that way.  This scheduler:
   ``mutmut show`` and ``tools/mutate.py --report`` read them, and a stopped run resumes where it stopped.
 
 The child starts from a process where no mutant ever ran, so nothing a mutant computed (a cache, a module
-global) outlives it.
+global) outlives it.  The session's shared fixtures (the seed lab built once, nix found) are set up in the
+parent before the first fork, by the code as it is: a child does not build them again, and a test comparing
+what a mutant generates with the seed lab's files compares it with what the real code wrote.
 """
 
 from __future__ import annotations
@@ -111,9 +113,28 @@ class Scheduler:
             print(f"mutate: left out of --first (fails with no mutant on): {b}", file=sys.__stderr__)
         self.first = [i for i in wanted if i.nodeid not in bad]
 
+    WARM = ("nix", "seed_root", "seed", "seed_compiled", "repo_lab")
+
+    def warm(self, session) -> None:
+        """Set up the session's shared fixtures here, once, with no mutant on (the seed lab built by the code as
+        it is, as the committed files are), so that no child builds them again.  A warm-up test that fails
+        stops the run.  Only session-scoped fixtures stay: the warm-up test's module is torn down."""
+        from _pytest.runner import runtestprotocol
+
+        dur = self.stats["duration_by_test"]
+        items = sorted(session.items, key=lambda i: dur.get(i.nodeid, 1e9))
+        for name in self.WARM:
+            item = next((i for i in items if name in getattr(i, "fixturenames", ())), None)
+            if item is None:
+                continue
+            other = next(i for i in items if i.path != item.path)
+            if any(r.failed for r in runtestprotocol(item, nextitem=other, log=False)):
+                raise SystemExit(f"mutate: {item.nodeid} fails with no mutant on: fix that first")
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
         self.pick_first(session)
+        self.warm(session)
         items = {i.nodeid: i for i in session.items}
         self.control(items)
         running: dict[int, tuple[str, float]] = {}
