@@ -1,20 +1,24 @@
-"""Mutation testing of homelab's core modules: ``./lab mutate [mutmut run arguments]``.
+"""Mutation testing of homelab's core modules: ``./lab mutate [--all options | mutmut run arguments]``.
 
-A developer command run before a release, not in CI (it takes hours on two cores).  mutmut 3 plants one
-small bug at a time (a flipped comparison, a changed constant, a dropped call) in the modules named in
-``pyproject.toml`` ``[tool.mutmut]`` (model, validate, compile, the Nix emitter nixvalue, verify, files,
-expect), runs the tests that reach the mutated function, and records whether some test failed (killed)
-or none did (survived).  Runs resume: mutants already judged keep their verdict while their function is
-unchanged.
+A developer command run before a release, not in CI (the whole run takes hours on two cores; CI runs a fast
+sample, tests/test_mutation_sample.py).  mutmut 3 plants one small bug at a time (a flipped comparison, a
+changed constant, a dropped call) in the modules named in ``pyproject.toml`` ``[tool.mutmut]`` (model,
+validate, firewall, compile, render, nixvalue, readback, files, uptodate, secretstore, deploy, expect) and
+maps each test to the functions it reaches; a mutant is killed when a test that reaches its function fails.
 
-    ./lab mutate                               # everything (resumes)
-    ./lab mutate "homelab.nixvalue*"           # one module's mutants
-    ./lab mutate --sample 20                   # every k-th mutant, about 20 per module, scored alone
+    ./lab mutate --all                         # the whole run, tools/mutate_forks.py's scheduler (resumes)
+    ./lab mutate --all --budget 3 "homelab.validate.*"      # one module, 3 s of tests per mutant
+    ./lab mutate --all --redo --survivors --budget 0 --first tests/test_new.py -- "homelab.model.*"
+                                               # survivors again, against all their tests and new ones first
+    ./lab mutate "homelab.nixvalue*"           # mutmut's own scheduler (a pytest session per mutant: slow)
+    ./lab mutate --sample 20                   # mutmut's scheduler on every k-th mutant, ~20 per module
     .venv/bin/python tools/mutate.py --report  # the scores of what has run, nothing new
-    .venv/bin/mutmut show <mutant>             # the diff of one mutant
+    .venv/bin/python tools/mutate.py --survivors "homelab.model.*"   # each survivor's diff
+    .venv/bin/python tools/mutate.py --apply NAME DIR      # plant a mutant in another worktree's copy
+    .venv/bin/python tools/mutate.py --ci-sample 1         # refresh CI's sample from the run's kills
 
-Tests run with the ``mutmut`` hypothesis profile (few examples: exact tests do the killing), and a
-homelab started as a new process by a test runs the unmutated code (see tests/conftest.py).
+Tests run with the ``mutmut`` hypothesis profile (few examples, no example database: exact tests do the
+killing), and a homelab started as a new process by a test runs the unmutated code (see tests/conftest.py).
 """
 
 from __future__ import annotations
