@@ -11,7 +11,8 @@ that way.  This scheduler:
   its mutant on and runs the mutant's tests in-process, quickest first, stopping at the first failure
   (killed, exit 1); every test passing is a survivor (exit 0);
 - gives each mutant ``--budget`` seconds (wall clock, in its child) to run its covering tests, quickest
-  first by their recorded duration: a mutant still alive when its time is up is counted **survived**, the
+  first by their recorded duration (the first test always runs to its end, within ``--timeout``; a later
+  one is stopped when the budget is spent): a mutant still alive when its time is up is counted **survived**, the
   conservative verdict (a test it had no time for might have killed it); ``mutants/budget.json`` says which
   survivors ran out of time ("budget") and which passed every covering test ("all"), so the first can be run
   again against all of them (``--budget 0 --redo``);
@@ -89,8 +90,13 @@ class Scheduler:
         dur = self.stats["duration_by_test"]
         fn = _function(mutant)
         own, mod = self.killers.get(fn, {}), self.killers.get(fn.split(".x")[0], {})
-        names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items),
-                       key=lambda t: (-own.get(t, 0), -mod.get(t, 0), dur.get(t, 0.0), t))
+        quick = self.budget or 1e9  # a slow killer is not asked first: every later mutant would pay for it
+
+        def key(t):
+            d = dur.get(t, 0.0)
+            return (-own.get(t, 0) if d < quick / 2 else 0, -mod.get(t, 0) if d < quick / 4 else 0, d, t)
+
+        names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items), key=key)
         return self.first + [items[t] for t in names if items[t] not in self.first]
 
     def pick_first(self, session) -> None:
@@ -211,9 +217,14 @@ class Scheduler:
             set_mutant_under_test(mutant)
             began = time.monotonic()
             for i, item in enumerate(tests):
-                if i and self.budget and time.monotonic() - began > self.budget:
-                    code = BUDGET
-                    break
+                left = self.budget - (time.monotonic() - began)
+                if i and self.budget:
+                    if left <= 0:
+                        code = BUDGET
+                        break
+                    # the first test runs to its end (or --timeout); the others only while the budget lasts
+                    signal.signal(signal.SIGALRM, lambda *_: os._exit(BUDGET))
+                    signal.setitimer(signal.ITIMER_REAL, left)
                 reports = runtestprotocol(item, nextitem=tests[i + 1] if i + 1 < len(tests) else None, log=False)
                 if any(r.failed for r in reports):
                     (self.killdir / str(os.getpid())).write_text(item.nodeid)
