@@ -59,6 +59,16 @@ def _function(mutant: str) -> str:
     return mutant.rsplit("__mutmut_", 1)[0]
 
 
+def _for_module(test_file: str, module: str) -> bool:
+    """A --first file named for a module (tests/test_firewall_behaviour.py) is asked of that module's mutants
+    only; a file named for none of the mutated modules, of every mutant."""
+    named = [m for m in _MODULES if f"test_{m}_" in test_file or test_file == f"test_{m}.py"]
+    return not named or module in named
+
+
+_MODULES: list[str] = []
+
+
 class Scheduler:
     """A pytest plugin: after collection, runs the mutants instead of the tests."""
 
@@ -97,7 +107,9 @@ class Scheduler:
             return (-own.get(t, 0) if d < quick / 2 else 0, -mod.get(t, 0) if d < quick / 4 else 0, d, t)
 
         names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items), key=key)
-        return self.first + [items[t] for t in names if items[t] not in self.first]
+        module = fn.split(".x")[0].rsplit(".", 1)[-1]
+        first = [i for i in self.first if _for_module(i.path.name, module)]
+        return first + [items[t] for t in names if items[t] not in first]
 
     def pick_first(self, session) -> None:
         """The --first tests, each run once with no mutant on: those that fail so are left out, and named."""
@@ -269,6 +281,7 @@ def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: boo
     files = sorted({t.split("::")[0] for m in mutants
                     for t in stats["tests_by_mangled_function_name"].get(_function(m), ())})
     files = sorted(set(files) | set(first))
+    _MODULES[:] = sorted({p.name.removesuffix(".py.meta") for p in (root / "homelab").glob("*.py.meta")})
     sched = Scheduler(mutants, stats, budget, timeout, jobs, first)
     pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", *files], plugins=[sched])
     sched.flush()
