@@ -72,6 +72,26 @@ def sample(per_module: int) -> list[str]:
     return picked
 
 
+def equivalents(docs: Path = ROOT / "docs" / "mutation") -> set[str]:
+    """The mutants docs/mutation/equivalent-<module>.md judges equivalent: the first column of each table row,
+    `homelab.m.x_f__mutmut_3`, `_7` (a number alone: the same function), `x_g__mutmut_2` (the same module)."""
+    out: set[str] = set()
+    for md in sorted(docs.glob("equivalent-*.md")):
+        module = f"homelab.{md.stem.removeprefix('equivalent-')}"
+        for line in md.read_text().splitlines():
+            if not line.startswith("| `"):
+                continue
+            fn = None
+            for tok in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+                m = re.fullmatch(r"(?:(homelab\.\w+)\.)?(x\S+?)__mutmut_(\d+)", tok)
+                if m:
+                    fn = f"{m.group(1) or module}.{m.group(2)}"
+                    out.add(f"{fn}__mutmut_{m.group(3)}")
+                elif fn and re.fullmatch(r"_(\d+)", tok):
+                    out.add(f"{fn}__mutmut{tok}")
+    return out
+
+
 def report() -> int:
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutmut")
     text = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=ROOT, env=env, capture_output=True,
@@ -84,19 +104,19 @@ def report() -> int:
     if not per:
         print("no mutation results yet: run ./lab mutate")
         return 1
-    print(f"{'module':<22} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7}")
+    eq = equivalents()
+    survivors = {ln.strip().split(":")[0] for ln in text.splitlines() if ln.strip().endswith(": survived")}
+    for name in survivors & eq:
+        per[name.split(".x")[0]]["equivalent"] += 1
+    print(f"{'module':<22} {'killed':>7} {'survived':>9} {'of them equivalent':>19} {'no tests':>9} "
+          f"{'not run':>8} {'score':>7}")
     total = collections.Counter()
     for mod, c in sorted(per.items()):
         total += c
-        other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
-        judged = c["killed"] + c["survived"]
-        print(f"{mod:<22} {c['killed']:>7} {c['survived']:>9} {other:>6} "
-              f"{(100 * c['killed'] / judged if judged else 0):>6.1f}%")
-    judged = total["killed"] + total["survived"]
-    print(f"{'all':<22} {total['killed']:>7} {total['survived']:>9} "
-          f"{sum(v for k, v in total.items() if k not in ('killed', 'survived')):>6} "
-          f"{(100 * total['killed'] / judged if judged else 0):>6.1f}%")
-    print("other: not yet run, no test reaches the code, timeouts (`mutmut results` lists them)")
+        print(_row(mod, c))
+    print(_row("all", total))
+    print("score: killed / (killed + survived - equivalent); equivalent: docs/mutation/equivalent-<module>.md; "
+          "no tests: no test the run maps reaches the function (in-process); timeouts count as killed")
     return 0
 
 
@@ -205,6 +225,13 @@ def ci_sample(per_module: int) -> int:
     SAMPLE_FIXTURE.write_text(json.dumps(picked, indent=1) + "\n")
     print(f"{len(picked)} mutants in {SAMPLE_FIXTURE.relative_to(ROOT)}")
     return 0
+
+
+def _row(name: str, c: collections.Counter) -> str:
+    killed = c["killed"] + c["timeout"]
+    real = killed + c["survived"] - c["equivalent"]
+    return (f"{name:<22} {killed:>7} {c['survived']:>9} {c['equivalent']:>19} {c['no tests']:>9} "
+            f"{c['not checked']:>8} {(100 * killed / real if real else 0):>6.1f}%")
 
 
 def main(argv: list[str]) -> int:
