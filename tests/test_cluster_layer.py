@@ -1,7 +1,7 @@
 """The cluster layer: cluster/helmfile.yaml and its values, generated from the model and rendered by real helm.
 
 The proof (homelab/proofs/cluster.py) renders each release of the helmfile from the pinned charts in
-tests/fixtures/charts, validates every built-in object against Kubernetes 1.36's schemas and checks the
+homelab/charts (shipped with homelab), validates every built-in object against Kubernetes 1.36's schemas and checks the
 objects against the hosts as nix read them back.  Each check is also shown failing on values broken on
 purpose.  Without helm (./lab test installs it) the rendering tests skip, saying so.
 """
