@@ -43,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from ..labels import selects
 from .netns import ProofFailed
 
 __all__ = ["Unavailable", "Rendered", "find_helm", "find_charts", "read_helmfile", "render", "prove",
@@ -294,7 +295,7 @@ def _check_selectors(rendered: list[Rendered], labels: dict, ingress: set[str], 
             sel = spec.get("nodeSelector") or {}
             if not sel:
                 continue
-            matched = {n for n, ls in labels.items() if all(ls.get(k) == str(v) for k, v in sel.items())}
+            matched = {n for n, ls in labels.items() if selects({k: str(v) for k, v in sel.items()}, ls)}
             if not matched:
                 bad.append(f"{r.release.name}: {what}: nodeSelector {sel} matches no node's kubelet labels "
                            f"({ {n: ls for n, ls in sorted(labels.items())} }); its pods would stay Pending")
