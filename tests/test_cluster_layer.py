@@ -316,7 +316,7 @@ def test_a_node_selector_no_kubelet_registers_is_caught(seed_root, seed_read, he
 
 
 def test_a_selector_matching_more_than_the_ingress_hosts_is_caught(seed_root, seed_read, helm):
-    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # merged once, kept (readback merges anew)
+    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # copies of our own: the merged are read-only
     options["tokiwa"]["services.kubernetes.kubelet.extraOpts"] += " --node-labels=proxy=true,role=application"
     assert failures(seed_read, seed_root / "cluster", helm, options) == [
         "  traefik: Deployment traefik: nodeSelector {'proxy': 'true', 'role': 'application'} selects "
