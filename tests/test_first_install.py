@@ -174,3 +174,24 @@ def test_a_dry_run_on_a_fresh_lab_writes_nothing_and_says_what_install_would_bui
                         "the flake sees them")
     assert not (root / "hosts" / "lab.nix").exists() and not (tmp / "record.json").exists()
     assert subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True).stdout == before
+
+
+def test_a_git_flake_sees_a_file_only_once_it_is_added_with_intent_to_add(tmp_path, nix):
+    """What install relies on (as nixos-anywhere does for the hardware file), with this machine's real nix."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "flake.nix").write_text("{ outputs = _: { x = builtins.readFile ./generated.nix; }; }\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "flake.nix"], check=True)
+    (tmp_path / "generated.nix").write_text("{ }\n")
+    env = {**os.environ, "NIX_CONFIG": "experimental-features = nix-command flakes"}
+
+    def evaluate():
+        return subprocess.run(["nix", "eval", "--raw", f"{tmp_path}#x"], capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    r = evaluate()
+    assert r.returncode != 0 and "generated.nix': No such file or directory" in r.stderr
+    subprocess.run(["git", "-C", str(tmp_path), "add", "--intent-to-add", "--", "generated.nix"], check=True)
+    r = evaluate()
+    assert (r.returncode, r.stdout) == (0, "{ }\n"), r.stderr
