@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import attrs
 
@@ -146,10 +146,12 @@ class BuildResult:
 
 
 def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tuple[str, ...],
-                      only: list[str] | None, nix: Nix | None) -> tuple[readback.Report, list[Problem]]:
+                      only: list[str] | None, nix: Nix | None, pending_hardware: Collection[str] = ()
+                      ) -> tuple[readback.Report, list[Problem]]:
     """nix reads the files back from a staging copy, and calls the hand-written imports: the report and the
     warnings of hand-written definitions that fight generated ones.  ReadBackError, LabError (a clash that
-    is an error), NotVerified (no nix); nix's messages name the lab's files, never the staging copy."""
+    is an error), NotVerified (no nix); nix's messages name the lab's files, never the staging copy.
+    ``pending_hardware``: hosts whose boot is not judged (see :func:`build`)."""
     hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
     try:
         nix = nix or Nix()
@@ -170,6 +172,11 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
         raise NotVerified(e.message) from None
     if rep.problems:
         raise readback.ReadBackError(rep.problems)
+    if pending_hardware:
+        from .bootable import is_boot_problem
+
+        pending = {f"hosts/{h}" for h in pending_hardware}
+        clashes = [c for c in clashes if not (c.where in pending and is_boot_problem(c))]
     if any(c.severity == "error" for c in clashes):
         raise LabError([c for c in clashes if c.severity == "error"])
     return rep, clashes
@@ -177,7 +184,8 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
 
 def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None = None, check: bool = False,
           force: bool = False, verify_with_nix: bool = True, nix: Nix | None = None,
-          warnings: tuple[Problem, ...] = ()) -> BuildResult:
+          warnings: tuple[Problem, ...] = (), pending_hardware: Collection[str] = (),
+          dry_run: bool = False) -> BuildResult:
     """Build the lab under ``root`` (every host, or ``hosts``): validate, compile, verify with nix, write.
 
     ``lab``: an already loaded lab (default: load and validate ``root``).  ``check``:
@@ -185,7 +193,11 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     by hand.  ``verify_with_nix=False`` writes without reading the files back with
     nix (the CLI asks for ``--no-verify`` and says so).  Raises LabError (the lab
     or a file in the way is wrong), GeneratedCodeError or ReadBackError (homelab's
-    bug), NotVerified (no nix); in every case nothing was written.
+    bug), NotVerified (no nix); in every case nothing was written.  ``pending_hardware``:
+    hosts whose hardware file is still ``homelab init``'s placeholder, which their own
+    ``homelab install`` replaces: whether they have a root file system and a boot loader
+    is judged then, not now (``homelab install`` builds a lab so).  ``dry_run``: all
+    of it, nix included, but writing; ``stale`` lists what it would write or remove.
     """
     from .load import load_or_raise
 
@@ -212,9 +224,12 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     rep, seconds = None, 0.0
     if verify_with_nix:
         t0 = time.perf_counter()
-        rep, clashes = _read_back_staged(root, p, texts, names, only, nix)
+        rep, clashes = _read_back_staged(root, p, texts, names, only, nix, pending_hardware)
         seconds = time.perf_counter() - t0
         p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
+    if dry_run:
+        return BuildResult(names, stale=tuple(sorted([*plan.write, *plan.delete])), verified=rep,
+                           verify_seconds=seconds, warnings=p.warnings)
     root.mkdir(parents=True, exist_ok=True)  # a lab built in code may go into a new folder
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)
