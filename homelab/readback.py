@@ -441,7 +441,11 @@ def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
 
     A package can hold others (``linuxPackages_rpi4.v4l2loopback``): its tagged
     set carries them as attributes, and :data:`CLEAN` keeps only the tag when
-    nix prints it.
+    nix prints it.  Whether nixpkgs has a name, and whether it is a package or a
+    function, only nixpkgs can say (``homelab check --nixos``): a name the lab
+    both uses and calls, or one with names below a function (``buildEnv.override``,
+    as nixpkgs' overridable functions have), is a set with ``__functor`` here,
+    never a failure of the stand-in.
     """
     tree: dict = {}
     for item in names:
@@ -449,17 +453,19 @@ def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
         node = tree
         for p in name.split("."):
             node = node.setdefault(p, {})
-        node[""] = (kind, name)  # "" never is an attribute name here
+        node.setdefault("", set()).add(kind)  # "" never is an attribute name here
 
-    def emit(node: dict) -> str:
-        kind, name = node.get("", ("set", ""))
-        if kind == "call":
-            return f'args: {{ _type = "pkg-call"; function = {nix_string(name)}; inherit args; }}'
-        items = [f'_type = "pkg"; attrPath = {nix_string(name)};'] if kind == "pkg" else []
-        items += [f"{nix_string(k)} = {emit(v)};" for k, v in sorted(node.items()) if k]
+    def emit(node: dict, name: str) -> str:
+        kinds = node.get("", set())
+        call = f'args: {{ _type = "pkg-call"; function = {nix_string(name)}; inherit args; }}'
+        if kinds == {"call"} and len(node) == 1:
+            return call
+        items = [f'_type = "pkg"; attrPath = {nix_string(name)};'] if "pkg" in kinds else []
+        items += [f"__functor = _self: {call};"] if "call" in kinds else []
+        items += [f"{nix_string(k)} = {emit(v, f'{name}.{k}' if name else k)};" for k, v in sorted(node.items()) if k]
         return "{ " + " ".join(items) + " }"
 
-    return emit(tree)
+    return emit(tree, "")
 
 
 # What nix prints of a module's definitions: a package is its tag only (not the packages it holds).
