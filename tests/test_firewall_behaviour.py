@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from homelab import ControlPlane, Host, OpenPort, Worker, firewall
+from homelab import ControlPlane, Host, Lab, OpenPort, Worker, firewall, force
 from homelab.compile import compile_lab
 from homelab.errors import LabError, Problem
 from homelab.render import HASH_PREFIX, module_text
@@ -199,12 +199,46 @@ def test_tailnet_arrives_on_the_tailscale_interface_of_hosts_that_run_it():
         "yomogi": None, "tokiwa": None, "nas": None}
 
 
-def test_accept_local_is_a_problem_only_on_hosts_with_node_rules():
-    sysctl = {"boot.kernel.sysctl": {"net.ipv4.conf.all.accept_local": 1}}
+def test_accept_local_is_a_problem_only_on_hosts_with_node_rules_and_only_when_turned_on():
+    sysctl = {"boot.kernel.sysctl": {"net.ipv4.conf.all.accept_local": 1, "net.ipv4.conf.all.rp_filter": 1}}
+    forced = {'boot.kernel.sysctl."net/ipv4/conf/end0/accept_local"': force(True),  # forced on: a problem
+              "boot.kernel.sysctl": {"net.ipv4.conf.all.accept_local": "0"}}  # written as the string "0": off
     lab = small_lab()
-    lab = labkit.evolve_host(labkit.evolve_host(lab, "tokiwa", options=sysctl), "nas", options=sysctl)
+    lab = labkit.evolve_host(labkit.evolve_host(labkit.evolve_host(lab, "tokiwa", options=sysctl), "nas",
+                                                options=sysctl), "yomogi", options=forced)
     assert firewall.accept_local_problems(_ctx(lab, "tokiwa")) == ["boot.kernel.sysctl"]
-    assert firewall.accept_local_problems(_ctx(lab, "nas")) == []
+    assert firewall.accept_local_problems(_ctx(lab, "yomogi")) == [
+        'boot.kernel.sysctl."net/ipv4/conf/end0/accept_local"']
+    assert firewall.accept_local_problems(_ctx(lab, "nas")) == []  # no rules from the nodes: no premise to break
+
+
+def test_the_lan_client_is_the_highest_lan_address_no_host_and_not_the_gateway_uses():
+    assert firewall.lan_client_address(labkit.lab()) == "192.168.10.254"
+    assert firewall.lan_client_address(labkit.lab(gateway="192.168.10.254")) == "192.168.10.253"
+    # a /29 whose only free address is its lowest: the gateway on top, four hosts below it
+    hosts = [Host(hostname=f"h{i}", system="x86_64-linux", state_version="25.05", interface="eth0",
+                  address=f"192.168.10.{i}", roles=[]) for i in (2, 3, 4, 5)]
+    lab = labkit.lab(hosts, lan="192.168.10.0/29", gateway="192.168.10.6", nameservers=["192.168.10.6"])
+    assert firewall.lan_client_address(lab) == "192.168.10.1"
+
+
+def test_probe_verdicts_for_the_world_and_a_two_address_network():
+    s = labkit.seed_hosts()
+    nas = Host(hostname="nas", system="x86_64-linux", state_version="25.05", interface="eth0",
+               address="192.168.10.20", roles=[], open_ports=[
+                   OpenPort(443, source="world", reason="a public page"),
+                   OpenPort(8080, source="192.168.20.0/31", reason="two cameras")])
+    lab = labkit.lab([attrs.evolve(s[0], roles=[ControlPlane()]), nas])
+    host = lab.hosts[0]
+    assert host.hostname == "nas"
+
+    def verdict(family, address, port):
+        f = firewall.admits(lab, host, family, "eth0", address, "tcp", port)
+        return None if f is None else f.why
+
+    assert [verdict(4, "203.0.113.9", 443), verdict(6, "2001:db8::9", 443)] == ["a public page"] * 2
+    assert [verdict(4, a, 8080) for a in ("192.168.20.0", "192.168.20.1", "192.168.20.2")] == [
+        "two cameras", "two cameras", None]
 
 
 @attrs.frozen
@@ -222,3 +256,17 @@ def test_a_roles_unreadable_flow_source_is_reported_on_its_host_and_role():
         "hosts/yomogi", "Sauna.flows",
         "Flow.source: 'lann' is not a source: \"lan\", \"tailnet\", \"admins\", \"nodes\", \"pods\", \"control-plane\", "
         "\"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")]
+
+
+def test_lan_clients_are_grouped_by_what_a_source_can_single_out():
+    lab = labkit.evolve_host(small_lab(), "nas", address="192.168.10.12")
+    lab = Lab(attrs.evolve(lab.cluster, admins=["lan", "192.168.10.0/28"]), lab.hosts)
+    assert [(k.key, k.members, k.description) for k in firewall.client_kinds(lab)] == [
+        ((None, False, False, (False,), True), (("lan-client", "192.168.10.254"),), "the LAN client"),
+        ((None, False, False, (True,), True), (("host:nas", "192.168.10.12"),),
+         "lab hosts outside Kubernetes, in 192.168.10.0/28"),
+        ((None, True, False, (True,), True), (("host:tokiwa", "192.168.10.11"),), "Kubernetes nodes, in 192.168.10.0/28"),
+        (("yomogi", True, True, (True,), True), (("host:yomogi", "192.168.10.10"),),
+         "host:yomogi (the control plane), in 192.168.10.0/28"),
+    ]
+
