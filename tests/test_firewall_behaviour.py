@@ -17,6 +17,7 @@ from homelab.errors import LabError, Problem
 from homelab.render import HASH_PREFIX, module_text
 from homelab.role import Flow, HostContext, Role
 from homelab.sources import Match
+from homelab.validate import validate
 
 from . import labkit
 
@@ -270,3 +271,15 @@ def test_lan_clients_are_grouped_by_what_a_source_can_single_out():
          "host:yomogi (the control plane), in 192.168.10.0/28"),
     ]
 
+
+
+def test_a_lan_the_gateway_and_hosts_fill_is_refused_not_a_crash():
+    # a /30: the gateway and one host take both usable addresses, none is left for the checks' LAN client
+    h = attrs.evolve(labkit.seed_hosts()[0], address="192.168.10.2", roles=[ControlPlane()], tailscale_address=None)
+    full = labkit.lab([h], lan="192.168.10.0/30", gateway="192.168.10.1", nameservers=["192.168.10.1"])
+    assert [p for p in validate(full) if p.severity == "error"] == [Problem(
+        "cluster", "lan", "192.168.10.0/30 has no free address once the gateway and the hosts take theirs; the lab's "
+        "checks and the flake's VM tests play a LAN client from one: use a larger LAN")]
+    roomy = labkit.lab([h], lan="192.168.10.0/29", gateway="192.168.10.1", nameservers=["192.168.10.1"])
+    assert [p for p in validate(roomy) if p.severity == "error"] == []
+    assert firewall.lan_client_address(roomy) == "192.168.10.6"
