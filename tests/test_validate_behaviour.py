@@ -429,3 +429,27 @@ def test_validate_judges_the_pod_range_by_the_labs_nodes():
     lab = seed_lab(pod_cidr="10.1.0.0/23", admin_keys=[KEY])
     assert err("pod_cidr", "10.1.0.0/23 has room for 2 node subnets (/24 each) and the lab has 3 Kubernetes nodes") \
         in v.validate(lab)
+
+
+def test_port_clashes_name_the_setting_that_chose_the_number():
+    from homelab.roles import DnsServer, NodeExporter, IngressProxy
+
+    # a control plane that is a worker too lists the kubelet's ports twice: the same thing, no clash
+    assert on(_lab("yomogi", roles=[ControlPlane(), Worker()]), "yomogi", v.port_clashes) == []
+    # both ports chosen by a setting: the later one is reported
+    assert on(_lab("hanaakari", roles=[Worker(), NodeExporter(), IngressProxy(http_port=9100)]), "hanaakari",
+              v.port_clashes) == [host_err("hanaakari", "IngressProxy.http_port",
+                                           "9100 is taken on this host by the node exporter")]
+    assert on(_lab("yomogi", roles=[ControlPlane(), DnsServer(port=8472)]), "yomogi", v.port_clashes) == [
+        host_err("yomogi", "DnsServer.port", "8472/udp is taken on this host by flannel (VXLAN)")]
+
+
+def test_world_open_port_names_every_listener():
+    from homelab.model import OpenPort
+    from homelab.roles import NodeExporter
+
+    lab = _lab("tokiwa", roles=[Worker(), NodeExporter(port=22)],
+               open_ports=[OpenPort(22, source="world", reason="x")])
+    assert on(lab, "tokiwa", v.world_open_ports) == [
+        Problem("hosts/tokiwa", "open_ports[0]", _world(22, "sshd (homelab) and the node exporter (NodeExporter) "
+                                                            "listens there"), "warning")]
