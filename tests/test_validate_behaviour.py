@@ -4,6 +4,8 @@ in memory (no nix, no files)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import pytest
 
@@ -11,7 +13,7 @@ from homelab import validate as v
 from homelab.errors import LabError, Problem
 from homelab.boot import RaspberryPi4
 from homelab.model import PLACEHOLDER_KEY, Lab, force
-from homelab.role import HostContext
+from homelab.role import SOURCE_HELP, Flow, HostContext, Port, Role
 from homelab.roles import ControlPlane, Tailscale, Worker
 from tests.labkit import cluster, lab as seed_lab
 
@@ -453,3 +455,59 @@ def test_world_open_port_names_every_listener():
     assert on(lab, "tokiwa", v.world_open_ports) == [
         Problem("hosts/tokiwa", "open_ports[0]", _world(22, "sshd (homelab) and the node exporter (NodeExporter) "
                                                             "listens there"), "warning")]
+
+
+# ---------------------------------------------------------------- a lab's own roles
+
+
+@attrs.frozen
+class _KubeletTwin(Role):
+    """A role of a lab's own that lists the kubelet's port under the kubelet's own name: the same thing."""
+
+    def ports(self, ctx):
+        return [Port(10250, "tcp", "the kubelet")]
+
+
+@attrs.frozen
+class _Squatter(Role):
+    """A role of a lab's own that listens on the kubelet's port, with no setting that chose the number."""
+
+    def ports(self, ctx):
+        return [Port(10250, "tcp", "a squatter")]
+
+
+@attrs.frozen
+class _BadFlow(Role):
+    """A role of a lab's own whose flow names a source no one can read."""
+
+    def flows(self, ctx):
+        return [Flow(9999, "tcp", "lann", "a typo")]
+
+
+@attrs.frozen
+class _MiniControlPlane(Role):
+    """A control-plane role of a lab's own, with no DNS addon setting at all."""
+
+    control_plane: ClassVar[bool] = True
+    kubernetes_node: ClassVar[bool] = True
+
+
+def test_port_clash_without_a_setting_is_reported_at_roles():
+    assert on(_lab("tokiwa", roles=[Worker(), _KubeletTwin()]), "tokiwa", v.port_clashes) == []
+    assert on(_lab("tokiwa", roles=[Worker(), _Squatter()]), "tokiwa", v.port_clashes) == [
+        host_err("tokiwa", "roles", "10250 is taken on this host by the kubelet")]
+
+
+def test_unreadable_flow_is_a_problem_and_stops_the_accept_local_rule():
+    path = 'boot.kernel.sysctl."net.ipv4.conf.all.accept_local"'
+    lab = _lab("tokiwa", roles=[Worker(), _BadFlow()], options={path: 1})
+    assert on(lab, "tokiwa", v.accept_local_on) == []
+    assert on(lab, "tokiwa", v.unreadable_flow) == [
+        host_err("tokiwa", "_BadFlow.flows", "Flow.source: 'lann' is not " + SOURCE_HELP)]
+
+
+def test_dns_addon_rule_only_for_a_control_plane_that_has_the_addon():
+    base = seed_lab(service_cidr="10.0.0.0/25", admin_keys=[KEY])
+    lab = Lab(base.cluster, [attrs.evolve(h, roles=[_MiniControlPlane()]) if h.hostname == "yomogi" else h
+                             for h in base.hosts])
+    assert [p for p in v.validate(lab) if p.field == "service_cidr"] == []
