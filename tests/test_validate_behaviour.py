@@ -511,3 +511,45 @@ def test_dns_addon_rule_only_for_a_control_plane_that_has_the_addon():
     lab = Lab(base.cluster, [attrs.evolve(h, roles=[_MiniControlPlane()]) if h.hostname == "yomogi" else h
                              for h in base.hosts])
     assert [p for p in v.validate(lab) if p.field == "service_cidr"] == []
+
+
+# ---------------------------------------------------------------- raw options against what homelab generates
+
+
+def _clashes(**options_by_host):
+    from homelab import readback
+    from homelab.compile import compile_lab
+
+    base = seed_lab(admin_keys=[KEY])
+    lab = Lab(base.cluster, [attrs.evolve(h, options=options_by_host.get(h.hostname, {})) for h in base.hosts])
+    compiled = compile_lab(lab)
+    return v.option_clashes(lab, compiled, readback.precheck(compiled))
+
+
+def test_option_clashes_with_the_generated_entry_module():
+    homelab_sets = "itself in hosts/tokiwa/default.nix; change the host.py field that makes it instead"
+    problems, explained = _clashes(tokiwa={
+        "networking.hostName": "other", "services.tailscale.enable.x": True,
+        "networking.defaultGateway": {"address": "192.168.10.254"}, "networking.defaultGateway.metric": 5,
+        "services.kubernetes.kubelet": {"nodeIp": "192.168.10.99"}, "services.x.y": 1})
+    assert problems == [
+        host_err("tokiwa", "options['services.tailscale.enable.x']", "services.tailscale.enable is an option of type "
+                 "bool; it has no attribute 'x' (set services.tailscale.enable itself)"),
+        host_err("tokiwa", "options['networking.hostName']", f"homelab sets networking.hostName {homelab_sets}"),
+        host_err("tokiwa", "options['networking.defaultGateway']",
+                 f"homelab sets networking.defaultGateway {homelab_sets}"),
+        host_err("tokiwa", "options['services.kubernetes.kubelet']",
+                 f"homelab sets services.kubernetes.kubelet.nodeIp {homelab_sets}"),
+    ]
+    assert explained == {"tokiwa"}
+
+
+def test_option_conflicts_with_a_shared_module_say_force():
+    problems, explained = _clashes(tokiwa={"networking.firewall.enable": False, "services.x.y": 1},
+                                   yomogi={"services.x.y": 1})
+    assert problems == [
+        host_err("tokiwa", "options['networking.firewall.enable']", "conflicting definitions False and True (defined "
+                 "in hosts/tokiwa/default.nix, modules/network/firewall.nix); wrap the value in force(...) to override "
+                 "homelab's definition")]
+    assert explained == {"tokiwa"}
+    assert _clashes(yomogi={"services.x.y": 1}) == ([], set())
