@@ -531,7 +531,9 @@ def test_option_clashes_with_the_generated_entry_module():
     problems, explained = _clashes(tokiwa={
         "networking.hostName": "other", "services.tailscale.enable.x": True,
         "networking.defaultGateway": {"address": "192.168.10.254"}, "networking.defaultGateway.metric": 5,
-        "services.kubernetes.kubelet": {"nodeIp": "192.168.10.99"}, "services.x.y": 1})
+        "services.kubernetes.kubelet": {"nodeIp": "192.168.10.99"}, "services.x.y": 1,
+        "boot.loader": {"timeout": 3}, 'networking.hosts."192.168.10.50"': ["nas"]},
+        yomogi={"networking.hostName": "other"})
     assert problems == [
         host_err("tokiwa", "options['services.tailscale.enable.x']", "services.tailscale.enable is an option of type "
                  "bool; it has no attribute 'x' (set services.tailscale.enable itself)"),
@@ -540,8 +542,12 @@ def test_option_clashes_with_the_generated_entry_module():
                  f"homelab sets networking.defaultGateway {homelab_sets}"),
         host_err("tokiwa", "options['services.kubernetes.kubelet']",
                  f"homelab sets services.kubernetes.kubelet.nodeIp {homelab_sets}"),
+        # one problem for an option above several that homelab sets
+        host_err("tokiwa", "options['boot.loader']", f"homelab sets boot.loader.systemd-boot.enable {homelab_sets}"),
+        Problem("hosts/yomogi", "options['networking.hostName']", "homelab sets networking.hostName itself in "
+                "hosts/yomogi/default.nix; change the host.py field that makes it instead"),
     ]
-    assert explained == {"tokiwa"}
+    assert explained == {"tokiwa", "yomogi"}
 
 
 def test_option_conflicts_with_a_shared_module_say_force():
