@@ -559,3 +559,19 @@ def test_option_conflicts_with_a_shared_module_say_force():
                  "homelab's definition")]
     assert explained == {"tokiwa"}
     assert _clashes(yomogi={"services.x.y": 1}) == ([], set())
+
+
+def test_a_conflict_no_raw_option_explains_is_left_to_homelab():
+    """A conflict between homelab's own modules (no raw option of the host is involved) is not the user's: it is
+    not explained, so the build reports it as homelab's bug; a host with no conflicts listed has none."""
+    from homelab import readback
+    from homelab.compile import compile_lab
+    from homelab.readback import Conflict
+
+    base = seed_lab(admin_keys=[KEY])
+    lab = Lab(base.cluster, [attrs.evolve(h, options={"services.x.y": 1}) if h.hostname in ("tokiwa", "yomogi")
+                             else h for h in base.hosts])
+    compiled = compile_lab(lab)
+    own = Conflict(("services", "foo", "bar"), "conflicting definitions 1 and 2", ("modules/a.nix", "modules/b.nix"))
+    pre = attrs.evolve(readback.precheck(compiled), conflicts={"tokiwa": [own]})
+    assert v.option_clashes(lab, compiled, pre) == ([], set())
