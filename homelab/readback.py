@@ -297,12 +297,13 @@ class HostOptions(Mapping):
     def __init__(self, names: Iterable[str], files_of: Callable[[str], list[tuple[str, dict]]],
                  contract: contracts.Contract, memo: dict | None = None):
         self._names = tuple(sorted(names))
+        self._known = frozenset(self._names)  # a lab asks about each of its hosts: a tuple's scan was N x N
         self._files_of = files_of
         self._contract = contract
         self._memo = memo if memo is not None else {}
 
     def __getitem__(self, host: str) -> dict[str, Any]:
-        if host not in self._names:
+        if not self.__contains__(host):
             raise KeyError(host)
         return merge_host(self._files_of(host), self._contract, memo=self._memo)[0]
 
@@ -313,10 +314,13 @@ class HostOptions(Mapping):
         return len(self._names)
 
     def __contains__(self, host: object) -> bool:
-        return host in self._names
+        try:
+            return host in self._known
+        except TypeError:  # unhashable: no host's name
+            return False
 
     def restricted(self, names: Iterable[str]) -> HostOptions:
-        return HostOptions([n for n in names if n in self._names], self._files_of, self._contract, self._memo)
+        return HostOptions([n for n in names if n in self._known], self._files_of, self._contract, self._memo)
 
     def __repr__(self) -> str:
         return f"<option values of {len(self._names)} hosts, merged when asked>"
