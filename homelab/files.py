@@ -20,6 +20,7 @@ import ctypes
 import fcntl
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -167,18 +168,23 @@ def apply(root: Path, p: Plan) -> None:
 def _apply(root: Path, p: Plan) -> None:
     temps: list[tuple[str, Path]] = []
     batch = len(p.write) >= BATCH_SYNC_FROM and _SYNCFS is not False
+    token = _temp_token()
+    made: set[Path] = set()  # folders known to exist (a lab of 10,000 hosts writes into 10,000 of them)
     try:
         for rel, text in sorted(p.write.items(), key=lambda kv: _rename_order(kv[0])):
             target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            fd, tmp = _new_temp(target, token)
+            try:
+                temps.append((rel, tmp))
+                _write_all(fd, text.encode("utf-8"))
+                os.fchmod(fd, 0o644)
                 if not batch:
-                    os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            temps.append((rel, Path(tmp)))
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             _test_pause("temp", rel)
         if batch and not _syncfs(root):
             batch = False
@@ -198,6 +204,32 @@ def _apply(root: Path, p: Plan) -> None:
     finally:
         for _, tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _temp_token() -> str:
+    """Eight characters naming this build's temporaries (``.<name>.<token>.tmp``, what ``_TEMP`` matches)."""
+    return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(8))
+
+
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _new_temp(target: Path, token: str) -> tuple[int, Path]:
+    """A new file beside ``target``, open for writing, readable only by its owner until it is complete: the
+    build's own name (one temporary per target, so one token serves the whole build), or a fresh one if that
+    name is taken."""
+    tmp = target.parent / f".{target.name}.{token}.tmp"
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+    except FileExistsError:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        return fd, Path(name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _rename_order(rel: str) -> tuple[bool, bool, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
 import shutil
 import tempfile
 from pathlib import Path
@@ -607,22 +608,38 @@ def _scratch_dir() -> str | None:
 def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> tempfile.TemporaryDirectory:
     """A temporary lab holding ``texts`` and copies of the hand-written imports, for checking before writing."""
     tmp = tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=_scratch_dir())
-    base = Path(tmp.name)
+    base = tmp.name + "/"
+    made: set[str] = set()  # folders made in the copy (plain strings and os calls: a lab has 10,000 of them)
+
+    def folder(rel: str) -> None:
+        parent = posixpath.dirname(rel)
+        if parent not in made:
+            os.makedirs(base + parent, exist_ok=True)
+            made.add(parent)
+
     for rel, text in texts.items():
-        (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / rel).write_text(text, encoding="utf-8")
+        folder(rel)
+        with open(base + rel, "w", encoding="utf-8") as f:
+            f.write(text)
     hand_written = list(hand_written)
+    root_s = str(root) + "/"
+    copied = set()
     for rel in hand_written:
-        src = Path(root) / rel
-        (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_file():
-            shutil.copyfile(src, base / rel)
+        folder(rel)
+        if os.path.isfile(root_s + rel):
+            shutil.copyfile(root_s + rel, base + rel)
+            copied.add(rel)
     # the Nix files beside them, which they may import in turn (./disks.nix): read for the root file system
-    for folder in sorted({Path(rel).parent for rel in hand_written}):
-        for src in sorted((Path(root) / folder).glob("*.nix")) if (Path(root) / folder).is_dir() else ():
-            rel = (folder / src.name).as_posix()
-            if rel not in texts and not (base / rel).exists() and src.is_file() and not src.name == "default.nix":
-                shutil.copyfile(src, base / rel)
+    for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
+        try:
+            names = sorted(n for n in os.listdir(root_s + parent) if n.endswith(".nix") and not n.startswith("."))
+        except OSError:  # not a folder (any more)
+            continue
+        for name in names:
+            rel = f"{parent}/{name}" if parent else name
+            if name != "default.nix" and rel not in texts and rel not in copied \
+                    and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
+                shutil.copyfile(root_s + rel, base + rel)
     return tmp
 
 
