@@ -154,16 +154,23 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
     try:
         nix = nix or Nix()
         with readback.staged(texts, root, hand) as tmp:
+            calls = nix.calls
+            # the clash check's nix process runs beside the read-back's (both cores); its answer counts only
+            # when nix read every file back as the model says
+            specs, pending = readback.start_clash_check(Path(tmp), p.compiled, nix, list(names), p.pre)
             try:
                 rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                calls = nix.calls
                 clashes = [] if rep.problems else readback.hand_written_clashes(
-                    Path(tmp), p.compiled, nix, list(names), p.pre)
+                    Path(tmp), p.compiled, nix, list(names), p.pre, specs=specs,
+                    described=pending.result if pending else None)
             except NixError as e:  # name the lab's files, never the staging copy
                 if isinstance(e, NixNotFound):
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
-            rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+            finally:
+                if pending:
+                    pending.wait()  # its nix process reads the staging copy: done before the copy goes
+            rep = attrs.evolve(rep, nix_calls=nix.calls - calls)
     except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
         raise
     except NixNotFound as e:

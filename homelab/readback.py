@@ -21,6 +21,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -717,7 +718,8 @@ def _merges(typ: t.OptionType) -> bool:
     return type(typ).merge is not t.OptionType.merge
 
 
-def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck, *,
+                         specs: dict[str, Spec] | None = None, described: Callable[[], Any] | None = None
                          ) -> list[Problem]:
     """Hand-written imports that define an option homelab's generated files define too, where NixOS could not
     merge the two (a scalar with another value, at the same priority): errors naming the host, ``imports``
@@ -726,9 +728,43 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     Each hand-written module is called with a stand-in lib and throwing pkgs/config (one nix process);
     only plain attribute sets are looked into, so a definition under mkIf/mkMerge, or one that needs
     nixpkgs to be known, is left for NixOS to judge.  When nix cannot evaluate a module at all, that file
-    is skipped with a warning.
+    is skipped with a warning.  ``specs`` and ``described``: what :func:`start_clash_check` returned (its
+    Pending's ``result``), when the nix process was started beside the read-back's.
     """
-    specs: dict[str, tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]] = {}
+    specs = clash_specs(compiled, hosts, pre) if specs is None else specs
+    out: list[Problem] = []
+    results: dict[str, dict[OptPath, Any]] = {}
+    boot: dict[str, Any] = {}
+    try:
+        if specs:
+            results, boot = described() if described is not None else _describe(root, specs, nix)
+    except NixEvalError:
+        for hand in specs:  # one at a time, to name the file nix cannot read this way
+            try:
+                clashes, facts = _describe(root, {hand: specs[hand]}, nix)
+                results.update(clashes)
+                boot.update(facts)
+            except NixEvalError:
+                h = specs[hand][0]
+                out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
+                                   "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
+                                   "judge them", "warning"))
+    for hand, described_ in sorted(results.items()):
+        h, leaves = specs[hand]
+        for leaf in leaves:
+            out += _clash(h, hand, leaf, described_[leaf[0]])
+    for h in hosts:
+        out += boot_problems(compiled, pre, h, boot)
+    return out
+
+
+Spec = tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]
+
+
+def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck) -> dict[str, Spec]:
+    """hand-written file -> (its host, the generated definitions it could clash with): what the clash check
+    asks nix about."""
+    specs: dict[str, Spec] = {}
     of_file: dict[str, list[tuple[OptPath, Any, str, t.OptionType]]] = {}  # a shared file's leaves, once
 
     def file_leaves(rel: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
@@ -745,30 +781,42 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
         leaves = [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
         for hand in plan.hand_written:
             specs[hand] = (h, leaves)
-    out: list[Problem] = []
-    results: dict[str, dict[OptPath, Any]] = {}
-    boot: dict[str, Any] = {}
-    try:
-        if specs:
-            results, boot = _describe(root, specs, nix)
-    except NixEvalError:
-        for hand in specs:  # one at a time, to name the file nix cannot read this way
-            try:
-                clashes, facts = _describe(root, {hand: specs[hand]}, nix)
-                results.update(clashes)
-                boot.update(facts)
-            except NixEvalError:
-                h = specs[hand][0]
-                out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
-                                   "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
-                                   "judge them", "warning"))
-    for hand, described in sorted(results.items()):
-        h, leaves = specs[hand]
-        for leaf in leaves:
-            out += _clash(h, hand, leaf, described[leaf[0]])
-    for h in hosts:
-        out += boot_problems(compiled, pre, h, boot)
-    return out
+    return specs
+
+
+class Pending:
+    """A call running in a thread of its own, so that its nix process runs beside another (a lab of thousands of
+    hosts keeps both cores busy): ``result()`` waits, then returns what the call returned or raises what it
+    raised; ``wait()`` only waits."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._done: tuple[bool, Any] = (False, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="homelab-nix", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._done = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the result
+            self._done = (False, e)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._done
+        if not ok:
+            raise value
+        return value
+
+
+def start_clash_check(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+                      ) -> tuple[dict[str, Spec], Pending | None]:
+    """The clash check's specs and its nix process, started now (None when no host has a hand-written import):
+    give both to :func:`hand_written_clashes`, and wait for the Pending before ``root`` goes away."""
+    specs = clash_specs(compiled, hosts, pre)
+    return specs, (Pending(_describe, root, specs, nix) if specs else None)
 
 
 def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: dict[str, Any]) -> list[Problem]:
