@@ -685,10 +685,12 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
+  found = v: paths: builtins.filter (d: d.found)
+    (builtins.genList (i: { at = i; } // describe v (builtins.elemAt paths i)) (builtins.length paths));
 %(modules)s
   files = %(files)s;
 in {
-  clashes = builtins.mapAttrs (rel: spec: let v = top spec.file; in map (path: describe v path) spec.paths) files;
+  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.paths) files;
   boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
 }"""
 
@@ -752,7 +754,7 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     for hand, described_ in sorted(results.items()):
         h, leaves = specs[hand]
         for leaf in leaves:
-            out += _clash(h, hand, leaf, described_[leaf[0]])
+            out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
     for h in hosts:
         out += boot_problems(compiled, pre, h, boot)
     return out
@@ -819,6 +821,9 @@ def start_clash_check(root: Path, compiled: Compiled, nix: Nix, hosts: list[str]
     return specs, (Pending(_describe, root, specs, nix) if specs else None)
 
 
+_NOT_FOUND = {"found": False}
+
+
 def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: dict[str, Any]) -> list[Problem]:
     """The problem (if any) of one definition of a hand-written file against the generated value it meets."""
     path, value, rel, typ = leaf
@@ -870,7 +875,8 @@ def _paths(specs: dict) -> list[OptPath]:
 
 
 def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
-    """hand-written file -> option path -> what nix found there; and hand-written file -> its boot facts
+    """hand-written file -> option path -> what nix found there (the paths the file defines; nix leaves the others
+    out); and hand-written file -> its boot facts
     (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
     listed = _paths_nix(paths)
@@ -879,7 +885,8 @@ def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath
                      for hand in specs)
     out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
                                       "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
-    return {hand: dict(zip(paths, found)) for hand, found in out["clashes"].items()}, out["boot"]
+    # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
+    return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
 
 
 def _paths_nix(paths) -> str:
