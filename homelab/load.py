@@ -21,11 +21,14 @@ import stat
 import sys
 import traceback
 from pathlib import Path
+from types import CodeType
 from typing import Iterator
 
 import attrs
 
 from .errors import LabError, Problem, collecting, located
+from .precompile import Precompiled, compile_file
+from .precompile import available as precompile_available
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan, generated_path
 from .role import Role
 from .validate import problems_of, validate_cluster
@@ -186,15 +189,15 @@ def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
     return found, problems
 
 
-def run_file(path: Path, run_name: str) -> dict:
+def run_file(path: Path, run_name: str, code: CodeType | None = None) -> dict:
     """Run a Python file as ``runpy.run_path`` does for a plain script (its globals back; ``__name__`` is
     ``run_name``, ``__file__`` its path, the module in sys.modules while it runs, so classes it defines work),
-    without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py."""
+    without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py.
+    ``code``: the file's code when it was compiled already (:mod:`homelab.precompile`)."""
     import types
 
-    with open(path, "rb") as f:
-        source = f.read()
-    code = compile(source, str(path), "exec", dont_inherit=True)
+    if code is None:
+        code = compile_file(str(path))
     module = types.ModuleType(run_name)
     module.__dict__.update(__file__=str(path), __cached__=None, __loader__=None, __package__="", __spec__=None)
     saved = sys.modules.get(run_name)
@@ -214,11 +217,11 @@ def run_file(path: Path, run_name: str) -> dict:
     return dict(module.__dict__)
 
 
-def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
+def _run(path: Path, where: str, code: CodeType | None = None) -> tuple[dict, list[Problem]]:
     problems: list[Problem] = []
     with located(where), collecting() as sink:
         try:
-            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}")
+            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}", code)
         except SyntaxError as e:
             problems.append(Problem(where, path.name, f"syntax error on line {e.lineno}: {e.msg}"))
             ns = {}
@@ -298,13 +301,38 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
         if not ps and not isinstance(cluster, Cluster):
             problems.append(Problem("cluster", "cluster", "hosts/cluster.py must set `cluster = Cluster(...)`"))
             cluster = None
-    hosts: list[Host] = []
-    sources: dict[str, str] = {}
     host_files, unread = host_sources(root)
     problems += unread
+    helper = Precompiled([str(p) for p in host_files]) \
+        if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
+    try:
+        hosts, sources = _load_hosts(root, host_files, helper, problems)
+    finally:
+        if helper is not None:
+            helper.close()
+    if not host_files and not unread and cluster_py.is_file():
+        problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
+    if cluster is None or any(p.severity == "error" for p in problems):
+        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
+            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
+        return None, problems
+    lab = Lab(cluster, hosts, sources)
+    return lab, problems + list(problems_of(lab))
+
+
+# From this many host.py files on, a second process compiles them while this one runs them (homelab.precompile).
+PRECOMPILE_FROM = 200
+
+
+def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem]
+                ) -> tuple[list[Host], dict[str, str]]:
+    """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
+    from; their problems are added to ``problems``."""
+    hosts: list[Host] = []
+    sources: dict[str, str] = {}
     for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
-        ns, ps = _run(host_py, where)
+        ns, ps = _run(host_py, where, helper.next_code() if helper is not None else None)
         problems += ps
         host = ns.get("host")
         if ps:
@@ -333,14 +361,7 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
                                         "--show-hardware-config); NixOS refuses a host without a root file system"))
         hosts.append(host)
         sources[host.hostname] = where
-    if not host_files and not unread and cluster_py.is_file():
-        problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
-    if cluster is None or any(p.severity == "error" for p in problems):
-        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
-            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
-        return None, problems
-    lab = Lab(cluster, hosts, sources)
-    return lab, problems + list(problems_of(lab))
+    return hosts, sources
 
 
 def load_or_raise(root: Path, *, secrets: bool = True) -> tuple[Lab, list[Problem]]:
