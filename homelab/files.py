@@ -69,14 +69,28 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     problems: list[Problem] = []
     write: dict[str, str] = {}
     unchanged: list[str] = []
+    in_the_way: dict[str, bool] = {}  # each folder looked at once (hosts/ holds 10,000 hosts' files)
+
+    def blocks(folder: str) -> bool:
+        if folder not in in_the_way:
+            p = root / folder
+            in_the_way[folder] = p.is_symlink() or (p.exists() and not p.is_dir())
+        return in_the_way[folder]
+
     for rel, text in sorted(texts.items()):
         target = root / rel
-        blocking = next((p for p in target.parents if p != root and root in p.parents
-                         and (p.is_symlink() or (p.exists() and not p.is_dir()))), None)
+        parts = rel.split("/")[:-1]  # the folders between the lab's and the file, nearest first
+        blocking = next((f for f in ("/".join(parts[:n]) for n in range(len(parts), 0, -1)) if blocks(f)), None)
         if blocking is not None:
-            problems.append(Problem(blocking.relative_to(root).as_posix(), "file",
-                                    f"is in the way: homelab needs a folder there to write {rel}"))
+            problems.append(Problem(blocking, "file", f"is in the way: homelab needs a folder there to write {rel}"))
             continue
+        try:
+            os.lstat(target)
+        except FileNotFoundError:  # the common case of a build from nothing: one system call
+            write[rel] = text
+            continue
+        except OSError:
+            pass  # what it is, the checks below say
         if target.is_symlink() or (target.exists() and not target.is_file()):
             problems.append(Problem(rel, "file", "is not a regular file; homelab will not replace it"))
             continue
