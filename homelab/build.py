@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from . import files, readback, render
+from . import files, gcpause, readback, render
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
@@ -194,9 +194,14 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     or a file in the way is wrong), GeneratedCodeError or ReadBackError (homelab's
     bug), NotVerified (no nix); in every case nothing was written.
     """
+    with gcpause.paused():  # millions of objects that live until the build ends (homelab.gcpause)
+        return _build(Path(root), lab, hosts, check, force, verify_with_nix, nix, warnings)
+
+
+def _build(root: Path, lab: Lab | None, hosts: list[str] | None, check: bool, force: bool, verify_with_nix: bool,
+           nix: Nix | None, warnings: tuple[Problem, ...]) -> BuildResult:
     from .load import load_or_raise
 
-    root = Path(root)
     if root.exists() and not root.is_dir():
         raise LabError([Problem(str(root), "folder", "is a file; a lab is built into a folder")])
     if lab is None:

@@ -26,6 +26,7 @@ from typing import Iterator
 
 import attrs
 
+from . import gcpause
 from .errors import LabError, Problem, collecting, located
 from .precompile import Precompiled, compile_file
 from .precompile import available as precompile_available
@@ -276,7 +277,7 @@ def load(root: Path, *, secrets: bool = True) -> tuple[Lab | None, list[Problem]
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
-    with lab_on_path(root):
+    with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
         lab, problems = _load(root)
     if secrets and lab is not None:
         from .secretstore import lab_problems
