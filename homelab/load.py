@@ -269,16 +269,39 @@ def is_placeholder(path: Path) -> bool:
         return False
 
 
-def load(root: Path, *, secrets: bool = True) -> tuple[Lab | None, list[Problem]]:
+def placeholder_problem(host: str, imp: str) -> Problem:
+    """A host importing ``homelab init``'s placeholder hardware file: refused by every command but ``install``,
+    whose nixos-anywhere writes the machine's own over it."""
+    from .about import program
+
+    return Problem(f"hosts/{host}", "imports", f"{imp} is the placeholder `homelab init` wrote: replace it with this "
+                   "machine's own (on the machine: nixos-generate-config --show-hardware-config), or let "
+                   f"`{program()} install hosts/{host} --target root@ADDRESS` write it (nixos-anywhere generates it "
+                   "there); NixOS refuses a host without a root file system")
+
+
+def placeholder_imports(root: Path, lab: Lab) -> dict[str, tuple[str, ...]]:
+    """host -> its imports that still hold ``homelab init``'s placeholder (hosts that have none left out)."""
+    out = {}
+    for h in lab.hosts:
+        found = tuple(imp for imp in h.imports if is_placeholder(Path(root) / "hosts" / h.hostname / imp))
+        if found:
+            out[h.hostname] = found
+    return out
+
+
+def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings).
 
     ``secrets``: also a secret a host needs and cannot read (``homelab secrets`` itself, which fixes those,
-    loads without).
+    loads without).  ``placeholders``: take ``homelab init``'s placeholder hardware files as they are
+    (``homelab install``, which has nixos-anywhere write the machine's own; :func:`placeholder_imports` lists
+    them); every other command refuses them.
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
-        lab, problems = _load(root)
+        lab, problems = _load(root, placeholders)
     if secrets and lab is not None:
         from .secretstore import lab_problems
 
@@ -286,7 +309,7 @@ def load(root: Path, *, secrets: bool = True) -> tuple[Lab | None, list[Problem]
     return lab, problems
 
 
-def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
+def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
@@ -307,7 +330,7 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
     helper = Precompiled([str(p) for p in host_files]) \
         if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
     try:
-        hosts, sources = _load_hosts(root, host_files, helper, problems)
+        hosts, sources = _load_hosts(root, host_files, helper, problems, placeholders)
     finally:
         if helper is not None:
             helper.close()
@@ -325,8 +348,8 @@ def _load(root: Path) -> tuple[Lab | None, list[Problem]]:
 PRECOMPILE_FROM = 200
 
 
-def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem]
-                ) -> tuple[list[Host], dict[str, str]]:
+def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
+                placeholders: bool) -> tuple[list[Host], dict[str, str]]:
     """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
     from; their problems are added to ``problems``."""
     hosts: list[Host] = []
@@ -356,27 +379,25 @@ def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, 
                                         f"{generated_target(root, host_py.parent / imp)}, a file homelab generates; "
                                         "import only hand-written Nix (what a generated file sets comes from "
                                         "host.py: roles, options)"))
-            elif is_placeholder(host_py.parent / imp):
-                problems.append(Problem(where, "imports", f"{imp} is the placeholder `homelab init` wrote: replace it "
-                                        "with this machine's own (on the machine: nixos-generate-config "
-                                        "--show-hardware-config); NixOS refuses a host without a root file system"))
+            elif is_placeholder(host_py.parent / imp) and not placeholders:
+                problems.append(placeholder_problem(host_py.parent.name, imp))
         hosts.append(host)
         sources[host.hostname] = where
     return hosts, sources
 
 
-def load_or_raise(root: Path, *, secrets: bool = True) -> tuple[Lab, list[Problem]]:
+def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
     """The lab and its warnings; LabError listing every error if there is any."""
-    lab, problems = load(root, secrets=secrets)
+    lab, problems = load(root, secrets=secrets, placeholders=placeholders)
     errors = [p for p in problems if p.severity == "error"]
     if errors or lab is None:
         raise LabError(errors or problems)
     return lab, [p for p in problems if p.severity != "error"]
 
 
-def load_selected(root: Path, only: list[str] | None) -> tuple[Lab, list[Problem]]:
+def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
     """The validated lab and its warnings; LabError if a named host has no host.py."""
-    lab, warnings = load_or_raise(root)
+    lab, warnings = load_or_raise(root, placeholders=placeholders)
     if only:
         known = {h.hostname for h in lab.hosts}
         missing = [n for n in only if n not in known]

@@ -289,12 +289,39 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
     return sorted(out, key=lambda c: c.path)
 
 
+class MergedOptions(dict):
+    """One host's merged option values, read-only: a write raises TypeError rather than being lost on the next
+    :class:`HostOptions` access; ``copy.deepcopy`` gives a dict of one's own.  The values themselves may be shared
+    with other hosts' (the precheck's memo): change a deep copy, never them."""
+
+    __slots__ = ()
+
+    def _refuse(self, *a: Any, **kw: Any) -> None:
+        raise TypeError("a host's merged option values are read-only; change a copy (copy.deepcopy(values))")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict) -> dict[str, Any]:
+        import copy
+
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
 class HostOptions(Mapping):
-    """host -> its option values as NixOS would merge them, merged when asked for and not kept.
+    """host -> its option values as NixOS would merge them (:class:`MergedOptions`), merged when asked for; the
+    last few hosts asked for are kept, not every host's.
 
     Kept for every host, the merged values grow with the square of the lab (each node's firewall text
     holds a line per node); the definitions they come from are held once per file.
     """
+
+    KEEP = 4  # hosts whose merged values are kept (the ones asked for last)
 
     def __init__(self, names: Iterable[str], files_of: Callable[[str], list[tuple[str, dict]]],
                  contract: contracts.Contract, memo: dict | None = None):
@@ -303,11 +330,18 @@ class HostOptions(Mapping):
         self._files_of = files_of
         self._contract = contract
         self._memo = memo if memo is not None else {}
+        self._recent: dict[str, MergedOptions] = {}  # oldest first
 
-    def __getitem__(self, host: str) -> dict[str, Any]:
+    def __getitem__(self, host: str) -> MergedOptions:
         if not self.__contains__(host):
             raise KeyError(host)
-        return merge_host(self._files_of(host), self._contract, memo=self._memo)[0]
+        values = self._recent.pop(host, None)
+        if values is None:
+            values = MergedOptions(merge_host(self._files_of(host), self._contract, memo=self._memo)[0])
+            if len(self._recent) >= self.KEEP:
+                del self._recent[next(iter(self._recent))]
+        self._recent[host] = values
+        return values
 
     def __iter__(self):
         return iter(self._names)

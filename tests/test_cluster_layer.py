@@ -1,7 +1,7 @@
 """The cluster layer: cluster/helmfile.yaml and its values, generated from the model and rendered by real helm.
 
 The proof (homelab/proofs/cluster.py) renders each release of the helmfile from the pinned charts in
-tests/fixtures/charts, validates every built-in object against Kubernetes 1.36's schemas and checks the
+homelab/charts (shipped with homelab), validates every built-in object against Kubernetes 1.36's schemas and checks the
 objects against the hosts as nix read them back.  Each check is also shown failing on values broken on
 purpose.  Without helm (./lab test installs it) the rendering tests skip, saying so.
 """
@@ -316,7 +316,7 @@ def test_a_node_selector_no_kubelet_registers_is_caught(seed_root, seed_read, he
 
 
 def test_a_selector_matching_more_than_the_ingress_hosts_is_caught(seed_root, seed_read, helm):
-    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # merged once, kept (readback merges anew)
+    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # copies of our own: the merged are read-only
     options["tokiwa"]["services.kubernetes.kubelet.extraOpts"] += " --node-labels=proxy=true,role=application"
     assert failures(seed_read, seed_root / "cluster", helm, options) == [
         "  traefik: Deployment traefik: nodeSelector {'proxy': 'true', 'role': 'application'} selects "

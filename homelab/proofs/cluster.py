@@ -5,8 +5,8 @@ pinned version, its values files relative to the helmfile), and each release is 
 
     helm template <name> <chart .tgz> --version <version> --namespace <namespace> -f <values>...
 
-from a folder of packaged charts (``<chart>-<version>.tgz``: ``$HOMELAB_CHARTS``, else homelab's own test
-fixtures in a checkout).  Then:
+from a folder of packaged charts (``<chart>-<version>.tgz``: ``$HOMELAB_CHARTS``, else the pinned charts homelab
+ships, ``homelab/charts``).  Then:
 
 1. every rendered object of a built-in kind validates against the Kubernetes schemas of the cluster's
    Kubernetes version (kubernetes-validate, strict: no unknown fields); custom resources (CephCluster...)
@@ -43,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from ..labels import selects
 from .netns import ProofFailed
 
 __all__ = ["Unavailable", "Rendered", "find_helm", "find_charts", "read_helmfile", "render", "prove",
@@ -54,7 +55,7 @@ KUBERNETES_VERSION = "1.36.0"
 # where NixOS keeps what the CSI plugins need from the host (the seed article; nixos/modules/system/activation)
 NIXOS_PATHS = frozenset({"/nix", "/run/booted-system/kernel-modules/lib/modules/"})
 NIXPKGS_DATA_DIR = "/var/lib/kubernetes"  # services.kubernetes.dataDir's default (kubernetes/default.nix)
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "charts"
+FIXTURES = Path(__file__).resolve().parents[1] / "charts"  # shipped with homelab (package data, licences beside)
 
 
 class Unavailable(Exception):
@@ -294,7 +295,7 @@ def _check_selectors(rendered: list[Rendered], labels: dict, ingress: set[str], 
             sel = spec.get("nodeSelector") or {}
             if not sel:
                 continue
-            matched = {n for n, ls in labels.items() if all(ls.get(k) == str(v) for k, v in sel.items())}
+            matched = {n for n, ls in labels.items() if selects({k: str(v) for k, v in sel.items()}, ls)}
             if not matched:
                 bad.append(f"{r.release.name}: {what}: nodeSelector {sel} matches no node's kubelet labels "
                            f"({ {n: ls for n, ls in sorted(labels.items())} }); its pods would stay Pending")

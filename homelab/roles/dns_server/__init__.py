@@ -35,11 +35,11 @@ from ...role import (TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, 
                      section)
 from ...sources import matches
 from ..ingress import IngressProxy
-from ..tailscale import Tailscale
+from ..tailscale import TAILNET_V4, TAILNET_V6, Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
 HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
-TAILNET_NETS = ("100.64.0.0/10", "fd7a:115c:a1e0::/48")  # Tailscale's client addresses (IPv4 CGNAT, IPv6 ULA)
+TAILNET_NETS = (TAILNET_V4, TAILNET_V6)  # Tailscale's client addresses (IPv4 CGNAT, IPv6 ULA): the role's own
 
 
 def zone_regex(zone: str) -> str:
