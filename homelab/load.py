@@ -130,7 +130,7 @@ def unreadable(path: Path) -> str | None:
 def generated_target(root: Path, path: Path) -> str | None:
     """The lab-relative path of the generated file ``path`` leads to (through links too), or None."""
     try:
-        real = os.path.realpath(path)
+        real = realpath(str(path), _REAL_DIRS)
         base = _real_root(str(root))
     except (OSError, ValueError, RuntimeError):
         return None
@@ -141,6 +141,25 @@ def generated_target(root: Path, path: Path) -> str | None:
 
 
 _REAL_ROOTS: dict[str, str] = {}
+_REAL_DIRS: dict[str, str] = {}  # realpath()'s folders, for one load
+
+
+def realpath(path: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, each folder on the way resolved once per ``folders`` (a dict kept while
+    nothing moves, e.g. one load): a lab's thousands of imports sit in a few folders each.  A folder is resolved
+    first and the last name then looked at under it, which is what realpath does name by name; ``..``, a folder
+    that is not one (missing) and the like go to realpath itself.  Past a symbolic link loop realpath stops
+    resolving and the two may differ: give it only paths that were read (unreadable() refuses the others)."""
+    head, name = os.path.split(path)
+    if name in ("", ".", "..") or head in ("", "/"):
+        return os.path.realpath(path)
+    if head not in folders:
+        real = realpath(head, folders)
+        folders[head] = real if os.path.isdir(real) else ""  # not a folder (missing, a link loop): realpath's
+    if not folders[head]:
+        return os.path.realpath(path)
+    joined = os.path.join(folders[head], name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _real_root(root: str) -> str:
@@ -263,10 +282,23 @@ PLACEHOLDER = "# homelab: replace this file"  # the first line of the hardware f
 def is_placeholder(path: Path) -> bool:
     """A hand-written file still holding ``homelab init``'s placeholder (its first line is the marker)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().strip() == PLACEHOLDER
+        with open(path, "rb") as f:  # bytes: a text file object per import cost more than the check
+            head = f.read(_HEAD)
     except OSError:
         return False
+    text = head.decode("utf-8", errors="replace")
+    end = _LINE_END.search(text)
+    if end is None and len(head) == _HEAD:  # a first line longer than the head: read it as text
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.readline().strip() == PLACEHOLDER
+        except OSError:
+            return False
+    return (text[:end.start()] if end else text).strip() == PLACEHOLDER
+
+
+_HEAD = 4096
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what a text file's readline ends a line at (universal newlines)
 
 
 def placeholder_problem(host: str, imp: str) -> Problem:
@@ -300,6 +332,7 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tup
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
+    _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
         lab, problems = _load(root, placeholders)
     if secrets and lab is not None:
