@@ -447,7 +447,11 @@ def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
 
     A package can hold others (``linuxPackages_rpi4.v4l2loopback``): its tagged
     set carries them as attributes, and :data:`CLEAN` keeps only the tag when
-    nix prints it.
+    nix prints it.  Whether nixpkgs has a name, and whether it is a package or a
+    function, only nixpkgs can say (``homelab check --nixos``): a name the lab
+    both uses and calls, or one with names below a function (``buildEnv.override``,
+    as nixpkgs' overridable functions have), is a set with ``__functor`` here,
+    never a failure of the stand-in.
     """
     tree: dict = {}
     for item in names:
@@ -455,17 +459,19 @@ def stub_pkgs(names: Iterable[str | tuple[str, str]]) -> str:
         node = tree
         for p in name.split("."):
             node = node.setdefault(p, {})
-        node[""] = (kind, name)  # "" never is an attribute name here
+        node.setdefault("", set()).add(kind)  # "" never is an attribute name here
 
-    def emit(node: dict) -> str:
-        kind, name = node.get("", ("set", ""))
-        if kind == "call":
-            return f'args: {{ _type = "pkg-call"; function = {nix_string(name)}; inherit args; }}'
-        items = [f'_type = "pkg"; attrPath = {nix_string(name)};'] if kind == "pkg" else []
-        items += [f"{nix_string(k)} = {emit(v)};" for k, v in sorted(node.items()) if k]
+    def emit(node: dict, name: str) -> str:
+        kinds = node.get("", set())
+        call = f'args: {{ _type = "pkg-call"; function = {nix_string(name)}; inherit args; }}'
+        if kinds == {"call"} and len(node) == 1:
+            return call
+        items = [f'_type = "pkg"; attrPath = {nix_string(name)};'] if "pkg" in kinds else []
+        items += [f"__functor = _self: {call};"] if "call" in kinds else []
+        items += [f"{nix_string(k)} = {emit(v, f'{name}.{k}' if name else k)};" for k, v in sorted(node.items()) if k]
         return "{ " + " ".join(items) + " }"
 
-    return emit(tree)
+    return emit(tree, "")
 
 
 # What nix prints of a module's definitions: a package is its tag only (not the packages it holds).
@@ -519,12 +525,17 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
         bad = [rel for rel in hand if base + rel in e.message]
         if bad:
             message = e.message.replace(base, "")
-            raise LabError([Problem(rel.rsplit("/", 1)[0], "imports", f"{rel.rsplit('/', 1)[1]} is not valid "
-                                    f"Nix: {message}") for rel in bad]) from None
+            raise LabError([Problem(f"hosts/{h}", "imports", f"{rel.rsplit('/', 1)[1]} is not valid Nix: {message}")
+                            for rel in bad for h in _importers(compiled, hosts, rel)]) from None
         raise
     for entry in out["generated"].values():
         entry["imports"] = [i.removeprefix(base) for i in entry["imports"]]
     return out
+
+
+def _importers(compiled: Compiled, hosts: Iterable[str], hand: str) -> list[str]:
+    """The hosts among ``hosts`` that import the hand-written file ``hand`` (a shared file: several)."""
+    return [h for h in hosts if hand in compiled.hosts[h].hand_written]
 
 
 def _import_target(rel_file: str, written: str) -> str:
@@ -755,8 +766,8 @@ def _merges(typ: t.OptionType) -> bool:
 
 
 def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck, *,
-                         specs: dict[str, Spec] | None = None, described: Callable[[], Any] | None = None
-                         ) -> list[Problem]:
+                         specs: tuple[dict[str, Spec], Callable[[str], list[Leaf]]] | None = None,
+                         described: Callable[[], Any] | None = None) -> list[Problem]:
     """Hand-written imports that define an option homelab's generated files define too, where NixOS could not
     merge the two (a scalar with another value, at the same priority): errors naming the host, ``imports``
     and the file, before anything is written.
@@ -767,57 +778,63 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     is skipped with a warning.  ``specs`` and ``described``: what :func:`start_clash_check` returned (its
     Pending's ``result``), when the nix process was started beside the read-back's.
     """
-    specs = clash_specs(compiled, hosts, pre) if specs is None else specs
+    asked, host_leaves = clash_specs(compiled, hosts, pre) if specs is None else specs
     out: list[Problem] = []
     results: dict[str, dict[OptPath, Any]] = {}
     boot: dict[str, Any] = {}
     try:
-        if specs:
-            results, boot = described() if described is not None else _describe(root, specs, nix)
+        if asked:
+            results, boot = described() if described is not None else _describe(root, asked, nix)
     except NixEvalError:
-        for hand in specs:  # one at a time, to name the file nix cannot read this way
+        for hand in asked:  # one at a time, to name the file nix cannot read this way
             try:
-                clashes, facts = _describe(root, {hand: specs[hand]}, nix)
+                clashes, facts = _describe(root, {hand: asked[hand]}, nix)
                 results.update(clashes)
                 boot.update(facts)
             except NixEvalError:
-                h = specs[hand][0]
-                out.append(Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
-                                   "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
-                                   "judge them", "warning"))
+                out += [Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
+                                "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
+                                "judge them", "warning") for h in asked[hand][0]]
     for hand, described_ in sorted(results.items()):
-        h, leaves = specs[hand]
-        for leaf in leaves:
-            out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
+        for h in asked[hand][0]:
+            for leaf in host_leaves(h):
+                out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
     for h in hosts:
         out += boot_problems(compiled, pre, h, boot)
     return out
 
 
-Spec = tuple[str, list[tuple[OptPath, Any, str, t.OptionType]]]
+Spec = tuple[list[str], set[OptPath]]  # a hand-written file's importers, and the option paths to ask nix about
+Leaf = tuple[OptPath, Any, str, t.OptionType]
 
 
-def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck) -> dict[str, Spec]:
-    """hand-written file -> (its host, the generated definitions it could clash with): what the clash check
-    asks nix about."""
+def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck
+                ) -> tuple[dict[str, Spec], Callable[[str], list[Leaf]]]:
+    """What the clash check asks nix about (hand-written file -> its importers and the paths any of them
+    defines), and each host's generated definitions that could clash (a shared file's found once)."""
     specs: dict[str, Spec] = {}
-    of_file: dict[str, list[tuple[OptPath, Any, str, t.OptionType]]] = {}  # a shared file's leaves, once
+    of_file: dict[str, list[Leaf]] = {}  # a shared file's leaves, once
 
-    def file_leaves(rel: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
+    def file_leaves(rel: str) -> list[Leaf]:
         if rel not in of_file:
             of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
                                                                                  compiled.contract)
                             if not _merges(typ := option_type(path, compiled.contract))]
         return of_file[rel]
 
+    def host_leaves(h: str) -> list[Leaf]:
+        return [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
+
+    # a file several hosts import (../common.nix) is judged against each of them: they set other values
+    # (networking.hostName, a role's options); nix describes it once, at the paths any of them defines
     for h in hosts:
-        plan = compiled.hosts[h]
-        if not plan.hand_written:
-            continue
-        leaves = [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
-        for hand in plan.hand_written:
-            specs[hand] = (h, leaves)
-    return specs
+        if compiled.hosts[h].hand_written:
+            paths = {leaf[0] for leaf in host_leaves(h)}
+            for hand in compiled.hosts[h].hand_written:
+                importers, known = specs.setdefault(hand, ([], set()))
+                importers.append(h)
+                known |= paths
+    return specs, host_leaves
 
 
 class Pending:
@@ -848,11 +865,12 @@ class Pending:
 
 
 def start_clash_check(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
-                      ) -> tuple[dict[str, Spec], Pending | None]:
-    """The clash check's specs and its nix process, started now (None when no host has a hand-written import):
-    give both to :func:`hand_written_clashes`, and wait for the Pending before ``root`` goes away."""
+                      ) -> tuple[tuple[dict[str, Spec], Callable[[str], list[Leaf]]], Pending | None]:
+    """The clash check's specs (:func:`clash_specs`) and its nix process, started now (None when no host has a
+    hand-written import): give both to :func:`hand_written_clashes`, and wait for the Pending before ``root``
+    goes away."""
     specs = clash_specs(compiled, hosts, pre)
-    return specs, (Pending(_describe, root, specs, nix) if specs else None)
+    return specs, (Pending(_describe, root, specs[0], nix) if specs[0] else None)
 
 
 _NOT_FOUND = {"found": False}
@@ -905,7 +923,7 @@ def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[s
 def _paths(specs: dict) -> list[OptPath]:
     """Every option path any host's generated files define (that does not merge), once: each hand-written file is
     asked about all of them (one list in the expression), and each host reads the answers for its own."""
-    return sorted({path for _h, leaves in specs.values() for path, *_ in leaves})
+    return sorted({path for _hosts, paths in specs.values() for path in paths})
 
 
 def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
@@ -942,8 +960,8 @@ def hand_written_problems(root: Path, compiled: Compiled, nix: Nix, hosts: list[
             bad = next((rel for rel in todo if e.key and e.key == base + rel), None)
             if bad is None:
                 raise
-            out.append(Problem(bad.rsplit("/", 1)[0], "imports", f"{bad.rsplit('/', 1)[1]} is not valid Nix: "
-                               f"{e.message.replace(base, '')}"))
+            out += [Problem(f"hosts/{h}", "imports", f"{bad.rsplit('/', 1)[1]} is not valid Nix: "
+                            f"{e.message.replace(base, '')}") for h in _importers(compiled, hosts, bad)]
             todo.remove(bad)
     if out:
         return out
