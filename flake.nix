@@ -34,7 +34,8 @@
 
           - Point `inputs.homelab.url` in `flake.nix` at the homelab flake you used.
           - Replace each `hosts/*/hardware-configuration.nix` with the machine's own
-            (`nixos-generate-config --show-hardware-config`); until then `homelab build` refuses it.
+            (`nixos-generate-config --show-hardware-config`), or let `homelab install` write it;
+            until then `homelab build` refuses it.
           - Edit `hosts/cluster.py` and `hosts/*/host.py`, then `homelab build && homelab test`.
         '';
       };

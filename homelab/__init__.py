@@ -11,18 +11,18 @@ docs/api.md has a worked example.
 
 import importlib
 
+from . import registry
+
 # What ``from homelab import ...`` gives, and where it lives.  Imported on first use, so that
 # ``python -m homelab build`` can answer a no-op build before loading the model (homelab/uptodate.py).
+# The built-in roles' and components' names come from their registry (homelab/registry.py, names only).
 _EXPORTS = {
     **dict.fromkeys(("LabError", "Problem"), ".errors"),
     **dict.fromkeys(("PLACEHOLDER_KEY", "Cluster", "OpenPort", "FrozenDict", "Host", "Lab", "Pkg", "PkgCall",
                      "Priority", "RaspberryPi4", "Secret", "Ssh", "SystemdBoot", "WakeOnLan", "default", "force"), ".model"),
     "Role": ".role",
     "Component": ".component",
-    **dict.fromkeys(("Traefik", "Acme"), ".roles.traefik"),
-    "RookCeph": ".roles.rook_ceph",
-    **dict.fromkeys(("ARM64_COREDNS", "CephStorage", "ControlPlane", "CorednsImage", "DnsServer", "IngressProxy",
-                     "Monitoring", "NodeExporter", "PowerSchedule", "Tailscale", "Worker"), ".roles"),
+    **{name: f".roles.{folder}" for name, folder in registry.public().items()},
 }
 
 
@@ -56,10 +56,5 @@ def check(lab):
     return check_lab(lab)
 
 
-__all__ = [
-    "PLACEHOLDER_KEY", "OpenPort", "Acme", "Component", "RookCeph", "Traefik", "ARM64_COREDNS", "CephStorage", "Cluster", "ControlPlane", "CorednsImage",
-    "DnsServer", "FrozenDict", "Host", "IngressProxy", "Lab", "LabError", "Monitoring", "NodeExporter", "Pkg",
-    "PkgCall", "PowerSchedule", "Priority", "Problem", "RaspberryPi4", "Role", "Secret", "Ssh", "SystemdBoot", "Tailscale",
-    "WakeOnLan", "Worker", "check", "default", "force", "load_lab",
-]
+__all__ = sorted([*_EXPORTS, "check", "load_lab"])
 __version__ = "0.1.0"

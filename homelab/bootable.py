@@ -148,6 +148,26 @@ def effective(defs: list[tuple[int, Any]], default: Any) -> Any:
     return values[0] if all(v is not UNKNOWN and v == values[0] for v in values) else UNKNOWN
 
 
+NO_ROOT = "no root file system"
+NO_LOADER = "no boot loader"
+
+
+def is_boot_problem(p: Problem) -> bool:
+    """One of :func:`problems`' (a host without a root file system or a boot loader)."""
+    return p.reason.startswith((NO_ROOT + ":", NO_LOADER + ":"))
+
+
+def for_install(p: Problem) -> Problem:
+    """``p`` as ``homelab install`` says it of the host it installs, whose hardware file nixos-anywhere writes
+    without file systems (``--no-filesystems``): they must come from the host's disko layout."""
+    if not p.reason.startswith(NO_ROOT + ":"):
+        return p
+    return Problem(p.where, p.field, f"{NO_ROOT}: the hardware file nixos-anywhere writes has no file systems "
+                   "(nixos-generate-config --no-filesystems), and fileSystems.\"/\" is defined in none of its other "
+                   "imports nor in its options: describe its disks with disko (disko's module and a disk.nix among "
+                   "its imports), whose layout gives the file systems")
+
+
 def problems(where: str, imports: tuple[str, ...], defs: dict[OptPath, list[tuple[int, Any]]], whole: bool
              ) -> list[Problem]:
     """The host's boot problems, from every definition found of :data:`PATHS` (``whole``: nothing was left
@@ -162,7 +182,7 @@ def problems(where: str, imports: tuple[str, ...], defs: dict[OptPath, list[tupl
     out = []
     root_elsewhere = bool(defs[SYSTEMD_ROOT]) and effective(defs[SYSTEMD_ROOT], "fstab") != "fstab"
     if not defs[ROOT_FS] and not root_elsewhere:
-        out.append(Problem(where, "imports", f"no root file system: fileSystems.\"/\" is defined {where_looked}; "
+        out.append(Problem(where, "imports", f"{NO_ROOT}: fileSystems.\"/\" is defined {where_looked}; "
                            "NixOS refuses the system (\"The ‘fileSystems’ option does not specify your root file "
                            "system.\"): put this machine's own there (nixos-generate-config --show-hardware-config on "
                            "it)"))
@@ -173,7 +193,7 @@ def problems(where: str, imports: tuple[str, ...], defs: dict[OptPath, list[tupl
     if not any(v is True for p, v in loaders.items() if p != GRUB) and not (loaders[GRUB] is True and grub_target):
         why = ("GRUB is all that is left (NixOS's default), with no boot.loader.grub.devices: NixOS refuses it"
                if loaders[GRUB] is True else "every boot loader is off")
-        out.append(Problem(where, "boot", f"no boot loader: none of boot.loader.systemd-boot.enable, "
+        out.append(Problem(where, "boot", f"{NO_LOADER}: none of boot.loader.systemd-boot.enable, "
                            f"boot.loader.generic-extlinux-compatible.enable or boot.loader.grub.enable is true "
                            f"once its imports and options are merged ({why}); keep Host.boot's loader "
                            "(SystemdBoot(), RaspberryPi4()) on, or set boot.loader.grub.devices"))

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import attrs
 
-from . import files, readback, render
+from . import files, gcpause, readback, render
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
@@ -146,30 +146,44 @@ class BuildResult:
 
 
 def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tuple[str, ...],
-                      only: list[str] | None, nix: Nix | None) -> tuple[readback.Report, list[Problem]]:
+                      only: list[str] | None, nix: Nix | None, pending_hardware: Collection[str] = ()
+                      ) -> tuple[readback.Report, list[Problem]]:
     """nix reads the files back from a staging copy, and calls the hand-written imports: the report and the
     warnings of hand-written definitions that fight generated ones.  ReadBackError, LabError (a clash that
-    is an error), NotVerified (no nix); nix's messages name the lab's files, never the staging copy."""
+    is an error), NotVerified (no nix); nix's messages name the lab's files, never the staging copy.
+    ``pending_hardware``: hosts whose boot is not judged (see :func:`build`)."""
     hand = [r for h in names for r in p.compiled.hosts[h].hand_written]
     try:
         nix = nix or Nix()
         with readback.staged(texts, root, hand) as tmp:
+            calls = nix.calls
+            # the clash check's nix process runs beside the read-back's (both cores); its answer counts only
+            # when nix read every file back as the model says
+            specs, clash_check = readback.start_clash_check(Path(tmp), p.compiled, nix, list(names), p.pre)
             try:
                 rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                calls = nix.calls
                 clashes = [] if rep.problems else readback.hand_written_clashes(
-                    Path(tmp), p.compiled, nix, list(names), p.pre)
+                    Path(tmp), p.compiled, nix, list(names), p.pre, specs=specs,
+                    described=clash_check.result if clash_check else None)
             except NixError as e:  # name the lab's files, never the staging copy
                 if isinstance(e, NixNotFound):
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
-            rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+            finally:
+                if clash_check:
+                    clash_check.wait()  # its nix process reads the staging copy: done before the copy goes
+            rep = attrs.evolve(rep, nix_calls=nix.calls - calls)
     except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
         raise
     except NixNotFound as e:
         raise NotVerified(e.message) from None
     if rep.problems:
         raise readback.ReadBackError(rep.problems)
+    if pending_hardware:
+        from .bootable import is_boot_problem
+
+        pending = {f"hosts/{h}" for h in pending_hardware}
+        clashes = [c for c in clashes if not (c.where in pending and is_boot_problem(c))]
     if any(c.severity == "error" for c in clashes):
         raise LabError([c for c in clashes if c.severity == "error"])
     return rep, clashes
@@ -177,7 +191,8 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
 
 def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None = None, check: bool = False,
           force: bool = False, verify_with_nix: bool = True, nix: Nix | None = None,
-          warnings: tuple[Problem, ...] = ()) -> BuildResult:
+          warnings: tuple[Problem, ...] = (), pending_hardware: Collection[str] = (),
+          dry_run: bool = False) -> BuildResult:
     """Build the lab under ``root`` (every host, or ``hosts``): validate, compile, verify with nix, write.
 
     ``lab``: an already loaded lab (default: load and validate ``root``).  ``check``:
@@ -185,11 +200,22 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     by hand.  ``verify_with_nix=False`` writes without reading the files back with
     nix (the CLI asks for ``--no-verify`` and says so).  Raises LabError (the lab
     or a file in the way is wrong), GeneratedCodeError or ReadBackError (homelab's
-    bug), NotVerified (no nix); in every case nothing was written.
+    bug), NotVerified (no nix); in every case nothing was written.  ``pending_hardware``:
+    hosts whose hardware file is still ``homelab init``'s placeholder, which their own
+    ``homelab install`` replaces: whether they have a root file system and a boot loader
+    is judged then, not now (``homelab install`` builds a lab so).  ``dry_run``: all
+    of it, nix included, but writing; ``stale`` lists what it would write or remove.
     """
+    with gcpause.paused():  # millions of objects that live until the build ends (homelab.gcpause)
+        return _build(Path(root), lab=lab, hosts=hosts, check=check, force=force, verify_with_nix=verify_with_nix,
+                      nix=nix, warnings=warnings, pending_hardware=pending_hardware, dry_run=dry_run)
+
+
+def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool, force: bool,
+           verify_with_nix: bool, nix: Nix | None, warnings: tuple[Problem, ...], pending_hardware: Collection[str],
+           dry_run: bool) -> BuildResult:
     from .load import load_or_raise
 
-    root = Path(root)
     if root.exists() and not root.is_dir():
         raise LabError([Problem(str(root), "folder", "is a file; a lab is built into a folder")])
     if lab is None:
@@ -212,9 +238,12 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     rep, seconds = None, 0.0
     if verify_with_nix:
         t0 = time.perf_counter()
-        rep, clashes = _read_back_staged(root, p, texts, names, only, nix)
+        rep, clashes = _read_back_staged(root, p, texts, names, only, nix, pending_hardware)
         seconds = time.perf_counter() - t0
         p = attrs.evolve(p, warnings=p.warnings + tuple(clashes))
+    if dry_run:
+        return BuildResult(names, stale=tuple(sorted([*plan.write, *plan.delete])), verified=rep,
+                           verify_seconds=seconds, warnings=p.warnings)
     root.mkdir(parents=True, exist_ok=True)  # a lab built in code may go into a new folder
     files.apply(root, plan)
     return BuildResult(names, tuple(plan.write), plan.unchanged, plan.delete, (), also, rep, seconds, p.warnings)

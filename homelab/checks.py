@@ -71,9 +71,13 @@ def systemd_property(unit: str, prop: str, value: str, match: str, why: str) -> 
 
 
 def dns(name: str, server: str, port: int, scope: str, why: str, *, answer: str | None = None,
-        not_answer: str | None = None) -> Check:
-    """A DNS server answers ``name`` with ``answer`` (or anything but ``not_answer``)."""
+        not_answer: str | None = None, client: str | None = None) -> Check:
+    """A DNS server answers ``name`` with ``answer`` (or anything but ``not_answer``).  ``client``: the kind of
+    client the host asks as, when it is not the LAN's ("tailnet": over its Tailscale address, which a test VM
+    without a tailnet does not have)."""
     spec: dict[str, Any] = {"server": server, "port": port, "name": name}
+    if client is not None:
+        spec["client"] = client
     if answer is not None:
         spec["answer"] = answer
     if not_answer is not None:

@@ -114,11 +114,11 @@ def _root(args) -> Path:
     return resolve_targets([], args.root)[0]
 
 
-def load_selected(root: Path, only: list[str] | None):
+def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False):
     """The validated lab and its warnings; LabError if a named host has no host.py (homelab.load)."""
     from .load import load_selected as load
 
-    return load(root, only)
+    return load(root, only, placeholders=placeholders)
 
 
 def _nix(args):
@@ -201,7 +201,11 @@ def _record(root: Path, lab, only, args, res, hosts: str, said: list[str]) -> No
 
     rep = res.verified
     files = len(res.written) + len(res.unchanged)
-    hand = sorted({str((root / "hosts" / h.hostname / imp).resolve()) for h in lab.hosts for imp in h.imports})
+    from .load import realpath
+
+    folders: dict[str, str] = {}  # each host's folder resolved once
+    hand = sorted({realpath(str(root / "hosts" / h.hostname / imp), folders)
+                   for h in lab.hosts for imp in h.imports})
     nix = shutil.which("nix-instantiate")
     extra = hand + uptodate.loaded_code() + ([os.path.realpath(nix)] if nix else [])
     uptodate.save(str(root), extra,
@@ -553,14 +557,14 @@ def cmd_install(args) -> int:
     from . import secretstore as st
 
     root, only = resolve_targets(args.hosts, args.root)
-    lab, warnings = load_selected(root, only)
-    for w in warnings:
-        _err(str(w))
     if (args.target is None) == (args.sd_card is None):
         raise Usage("install: give --target USER@ADDRESS (nixos-anywhere over SSH) or --sd-card DEVICE (a Raspberry "
                     "Pi's card), one of them")
     opts = inst.options(only[0], args.target, port=args.port, identity=args.identity or (), dry_run=args.dry_run,
                         hardware_config=not args.no_hardware_config, sd_card=args.sd_card)
+    lab, warnings = load_selected(root, only, placeholders=inst.placeholders_taken(opts))
+    for w in warnings:
+        _err(str(w))
     rc = inst.install(root, lab, opts)  # its errors carry their exit codes (2, 4)
     if args.dry_run:
         return EXIT_OK

@@ -15,6 +15,7 @@ with what real nix reads back from the written files.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import attrs
@@ -210,7 +211,8 @@ class _Variants:
 def _entry_file(lab: Lab, host: Host, modules: list[str], sections: list[Section]) -> tuple[ModuleFile, HostFiles]:
     """``hosts/<name>/default.nix``: imports the host's module files and hand-written imports, then its own part."""
     hostdir = f"hosts/{host.hostname}"
-    hand = tuple(f"{hostdir}/{p.removeprefix('./')}" for p in host.imports)
+    # normalized: a file several hosts import (../common.nix) is one file, parsed and judged once per host
+    hand = tuple(dict.fromkeys(posixpath.normpath(f"{hostdir}/{p}") for p in host.imports))
     entry = f"{hostdir}/default.nix"
     f = ModuleFile(
         entry,

@@ -14,6 +14,14 @@ gives it (flags as its docs/cli.md and docs/howtos name them; docs/nixpkgs-facts
   decrypted from ``secrets/host-keys/<name>.age`` with the admin's key into a 0700 temporary folder, removed
   on every way out (nixos-anywhere failing, Ctrl-C).
 
+**A lab fresh from ``homelab init``**: its hardware files are still ``init``'s placeholders, which ``homelab
+build`` refuses, so the lab's generated files cannot be there yet.  ``install`` (with
+``--generate-hardware-config``) takes them: it builds the lab itself, nix reading every file back, the installed
+host's placeholder standing for the file nixos-anywhere writes (no file systems: its disko layout must give
+``fileSystems."/"``, or it is refused before anything runs) and the other hosts' left to their own installs; then
+``git add --intent-to-add``s the generated files git does not track, as nixos-anywhere does with the hardware
+file, so the git flake it builds sees them.
+
 nixos-anywhere comes from PATH, else ``nix run github:nix-community/nixos-anywhere --``.  ``--dry-run``
 prints the exact commands and runs nothing (the private key is not decrypted).
 
@@ -42,7 +50,7 @@ from typing import Sequence
 import attrs
 
 from . import secretstore as st
-from .errors import MissingTool, UsageError
+from .errors import LabError, MissingTool, UsageError
 from .model import Lab
 
 NIXOS_ANYWHERE_FLAKE = "github:nix-community/nixos-anywhere"
@@ -244,9 +252,16 @@ def _target_ok(t: str) -> bool:
     return bool(at and user and host) and not any(c.isspace() for c in t) and not t.startswith("-")
 
 
-def render(p: InstallPlan, opts: InstallOptions) -> str:
+def render(p: InstallPlan, opts: InstallOptions, *, builds: bool = False) -> str:
+    """The commands an install runs; ``builds``: it writes the lab's generated files first (:func:`build_first`)."""
     out = [f"# homelab install of {p.host} onto {opts.target}: nixos-anywhere boots it into a NixOS installer "
            "(kexec), partitions it (disko), installs and reboots"]
+    if builds:
+        from .about import program
+
+        out.append(f"# first, as `{program()} build` would (the placeholder hardware files stand for the ones their "
+                   "installs write): write the lab's generated files, then `git add --intent-to-add` them so the "
+                   "flake sees them")
     if p.make_key:
         out += [f"# the lab has no host key for {p.host}: first, as `homelab secrets hostkey hosts/{p.host}`:",
                 f"#   ssh-keygen -t ed25519 -N '' -C root@{p.host} (in a private folder); the public half to "
@@ -286,17 +301,82 @@ def preflight(root: Path, lab: Lab) -> None:
         raise InstallError(f"no flake.nix in {root}: the install builds the lab's flake")
 
 
+def placeholders_taken(opts: InstallOptions) -> bool:
+    """Whether this install takes ``homelab init``'s placeholder hardware files: nixos-anywhere writes the
+    machine's own over its host's (``--generate-hardware-config``), and the others wait for their installs."""
+    return opts.sd_card is None and opts.hardware_config
+
+
+def pending_hardware(root: Path, lab: Lab, opts: InstallOptions) -> dict[str, tuple[str, ...]]:
+    """host -> its placeholder imports, which this install takes; the installed host's may only be the file
+    nixos-anywhere writes (any other would stay a placeholder: refused as ``homelab build`` refuses it)."""
+    from .load import placeholder_imports, placeholder_problem
+
+    if not placeholders_taken(opts):
+        return {}
+    found = placeholder_imports(root, lab)
+    kept = [imp for imp in found.get(opts.host, ()) if os.path.normpath(imp) != HARDWARE_FILE]
+    if kept:
+        raise LabError([placeholder_problem(opts.host, imp) for imp in kept])
+    return found
+
+
+def build_first(root: Path, lab: Lab, opts: InstallOptions, pending: dict[str, tuple[str, ...]], *,
+                say=print) -> bool:
+    """A lab with placeholder hardware files cannot be built by ``homelab build``: install builds it, as
+    ``build`` would but for the placeholders (the host it installs is judged as nixos-anywhere will leave it,
+    its hardware file without file systems; the others when they are installed), and makes the generated
+    files visible to the git flake nixos-anywhere builds (``git add --intent-to-add``, as nixos-anywhere does
+    with the hardware file).  With ``dry_run`` nothing is written.  True when files were (or would be) written.
+    """
+    from . import build
+    from .bootable import for_install
+
+    if not (root / "flake.nix").is_file():
+        raise InstallError(f"no flake.nix in {root}: the install builds the lab's flake")
+    others = tuple(h for h in pending if h != opts.host)
+    try:
+        res = build.build(root, lab=lab, pending_hardware=others, dry_run=opts.dry_run)
+    except LabError as e:
+        if opts.host not in pending:
+            raise
+        raise LabError([for_install(p) if p.where == f"hosts/{opts.host}" else p for p in e.problems]) from None
+    if opts.dry_run:
+        return bool(res.stale)
+    if res.written:
+        say(f"built the lab: wrote {len(res.written)} generated file{'s' if len(res.written) != 1 else ''}")
+    _show_to_git(root, [*res.written, *res.unchanged])
+    return bool(res.written)
+
+
+def _show_to_git(root: Path, paths: list[str]) -> None:
+    """``git add --intent-to-add`` the files a git flake would not see yet (nothing outside a git repository)."""
+    from .nixos_check import untracked
+
+    missing = untracked(root, sorted(paths))
+    if not missing:
+        return
+    r = subprocess.run(["git", "-C", str(root), "add", "--intent-to-add", "--", *missing], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise InstallError(f"git add --intent-to-add of the generated files failed, so the lab's flake would not "
+                           f"see them: {r.stderr.strip()}")
+
+
 def install(root: Path, lab: Lab, opts: InstallOptions, *, say=print) -> int:
     """Run the install; the exit code of nixos-anywhere or of writing the card (0: installed)."""
-    preflight(root, lab)
+    pending = pending_hardware(root, lab, opts)
+    if not pending:
+        preflight(root, lab)
     p = plan(root, lab, opts)
+    builds = bool(pending) and build_first(root, lab, opts, pending, say=say)
     if isinstance(p, SdPlan):
         if opts.dry_run:
             sys.stdout.write(render_sd(p))
             return 0
         return install_sd(root, lab, opts, p, say=say)
     if opts.dry_run:
-        sys.stdout.write(render(p, opts))
+        sys.stdout.write(render(p, opts, builds=builds))
         return 0
     root = root.resolve()
     if p.make_key:

@@ -11,7 +11,7 @@
 #   nixosConfigurations.<h>            nixpkgs.lib.nixosSystem of that module (its own system); its
 #                                      virtualisation.vmVariant is the VM adapter (`build-vm`)
 #   colmena                            the same modules as a colmena hive (see ./colmena.nix)
-#   packages.<system>.default/homelab  the homelab command
+#   packages.<system>.default/homelab  the homelab command (nix, age and helm on its PATH)
 #   packages.<system>.vm-<h>           a VM of the host for that system (what `homelab vm` boots)
 #   packages.aarch64-linux.sd-image-<h>  for an aarch64 host (a Raspberry Pi): its system as an SD card image
 #                                      (nixpkgs' installer/sd-card/sd-image-aarch64.nix; root on the NIXOS_SD
@@ -21,7 +21,8 @@
 #   checks.<system>.generated-files-current   `homelab build --check` on the lab's files
 #   checks.x86_64-linux.host-<h>       one VM per host, running the vm-tests suite (scope host)
 #   checks.x86_64-linux.cluster        every host as a VM on one network (join, DNS, ingress, suite)
-#   devShells.<system>.default         homelab, Python with its test tools, nix, kubectl, ssh, colmena
+#   devShells.<system>.default         homelab, Python with its test tools, nix, kubectl, helm, age, ssh,
+#                                      colmena
 #   formatter.<system>                 nixfmt
 #
 # Secrets: a host whose roles name a Secret("<name>") has `secrets = [ "<name>" ... ]` in hosts/lab.nix.
@@ -64,6 +65,9 @@ let
   requirement = spec: head (match "([A-Za-z0-9_.-]+).*" spec);
   runtimeDeps = map requirement pyproject.project.dependencies;
   testDeps = map requirement (pyproject.project.optional-dependencies.test or [ ]);
+  # what `homelab test`'s cluster layer needs: kubernetes-validate and PyYAML (python3Packages.kubernetes-validate
+  # is in nixpkgs: docs/nixpkgs-facts.md)
+  clusterDeps = map requirement (pyproject.project.optional-dependencies.cluster or [ ]);
 
   # `rel` is path's place under dir, e.g. "homelab/cli.py" ("" for dir itself).
   relTo = dir: path: substring (stringLength (toString dir) + 1) (-1) (toString path);
@@ -91,13 +95,14 @@ let
       pyproject = true;
       src = cliSource;
       build-system = [ pkgs.python3Packages.setuptools ];
-      dependencies = map (d: pkgs.python3Packages.${d}) runtimeDeps;
-      # `homelab build` reads its output back with nix; a nix on PATH comes first.
+      dependencies = map (d: pkgs.python3Packages.${d}) (runtimeDeps ++ clusterDeps);
+      # The programs homelab runs, after the user's own on PATH: nix (`homelab build` reads its output back),
+      # age (`homelab secrets`, `install`) and helm (`homelab test` renders the cluster layer's releases).
       makeWrapperArgs = [
         "--suffix"
         "PATH"
         ":"
-        "${pkgs.nix}/bin"
+        "${pkgs.nix}/bin:${pkgs.age}/bin:${pkgs.kubernetes-helm}/bin"
       ];
       pythonImportsCheck = [ "homelab" ];
       meta = {
@@ -338,13 +343,15 @@ let
           default = pkgs.mkShell {
             packages = [
               (homelab system)
-              # test requirements nixpkgs has no package for (kubernetes-validate) are left out: the proofs
-              # that need them skip, saying so
+              # a test requirement nixpkgs has no package for would be left out (the proofs that need it skip,
+              # saying so); at the nixpkgs read (docs/nixpkgs-facts.md) it has them all
               (pkgs.python3.withPackages (
                 ps: map (d: ps.${d}) (runtimeDeps ++ builtins.filter (d: ps ? ${d}) testDeps)
               ))
               pkgs.nix
               pkgs.kubectl
+              pkgs.kubernetes-helm
+              pkgs.age
               pkgs.openssh
               pkgs.nixfmt
               pkgs.colmena

@@ -1,7 +1,7 @@
 """The cluster layer: cluster/helmfile.yaml and its values, generated from the model and rendered by real helm.
 
 The proof (homelab/proofs/cluster.py) renders each release of the helmfile from the pinned charts in
-tests/fixtures/charts, validates every built-in object against Kubernetes 1.36's schemas and checks the
+homelab/charts (shipped with homelab), validates every built-in object against Kubernetes 1.36's schemas and checks the
 objects against the hosts as nix read them back.  Each check is also shown failing on values broken on
 purpose.  Without helm (./lab test installs it) the rendering tests skip, saying so.
 """
@@ -125,7 +125,8 @@ def test_the_seed_values_are_the_articles(seed_root, acme):
     acme = t["certificatesResolvers"]["cloudflare-resolver"]["acme"]
     assert acme == {"email": "admin@example.com", "storage": "/data/acme.json",
                     "caServer": "https://acme-v02.api.letsencrypt.org/directory",
-                    "dnsChallenge": {"provider": "cloudflare"}}
+                    # the article's delayBeforeCheck: 10, under the key Traefik v3.3+ reads (the chart runs v3.5.1)
+                    "dnsChallenge": {"provider": "cloudflare", "propagation": {"delayBeforeChecks": "10s"}}}
     assert t["env"] == [{"name": n, "valueFrom": {"secretKeyRef": {"name": "cloudflare-resolver-env", "key": n}}}
                         for n in ("CF_DNS_API_TOKEN", "CF_ZONE_API_TOKEN")]
     csi = values(seed_root, "rook-ceph")["csi"]
@@ -214,6 +215,21 @@ def test_traefik_without_an_ingress_host_and_rook_without_disks_are_refused():
                                       "node CephStorage(disks=[\"/dev/...\"]), or drop RookCeph)")]
 
 
+@pytest.mark.parametrize("delay, reason", [(-1, "-1 is negative: give the seconds to wait, or 0"),
+                                           ("10s", "'10s' is a str, not a number of seconds"),
+                                           (True, "True is a bool, not a number of seconds")])
+def test_the_acme_delay_is_seconds(delay, reason):
+    with pytest.raises(LabError) as e:
+        Acme(email="a@example.com", delay_before_checks=delay)
+    assert [(p.field, p.reason) for p in e.value.problems] == [("Acme.delay_before_checks", reason)]
+
+
+def test_no_acme_delay_writes_no_propagation_key():
+    values = Traefik(acme=Acme(email="a@example.com", delay_before_checks=0)).values(labkit.lab())
+    assert values["certificatesResolvers"].value["cloudflare-resolver"]["acme"]["dnsChallenge"] == {
+        "provider": "cloudflare"}
+
+
 def test_acme_tokens_must_be_named_secrets():
     with pytest.raises(LabError) as e:
         Acme(email="a@example.com", env={"CF_DNS_API_TOKEN": "the-token-itself"})
@@ -245,6 +261,8 @@ SEED_CHECKS = {
         "rook-ceph-cluster: pool sizes [1], default 1, fit 1 OSD host(s)",
         "traefik: CF_DNS_API_TOKEN from Secret cloudflare-resolver-env",
         "traefik: CF_ZONE_API_TOKEN from Secret cloudflare-resolver-env",
+        "traefik: Deployment traefik: cloudflare-resolver waits 10s before checking the DNS-01 TXT record "
+        "(--certificatesresolvers.cloudflare-resolver.acme.dnsChallenge.propagation.delayBeforeChecks=10s)",
 }
 
 
@@ -316,7 +334,7 @@ def test_a_node_selector_no_kubelet_registers_is_caught(seed_root, seed_read, he
 
 
 def test_a_selector_matching_more_than_the_ingress_hosts_is_caught(seed_root, seed_read, helm):
-    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # merged once, kept (readback merges anew)
+    options = {h: copy.deepcopy(o) for h, o in seed_read.options.items()}  # copies of our own: the merged are read-only
     options["tokiwa"]["services.kubernetes.kubelet.extraOpts"] += " --node-labels=proxy=true,role=application"
     assert failures(seed_read, seed_root / "cluster", helm, options) == [
         "  traefik: Deployment traefik: nodeSelector {'proxy': 'true', 'role': 'application'} selects "
@@ -401,6 +419,26 @@ def test_a_token_in_the_values_is_caught(acme, helm, tmp_path):
         cluster.prove(lab, broken(root, tmp_path, "traefik", literal), options, helm=helm)
     assert str(e.value).splitlines()[1:] == [
         "  traefik: Deployment traefik: CF_DNS_API_TOKEN has a literal value; it must come from a Secret"]
+
+
+def test_the_articles_v2_delay_key_and_a_missing_delay_are_caught(seed_root, seed_read, helm, tmp_path):
+    """The article's dnsChallenge.delayBeforeCheck is deprecated since Traefik v3.3; v3.5.1 reads
+    propagation.delayBeforeChecks, so the values must say that, with the lab's delay."""
+    def v2_key(v):
+        v["certificatesResolvers"]["cloudflare-resolver"]["acme"]["dnsChallenge"] = {
+            "provider": "cloudflare", "delayBeforeCheck": 10}
+    assert failures(seed_read, broken(seed_root, tmp_path / "a", "traefik", v2_key), helm) == [
+        "  traefik: Deployment traefik: --certificatesresolvers.cloudflare-resolver.acme.dnsChallenge.delayBeforeCheck"
+        "=10 is deprecated since Traefik v3.3: propagation.delayBeforeChecks is the key",
+        "  traefik: Deployment traefik: cloudflare-resolver waits no delay before checking the DNS-01 TXT record; "
+        "Acme(delay_before_checks=10) asks 10s"]
+
+    def other_delay(v):
+        v["certificatesResolvers"]["cloudflare-resolver"]["acme"]["dnsChallenge"]["propagation"] = {
+            "delayBeforeChecks": "1m"}
+    assert failures(seed_read, broken(seed_root, tmp_path / "b", "traefik", other_delay), helm) == [
+        "  traefik: Deployment traefik: cloudflare-resolver waits 60s before checking the DNS-01 TXT record; "
+        "Acme(delay_before_checks=10) asks 10s"]
 
 
 def test_an_object_kubernetes_would_refuse_is_caught(seed_root, seed_read, helm, tmp_path):

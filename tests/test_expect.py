@@ -37,6 +37,7 @@ from homelab.validate import validate
 from homelab.compile import compile_lab
 from homelab.expect import KINDS, SCOPES, SCHEMA, host_expectations, lab_expectations
 from homelab.proofs.firewall import suite_probes
+from homelab.roles.dns_server import proof as coredns
 from homelab.roles.kubernetes import dns_addon_ip, image_reference
 from homelab.roles.tailscale import TAILSCALE_PORT
 
@@ -137,9 +138,12 @@ def test_seed_workers_and_ingress(seed):
     # the kubelet seeds the DNS image; a worker's kubelet runs once it joined
     assert [(c.spec["reference"], c.scope) for c in of(tokiwa, "image")] == [
         ("docker.io/library/coredns:homelab", "cluster")]
-    # the DNS host answers the zone over the LAN, from every other node (once the lab is up)
-    assert [(c.spec["server"], c.spec["name"], c.spec["answer"]) for c in of(tokiwa, "dns") if c.scope == "cluster"
-            and c.spec["server"] != "10.0.0.254"] == [("192.168.10.10", "probe.home.example.com", "192.168.10.12")]
+    # the DNS host answers the zone over the LAN, from every other node, and over the tailnet, from every other
+    # host on it, with the address each kind of client reaches the ingress host at (once the lab is up)
+    assert sorted((c.spec["server"], c.spec["name"], c.spec["answer"], c.spec.get("client"))
+                  for c in of(tokiwa, "dns") if c.scope == "cluster" and c.spec["server"] != "10.0.0.254") == [
+        ("100.64.0.10", "probe.home.example.com", "100.64.0.12", "tailnet"),
+        ("192.168.10.10", "probe.home.example.com", "192.168.10.12", None)]
     hana = host_expectations(lab, lab.host("hanaakari"))
     assert sorted((c.spec["listen"], c.spec["upstream"], c.scope) for c in of(hana, "proxy")) == [
         (80, "127.0.0.1:31080", "cluster"), (443, "127.0.0.1:31443", "cluster")]
@@ -305,11 +309,21 @@ def test_expectations_agree_with_the_generated_options(lab):
             if c.spec["name"].endswith(".svc.cluster.local"):
                 assert c.spec["answer"] == str(lab.cluster.service_cidr.network_address + 1)
                 continue
-            dns_host = next(h for h in lab.with_role(DnsServer) if c.spec["server"] in ("127.0.0.1", str(h.ip)))
+            # who asks: the host itself (loopback), or over the LAN from its LAN address, or over the tailnet
+            # (its Tailscale address to the server's): the Corefile answers each what CoreDNS's views give it
+            tailnet = c.spec.get("client") == "tailnet"
+            assert c.spec.get("client") in (None, "tailnet")
+            dns_host = host if c.spec["server"] == "127.0.0.1" else next(
+                h for h in lab.with_role(DnsServer) if c.spec["server"] == str(h.tailscale_address if tailnet else h.ip))
+            client = "127.0.0.1" if c.spec["server"] == "127.0.0.1" else str(host.tailscale_address if tailnet
+                                                                               else host.ip)
             corefile = merged_options(lab, dns_host.hostname)["services.coredns.config"]
             assert f".:{c.spec['port']} {{" in corefile
-            ip = c.spec.get("answer") or c.spec.get("not_answer")
-            assert f"IN A {ip}\"" in corefile
+            block = coredns.serving_block(coredns.server_blocks(corefile), client, c.spec["port"])
+            assert block is not None and coredns.acl_allows(block, client)
+            kind, record = coredns.resolve(c.spec["name"] + ".", "A", coredns.template_blocks(block["tokens"]))
+            got = record.split()[-1] if kind == "answer" else None
+            assert got == c.spec["answer"] if "answer" in c.spec else (kind != "answer" and c.spec["not_answer"])
             zone_re = re.search(r'match "([^"]+)"', corefile).group(1)
             assert bool(re.match(zone_re, c.spec["name"] + ".")) == ("answer" in c.spec)
 

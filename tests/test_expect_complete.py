@@ -24,10 +24,12 @@ NODEPORTS = ("kube-proxy.service", "ExecStart", "--proxy-mode=iptables --nodepor
 SSHD = ("sshd.service", "host")  # every host: admins log in with keys
 COREDNS_IMAGE = ("k8s.io", "docker.io/library/coredns:homelab")  # the one tagged image every node seeds
 Y, T, H = "192.168.10.10", "192.168.10.11", "192.168.10.12"
-CLUSTER_DNS = ("kubernetes.default.svc.cluster.local", "10.0.0.254", 53, "10.0.0.1", None, "cluster")  # addons/dns.nix
+CLUSTER_DNS = ("kubernetes.default.svc.cluster.local", "10.0.0.254", 53, "10.0.0.1", None, "cluster", None)  # addons/dns.nix
 # split DNS answers each client kind an address it can reach (issue 18 item 1): a node and the DNS host itself are
 # LAN clients, so the zone's names answer hanaakari's LAN address, not its Tailscale one
-SPLIT_DNS_FROM_NODE = ("probe.home.example.com", "192.168.10.10", 53, H, None, "cluster")  # yomogi
+SPLIT_DNS_FROM_NODE = ("probe.home.example.com", "192.168.10.10", 53, H, None, "cluster", None)  # yomogi
+# and a tailnet client (another host on the tailnet, asking yomogi's Tailscale address) hanaakari's Tailscale address
+SPLIT_DNS_FROM_TAILNET = ("probe.home.example.com", "100.64.0.10", 53, "100.64.0.12", None, "cluster", "tailnet")
 
 EXPECTED = {
     "yomogi": {  # control plane (master + node), CoreDNS split DNS, Ceph, Tailscale; aarch64
@@ -46,10 +48,10 @@ EXPECTED = {
         "hosts_entry": {("api.kube", Y), ("tokiwa", T), ("hanaakari", H)},
         "image": {(*COREDNS_IMAGE, "host")},
         "dns": {CLUSTER_DNS,
-                ("home.example.com", "127.0.0.1", 53, H, None, "host"),
-                ("www.home.example.com", "127.0.0.1", 53, H, None, "host"),
-                ("a.b.home.example.com", "127.0.0.1", 53, H, None, "host"),
-                ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", 53, None, H, "host")},
+                ("home.example.com", "127.0.0.1", 53, H, None, "host", None),
+                ("www.home.example.com", "127.0.0.1", 53, H, None, "host", None),
+                ("a.b.home.example.com", "127.0.0.1", 53, H, None, "host", None),
+                ("home.example.com.homelab-lookalike.invalid", "127.0.0.1", 53, None, H, "host", None)},
         "proxy": set(),
     },
     "tokiwa": {  # worker, Ceph, Tailscale
@@ -60,7 +62,7 @@ EXPECTED = {
         "systemd_property": {CONTAINERD, ROOT_DIR, NODEPORTS},
         "hosts_entry": {("api.kube", Y), ("yomogi", Y), ("hanaakari", H)},
         "image": {(*COREDNS_IMAGE, "cluster")},  # seeded once the node joined
-        "dns": {CLUSTER_DNS, SPLIT_DNS_FROM_NODE},
+        "dns": {CLUSTER_DNS, SPLIT_DNS_FROM_NODE, SPLIT_DNS_FROM_TAILNET},
         "proxy": set(),
     },
     "hanaakari": {  # worker, Ceph, nginx stream ingress, Tailscale
@@ -74,7 +76,7 @@ EXPECTED = {
                              ("kubelet.service", "ExecStart", "--node-labels=proxy=true", "contains")},
         "hosts_entry": {("api.kube", Y), ("yomogi", Y), ("tokiwa", T)},
         "image": {(*COREDNS_IMAGE, "cluster")},
-        "dns": {CLUSTER_DNS, SPLIT_DNS_FROM_NODE},
+        "dns": {CLUSTER_DNS, SPLIT_DNS_FROM_NODE, SPLIT_DNS_FROM_TAILNET},
         # (listen, NodePort): 80 -> 31080 and 443 -> 31443, pairs, never swapped
         "proxy": {(80, "127.0.0.1:31080", 31080), (443, "127.0.0.1:31443", 31443)},
     },
@@ -88,7 +90,8 @@ def _key(c):
         "kernel_module": lambda: s["module"],
         "listening": lambda: (s["proto"], s["port"], c.scope, s["bind"]),
         "systemd_property": lambda: (s["unit"], s["property"], s["value"], s["match"]),
-        "dns": lambda: (s["name"], s["server"], s["port"], s.get("answer"), s.get("not_answer"), c.scope),
+        "dns": lambda: (s["name"], s["server"], s["port"], s.get("answer"), s.get("not_answer"), c.scope,
+                        s.get("client")),
         "proxy": lambda: (s["listen"], s["upstream"], s["nodeport"]),
         "hosts_entry": lambda: (s["name"], s["address"]),
         "image": lambda: (s["namespace"], s["reference"], c.scope),

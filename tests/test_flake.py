@@ -357,9 +357,15 @@ def test_cli_package_is_pyproject(packages):
         assert p == packages[system]["homelab"]
         assert p["kind"] == "python-application" and p["pyproject"] is True
         assert (p["pname"], p["version"]) == (pyproject["name"], pyproject["version"])
-        assert p["dependencies"] == [re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in pyproject["dependencies"]]
-        assert p["build-system"] == ["setuptools"] and p["meta"]["mainProgram"] == "homelab"
-        assert p["makeWrapperArgs"][:3] == ["--suffix", "PATH", ":"] and p["makeWrapperArgs"][3].endswith("-nix/bin")
+        # the command's own requirements, and what `homelab test`'s cluster layer needs (the `cluster` extra)
+        assert p["dependencies"] == [re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in
+                                     pyproject["dependencies"] + pyproject["optional-dependencies"]["cluster"]]
+        assert pyproject["optional-dependencies"]["cluster"] == ["kubernetes-validate>=1.36", "pyyaml>=6"]
+        # nix (build reads back), age (secrets, install) and helm (the cluster layer's proof) after the user's PATH
+        assert p["makeWrapperArgs"][:3] == ["--suffix", "PATH", ":"]
+        assert [re.sub(r"^/nix/store/[0-9a-z]{32}-", "", d) for d in p["makeWrapperArgs"][3].split(":")] == [
+            "nix/bin", "age/bin", "kubernetes-helm/bin"]
+        assert len(p["makeWrapperArgs"]) == 4
         assert p["pythonImportsCheck"] == ["homelab"]
         src = Path(p["src"])
         assert sorted(os.listdir(src)) == ["README.md", "homelab", "pyproject.toml"]
@@ -367,7 +373,8 @@ def test_cli_package_is_pyproject(packages):
         # the package carries its templates, the vm-tests harness and the examples `homelab init` writes
         for shipped in ("templates/module.nix.j2", "roles/dns_server/Corefile.j2", "vm-tests/adapter.nix", "vm-tests/conftest.py",
                         "vm-tests/homelab_vmtests/driver.py", "examples/starter/flake.nix",
-                        "examples/starter/.gitignore", "examples/seed/hosts/yomogi/host.py"):
+                        "examples/starter/.gitignore", "examples/seed/hosts/yomogi/host.py",
+                        "charts/traefik-37.1.0.tgz", "charts/rook-ceph-v1.18.9.tgz", "charts/rook-LICENSE"):
             assert (src / "homelab" / shipped).is_file(), shipped
 
 
@@ -375,13 +382,14 @@ def test_dev_shell_and_formatter(flake):
     shell = flake.eval("devShells.x86_64-linux.default.standIn")
     names = [p["name"] for p in shell["packages"]]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert {f"{project['name']}-{project['version']}", "nix", "kubectl", "openssh", "nixfmt", "colmena"} <= set(names)
+    assert names == [f"{project['name']}-{project['version']}", "python3-env", "nix", "kubectl", "kubernetes-helm",
+                     "age", "openssh", "nixfmt", "colmena"]
     env = next(p["standIn"] for p in shell["packages"] if p["name"] == "python3-env")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [re.match(r"[A-Za-z0-9_.-]+", d).group(0)
               for d in pyproject["dependencies"] + pyproject["optional-dependencies"]["test"]]
-    # nixpkgs has no kubernetes-validate: the dev shell leaves it out (the cluster layer's schema proof skips there)
-    assert env["packages"] == [d for d in wanted if d != "kubernetes-validate"]
+    # every test requirement has a nixpkgs package (python3Packages.kubernetes-validate 1.36.0, docs/nixpkgs-facts.md)
+    assert env["packages"] == wanted and "kubernetes-validate" in wanted
     assert flake.eval("formatter.x86_64-linux.name") == "nixfmt"
 
 

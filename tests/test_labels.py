@@ -7,7 +7,7 @@ import pytest
 
 from homelab import Host, IngressProxy, Lab, LabError, Worker, readback
 from homelab.build import check
-from homelab.labels import label_problem, node_labels, node_labels_flag
+from homelab.labels import label_problem, node_labels, node_labels_flag, selects
 from homelab.role import Role
 
 from . import labkit
@@ -110,3 +110,12 @@ def test_worker_labels_need_no_other_role():
     check(lab)
     assert isinstance(lab.host("tokiwa").roles[0], Worker)
     assert node_labels(lab, lab.host("tokiwa")) == {"tier": "batch"}
+
+
+def test_a_node_selector_selects_a_node_only_when_every_pair_is_one_of_its_labels():
+    """What the cluster layer's proof matches each rendered nodeSelector with (homelab.proofs.cluster)."""
+    node = {"proxy": "true", "role": "application"}
+    selectors = [{}, {"proxy": "true"}, {"proxy": "true", "role": "application"}, {"role": "application",
+                 "proxy": "yes"}, {"proxy": "false"}, {"zone": "a"}, {"proxy": "true", "zone": "a"}]
+    assert [selects(s, node) for s in selectors] == [True, True, True, False, False, False, False]
+    assert [selects(s, {}) for s in selectors] == [True, False, False, False, False, False, False]

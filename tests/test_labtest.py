@@ -125,8 +125,9 @@ def test_a_lab_made_by_init_is_refused_until_its_placeholders_are_replaced_then_
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert [ln.strip() for ln in r.stderr.splitlines()[1:]] == [
             f"hosts/{h}: imports: ./hardware-configuration.nix is the placeholder `homelab init` wrote: replace it "
-            "with this machine's own (on the machine: nixos-generate-config --show-hardware-config); NixOS "
-            "refuses a host without a root file system" for h in ("control", "worker1")]
+            "with this machine's own (on the machine: nixos-generate-config --show-hardware-config), or let "
+            f"`python -m homelab install hosts/{h} --target root@ADDRESS` write it (nixos-anywhere generates it "
+            "there); NixOS refuses a host without a root file system" for h in ("control", "worker1")]
     assert not (root / "hosts" / "lab.nix").exists()  # nothing written
     for h in ("control", "worker1"):
         (root / "hosts" / h / "hardware-configuration.nix").write_text(

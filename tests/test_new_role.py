@@ -2,8 +2,8 @@
 policy take it up with no other edit.
 
 The package is copied, ``homelab/roles/smartd/`` written (a 30-line role with its option fact and its
-evidence) and one line added to ``homelab.roles.REGISTRY``; a fresh interpreter on the copy then finds the
-role among the built-in ones, its row in the contract and in the generated table, and its flow in the
+evidence) and one line added to the registry (``homelab/registry.py``); a fresh interpreter on the copy then
+finds the role among the built-in ones and among what ``from homelab import`` gives, its row in the contract and in the generated table, and its flow in the
 policy of a lab that uses it (and validation and the compiler treat it like any other role).
 """
 
@@ -66,8 +66,10 @@ lab = Lab(Cluster(name="t", domain="t.example.com", lan="192.168.10.0/24", gatew
                 address="192.168.10.10", roles=[ControlPlane(), DiskHealth()])])
 check(lab)
 compiled = compile_lab(lab)
+import homelab
 print(json.dumps({
     "builtin": DiskHealth in BUILTIN and BUILTIN[-1] is DiskHealth,
+    "exported": [homelab.DiskHealth is DiskHealth, "DiskHealth" in homelab.__all__, "DiskHealth" in dir(homelab)],
     "contract": builtin_contract().by_path["services.smartd.enable"].declared_in,
     "doc_row": [ln for ln in factsdoc.block().splitlines() if "services.smartd.enable" in ln],
     "policy": [[r["host"], r["port"], r["proto"], r["from"], r["by"]] for r in policy.rows(lab) if r["port"] == 9633],
@@ -81,7 +83,7 @@ def test_a_built_in_role_is_one_folder_and_one_registry_line(tmp_path):
     shutil.copytree(REPO / "homelab", src / "homelab", ignore=shutil.ignore_patterns("__pycache__"))
     (src / "homelab" / "roles" / "smartd").mkdir()
     (src / "homelab" / "roles" / "smartd" / "__init__.py").write_text(ROLE)
-    registry = src / "homelab" / "roles" / "__init__.py"
+    registry = src / "homelab" / "registry.py"
     text = registry.read_text()
     line = '    ("power_schedule", "PowerSchedule"),\n'
     assert text.count(line) == 1
@@ -93,6 +95,7 @@ def test_a_built_in_role_is_one_folder_and_one_registry_line(tmp_path):
     got = json.loads(r.stdout)
     assert got == {
         "builtin": True,
+        "exported": [True, True, True],  # `from homelab import DiskHealth`, as for every built-in role
         "contract": "nixos/modules/services/monitoring/smartd.nix",
         "doc_row": ["| `services.smartd.enable` | `bool` | `false` | `nixos/modules/services/monitoring/smartd.nix` "
                     "| S | confirmed |"],

@@ -230,8 +230,9 @@ def _netns_unavailable() -> str | None:
 
 
 DNS_SERVER = r'''
-import re, socket, struct, sys, threading
+import ipaddress, re, socket, struct, sys, threading
 port, zone_re, answer, wrong = int(sys.argv[1]), re.compile(sys.argv[2]), sys.argv[3], sys.argv[4]
+tailnet_answer, tailnet = sys.argv[6], ipaddress.ip_network("100.64.0.0/10")  # CoreDNS's view for the tailnet
 
 def name_of(q):
     i, labels = 12, []
@@ -239,10 +240,10 @@ def name_of(q):
         labels.append(q[i + 1:i + 1 + q[i]].decode()); i += 1 + q[i]
     return ".".join(labels) + ".", i + 5
 
-def reply(q):
+def reply(q, client):
     name, end = name_of(q)
     if zone_re.match(name):
-        ips = [answer]
+        ips = [tailnet_answer if ipaddress.ip_address(client) in tailnet else answer]
     elif name.count(".") > 3 and name.endswith(sys.argv[5]):
         ips = [wrong]  # the narrow zone rule sends deeper names elsewhere
     else:
@@ -253,21 +254,21 @@ def reply(q):
         out += struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(ip)
     return out
 
-def serve(conn):
+def serve(conn, client):
     with conn:
         n = struct.unpack(">H", conn.recv(2))[0]
         q = b""
         while len(q) < n:
             q += conn.recv(n - len(q))
-        r = reply(q)
+        r = reply(q, client)
         conn.sendall(struct.pack(">H", len(r)) + r)
 
 tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); tcp.bind(("0.0.0.0", port)); tcp.listen()
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", port))
 print("ready", flush=True)
 while True:
-    c, _ = tcp.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    c, (client, _) = tcp.accept()
+    threading.Thread(target=serve, args=(c, client), daemon=True).start()
 '''
 
 HTTP_BACKEND = r'''
@@ -363,6 +364,13 @@ class Lab2:
             self.sh(host, "ip", "link", "set", dev, "name", me.interface)
             self.sh(host, "ip", "addr", "add", f"{me.ip}/{prefix}", "dev", me.interface)
             self.sh(host, "ip", "link", "set", me.interface, "up")
+        # the tailnet: another pair, named tailscale0 on both ends, with the hosts' Tailscale addresses
+        subprocess.run(["ip", "link", "add", "hltity0", "netns", self.ns["yomogi"], "type", "veth", "peer", "name",
+                        "hltith0", "netns", self.ns["hanaakari"]], check=True)
+        for host, dev, me in (("yomogi", "hltity0", y), ("hanaakari", "hltith0", h)):
+            self.sh(host, "ip", "link", "set", dev, "name", "tailscale0")
+            self.sh(host, "ip", "addr", "add", f"{me.tailscale_address}/10", "dev", "tailscale0")
+            self.sh(host, "ip", "link", "set", "tailscale0", "up")
 
         # yomogi: the NixOS firewall skeleton (IPv4 and IPv6) with the generated extraCommands, except the
         # rules that let the nodes reach cfssl (left out on purpose)
@@ -389,8 +397,9 @@ class Lab2:
         # yomogi: a DNS server with a zone rule that is one label too narrow
         (self.tmp / "dns.py").write_text(DNS_SERVER)
         answer = str(h.ip)  # what the DNS host answers its LAN clients and itself: the ingress host's LAN address
+        # and its tailnet clients: the ingress host's Tailscale address
         self.start("yomogi", sys.executable, str(self.tmp / "dns.py"), "53", BROKEN_ZONE, answer, WRONG_ANSWER,
-                   lab.cluster.domain + ".")
+                   lab.cluster.domain + ".", str(h.tailscale_address))
 
         # hanaakari: nginx with the generated stream config; a backend on the HTTP NodePort only
         hopts, _ = readback.merge_host([(rel, readback.nest(self.compiled.files[rel].definitions()))
@@ -509,9 +518,10 @@ def expected_verdicts(rig, scope: str, hosts: tuple[str, ...]) -> dict[tuple[str
             elif c["kind"] == "listening":
                 ok = (name, c["proto"], c["port"]) in listening and c["bind"] == "any"
             elif c["kind"] == "dns":
-                # answered by the stand-in server: locally on yomogi, and over the LAN veth from hanaakari
-                # (through yomogi's firewall: the LAN may ask its DNS)
-                ok = c["server"] in ("127.0.0.1", str(lab.host("yomogi").ip))
+                # answered by the stand-in server: locally on yomogi, over the LAN veth from hanaakari and over
+                # the tailnet veth from hanaakari's Tailscale address (through yomogi's firewall: the LAN and the
+                # tailnet may ask its DNS), each with the address the stand-in's view gives that client
+                ok = c["server"] in ("127.0.0.1", str(lab.host("yomogi").ip), str(lab.host("yomogi").tailscale_address))
             elif c["kind"] == "proxy":
                 ok = True
             elif c["kind"] == "reach":
@@ -556,6 +566,11 @@ def test_suite_through_the_driver_backend(lab2, driver_run):
     want = expected_verdicts(lab2, "cluster", ("yomogi", "hanaakari"))
     assert got == want
     assert {v for v in want.values()} == {"passed", "failed", "skipped"}
+    # split DNS from a tailnet client: hanaakari asks yomogi's Tailscale address over the tailnet, through yomogi's
+    # generated firewall, and gets hanaakari's Tailscale address (the LAN one gets the LAN address)
+    assert {cid: got[("hanaakari", cid)] for cid in ("dns:probe.home.example.com@100.64.0.10:53",
+                                                   "dns:probe.home.example.com@192.168.10.10:53")} == {
+        "dns:probe.home.example.com@100.64.0.10:53": "passed", "dns:probe.home.example.com@192.168.10.10:53": "passed"}
     # the suite's own words for the deliberate faults
     out = r.stdout
     assert f"no rule `{lab2.dropped[0].removeprefix('iptables -w ')}`" in out
@@ -592,6 +607,19 @@ def test_suite_unchanged_through_testinfra_local_backend_with_xdist(lab2, driver
     through_driver = junit_verdicts(driver_run[1])
     assert {k: through_driver[k] for k in local} == local
     assert "yomogi via local:" in r.stdout
+
+
+def test_the_tailnet_dns_check_is_skipped_where_the_targets_are_on_no_tailnet(lab2):
+    """The test VMs are on no tailnet: with --homelab-no-tailnet (the cluster VM test passes it) the split-DNS
+    check asked over the tailnet is skipped, saying why, while the LAN one still runs."""
+    junit = lab2.tmp / "no-tailnet.xml"
+    r = pytest_run("--hosts=local://", "--lab-host=hanaakari", f"--expectations={lab2.expectations}",
+                   "--homelab-no-tailnet", "-k", "dns", "-rs", f"--junitxml={junit}",
+                   prefix=("ip", "netns", "exec", lab2.ns["hanaakari"]), cwd=lab2.tmp)
+    got = {cid: v for (_, cid), v in junit_verdicts(junit).items() if cid.startswith("dns:probe.")}
+    assert got == {"dns:probe.home.example.com@100.64.0.10:53": "skipped",
+                   "dns:probe.home.example.com@192.168.10.10:53": "passed"}, r.stdout[-3000:]
+    assert "asked over the tailnet, and these targets are on none (--homelab-no-tailnet)" in r.stdout
 
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)

@@ -5,8 +5,8 @@ pinned version, its values files relative to the helmfile), and each release is 
 
     helm template <name> <chart .tgz> --version <version> --namespace <namespace> -f <values>...
 
-from a folder of packaged charts (``<chart>-<version>.tgz``: ``$HOMELAB_CHARTS``, else homelab's own test
-fixtures in a checkout).  Then:
+from a folder of packaged charts (``<chart>-<version>.tgz``: ``$HOMELAB_CHARTS``, else the pinned charts homelab
+ships, ``homelab/charts``).  Then:
 
 1. every rendered object of a built-in kind validates against the Kubernetes schemas of the cluster's
    Kubernetes version (kubernetes-validate, strict: no unknown fields); custom resources (CephCluster...)
@@ -25,7 +25,10 @@ fixtures in a checkout).  Then:
    - the CephCluster's storage: ``useAllNodes``/``useAllDevices`` false, its nodes exactly the kubelet names
      of the CephStorage hosts with disks, each with exactly their disks; its monitor count odd and at most
      the number of nodes;
-   - the ACME token variables come from a Secret (``secretKeyRef``), never a literal value.
+   - the ACME token variables come from a Secret (``secretKeyRef``), never a literal value;
+   - the ACME resolver waits ``Acme.delay_before_checks`` before checking the DNS-01 TXT record, read from
+     the Traefik container's flags as Traefik reads them (``dnsChallenge.propagation.delayBeforeChecks``; the
+     article's ``dnsChallenge.delayBeforeCheck`` is deprecated since Traefik v3.3 and refused).
 
 A missing program or chart is a skip with the reason (:class:`Unavailable`), never a pass.
 """
@@ -43,6 +46,7 @@ from typing import Any
 
 import attrs
 
+from ..labels import selects
 from .netns import ProofFailed
 
 __all__ = ["Unavailable", "Rendered", "find_helm", "find_charts", "read_helmfile", "render", "prove",
@@ -54,7 +58,7 @@ KUBERNETES_VERSION = "1.36.0"
 # where NixOS keeps what the CSI plugins need from the host (the seed article; nixos/modules/system/activation)
 NIXOS_PATHS = frozenset({"/nix", "/run/booted-system/kernel-modules/lib/modules/"})
 NIXPKGS_DATA_DIR = "/var/lib/kubernetes"  # services.kubernetes.dataDir's default (kubernetes/default.nix)
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "charts"
+FIXTURES = Path(__file__).resolve().parents[1] / "charts"  # shipped with homelab (package data, licences beside)
 
 
 class Unavailable(Exception):
@@ -294,7 +298,7 @@ def _check_selectors(rendered: list[Rendered], labels: dict, ingress: set[str], 
             sel = spec.get("nodeSelector") or {}
             if not sel:
                 continue
-            matched = {n for n, ls in labels.items() if all(ls.get(k) == str(v) for k, v in sel.items())}
+            matched = {n for n, ls in labels.items() if selects({k: str(v) for k, v in sel.items()}, ls)}
             if not matched:
                 bad.append(f"{r.release.name}: {what}: nodeSelector {sel} matches no node's kubelet labels "
                            f"({ {n: ls for n, ls in sorted(labels.items())} }); its pods would stay Pending")
@@ -338,6 +342,52 @@ def _check_traefik(lab, objs: list, options: dict[str, dict], checked: list[str]
                 elif re.search(r"TOKEN|SECRET|PASSWORD|KEY", e["name"]):
                     checked.append(f"traefik: {e['name']} from Secret "
                                    f"{e['valueFrom']['secretKeyRef']['name']}")
+    _check_acme_delay(lab, objs, checked, bad)
+
+
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def go_seconds(text: str) -> float | None:
+    """A duration as Traefik's flags read it (github.com/traefik/paerser types/duration.go): a bare integer is seconds,
+    else Go's ``time.ParseDuration`` ("10s", "1m30s"); None when it is neither."""
+    if re.fullmatch(r"-?\d+", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d*)?)(h|ms|us|µs|ns|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def _check_acme_delay(lab, objs: list, checked: list[str], bad: list[str]) -> None:
+    """The ACME resolver waits ``Acme.delay_before_checks`` before checking the DNS-01 TXT record, under the key
+    the chart's Traefik reads (propagation.delayBeforeChecks; delayBeforeCheck is deprecated since v3.3)."""
+    from ..component import components
+    from ..roles.traefik import Traefik
+
+    acme = next((c.acme for c in components(lab) if isinstance(c, Traefik)), None)
+    if acme is None:
+        return
+    head = f"--certificatesresolvers.{acme.resolver}.acme.dnschallenge."
+    for what, spec in _pod_specs(objs):
+        args = [a for c in spec.get("containers", []) for a in c.get("args", []) or []]
+        mine = [a for a in args if a.lower().startswith(head)]
+        if not mine:
+            continue
+        for a in mine:
+            if a.lower().startswith(head + "delaybeforecheck="):
+                bad.append(f"traefik: {what}: {a} is deprecated since Traefik v3.3: propagation.delayBeforeChecks "
+                           "is the key")
+        delays = [a for a in mine if a.lower().startswith(head + "propagation.delaybeforechecks=")]
+        waits = [go_seconds(a.split("=", 1)[1]) for a in delays]
+        if waits != ([float(acme.delay_before_checks)] if acme.delay_before_checks else []):
+            shown = ", ".join(f"{w:g}s" if w is not None else repr(a.split("=", 1)[1])
+                              for w, a in zip(waits, delays)) or "no delay"
+            bad.append(f"traefik: {what}: {acme.resolver} waits {shown} before checking the DNS-01 TXT record; "
+                       f"Acme(delay_before_checks={acme.delay_before_checks}) asks {acme.delay_before_checks}s")
+        elif delays:
+            checked.append(f"traefik: {what}: {acme.resolver} waits {waits[0]:g}s before checking the DNS-01 TXT "
+                           f"record ({delays[0]})")
 
 
 def _check_rook_operator(lab, objs: list, options: dict[str, dict], checked: list[str], bad: list[str]) -> None:

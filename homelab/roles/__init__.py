@@ -3,7 +3,7 @@
 A role's folder holds its Python (``__init__.py``), its templates (``*.j2``, filled with
 :func:`homelab.configs.role_text`), the proofs ``homelab test`` runs on its generated config with
 real programs (``proof.py``, offered as ``Role.proofs``) and its nixpkgs facts (``options``).
-Adding a built-in role is its folder plus its line in :data:`REGISTRY`.
+Adding a built-in role is its folder plus its line in :data:`homelab.registry.ROLES`.
 
 =================  ==========================================================
 folder             role(s)
@@ -30,6 +30,7 @@ installed package) that defines an attrs class subclassing
 
 from importlib import import_module
 
+from .. import registry
 from ..contract import Contract, of_roles
 from .ceph import CephStorage
 from .control_plane import ARM64_COREDNS, ControlPlane, CorednsImage
@@ -42,24 +43,14 @@ from .tailscale import Tailscale
 from .traefik import Acme, Traefik
 from .worker import Worker
 
-# The registry of built-in roles: (folder, class), one line each, in the order the diagram draws their paths and
-# the docs list them. A new built-in role is its folder and its line here; the contract, docs/nixpkgs-facts.md,
-# the policy, validation and `homelab test` take it from BUILTIN.
-REGISTRY: tuple[tuple[str, str], ...] = (
-    ("control_plane", "ControlPlane"),
-    ("worker", "Worker"),
-    ("ceph", "CephStorage"),
-    ("dns_server", "DnsServer"),
-    ("ingress", "IngressProxy"),
-    ("tailscale", "Tailscale"),
-    ("monitoring", "NodeExporter"),
-    ("monitoring", "Monitoring"),
-    ("power_schedule", "PowerSchedule"),
-)
+# The registry of built-in roles, (folder, class) one line each (homelab/registry.py: names only, so that
+# ``import homelab`` knows them without importing a role). A new built-in role is its folder and its line there;
+# the contract, docs/nixpkgs-facts.md, the policy, validation and `homelab test` take it from BUILTIN.
+REGISTRY: tuple[tuple[str, str], ...] = registry.ROLES
 BUILTIN: tuple[type, ...] = tuple(getattr(import_module(f".{folder}", __name__), name) for folder, name in REGISTRY)
 # The built-in cluster components (the cluster layer, cluster/helmfile.yaml), in install order.
-BUILTIN_COMPONENTS: tuple[type, ...] = (RookCeph, Traefik)
-
+BUILTIN_COMPONENTS: tuple[type, ...] = tuple(getattr(import_module(f".{folder}", __name__), name)
+                                             for folder, name in registry.COMPONENTS)
 
 
 def builtin_contract() -> Contract:

@@ -19,6 +19,8 @@ Options (besides testinfra's ``--hosts``, ``--ssh-config``, ``--ssh-identity-fil
                          ``lan-client=nixos-driver://outsider``; ``host:<name>`` clients are the targets of
                          those lab hosts in the same run.  A reach check without its client is skipped,
                          saying which client it needs.
+``--homelab-no-tailnet``  the targets are on no tailnet (the test VMs: no Tailscale login): the checks
+                         asked over it (split DNS from a tailnet client) are skipped, saying so.
 
 Each test is one check of one host; checks of other hosts and of a wider scope are deselected,
 not skipped.  With several targets, ``-n N --dist loadgroup`` keeps each host's checks on one worker.
@@ -49,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="host: only what holds on a lone host; cluster: everything (default)")
     g.addoption("--homelab-client", action="append", default=[], metavar="NAME=HOST",
                 help="who plays a firewall client for reach checks, e.g. lan-client=ssh://me@laptop (repeatable)")
+    g.addoption("--homelab-no-tailnet", action="store_true",
+                help="the targets are on no tailnet (test VMs): checks asked over it are skipped, saying so")
 
 
 def pytest_configure(config: pytest.Config) -> None:

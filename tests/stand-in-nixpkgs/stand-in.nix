@@ -273,6 +273,7 @@ let
     "hypothesis"
     "import-linter"
     "pyyaml"
+    "kubernetes-validate"
   ];
 
   pkgsFor =
@@ -316,6 +317,8 @@ let
       inherit system;
       nix = leaf "nix";
       kubectl = leaf "kubectl";
+      kubernetes-helm = leaf "kubernetes-helm";
+      age = leaf "age";
       openssh = leaf "openssh";
       nixfmt = leaf "nixfmt" // { meta.mainProgram = "nixfmt"; };
       colmena = leaf "colmena";

@@ -35,11 +35,11 @@ from ...role import (TAILNET, Edge, Flow, GraphPart, HostContext, Module, Node, 
                      section)
 from ...sources import matches
 from ..ingress import IngressProxy
-from ..tailscale import Tailscale
+from ..tailscale import TAILNET_V4, TAILNET_V6, Tailscale
 
 COREDNS = "nixos/modules/services/networking/coredns.nix"
 HEALTH_PORT = 8080  # CoreDNS's health plugin (its default port), bound to loopback here
-TAILNET_NETS = ("100.64.0.0/10", "fd7a:115c:a1e0::/48")  # Tailscale's client addresses (IPv4 CGNAT, IPv6 ULA)
+TAILNET_NETS = (TAILNET_V4, TAILNET_V6)  # Tailscale's client addresses (IPv4 CGNAT, IPv6 ULA): the role's own
 
 
 def zone_regex(zone: str) -> str:
@@ -193,6 +193,15 @@ class DnsServer(Role):
             nets += [m.net or ("0.0.0.0/0" if m.family == 4 else "::/0") for m in matches(ctx.lab, ctx.host, source)]
         return list(dict.fromkeys(nets))
 
+    def _serves(self, ctx: HostContext, client) -> bool:
+        """Whether CoreDNS answers a client at this address (its acl; the flow table opens the port to the same
+        clients): the networks found once per DNS host, not once per client asking."""
+        host = ctx.host
+        nets = ctx.lab.derived(("DnsServer: acl", id(host)), lambda: (host, tuple(
+            ipaddress.ip_network(n) for n in self.acl_networks(ctx))))[1]
+        ip = ipaddress.ip_address(client)
+        return any(ip.version == n.version and ip in n for n in nets)
+
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
         for source in self.clients:
             for proto in ("udp", "tcp"):
@@ -260,12 +269,22 @@ class DnsServer(Role):
                          "a look-alike outside the zone must not get the ingress address", not_answer=answer)
 
     def expectations_for(self, ctx: HostContext, other: HostContext) -> Iterable[checks.Check]:
-        """From every other Kubernetes node: this server answers the zone over the LAN."""
-        if other.host.is_kubernetes_node:
-            ingress = self.answer_host(ctx.lab)
+        """From every other Kubernetes node: this server answers the zone over the LAN.  From every other host on
+        the tailnet, when this server takes tailnet clients: over the tailnet (the other host asks this one's
+        Tailscale address, from its own), the ingress host's Tailscale address where the tailnet has a view of
+        its own, else its LAN address."""
+        ingress = self.answer_host(ctx.lab)
+        if other.host.is_kubernetes_node and self._serves(ctx, other.host.ip):
             yield checks.dns(f"probe.{ctx.cluster.domain}", str(ctx.host.ip), self.port, "cluster",
                              f"split DNS served by {ctx.host.hostname} over the LAN: {ingress.hostname}'s LAN "
                              "address", answer=str(ingress.ip))
+        if (ctx.host.has(Tailscale) and ctx.host.tailscale_address is not None and other.host.has(Tailscale)
+                and other.host.tailscale_address is not None and self._serves(ctx, other.host.tailscale_address)):
+            view = self.tailnet_answer(ctx.lab, ctx.host)  # else tailnet clients get the LAN address too
+            yield checks.dns(f"probe.{ctx.cluster.domain}", str(ctx.host.tailscale_address), self.port, "cluster",
+                             f"split DNS served by {ctx.host.hostname} over the tailnet: {ingress.hostname}'s "
+                             f"{'Tailscale' if view else 'LAN'} address",
+                             answer=str(ingress.tailscale_address if view else ingress.ip), client="tailnet")
 
     def graph(self, ctx: HostContext) -> GraphPart:
         lab, h = ctx.lab, ctx.host

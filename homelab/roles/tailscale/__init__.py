@@ -35,7 +35,7 @@ from ... import checks, fields
 from ... import optiontypes as t
 from ...contract import OptionFact
 from ...errors import Problem
-from ...model import Secret
+from ...model import TAILSCALE_RANGE, Secret
 from ...role import WORLD, Flow, HostContext, Module, Port, Role, section
 from ...secrets import in_store, redact, secret_kind
 from ...sources import Match
@@ -52,7 +52,7 @@ def _auth_key_reason(v: object) -> str:
 
 TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
-TAILNET_V4 = "100.64.0.0/10"  # Tailscale's IPv4 range (CGNAT)
+TAILNET_V4 = str(TAILSCALE_RANGE)  # Tailscale's IPv4 range (CGNAT), the one validation checks addresses against
 TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
 
 

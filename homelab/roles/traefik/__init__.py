@@ -54,6 +54,12 @@ class Acme:
     ``env``: the environment variables lego's DNS provider reads, each filled from a lab secret
     (``{"CF_DNS_API_TOKEN": Secret("cloudflare-dns-token")}``): they reach Traefik's pod through a Kubernetes
     Secret that ``homelab deploy`` creates from the lab's encrypted secrets.
+
+    ``delay_before_checks``: seconds Traefik waits after creating the TXT record before it checks the record
+    has propagated (the article's ``delayBeforeCheck: 10``; 0: no wait).  Traefik v3.3 deprecated
+    ``dnsChallenge.delayBeforeCheck`` for ``dnsChallenge.propagation.delayBeforeChecks`` (a duration), which the
+    chart's Traefik v3.5.1 reads (``pkg/provider/acme/provider.go``: ``Propagation.DelayBeforeChecks``, passed to
+    lego as ``dns01.PropagationWait``; docs/content/migration/v3.md, "v3.2 to v3.3").
     """
 
     email: str = attrs.field(validator=fields.typed(
@@ -65,6 +71,8 @@ class Acme:
     env: Mapping[str, Secret] = attrs.field(factory=dict, converter=_env)
     resolver: str = attrs.field(default="cloudflare-resolver", validator=fields.dns_label)
     staging: bool = attrs.field(default=False, validator=fields.a_bool)
+    delay_before_checks: int = attrs.field(default=10, validator=fields.typed(
+        int, "a number of seconds", lambda v: v >= 0, lambda v: f"{v} is negative: give the seconds to wait, or 0"))
 
     @env.validator
     def _env_ok(self, attribute, value):
@@ -151,7 +159,10 @@ class Traefik(Component):
             "caServer": Commented(LETSENCRYPT_STAGING if a.staging else LETSENCRYPT,
                                   "Let's Encrypt's staging server while testing (Acme(staging=True)): the "
                                   "production one has strict rate limits."),
-            "dnsChallenge": {"provider": a.provider},
+            "dnsChallenge": {"provider": a.provider, **({"propagation": Commented(
+                {"delayBeforeChecks": f"{a.delay_before_checks}s"},
+                "Wait before checking that the TXT record has propagated (the article's delayBeforeCheck, "
+                "which Traefik v3.3 replaced by propagation.delayBeforeChecks).")} if a.delay_before_checks else {})},
         }}}, "DNS-01: Let's Encrypt never reaches the lab; the provider's DNS proves the name. Ingresses name "
              f"this resolver: traefik.ingress.kubernetes.io/router.tls.certresolver: {a.resolver}")
         values["deployment"] = {"initContainers": Commented([{

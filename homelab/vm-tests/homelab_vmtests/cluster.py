@@ -122,7 +122,7 @@ def run(machines: Mapping[str, Any], expectations: str, *, subtest: Callable[[st
         driver.require_success(driver.run_suite(machines, expectations=expectations, scope="cluster",
                                                 junitxml=driver.out_path("junit-cluster.xml"),
                                                 clients={"lan-client": outsider} if outsider is not None else {},
-                                                lab_tests=lab_tests))
+                                                lab_tests=lab_tests, extra=["--homelab-no-tailnet"]))
 
 
 def _join(step, machines: Mapping[str, Any], cp: Any, workers: list[str], k8s: list[str]) -> None:
@@ -155,16 +155,21 @@ def _dns(step, machines: Mapping[str, Any], cp: Any, checks: dict, cp_name: str,
             cp.wait_until_succeeds(f"kubectl exec deploy/{ECHO} -- nslookup {c['name']} | grep -F '{c['answer']}'",
                                    timeout=300)
 
+    # the test network has no tailnet (no Tailscale login in a VM): the tailnet's checks are left to `homelab verify`
+    tailnet = [c for n in k8s for c in checks[n] if c["kind"] == "dns" and c.get("client") == "tailnet"]
+    if tailnet:
+        print(f"split DNS over the tailnet: {len(tailnet)} checks not run (the VMs are on no tailnet)")
     split = [c for n in k8s for c in checks[n]
              if c["kind"] == "dns" and "answer" in c and not c["name"].endswith(".svc.cluster.local")
-             and c["server"] != "127.0.0.1"]
+             and c["server"] != "127.0.0.1" and c.get("client") != "tailnet"]
     with step("split DNS: names in the zone answer with the ingress host's LAN address"):
         for c in {(c["name"], c["server"], c["answer"]): c for c in split}.values():
             cp.wait_until_succeeds(
                 f"kubectl exec deploy/{ECHO} -- nslookup {c['name']} {c['server']} | grep -F '{c['answer']}'",
                 timeout=300)
         for n in k8s:
-            for c in (c for c in checks[n] if c["kind"] == "dns" and c["scope"] == "cluster"):
+            for c in (c for c in checks[n] if c["kind"] == "dns" and c["scope"] == "cluster"
+                      and c.get("client") != "tailnet"):
                 _await_dns(machines[n], n, c, timeout=300)
 
 
