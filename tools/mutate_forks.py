@@ -283,7 +283,8 @@ def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: boo
     files = sorted(set(files) | set(first))
     _MODULES[:] = sorted({p.name.removesuffix(".py.meta") for p in (root / "homelab").glob("*.py.meta")})
     sched = Scheduler(mutants, stats, budget, timeout, jobs, first)
-    pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", *files], plugins=[sched])
+    pytest.main(["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--rootdir=.", "--continue-on-collection-errors",
+                 *files], plugins=[sched])
     sched.flush()
     shutil.rmtree(sched.killdir, ignore_errors=True)
     return 0
