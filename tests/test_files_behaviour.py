@@ -158,18 +158,17 @@ def test_without_syncfs_the_writes_fall_back_to_fsync(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files, "_SYNCFS", None)
     monkeypatch.setattr(ctypes, "CDLL", NoSyncfs)
-    assert files._syncfs(tmp_path) is False
-    assert files._SYNCFS is False
-    assert files._syncfs(tmp_path) is False
     texts = {f"modules/m{i}.nix": f"{i}\n" for i in range(files.BATCH_SYNC_FROM)}
     files.apply(tmp_path, files.Plan(texts, (), ()))
     assert tree(tmp_path) == {rel: t.encode() for rel, t in texts.items()}
 
 
-def test_syncfs_is_found_on_first_use(tmp_path, monkeypatch):
+def test_syncfs_is_looked_up_on_the_first_batch(tmp_path, monkeypatch):
+    """The first batch of a process finds syncfs in the C library, then writes every file."""
     monkeypatch.setattr(files, "_SYNCFS", None)
-    assert files._syncfs(tmp_path) is True
-    assert callable(files._SYNCFS)
+    texts = {f"modules/m{i}.nix": f"{i}\n" for i in range(files.BATCH_SYNC_FROM)}
+    files.apply(tmp_path, files.Plan(texts, (), ()))
+    assert tree(tmp_path) == {rel: t.encode() for rel, t in texts.items()}
 
 
 def test_a_failed_rename_leaves_no_temporary_and_raises_its_own_error(tmp_path):
