@@ -266,3 +266,16 @@ def test_stale_temps_are_found_beside_generated_files_only(tmp_path):
     assert sorted(tree(tmp_path)) == sorted(kept)
     assert (tmp_path / "modules/.dir.nix.abcd1234.tmp").is_dir() and (tmp_path / "modules/.link.nix.abcd1234.tmp").is_symlink()
     assert files.stale_temps(tmp_path) == []
+
+
+def test_a_link_to_a_generated_file_is_never_pruned(tmp_path):
+    """homelab writes regular files only, and refuses to replace a link; a link a person made where a generated
+    file could be, to a generated file, is theirs: not listed as generated, not deleted, not stale."""
+    put(tmp_path, "shared/entry.nix", generated("{ }\n"))
+    (tmp_path / "hosts/b").mkdir(parents=True)
+    (tmp_path / "hosts/b/default.nix").symlink_to("../../shared/entry.nix")
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules/linked.nix").symlink_to("../shared/entry.nix")
+    assert files.generated_on_disk(tmp_path) == []
+    assert files.plan(tmp_path, {}).delete == ()
+    assert files.stale(tmp_path, {}) == []
