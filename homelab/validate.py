@@ -506,8 +506,20 @@ def cluster_component_problems(lab: Lab) -> Iterator[Problem]:
     yield from component_problems(lab)
 
 
+def lan_without_a_free_address(lab: Lab) -> Iterator[Problem]:
+    """A LAN the gateway and the hosts fill: the lab's checks and the flake's VM tests play "a LAN client" from a
+    free LAN address (``lanClient`` in hosts/lab.nix, homelab.firewall.lan_client_address)."""
+    c = lab.cluster
+    n = c.lan.num_addresses
+    ends = {c.lan.network_address, c.lan.broadcast_address} if n > 2 else set()
+    taken = {a for a in {h.ip for h in lab.hosts} | {c.gateway} if a in c.lan and a not in ends}
+    if len(taken) >= n - len(ends):
+        yield _cluster("lan", f"{c.lan} has no free address once the gateway and the hosts take theirs; the lab's "
+                              "checks and the flake's VM tests play a LAN client from one: use a larger LAN")
+
+
 # The rules of the lab as a whole, after every host's.
-LAB_RULES = (needed_role_missing, role_lab_problems, cluster_component_problems)
+LAB_RULES = (needed_role_missing, role_lab_problems, cluster_component_problems, lan_without_a_free_address)
 
 
 def validate(lab: Lab) -> list[Problem]:
