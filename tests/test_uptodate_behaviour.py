@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from homelab import uptodate
 
 
@@ -89,3 +91,55 @@ def test_every_linked_folder_is_walked_and_what_follows_a_link_too(tmp_path):
         edited.write_text("two")  # same size
         seen.add(fp(root))
     assert len(seen) == 4
+
+
+def test_a_folder_its_user_cannot_read_hides_nothing_else(tmp_path):
+    """Run by a user who cannot list one folder (mode 000) or stat inside another (mode 444): the rest of the lab
+    is still fingerprinted, so an edit beside those folders, or a new entry in the listable one, is a change."""
+    import contextlib
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user in-process (os.seteuid)")
+    nobody = 65534
+    base = tempfile.mkdtemp(prefix="homelab-fp-")
+    try:
+        root = Path(base) / "lab"
+        (root / "hosts" / "a").mkdir(parents=True)
+        (root / "hosts" / "a" / "host.py").write_text("one")
+        (root / "hosts" / "z").mkdir()
+        (root / "modules" / "c").mkdir(parents=True)
+        (root / "modules" / "c" / "f1.nix").write_text("x")
+        for d, _, fs in os.walk(base):
+            os.chown(d, nobody, nobody)
+            for f in fs:
+                os.chown(os.path.join(d, f), nobody, nobody)
+        os.chmod(root / "hosts" / "z", 0o000)
+        os.chmod(root / "modules" / "c", 0o555 & ~0o111)
+
+        @contextlib.contextmanager
+        def as_nobody():
+            os.setegid(nobody)
+            os.seteuid(nobody)
+            try:
+                yield
+            finally:
+                os.seteuid(0)
+                os.setegid(0)
+
+        seen = set()
+        with as_nobody():
+            seen.add(fp(root))
+        (root / "hosts" / "a" / "host.py").write_text("two")  # same size, beside the unlistable hosts/z
+        with as_nobody():
+            seen.add(fp(root))
+        (root / "modules" / "c" / "f2.nix").write_text("y")  # a new entry after one that cannot be stat'ed
+        with as_nobody():
+            seen.add(fp(root))
+        assert len(seen) == 3
+    finally:
+        for d in (Path(base) / "lab" / "hosts" / "z", Path(base) / "lab" / "modules" / "c"):
+            with contextlib.suppress(OSError):
+                os.chmod(d, 0o755)
+        shutil.rmtree(base, ignore_errors=True)
