@@ -23,7 +23,7 @@ from typing import Any, Collection
 
 import attrs
 
-from . import files, readback, render
+from . import files, gcpause, readback, render
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
@@ -156,16 +156,23 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
     try:
         nix = nix or Nix()
         with readback.staged(texts, root, hand) as tmp:
+            calls = nix.calls
+            # the clash check's nix process runs beside the read-back's (both cores); its answer counts only
+            # when nix read every file back as the model says
+            specs, clash_check = readback.start_clash_check(Path(tmp), p.compiled, nix, list(names), p.pre)
             try:
                 rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                calls = nix.calls
                 clashes = [] if rep.problems else readback.hand_written_clashes(
-                    Path(tmp), p.compiled, nix, list(names), p.pre)
+                    Path(tmp), p.compiled, nix, list(names), p.pre, specs=specs,
+                    described=clash_check.result if clash_check else None)
             except NixError as e:  # name the lab's files, never the staging copy
                 if isinstance(e, NixNotFound):
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
-            rep = attrs.evolve(rep, nix_calls=rep.nix_calls + nix.calls - calls)
+            finally:
+                if clash_check:
+                    clash_check.wait()  # its nix process reads the staging copy: done before the copy goes
+            rep = attrs.evolve(rep, nix_calls=nix.calls - calls)
     except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
         raise
     except NixNotFound as e:
@@ -199,9 +206,16 @@ def build(root: Path | str, *, lab: Lab | None = None, hosts: list[str] | None =
     is judged then, not now (``homelab install`` builds a lab so).  ``dry_run``: all
     of it, nix included, but writing; ``stale`` lists what it would write or remove.
     """
+    with gcpause.paused():  # millions of objects that live until the build ends (homelab.gcpause)
+        return _build(Path(root), lab=lab, hosts=hosts, check=check, force=force, verify_with_nix=verify_with_nix,
+                      nix=nix, warnings=warnings, pending_hardware=pending_hardware, dry_run=dry_run)
+
+
+def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool, force: bool,
+           verify_with_nix: bool, nix: Nix | None, warnings: tuple[Problem, ...], pending_hardware: Collection[str],
+           dry_run: bool) -> BuildResult:
     from .load import load_or_raise
 
-    root = Path(root)
     if root.exists() and not root.is_dir():
         raise LabError([Problem(str(root), "folder", "is a file; a lab is built into a folder")])
     if lab is None:

@@ -201,7 +201,11 @@ def _record(root: Path, lab, only, args, res, hosts: str, said: list[str]) -> No
 
     rep = res.verified
     files = len(res.written) + len(res.unchanged)
-    hand = sorted({str((root / "hosts" / h.hostname / imp).resolve()) for h in lab.hosts for imp in h.imports})
+    from .load import realpath
+
+    folders: dict[str, str] = {}  # each host's folder resolved once
+    hand = sorted({realpath(str(root / "hosts" / h.hostname / imp), folders)
+                   for h in lab.hosts for imp in h.imports})
     nix = shutil.which("nix-instantiate")
     extra = hand + uptodate.loaded_code() + ([os.path.realpath(nix)] if nix else [])
     uptodate.save(str(root), extra,

@@ -20,6 +20,7 @@ import ctypes
 import fcntl
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -68,14 +69,28 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     problems: list[Problem] = []
     write: dict[str, str] = {}
     unchanged: list[str] = []
+    in_the_way: dict[str, bool] = {}  # each folder looked at once (hosts/ holds 10,000 hosts' files)
+
+    def blocks(folder: str) -> bool:
+        if folder not in in_the_way:
+            p = root / folder
+            in_the_way[folder] = p.is_symlink() or (p.exists() and not p.is_dir())
+        return in_the_way[folder]
+
     for rel, text in sorted(texts.items()):
         target = root / rel
-        blocking = next((p for p in target.parents if p != root and root in p.parents
-                         and (p.is_symlink() or (p.exists() and not p.is_dir()))), None)
+        parts = rel.split("/")[:-1]  # the folders between the lab's and the file, nearest first
+        blocking = next((f for f in ("/".join(parts[:n]) for n in range(len(parts), 0, -1)) if blocks(f)), None)
         if blocking is not None:
-            problems.append(Problem(blocking.relative_to(root).as_posix(), "file",
-                                    f"is in the way: homelab needs a folder there to write {rel}"))
+            problems.append(Problem(blocking, "file", f"is in the way: homelab needs a folder there to write {rel}"))
             continue
+        try:
+            os.lstat(target)
+        except FileNotFoundError:  # the common case of a build from nothing: one system call
+            write[rel] = text
+            continue
+        except OSError:
+            pass  # what it is, the checks below say
         if target.is_symlink() or (target.exists() and not target.is_file()):
             problems.append(Problem(rel, "file", "is not a regular file; homelab will not replace it"))
             continue
@@ -167,18 +182,23 @@ def apply(root: Path, p: Plan) -> None:
 def _apply(root: Path, p: Plan) -> None:
     temps: list[tuple[str, Path]] = []
     batch = len(p.write) >= BATCH_SYNC_FROM and _SYNCFS is not False
+    token = _temp_token()
+    made: set[Path] = set()  # folders known to exist (a lab of 10,000 hosts writes into 10,000 of them)
     try:
         for rel, text in sorted(p.write.items(), key=lambda kv: _rename_order(kv[0])):
             target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            fd, tmp = _new_temp(target, token)
+            try:
+                temps.append((rel, tmp))
+                _write_all(fd, text.encode("utf-8"))
+                os.fchmod(fd, 0o644)
                 if not batch:
-                    os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            temps.append((rel, Path(tmp)))
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             _test_pause("temp", rel)
         if batch and not _syncfs(root):
             batch = False
@@ -198,6 +218,32 @@ def _apply(root: Path, p: Plan) -> None:
     finally:
         for _, tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _temp_token() -> str:
+    """Eight characters naming this build's temporaries (``.<name>.<token>.tmp``, what ``_TEMP`` matches)."""
+    return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(8))
+
+
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _new_temp(target: Path, token: str) -> tuple[int, Path]:
+    """A new file beside ``target``, open for writing, readable only by its owner until it is complete: the
+    build's own name (one temporary per target, so one token serves the whole build), or a fresh one if that
+    name is taken."""
+    tmp = target.parent / f".{target.name}.{token}.tmp"
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+    except FileExistsError:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        return fd, Path(name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _rename_order(rel: str) -> tuple[bool, bool, str]:

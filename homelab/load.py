@@ -21,11 +21,15 @@ import stat
 import sys
 import traceback
 from pathlib import Path
+from types import CodeType
 from typing import Iterator
 
 import attrs
 
+from . import gcpause
 from .errors import LabError, Problem, collecting, located
+from .precompile import Precompiled, compile_file
+from .precompile import available as precompile_available
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan, generated_path
 from .role import Role
 from .validate import problems_of, validate_cluster
@@ -126,7 +130,7 @@ def unreadable(path: Path) -> str | None:
 def generated_target(root: Path, path: Path) -> str | None:
     """The lab-relative path of the generated file ``path`` leads to (through links too), or None."""
     try:
-        real = os.path.realpath(path)
+        real = realpath(str(path), _REAL_DIRS)
         base = _real_root(str(root))
     except (OSError, ValueError, RuntimeError):
         return None
@@ -137,6 +141,25 @@ def generated_target(root: Path, path: Path) -> str | None:
 
 
 _REAL_ROOTS: dict[str, str] = {}
+_REAL_DIRS: dict[str, str] = {}  # realpath()'s folders, for one load
+
+
+def realpath(path: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, each folder on the way resolved once per ``folders`` (a dict kept while
+    nothing moves, e.g. one load): a lab's thousands of imports sit in a few folders each.  A folder is resolved
+    first and the last name then looked at under it, which is what realpath does name by name; ``..``, a folder
+    that is not one (missing) and the like go to realpath itself.  Past a symbolic link loop realpath stops
+    resolving and the two may differ: give it only paths that were read (unreadable() refuses the others)."""
+    head, name = os.path.split(path)
+    if name in ("", ".", "..") or head in ("", "/"):
+        return os.path.realpath(path)
+    if head not in folders:
+        real = realpath(head, folders)
+        folders[head] = real if os.path.isdir(real) else ""  # not a folder (missing, a link loop): realpath's
+    if not folders[head]:
+        return os.path.realpath(path)
+    joined = os.path.join(folders[head], name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _real_root(root: str) -> str:
@@ -186,15 +209,15 @@ def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
     return found, problems
 
 
-def run_file(path: Path, run_name: str) -> dict:
+def run_file(path: Path, run_name: str, code: CodeType | None = None) -> dict:
     """Run a Python file as ``runpy.run_path`` does for a plain script (its globals back; ``__name__`` is
     ``run_name``, ``__file__`` its path, the module in sys.modules while it runs, so classes it defines work),
-    without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py."""
+    without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py.
+    ``code``: the file's code when it was compiled already (:mod:`homelab.precompile`)."""
     import types
 
-    with open(path, "rb") as f:
-        source = f.read()
-    code = compile(source, str(path), "exec", dont_inherit=True)
+    if code is None:
+        code = compile_file(str(path))
     module = types.ModuleType(run_name)
     module.__dict__.update(__file__=str(path), __cached__=None, __loader__=None, __package__="", __spec__=None)
     saved = sys.modules.get(run_name)
@@ -214,11 +237,11 @@ def run_file(path: Path, run_name: str) -> dict:
     return dict(module.__dict__)
 
 
-def _run(path: Path, where: str) -> tuple[dict, list[Problem]]:
+def _run(path: Path, where: str, code: CodeType | None = None) -> tuple[dict, list[Problem]]:
     problems: list[Problem] = []
     with located(where), collecting() as sink:
         try:
-            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}")
+            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}", code)
         except SyntaxError as e:
             problems.append(Problem(where, path.name, f"syntax error on line {e.lineno}: {e.msg}"))
             ns = {}
@@ -259,10 +282,23 @@ PLACEHOLDER = "# homelab: replace this file"  # the first line of the hardware f
 def is_placeholder(path: Path) -> bool:
     """A hand-written file still holding ``homelab init``'s placeholder (its first line is the marker)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().strip() == PLACEHOLDER
+        with open(path, "rb") as f:  # bytes: a text file object per import cost more than the check
+            head = f.read(_HEAD)
     except OSError:
         return False
+    text = head.decode("utf-8", errors="replace")
+    end = _LINE_END.search(text)
+    if end is None and len(head) == _HEAD:  # a first line longer than the head: read it as text
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.readline().strip() == PLACEHOLDER
+        except OSError:
+            return False
+    return (text[:end.start()] if end else text).strip() == PLACEHOLDER
+
+
+_HEAD = 4096
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what a text file's readline ends a line at (universal newlines)
 
 
 def placeholder_problem(host: str, imp: str) -> Problem:
@@ -296,7 +332,8 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tup
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
-    with lab_on_path(root):
+    _REAL_DIRS.clear()
+    with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
         lab, problems = _load(root, placeholders)
     if secrets and lab is not None:
         from .secretstore import lab_problems
@@ -321,13 +358,38 @@ def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Prob
         if not ps and not isinstance(cluster, Cluster):
             problems.append(Problem("cluster", "cluster", "hosts/cluster.py must set `cluster = Cluster(...)`"))
             cluster = None
-    hosts: list[Host] = []
-    sources: dict[str, str] = {}
     host_files, unread = host_sources(root)
     problems += unread
+    helper = Precompiled([str(p) for p in host_files]) \
+        if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
+    try:
+        hosts, sources = _load_hosts(root, host_files, helper, problems, placeholders)
+    finally:
+        if helper is not None:
+            helper.close()
+    if not host_files and not unread and cluster_py.is_file():
+        problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
+    if cluster is None or any(p.severity == "error" for p in problems):
+        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
+            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
+        return None, problems
+    lab = Lab(cluster, hosts, sources)
+    return lab, problems + list(problems_of(lab))
+
+
+# From this many host.py files on, a second process compiles them while this one runs them (homelab.precompile).
+PRECOMPILE_FROM = 200
+
+
+def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
+                placeholders: bool) -> tuple[list[Host], dict[str, str]]:
+    """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
+    from; their problems are added to ``problems``."""
+    hosts: list[Host] = []
+    sources: dict[str, str] = {}
     for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
-        ns, ps = _run(host_py, where)
+        ns, ps = _run(host_py, where, helper.next_code() if helper is not None else None)
         problems += ps
         host = ns.get("host")
         if ps:
@@ -354,14 +416,7 @@ def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Prob
                 problems.append(placeholder_problem(host_py.parent.name, imp))
         hosts.append(host)
         sources[host.hostname] = where
-    if not host_files and not unread and cluster_py.is_file():
-        problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
-    if cluster is None or any(p.severity == "error" for p in problems):
-        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
-            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
-        return None, problems
-    lab = Lab(cluster, hosts, sources)
-    return lab, problems + list(problems_of(lab))
+    return hosts, sources
 
 
 def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab, list[Problem]]:

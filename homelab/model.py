@@ -62,6 +62,7 @@ _MODULE_KEYS = ("imports", "options", "config", "_file", "key", "disabledModules
                 "_class")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys on every host of a large lab
 def option_path(dotted: str) -> tuple[str, ...]:
     """'environment.etc."a.conf".text' -> ('environment', 'etc', 'a.conf', 'text')."""
     parts = re.findall(_SEGMENT, dotted)

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -64,6 +65,8 @@ class NixTimeout(NixError):
 class NixEvalError(NixError):
     pass
 
+
+_CALLS_LOCK = threading.Lock()
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -170,7 +173,8 @@ class Nix:
         """Run a nix binary; return stdout.  Raises NixTimeout / NixEvalError / NixNotFound."""
         cmd = [self._bin(args[0]), *args[1:]]
         limit = self.timeout if timeout is None else timeout
-        self.calls += 1
+        with _CALLS_LOCK:  # one handle may start nix processes from two threads (homelab.readback.Pending)
+            self.calls += 1
         env = self._env()
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -324,13 +326,14 @@ class HostOptions(Mapping):
     def __init__(self, names: Iterable[str], files_of: Callable[[str], list[tuple[str, dict]]],
                  contract: contracts.Contract, memo: dict | None = None):
         self._names = tuple(sorted(names))
+        self._known = frozenset(self._names)  # a lab asks about each of its hosts: a tuple's scan was N x N
         self._files_of = files_of
         self._contract = contract
         self._memo = memo if memo is not None else {}
         self._recent: dict[str, MergedOptions] = {}  # oldest first
 
     def __getitem__(self, host: str) -> MergedOptions:
-        if host not in self._names:
+        if not self.__contains__(host):
             raise KeyError(host)
         values = self._recent.pop(host, None)
         if values is None:
@@ -347,10 +350,13 @@ class HostOptions(Mapping):
         return len(self._names)
 
     def __contains__(self, host: object) -> bool:
-        return host in self._names
+        try:
+            return host in self._known
+        except TypeError:  # unhashable: no host's name
+            return False
 
     def restricted(self, names: Iterable[str]) -> HostOptions:
-        return HostOptions([n for n in names if n in self._names], self._files_of, self._contract, self._memo)
+        return HostOptions([n for n in names if n in self._known], self._files_of, self._contract, self._memo)
 
     def __repr__(self) -> str:
         return f"<option values of {len(self._names)} hosts, merged when asked>"
@@ -648,22 +654,38 @@ def _scratch_dir() -> str | None:
 def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> tempfile.TemporaryDirectory:
     """A temporary lab holding ``texts`` and copies of the hand-written imports, for checking before writing."""
     tmp = tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=_scratch_dir())
-    base = Path(tmp.name)
+    base = tmp.name + "/"
+    made: set[str] = set()  # folders made in the copy (plain strings and os calls: a lab has 10,000 of them)
+
+    def folder(rel: str) -> None:
+        parent = posixpath.dirname(rel)
+        if parent not in made:
+            os.makedirs(base + parent, exist_ok=True)
+            made.add(parent)
+
     for rel, text in texts.items():
-        (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / rel).write_text(text, encoding="utf-8")
+        folder(rel)
+        with open(base + rel, "w", encoding="utf-8") as f:
+            f.write(text)
     hand_written = list(hand_written)
+    root_s = str(root) + "/"
+    copied = set()
     for rel in hand_written:
-        src = Path(root) / rel
-        (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_file():
-            shutil.copyfile(src, base / rel)
+        folder(rel)
+        if os.path.isfile(root_s + rel):
+            shutil.copyfile(root_s + rel, base + rel)
+            copied.add(rel)
     # the Nix files beside them, which they may import in turn (./disks.nix): read for the root file system
-    for folder in sorted({Path(rel).parent for rel in hand_written}):
-        for src in sorted((Path(root) / folder).glob("*.nix")) if (Path(root) / folder).is_dir() else ():
-            rel = (folder / src.name).as_posix()
-            if rel not in texts and not (base / rel).exists() and src.is_file() and not src.name == "default.nix":
-                shutil.copyfile(src, base / rel)
+    for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
+        try:
+            names = sorted(n for n in os.listdir(root_s + parent) if n.endswith(".nix") and not n.startswith("."))
+        except OSError:  # not a folder (any more)
+            continue
+        for name in names:
+            rel = f"{parent}/{name}" if parent else name
+            if name != "default.nix" and rel not in texts and rel not in copied \
+                    and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
+                shutil.copyfile(root_s + rel, base + rel)
     return tmp
 
 
@@ -708,10 +730,12 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
+  found = v: paths: builtins.filter (d: d.found)
+    (builtins.genList (i: { at = i; } // describe v (builtins.elemAt paths i)) (builtins.length paths));
 %(modules)s
   files = %(files)s;
 in {
-  clashes = builtins.mapAttrs (rel: spec: let v = top spec.file; in map (path: describe v path) spec.paths) files;
+  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.paths) files;
   boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
 }"""
 
@@ -741,8 +765,9 @@ def _merges(typ: t.OptionType) -> bool:
     return type(typ).merge is not t.OptionType.merge
 
 
-def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
-                         ) -> list[Problem]:
+def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck, *,
+                         specs: tuple[dict[str, Spec], Callable[[str], list[Leaf]]] | None = None,
+                         described: Callable[[], Any] | None = None) -> list[Problem]:
     """Hand-written imports that define an option homelab's generated files define too, where NixOS could not
     merge the two (a scalar with another value, at the same priority): errors naming the host, ``imports``
     and the file, before anything is written.
@@ -750,19 +775,54 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     Each hand-written module is called with a stand-in lib and throwing pkgs/config (one nix process);
     only plain attribute sets are looked into, so a definition under mkIf/mkMerge, or one that needs
     nixpkgs to be known, is left for NixOS to judge.  When nix cannot evaluate a module at all, that file
-    is skipped with a warning.
+    is skipped with a warning.  ``specs`` and ``described``: what :func:`start_clash_check` returned (its
+    Pending's ``result``), when the nix process was started beside the read-back's.
     """
-    specs: dict[str, tuple[list[str], set[OptPath]]] = {}  # hand-written file -> (its importers, paths to ask)
-    of_file: dict[str, list[tuple[OptPath, Any, str, t.OptionType]]] = {}  # a shared file's leaves, once
+    asked, host_leaves = clash_specs(compiled, hosts, pre) if specs is None else specs
+    out: list[Problem] = []
+    results: dict[str, dict[OptPath, Any]] = {}
+    boot: dict[str, Any] = {}
+    try:
+        if asked:
+            results, boot = described() if described is not None else _describe(root, asked, nix)
+    except NixEvalError:
+        for hand in asked:  # one at a time, to name the file nix cannot read this way
+            try:
+                clashes, facts = _describe(root, {hand: asked[hand]}, nix)
+                results.update(clashes)
+                boot.update(facts)
+            except NixEvalError:
+                out += [Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
+                                "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
+                                "judge them", "warning") for h in asked[hand][0]]
+    for hand, described_ in sorted(results.items()):
+        for h in asked[hand][0]:
+            for leaf in host_leaves(h):
+                out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
+    for h in hosts:
+        out += boot_problems(compiled, pre, h, boot)
+    return out
 
-    def file_leaves(rel: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
+
+Spec = tuple[list[str], set[OptPath]]  # a hand-written file's importers, and the option paths to ask nix about
+Leaf = tuple[OptPath, Any, str, t.OptionType]
+
+
+def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck
+                ) -> tuple[dict[str, Spec], Callable[[str], list[Leaf]]]:
+    """What the clash check asks nix about (hand-written file -> its importers and the paths any of them
+    defines), and each host's generated definitions that could clash (a shared file's found once)."""
+    specs: dict[str, Spec] = {}
+    of_file: dict[str, list[Leaf]] = {}  # a shared file's leaves, once
+
+    def file_leaves(rel: str) -> list[Leaf]:
         if rel not in of_file:
             of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
                                                                                  compiled.contract)
                             if not _merges(typ := option_type(path, compiled.contract))]
         return of_file[rel]
 
-    def host_leaves(h: str) -> list[tuple[OptPath, Any, str, t.OptionType]]:
+    def host_leaves(h: str) -> list[Leaf]:
         return [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
 
     # a file several hosts import (../common.nix) is judged against each of them: they set other values
@@ -774,29 +834,46 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
                 importers, known = specs.setdefault(hand, ([], set()))
                 importers.append(h)
                 known |= paths
-    out: list[Problem] = []
-    results: dict[str, dict[OptPath, Any]] = {}
-    boot: dict[str, Any] = {}
-    try:
-        if specs:
-            results, boot = _describe(root, specs, nix)
-    except NixEvalError:
-        for hand in specs:  # one at a time, to name the file nix cannot read this way
-            try:
-                clashes, facts = _describe(root, {hand: specs[hand]}, nix)
-                results.update(clashes)
-                boot.update(facts)
-            except NixEvalError:
-                out += [Problem(f"hosts/{h}", "imports", f"{hand.rsplit('/', 1)[-1]}: could not be evaluated "
-                                "without nixpkgs to look for definitions that clash with homelab's; NixOS will "
-                                "judge them", "warning") for h in specs[hand][0]]
-    for hand, described in sorted(results.items()):
-        for h in specs[hand][0]:
-            for leaf in host_leaves(h):
-                out += _clash(h, hand, leaf, described[leaf[0]])
-    for h in hosts:
-        out += boot_problems(compiled, pre, h, boot)
-    return out
+    return specs, host_leaves
+
+
+class Pending:
+    """A call running in a thread of its own, so that its nix process runs beside another (a lab of thousands of
+    hosts keeps both cores busy): ``result()`` waits, then returns what the call returned or raises what it
+    raised; ``wait()`` only waits."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._done: tuple[bool, Any] = (False, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="homelab-nix", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._done = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the result
+            self._done = (False, e)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._done
+        if not ok:
+            raise value
+        return value
+
+
+def start_clash_check(root: Path, compiled: Compiled, nix: Nix, hosts: list[str], pre: Precheck
+                      ) -> tuple[tuple[dict[str, Spec], Callable[[str], list[Leaf]]], Pending | None]:
+    """The clash check's specs (:func:`clash_specs`) and its nix process, started now (None when no host has a
+    hand-written import): give both to :func:`hand_written_clashes`, and wait for the Pending before ``root``
+    goes away."""
+    specs = clash_specs(compiled, hosts, pre)
+    return specs, (Pending(_describe, root, specs[0], nix) if specs[0] else None)
+
+
+_NOT_FOUND = {"found": False}
 
 
 def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: dict[str, Any]) -> list[Problem]:
@@ -850,7 +927,8 @@ def _paths(specs: dict) -> list[OptPath]:
 
 
 def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
-    """hand-written file -> option path -> what nix found there; and hand-written file -> its boot facts
+    """hand-written file -> option path -> what nix found there (the paths the file defines; nix leaves the others
+    out); and hand-written file -> its boot facts
     (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
     listed = _paths_nix(paths)
@@ -859,7 +937,8 @@ def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath
                      for hand in specs)
     out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
                                       "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
-    return {hand: dict(zip(paths, found)) for hand, found in out["clashes"].items()}, out["boot"]
+    # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
+    return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
 
 
 def _paths_nix(paths) -> str:

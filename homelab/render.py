@@ -63,14 +63,27 @@ def module_text(f: ModuleFile) -> str:
         imports=list(f.imports),
         blocks=[_block(s) for s in f.sections],
     )
-    draft = configs.text("module.nix.j2", hash_line=HASH_PREFIX, **values)
-    return configs.text("module.nix.j2", hash_line=HASH_PREFIX + content_hash(draft), **values)
+    return _hashed("module.nix.j2", values)
 
 
 def data_text(f: DataFile) -> str:
     values = dict(title=f.title, source=f.source, value=nixvalue.render(f.value))
-    draft = configs.text("data.nix.j2", hash_line=HASH_PREFIX, **values)
-    return configs.text("data.nix.j2", hash_line=HASH_PREFIX + content_hash(draft), **values)
+    return _hashed("data.nix.j2", values)
+
+
+# stands in the hash line while the text is hashed (the hash skips that line whatever it holds); a NUL is in no
+# generated text (Nix strings cannot hold one), so the placeholder is found only where the template put it
+_PENDING_HASH = HASH_PREFIX + "\0pending\0"
+
+
+def _hashed(template: str, values: dict) -> str:
+    """The template's text with its hash line: rendered once, the placeholder line replaced by the hash of the
+    rest (what rendering again with the hash would give; twice when the placeholder is not found once)."""
+    draft = configs.text(template, hash_line=_PENDING_HASH, **values)
+    line = HASH_PREFIX + content_hash(draft)
+    if draft.count(_PENDING_HASH) == 1:
+        return draft.replace(_PENDING_HASH, line)
+    return configs.text(template, hash_line=line, **values)
 
 
 def render_all(compiled: Compiled, only: list[str] | None = None) -> dict[str, str]:

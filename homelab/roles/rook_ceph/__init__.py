@@ -112,11 +112,12 @@ class RookCeph(Component):
             yield self.error("hosts", "Ceph's CSI plugin knows one kubelet directory, and the CephStorage hosts' "
                              "kubelets use " + ", ".join(f"{d} ({h})" for h, d in sorted(dirs.items()))
                              + ": give them the same kubelet_root_dir")
+        kubelet_dir = self.kubelet_dir(lab)  # once: it looks at every host
         elsewhere = sorted(h.hostname for h in lab.kubernetes_nodes
-                           if h.is_kubernetes_node and kubelet_root_dir(h) != self.kubelet_dir(lab))
+                           if h.is_kubernetes_node and kubelet_root_dir(h) != kubelet_dir)
         if elsewhere:
             yield Problem("cluster", f"{type(self).__name__}.hosts", "the CSI plugin registers under the kubelet "
-                          f"directory {self.kubelet_dir(lab)}, which the kubelet of {', '.join(elsewhere)} does not "
+                          f"directory {kubelet_dir}, which the kubelet of {', '.join(elsewhere)} does not "
                           "use: pods there cannot mount Ceph volumes (give those hosts CephStorage())", "warning")
         if self.mons is not None and self.mons > len(lab.kubernetes_nodes):
             yield self.error("mons", f"{self.mons} monitors need {self.mons} nodes (one per node), and the lab has "
