@@ -132,3 +132,25 @@ def test_write_atomic_makes_missing_folders_and_leaves_no_temporary(tmp_path):
     assert (os.stat(p).st_mode & 0o777) == 0o600
     assert sorted(os.listdir(p.parent)) == ["f.txt"]
     assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_write_atomic_failing_leaves_neither_file_nor_temporary(tmp_path):
+    p = tmp_path / "f.txt"
+    with pytest.raises(TypeError):
+        st.write_atomic(p, None)
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_atomic_makes_its_temporary_beside_the_target(tmp_path, monkeypatch):
+    """The temporary is in the target's folder, so the rename is atomic even when $TMPDIR is another file system."""
+    import tempfile
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no /dev/shm on a file system other than the test folder's")
+    other = Path(tempfile.mkdtemp(dir=shm))
+    monkeypatch.setattr(tempfile, "tempdir", str(other))
+    try:
+        st.write_atomic(tmp_path / "f.txt", b"x")
+        assert (tmp_path / "f.txt").read_bytes() == b"x"
+    finally:
+        os.rmdir(other)
