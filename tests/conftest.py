@@ -41,7 +41,7 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
 settings.register_profile("nightly", max_examples=10000, deadline=None)
 # mutation testing (tools/mutate): every mutant reruns the tests, so fewer examples; exact tests do the killing
-settings.register_profile("mutmut", max_examples=10, deadline=None)
+settings.register_profile("mutmut", max_examples=10, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
@@ -97,8 +97,21 @@ def repo_lab():
     return load_or_raise(REPO)
 
 
-@pytest.fixture(autouse=True)
-def _subprocesses_run_unmutated_code(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _subprocesses_run_unmutated_code():
     """Under mutation testing (./lab mutate), only this process runs the mutant: a homelab started as a new
-    process runs the unmutated code (mutmut keeps the mutant's name in-process when the variable is gone)."""
-    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
+    process runs the unmutated code (mutmut keeps the mutant's name in-process when the variable is gone).
+    Session-wide, so that module-scoped fixtures that start homelab see it gone too."""
+    os.environ.pop("MUTANT_UNDER_TEST", None)
+
+
+def pytest_collection_modifyitems(items):
+    """Under ./lab mutate: the quickest tests first.  mutmut runs a mutant's tests with -x, so a killed mutant
+    costs its quickest failing test, not its file order's first (mutmut hands the tests over unordered)."""
+    import sys
+
+    state = sys.modules.get("mutmut.state")
+    if state is None or os.environ.get("MUTANT_UNDER_TEST", "") in ("", "stats", "fail", "list_all_tests"):
+        return
+    durations = state.state().duration_by_test
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
