@@ -9,6 +9,7 @@ VM that dies while booting, and Ctrl-C (SIGINT sent to homelab by the stand-in b
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -70,7 +71,10 @@ def stubs(tmp_path: Path) -> dict[str, str]:
 def vm(lab: Path, env: dict[str, str], how: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "homelab", "vm", "hosts/tokiwa", "--allow-tcg", "--boot-timeout",
                            "20", "--suite", str(VM_TESTS)], cwd=lab, env=dict(env, NIX_STUB=how),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          # Ctrl-C reaches homelab whatever started the suite: a shell's background job (nohup, a
+                          # CI runner) hands its children SIGINT ignored, and Python then never raises on it
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("how, rc", [("fail", EXIT_STEP_FAILED), ("vm-dies", EXIT_STEP_FAILED),
