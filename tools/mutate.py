@@ -179,8 +179,7 @@ def apply_to(name: str, target: Path) -> int:
     from mutmut.utils.format_utils import orig_function_and_class_names_from_key
 
     os.chdir(ROOT)
-    module = name.split(".x")[0] if ".x_" in name or ".xǁ" in name else name.rsplit(".", 1)[0]
-    path = Path(*module.split(".")).with_suffix(".py")
+    path = Path(*name.split(".x")[0].split(".")).with_suffix(".py")  # homelab.files.x_plan__mutmut_3
     _, mutant = read_functions_from_index(name, path)
     fn = orig_function_and_class_names_from_key(name)[0].rpartition(".")[-1]
     orig = cst.parse_module((target / path).read_text())

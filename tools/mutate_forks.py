@@ -172,13 +172,7 @@ class Scheduler:
             pid, status = os.wait()
             m, began = running.pop(pid)
             code = os.waitstatus_to_exitcode(status)
-            for tmp in self.killdir.glob(f"tmp{pid}-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
-            note = self.killdir / str(pid)
-            if note.is_file():
-                self.killed_by[m] = note.read_text()
-                self._count(m, self.killed_by[m])
-                note.unlink()
+            self._reap(pid, m)
             self.ran[m] = "budget" if code == BUDGET else "all"
             code = SURVIVED if code == BUDGET else code
             self.verdicts[m] = code if code in (KILLED, SURVIVED, TIMEOUT) else KILLED if code > 0 else TIMEOUT
@@ -203,13 +197,23 @@ class Scheduler:
             if pid == 0:
                 self._child(fn.rsplit(".", 1)[0] + ".no_mutant", tests)
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-            for tmp in self.killdir.glob(f"tmp{pid}-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._reap(pid, None)
             if code not in (SURVIVED, BUDGET):
                 names = ", ".join(t.nodeid for t in tests)
                 raise SystemExit(f"mutate: the tests of {fn} fail with no mutant on ({names}): fix that first")
             if len(seen) >= 3 and len(self.mutants) > 50:
                 break  # a sample of the functions: each control costs a function's budget
+
+    def _reap(self, pid: int, mutant: str | None) -> None:
+        """After child ``pid``: its temporary folders go; the test that killed ``mutant`` (if one did) is noted."""
+        for tmp in self.killdir.glob(f"tmp{pid}-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        note = self.killdir / str(pid)
+        if note.is_file():
+            if mutant is not None:
+                self.killed_by[mutant] = note.read_text()
+                self._count(mutant, self.killed_by[mutant])
+            note.unlink()
 
     def _child(self, mutant: str, tests: list) -> None:
         from _pytest.runner import runtestprotocol
