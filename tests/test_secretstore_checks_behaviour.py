@@ -145,6 +145,14 @@ def test_read_host_key_refusals_are_named_with_the_file(tmp_path):
         b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5A root@h\n": f"{path}: the key is not valid base64",
         b"\xffssh-ed25519 AAAA\n": f"{path}: cannot be read: {NOT_UTF8}",
     }
+    rsa_blob = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7"  # an ssh-rsa key's blob (cut short)
+    cut = f"{path}: not a whole ssh-ed25519 key (its base64 does not decode to one; a line cut short or mistyped?); "
+    cut += "copy the machine's /etc/ssh/ssh_host_ed25519_key.pub"
+    cases.update({
+        b"ssh-ed25519 AAAA root@h\n": cut,  # base64, three zero bytes
+        f"ssh-ed25519 {rsa_blob} root@h\n".encode(): cut,  # another type's key
+        b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI!Gh2 root@h\n": cut,  # a stray character in the base64
+    })
     got = {}
     for text, _ in cases.items():
         (d / PUB).write_bytes(text)
@@ -271,6 +279,21 @@ def test_status_shows_unset_and_stale_secrets_exactly(tmp_path):
 
 
 # ---------------------------------------------------------------- admins, names, hosts
+
+
+def test_an_admin_key_that_is_no_key_is_refused_before_age_runs(lab):
+    """A line of Cluster.admin_keys cut short or mistyped passes the model's pattern; every secrets command
+    (status included, which once crashed on it) names it instead of failing inside age or base64."""
+    root, keys, lab_ = lab
+    admin = _pub(keys, "admin")
+    for i, bad in ((1, "ssh-ed25519 AAAAB"), (1, "ssh-ed25519 AAAA"), (1, "ssh-rsa " + admin.split()[1])):
+        broken = attrs.evolve(lab_, cluster=attrs.evolve(lab_.cluster, admin_keys=[admin, f"{bad} x@y"]))
+        want = (f"cluster: admin_keys[{i}]: {bad!r} is not a whole {bad.split()[0]} key (its base64 does not decode "
+                "to one; a line cut short or mistyped?), so age cannot encrypt to it; copy the whole line of the "
+                "admin's public key again (e.g. ~/.ssh/id_ed25519.pub)")
+        assert [_error(lambda: st.admin_readers(broken)), _error(lambda: st.status(root, broken)),
+                _error(lambda: st.set_secret(root, broken, "never", b"v", hosts=["alpha"]))] == [want] * 3
+    assert not (root / "secrets" / "never.age").exists()
 
 
 def test_admin_readers_are_the_keys_age_encrypts_to_in_order(lab):
