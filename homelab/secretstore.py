@@ -53,6 +53,8 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"  # the identity agenix decrypts with 
 AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_BEGIN, ARMOR_END = b"-----BEGIN AGE ENCRYPTED FILE-----", b"-----END AGE ENCRYPTED FILE-----"
+ENCRYPT_SECONDS = 60  # how long age may take to encrypt (nothing to wait for)
+DECRYPT_SECONDS = 300  # ... to decrypt (it may ask for the passphrase of the admin's key)
 
 
 class SecretsError(UsageError):
@@ -309,7 +311,10 @@ def encrypt(value: bytes, readers: Sequence[Reader]) -> bytes:
     argv = [age_binary(), "--encrypt"]
     for r in readers:
         argv += ["--recipient", r.key]  # public keys: nothing secret in the arguments
-    p = subprocess.run(argv, input=value, capture_output=True, timeout=60)
+    try:
+        p = subprocess.run(argv, input=value, capture_output=True, timeout=ENCRYPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise SecretsError(f"age could not encrypt: it did not finish within {ENCRYPT_SECONDS} s") from None
     if p.returncode != 0 or not p.stdout.startswith(AGE_MAGIC):
         raise SecretsError(f"age could not encrypt (exit {p.returncode}): {p.stderr.decode(errors='replace').strip()}")
     return p.stdout
@@ -342,7 +347,11 @@ def decrypt(data: bytes, identity: str | Sequence[str] | None = None, *, what: s
     argv = [age_binary(), "--decrypt"]
     for i in ids:
         argv += ["--identity", i]
-    p = subprocess.run(argv, input=data, capture_output=True, timeout=300)
+    try:
+        p = subprocess.run(argv, input=data, capture_output=True, timeout=DECRYPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise SecretsError(f"{what}: age could not decrypt it: no answer within {DECRYPT_SECONDS} s (a passphrase "
+                           "not typed?)") from None
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip()
         if "no identity matched" in err:
