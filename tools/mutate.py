@@ -174,6 +174,16 @@ def survivors(patterns: list[str]) -> int:
     return 0
 
 
+def _method(module, cls: str, fn: str):
+    """Method ``fn`` of class ``cls`` (mutmut's own lookup takes the first method of that name in any class)."""
+    import libcst as cst
+
+    for child in module.body:
+        if isinstance(child, cst.ClassDef) and child.name.value == cls and isinstance(child.body, cst.IndentedBlock):
+            return next((m for m in child.body.body if isinstance(m, cst.FunctionDef) and m.name.value == fn), None)
+    return None
+
+
 def apply_to(name: str, target: Path) -> int:
     """``--apply NAME DIR``: write mutant NAME into DIR's copy of its module (another worktree, to watch a new
     test fail against it); ``git checkout`` there undoes it."""
@@ -184,11 +194,12 @@ def apply_to(name: str, target: Path) -> int:
     os.chdir(ROOT)
     path = Path(*name.split(".x")[0].split(".")).with_suffix(".py")  # homelab.files.x_plan__mutmut_3
     _, mutant = read_functions_from_index(name, path)
-    fn = orig_function_and_class_names_from_key(name)[0].rpartition(".")[-1]
+    fn, cls = orig_function_and_class_names_from_key(name)
+    fn = fn.rpartition(".")[-1]
     orig = cst.parse_module((target / path).read_text())
-    old = find_top_level_function_or_method(orig, fn)
+    old = _method(orig, cls, fn) if cls else find_top_level_function_or_method(orig, fn)
     if old is None:
-        print(f"{fn} is not in {target / path}", file=sys.stderr)
+        print(f"{f'{cls}.' if cls else ''}{fn} is not in {target / path}", file=sys.stderr)
         return 2
     (target / path).write_text(orig.deep_replace(old, mutant.with_changes(name=cst.Name(fn))).code)
     print(f"applied {name} to {target / path}")
