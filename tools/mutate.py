@@ -130,6 +130,9 @@ def run_all(argv: list[str]) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--redo", action="store_true", help="judge again mutants that have a verdict")
     ap.add_argument("--survivors", action="store_true", help="only mutants that survived (with --redo)")
+    ap.add_argument("--unmapped", action="store_true",
+                    help="only mutants no test reaches in-process (\"no tests\": code a test reaches only through a "
+                         "`python -m homelab` it starts), judged by the --first files (with --redo)")
     ap.add_argument("--first", nargs="*", default=[], metavar="TEST_FILE",
                     help="test files asked of every mutant first (tests written since mutmut mapped them; each "
                          "must pass with no mutant on)")
@@ -145,7 +148,7 @@ def run_all(argv: list[str]) -> int:
 
     t = time.monotonic()
     rc = mutate_forks.run(a.patterns, a.budget, a.timeout, a.jobs, a.redo, a.first,
-                          "survived" if a.survivors else "")
+                          "survived" if a.survivors else "unmapped" if a.unmapped else "")
     print(f"mutate: {time.monotonic() - t:.0f} s")
     os.chdir(ROOT)
     report()
