@@ -8,7 +8,7 @@ import attrs
 
 from homelab import DnsServer, OpenPort, Tailscale
 from homelab.checks import check, kernel_module, service, systemd_property
-from homelab.expect import HostExpectations, _Acc, host_expectations, text
+from homelab.expect import HostExpectations, _Acc, _closed_port, host_expectations, text
 
 from . import labkit
 
@@ -164,6 +164,23 @@ def test_the_closed_port_probed_is_the_first_from_8081_the_host_does_not_open():
     assert lan == {("tcp", 22): "accept", ("tcp", 10250): "refuse", ("tcp", 8081): "accept", ("udp", 8082): "accept",
                    ("tcp", 8083): "refuse", ("udp", 41641): "accept", ("udp", 8083): "refuse",
                    ("udp", 8472): "refuse"}
+
+
+def test_a_host_that_opens_every_port_from_8081_to_8999_is_probed_closed_on_9000():
+    # a range of game servers: `homelab expect` once stopped with StopIteration here
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", open_ports=[
+        OpenPort(p, source="lan", reason="game servers") for p in range(8081, 9000)])
+    lan = [c for c in of(tokiwa(lab), "reach") if c.spec["client"] == "lan-client"]
+    assert {(c.spec["proto"], c.spec["port"]) for c in lan if c.spec["expect"] == "refuse"} == {
+        ("tcp", 10250), ("udp", 8472), ("tcp", 9000), ("udp", 9000)}
+    assert len(lan) == 919 + 6
+
+
+def test_the_closed_port_wraps_round_to_the_low_ports_and_is_none_when_every_port_is_named():
+    assert _closed_port(set()) == 8081
+    assert _closed_port(set(range(8081, 65536))) == 1
+    assert _closed_port(set(range(8081, 65536)) | {1, 2}) == 3
+    assert _closed_port(set(range(1, 65536))) is None
 
 
 # ---------------------------------------------------------------- the host's summary and its JSON
