@@ -213,7 +213,7 @@ def _record(root: Path, lab, only, args, res, hosts: str, said: list[str]) -> No
                   build_line=f"{hosts}: wrote 0, unchanged {files}; nothing changed since the build of {{when}}, "
                              f"which nix verified ({rep.files} generated files read back, {rep.hand_written} "
                              "hand-written ones parsed)",
-                  warnings=said)
+                  warnings=said, known=res.digests)
 
 
 def cmd_check(args) -> int:
