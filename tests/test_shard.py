@@ -135,3 +135,14 @@ def test_a_child_that_dies_leaves_nothing_half_done(lab_source, tmp_path, nix):
     assert "(2 nix processes)" in b.stdout  # built again, in one process
     assert (a.stderr, tree(one)) == (b.stderr, tree(two))
     assert files.stale_temps(two) == []
+
+
+@pytest.mark.parametrize("imp", ["./hw.nix", "hw.nix", "../common.nix", "sub//a.nix", "./a/./b.nix", ".", "./",
+                                 "../../x/../y.nix", "/etc/nixos/hw.nix", "//abs.nix", "a/"])
+@pytest.mark.parametrize("root", ["/tmp/lab", "/tmp/lab/", "rel/lab", "/", "."])
+def test_the_records_import_paths_are_pathlibs(root, imp):
+    """The no-op record joins 10,000 imports as strings: each exactly the path pathlib gives (realpath then
+    resolves the same name, link by link)."""
+    from homelab.cli import _joined
+
+    assert _joined(str(Path(root) / "hosts") + "/n1", imp) == str(Path(root) / "hosts" / "n1" / imp)
