@@ -53,6 +53,8 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"  # the identity agenix decrypts with 
 AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_BEGIN, ARMOR_END = b"-----BEGIN AGE ENCRYPTED FILE-----", b"-----END AGE ENCRYPTED FILE-----"
+ENCRYPT_SECONDS = 60  # how long age may take to encrypt (nothing to wait for)
+DECRYPT_SECONDS = 300  # ... to decrypt (it may ask for the passphrase of the admin's key)
 
 
 class SecretsError(UsageError):
@@ -115,6 +117,18 @@ def _bare(key: str) -> str:
     return " ".join(key.split()[:2])
 
 
+def _holds_its_type(key: str) -> bool:
+    """Whether an SSH public key's base64 decodes (strictly) to a key blob of the type the line names: the
+    blob starts with that type as an SSH string, as every ssh-ed25519 and ssh-rsa key's does (RFC 4253 6.6)."""
+    parts = key.split()
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (ValueError, IndexError):
+        return False
+    kind = parts[0].encode()
+    return blob.startswith(len(kind).to_bytes(4, "big") + kind)
+
+
 def admin_readers(lab: Lab) -> list[Reader]:
     """The admins' keys age can encrypt to; the placeholder and other key types are left out."""
     out = []
@@ -123,6 +137,10 @@ def admin_readers(lab: Lab) -> list[Reader]:
         if k == PLACEHOLDER_KEY or parts[0] not in AGE_TYPES:
             continue
         out.append(Reader("admin", parts[2] if len(parts) > 2 else f"admin_keys[{i}]", _bare(k)))
+        if not _holds_its_type(k):
+            raise SecretsError(f"cluster: admin_keys[{i}]: {_bare(k)!r} is not a whole {parts[0]} key (its base64 "
+                               "does not decode to one; a line cut short or mistyped?), so age cannot encrypt to it; "
+                               "copy the whole line of the admin's public key again (e.g. ~/.ssh/id_ed25519.pub)")
     return out
 
 
@@ -143,6 +161,9 @@ def read_host_key(root: Path, host: str) -> str | None:
         key_tag(text)
     except (ValueError, IndexError):
         raise SecretsError(f"{host_key_pub(host)}: the key is not valid base64") from None
+    if not _holds_its_type(text):
+        raise SecretsError(f"{host_key_pub(host)}: not a whole {parts[0]} key (its base64 does not decode to one; "
+                           "a line cut short or mistyped?); copy the machine's /etc/ssh/ssh_host_ed25519_key.pub")
     return _bare(text)
 
 
@@ -290,7 +311,10 @@ def encrypt(value: bytes, readers: Sequence[Reader]) -> bytes:
     argv = [age_binary(), "--encrypt"]
     for r in readers:
         argv += ["--recipient", r.key]  # public keys: nothing secret in the arguments
-    p = subprocess.run(argv, input=value, capture_output=True, timeout=60)
+    try:
+        p = subprocess.run(argv, input=value, capture_output=True, timeout=ENCRYPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise SecretsError(f"age could not encrypt: it did not finish within {ENCRYPT_SECONDS} s") from None
     if p.returncode != 0 or not p.stdout.startswith(AGE_MAGIC):
         raise SecretsError(f"age could not encrypt (exit {p.returncode}): {p.stderr.decode(errors='replace').strip()}")
     return p.stdout
@@ -323,7 +347,11 @@ def decrypt(data: bytes, identity: str | Sequence[str] | None = None, *, what: s
     argv = [age_binary(), "--decrypt"]
     for i in ids:
         argv += ["--identity", i]
-    p = subprocess.run(argv, input=data, capture_output=True, timeout=300)
+    try:
+        p = subprocess.run(argv, input=data, capture_output=True, timeout=DECRYPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise SecretsError(f"{what}: age could not decrypt it: no answer within {DECRYPT_SECONDS} s (a passphrase "
+                           "not typed?)") from None
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip()
         if "no identity matched" in err:

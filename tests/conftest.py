@@ -99,9 +99,12 @@ def repo_lab():
 
 @pytest.fixture(autouse=True, scope="session")
 def _subprocesses_run_unmutated_code():
-    """Under mutation testing (./lab mutate), only this process runs the mutant: a homelab started as a new
-    process runs the unmutated code (mutmut keeps the mutant's name in-process when the variable is gone).
-    Session-wide, so that module-scoped fixtures that start homelab see it gone too."""
+    """Under mutmut's own scheduler (``./lab mutate PATTERN``), only this process runs the mutant: a homelab
+    started as a new process runs the unmutated code (mutmut keeps the mutant's name in-process when the
+    variable is gone).  Session-wide, so that module-scoped fixtures that start homelab see it gone too.
+    ``./lab mutate --all`` (tools/mutate_forks.py) sets up the session before it forks a child per mutant, and
+    the child names its mutant afterwards: there the homelab processes a test starts run the mutant too (each
+    child with its own record folder), which is how ``--unmapped`` judges code only such processes reach."""
     os.environ.pop("MUTANT_UNDER_TEST", None)
 
 

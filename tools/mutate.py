@@ -130,6 +130,9 @@ def run_all(argv: list[str]) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--redo", action="store_true", help="judge again mutants that have a verdict")
     ap.add_argument("--survivors", action="store_true", help="only mutants that survived (with --redo)")
+    ap.add_argument("--unmapped", action="store_true",
+                    help="only mutants no test reaches in-process (\"no tests\": code a test reaches only through a "
+                         "`python -m homelab` it starts), judged by the --first files (with --redo)")
     ap.add_argument("--first", nargs="*", default=[], metavar="TEST_FILE",
                     help="test files asked of every mutant first (tests written since mutmut mapped them; each "
                          "must pass with no mutant on)")
@@ -145,7 +148,7 @@ def run_all(argv: list[str]) -> int:
 
     t = time.monotonic()
     rc = mutate_forks.run(a.patterns, a.budget, a.timeout, a.jobs, a.redo, a.first,
-                          "survived" if a.survivors else "")
+                          "survived" if a.survivors else "unmapped" if a.unmapped else "")
     print(f"mutate: {time.monotonic() - t:.0f} s")
     os.chdir(ROOT)
     report()
@@ -171,6 +174,16 @@ def survivors(patterns: list[str]) -> int:
     return 0
 
 
+def _method(module, cls: str, fn: str):
+    """Method ``fn`` of class ``cls`` (mutmut's own lookup takes the first method of that name in any class)."""
+    import libcst as cst
+
+    for child in module.body:
+        if isinstance(child, cst.ClassDef) and child.name.value == cls and isinstance(child.body, cst.IndentedBlock):
+            return next((m for m in child.body.body if isinstance(m, cst.FunctionDef) and m.name.value == fn), None)
+    return None
+
+
 def apply_to(name: str, target: Path) -> int:
     """``--apply NAME DIR``: write mutant NAME into DIR's copy of its module (another worktree, to watch a new
     test fail against it); ``git checkout`` there undoes it."""
@@ -181,11 +194,12 @@ def apply_to(name: str, target: Path) -> int:
     os.chdir(ROOT)
     path = Path(*name.split(".x")[0].split(".")).with_suffix(".py")  # homelab.files.x_plan__mutmut_3
     _, mutant = read_functions_from_index(name, path)
-    fn = orig_function_and_class_names_from_key(name)[0].rpartition(".")[-1]
+    fn, cls = orig_function_and_class_names_from_key(name)
+    fn = fn.rpartition(".")[-1]
     orig = cst.parse_module((target / path).read_text())
-    old = find_top_level_function_or_method(orig, fn)
+    old = _method(orig, cls, fn) if cls else find_top_level_function_or_method(orig, fn)
     if old is None:
-        print(f"{fn} is not in {target / path}", file=sys.stderr)
+        print(f"{f'{cls}.' if cls else ''}{fn} is not in {target / path}", file=sys.stderr)
         return 2
     (target / path).write_text(orig.deep_replace(old, mutant.with_changes(name=cst.Name(fn))).code)
     print(f"applied {name} to {target / path}")

@@ -230,6 +230,11 @@ class Scheduler:
             # /tmp/pytest-of-<user> (each child numbering and pruning them: the run slowed as it went)
             tests[0].config._tmp_path_factory._basetemp = Path(tempfile.mkdtemp(dir=self.killdir,
                                                                                  prefix=f"tmp{os.getpid()}-"))
+            # the homelab processes a test starts record their verified builds here, not in the session's folder:
+            # a build with this mutant on is never answered from a record the real code (or another mutant) made
+            os.environ["HOMELAB_CACHE_DIR"] = str(tests[0].config._tmp_path_factory._basetemp / "homelab-cache")
+            # (a test's ``python -m homelab`` imports homelab from mutants/ through PYTHONPATH and inherits
+            # MUTANT_UNDER_TEST: the mutant runs there too, so --unmapped mutants are judged by such tests)
             set_mutant_under_test(mutant)
             began = time.monotonic()
             for i, item in enumerate(tests):
@@ -277,7 +282,7 @@ def run(patterns: list[str], budget: float, timeout: float, jobs: int, redo: boo
         for meta in metas:
             mutants += [name for name, code in meta["exit_code_by_key"].items()
                         if fnmatch.fnmatch(name, pattern) and (redo or code is None) and name not in mutants
-                        and (not only or code == {"survived": 0}[only])]
+                        and (not only or code == {"survived": SURVIVED, "unmapped": NO_TESTS}[only])]
     print(f"mutate: {len(mutants)} mutants to judge, budget {budget or 'all'} s of tests each, "
           f"{jobs} at a time", flush=True)
     if not mutants:
