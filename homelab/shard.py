@@ -188,11 +188,10 @@ def build(root: Path, lab: Lab, compiled: Compiled, pre: readback.Precheck, nix:
     """Render, verify and write the whole lab in two processes (see the module's text); None: nothing was
     written, build it in one process."""
     ours, theirs = _halves(lab, compiled)
-    if not theirs.rels:
+    if not theirs.rels or not root.is_dir():  # a lab built in code into a new folder: made only once verified
         return None
     problems: list = []
     whole_texts = set(compiled.files) | ({compiled.data.path} if compiled.data is not None else set())
-    root.mkdir(parents=True, exist_ok=True)
     with files.locked(root):
         files.remove_stale_temps(root)
         from . import helmfile

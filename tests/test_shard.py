@@ -146,3 +146,15 @@ def test_the_records_import_paths_are_pathlibs(root, imp):
     from homelab.cli import _joined
 
     assert _joined(str(Path(root) / "hosts") + "/n1", imp) == str(Path(root) / "hosts" / "n1" / imp)
+
+
+def test_a_lab_built_into_a_new_folder_takes_the_one_process_path(tmp_path, nix):
+    """The two-process path takes the lab's lock and writes temporaries into the folder before nix has read
+    anything back: a folder that does not exist yet is left to the one-process build, which makes it only once
+    nix verified the files."""
+    from homelab import build as build_mod
+    from tests import labkit
+
+    p = build_mod.prepare(labkit.lab())
+    assert shard.build(tmp_path / "new", p.lab, p.compiled, p.pre, nix) is None
+    assert not (tmp_path / "new").exists()
