@@ -90,10 +90,12 @@ class _Half:
 
 
 def _halves(lab: Lab, compiled: Compiled) -> tuple[_Half, _Half]:
-    """This process: the first half of the hosts (sorted), every file but the second half's entries, and the
-    cluster layer; the child: the second half of the hosts, their entry files and the lab's data file."""
+    """This process: the first 54 % of the hosts (sorted), every file but the others' entries, and the cluster
+    layer; the child: the other hosts, their entry files and the lab's data file (split at 50 %, the child's
+    half took 0.8 s more of CPU at 10,000 hosts, about as much as 400 hosts' entries)."""
     names = sorted(compiled.hosts)
-    first, second = names[:len(names) // 2], names[len(names) // 2:]
+    cut = len(names) * 27 // 50  # 54 %: the child's hosts/lab.nix (a line per host) costs as much as 4 % of entries
+    first, second = names[:cut], names[cut:]
     theirs = {compiled.hosts[h].entry for h in second}
     ours = [rel for rel in compiled.files if rel not in theirs]
     return _Half(first, ours, False, True), _Half(second, sorted(theirs), True, False)
