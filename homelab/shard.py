@@ -4,7 +4,7 @@ After the lab is loaded, validated, compiled and prechecked (everything the whol
 rest of a build is work per file: render the text, stage it for nix, have nix read it back and call
 the hand-written imports, compare, write the temporary beside its target.  From ``PARALLEL_FROM``
 hosts on (``HOMELAB_PARALLEL_FROM`` overrides it) a whole build does that work in two processes: this
-one, and a child forked here that takes the entry files of the second half of the hosts (each with
+one, and a child forked here that takes the entry files of the last 46 % of the hosts (each with
 its own nix processes).  The child hands back only small things (paths, temporaries, digests), never
 the objects it made.
 
