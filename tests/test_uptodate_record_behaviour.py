@@ -103,9 +103,11 @@ def test_a_saved_record_holds_exactly_the_build_its_lines_and_when(lab, cache, t
     hand.write_text("{ }\n")
     old = os.umask(0o022)
     try:
-        before = datetime.datetime.now().replace(microsecond=0)
+        # whole seconds, and strftime's clock (C time(), a coarse clock) may lag datetime's by a few milliseconds
+        second = datetime.timedelta(seconds=1)
+        before = (datetime.datetime.now() - second).replace(microsecond=0)
         save(lab, extra=[str(hand)], warnings=["warning: one", "warning: two"])
-        after = datetime.datetime.now()
+        after = datetime.datetime.now() + second
     finally:
         os.umask(old)
     builds = cache / "builds"
@@ -114,7 +116,7 @@ def test_a_saved_record_holds_exactly_the_build_its_lines_and_when(lab, cache, t
     record = json.loads((builds / f"{key(lab)}.json").read_text(encoding="utf-8"))
     when = record.pop("when")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", when), when
-    assert before <= datetime.datetime.strptime(when, "%Y-%m-%d %H:%M:%S") <= after
+    assert before <= datetime.datetime.strptime(when, "%Y-%m-%d %H:%M:%S") <= after, (before, when, after)
     assert record == {"version": uptodate.VERSION, "root": os.path.realpath(lab), "extra": [str(hand)],
                       "fingerprint": uptodate.fingerprint(str(lab), [str(hand)]),
                       "check": CHECK, "build": BUILD, "warnings": ["warning: one", "warning: two"]}
