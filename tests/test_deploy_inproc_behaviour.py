@@ -1,0 +1,475 @@
+"""``homelab deploy`` and ``homelab verify`` in-process (issue 19 item 3): the rollout of each host (generation,
+switch, checks, rollback, join) and of the lab, the verdicts, the tables, the refusals and the dry-run text,
+exactly.  The machines are a stand-in (:class:`Net`) answering what deploy runs through ``homelab.remote`` by
+the exact argv, and a stand-in clock; everything else is deploy's own code.  The subprocess tests
+(tests/test_deploy.py, test_ops_live.py) run the same over real SSH, at ~5 s a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import attrs
+import pytest
+
+from homelab import cluster_deploy, deploy, reach, remote
+from homelab.errors import MissingTool, UsageError
+from homelab.harness import VM_TESTS
+from homelab.load import load_or_raise
+from homelab.remote import SshOptions
+
+from . import labkit, opslab
+
+TOKEN = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@192.168.10.10",
+         "cat /var/lib/kubernetes/secrets/apitoken.secret")
+SSHOPTS = {"NIX_SSHOPTS": "-o BatchMode=yes -o ConnectTimeout=10"}
+AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def gens(current: int) -> str:
+    """``nixos-rebuild list-generations --json``: newest first, one current."""
+    return json.dumps([{"generation": current + 1, "current": False}, {"generation": current, "current": True},
+                       {"generation": current - 1, "current": False}])
+
+
+def junit(*failed: tuple[str, str]) -> str:
+    """The suite's JUnit XML with these (lab_host, check) failing and one check passing."""
+    cases = "".join(f'<testcase name="t{i}"><properties><property name="check" value="{c}"/>'
+                    f'<property name="lab_host" value="{h}"/></properties><failure message="x"/></testcase>'
+                    for i, (h, c) in enumerate(failed))
+    return f'<testsuites><testsuite>{cases}<testcase name="fine"/></testsuite></testsuites>'
+
+
+class Clock:
+    """time.monotonic and time.sleep: each command run takes a second, a sleep as long as asked."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+class Net:
+    """The machines: each argv deploy runs gets the next of its replies (the last one repeats).
+
+    A reply is ``(rc, stdout, stderr)``, optionally with a 4th item ``(path, text)`` written before it returns
+    (the suite's report).  ``log`` holds ``(label, timeout, env beyond os.environ, cwd)`` of each run."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.replies: dict[tuple, tuple[str, list]] = {}
+        self.log: list[tuple] = []
+        self.pipes: list[tuple] = []
+        self.events: dict[tuple, list[dict]] = {}
+
+    def on(self, argv, label: str, *replies) -> None:
+        self.replies[tuple(argv)] = (label, list(replies))
+
+    def _reply(self, argv):
+        label, queue = self.replies[tuple(argv)]
+        rep = queue.pop(0) if len(queue) > 1 else queue[0]
+        if len(rep) == 4:
+            Path(rep[3][0]).write_text(rep[3][1])
+        return label, rep[:3]
+
+    def run(self, argv, *, timeout, env=None, cwd=None):
+        label, (rc, out, err) = self._reply(argv)
+        extra = None if env is None else {k: v for k, v in env.items() if os.environ.get(k) != v}
+        if env is not None:
+            assert set(env) >= set(os.environ), "the environment of deploy's own process is kept"
+        self.log.append((label, timeout, extra, cwd))
+        self.clock.now += 1
+        return subprocess.CompletedProcess(list(argv), rc, out, err)
+
+    def pipe(self, source, sink, *, timeout):
+        assert tuple(source) == TOKEN
+        label, (rc, out, err) = self._reply(sink)
+        self.pipes.append((label, timeout))
+        src_rc = 0 if rc >= 0 else -rc  # a negative reply: the token could not be read
+        return remote.Piped(src_rc, rc if rc >= 0 else 0, err if rc < 0 else "", out)
+
+    def with_progress(self, argv, *, timeout, env, cwd, on_event):
+        for e in self.events.get(tuple(argv), []):
+            on_event(e)
+        return self.run(argv, timeout=timeout, env=env, cwd=cwd)
+
+
+class Said:
+    """A stand-in for remote.Say: the progress lines and the errors, in order."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+        self.errs: list[str] = []
+
+    def __call__(self, who: str, msg: str) -> None:
+        self.lines.append((who, msg))
+
+    def err(self, msg: str) -> None:
+        self.errs.append(msg)
+
+
+@pytest.fixture
+def net(monkeypatch):
+    clock = Clock()
+    n = Net(clock)
+    monkeypatch.setattr(deploy, "time", clock)
+    monkeypatch.setattr(remote, "time", clock)
+    monkeypatch.setattr(remote, "run", n.run)
+    monkeypatch.setattr(remote, "pipe", n.pipe)
+    monkeypatch.setattr(reach, "run_with_progress", n.with_progress)
+    return n
+
+
+def plan_of(tmp_path, lab=None, names=None, *, rollback=True, parallel=1):
+    lab = lab or labkit.lab()
+    plan = deploy.make_steps(lab, tmp_path, names or [h.hostname for h in lab.hosts], tmp_path,
+                             parallel=parallel, rollback=rollback, opts=SshOptions(), suite=VM_TESTS, python="py")
+    return lab, plan, {hs.name: hs for hs in plan.hosts}
+
+
+def rollout(plan, lab, said, *, settle=0.0, ready_timeout=300.0):
+    return deploy.Rollout(plan, lab, SshOptions(), settle=settle, ready_timeout=ready_timeout, say=said)
+
+
+def result(r: deploy.HostResult) -> dict:
+    return attrs.asdict(r)
+
+
+def ok(out: str = "") -> tuple:
+    return (0, out, "")
+
+
+def host_net(net, hs, before, after, *, switch=ok("built\n"), checks=ok(), later=None):
+    """The replies for one host: its generation before and after, the switch and the checks."""
+    net.on(hs.generation.argv, "generation", ok(gens(before)), ok(gens(after)),
+           *([ok(gens(later))] if later is not None else []))
+    net.on(hs.switch.argv, "switch", switch)
+    net.on(hs.checks.argv, "checks", checks)
+    net.on(hs.rollback.argv, "rollback", ok("rolled\n"))
+
+
+# ---------------------------------------------------------------- one host
+
+
+def test_a_host_that_switches_and_passes_its_checks(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["yomogi"])
+    cp = hs["yomogi"]
+    host_net(net, cp, 40, 41)
+    said = Said()
+    res = rollout(plan, lab, said).host(cp)
+    assert result(res) == dict(name="yomogi", ok=True, result="switched, checks passed", before=40, after=41,
+                               rolled_back_to=None, seconds=4.0, started=True)
+    assert net.log == [("generation", 120, None, None), ("switch", 6 * 3600, SSHOPTS, None),
+                       ("generation", 120, None, None), ("checks", 1800, AUTOLOAD, str(tmp_path.resolve()))]
+    assert said.lines == [("yomogi", "generation 40; switching (built on yomogi itself)"),
+                          ("yomogi", "generation 40 -> 41; live checks (live checks of yomogi (host scope))"),
+                          ("yomogi", "switched, checks passed")]
+    assert res.generations() == "40 -> 41"
+
+
+def test_a_host_whose_generation_cannot_be_read_is_unreachable_and_not_switched(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["yomogi"])
+    cp = hs["yomogi"]
+    net.on(cp.generation.argv, "generation", (255, "", "x" * 400 + "ssh: connect to host refused\n  "))
+    said = Said()
+    ro = rollout(plan, lab, said)
+    res = ro.host(cp)
+    why = "exit 255: " + ("x" * 400 + "ssh: connect to host refused")[-300:]
+    assert result(res) == dict(name="yomogi", ok=False, result=f"unreachable ({why})", before=None, after=None,
+                               rolled_back_to=None, seconds=1.0, started=True)
+    assert net.log == [("generation", 120, None, None)]
+    assert said.lines == [("yomogi", f"cannot read its generation over SSH: {why}")]
+    assert ro.stop.is_set()
+    assert res.generations() == "?"
+
+
+def test_a_failed_switch_that_made_a_generation_is_rolled_back(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    out = "".join(f"line {i}\n" for i in range(30))
+    host_net(net, w, 60, 61, switch=(1, out, "error: activation failed\n"), later=60)
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert result(res) == dict(name="tokiwa", ok=False, before=60, after=61, rolled_back_to=60, seconds=5.0,
+                               result="switch failed (nixos-rebuild exit 1), rolled back to 60", started=True)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "rollback", "generation"]
+    assert net.log[3] == ("rollback", 1800, SSHOPTS, None)
+    tail = "\n".join(f"    line {i}" for i in range(11, 30)) + "\n    error: activation failed"
+    assert said.lines == [("tokiwa", "generation 60; switching (built here)"),
+                          ("tokiwa", f"nixos-rebuild failed (exit 1):\n{tail}"),
+                          ("tokiwa", "the switch failed: rolling back"),
+                          ("tokiwa", "rolled back to generation 60")]
+    assert res.generations() == "60 -> 61 -> 60"
+
+
+@pytest.mark.parametrize("after", [60, None])
+def test_a_failed_switch_without_a_new_generation_is_not_rolled_back(tmp_path, net, after):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 60, switch=(2, "", "boom\n"))
+    if after is None:
+        net.on(w.generation.argv, "generation", ok(gens(60)), (255, "", "gone\n"))
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert result(res) == dict(name="tokiwa", ok=False, before=60, after=after, rolled_back_to=None, seconds=3.0,
+                               result="switch failed (nixos-rebuild exit 2)", started=True)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation"]
+    assert said.lines[1:] == [("tokiwa", "nixos-rebuild failed (exit 2):\n    boom")]
+    assert res.generations() == ("60 -> 60" if after else "60")
+
+
+def test_failing_checks_roll_the_host_back_to_the_generation_it_had(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    report = (w.report, junit(("tokiwa", "kubelet active"), ("tokiwa", "port 10250 open")))
+    host_net(net, w, 60, 61, checks=(1, "F.\nsummary\n", "", report), later=60)
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert result(res) == dict(name="tokiwa", ok=False, before=60, after=61, rolled_back_to=60, seconds=6.0,
+                               result="2 checks failed, rolled back to 60", started=True)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks", "rollback", "generation"]
+    assert said.lines[2:] == [
+        ("tokiwa", "2 checks failed: tokiwa: kubelet active, tokiwa: port 10250 open\n    F.\n    summary"),
+        ("tokiwa", "2 checks failed: rolling back"),
+        ("tokiwa", "rolled back to generation 60")]
+
+
+def test_one_failing_check_without_rollback_leaves_the_host_and_says_so(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"], rollback=False)
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61, checks=(1, "", "", (w.report, junit(("tokiwa", "kubelet active")))))
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert res.result == "1 check failed, not rolled back (--no-rollback)"
+    assert (res.after, res.rolled_back_to, res.ok) == (61, None, False)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"]
+    assert said.lines[2:] == [("tokiwa", "1 check failed: tokiwa: kubelet active\n"),
+                              ("tokiwa", "1 check failed: left at generation 61 (--no-rollback)")]
+
+
+def test_failing_checks_without_a_report_and_a_switch_that_changed_nothing(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 60, checks=(1, "E\n", ""))
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert res.result == "0 checks failed, not rolled back: the switch left it on generation 60, as it was"
+    assert (res.before, res.after, res.rolled_back_to) == (60, 60, None)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"]
+    assert said.lines[2:] == [("tokiwa", "0 checks failed: (see the output)\n    E"),
+                              ("tokiwa", "left at generation 60: the switch made no new generation to roll back from")]
+
+
+def test_a_failed_rollback_is_in_the_result(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61, checks=(1, "", "", (w.report, junit(("tokiwa", "a"), ("tokiwa", "b"), ("x", "c")))),
+             later=61)
+    net.on(w.rollback.argv, "rollback", (3, "o\n", "no rollback generation\n"))
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert res.result == "3 checks failed, rollback FAILED (exit 3)"
+    assert res.rolled_back_to == 61
+    assert res.generations() == "60 -> 61 -> 61"
+    assert said.lines[-1] == ("tokiwa", "the rollback failed:\n    o\n    no rollback generation")
+
+
+def test_checks_that_cannot_run_are_not_the_hosts_fault(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61, checks=(4, "usage: pytest\n", "bad option\n"))
+    said = Said()
+    res = rollout(plan, lab, said).host(w)
+    assert (res.result, res.ok, res.rolled_back_to) == ("checks could not run", False, None)
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"]
+    assert said.lines[2:] == [("tokiwa", "the suite could not run (pytest exit 4):\n    usage: pytest\n    bad option")]
+
+
+# ---------------------------------------------------------------- joining a worker
+
+
+def kube_status(net, hs, *replies):
+    net.on(hs.join.status.argv, "kubectl get node", *replies)
+
+
+@pytest.mark.parametrize("case", ["ready", "joined", "no token", "join fails", "kubectl", "not ready"])
+def test_a_worker_is_joined_unless_its_node_is_ready(tmp_path, net, case):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61)
+    join = {"joined": ok("joined\n"), "no token": (-1, "", "cat: no such file\n"),
+            "join fails": (7, "certmgr: no\n", ""), "not ready": ok()}.get(case, ok())
+    net.on(w.join.join.argv, "join", join)
+    status = {
+        "ready": [ok("True/\n")],
+        "joined": [(1, "", "Error from server (NotFound): nodes \"tokiwa\" not found\n"), ok("False/\n"),
+                   ok("True/\n")],
+        "no token": [ok("False/true\n")], "join fails": [ok("Unknown/\n")],
+        "kubectl": [(1, "", "The connection to the server was refused\n")],
+        "not ready": [ok("False/\n")],
+    }[case]
+    kube_status(net, w, *status)
+    said = Said()
+    res = rollout(plan, lab, said, ready_timeout=5).host(w)
+    want = {"ready": "switched, checks passed", "joined": "switched, joined, checks passed",
+            "no token": "join failed: no token", "join fails": "join failed (exit 7)",
+            "kubectl": "join failed: kubectl", "not ready": "joined, not Ready after 5 s"}[case]
+    assert (res.result, res.ok) == (want, case in ("ready", "joined"))
+    said_join = {
+        "ready": ["node tokiwa is Ready already: no join", "switched, checks passed"],
+        "joined": ["node tokiwa is not in the cluster: joining it with the control plane's token",
+                   "node tokiwa joined and Ready", "switched, joined, checks passed"],
+        "no token": ["node tokiwa is Ready=False, cordoned: joining it with the control plane's token",
+                     "could not read the API token on yomogi (exit 1):\n    cat: no such file"],
+        "join fails": ["node tokiwa is Ready=Unknown: joining it with the control plane's token",
+                       "nixos-kubernetes-node-join failed (exit 7):\n    certmgr: no"],
+        "kubectl": ["kubectl on yomogi failed (exit 1):\n    The connection to the server was refused"],
+        "not ready": ["node tokiwa is Ready=False: joining it with the control plane's token",
+                      "node tokiwa is Ready=False after 5 s"],
+    }[case]
+    assert [m for _, m in said.lines[2:]] == said_join
+    assert net.pipes == ([] if case in ("ready", "kubectl") else [("join", remote.JOIN_TIMEOUT + 30)])
+    kubectl = [x for x in net.log if x[0] == "kubectl get node"]
+    assert kubectl == [("kubectl get node", 60, None, None)] * {"ready": 1, "joined": 3, "no token": 1,
+                                                                 "join fails": 1, "kubectl": 1, "not ready": 3}[case]
+    if case == "not ready":
+        assert net.clock.slept == [2.0]  # polled every 2 s for up to 5 s (each poll takes 1 s here)
+
+
+def test_joined_is_said_in_the_table(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61)
+    net.on(w.join.join.argv, "join", ok())
+    kube_status(net, w, (1, "", "(NotFound)"), ok("True/"))
+    res = rollout(plan, lab, Said()).host(w)
+    assert deploy.table([res]) == ("host    generation  result                           time\n"
+                                   "tokiwa  60 -> 61    switched, joined, checks passed  6 s\n")
+
+
+# ---------------------------------------------------------------- the lab
+
+
+def whole_lab_net(net, hs, failing=None):
+    for i, (name, h) in enumerate(sorted(hs.items())):
+        g = 10 * (i + 1)
+        rep = (1, "", "", (h.report, junit((name, "kubelet active")))) if name == failing else ok()
+        host_net(net, h, g, g + 1, checks=rep, later=g)
+        if h.join is not None:
+            kube_status(net, h, ok("True/"))
+
+
+def test_the_control_plane_goes_first_then_the_workers(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path)
+    whole_lab_net(net, hs)
+    said = Said()
+    ro = rollout(plan, lab, said)
+    assert ro.run() is True
+    assert [who for who, m in said.lines if m.startswith("generation") and "switching" in m] == [
+        "yomogi", "hanaakari", "tokiwa"]
+    assert list(ro.results) == ["yomogi", "hanaakari", "tokiwa"]
+    assert deploy.table(list(ro.results.values())) == (
+        "host       generation  result                   time\n"
+        "yomogi     30 -> 31    switched, checks passed  4 s\n"
+        "hanaakari  10 -> 11    switched, checks passed  5 s\n"
+        "tokiwa     20 -> 21    switched, checks passed  5 s\n")
+
+
+@pytest.mark.parametrize("failing", ["yomogi", "hanaakari"])
+def test_a_failing_host_stops_the_rollout(tmp_path, net, failing):
+    lab, plan, hs = plan_of(tmp_path)
+    whole_lab_net(net, hs, failing)
+    ro = rollout(plan, lab, Said())
+    assert ro.run() is False
+    assert {n: (r.started, r.ok) for n, r in ro.results.items()} == {
+        "yomogi": (True, failing != "yomogi"), "hanaakari": (failing == "hanaakari", False),
+        "tokiwa": (False, False)}
+    assert ro.results["tokiwa"].result == "not started: the rollout stopped"
+    assert ro.results["tokiwa"].generations() == "-"
+    assert ro.results["tokiwa"].seconds is None
+
+
+def test_parallel_workers_all_run(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, parallel=2)
+    whole_lab_net(net, hs)
+    ro = rollout(plan, lab, Said())
+    assert ro.run() is True
+    assert {n: r.result for n, r in ro.results.items()} == dict.fromkeys(hs, "switched, checks passed")
+
+
+# ---------------------------------------------------------------- the live checks
+
+
+def step_of(tmp_path):
+    return deploy.checks_step(tmp_path, [labkit.lab().host("tokiwa")], "host", str(tmp_path / "r.xml"),
+                              SshOptions(), VM_TESTS, "py")
+
+
+@pytest.mark.parametrize("rc", [0, 5])
+def test_checks_pass_with_exit_0_or_nothing_to_check(tmp_path, net, rc):
+    step = step_of(tmp_path)
+    net.on(step.argv, "checks", (rc, "", ""))
+    assert deploy.run_checks(step, str(tmp_path / "r.xml"), 100, Said(), "tokiwa") == deploy.Verdict(True, True)
+    assert net.log == [("checks", 1800, AUTOLOAD, str(tmp_path))]
+
+
+def test_checks_are_run_again_while_the_host_settles(tmp_path, net):
+    step = step_of(tmp_path)
+    report = str(tmp_path / "r.xml")
+    two = (1, "", "", (report, junit(("tokiwa", "a"), ("tokiwa", "b"))))
+    one = (1, "", "", (report, junit(("tokiwa", "a"))))
+    net.on(step.argv, "checks", two, one, ok())
+    said = Said()
+    assert deploy.run_checks(step, report, 25, said, "tokiwa") == deploy.Verdict(True, True)
+    assert said.lines == [("tokiwa", "2 checks not as expected yet; again in 10 s"),
+                          ("tokiwa", "1 check not as expected yet; again in 10 s")]
+    assert net.clock.slept == [10.0, 10.0]
+
+
+def test_checks_still_failing_when_the_time_is_up(tmp_path, net):
+    step = step_of(tmp_path)
+    report = str(tmp_path / "r.xml")
+    out = "".join(f"o{i}\n" for i in range(25))
+    net.on(step.argv, "checks", (1, out, "err\n", (report, junit(("tokiwa", "a"), ("tokiwa", "a"), ("y", "b")))))
+    said = Said()
+    v = deploy.run_checks(step, report, 10.5, said, "tokiwa")
+    assert v == deploy.Verdict(False, True, ("tokiwa: a", "y: b"), "\n".join(f"    o{i}" for i in range(5, 25)))
+    assert said.lines == []  # 1 s for the run + 10 s to wait is past the 10.5 s
+    assert net.clock.slept == []
+    assert deploy.run_checks(step, report, 11, Said(), "tokiwa") == v  # 1 + 10 s is not past 11 s: once more
+    assert net.clock.slept == [10.0]
+
+
+def test_checks_that_cannot_run(tmp_path, net):
+    step = step_of(tmp_path)
+    net.on(step.argv, "checks", (2, "o\n", "e\n"))
+    assert deploy.run_checks(step, str(tmp_path / "none.xml"), 100, Said(), "x") == deploy.Verdict(
+        False, False, (), "the suite could not run (pytest exit 2):\n    o\n    e")
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_the_table_aligns_columns_and_says_what_is_unknown():
+    rows = [deploy.HostResult("yomogi", True, "switched, checks passed", 40, 41, None, 61.4, True),
+            deploy.HostResult("tokiwa", False, "unreachable (exit 255: x)", None, None, None, 0.4, True),
+            deploy.HostResult("hanaakari", False, "2 checks failed, rolled back to 9", 9, None, 9, 90.5, True),
+            deploy.HostResult("nas", False, "checks could not run", 7, None, None, 2.0, True),
+            deploy.HostResult("pi")]
+    assert deploy.table(rows) == (
+        "host       generation   result                             time\n"
+        "yomogi     40 -> 41     switched, checks passed            61 s\n"
+        "tokiwa     ?            unreachable (exit 255: x)          0 s\n"
+        "hanaakari  9 -> ? -> 9  2 checks failed, rolled back to 9  90 s\n"
+        "nas        7            checks could not run               2 s\n"
+        "pi         -            not started: the rollout stopped   -\n")
