@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ TOKEN = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@192.168.
          "cat /var/lib/kubernetes/secrets/apitoken.secret")
 SSHOPTS = {"NIX_SSHOPTS": "-o BatchMode=yes -o ConnectTimeout=10"}
 AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+WORK = re.compile(r"/[^=]*homelab-(deploy|verify)-[^/]+")
 
 
 def gens(current: int) -> str:
@@ -76,10 +78,17 @@ class Net:
         self.replies[tuple(argv)] = (label, list(replies))
 
     def _reply(self, argv):
-        label, queue = self.replies[tuple(argv)]
+        key = []
+        for a in argv:  # deploy's temporary work folder is <work> in the plans the tests make
+            m = WORK.search(a)
+            if m:
+                self.work = m.group(0)
+                a = a.replace(self.work, "<work>")
+            key.append(a)
+        label, queue = self.replies[tuple(key)]
         rep = queue.pop(0) if len(queue) > 1 else queue[0]
         if len(rep) == 4:
-            Path(rep[3][0]).write_text(rep[3][1])
+            Path(rep[3][0].replace("<work>", getattr(self, "work", "<work>"))).write_text(rep[3][1])
         return label, rep[:3]
 
     def run(self, argv, *, timeout, env=None, cwd=None):
@@ -473,3 +482,187 @@ def test_the_table_aligns_columns_and_says_what_is_unknown():
         "hanaakari  9 -> ? -> 9  2 checks failed, rolled back to 9  90 s\n"
         "nas        7            checks could not run               2 s\n"
         "pi         -            not started: the rollout stopped   -\n")
+
+
+# ---------------------------------------------------------------- homelab deploy, the command
+
+STANDIN_SSH = """#!/bin/sh
+# stand-in ssh for the cluster layer's steps: logs its arguments and the size of its stdin
+n=$(/usr/bin/wc -c)
+echo "$*|$n" >> "$SSH_LOG"
+case "$*" in *helm*) echo "helm says hi"; exit "${SSH_HELM_RC:-0}";; esac
+exit 0
+"""
+
+
+@pytest.fixture
+def lab_dir(tmp_path) -> Path:
+    return opslab.write_seed_lab(tmp_path / "lab")
+
+
+def path_with(tmp_path, monkeypatch, *tools) -> Path:
+    """PATH holding only ``tools``: "ssh" the stand-in above, "nixos-rebuild" one never run, else the real one."""
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    for t in tools:
+        if t == "ssh":
+            (d / "ssh").write_text(STANDIN_SSH)
+            (d / "ssh").chmod(0o755)
+        elif t == "nixos-rebuild":
+            os.symlink("/bin/false", d / t)
+        else:
+            os.symlink(shutil_which(t), d / t)
+    monkeypatch.setenv("PATH", str(d))
+    monkeypatch.setenv("SSH_LOG", str(tmp_path / "ssh.log"))
+    return d
+
+
+def shutil_which(t):
+    import shutil
+
+    return shutil.which(t)
+
+
+def lab_of(root: Path):
+    return load_or_raise(root)[0]
+
+
+def run_deploy(root, only=None, **kw):
+    kw.setdefault("parallel", 1)
+    return deploy.deploy(lab_of(root), root, only, deploy.DeployOptions(**kw))
+
+
+
+
+def lab_net(net, lab, root, names, failing=None, cluster=ok()):
+    """The replies for a deploy of ``names`` (the workers' nodes Ready already) and of the cluster checks."""
+    plan = deploy.make_steps(lab, root, names, Path("<work>"), parallel=1, rollback=True, opts=SshOptions(),
+                             suite=VM_TESTS)
+    hs = {h.name: h for h in plan.hosts}
+    whole_lab_net(net, hs, failing)
+    if plan.cluster is not None:
+        net.on(plan.cluster.argv, "cluster checks", cluster)
+    return plan
+
+
+def out_err(capsys):
+    c = capsys.readouterr()
+    return c.out, c.err
+
+
+PASSED = """\
+homelab deploy [   1.0s] yomogi: generation 30; switching (built on yomogi itself)
+homelab deploy [   3.0s] yomogi: generation 30 -> 31; live checks (live checks of yomogi (host scope))
+homelab deploy [   4.0s] yomogi: switched, checks passed
+homelab deploy [   5.0s] hanaakari: generation 10; switching (built here)
+homelab deploy [   7.0s] hanaakari: generation 10 -> 11; live checks (live checks of hanaakari (host scope))
+homelab deploy [   9.0s] hanaakari: node hanaakari is Ready already: no join
+homelab deploy [   9.0s] hanaakari: switched, checks passed
+"""
+ALL_PASSED = PASSED + """\
+homelab deploy [  10.0s] tokiwa: generation 20; switching (built here)
+homelab deploy [  12.0s] tokiwa: generation 20 -> 21; live checks (live checks of tokiwa (host scope))
+homelab deploy [  14.0s] tokiwa: node tokiwa is Ready already: no join
+homelab deploy [  14.0s] tokiwa: switched, checks passed
+homelab deploy [  14.0s] cluster: all 3 switched; live checks of the cluster (cluster scope)
+"""
+TABLE = """
+host       generation  result                   time
+yomogi     30 -> 31    switched, checks passed  4 s
+hanaakari  10 -> 11    switched, checks passed  5 s
+tokiwa     20 -> 21    switched, checks passed  5 s
+"""
+KEPT = ("nothing was rolled back: every host passed its own checks and keeps its new generation (roll one back with: "
+        "nixos-rebuild switch --rollback --target-host <user@host>)\n")
+
+
+def test_deploy_of_one_host(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi"])
+    assert run_deploy(lab_dir, ["yomogi"]) == 0
+    assert out_err(capsys) == ("""\
+homelab deploy [   1.0s] yomogi: generation 10; switching (built on yomogi itself)
+homelab deploy [   3.0s] yomogi: generation 10 -> 11; live checks (live checks of yomogi (host scope))
+homelab deploy [   4.0s] yomogi: switched, checks passed
+homelab deploy [   4.0s] cluster: all 1 switched; live checks of yomogi (cluster scope)
+
+host    generation  result                   time
+yomogi  10 -> 11    switched, checks passed  4 s
+deployed 1 host; host and cluster checks passed
+""", "")
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks", "cluster checks"]
+    assert net.log[-1][1:] == (1800, AUTOLOAD, str(lab_dir))
+    assert not (tmp_path / "ssh.log").exists()  # no cluster layer for a selection
+
+
+def test_deploy_of_the_lab_ends_with_the_cluster_layer(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"])
+    assert run_deploy(lab_dir) == 0
+    assert out_err(capsys) == (ALL_PASSED + TABLE + """\
+homelab deploy [  15.0s] cluster layer: label node hanaakari
+homelab deploy [  15.0s] cluster layer: release traefik (traefik 37.1.0)
+applied the cluster layer: 2 steps (traefik)
+deployed 3 hosts; host and cluster checks passed
+""", "")
+    cp = "-o BatchMode=yes -o ConnectTimeout=10 root@192.168.10.10 env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig"
+    values = (lab_dir / "cluster" / "values" / "traefik.yaml").stat().st_size
+    assert (tmp_path / "ssh.log").read_text().splitlines() == [
+        f"{cp} kubectl label node hanaakari proxy=true --overwrite|0",
+        f"{cp} helm upgrade --install traefik traefik --repo https://traefik.github.io/charts --version 37.1.0 "
+        f"--namespace traefik --create-namespace --wait --timeout 900s -f -|{values}"]
+
+
+def test_deploy_whose_cluster_layer_fails(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    monkeypatch.setenv("SSH_HELM_RC", "6")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"])
+    assert run_deploy(lab_dir) == 1
+    assert out_err(capsys) == (ALL_PASSED + TABLE + """\
+homelab deploy [  15.0s] cluster layer: label node hanaakari
+homelab deploy [  15.0s] cluster layer: release traefik (traefik 37.1.0)
+the cluster layer failed at: release traefik (traefik 37.1.0) (exit 6)
+    helm says hi
+""", "")
+
+
+@pytest.mark.parametrize("cluster, said, verdict", [
+    ((1, "", "", ("<work>/cluster.xml", junit(("tokiwa", "dns"), ("yomogi", "api")))),
+     "homelab deploy [  15.0s] cluster: 2 checks not as expected yet; again in 10 s\n",
+     "the cluster checks failed: tokiwa: dns, yomogi: api\n"),
+    ((1, "", ""), "homelab deploy [  15.0s] cluster: 0 checks not as expected yet; again in 10 s\n",
+     "the cluster checks failed: (see above)\n"),
+    ((3, "INTERNALERROR\n", ""), "",
+     "the cluster checks could not run: the suite could not run (pytest exit 3):\n    INTERNALERROR\n")])
+def test_deploy_whose_cluster_checks_fail_keeps_every_host(lab_dir, tmp_path, monkeypatch, net, capsys, cluster,
+                                                          said, verdict):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"], cluster=cluster)
+    assert run_deploy(lab_dir, settle=15) == 1
+    assert out_err(capsys) == (ALL_PASSED + said + TABLE + verdict + KEPT, "")
+    assert "rollback" not in [x[0] for x in net.log]
+    assert not (tmp_path / "ssh.log").exists()
+
+
+@pytest.mark.parametrize("failing", ["hanaakari", "tokiwa"])
+def test_deploy_stops_at_a_failing_host(lab_dir, tmp_path, monkeypatch, net, capsys, failing):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"], failing=failing)
+    assert run_deploy(lab_dir, no_rollback=True, settle=5) == 1
+    head, g, t = (PASSED.split("homelab deploy [   5.0s]")[0], 10, 5) if failing == "hanaakari" else (PASSED, 20, 10)
+    hanaakari = ("hanaakari  10 -> 11    switched, checks passed                          5 s\n"
+                 if failing == "tokiwa" else "")
+    assert out_err(capsys) == (head + f"""\
+homelab deploy [{t:6.1f}s] {failing}: generation {g}; switching (built here)
+homelab deploy [{t + 2:6.1f}s] {failing}: generation {g} -> {g + 1}; live checks (live checks of {failing} (host scope))
+homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: {failing}: kubelet active
+
+homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: left at generation {g + 1} (--no-rollback)
+
+host       generation  result                                           time
+yomogi     30 -> 31    switched, checks passed                          4 s
+""" + hanaakari + ("hanaakari  10 -> 11    1 check failed, not rolled back (--no-rollback)  4 s\n"
+                   "tokiwa     -           not started: the rollout stopped                 -\n"
+                   "the rollout stopped; not deployed: tokiwa\n" if failing == "hanaakari" else
+                   "tokiwa     20 -> 21    1 check failed, not rolled back (--no-rollback)  4 s\n"
+                   "the rollout stopped\n"), "")
