@@ -666,3 +666,172 @@ yomogi     30 -> 31    switched, checks passed                          4 s
                    "the rollout stopped; not deployed: tokiwa\n" if failing == "hanaakari" else
                    "tokiwa     20 -> 21    1 check failed, not rolled back (--no-rollback)  4 s\n"
                    "the rollout stopped\n"), "")
+
+
+# ---------------------------------------------------------------- deploy's dry run and refusals
+
+
+def dry(lab_dir, tmp_path, monkeypatch, capsys, only=None, **kw):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    rc = run_deploy(lab_dir, only, dry_run=True, **kw)
+    return (rc, *out_err(capsys))
+
+
+def test_dry_run_prints_the_pinned_plan_and_runs_nothing(lab_dir, tmp_path, monkeypatch, net, capsys):
+    from .test_deploy import PINNED
+
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    want = (PINNED.replace("$LAB", str(lab_dir)).replace("$PYTHON", sys.executable)
+            .replace("$SUITE", str(VM_TESTS)).replace("$TMP", str(tmp_path / "tmp")))
+    assert dry(lab_dir, tmp_path, monkeypatch, capsys, parallel=2) == (0, want, "")
+    assert net.log == [] and not (tmp_path / "ssh.log").exists()
+
+
+def test_dry_run_of_a_selection_without_rollback_and_the_pinned_nixos_rebuild(lab_dir, tmp_path, monkeypatch,
+                                                                             net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nix")
+    rc, out, err = dry(lab_dir, tmp_path, monkeypatch, capsys, ["tokiwa", "yomogi"], no_rollback=True, parallel=3)
+    rb = shlex_join(remote.rebuild_program(lab_dir))
+    pin = remote.pinned_nixpkgs(lab_dir)
+    assert pin.startswith("github:NixOS/nixpkgs/")
+    assert rb == f"nix --extra-experimental-features 'nix-command flakes' run '{pin}#nixos-rebuild-ng' --"
+    work, py = tmp_path / "tmp" / "homelab-deploy-<new>", sys.executable
+    gen = "'nixos-rebuild list-generations --json'"
+    base = "-o BatchMode=yes -o ConnectTimeout=10"
+    checks = (f"cd {lab_dir} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {py} -m pytest -p testinfra.plugin {VM_TESTS} "
+              f"--hosts=ssh://root@192.168.10.{{ip}} --lab-root={lab_dir} --lab-host={{name}} --homelab-scope=host "
+              f"'--junitxml={work}/{{name}}.xml' -q")
+    assert (rc, err) == (0, "")
+    assert out == f"""\
+# nixos-rebuild is not on PATH: the lab's pinned one runs through nix run
+# homelab deploy of the lab in {lab_dir}: yomogi then tokiwa (up to 3 at a time)
+# each host: its generation, switch, its generation again, its live checks (the vm-tests suite over SSH);
+# a host failing its checks is left as it is (--no-rollback) and the rollout stops
+# the suite's reports go to {work}
+
+# yomogi: control plane, aarch64-linux, built on yomogi itself
+ssh {base} root@192.168.10.10 {gen}
+NIX_SSHOPTS='{base}' {rb} switch --flake '{lab_dir}#yomogi' --target-host root@192.168.10.10 --build-host root@192.168.10.10 --no-reexec
+ssh {base} root@192.168.10.10 {gen}
+{checks.format(ip=10, name="yomogi")}
+
+# tokiwa: worker, x86_64-linux, built here
+ssh {base} root@192.168.10.11 {gen}
+NIX_SSHOPTS='{base}' {rb} switch --flake '{lab_dir}#tokiwa' --target-host root@192.168.10.11 --no-reexec
+ssh {base} root@192.168.10.11 {gen}
+{checks.format(ip=11, name="tokiwa")}
+#   then, unless the node is Ready already:
+ssh {base} root@192.168.10.10 'env KUBECONFIG=/etc/kubernetes/cluster-admin.kubeconfig kubectl get node tokiwa -o '"'"'jsonpath={{.status.conditions[?(@.type=="Ready")].status}}/{{.spec.unschedulable}}'"'"''
+#   join it with the control plane's API token, passed from one ssh to the other by a pipe:
+ssh {base} root@192.168.10.10 'cat /var/lib/kubernetes/secrets/apitoken.secret' | ssh {base} root@192.168.10.11 'timeout 300 nixos-kubernetes-node-join'
+#   and wait until it is Ready: the same kubectl get node, every 2 s
+
+# once every host passed: the cluster checks
+cd {lab_dir} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {py} -m pytest -p testinfra.plugin {VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} --lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --homelab-scope=cluster '--junitxml={work}/cluster.xml' -q
+"""
+
+
+def shlex_join(argv):
+    import shlex
+
+    return shlex.join(argv)
+
+
+def test_render_steps_of_lone_hosts_outside_kubernetes(tmp_path):
+    nas = deploy.Host(hostname="nas", system="x86_64-linux", state_version="25.05", interface="enp1s0",
+                      address="192.168.10.20", roles=[])
+    lab = deploy.Lab(labkit.cluster(), [nas])
+    plan = deploy.make_steps(lab, tmp_path, ["nas"], Path("/w"), parallel=4, rollback=False, opts=SshOptions(),
+                             suite=VM_TESTS, python="py")
+    base = "-o BatchMode=yes -o ConnectTimeout=10"
+    gen = f"ssh {base} root@192.168.10.20 'nixos-rebuild list-generations --json'"
+    checks = (f"cd {tmp_path} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 py -m pytest -p testinfra.plugin {VM_TESTS} "
+              f"--hosts=ssh://root@192.168.10.20 --lab-root={tmp_path} --lab-host=nas")
+    assert deploy.render_steps(plan, lab) == f"""\
+# homelab deploy of the lab in {tmp_path}: nas (up to 4 at a time)
+# each host: its generation, switch, its generation again, its live checks (the vm-tests suite over SSH);
+# a host failing its checks is left as it is (--no-rollback) and the rollout stops
+# the suite's reports go to /w
+
+# nas: host, x86_64-linux, built here
+{gen}
+NIX_SSHOPTS='{base}' nixos-rebuild switch --flake '{tmp_path}#nas' --target-host root@192.168.10.20 --no-reexec
+{gen}
+{checks} --homelab-scope=host --junitxml=/w/nas.xml -q
+
+# once every host passed: the cluster checks
+{checks} --homelab-scope=cluster --junitxml=/w/cluster.xml -q
+"""
+    empty = deploy.make_steps(lab, tmp_path, [], Path("/w"), parallel=1, rollback=True, opts=SshOptions(),
+                              suite=VM_TESTS, python="py")
+    assert deploy.render_steps(empty, lab) == (
+        f"# homelab deploy of the lab in {tmp_path}: \n"
+        "# each host: its generation, switch, its generation again, its live checks (the vm-tests suite over SSH);\n"
+        "# a host failing its checks is rolled back and the rollout stops\n"
+        "# the suite's reports go to /w\n")
+
+
+def test_dry_run_warns_of_untracked_generated_files(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild", "git")
+    subprocess.run(["git", "init", "-q", str(lab_dir)], check=True)
+    subprocess.run(["git", "-C", str(lab_dir), "add", "hosts/tokiwa/default.nix"], check=True)
+    rc, out, err = dry(lab_dir, tmp_path, monkeypatch, capsys)
+    assert rc == 0 and out.startswith("# homelab deploy of the lab in")
+    assert err == ("homelab deploy: warning: hosts/hanaakari/default.nix is not tracked by git, so the flake cannot "
+                   "see it: git add hosts/\n"
+                   "homelab deploy: warning: hosts/yomogi/default.nix is not tracked by git, so the flake cannot see "
+                   "it: git add hosts/\n")
+
+
+def test_without_nixos_rebuild_nor_nix_nothing_is_deployed(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    assert run_deploy(lab_dir) == 4
+    why = ("nixos-rebuild is not on PATH, and nix (to run the lab's pinned one) is not either: install nix (Debian: "
+           "apt-get install nix-bin), or run homelab from the lab's `nix develop`")
+    assert out_err(capsys) == ("", f"homelab deploy: {why}; nothing was deployed\n")
+    rc, out, err = dry(lab_dir, tmp_path, monkeypatch, capsys, ["tokiwa"])
+    assert (rc, err) == (0, "")
+    assert out.startswith(f"# note: {why}\n# homelab deploy of the lab in {lab_dir}: tokiwa (up to 1 at a time)\n")
+    assert "\nNIX_SSHOPTS='-o BatchMode=yes -o ConnectTimeout=10' nixos-rebuild switch --flake" in out
+    assert net.log == []
+
+
+def test_without_ssh_nothing_is_deployed(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "nixos-rebuild")
+    assert run_deploy(lab_dir) == 4
+    assert out_err(capsys) == ("", "homelab deploy: ssh is not on PATH; nothing was deployed\n")
+    assert net.log == []
+
+
+def test_a_tool_missing_during_the_rollout_ends_it(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+
+    def missing(argv, **kw):
+        raise MissingTool(f"{argv[0]} vanished")
+    monkeypatch.setattr(remote, "run", missing)
+    assert run_deploy(lab_dir, ["tokiwa"]) == 4
+    assert out_err(capsys) == ("", "homelab deploy: ssh vanished\n")
+
+
+def refusal(lab_dir, only=None, lab=None, **kw) -> str:
+    with pytest.raises(UsageError) as e:
+        deploy.deploy(lab or lab_of(lab_dir), lab_dir, only, deploy.DeployOptions(**kw))
+    return str(e.value)
+
+
+def test_deploy_refuses_a_bad_parallel_a_bad_build_host_and_stale_files(lab_dir, tmp_path, monkeypatch, net):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    assert refusal(lab_dir, parallel=0) == "--parallel 0: give 1 or more"
+    assert refusal(lab_dir, parallel=-3, dry_run=True) == "--parallel -3: give 1 or more"
+    lab = labkit.evolve_host(lab_of(lab_dir), "tokiwa", build_on="nope")
+    assert refusal(lab_dir, ["tokiwa"], lab=lab) == \
+        f"{lab.where(lab.host('tokiwa'))}: build_on: 'nope' is not a host of this lab"
+    (lab_dir / "flake.nix").unlink()
+    newer = labkit.evolve_host(lab_of(lab_dir), "tokiwa", state_version="24.11")
+    assert refusal(lab_dir, lab=newer, dry_run=True) == ("generated files are out of date, so the flake does not describe this "
+                                              "lab; run `homelab build` first:\n  hosts/tokiwa/default.nix")
+    assert refusal(lab_dir, dry_run=True) == \
+        f"no flake.nix in {lab_dir}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)"
+    (lab_dir / "flake.nix").write_text("{ }\n")
+    assert refusal(lab_dir, suite=str(tmp_path)) == f"no vm-tests suite at {tmp_path} (pass --suite DIR)"
+    assert net.log == []
