@@ -77,7 +77,7 @@ class Net:
     def on(self, argv, label: str, *replies) -> None:
         self.replies[tuple(argv)] = (label, list(replies))
 
-    def _reply(self, argv):
+    def key(self, argv) -> tuple:
         key = []
         for a in argv:  # deploy's temporary work folder is <work> in the plans the tests make
             m = WORK.search(a)
@@ -85,7 +85,10 @@ class Net:
                 self.work = m.group(0)
                 a = a.replace(self.work, "<work>")
             key.append(a)
-        label, queue = self.replies[tuple(key)]
+        return tuple(key)
+
+    def _reply(self, argv):
+        label, queue = self.replies[self.key(argv)]
         rep = queue.pop(0) if len(queue) > 1 else queue[0]
         if len(rep) == 4:
             Path(rep[3][0].replace("<work>", getattr(self, "work", "<work>"))).write_text(rep[3][1])
@@ -108,7 +111,7 @@ class Net:
         return remote.Piped(src_rc, rc if rc >= 0 else 0, err if rc < 0 else "", out)
 
     def with_progress(self, argv, *, timeout, env, cwd, on_event):
-        for e in self.events.get(tuple(argv), []):
+        for e in self.events.get(self.key(argv), []):
             on_event(e)
         return self.run(argv, timeout=timeout, env=env, cwd=cwd)
 
@@ -835,3 +838,182 @@ def test_deploy_refuses_a_bad_parallel_a_bad_build_host_and_stale_files(lab_dir,
     (lab_dir / "flake.nix").write_text("{ }\n")
     assert refusal(lab_dir, suite=str(tmp_path)) == f"no vm-tests suite at {tmp_path} (pass --suite DIR)"
     assert net.log == []
+
+
+# ---------------------------------------------------------------- homelab verify
+
+
+def verify_net(net, lab, root, names, scope, *, down=(), checks=ok(), events=(), opts=SshOptions()):
+    for n in names:
+        h = lab.host(n)
+        net.on(reach.probe_argv(h, opts), f"probe {n}",
+               (255, "", f"ssh: connect to host {h.ip} port 22: Connection refused\n") if n in down else ok())
+    up = [lab.host(n) for n in sorted(names) if n not in down]
+    if up:
+        step = deploy.checks_step(root.resolve(), up, scope, "<work>/verify.xml", opts, VM_TESTS,
+                                  sys.executable, progress=True)
+        net.on(step.argv, "checks", checks)
+        net.events[tuple(step.argv)] = list(events)
+
+
+def run_verify(root, only=None, **kw):
+    return deploy.verify(lab_of(root), root, only, deploy.VerifyOptions(**kw))
+
+
+def test_verify_dry_run_prints_the_probes_and_the_checks(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    cfg = tmp_path / "cfg"
+    cfg.write_text("")
+    assert run_verify(lab_dir, ["yomogi", "tokiwa"], dry_run=True, scope="host", ssh_config=str(cfg),
+                      connect_timeout=3) == 0
+    base = f"-F {cfg} -o BatchMode=yes -o ConnectTimeout=3"
+    assert out_err(capsys) == (f"""\
+# each host answers SSH? (a host that does not is reported and left out of the checks)
+ssh {base} root@192.168.10.11 true
+ssh {base} root@192.168.10.10 true
+cd {lab_dir} && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -p testinfra.plugin -p homelab.liveprogress \
+{VM_TESTS} --hosts=ssh://root@192.168.10.11,ssh://root@192.168.10.10 --lab-root={lab_dir} \
+--lab-host=192.168.10.11=tokiwa --lab-host=192.168.10.10=yomogi --ssh-config={cfg} --homelab-scope=host \
+'--junitxml={tmp_path}/tmp/homelab-verify-<new>/verify.xml' -q
+""", "")
+    assert net.log == []
+
+
+EVENTS = [{"event": "start", "host": "tokiwa", "checks": 12}, {"event": "start", "host": "yomogi", "checks": 20},
+          {"event": "finish", "host": "tokiwa", "passed": 10, "failed": 0, "skipped": 2},
+          {"event": "finish", "host": "yomogi", "passed": 17, "failed": 3, "skipped": 1},
+          {"event": "finish", "host": "x", "passed": 4, "failed": 0, "skipped": 0},
+          {"event": "other", "host": "y"}]
+
+
+def test_verify_says_each_hosts_start_and_finish_and_passes(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    verify_net(net, lab, lab_dir, ["yomogi", "tokiwa"], "host", events=EVENTS, checks=(5, "", ""))
+    assert run_verify(lab_dir, ["yomogi", "tokiwa"], scope="host", settle=30) == 0
+    assert out_err(capsys) == ("all checks passed on tokiwa, yomogi (host scope)\n", """\
+homelab verify [   0.0s] lab: probing 2 hosts over SSH (ConnectTimeout=10 s)
+homelab verify [   2.0s] tokiwa: checking (12 checks, host scope)
+homelab verify [   2.0s] yomogi: checking (20 checks, host scope)
+homelab verify [   2.0s] tokiwa: 10 checks passed, 2 skipped
+homelab verify [   2.0s] yomogi: 3 of 21 checks failed
+homelab verify [   2.0s] x: 4 checks passed
+""")
+    assert net.log == [("probe tokiwa", 20, None, None), ("probe yomogi", 20, None, None),
+                       ("checks", 1800, AUTOLOAD, str(lab_dir))]
+
+
+def test_verify_reports_a_host_that_does_not_answer_and_checks_the_others(lab_dir, tmp_path, monkeypatch, net,
+                                                                          capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    verify_net(net, lab, lab_dir, ["yomogi", "tokiwa", "hanaakari"], "cluster", down=["tokiwa"],
+               checks=(1, "F\n", "", ("<work>/verify.xml", junit(("yomogi", "api")))))
+    monkeypatch.setattr(cluster_deploy, "live_checks", None)  # not with a host down
+    assert run_verify(lab_dir, quiet=True) == 1
+    assert out_err(capsys) == (
+        "1 check failed:\n  yomogi: api\n    F\nnot checked (no SSH): tokiwa\n",
+        "homelab verify: cannot reach tokiwa (192.168.10.11) over SSH: Connection refused\n")
+    assert [x[0] for x in net.log] == ["probe hanaakari", "probe tokiwa", "probe yomogi", "checks"]
+
+
+def test_verify_of_hosts_none_of_which_answers(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    verify_net(net, lab, lab_dir, ["tokiwa"], "cluster", down=["tokiwa"])
+    assert run_verify(lab_dir, ["tokiwa"]) == 1
+    assert out_err(capsys) == (
+        "not checked (no SSH): tokiwa\n",
+        "homelab verify [   0.0s] lab: probing 1 host over SSH (ConnectTimeout=10 s)\n"
+        "homelab verify: cannot reach tokiwa (192.168.10.11) over SSH: Connection refused\n")
+    assert [x[0] for x in net.log] == ["probe tokiwa"]
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_verify_of_the_lab_adds_the_cluster_layers_checks(lab_dir, tmp_path, monkeypatch, net, capsys, failing):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    names = ["yomogi", "tokiwa", "hanaakari"]
+    verify_net(net, lab, lab_dir, names, "cluster", opts=SshOptions(None, 4))
+    asked = []
+
+    def live_checks(lab_, opts):  # the stand-in for Traefik and Ceph, over the network
+        asked.append((lab_, opts))
+        return [cluster_deploy.LiveCheck("traefik http", True, "200"),
+                cluster_deploy.LiveCheck("traefik https", not failing, "refused" if failing else "200")]
+    monkeypatch.setattr(cluster_deploy, "live_checks", live_checks)
+    assert run_verify(lab_dir, connect_timeout=4) == int(failing)
+    assert asked == [(lab, SshOptions(None, 4))]
+    out, err = out_err(capsys)
+    assert out == ("the cluster layer's checks failed: traefik https\n" if failing else
+                   "all checks passed on hanaakari, tokiwa, yomogi (cluster scope); the cluster layer's 2 checks too\n")
+    assert err.splitlines()[-2:] == [
+        "homelab verify [   4.0s] cluster layer: ok: traefik http: 200",
+        f"homelab verify [   4.0s] cluster layer: {'FAILED: traefik https: refused' if failing else 'ok: traefik https: 200'}"]
+
+
+def test_verify_without_ssh(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch)
+    assert run_verify(lab_dir) == 4
+    assert out_err(capsys) == ("", "homelab verify: ssh is not on PATH\n")
+    assert net.log == []
+
+
+def verdict(v, names=("a", "b"), checked=("a", "b"), down=None, scope="host", layer=()):
+    return deploy._verify_verdict(v, list(names), list(checked), down or {}, scope, list(layer))
+
+
+def test_verify_verdicts(capsys):
+    bad = cluster_deploy.LiveCheck("ceph", False, "HEALTH_ERR")
+    good = cluster_deploy.LiveCheck("traefik", True, "200")
+    assert verdict(deploy.Verdict(True, True)) == 0
+    assert verdict(deploy.Verdict(True, True), layer=[good]) == 0
+    assert verdict(deploy.Verdict(True, True), layer=[good, bad]) == 1
+    assert verdict(deploy.Verdict(True, True), checked=["a"], down={"b": "x", "c": "y"}) == 1
+    assert verdict(deploy.Verdict(True, True), checked=[], down={"b": "x"}, layer=[bad]) == 1
+    assert verdict(deploy.Verdict(False, False, (), "could not run")) == 1
+    assert verdict(deploy.Verdict(False, False, (), "could not run"), down={"b": "x"}) == 1
+    assert verdict(deploy.Verdict(False, True, ("a: x", "b: y"), "tail")) == 1
+    assert verdict(deploy.Verdict(False, True, ("a: x",), "tail"), down={"b": "x"}) == 1
+    assert out_err(capsys) == ("""\
+all checks passed on a, b (host scope)
+all checks passed on a, b (host scope); the cluster layer's 1 checks too
+the cluster layer's checks failed: ceph
+all checks passed on a (host scope)
+not checked (no SSH): b, c
+the cluster layer's checks failed: ceph
+could not run
+could not run
+not checked (no SSH): b
+2 checks failed:
+  a: x
+  b: y
+tail
+1 check failed:
+  a: x
+tail
+not checked (no SSH): b
+""", "")
+    assert verdict(deploy.Verdict(True, True), checked=[], down={"b": "x"}) == 1
+    assert out_err(capsys) == ("not checked (no SSH): b\n", "")
+
+
+def test_need_says_which_tool_is_missing(monkeypatch, tmp_path):
+    path_with(tmp_path, monkeypatch, "ssh")
+    deploy._need("ssh")
+    with pytest.raises(MissingTool) as e:
+        deploy._need("ssh", "nixos-rebuild")
+    assert str(e.value) == "nixos-rebuild is not on PATH (on NixOS it is there; elsewhere: nix shell " \
+                           "nixpkgs#nixos-rebuild-ng)"
+    with pytest.raises(MissingTool) as e:
+        deploy._need("kubectl", "ssh")
+    assert str(e.value) == "kubectl is not on PATH"
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "testinfra" else real(n, *a))
+    with pytest.raises(MissingTool) as e:
+        deploy._need()
+    assert str(e.value) == ("pytest-testinfra is not installed, and the live checks need it (pip install "
+                            "'nixos-homelab[test]', homelab's package with its test extras)")
