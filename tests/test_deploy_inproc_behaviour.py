@@ -1017,3 +1017,38 @@ def test_need_says_which_tool_is_missing(monkeypatch, tmp_path):
         deploy._need()
     assert str(e.value) == ("pytest-testinfra is not installed, and the live checks need it (pip install "
                             "'nixos-homelab[test]', homelab's package with its test extras)")
+
+
+def test_failed_checks_names_each_failing_or_erroring_check_once(tmp_path):
+    report = tmp_path / "r.xml"
+    report.write_text(
+        '<testsuites><testsuite name="s">'
+        '<testcase name="t1"><properties><property name="check" value="kubelet"/>'
+        '<property name="lab_host" value="tokiwa"/></properties><failure message="x"/></testcase>'
+        '<testcase name="t2"><properties><property name="check" value="dns"/></properties><error message="e"/>'
+        '</testcase>'
+        '<testcase name="test_plain"><failure/></testcase>'
+        '<testcase><error/></testcase>'
+        '<testcase name="t1again"><properties><property name="check" value="kubelet"/>'
+        '<property name="lab_host" value="tokiwa"/></properties><failure/></testcase>'
+        '<testcase name="passed"><properties><property name="check" value="fine"/></properties></testcase>'
+        '<testcase name="skipped"><skipped/></testcase>'
+        '</testsuite></testsuites>')
+    assert deploy.failed_checks(str(report)) == ["tokiwa: kubelet", "dns", "test_plain", "?"]
+    report.write_text("<testsuites><testcase")
+    assert deploy.failed_checks(str(report)) == []
+    assert deploy.failed_checks(str(tmp_path / "none.xml")) == []
+
+
+def test_selection_problems_of_build_hosts(tmp_path):
+    from homelab import Ssh
+
+    lab = labkit.evolve_host(labkit.lab(), "tokiwa", build_on="hanaakari", ssh=Ssh(port=2222))
+    lab = labkit.evolve_host(lab, "hanaakari", build_on="target")
+    lab = labkit.evolve_host(lab, "yomogi", build_on="elsewhere")
+    assert deploy.selection_problems(lab, ["hanaakari", "tokiwa", "yomogi"]) == [
+        f"{lab.where(lab.host('tokiwa'))}: build_on: hanaakari listens for SSH on port 22 and tokiwa on 2222; "
+        "nixos-rebuild gives both the same NIX_SSHOPTS, so use one port (or name the ports in an ssh_config and give "
+        "the hosts' names as Ssh(host=...))",
+        f"{lab.where(lab.host('yomogi'))}: build_on: 'elsewhere' is not a host of this lab"]
+    assert deploy.selection_problems(lab, ["hanaakari"]) == []
