@@ -1052,3 +1052,23 @@ def test_selection_problems_of_build_hosts(tmp_path):
         "the hosts' names as Ssh(host=...))",
         f"{lab.where(lab.host('yomogi'))}: build_on: 'elsewhere' is not a host of this lab"]
     assert deploy.selection_problems(lab, ["hanaakari"]) == []
+
+
+def test_cluster_secrets_not_set_stop_a_whole_lab_deploy_and_a_dry_run_warns(tmp_path, monkeypatch, net, capsys):
+    from .test_cluster_deploy import _acme_lab_folder
+
+    root = _acme_lab_folder(tmp_path / "lab")
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    errors = [f"cluster: Acme.env: secret '{n}' is not set (secrets/{n}.age is missing), and the cluster layer "
+              f"creates a Kubernetes Secret from it; set it first: homelab secrets set {n} --cluster "
+              "< file-holding-the-value" for n in ("cloudflare-dns-api-token", "cloudflare-zone-api-token")]
+    assert deploy.secretstore_errors(root, lab_of(root)) == errors
+    assert refusal(root) == "\n".join(errors) + "\nnothing was deployed"
+    assert refusal(root, parallel=0) == "--parallel 0: give 1 or more"
+    rc, out, err = dry(root, tmp_path, monkeypatch, capsys)
+    assert rc == 0 and out.startswith("# homelab deploy of the lab in")
+    assert err == "".join(f"homelab deploy: warning: {e}; without --dry-run, deploy stops here before anything "
+                          "runs\n" for e in errors)
+    rc, out, err = dry(root, tmp_path, monkeypatch, capsys, ["tokiwa"])
+    assert (rc, err) == (0, "")
+    assert net.log == [] and not (tmp_path / "ssh.log").exists()
