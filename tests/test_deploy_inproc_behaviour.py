@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import attrs
@@ -73,6 +75,10 @@ class Net:
         self.log: list[tuple] = []
         self.pipes: list[tuple] = []
         self.events: dict[tuple, list[dict]] = {}
+        self.delay = 0.0  # real seconds each command takes (to see how many run at once)
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
 
     def on(self, argv, label: str, *replies) -> None:
         self.replies[tuple(argv)] = (label, list(replies))
@@ -99,8 +105,14 @@ class Net:
         extra = None if env is None else {k: v for k, v in env.items() if os.environ.get(k) != v}
         if env is not None:
             assert set(env) >= set(os.environ), "the environment of deploy's own process is kept"
-        self.log.append((label, timeout, extra, cwd))
-        self.clock.now += 1
+        with self.lock:
+            self.log.append((label, timeout, extra, cwd))
+            self.clock.now += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
         return subprocess.CompletedProcess(list(argv), rc, out, err)
 
     def pipe(self, source, sink, *, timeout):
@@ -411,12 +423,16 @@ def test_a_failing_host_stops_the_rollout(tmp_path, net, failing):
     assert ro.results["tokiwa"].seconds is None
 
 
-def test_parallel_workers_all_run(tmp_path, net):
-    lab, plan, hs = plan_of(tmp_path, parallel=2)
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_workers_run_up_to_parallel_at_a_time(tmp_path, net, parallel):
+    lab, plan, hs = plan_of(tmp_path, parallel=parallel)
     whole_lab_net(net, hs)
+    net.delay = 0.01
     ro = rollout(plan, lab, Said())
     assert ro.run() is True
     assert {n: r.result for n, r in ro.results.items()} == dict.fromkeys(hs, "switched, checks passed")
+    if parallel == 1:
+        assert net.most == 1  # (with 2, two at once is likely, not certain: not asserted)
 
 
 # ---------------------------------------------------------------- the live checks
