@@ -845,10 +845,18 @@ def test_deploy_refuses_a_bad_parallel_a_bad_build_host_and_stale_files(lab_dir,
     lab = labkit.evolve_host(lab_of(lab_dir), "tokiwa", build_on="nope")
     assert refusal(lab_dir, ["tokiwa"], lab=lab) == \
         f"{lab.where(lab.host('tokiwa'))}: build_on: 'nope' is not a host of this lab"
+    lab = labkit.evolve_host(lab, "hanaakari", build_on="nix")
+    assert refusal(lab_dir, ["tokiwa", "hanaakari"], lab=lab) == (
+        f"{lab.where(lab.host('tokiwa'))}: build_on: 'nope' is not a host of this lab\n"
+        f"{lab.where(lab.host('hanaakari'))}: build_on: 'nix' is not a host of this lab")
     (lab_dir / "flake.nix").unlink()
     newer = labkit.evolve_host(lab_of(lab_dir), "tokiwa", state_version="24.11")
     assert refusal(lab_dir, lab=newer, dry_run=True) == ("generated files are out of date, so the flake does not describe this "
                                               "lab; run `homelab build` first:\n  hosts/tokiwa/default.nix")
+    newer = labkit.evolve_host(newer, "hanaakari", state_version="24.11")
+    assert refusal(lab_dir, lab=newer, dry_run=True) == (
+        "generated files are out of date, so the flake does not describe this lab; run `homelab build` first:\n"
+        "  hosts/hanaakari/default.nix\n  hosts/tokiwa/default.nix")
     assert refusal(lab_dir, dry_run=True) == \
         f"no flake.nix in {lab_dir}: nixos-rebuild --flake needs the lab's flake (`homelab init` makes one)"
     (lab_dir / "flake.nix").write_text("{ }\n")
