@@ -72,12 +72,13 @@ def sample(per_module: int) -> list[str]:
     return picked
 
 
-def equivalents(docs: Path = ROOT / "docs" / "mutation") -> set[str]:
+def equivalents(docs: Path = ROOT / "docs" / "mutation", kind: str = "equivalent") -> set[str]:
     """The mutants docs/mutation/equivalent-<module>.md judges equivalent: the first column of each table row,
-    `homelab.m.x_f__mutmut_3`, `_7` (a number alone: the same function), `x_g__mutmut_2` (the same module)."""
+    `homelab.m.x_f__mutmut_3`, `_7` (a number alone: the same function), `x_g__mutmut_2` (the same module).
+    ``kind="killed"``: those docs/mutation/killed-<module>.md lists, each watched failing a test when planted."""
     out: set[str] = set()
-    for md in sorted(docs.glob("equivalent-*.md")):
-        module = f"homelab.{md.stem.removeprefix('equivalent-')}"
+    for md in sorted(docs.glob(f"{kind}-*.md")):
+        module = f"homelab.{md.stem.removeprefix(f'{kind}-')}"
         for line in md.read_text().splitlines():
             if not line.startswith("| `"):
                 continue
@@ -108,15 +109,22 @@ def report() -> int:
     survivors = {ln.strip().split(":")[0] for ln in text.splitlines() if ln.strip().endswith(": survived")}
     for name in survivors & eq:
         per[name.split(".x")[0]]["equivalent"] += 1
-    print(f"{'module':<22} {'killed':>7} {'survived':>9} {'of them equivalent':>19} {'no tests':>9} "
-          f"{'not run':>8} {'score':>7}")
+    # survivors of the run that a test kills when the mutant is planted in the source (tools/mutate.py --apply):
+    # code that runs at import time (the trampoline cannot switch it), a test that fails on the code the
+    # mutants were made from (it tests a later fix), a budget that ran out first
+    for name in (survivors - eq) & equivalents(kind="killed"):
+        per[name.split(".x")[0]]["planted"] += 1
+    print(f"{'module':<22} {'killed':>7} {'survived':>9} {'of them equivalent':>19} {'killed planted':>15} "
+          f"{'no tests':>9} {'not run':>8} {'score':>7} {'with planted':>13}")
     total = collections.Counter()
     for mod, c in sorted(per.items()):
         total += c
         print(_row(mod, c))
     print(_row("all", total))
     print("score: killed / (killed + survived - equivalent); equivalent: docs/mutation/equivalent-<module>.md; "
-          "no tests: no test the run maps reaches the function (in-process); timeouts count as killed")
+          "no tests: no test the run maps reaches the function (in-process); timeouts count as killed; "
+          "killed planted: survivors of the run docs/mutation/killed-<module>.md names with the test that fails "
+          "when the mutant is planted (tools/mutate.py --apply); with planted: (killed + killed planted) / the same")
     return 0
 
 
@@ -243,8 +251,10 @@ def ci_sample(per_module: int) -> int:
 def _row(name: str, c: collections.Counter) -> str:
     killed = c["killed"] + c["timeout"]
     real = killed + c["survived"] - c["equivalent"]
-    return (f"{name:<22} {killed:>7} {c['survived']:>9} {c['equivalent']:>19} {c['no tests']:>9} "
-            f"{c['not checked']:>8} {(100 * killed / real if real else 0):>6.1f}%")
+    both = killed + c["planted"]
+    return (f"{name:<22} {killed:>7} {c['survived']:>9} {c['equivalent']:>19} {c['planted']:>15} {c['no tests']:>9} "
+            f"{c['not checked']:>8} {(100 * killed / real if real else 0):>6.1f}% "
+            f"{(100 * both / real if real else 0):>12.1f}%")
 
 
 def main(argv: list[str]) -> int:
