@@ -19,6 +19,7 @@ from homelab.contract import Contract, OptionFact
 from homelab.errors import LabError, Problem
 from homelab.model import Pkg, PkgCall, Priority
 from homelab.nixmodule import ModuleFile, Section
+from homelab.pynix_eval import NixEvalError
 from homelab.readback import Conflict
 
 C = Contract((
@@ -220,7 +221,7 @@ def test_host_conflicts_with_a_memo_work_out_a_shared_file_once(flattened, merge
 # ---------------------------------------------------------------- _entry_and_shared_conflicts
 
 NESTED = {
-    "hosts/a/default.nix": {"test": {"alpha": True, "lines": "e", "set": {"k": "a"}}},
+    "hosts/a/default.nix": {"test": {"alpha": True, "set": {"k": "a"}}},
     "hosts/b/default.nix": {"test": {"lines": "b"}},
     "modules/m1.nix": {"test": {"flag": True, "lines": "m1", "alpha": False}},
     "modules/m2.nix": {"test": {"flag": False, "lines": "m2", "set": {"k": "b"}}},
@@ -244,7 +245,7 @@ def test_entry_and_shared_conflicts_of_hosts_with_other_module_sets(flattened, m
     assert merges[before:] == [[True], ["m1"]]
     # each file flattened once, also for the host's merged values afterwards
     assert readback.merge_host([("hosts/a/default.nix", NESTED["hosts/a/default.nix"])], C, memo=memo)[0] == \
-        {"test.alpha": True, "test.lines": "e", "test.set": {"k": "a"}}
+        {"test.alpha": True, "test.set": {"k": "a"}}
     assert flattened == [NESTED[rel] for rel in ("modules/m1.nix", "modules/m2.nix", "hosts/a/default.nix",
                                                  "hosts/b/default.nix")]
 
@@ -382,3 +383,76 @@ def test_pkg_names_of_every_reference_also_under_an_override():
 def test_import_target_is_plain_path_arithmetic():
     assert readback._import_target("hosts/a/default.nix", "../../modules//m.nix") == "modules/m.nix"
     assert readback._import_target("hosts/a/default.nix", "./hardware.nix") == "hosts/a/hardware.nix"
+
+
+# ---------------------------------------------------------------- with real nix: the stand-ins, evaluate
+
+
+def write_files(root, texts: dict[str, str]) -> None:
+    for rel, text in texts.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def test_stub_pkgs_gives_tagged_packages_and_calls_nix_can_use(nix):
+    pkgs = readback.stub_pkgs(["htop", ("call", "dockerTools.pullImage"), ("pkg", "both"), ("call", "both"),
+                               ("call", "buildEnv"), ("call", "buildEnv.override"),
+                               ("pkg", "linuxPackages_rpi4.v4l2loopback")])
+    expr = (f"let pkgs = {pkgs}; clean = {readback.CLEAN}; in clean [ pkgs.htop "
+            "(pkgs.dockerTools.pullImage { a = 1; }) pkgs.both (pkgs.both { b = 2; }) "
+            "(pkgs.buildEnv.override { c = 3; }) (pkgs.buildEnv { d = 4; }) pkgs.linuxPackages_rpi4.v4l2loopback ]")
+    assert nix.eval_expr(expr) == [
+        {"_type": "pkg", "attrPath": "htop"},
+        {"_type": "pkg-call", "function": "dockerTools.pullImage", "args": {"a": 1}},
+        {"_type": "pkg", "attrPath": "both"},
+        {"_type": "pkg-call", "function": "both", "args": {"b": 2}},
+        {"_type": "pkg-call", "function": "buildEnv.override", "args": {"c": 3}},
+        {"_type": "pkg-call", "function": "buildEnv", "args": {"d": 4}},
+        {"_type": "pkg", "attrPath": "linuxPackages_rpi4.v4l2loopback"},
+    ]
+
+
+def test_evaluate_reads_the_generated_files_of_the_hosts_asked_for(nix, tmp_path):
+    write_files(tmp_path, {
+        "hosts/a/default.nix": "{ pkgs, lib, ... }: { imports = [ ../../modules/m.nix ./extra.nix ]; "
+                               "test.tool = lib.mkForce pkgs.htop; }",
+        "hosts/a/extra.nix": "{ ... }: { }",
+        "hosts/b/default.nix": "{ ... }: { imports = [ ../../modules/m.nix ]; test.flag = true; }",
+        "modules/m.nix": '{ pkgs, ... }: { test.image = pkgs.dockerTools.pullImage { name = "x"; }; }',
+    })
+    lab = compiled_lab([
+        module_file("hosts/a/default.nix", (("test", "tool"), Priority(Pkg("htop"), 50)),
+                    imports=("../../modules/m.nix", "./extra.nix")),
+        module_file("hosts/b/default.nix", (("test", "flag"), True), imports=("../../modules/m.nix",)),
+        module_file("modules/m.nix", (("test", "image"), PkgCall("dockerTools.pullImage", {"name": "x"}))),
+    ], {"a": ("modules/m.nix",), "b": ("modules/m.nix",)}, hand={"a": ("hosts/a/extra.nix",)},
+        data=DataFile("hosts/lab.nix", "t", "test", {"x": 1}))  # not written: nothing to read
+    b = {"imports": ["modules/m.nix"], "defs": {"test": {"flag": True}}}
+    m = {"imports": [], "defs": {"test": {"image": {"_type": "pkg-call", "function": "dockerTools.pullImage",
+                                                    "args": {"name": "x"}}}}}
+    assert readback.evaluate(tmp_path, lab, nix) == {
+        "generated": {
+            "hosts/a/default.nix": {"imports": ["modules/m.nix", "hosts/a/extra.nix"],
+                                    "defs": {"test": {"tool": force({"_type": "pkg", "attrPath": "htop"})}}},
+            "hosts/b/default.nix": b,
+            "modules/m.nix": m,
+        },
+        "handWritten": {"hosts/a/extra.nix": "lambda"},
+        "data": None,
+    }
+    assert readback.evaluate(tmp_path, lab, nix, only=["b"]) == {
+        "generated": {"hosts/b/default.nix": b, "modules/m.nix": m}, "handWritten": {}, "data": None}
+
+
+def test_evaluate_names_each_host_asked_for_that_imports_a_hand_written_file_that_is_not_nix(nix, tmp_path):
+    write_files(tmp_path, {**{f"hosts/{h}/default.nix": "{ ... }: { }" for h in "abcd"},
+                           "hosts/shared/extra.nix": "{ broken", "hosts/shared/fine.nix": "{ }"})
+    lab = compiled_lab([module_file(f"hosts/{h}/default.nix") for h in "abcd"], {h: () for h in "abcd"},
+                       hand={"a": ("hosts/shared/extra.nix",), "b": ("hosts/shared/fine.nix",),
+                             "c": ("hosts/shared/extra.nix",), "d": ("hosts/shared/extra.nix",)})
+    with pytest.raises(NixEvalError) as raw:
+        nix.eval_expr(f"import {tmp_path.resolve()}/hosts/shared/extra.nix")
+    reason = "extra.nix is not valid Nix: " + raw.value.message.replace(f"{tmp_path.resolve()}/", "")
+    with pytest.raises(LabError) as e:
+        readback.evaluate(tmp_path, lab, nix, only=["b", "c", "d"])
+    assert e.value.problems == [Problem("hosts/c", "imports", reason), Problem("hosts/d", "imports", reason)]
