@@ -456,3 +456,102 @@ def test_evaluate_names_each_host_asked_for_that_imports_a_hand_written_file_tha
     with pytest.raises(LabError) as e:
         readback.evaluate(tmp_path, lab, nix, only=["b", "c", "d"])
     assert e.value.problems == [Problem("hosts/c", "imports", reason), Problem("hosts/d", "imports", reason)]
+
+
+# ---------------------------------------------------------------- read_back: what nix read against the model
+
+MODEL = {  # the lab the read-back tests check: a and b import m, c imports nothing, a has a hand-written import
+    "hosts/a/default.nix": ((("test", "flag"), True), (("test", "lines"), "a")),
+    "hosts/b/default.nix": ((("test", "lines"), "b"),),
+    "hosts/c/default.nix": ((("test", "flag"), False),),
+    "modules/m.nix": ((("test", "set"), {"k": "v"}), (("test", "lines"), "m")),
+}
+ON_DISK = {  # the same, as Nix
+    "hosts/a/default.nix": '{ ... }: { imports = [ ../../modules/m.nix ./extra.nix ]; test.flag = true; '
+                           'test.lines = "a"; }',
+    "hosts/a/extra.nix": "{ ... }: { }",
+    "hosts/b/default.nix": '{ ... }: { imports = [ ../../modules/m.nix ]; test.lines = "b"; }',
+    "hosts/c/default.nix": "{ ... }: { test.flag = false; }",
+    "modules/m.nix": '{ ... }: { test.set = { k = "v"; }; test.lines = "m"; }',
+}
+IMPORTS = {"hosts/a/default.nix": ("../../modules/m.nix", "./extra.nix"), "hosts/b/default.nix": ("../../modules/m.nix",)}
+
+
+def read_back_lab(root, nix, changed: dict[str, str] = {}, *, data: str | None = None, only=("a", "b"),
+                  pre=None) -> readback.Report:
+    """read_back of the MODEL lab (with its data file ``hosts/lab.nix``, {hosts.a.x = 1;}) whose files on disk
+    are ON_DISK with ``changed``; ``data``: the data file's text on disk (None: not written)."""
+    write_files(root, {**ON_DISK, **changed, **({"hosts/lab.nix": data} if data is not None else {})})
+    lab = compiled_lab([module_file(rel, *defs, imports=IMPORTS.get(rel, ())) for rel, defs in MODEL.items()],
+                       {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}, hand={"a": ("hosts/a/extra.nix",)},
+                       data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
+    calls = nix.calls
+    report = readback.read_back(root, lab, nix, list(only) if only is not None else None, pre=pre)
+    assert nix.calls == calls + 1 == calls + report.nix_calls  # one nix process, the caller's
+    return report
+
+
+BROKEN_C = {"hosts/c/default.nix": "{ broken"}  # a host not asked about is not read
+
+
+def test_read_back_of_files_as_the_model_says_gives_the_prechecks_values(nix, tmp_path):
+    pre = readback.precheck(compiled_lab([module_file(rel, *defs) for rel, defs in MODEL.items()],
+                                         {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}))
+    report = read_back_lab(tmp_path, nix, BROKEN_C, data="{ hosts.a.x = 1; }", pre=pre)
+    assert (report.files, report.hand_written, report.problems) == (4, 1, [])
+    assert isinstance(report.options, readback.HostOptions) and list(report.options) == ["a", "b"]
+    assert report.options["a"] == {"test.flag": True, "test.lines": "a\nm", "test.set": {"k": "v"}}
+    assert report.options["a"]["test.set"] is pre.merged["b"]["test.set"]  # the precheck's, not merged again
+
+
+def test_read_back_takes_the_values_of_a_given_precheck_and_counts_no_data_file_not_written(nix, tmp_path):
+    merged = {"a": {"test.flag": True}, "b": {"test.lines": "b"}, "c": {}}
+    pre = readback.Precheck([], merged, {"a": [], "b": [], "c": []},
+                            {rel: readback.nest(defs) for rel, defs in MODEL.items()})
+    report = read_back_lab(tmp_path, nix, pre=pre)
+    assert (report.files, report.hand_written, report.problems) == (3, 1, [])
+    assert report.options == {"a": {"test.flag": True}, "b": {"test.lines": "b"}}
+
+
+def test_read_back_follows_the_imports_nix_read(nix, tmp_path):
+    report = read_back_lab(tmp_path, nix, {**BROKEN_C, "hosts/a/default.nix":
+                                          '{ ... }: { imports = [ ./extra.nix ]; test.flag = true; test.lines = "a"; }'})
+    assert report.problems == ["hosts/a/default.nix: imports ['hosts/a/extra.nix'] but the model says "
+                               "['modules/m.nix', 'hosts/a/extra.nix']"]
+    assert list(report.options) == ["a", "b"]
+    assert report.options["a"] == {"test.flag": True, "test.lines": "a"}
+    assert report.options["b"] == {"test.lines": "b\nm", "test.set": {"k": "v"}}
+    assert (report.files, report.hand_written) == (3, 1)
+
+
+def test_read_back_names_each_definition_nix_read_otherwise_and_merges_what_it_read(nix, tmp_path):
+    report = read_back_lab(tmp_path, nix, {
+        "hosts/a/default.nix": '{ ... }: { imports = [ ../../modules/m.nix ./extra.nix ]; test.flag.x = 1; '
+                               'test.lines = "a"; }',
+        "modules/m.nix": '{ ... }: { test.set = { k = "v"; }; test.lines = "m"; test.alpha = false; }',
+        "hosts/b/default.nix": '{ ... }: { imports = [ ../../modules/m.nix ]; test.lines = "b"; test.alpha = true; }',
+    }, only=None)
+    assert report.problems == [
+        "hosts/a/default.nix: test.flag differs: nix read {'x': 1}, the model says True",
+        "hosts/a/default.nix: test.flag.x differs: nix read 1, the model says None",
+        "hosts/b/default.nix: test.alpha differs: nix read True, the model says None",
+        "modules/m.nix: test.alpha differs: nix read False, the model says None",
+        "hosts/b/default.nix: test.alpha: conflicting definitions True and False "
+        "(defined in hosts/b/default.nix, modules/m.nix)",
+    ]
+    assert list(report.options) == ["a", "b", "c"]
+    assert report.options["a"] == {"test.alpha": False, "test.flag": {"x": 1}, "test.lines": "a\nm",
+                                   "test.set": {"k": "v"}}
+    assert report.options["b"] == {"test.lines": "b\nm", "test.set": {"k": "v"}}
+    assert report.options["c"] == {"test.flag": False}
+
+
+def test_read_back_names_each_value_of_the_data_file_nix_read_otherwise(nix, tmp_path):
+    report = read_back_lab(tmp_path, nix, BROKEN_C, data="{ hosts.a = { x = 2; y.z = 3; }; }")
+    assert report.problems == [
+        "hosts/lab.nix: hosts.a.x differs: nix read 2, the model says 1",
+        "hosts/lab.nix: hosts.a.x differs: nix read 2, the model says 1",
+        "hosts/lab.nix: hosts.a.y.z differs: nix read 3, the model says None",
+    ]
+    assert report.files == 4
+    assert report.options["a"] == {"test.flag": True, "test.lines": "a\nm", "test.set": {"k": "v"}}
