@@ -215,7 +215,7 @@ def test_host_conflicts_with_a_memo_work_out_a_shared_file_once(flattened, merge
     assert readback.host_conflicts([a, shared], C, memo=memo) == []
     assert readback.host_conflicts([b, shared], C, memo=memo) == []
     assert flattened == [a[1], shared[1], b[1]]
-    assert merges == [["a"], [True], ["b"]]
+    assert merges.count([True]) == 1  # the shared file's test.flag, judged for a only
 
 
 # ---------------------------------------------------------------- _entry_and_shared_conflicts
@@ -241,8 +241,10 @@ def test_entry_and_shared_conflicts_of_hosts_with_other_module_sets(flattened, m
     b = readback._entry_and_shared_conflicts(("hosts/b/default.nix", NESTED["hosts/b/default.nix"]),
                                              ("modules/m1.nix",), NESTED, C, memo)
     assert b == []
-    # m1's test.alpha, alone among b's modules as among a's, was judged with a's (one file: the same answer)
-    assert merges[before:] == [[True], ["m1"]]
+    # m1's test.alpha, alone among b's modules as among a's, was judged with a's (one file: the same answer);
+    # lines that only join are not joined to be judged (a firewall text per host would be a string per pair)
+    assert [False] not in merges[before:]
+    assert ["b", "m1"] not in merges and ["m1", "m2"] not in merges
     # each file flattened once, also for the host's merged values afterwards
     assert readback.merge_host([("hosts/a/default.nix", NESTED["hosts/a/default.nix"])], C, memo=memo)[0] == \
         {"test.alpha": True, "test.set": {"k": "a"}}
