@@ -23,7 +23,7 @@ from typing import Any, Collection
 
 import attrs
 
-from . import files, gcpause, readback, render
+from . import files, gcpause, readback, render, shard
 from .compile import Compiled, compile_lab
 from .errors import GeneratedCodeError, LabError, NotVerified, Problem
 from .model import Lab
@@ -139,6 +139,9 @@ class BuildResult:
     verified: readback.Report | None = None
     verify_seconds: float = 0.0
     warnings: tuple[Problem, ...] = ()
+    # lab-relative path -> SHA-256 of the content this build read or wrote (a two-process build's; for the no-op
+    # record, which then need not read those files again)
+    digests: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
     def changed(self) -> bool:
@@ -229,6 +232,11 @@ def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool,
         wider = hosts_sharing_changes(root, p.compiled, only)
         also = tuple(h for h in wider if h not in only)
         only = wider
+    if only is None and not check and not dry_run and verify_with_nix and shard.wanted(len(p.compiled.hosts)):
+        done = shard.build(root, p.lab, p.compiled, p.pre, nix, force=force)  # None: build in one process
+        if done is not None:
+            return BuildResult(tuple(sorted(p.compiled.hosts)), done.written, done.unchanged, done.removed, (), also,
+                               done.report, done.seconds, p.warnings, digests=done.digests)
     texts = p.texts(only)
     prune = only is None
     names = tuple(only or sorted(p.compiled.hosts))

@@ -19,6 +19,7 @@ loads, the DNS addon's service address), the fact and its nixpkgs file are in
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -122,6 +123,12 @@ def _firewall_checks(ctx: HostContext) -> list[Check]:
     return out
 
 
+def _closed_port(taken: set[int]) -> int | None:
+    """The port a probe must find closed: the first from 8081 up (then from 1 up) that no flow of the host names
+    in either protocol; None when the host's flow table names every port (nothing outside it to probe)."""
+    return next((p for p in itertools.chain(range(8081, 65536), range(1, 8081)) if p not in taken), None)
+
+
 def _reach_checks(ctx: HostContext) -> list[Check]:
     """What each class of client must and must not reach on the host: every port of its flow table and one outside.
 
@@ -135,12 +142,12 @@ def _reach_checks(ctx: HostContext) -> list[Check]:
     """
     lab, host = ctx.lab, ctx.host
     ports = sorted({(f.proto, f.port) for f, _ in firewall.host_flows(ctx)})
-    taken = {p for _, p in ports}
-    closed = next(p for p in range(8081, 9000) if p not in taken)
+    closed = _closed_port({p for _, p in ports})
+    outside = [("tcp", closed), ("udp", closed)] if closed is not None else []
     out: list[Check] = []
     for pc in firewall.probe_classes(lab, host):
         iface = firewall.client_interface(host, pc.client)
-        for proto, port in ports + [("tcp", closed), ("udp", closed)]:
+        for proto, port in ports + outside:
             flow = firewall.admits(lab, host, 4, iface, pc.address, proto, port) if iface else None
             expect = "accept" if flow else "refuse"
             why = flow.why if flow else f"nothing in the flow table lets {pc.description} reach {port}/{proto}"

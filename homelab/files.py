@@ -16,8 +16,10 @@ kernel even when a build is killed).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Collection, Iterator
 
 import attrs
 
@@ -111,20 +114,26 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
                                         "or run it with --force to overwrite the edit"))
                 continue
         write[rel] = text
-    delete: list[str] = []
-    if prune:
-        for rel in generated_on_disk(root):
-            if rel in texts:
-                continue
-            old = read_exact(root / rel)
-            if edited(old) and not force:
-                problems.append(Problem(rel, "file", "is no longer generated but was edited by hand; delete it "
-                                        "yourself or run the build with --force"))
-            else:
-                delete.append(rel)
+    delete = pruned(root, texts, force, problems) if prune else []
     if problems:
         raise LabError(problems)
     return Plan(write, tuple(delete), tuple(unchanged))
+
+
+def pruned(root: Path, produced: Collection[str], force: bool, problems: list[Problem]) -> list[str]:
+    """The generated files on disk a build of the whole lab no longer produces (``produced``: every path it
+    writes), to delete; one edited by hand adds its problem to ``problems`` instead (unless ``force``)."""
+    delete: list[str] = []
+    for rel in generated_on_disk(root):
+        if rel in produced:
+            continue
+        old = read_exact(root / rel)
+        if edited(old) and not force:
+            problems.append(Problem(rel, "file", "is no longer generated but was edited by hand; delete it "
+                                    "yourself or run the build with --force"))
+        else:
+            delete.append(rel)
+    return delete
 
 
 def _fsync_dir(d: Path) -> None:
@@ -172,54 +181,79 @@ def apply(root: Path, p: Plan) -> None:
     directory, which took seconds for a thousand hosts); few files, or a system without
     syncfs, get the per-file fsyncs.
     """
+    with locked(root):
+        remove_stale_temps(root)
+        _apply(root, p)
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """The lab's build lock held (an advisory lock on its folder, released by the kernel if the build dies)."""
     lock = os.open(root, os.O_RDONLY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        remove_stale_temps(root)
-        _apply(root, p)
+        yield
     finally:
         os.close(lock)
 
 
 def _apply(root: Path, p: Plan) -> None:
-    temps: list[tuple[str, Path]] = []
     batch = len(p.write) >= BATCH_SYNC_FROM and _SYNCFS is not False
-    token = _temp_token()
-    made: set[Path] = set()  # folders known to exist (a lab of 10,000 hosts writes into 10,000 of them)
+    temps: list[tuple[str, Path]] = []
     try:
-        for rel, text in sorted(p.write.items(), key=lambda kv: _rename_order(kv[0])):
-            target = root / rel
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            fd, tmp = _new_temp(target, token)
-            try:
-                temps.append((rel, tmp))
-                _write_all(fd, text.encode("utf-8"))
-                os.fchmod(fd, 0o644)
-                if not batch:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            _test_pause("temp", rel)
-        if batch and not _syncfs(root):
-            batch = False
-            for _, tmp in temps:
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-        for rel, tmp in temps:
-            os.replace(tmp, root / rel)
-            _test_pause("rename", rel)
-        if not (batch and _syncfs(root)):
-            for d in {(root / rel).parent for rel, _ in temps}:
-                _fsync_dir(d)
+        write_temps(root, p.write, _temp_token(), batch, temps)
+        commit(root, temps, p.delete, batch)
         temps = []
-        for rel in p.delete:
-            (root / rel).unlink(missing_ok=True)
-            _test_pause("delete", rel)
     finally:
         for _, tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def write_temps(root: Path, texts: dict[str, str], token: str, batch: bool, temps: list[tuple[str, Path]],
+                digests: dict[str, str] | None = None) -> None:
+    """Each text written to a new temporary beside its target, appended to ``temps`` as (path, temporary) once
+    it exists (so a caller's cleanup finds it); fsynced one by one unless ``batch`` (a filesystem sync will).
+    ``digests``: filled with the SHA-256 of each text's bytes, keyed by its lab-relative path."""
+    made: set[Path] = set()  # folders known to exist (a lab of 10,000 hosts writes into 10,000 of them)
+    for rel, text in sorted(texts.items(), key=lambda kv: _rename_order(kv[0])):
+        target = root / rel
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        fd, tmp = _new_temp(target, token)
+        try:
+            temps.append((rel, tmp))
+            data = text.encode("utf-8")
+            _write_all(fd, data)
+            os.fchmod(fd, 0o644)
+            if not batch:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if digests is not None:
+            digests[rel] = hashlib.sha256(data).hexdigest()
+        _test_pause("temp", rel)
+
+
+def commit(root: Path, temps: list[tuple[str, Path]], delete: Collection[str], batch: bool) -> None:
+    """Rename the temporaries into place, in :func:`_rename_order`, then delete ``delete``: every text is on disk
+    before the first rename (one filesystem sync when ``batch``, else an fsync each), the renames are durable
+    after (a sync, else each folder fsynced)."""
+    temps = sorted(temps, key=lambda rt: _rename_order(rt[0]))
+    if batch and not _syncfs(root):
+        batch = False
+        for _, tmp in temps:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+    for rel, tmp in temps:
+        os.replace(tmp, root / rel)
+        _test_pause("rename", rel)
+    if not (batch and _syncfs(root)):
+        for d in {(root / rel).parent for rel, _ in temps}:
+            _fsync_dir(d)
+    for rel in delete:
+        (root / rel).unlink(missing_ok=True)
+        _test_pause("delete", rel)
 
 
 def _temp_token() -> str:

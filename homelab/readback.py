@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -509,16 +509,18 @@ in {{
 }}"""
 
 
-def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None) -> dict:
-    """Evaluate the generated files on disk under ``root`` (one nix process)."""
+def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None, *,
+             with_data: bool = True) -> dict:
+    """Evaluate the generated files on disk under ``root`` (one nix process; ``with_data``: and the lab's data
+    file, when it is there)."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
     generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        data = compiled.data.path if compiled.data is not None and (Path(root) / compiled.data.path).is_file() \
-            else None
+        data = compiled.data.path if with_data and compiled.data is not None \
+            and (Path(root) / compiled.data.path).is_file() else None
         out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled), data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
@@ -580,7 +582,7 @@ def _read_files(evaluated: dict, compiled: Compiled, hostname: str) -> list[tupl
 
 
 def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
-           *, pre: Precheck | None = None) -> Report:
+              *, pre: Precheck | None = None, with_data: bool = True) -> Report:
     """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
 
     ``pre``: the :func:`precheck` of ``compiled`` when the caller has it (the build does, before
@@ -592,7 +594,7 @@ def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list
     calls0 = nix.calls
     pre = pre or precheck(compiled)
     problems = pre.all_problems()
-    evaluated = evaluate(root, compiled, nix, only)
+    evaluated = evaluate(root, compiled, nix, only, with_data=with_data)
     gen = evaluated["generated"]
     differs = False
     for rel, entry in sorted(gen.items()):
@@ -654,28 +656,45 @@ def _scratch_dir() -> str | None:
 def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> tempfile.TemporaryDirectory:
     """A temporary lab holding ``texts`` and copies of the hand-written imports, for checking before writing."""
     tmp = tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=_scratch_dir())
-    base = tmp.name + "/"
-    made: set[str] = set()  # folders made in the copy (plain strings and os calls: a lab has 10,000 of them)
+    stage_texts(tmp.name, texts)
+    stage_hand_written(tmp.name, root, hand_written, texts)
+    return tmp
 
-    def folder(rel: str) -> None:
+
+def stage_texts(base: str, texts: dict[str, str], made: set[str] | None = None) -> None:
+    """``texts`` written under the folder ``base`` (``made``: folders known to exist there)."""
+    base = base + "/"
+    made = set() if made is None else made  # plain strings and os calls: a lab has 10,000 folders
+
+    for rel, text in texts.items():
         parent = posixpath.dirname(rel)
         if parent not in made:
             os.makedirs(base + parent, exist_ok=True)
             made.add(parent)
-
-    for rel, text in texts.items():
-        folder(rel)
         with open(base + rel, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
+                       skip_present: bool = False) -> None:
+    """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
+    may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
+    ``skip_present``: leave a file another process staged there already as it is."""
+    base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
     copied = set()
+    made: set[str] = set()
     for rel in hand_written:
-        folder(rel)
-        if os.path.isfile(root_s + rel):
+        parent = posixpath.dirname(rel)
+        if parent not in made:
+            os.makedirs(base + parent, exist_ok=True)
+            made.add(parent)
+        if skip_present and os.path.lexists(base + rel):
+            copied.add(rel)
+        elif os.path.isfile(root_s + rel):
             shutil.copyfile(root_s + rel, base + rel)
             copied.add(rel)
-    # the Nix files beside them, which they may import in turn (./disks.nix): read for the root file system
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
             names = sorted(n for n in os.listdir(root_s + parent) if n.endswith(".nix") and not n.startswith("."))
@@ -683,10 +702,9 @@ def staged(texts: dict[str, str], root: Path, hand_written: Iterable[str]) -> te
             continue
         for name in names:
             rel = f"{parent}/{name}" if parent else name
-            if name != "default.nix" and rel not in texts and rel not in copied \
+            if name != "default.nix" and rel not in generated and rel not in copied \
                     and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
                 shutil.copyfile(root_s + rel, base + rel)
-    return tmp
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code

@@ -72,13 +72,15 @@ def _digest(path: str) -> list:
     return [h.hexdigest()]
 
 
-def _tree(root: str, out: list) -> None:
+def _tree(root: str, out: list, known: dict[str, str] | None = None, base: str = "") -> None:
     """Every file and folder under ``root``, in a fixed order: a file's lstat and its content's hash, a link's
     target (its stat and content, or the folder it leads to, walked once), a folder's entries.
 
     The content is hashed, not only stat'ed: an edit that keeps a file's size and times (within one tick of the
-    file system's clock, or by a tool that sets them back) is a change too.
+    file system's clock, or by a tool that sets them back) is a change too.  ``known``: the hashes of regular
+    files the build read or wrote itself (their path under ``base``, the lab's folder), not read again.
     """
+    cut = len(base) + 1
     stack = [root]
     seen = {os.path.realpath(root)}
     while stack:
@@ -115,19 +117,21 @@ def _tree(root: str, out: list) -> None:
                         stack.append(e.path)
                     out.append(item)
                     continue
-            item.append(_digest(e.path))
+            digest = known.get(e.path[cut:]) if known and not e.is_symlink() else None
+            item.append([digest] if digest else _digest(e.path))
             out.append(item)
         out.append([d, "folder", names])
 
 
-def fingerprint(root: str, extra: list[str]) -> str:
-    """One hash of everything a build of the lab at ``root`` read (``extra``: files outside its folders)."""
+def fingerprint(root: str, extra: list[str], known: dict[str, str] | None = None) -> str:
+    """One hash of everything a build of the lab at ``root`` read (``extra``: files outside its folders;
+    ``known``: lab-relative path -> SHA-256 of files whose content the build hashed already)."""
     root = os.path.realpath(root)
     items: list = [VERSION, sys.version, sys.executable,
                    sorted((k, v) for k, v in os.environ.items()
                           if k.startswith(ENV_PREFIXES) or k in ("PATH", "PYTHONPATH"))]
     for name in WATCHED:
-        _tree(os.path.join(root, name), items)
+        _tree(os.path.join(root, name), items, known, root)
     for path in extra:
         items.append(_stat(path))
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
@@ -143,10 +147,11 @@ def loaded_code() -> list[str]:
     return sorted(out)
 
 
-def save(root: str, extra: list[str], check_line: str, build_line: str, warnings: list[str]) -> None:
-    """Record a whole, verified build of ``root`` (after its files were written)."""
+def save(root: str, extra: list[str], check_line: str, build_line: str, warnings: list[str],
+         known: dict[str, str] | None = None) -> None:
+    """Record a whole, verified build of ``root`` (after its files were written; ``known``: see fingerprint)."""
     record = {"version": VERSION, "root": os.path.realpath(root), "extra": extra,
-              "fingerprint": fingerprint(root, extra), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "fingerprint": fingerprint(root, extra, known), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
               "check": check_line, "build": build_line, "warnings": warnings}
     path = record_path(root)
     try:

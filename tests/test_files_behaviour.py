@@ -279,3 +279,17 @@ def test_a_link_to_a_generated_file_is_never_pruned(tmp_path):
     assert files.generated_on_disk(tmp_path) == []
     assert files.plan(tmp_path, {}).delete == ()
     assert files.stale(tmp_path, {}) == []
+
+
+def test_the_recorded_hash_is_read_from_the_first_eight_lines_only():
+    """A generated file's hash line stands in its header; a line further down that happens to start like one (in a
+    hand-written string, say) is not the file's hash, so the file counts as edited."""
+    from homelab.render import stored_hash
+
+    for filler, found in ((6, True), (7, False)):
+        body = f"{GENERATED_MARK}: x.\n" + "# note\n" * filler + "{ }\n"
+        line = HASH_PREFIX + content_hash(body)
+        text = body.replace("{ }\n", line + "\n{ }\n")
+        assert text.splitlines().index(line) == filler + 1  # line 8, then line 9
+        assert stored_hash(text) == (content_hash(body) if found else None)
+        assert files.edited(text) is (not found)

@@ -283,3 +283,19 @@ def test_a_lan_the_gateway_and_hosts_fill_is_refused_not_a_crash():
     roomy = labkit.lab([h], lan="192.168.10.0/29", gateway="192.168.10.1", nameservers=["192.168.10.1"])
     assert [p for p in validate(roomy) if p.severity == "error"] == []
     assert firewall.lan_client_address(roomy) == "192.168.10.6"
+
+
+def test_a_flow_from_the_nodes_arrives_on_each_hosts_own_lan_interface():
+    """The nodes' matcher is shared by the hosts of one LAN interface name only: yomogi's is end0, tokiwa's enp1s0;
+    whichever host is asked first, each admits flannel (8472/udp) from the other node on its own interface only."""
+    for order in ((0, 1), (1, 0)):
+        s = labkit.seed_hosts()
+        lab = labkit.lab([attrs.evolve(s[0], roles=[ControlPlane()]), attrs.evolve(s[1], roles=[Worker()])])
+        hosts = {h.hostname: h for h in lab.hosts}
+        ask = [("yomogi", "end0", "enp1s0", "192.168.10.11"), ("tokiwa", "enp1s0", "end0", "192.168.10.10")]
+        seen = {}
+        for i in order:
+            name, own, other, peer = ask[i]
+            seen[name] = [firewall.admits(lab, hosts[name], 4, iface, peer, "udp", 8472) is not None
+                          for iface in (own, other)]
+        assert seen == {"yomogi": [True, False], "tokiwa": [True, False]}, order
