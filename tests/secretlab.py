@@ -67,6 +67,15 @@ def make(tmp: Path, *, ts_hosts=TS_HOSTS, host_keys=tuple(HOSTS), imports: tuple
     return root, keys
 
 
+def loaded(tmp: Path, **make_args) -> tuple[Path, Path, object]:
+    """(lab root, keys folder, the loaded Lab) of a lab ``make`` writes (after checking age and ssh-keygen)."""
+    from homelab.load import load_or_raise
+
+    need_tools()
+    root, keys = make(tmp, **make_args)
+    return root, keys, load_or_raise(root, secrets=False)[0]
+
+
 def homelab(root: Path, *args: str, stdin: bytes | None = None, env: dict | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}

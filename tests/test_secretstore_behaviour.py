@@ -14,7 +14,6 @@ import attrs
 import pytest
 
 from homelab import secretstore as st
-from homelab.load import load_or_raise
 
 from . import secretlab
 
@@ -27,10 +26,7 @@ HEADER = ["# The lab's secrets: who each one is for, and who it was last encrypt
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab whose hosts alpha and beta have a host key in the lab and gamma has none."""
-    secretlab.need_tools()
-    root, keys = secretlab.make(tmp_path_factory.mktemp("s"), host_keys=("alpha", "beta"))
-    lab_, _ = load_or_raise(root, secrets=False)
-    return root, keys, lab_
+    return secretlab.loaded(tmp_path_factory.mktemp("s"), host_keys=("alpha", "beta"))
 
 
 def _pub(keys: Path, who: str) -> str:

@@ -56,10 +56,7 @@ NOT_UTF8 = _decode_error(b"\xff")
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab whose hosts alpha and beta have a host key in the lab and gamma has none."""
-    secretlab.need_tools()
-    root, keys = secretlab.make(tmp_path_factory.mktemp("s"), host_keys=("alpha", "beta"))
-    lab_, _ = load_or_raise(root, secrets=False)
-    return root, keys, lab_
+    return secretlab.loaded(tmp_path_factory.mktemp("s"), host_keys=("alpha", "beta"))
 
 
 # ---------------------------------------------------------------- lab_problems: what the build reports

@@ -24,7 +24,6 @@ import attrs
 import pytest
 
 from homelab import secretstore as st
-from homelab.load import load_or_raise
 from homelab.model import PLACEHOLDER_KEY
 
 from . import secretlab
@@ -37,10 +36,7 @@ REFUSED = ("hosts/{h}: ssh_host_ed25519_key.pub exists already; a new key means 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A lab whose alpha and beta have host keys in the lab and gamma has none, made once per module."""
-    secretlab.need_tools()
-    root, keys = secretlab.make(tmp_path_factory.mktemp("hostkey"), host_keys=("alpha", "beta"))
-    lab_, _ = load_or_raise(root, secrets=False)
-    return root, keys, lab_
+    return secretlab.loaded(tmp_path_factory.mktemp("hostkey"), host_keys=("alpha", "beta"))
 
 
 @pytest.fixture
