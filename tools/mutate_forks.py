@@ -108,7 +108,10 @@ class Scheduler:
 
         names = sorted((t for t in self.stats["tests_by_mangled_function_name"].get(fn, ()) if t in items), key=key)
         module = fn.split(".x")[0].rsplit(".", 1)[-1]
-        first = [i for i in self.first if _for_module(i.path.name, module)]
+        # the --first tests too: those that killed the function's (then the module's) other mutants first, else
+        # in file order (a budget spent on a file's first tests would leave its killer of this function unasked)
+        first = sorted((i for i in self.first if _for_module(i.path.name, module)),
+                       key=lambda i: (-own.get(i.nodeid, 0), -mod.get(i.nodeid, 0)))
         return first + [items[t] for t in names if items[t] not in first]
 
     def pick_first(self, session) -> None:
