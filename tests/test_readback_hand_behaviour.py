@@ -1,0 +1,182 @@
+"""Exact behaviour of homelab.readback's check of the hand-written imports (issue 19 item 3: the tests that judge
+its mutants): which generated definitions it asks nix about, the problem of a definition that clashes, the boot
+facts, files nix cannot call or parse, the clash check's nix process started beside the read-back's, and the
+staging copy a build verifies.
+
+A contract of its own (``CH``) makes the tests independent of the built-in rows, and tells apart a function that
+uses the lab's contract from one that falls back to the built-in one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from homelab import bootable
+from homelab import optiontypes as t
+from homelab import readback
+from homelab.compile import Compiled, HostFiles
+from homelab.contract import Contract, OptionFact
+from homelab.errors import Problem
+from homelab.nixmodule import ModuleFile, Section
+from homelab.pynix_eval import NixEvalError
+
+CH = Contract((
+    OptionFact("test.alpha", t.bool_, "test.nix"),
+    OptionFact("test.flag", t.bool_, "test.nix"),
+    OptionFact("test.lines", t.lines, "test.nix"),
+    OptionFact("test.attrs", t.Scalar("attrs", dict), "test.nix"),  # a value that is a set, but does not merge
+    OptionFact("test.tool", t.Package(), "test.nix"),
+    OptionFact("boot.isContainer", t.bool_, "test.nix"),
+    OptionFact("boot.loader.systemd-boot.enable", t.bool_, "test.nix"),
+))
+
+
+def force(content, priority=50):
+    return {"_type": "override", "priority": priority, "content": content}
+
+
+def lab(files: dict[str, tuple], hosts: dict[str, tuple[str, ...]], hand: dict[str, tuple[str, ...]] = {}
+        ) -> Compiled:
+    """A compiled lab of ``files`` (path -> definitions), ``hosts`` (name -> module files besides its entry) and
+    ``hand`` (name -> its hand-written imports), checked against CH."""
+    return Compiled({rel: ModuleFile(rel, "t", "test", (), (Section("", defs),)) for rel, defs in files.items()},
+                    {h: HostFiles(h, f"hosts/{h}/default.nix", mods, hand.get(h, ())) for h, mods in hosts.items()},
+                    CH, None)
+
+
+def write(root: Path, texts: dict[str, str]) -> None:
+    for rel, text in texts.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.fixture
+def flattened(monkeypatch):
+    """The nested sets flattened whole (a file's definitions), one entry per call."""
+    calls: list[dict] = []
+    real = readback.flatten
+
+    def spy(nested, prefix=(), contract=None):
+        if prefix == ():
+            calls.append(nested)
+        return real(nested, prefix, contract)
+
+    monkeypatch.setattr(readback, "flatten", spy)
+    return calls
+
+
+# ---------------------------------------------------------------- one definition against a generated one
+
+FLAG = (("test", "flag"), True, "hosts/a/default.nix", t.bool_)  # a generated definition the clash check asks about
+CANNOT_MERGE = ("; NixOS cannot merge the two: drop it from the file (homelab writes it from host.py) or wrap it in "
+                "lib.mkForce")
+
+
+def found(value=None, priority=100, **more):
+    """What nix says of a definition it found in a hand-written file (readback.HAND_EXPR's ``leaf``)."""
+    return {"found": True, "priority": priority, **({"known": True, "value": value} if value is not None else {}),
+            **more}
+
+
+@pytest.mark.parametrize("d", [
+    {"found": False},                              # the file does not define it
+    {"found": True, "conditional": True},          # under mkIf / mkMerge: NixOS judges
+    found(False, priority=None, known=True),       # an override whose priority nix could not tell
+    found(True),                                   # the same value: NixOS merges them
+    found(False, priority=50),                     # lib.mkForce in the hand-written file wins
+    found(False, priority=1000),                   # lib.mkDefault there: homelab's wins
+])
+def test_clash_leaves_what_nixos_can_merge_or_must_judge(d):
+    assert readback._clash("a", "hosts/a/extra.nix", FLAG, d) == []
+
+
+def test_clash_names_the_host_file_option_and_both_values():
+    assert readback._clash("a", "hosts/a/extra.nix", FLAG, found(False)) == [
+        Problem("hosts/a", "imports", "extra.nix sets test.flag = False, which homelab sets to True in "
+                "hosts/a/default.nix" + CANNOT_MERGE)]
+    # a value nix could not tell (a set, a list) is not shown
+    assert readback._clash("b", "hosts/shared.nix", FLAG, found(known=False)) == [
+        Problem("hosts/b", "imports", "shared.nix sets test.flag, which homelab sets to True in hosts/a/default.nix"
+                + CANNOT_MERGE)]
+    # at the same priority as a generated lib.mkForce; homelab's value shown without its override, a package by name
+    tool = (("test", "tool"), force({"_type": "pkg", "attrPath": "htop"}), "modules/m.nix", t.Package())
+    assert readback._clash("a", "hosts/a/extra.nix", tool, found("vim", priority=50)) == [
+        Problem("hosts/a", "imports", "extra.nix sets test.tool = 'vim', which homelab sets to pkgs.htop in "
+                "modules/m.nix" + CANNOT_MERGE)]
+    forced = (("test", "flag"), force(True), "modules/m.nix", t.bool_)
+    assert readback._clash("a", "hosts/a/extra.nix", forced, found(False, priority=50)) == [
+        Problem("hosts/a", "imports", "extra.nix sets test.flag = False, which homelab sets to True in modules/m.nix"
+                + CANNOT_MERGE)]
+
+
+def test_clash_warns_of_an_expression_of_pkgs_or_config():
+    assert readback._clash("a", "hosts/a/extra.nix", FLAG, found(known=False, needs=True)) == [
+        Problem("hosts/a", "imports", "extra.nix sets test.flag with an expression homelab cannot evaluate without "
+                "nixpkgs, and homelab sets it to True in hosts/a/default.nix; unless one of them is lib.mkForce, "
+                "NixOS will refuse the two", "warning")]
+
+
+# ---------------------------------------------------------------- what the clash check asks nix about
+
+FLAG_P, ALPHA, LINES, ATTRS = ("test", "flag"), ("test", "alpha"), ("test", "lines"), ("test", "attrs")
+FILES = {  # a and b import m; a imports hw.nix and shared.nix, b shared.nix; c nothing hand-written
+    "hosts/a/default.nix": ((FLAG_P, True), (LINES, "a"), (ATTRS, {"x": "1"})),
+    "hosts/b/default.nix": ((FLAG_P, False),),
+    "hosts/c/default.nix": ((FLAG_P, True),),
+    "modules/m.nix": ((ALPHA, True), (LINES, "m")),
+}
+HOSTS = {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}
+HAND = {"a": ("hosts/a/hw.nix", "hosts/shared.nix"), "b": ("hosts/shared.nix",)}
+
+
+def test_clash_specs_ask_each_file_about_what_its_importers_define_that_does_not_merge(flattened):
+    compiled = lab(FILES, HOSTS, HAND)
+    pre = readback.precheck(compiled)
+    flattened.clear()
+    specs, host_leaves = readback.clash_specs(compiled, ["a", "b", "c"], pre)
+    # lines merge: never asked; the set of test.attrs is one value of its (lab's) contract type, not a set of options
+    assert specs == {"hosts/a/hw.nix": (["a"], {FLAG_P, ATTRS, ALPHA}),
+                     "hosts/shared.nix": (["a", "b"], {FLAG_P, ATTRS, ALPHA})}
+    assert host_leaves("a") == [(FLAG_P, True, "hosts/a/default.nix", t.bool_),
+                                (ATTRS, {"x": "1"}, "hosts/a/default.nix", t.Scalar("attrs", dict)),
+                                (ALPHA, True, "modules/m.nix", t.bool_)]
+    assert host_leaves("b") == [(FLAG_P, False, "hosts/b/default.nix", t.bool_), (ALPHA, True, "modules/m.nix", t.bool_)]
+    assert len(flattened) == 3  # the entries of a and b, and m once
+    assert host_leaves("c") == [(FLAG_P, True, "hosts/c/default.nix", t.bool_)]
+    assert readback.clash_specs(compiled, ["b"], pre)[0] == {"hosts/shared.nix": (["b"], {FLAG_P, ALPHA})}
+
+
+# ---------------------------------------------------------------- the boot facts of the hand-written imports
+
+LOADER = ("boot", "loader", "systemd-boot", "enable")
+NO_ROOT = Problem("hosts/a", "imports", "no root file system: fileSystems.\"/\" is defined in none of its imports "
+                  "(hw.nix) nor in its options; NixOS refuses the system (\"The ‘fileSystems’ option does not specify "
+                  "your root file system.\"): put this machine's own there (nixos-generate-config "
+                  "--show-hardware-config on it)")
+
+
+def boot_facts(complete: bool = True, **at: list[dict]) -> dict:
+    """What nix read of one hand-written file for the boot check: per bootable.PATHS, what each of its modules
+    defines there (``root=[...]`` for fileSystems."/")."""
+    names = {"root": bootable.ROOT_FS}
+    return {"complete": complete, "facts": [at.get(next((k for k, p in names.items() if p == path), ""), [])
+                                            for path in bootable.PATHS]}
+
+
+@pytest.mark.parametrize("boot, problems", [
+    ({"hosts/a/hw.nix": boot_facts(root=[found(known=False)])}, []),           # hw.nix mounts /
+    ({"hosts/a/hw.nix": boot_facts()}, [NO_ROOT]),                            # read whole: nothing mounts /
+    ({"hosts/a/hw.nix": boot_facts(complete=False)}, []),                     # an import nix could not follow
+    ({"hosts/a/hw.nix": boot_facts(root=[{"blocked": True}])}, []),           # a module nix could not read
+    ({"hosts/a/hw.nix": boot_facts(root=[{"found": True, "conditional": True}])}, []),  # under mkIf: NixOS judges
+    ({}, []),                                                                 # nix could not call hw.nix
+])
+def test_boot_problems_of_a_host_judge_only_what_nix_read_whole(boot, problems):
+    compiled = lab({"hosts/a/default.nix": ((LOADER, True),)}, {"a": ()}, {"a": ("hosts/a/hw.nix",)})
+    assert readback.boot_problems(compiled, readback.precheck(compiled), "a", boot) == problems
