@@ -10,8 +10,8 @@ uses the lab's contract from one that falls back to the built-in one.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -180,3 +180,150 @@ def boot_facts(complete: bool = True, **at: list[dict]) -> dict:
 def test_boot_problems_of_a_host_judge_only_what_nix_read_whole(boot, problems):
     compiled = lab({"hosts/a/default.nix": ((LOADER, True),)}, {"a": ()}, {"a": ("hosts/a/hw.nix",)})
     assert readback.boot_problems(compiled, readback.precheck(compiled), "a", boot) == problems
+
+
+# ---------------------------------------------------------------- with real nix: the clash check of a lab
+
+CONTAINER = ("boot", "isContainer")  # no boot problems: these tests are about clashes
+CLASH_FILES = {rel: defs + (((CONTAINER, True),) if rel.startswith("hosts/") else ()) for rel, defs in FILES.items()}
+HW = '{ lib, ... }: { test.flag = false; test.alpha = lib.mkForce false; test.lines = "x"; }'
+
+
+def clash(host: str, file: str, value: str, generated: str) -> Problem:
+    return Problem(f"hosts/{host}", "imports", f"{file} sets test.flag = {value}, which homelab sets to True in "
+                   f"{generated}" + CANNOT_MERGE)
+
+
+def test_the_clash_check_started_beside_the_read_back_judges_each_importer_of_each_file(nix, tmp_path, flattened):
+    write(tmp_path, {"hosts/a/hw.nix": HW, "hosts/shared.nix": "{ ... }: { test.flag = false; }"})
+    compiled = lab(CLASH_FILES, HOSTS, HAND)
+    pre = readback.precheck(compiled)
+    calls = nix.calls
+    specs, pending = readback.start_clash_check(tmp_path, compiled, nix, ["a", "b", "c"], pre)
+    assert isinstance(pending, readback.Pending)
+    flattened.clear()
+    out = readback.hand_written_clashes(tmp_path, compiled, nix, ["a", "b", "c"], pre, specs=specs,
+                                        described=pending.result)
+    # b sets test.flag = false itself: the shared file agrees with it, not with a
+    assert out == [clash("a", "hw.nix", "False", "hosts/a/default.nix"),
+                   clash("a", "shared.nix", "False", "hosts/a/default.nix")]
+    assert flattened == [] and nix.calls == calls + 1  # what start_clash_check worked out and asked, used as it is
+    assert readback.hand_written_clashes(tmp_path, compiled, nix, ["a", "b", "c"], pre) == out  # the same, alone
+    # no host asked for has a hand-written import: nothing to ask nix, no process started
+    specs, pending = readback.start_clash_check(tmp_path, compiled, nix, ["c"], pre)
+    assert (specs[0], pending) == ({}, None)
+    assert readback.hand_written_clashes(tmp_path, compiled, nix, ["c"], pre) == []
+    assert nix.calls == calls + 2
+
+
+def test_a_hand_written_file_nix_cannot_call_is_a_warning_for_each_of_its_importers(nix, tmp_path):
+    """The files asked together fail; each is asked alone: the ones nix cannot call are named, the others judged."""
+    abort = '{ ... }: builtins.abort "needs the real nixpkgs" // { test.flag = false; }'
+    write(tmp_path, {"hosts/a/hw.nix": HW, "hosts/shared.nix": abort, "hosts/c/bad.nix": abort})
+    compiled = lab(CLASH_FILES, HOSTS, {"a": ("hosts/a/hw.nix",), "b": ("hosts/shared.nix",),
+                                        "c": ("hosts/shared.nix", "hosts/c/bad.nix")})
+    calls = nix.calls
+
+    def warning(host: str, file: str) -> Problem:
+        return Problem(f"hosts/{host}", "imports", f"{file}: could not be evaluated without nixpkgs to look for "
+                       "definitions that clash with homelab's; NixOS will judge them", "warning")
+
+    assert readback.hand_written_clashes(tmp_path, compiled, nix, ["a", "b", "c"], readback.precheck(compiled)) == [
+        warning("b", "shared.nix"), warning("c", "shared.nix"), warning("c", "bad.nix"),
+        clash("a", "hw.nix", "False", "hosts/a/default.nix")]
+    assert nix.calls == calls + 4
+
+
+def test_hand_written_problems_name_each_file_that_is_not_nix_for_each_importer(nix, tmp_path):
+    write(tmp_path, {"hosts/a/a.nix": "{ ... }: { }", "hosts/b/hw.nix": "{ broken", "hosts/shared.nix": "{ x = ; }"})
+    compiled = lab(CLASH_FILES, HOSTS, {"a": ("hosts/a/a.nix",), "b": ("hosts/b/hw.nix", "hosts/shared.nix"),
+                                        "c": ("hosts/shared.nix",)})
+    base = f"{tmp_path.resolve()}/"
+
+    def reason(rel: str) -> str:
+        with pytest.raises(NixEvalError) as e:
+            nix.parse_files([base + rel])
+        assert base + rel in e.value.message  # nix names the file where it is: the problem names it in the lab
+        return f"{rel.rsplit('/', 1)[1]} is not valid Nix: {e.value.message.replace(base, '')}"
+
+    hw, shared = reason("hosts/b/hw.nix"), reason("hosts/shared.nix")
+    assert readback.hand_written_problems(tmp_path, compiled, nix, ["a", "b", "c"], readback.precheck(compiled)) == [
+        Problem("hosts/b", "imports", hw), Problem("hosts/b", "imports", shared), Problem("hosts/c", "imports", shared)]
+    # the hosts asked about only
+    assert readback.hand_written_problems(tmp_path, compiled, nix, ["c"], readback.precheck(compiled)) == [
+        Problem("hosts/c", "imports", shared)]
+
+
+# ---------------------------------------------------------------- the clash check's thread
+
+def test_pending_gives_what_the_call_returned_or_raises_what_it_raised():
+    assert readback.Pending(divmod, 7, 2).result() == (3, 1)
+    failing = readback.Pending(int, "x")
+    failing.wait()
+    with pytest.raises(ValueError) as e:
+        failing.result()
+    assert str(e.value) == "invalid literal for int() with base 10: 'x'"
+
+
+def test_pending_does_not_keep_the_process_alive():
+    """A build stopped (Ctrl-C) while the clash check's nix process runs ends at once: the thread is a daemon."""
+    before = set(threading.enumerate())
+    p = readback.Pending(time.sleep, 0.05)
+    assert [th.daemon for th in set(threading.enumerate()) - before] == [True]
+    p.wait()
+
+
+# ---------------------------------------------------------------- the staging copy a build verifies
+
+@pytest.fixture
+def no_tmpdir(monkeypatch):
+    monkeypatch.delenv("TMPDIR", raising=False)
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK)):
+        pytest.skip("/dev/shm is not a writable folder on this machine")
+
+
+def test_the_staging_copy_is_in_memory_unless_tmpdir_says_where(no_tmpdir, monkeypatch, tmp_path):
+    assert readback._scratch_dir() == "/dev/shm"
+    with readback.staged({}, tmp_path, []) as tmp:
+        assert (os.path.dirname(tmp), os.path.basename(tmp).startswith("homelab-verify-")) == ("/dev/shm", True)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    assert readback._scratch_dir() is None
+    with readback.staged({}, tmp_path, []) as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path)
+
+
+@pytest.mark.parametrize("isdir, access", [
+    (False, None),                     # no /dev/shm
+    (True, os.F_OK),                   # there, but read-only (a container's): only F_OK granted
+])
+def test_the_staging_copy_leaves_a_dev_shm_it_cannot_use(no_tmpdir, monkeypatch, isdir, access):
+    real_isdir, real_access = os.path.isdir, os.access
+    monkeypatch.setattr(os.path, "isdir", lambda p: isdir if p == "/dev/shm" else real_isdir(p))
+    monkeypatch.setattr(os, "access", lambda p, mode: (access is None or mode == access) if p == "/dev/shm"
+                        else real_access(p, mode))
+    assert readback._scratch_dir() is None
+
+
+def test_the_staging_copy_holds_the_texts_the_hand_written_imports_and_the_nix_files_beside_them(tmp_path):
+    root = tmp_path / "lab"
+    write(root, {
+        "hosts/a/default.nix": "old entry",            # generated: the text to verify is staged instead
+        "hosts/a/gen.nix": "old generated",            # the same
+        "hosts/a/hw.nix": "hw",                        # imported
+        "hosts/a/disks.nix": "disks",                  # beside it: hw.nix may import it
+        "hosts/a/.hidden.nix": "hidden", "hosts/a/notes.txt": "notes",  # not Nix files a module imports
+        "hosts/lib/common.nix": "common",              # imported by another host
+        "hosts/lib/default.nix": "lib default",        # a default.nix beside it: never copied
+        "hosts/other/x.nix": "x",                      # in no folder an import is in
+    })
+    (root / "hosts/a/folder.nix").mkdir()              # a folder, not a file
+    texts = {"flake.nix": "flake", "hosts/a/default.nix": "entry", "hosts/a/gen.nix": "generated", "modules/m.nix": "m"}
+    # hosts/_gone: a folder that does not exist (sorted before the others); hosts/a/missing.nix: a file that does not
+    hand = ["hosts/a/hw.nix", "hosts/lib/common.nix", "hosts/_gone/hw.nix", "hosts/a/missing.nix"]
+    with readback.staged(texts, root, hand) as tmp:
+        got = {str(p.relative_to(tmp)): p.read_text() for p in Path(tmp).rglob("*") if p.is_file()}
+        folders = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.is_dir())
+    assert got == {**texts, "hosts/a/hw.nix": "hw", "hosts/a/disks.nix": "disks", "hosts/lib/common.nix": "common"}
+    assert folders == ["hosts", "hosts/_gone", "hosts/a", "hosts/lib", "modules"]
+    assert not os.path.exists(tmp)
