@@ -605,7 +605,8 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
             ok = rollout.run()
             cluster = None
             if ok and plan.cluster is not None:
-                say("cluster", f"all {len(plan.hosts)} switched; {plan.cluster.what}")
+                switched = plan.hosts[0].name if len(plan.hosts) == 1 else f"all {len(plan.hosts)}"
+                say("cluster", f"{switched} switched; {plan.cluster.what}")
                 cluster = run_checks(plan.cluster, plan.cluster_report, options.settle, say, "cluster")
         except MissingTool as e:
             say.err(f"{e}")

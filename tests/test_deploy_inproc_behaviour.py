@@ -603,7 +603,7 @@ def test_deploy_of_one_host(lab_dir, tmp_path, monkeypatch, net, capsys):
 homelab deploy [   1.0s] yomogi: generation 10; switching (built on yomogi itself)
 homelab deploy [   3.0s] yomogi: generation 10 -> 11; live checks (live checks of yomogi (host scope))
 homelab deploy [   4.0s] yomogi: switched, checks passed
-homelab deploy [   4.0s] cluster: all 1 switched; live checks of yomogi (cluster scope)
+homelab deploy [   4.0s] cluster: yomogi switched; live checks of yomogi (cluster scope)
 
 host    generation  result                   time
 yomogi  10 -> 11    switched, checks passed  4 s
