@@ -277,7 +277,7 @@ def test_one_failing_check_without_rollback_leaves_the_host_and_says_so(tmp_path
     assert res.result == "1 check failed, not rolled back (--no-rollback)"
     assert (res.after, res.rolled_back_to, res.ok) == (61, None, False)
     assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"]
-    assert said.lines[2:] == [("tokiwa", "1 check failed: tokiwa: kubelet active\n"),
+    assert said.lines[2:] == [("tokiwa", "1 check failed: tokiwa: kubelet active"),
                               ("tokiwa", "1 check failed: left at generation 61 (--no-rollback)")]
 
 
@@ -675,7 +675,6 @@ def test_deploy_stops_at_a_failing_host(lab_dir, tmp_path, monkeypatch, net, cap
 homelab deploy [{t:6.1f}s] {failing}: generation {g}; switching (built here)
 homelab deploy [{t + 2:6.1f}s] {failing}: generation {g} -> {g + 1}; live checks (live checks of {failing} (host scope))
 homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: {failing}: kubelet active
-
 homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: left at generation {g + 1} (--no-rollback)
 
 host       generation  result                                           time
@@ -1212,3 +1211,9 @@ def test_verify_names_every_failing_check_of_the_cluster_layer(capsys):
              cluster_deploy.LiveCheck("traefik https", False, "refused")]
     assert verdict(deploy.Verdict(True, True), layer=layer) == 1
     assert out_err(capsys) == ("the cluster layer's checks failed: ceph, traefik https\n", "")
+
+
+def test_verify_prints_no_blank_line_when_the_failing_suite_printed_nothing(capsys):
+    assert verdict(deploy.Verdict(False, True, ("a: x", "b: y"), "")) == 1
+    assert verdict(deploy.Verdict(False, True, ("a: x",), ""), down={"b": "x"}) == 1
+    assert out_err(capsys) == ("2 checks failed:\n  a: x\n  b: y\n1 check failed:\n  a: x\nnot checked (no SSH): b\n", "")
