@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import pickle
 
 import pytest
 
@@ -303,6 +304,15 @@ def test_merged_options_refuse_writes_and_deep_copy_into_a_dict():
     copied = copy.deepcopy([inner, merged])  # one memo: what both hold stays one object in the copy
     assert type(copied[1]) is dict and copied[1] == {"a": ["x"]}
     assert copied[1]["a"] is copied[0] and copied[0] is not inner
+
+
+def test_merged_options_copy_and_pickle_into_a_dict():
+    inner = ["x"]
+    merged = readback.MergedOptions({"a": inner})
+    shallow = copy.copy(merged)
+    assert (type(shallow), shallow, shallow["a"] is inner) == (dict, {"a": ["x"]}, True)
+    unpickled = pickle.loads(pickle.dumps(merged))  # e.g. sent to another process
+    assert (type(unpickled), unpickled) == (dict, {"a": ["x"]})
 
 
 # ---------------------------------------------------------------- contract_problems, precheck
