@@ -327,3 +327,17 @@ def test_the_staging_copy_holds_the_texts_the_hand_written_imports_and_the_nix_f
     assert got == {**texts, "hosts/a/hw.nix": "hw", "hosts/a/disks.nix": "disks", "hosts/lib/common.nix": "common"}
     assert folders == ["hosts", "hosts/_gone", "hosts/a", "hosts/lib", "modules"]
     assert not os.path.exists(tmp)
+
+
+def test_hand_written_problems_name_an_import_that_is_a_symbolic_link_to_a_file_that_is_not_nix(nix, tmp_path):
+    """nix names the file the link leads to (it follows the link to parse it): the problem still names the host's
+    import (`homelab check` said "nix failed", exit 3, without naming the host)."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "hw.nix").write_text("{ broken")
+    (tmp_path / "lab" / "hosts" / "a").mkdir(parents=True)
+    (tmp_path / "lab" / "hosts" / "a" / "hw.nix").symlink_to("../../../elsewhere/hw.nix")
+    compiled = lab(CLASH_FILES, {"a": ()}, {"a": ("hosts/a/hw.nix",)})
+    with pytest.raises(NixEvalError) as e:
+        nix.parse_files([tmp_path / "elsewhere" / "hw.nix"])
+    assert readback.hand_written_problems(tmp_path / "lab", compiled, nix, ["a"], readback.precheck(compiled)) == [
+        Problem("hosts/a", "imports", f"hw.nix is not valid Nix: {e.value.message}")]
