@@ -570,8 +570,15 @@ def edit(root: Path, lab: Lab, name: str, *, identity: str | Sequence[str] | Non
         rc = (run_editor or (lambda a: subprocess.run(a).returncode))(argv)
         if rc != 0:
             raise SecretsError(f"the editor ({argv[0]}) exited with {rc}; {age_file(name)} is unchanged")
-        with open(path, "rb") as f:
-            new = f.read()
+        try:
+            with open(path, "rb") as f:
+                new = f.read()
+        except FileNotFoundError:
+            raise SecretsError(f"the editor ({argv[0]}) removed the file it was given, so there is no new value; "
+                               f"{age_file(name)} is unchanged") from None
+        except OSError as e:  # a folder or a link loop where the file was: the editor's doing, not a crash
+            raise SecretsError(f"the edited value cannot be read back ({e.strerror}); {age_file(name)} is "
+                               "unchanged") from None
     finally:
         remove_private(work)
     if new == value:

