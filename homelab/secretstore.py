@@ -603,7 +603,7 @@ def rekey(root: Path, lab: Lab, *, identity: str | Sequence[str] | None = None,
     with nothing changed.
     """
     record = read_record(root)
-    todo = sorted(names) if names else sorted(record)
+    todo = sorted(set(names)) if names else sorted(record)  # a name given twice is rekeyed once
     if not todo:
         return []
     known = {h.hostname for h in lab.hosts}

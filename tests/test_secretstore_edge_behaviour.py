@@ -81,3 +81,16 @@ def test_an_editor_that_leaves_a_folder_where_the_file_was_is_an_error_and_chang
         st.edit(root, lab_, "x", identity=str(keys / "admin"), run_editor=folder)
     assert str(e.value) == "the edited value cannot be read back (Is a directory); secrets/x.age is unchanged"
     assert listing(root) == before
+
+
+# ---------------------------------------------------------------- rekey
+
+
+def test_rekey_of_a_secret_named_twice_rekeys_it_once(lab, capsys):
+    root, keys, lab_ = lab
+    st.set_secret(root, lab_, "a", b"1", hosts=["alpha"])
+    st.set_secret(root, lab_, "b", b"2", hosts=["beta"])
+    assert st.rekey(root, lab_, identity=str(keys / "admin"), names=["a", "a"]) == [st.Rekeyed("a", (), ())]
+    capsys.readouterr()
+    assert main(["secrets", "rekey", "b", "a", "b", "--root", str(root), "--identity", str(keys / "admin")]) == 0
+    assert capsys.readouterr() == ("rekeyed secrets/a.age (same readers)\nrekeyed secrets/b.age (same readers)\n", "")
