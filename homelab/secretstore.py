@@ -54,6 +54,7 @@ AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_BEGIN, ARMOR_END = b"-----BEGIN AGE ENCRYPTED FILE-----", b"-----END AGE ENCRYPTED FILE-----"
 ENCRYPT_SECONDS = 60  # how long age may take to encrypt (nothing to wait for)
+KEYGEN_SECONDS = 60  # how long ssh-keygen may take to make a host key (nothing to wait for either)
 DECRYPT_SECONDS = 300  # ... to decrypt (it may ask for the passphrase of the admin's key)
 
 
@@ -682,8 +683,12 @@ def make_host_key(root: Path, lab: Lab, host: str, *, force: bool = False) -> st
     work = private_dir()
     try:
         key = os.path.join(work, "ssh_host_ed25519_key")
-        r = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", key],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        try:
+            r = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", key],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=KEYGEN_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise SecretsError(f"hosts/{host}: ssh-keygen did not make the host key within {KEYGEN_SECONDS:g} s; "
+                               "nothing was written") from None
         if r.returncode != 0:
             raise SecretsError(f"ssh-keygen failed (exit {r.returncode}): {r.stderr.strip()}")
         with open(key, "rb") as f:

@@ -94,3 +94,18 @@ def test_rekey_of_a_secret_named_twice_rekeys_it_once(lab, capsys):
     capsys.readouterr()
     assert main(["secrets", "rekey", "b", "a", "b", "--root", str(root), "--identity", str(keys / "admin")]) == 0
     assert capsys.readouterr() == ("rekeyed secrets/a.age (same readers)\nrekeyed secrets/b.age (same readers)\n", "")
+
+
+# ---------------------------------------------------------------- host keys
+
+
+def test_ssh_keygen_past_its_time_limit_is_an_error_and_writes_nothing(lab, monkeypatch, capsys):
+    """The real ssh-keygen, given a limit it cannot meet (a microsecond): it was a TimeoutExpired traceback."""
+    root, keys, lab_ = lab
+    monkeypatch.setattr(st, "KEYGEN_SECONDS", 1e-6)
+    pub = root / "hosts" / "alpha" / "ssh_host_ed25519_key.pub"
+    before, folders = pub.read_bytes(), private_folders()
+    assert main(["secrets", "hostkey", "hosts/alpha", "--force", "--root", str(root)]) == EXIT_BAD_INPUT
+    assert capsys.readouterr() == ("", "homelab: hosts/alpha: ssh-keygen did not make the host key within 1e-06 s; "
+                                       "nothing was written\n")
+    assert pub.read_bytes() == before and not (root / "secrets").exists() and private_folders() == folders
