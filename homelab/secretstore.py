@@ -32,6 +32,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import tomllib
@@ -534,16 +535,22 @@ def private_dir() -> str:
 
 
 def remove_private(path: str) -> None:
-    """Overwrite every file in the folder with zeros, then remove it."""
+    """Overwrite every file in the folder with zeros, then remove it.
+
+    A symbolic link is removed, never followed: the file it points to is not the folder's (an editor's backup
+    link, or anything linked in), and it keeps every byte; a file the link points to inside the folder is
+    zeroed under its own name.  Nothing is opened but regular files (a FIFO would block)."""
     for dirpath, _, names in os.walk(path):
         for n in names:
             p = os.path.join(dirpath, n)
-            with _quiet():
-                size = os.path.getsize(p)
-                with open(p, "r+b") as f:
-                    f.write(b"\0" * size)
-                    f.flush()
-                    os.fsync(f.fileno())
+            with _quiet():  # a link (O_NOFOLLOW: ELOOP), a file gone meanwhile: nothing to zero
+                fd = os.open(p, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "wb") as f:
+                    info = os.fstat(fd)
+                    if stat.S_ISREG(info.st_mode):
+                        f.write(b"\0" * info.st_size)
+                        f.flush()
+                        os.fsync(fd)
     shutil.rmtree(path, ignore_errors=True)
 
 

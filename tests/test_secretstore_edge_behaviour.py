@@ -109,3 +109,24 @@ def test_ssh_keygen_past_its_time_limit_is_an_error_and_writes_nothing(lab, monk
     assert capsys.readouterr() == ("", "homelab: hosts/alpha: ssh-keygen did not make the host key within 1e-06 s; "
                                        "nothing was written\n")
     assert pub.read_bytes() == before and not (root / "secrets").exists() and private_folders() == folders
+
+
+# ---------------------------------------------------------------- the private folder
+
+
+def test_remove_private_removes_a_symlink_and_leaves_its_target_as_it_was(tmp_path):
+    """A link an editor (or anyone) left in the private folder points at a file homelab never wrote: the link
+    goes, the file it points to keeps every byte (it was overwritten with zeros); the folder's own files are
+    still zeroed."""
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    outside = tmp_path / "notes.txt"
+    outside.write_bytes(b"the user's own file")
+    (work / "x").write_bytes(b"plaintext")
+    os.link(work / "x", tmp_path / "x-link")  # to see the folder's own file zeroed in place
+    os.symlink(outside, work / "x~")
+    os.symlink(work / "x", work / "inside")
+    st.remove_private(str(work))
+    assert not os.path.lexists(work)
+    assert outside.read_bytes() == b"the user's own file"
+    assert (tmp_path / "x-link").read_bytes() == b"\0" * 9
