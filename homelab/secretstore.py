@@ -203,6 +203,9 @@ def _validate_name(name: str) -> None:
         raise SecretsError(f"{name!r} is not a secret name (lower-case letters, digits, '.', '_' and '-'; up to 63)")
 
 
+RECORD_KEYS = frozenset({"hosts", "cluster", "readers"})  # a secret's table in the record, all of it
+
+
 def read_record(root: Path) -> dict[str, Entry]:
     p = root / RECORD
     if not p.exists():
@@ -215,6 +218,11 @@ def read_record(root: Path) -> dict[str, Entry]:
     for name, v in data.items():
         if not isinstance(v, dict) or not SECRET_NAME.match(name):
             raise SecretsError(f"{RECORD}: [{name}]: not a secret's table")
+        unknown = sorted(set(v) - RECORD_KEYS)
+        if unknown:  # a typo (host = [...]) would leave the secret for nobody, silently
+            known = ", ".join(sorted(RECORD_KEYS))
+            raise SecretsError(f"{RECORD}: [{name}]: unknown key{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(map(repr, unknown))} (a secret's table has: {known})")
         hosts, cluster, readers = v.get("hosts", []), v.get("cluster", False), v.get("readers", [])
         if not (isinstance(hosts, list) and all(isinstance(h, str) for h in hosts) and isinstance(cluster, bool)
                 and isinstance(readers, list) and all(isinstance(r, str) for r in readers)):

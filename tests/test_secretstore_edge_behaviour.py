@@ -130,3 +130,28 @@ def test_remove_private_removes_a_symlink_and_leaves_its_target_as_it_was(tmp_pa
     assert not os.path.lexists(work)
     assert outside.read_bytes() == b"the user's own file"
     assert (tmp_path / "x-link").read_bytes() == b"\0" * 9
+
+
+# ---------------------------------------------------------------- the record
+
+
+def test_an_unknown_key_in_a_secrets_table_is_named_with_the_known_ones(lab, capsys):
+    """``host = [...]`` for ``hosts`` went unnoticed: the secret was for nobody, silently."""
+    root, keys, lab_ = lab
+    record = root / "secrets" / "secrets.toml"
+    record.parent.mkdir()
+    record.write_text('[a]\nhosts = ["alpha"]\n\n[b]\nhost = ["beta"]\ncluster = false\nreader = []\n')
+    before = listing(root)
+    want = ("secrets/secrets.toml: [b]: unknown keys 'host', 'reader' (a secret's table has: cluster, hosts, "
+            "readers)")
+    with pytest.raises(st.SecretsError) as e:
+        st.read_record(root)
+    assert str(e.value) == want
+    assert main(["secrets", "rekey", "--root", str(root), "--identity", str(keys / "admin")]) == EXIT_BAD_INPUT
+    assert capsys.readouterr() == ("", f"homelab: {want}\n")
+    record.write_text('[a]\nhost = ["alpha"]\n')
+    with pytest.raises(st.SecretsError) as e:
+        st.read_record(root)
+    assert str(e.value) == ("secrets/secrets.toml: [a]: unknown key 'host' (a secret's table has: cluster, hosts, "
+                            "readers)")
+    assert listing(root) == {**before, "secrets.toml": b'[a]\nhost = ["alpha"]\n'}
