@@ -42,6 +42,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import attrs
 
 from .errors import MissingTool, Problem, UsageError
+from .fields import ssh_key_blob
 from .model import PLACEHOLDER_KEY, SECRET_NAME, SECRET_RUNTIME_DIR, Lab
 from .secretuse import cluster_needed, host_secrets, needed, secrets_of  # noqa: F401 - part of this API
 
@@ -119,30 +120,19 @@ def _bare(key: str) -> str:
     return " ".join(key.split()[:2])
 
 
-def _holds_its_type(key: str) -> bool:
-    """Whether an SSH public key's base64 decodes (strictly) to a key blob of the type the line names: the
-    blob starts with that type as an SSH string, as every ssh-ed25519 and ssh-rsa key's does (RFC 4253 6.6)."""
-    parts = key.split()
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except (ValueError, IndexError):
-        return False
-    kind = parts[0].encode()
-    return blob.startswith(len(kind).to_bytes(4, "big") + kind)
-
-
 def admin_readers(lab: Lab) -> list[Reader]:
-    """The admins' keys age can encrypt to; the placeholder and other key types are left out."""
+    """The admins' keys age can encrypt to; the placeholder and other key types are left out.  Each is checked
+    whole (the model checks it too, where ``Cluster.admin_keys`` is defined) before it becomes a reader."""
     out = []
     for i, k in enumerate(lab.cluster.admin_keys):
         parts = k.split()
         if k == PLACEHOLDER_KEY or parts[0] not in AGE_TYPES:
             continue
-        out.append(Reader("admin", parts[2] if len(parts) > 2 else f"admin_keys[{i}]", _bare(k)))
-        if not _holds_its_type(k):
+        if ssh_key_blob(k) is None:
             raise SecretsError(f"cluster: admin_keys[{i}]: {_bare(k)!r} is not a whole {parts[0]} key (its base64 "
                                "does not decode to one; a line cut short or mistyped?), so age cannot encrypt to it; "
                                "copy the whole line of the admin's public key again (e.g. ~/.ssh/id_ed25519.pub)")
+        out.append(Reader("admin", parts[2] if len(parts) > 2 else f"admin_keys[{i}]", _bare(k)))
     return out
 
 
@@ -159,11 +149,7 @@ def read_host_key(root: Path, host: str) -> str | None:
     if len(parts) < 2 or parts[0] not in AGE_TYPES:
         raise SecretsError(f"{host_key_pub(host)}: not an ssh-ed25519 or ssh-rsa public key (age encrypts to those "
                            "only); copy the machine's /etc/ssh/ssh_host_ed25519_key.pub")
-    try:
-        key_tag(text)
-    except (ValueError, IndexError):
-        raise SecretsError(f"{host_key_pub(host)}: the key is not valid base64") from None
-    if not _holds_its_type(text):
+    if ssh_key_blob(text) is None:  # one strict decode: not base64, cut short, another type's key
         raise SecretsError(f"{host_key_pub(host)}: not a whole {parts[0]} key (its base64 does not decode to one; "
                            "a line cut short or mistyped?); copy the machine's /etc/ssh/ssh_host_ed25519_key.pub")
     return _bare(text)
