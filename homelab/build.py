@@ -172,6 +172,9 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
                 if isinstance(e, NixNotFound):
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): the clash check's nix too, before the copy goes
+                nix.stop()
+                raise
             finally:
                 if clash_check:
                     clash_check.wait()  # its nix process reads the staging copy: done before the copy goes
