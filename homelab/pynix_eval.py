@@ -99,6 +99,29 @@ def _nix_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
                                                 env.get("NIX_LOG_DIR") or "/nix/var/log/nix", "/nix/var"))
 
 
+# What nix 2.8 printed here when two processes (or four) made a store that did not exist yet at once (a build
+# runs the read-back and the clash check side by side): each checks for gcroots/ and then makes
+# gcroots/profiles, or reads db/schema while the other is still writing it.  The loser's error names nix's own
+# state folder; run once more, it finds the store made:
+#   error: creating symlink from '<state>/gcroots/profiles' to '<state>/profiles': File exists
+#   error: '<state>/db/schema' is corrupt
+_MAKING_STORE = re.compile(r"^error: (?:creating symlink from '(?P<link>[^']*)' to '[^']*': File exists"
+                           r"|'(?P<schema>[^']*)/db/schema' is corrupt)$", re.M)
+MAKING_STORE_RETRIES = 2  # the store is made by then (the other process only has to finish writing it)
+
+
+def making_store(stderr: str, env: Mapping[str, str]) -> bool:
+    """Whether nix failed because another nix was making the same new store at that moment (see above): a
+    path in nix's state folder (``.../nix/var/nix``, the default's and a ``store = <folder>`` store's layout,
+    or $NIX_STATE_DIR), never a file nix was asked to read."""
+    state = (env.get("NIX_STATE_DIR") or "").rstrip("/")
+    for m in _MAKING_STORE.finditer(clean_message(stderr)):
+        path = m["link"] or m["schema"] + "/db/schema"
+        if "/nix/var/nix/" in path or (state and path.startswith(state + "/")):
+            return True
+    return False
+
+
 def unusable(stderr: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """``(what went wrong, how to fix it)`` when nix's error says nix itself cannot be used here, else None."""
     env = os.environ if env is None else env
@@ -257,6 +280,22 @@ class Nix:
         with _CALLS_LOCK:  # one handle may start nix processes from two threads (homelab.readback.Pending)
             self.calls += 1
         env = self._env()
+        for attempt in range(1 + MAKING_STORE_RETRIES):
+            returncode, out, err = self._run_once(cmd, args, env, stdin, cwd, limit, key)
+            if returncode == 0 or attempt == MAKING_STORE_RETRIES or not making_store(err, env):
+                break
+            time.sleep(0.05 * (attempt + 1))  # another nix is making the store: it is done in moments
+            with _CALLS_LOCK:
+                self.calls += 1
+        if returncode != 0:
+            broken = unusable(err, env)
+            if broken:
+                raise NixUnusable(broken[0], fix=broken[1], command=cmd, stderr=err)
+            raise NixEvalError(clean_message(err), command=cmd, stderr=err, key=key)
+        return out
+
+    def _run_once(self, cmd: list[str], args: Sequence[str], env: dict[str, str], stdin: str | None,
+                  cwd: str | Path | None, limit: float, key: str | None) -> tuple[int, str, str]:
         started: list[subprocess.Popen] = []  # the process, known before Popen returns (an interruption there)
         try:
             with _held_interrupts():  # Ctrl-C or SIGTERM while Popen starts it: raised once ``proc`` is known
@@ -279,12 +318,7 @@ class Nix:
         finally:
             with _CALLS_LOCK:
                 self.running.difference_update(started)
-        if proc.returncode != 0:
-            broken = unusable(err, env)
-            if broken:
-                raise NixUnusable(broken[0], fix=broken[1], command=cmd, stderr=err)
-            raise NixEvalError(clean_message(err), command=cmd, stderr=err, key=key)
-        return out
+        return proc.returncode, out, err
 
     def stop(self) -> None:
         """End every nix process this handle runs now (another thread's too): the caller was interrupted."""
