@@ -321,7 +321,8 @@ class Nix:
         return proc.returncode, out, err
 
     def stop(self) -> None:
-        """End every nix process this handle runs now (another thread's too): the caller was interrupted."""
+        """End every nix process this handle runs now (another thread's too): the caller was interrupted.  Until
+        the caller sets ``stopped`` back to False, one started meanwhile is ended at once."""
         with _CALLS_LOCK:
             self.stopped = True  # one a thread starts from now on is ended at once
             procs = list(self.running)

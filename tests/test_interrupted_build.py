@@ -74,3 +74,30 @@ def test_a_build_stopped_while_nix_reads_back_removes_its_staging_folder_and_nix
     assert list(tmp.iterdir()) == []
     assert [pid for pid in started if _alive(pid)] == [] and len(started) == 2
     assert _files(root) == before and out == ""
+
+
+def test_a_nix_handle_serves_again_after_the_build_it_ran_was_interrupted(tmp_path, monkeypatch):
+    """In-process: Ctrl-C in the read-back stops the clash check's nix at once and removes the staging
+    folder; the caller's Nix handle (a session's, a benchmark's) still runs nix afterwards."""
+    import tempfile
+
+    from homelab import build, readback
+    from homelab.pynix_eval import Nix, nix_available
+
+    if not nix_available():
+        pytest.skip("nix is not installed (Debian: apt-get install nix-bin)")
+    root = copy_lab(SEED, tmp_path / "lab")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(readback, "read_back", interrupted)
+    nix = Nix()
+    with pytest.raises(KeyboardInterrupt):
+        build.build(root, nix=nix)
+    assert list(tmp.iterdir()) == [] and (nix.running, nix.stopped) == (set(), False)
+    assert nix.eval_expr("1 + 1") == 2
