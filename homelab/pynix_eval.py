@@ -240,6 +240,18 @@ def nix_available(binary: str = "nix-instantiate") -> bool:
     return shutil.which(binary) is not None
 
 
+def _names_of(path: str) -> list[str]:
+    """``path`` and the paths nix may name it by in a message: where its symbolic links lead, link by link as nix
+    follows them (each relative to the link's folder), and the real path."""
+    names, p = [path], path
+    for _ in range(40):
+        if not os.path.islink(p):
+            break
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+        names.append(p)
+    return names + [os.path.realpath(path)]
+
+
 @dataclass
 class Nix:
     """A handle on the nix binaries.  ``timeout`` (seconds) bounds every call."""
@@ -372,7 +384,8 @@ class Nix:
         try:
             self.run(["nix-instantiate", "--parse", *paths], timeout=timeout)
         except NixEvalError as e:
-            bad = next((p for p in paths if p in e.message), None)
+            # a file that is a symbolic link is named by nix where it leads (nix follows the link to parse it)
+            bad = next((p for p in paths if any(n in e.message for n in _names_of(p))), None)
             if bad is None:
                 raise
             raise NixEvalError(e.message, command=e.command, stderr=e.stderr, key=bad) from None
