@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import attrs
 

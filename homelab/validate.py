@@ -29,7 +29,6 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 from __future__ import annotations
 
 import ipaddress
-import re
 import weakref
 from typing import Any, Iterator
 
