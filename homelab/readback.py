@@ -55,8 +55,18 @@ MODULE_ARGS = """{
 # ---------------------------------------------------------------- value forms
 
 
+_AS_IS = frozenset({str, int, bool, float, type(None)})  # values nix prints as they are
+
+
 def to_json(value: Any) -> Any:
     """A compiled value in the form nix prints for it (with the stand-ins)."""
+    kind = type(value)  # the common types by exact type first; subclasses and the rest below
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return {k: to_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v) for v in value]
     if isinstance(value, Pkg):
         return {"_type": "pkg", "attrPath": value.name}
     if isinstance(value, PkgCall):
@@ -117,9 +127,10 @@ def flatten(nested: dict, prefix: OptPath = (), contract: contracts.Contract | N
     out: list[tuple[OptPath, Any]] = []
     for k, v in nested.items():
         path = prefix + (k,)
-        if contract.lookup(path) is None and isinstance(v, dict) and v and "_type" not in v:
+        option = contract.lookup(path)
+        if option is None and isinstance(v, dict) and v and "_type" not in v:
             out += flatten(v, path, contract)
-        elif (contract.lookup(path) is None and t.is_override(v) and isinstance(v["content"], dict)
+        elif (option is None and t.is_override(v) and isinstance(v["content"], dict)
               and v["content"] and "_type" not in v["content"]):
             out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path, contract)]
         else:

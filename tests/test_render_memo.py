@@ -80,3 +80,19 @@ def test_the_memo_is_bounded():
     assert nixvalue._text.cache_info().maxsize is not None
     assert nixvalue._attr_name.cache_info().maxsize is not None
     assert nixvalue._attr_path.cache_info().maxsize is not None
+
+
+def test_to_json_gives_nix_forms_by_type_whatever_the_container():
+    import ipaddress
+
+    from homelab import Pkg, force
+    from homelab.readback import to_json
+
+    class Port(int):
+        pass
+
+    value = {"a": (1, True, None, 1.5, "s"), "b": [ipaddress.IPv4Address("10.0.0.1"), Pkg("htop")],
+             "c": force({"d": Port(5)}), "e": {}}
+    assert to_json(value) == {"a": [1, True, None, 1.5, "s"], "b": ["10.0.0.1", {"_type": "pkg", "attrPath": "htop"}],
+                              "c": {"_type": "override", "priority": 50, "content": {"d": 5}}, "e": {}}
+    assert type(to_json(value)["a"]) is list and to_json(value)["a"][1] is True
