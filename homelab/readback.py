@@ -123,19 +123,26 @@ def flatten(nested: dict, prefix: OptPath = (), contract: contracts.Contract | N
     ``lib.mkForce { a = 1; b = 2; }`` set above the options it holds applies to
     each of them, as the module system pushes overrides down to the options.
     """
-    contract = contract or builtin_contract()
     out: list[tuple[OptPath, Any]] = []
+    _flatten_into(nested, prefix, (contract or builtin_contract()).lookup, out)
+    return out
+
+
+def _flatten_into(nested: dict, prefix: OptPath, lookup: Callable[[OptPath], Any], out: list) -> None:
     for k, v in nested.items():
         path = prefix + (k,)
-        option = contract.lookup(path)
-        if option is None and isinstance(v, dict) and v and "_type" not in v:
-            out += flatten(v, path, contract)
-        elif (option is None and t.is_override(v) and isinstance(v["content"], dict)
-              and v["content"] and "_type" not in v["content"]):
-            out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path, contract)]
-        else:
-            out.append((path, v))
-    return out
+        # only a non-empty attribute set that is no option is looked into (a leaf needs no lookup)
+        if isinstance(v, dict) and v and lookup(path) is None:
+            if "_type" not in v:
+                _flatten_into(v, path, lookup, out)
+                continue
+            content = v["content"] if v.get("_type") == "override" else None
+            if isinstance(content, dict) and content and "_type" not in content:
+                inner: list[tuple[OptPath, Any]] = []
+                _flatten_into(content, path, lookup, inner)
+                out += [(p, _with_priority(x, v["priority"])) for p, x in inner]
+                continue
+        out.append((path, v))
 
 
 def _with_priority(value: Any, priority: int) -> Any:
