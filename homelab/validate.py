@@ -427,6 +427,8 @@ def world_open_ports(ctx: HostContext) -> list[Problem]:
     naming what listens there, from the host's port table (or sshd, on its port)."""
     from .access import SSH_PORT
 
+    if not any(isinstance(p.source, Source) and p.source.kind == "world" for p in ctx.host.open_ports):
+        return []  # most hosts: nothing open to the world, no port table to build
     listening: dict[tuple[int, str], list[str]] = {(SSH_PORT, "tcp"): ["sshd (homelab)"]}
     for p, role in port_table(ctx):
         where = " on 127.0.0.1 only" if p.loopback else ""
