@@ -375,7 +375,8 @@ def boot_problems(ctx: HostContext) -> Iterator[Problem]:
 
 def build_host_not_in_lab(ctx: HostContext) -> Iterator[Problem]:
     h = ctx.host
-    if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in ctx.lab.hosts}:
+    # the lab's host names worked out once per lab, not once per host that names a build host (N x N)
+    if h.build_host not in (None, "target") and h.build_host not in _first(ctx.lab, "hostname", lambda x: x.hostname):
         yield ctx.error("build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
                         "lab host's name)")
 
