@@ -916,10 +916,11 @@ class Pending:
             self._done = (False, e)
 
     def wait(self) -> None:
-        self._thread.join()
+        while self._thread.is_alive():  # in slices: a signal the kernel handed to that thread is acted on here
+            self._thread.join(0.25)
 
     def result(self) -> Any:
-        self._thread.join()
+        self.wait()
         ok, value = self._done
         if not ok:
             raise value
