@@ -172,9 +172,13 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
                 if isinstance(e, NixNotFound):
                     raise
                 raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the clash check's nix too, at once, before the copy goes
+                nix.stop()
+                raise
             finally:
                 if clash_check:
                     clash_check.wait()  # its nix process reads the staging copy: done before the copy goes
+                nix.stopped = False  # no nix of this build runs now: the handle serves the caller again
             rep = attrs.evolve(rep, nix_calls=nix.calls - calls)
     except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
         raise

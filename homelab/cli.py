@@ -1031,9 +1031,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
     try:
-        rc = _run(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        with _sigterm_interrupts():
+            rc = _run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
         return rc
+    except Terminated:
+        _err("homelab: interrupted (SIGTERM)")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _err("homelab: interrupted")
         return EXIT_INTERRUPTED
@@ -1049,6 +1053,52 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             _err(f"homelab: crashed ({last}); this is a homelab bug, please report it. Run again with "
                  "--debug to see the traceback.")
         return EXIT_CRASH
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command was (like Ctrl-C's KeyboardInterrupt), so that every ``finally`` and
+    ``with`` on the way out runs: a build's staging folder and its nix processes go, as on Ctrl-C."""
+
+
+class _sigterm_interrupts:
+    """SIGTERM raises :class:`Terminated` in the main thread while the command runs (once: a second SIGTERM
+    ends the process at once), Ctrl-C KeyboardInterrupt as before; both wait while a nix process starts
+    (homelab.pynix_eval.hold_interrupt).  The handlers before are put back after."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._before: dict = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._before[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._terminated)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
+                self._before[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupted)
+        return self
+
+    @staticmethod
+    def _terminated(signum, frame):
+        import signal
+
+        from .pynix_eval import hold_interrupt
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if not hold_interrupt(Terminated):  # held while a nix process starts: raised once it is known
+            raise Terminated()
+
+    @staticmethod
+    def _interrupted(signum, frame):
+        from .pynix_eval import hold_interrupt
+
+        if not hold_interrupt(KeyboardInterrupt):
+            raise KeyboardInterrupt()
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def _closed_stdout() -> int:

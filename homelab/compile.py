@@ -166,6 +166,13 @@ def _rel_from_host(path: str) -> str:
     return "../../" + path
 
 
+def variant_key(sections: tuple[Section, ...]) -> tuple[tuple[str, bool, str], ...]:
+    """What tells two modules of one path apart: each section's comment, whether it is the user's, and the
+    ``repr`` of its definitions (which, unlike ``==``, tells ``True`` from ``1``).  It holds what
+    ``repr(sections)`` holds (one determines the other), without the attrs-made ``repr`` of each section."""
+    return tuple([(s.comment, s.user, repr(s.defs)) for s in sections])
+
+
 class _Variants:
     """The module files hosts ask for: one per (path, definitions), with the hosts using each, in first-use order."""
 
@@ -182,7 +189,7 @@ class _Variants:
         if known is not None and known[0] is m:
             key = known[1]
         else:
-            key = (m.path, repr(m.sections))
+            key = (m.path, variant_key(m.sections))
             self.keys_of[id(m)] = (m, key)
         if key not in self.variants:
             why = f"the {role.__name__} role in host.py" if m.source is None else m.source

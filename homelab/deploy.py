@@ -369,7 +369,8 @@ class Rollout:
         if not v.ok:
             n = len(v.failed)
             res.result = f"{n} check{'s' if n != 1 else ''} failed"
-            say(hs.name, f"{res.result}: {', '.join(v.failed) or '(see the output)'}\n{v.detail}")
+            output = f"\n{v.detail}" if v.detail else ""  # the suite's output, none when it printed nothing
+            say(hs.name, f"{res.result}: {', '.join(v.failed) or '(see the output)'}{output}")
             if res.after is not None and res.after == res.before:
                 # the switch made no new generation (the configuration is the one the host ran): a rollback
                 # would go to the generation before it, one further back than where the deploy found the host
@@ -605,7 +606,8 @@ def deploy(lab: Lab, root: Path, only: list[str] | None, options: DeployOptions)
             ok = rollout.run()
             cluster = None
             if ok and plan.cluster is not None:
-                say("cluster", f"all {len(plan.hosts)} switched; {plan.cluster.what}")
+                switched = plan.hosts[0].name if len(plan.hosts) == 1 else f"all {len(plan.hosts)}"
+                say("cluster", f"{switched} switched; {plan.cluster.what}")
                 cluster = run_checks(plan.cluster, plan.cluster_report, options.settle, say, "cluster")
         except MissingTool as e:
             say.err(f"{e}")
@@ -723,7 +725,8 @@ def _verify_verdict(v: Verdict, names: list[str], checked: list[str], down: dict
     print(f"{len(v.failed)} check{'s' if len(v.failed) != 1 else ''} failed:")
     for f in v.failed:
         print(f"  {f}")
-    print(v.detail)
+    if v.detail:  # the suite's output, none when it printed nothing
+        print(v.detail)
     if not_checked:
         print(not_checked)
     return EXIT_FAILED

@@ -30,7 +30,7 @@ EXIT_GENERATED = 3  # homelab generated something nix or its own contract disagr
 EXIT_MISSING = 4  # the command needs nix (or another tool) and it is not installed or not usable: nothing written
 EXIT_STEP_FAILED = 5  # a program homelab ran for the user failed (a VM's build or boot); its output says why
 EXIT_CRASH = 70  # an unexpected error inside homelab: a bug (EX_SOFTWARE); --debug shows the traceback
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERRUPTED = 130  # Ctrl-C, SIGTERM
 EXIT_CODES = (
     (EXIT_OK, "done (also when the reader of the output stops early: `homelab show` piped into `head -1`)"),
     (EXIT_CHANGED, "something differs: files out of date (build --check), a change planned (plan), a stale "
@@ -44,7 +44,7 @@ EXIT_CODES = (
                    "(nix without its daemon); nothing was written"),
     (EXIT_STEP_FAILED, "a program homelab ran failed (a VM's build or boot); its output above says why"),
     (EXIT_CRASH, "homelab crashed: a bug (the traceback is shown with --debug)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); temporary files were removed"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C or SIGTERM); temporary files were removed"),
 )
 
 

@@ -20,6 +20,8 @@ type that was expected, never with a reason that only fits the right type.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from typing import Any, Callable
@@ -107,6 +109,29 @@ nodeport = _int(lambda v: v in NODEPORT_RANGE, lambda v: f"{v!r} is outside the 
                 "30000-32767", "a port number")
 positive_int = _int(lambda v: v > 0, lambda v: f"{v!r} is not a positive whole number")
 a_bool = check(lambda v: isinstance(v, bool), lambda v: wrong_type(v, "true or false"))
+
+
+def ssh_key_blob(key: str) -> bytes | None:
+    """The key blob of an SSH public key line (``ssh-ed25519 AAAA... you@laptop``), its base64 decoded strictly,
+    when the blob holds a key of the type the line names: it starts with that type as an SSH string, as every
+    key's blob does (RFC 4253 6.6); None for a line cut short, mistyped or of another type.  The one check of
+    a whole key, for ``Cluster.admin_keys`` and the secrets' readers (homelab.secretstore)."""
+    parts = key.split()
+    if len(parts) < 2:
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    kind = parts[0].encode()
+    return blob if blob.startswith(len(kind).to_bytes(4, "big") + kind) else None
+
+
+def whole_key_reason(key: str, fix: str) -> str:
+    """Why ``key`` (no whole key: :func:`ssh_key_blob`) is refused, with ``fix``, the way to a whole one."""
+    bare = " ".join(key.split()[:2])
+    return (f"{bare!r} is not a whole {key.split()[0]} key (its base64 does not decode to one; a line cut short or "
+            f"mistyped?); {fix}")
 
 
 def one_of(*choices: str):

@@ -152,6 +152,19 @@ def _public_key(k: Any) -> str:
     return k
 
 
+ADMIN_KEY_FIX = "copy the whole line of the admin's public key again (e.g. ~/.ssh/id_ed25519.pub)"
+
+
+def _whole_keys(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Each key's base64 decodes (strictly) to a key of the type it names: the pattern lets a line cut short
+    through.  A key the converter refused (not a string, not the pattern) was reported there."""
+    if not fields.is_list(value):
+        return
+    for i, k in enumerate(value):
+        if isinstance(k, str) and _PUBKEY.match(k) and fields.ssh_key_blob(k) is None:
+            report(f"{fields.field_name(inst, attribute)}[{i}]", fields.whole_key_reason(k, ADMIN_KEY_FIX))
+
+
 def _source(v: Any) -> Source:
     return Source.parse(v)
 
@@ -324,7 +337,7 @@ class Cluster:
     # SSH public keys allowed to log in as root (password login is off): what `homelab deploy` uses
     admin_keys: tuple[str, ...] = attrs.field(default=(), converter=fields.list_converter(
         _public_key, "a list of SSH public keys (one line each, e.g. \"ssh-ed25519 AAAA... you@laptop\")",
-        "an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"))
+        "an SSH public key (one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"), validator=_whole_keys)
     production: bool = attrs.field(default=False, validator=a_bool)
     # the cluster layer's components (homelab.component): Traefik(acme=...), RookCeph(mons=...) or a lab's own;
     # the built-in ones its roles imply join unless listed (homelab.component.components)

@@ -20,6 +20,22 @@ def opt(dotted: str) -> OptPath:
     return tuple(dotted.split("."))
 
 
+_PATHS: dict[str, OptPath] = {}  # dotted path -> its parts: the same few hundred paths in every host's sections
+
+
+def _parts(p: str | OptPath) -> OptPath:
+    if isinstance(p, tuple):
+        return p
+    if type(p) is not str:  # a str subclass or anything else: split as it is, not remembered
+        return opt(p)
+    parts = _PATHS.get(p)
+    if parts is None:
+        parts = opt(p)
+        if len(_PATHS) < 1 << 14:
+            _PATHS[p] = parts
+    return parts
+
+
 @attrs.frozen
 class Section:
     """A group of definitions under one comment, like a paragraph of a hand-written module."""
@@ -31,7 +47,7 @@ class Section:
 
 def section(comment: str, *defs: tuple[str | OptPath, Any], user: bool = False) -> Section:
     """Definitions by dotted path ("services.x.enable") or, where a name may hold a dot, by tuple."""
-    return Section(comment, tuple((p if isinstance(p, tuple) else opt(p), v) for p, v in defs), user)
+    return Section(comment, tuple([(_parts(p), v) for p, v in defs]), user)
 
 
 @attrs.frozen

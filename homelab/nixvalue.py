@@ -10,6 +10,7 @@ tests feed hostile strings through real ``nix`` to hold this to account.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -25,8 +26,14 @@ class NixValueError(ValueError):
     pass
 
 
+# a string with none of the characters quote() escapes or refuses: written as it is, between quotes
+_PLAIN = re.compile(r'[^\\"$\n\r\t\x00\ud800-\udfff]*')
+
+
 def quote(s: str) -> str:
     """A double-quoted Nix string equal to ``s``."""
+    if _PLAIN.fullmatch(s):  # most strings: nothing to escape (the checks and replacements below change nothing)
+        return f'"{s}"'
     if "\x00" in s:
         raise NixValueError("Nix strings cannot contain NUL characters")
     if any("\ud800" <= c <= "\udfff" for c in s):
@@ -46,12 +53,28 @@ def attr_name(name: str) -> str:
     """An attribute name, bare when Nix allows it, quoted otherwise."""
     if not isinstance(name, str):
         raise NixValueError(f"attribute names must be strings, not {name!r}")
+    return _attr_name(name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _attr_name(name: str) -> str:
+    # the same few hundred option names in every host's files (and each host's name once): worked out once each
     if _IDENT.match(name) and name not in _KEYWORDS:
         return name
     return quote(name)
 
 
 def attr_path(path: tuple[str, ...] | list[str]) -> str:
+    if type(path) is tuple:
+        try:
+            return _attr_path(path)
+        except TypeError:  # a name that is no string (unhashable): attr_name says what is wrong
+            pass
+    return ".".join(attr_name(p) for p in path)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _attr_path(path: tuple[str, ...]) -> str:
     return ".".join(attr_name(p) for p in path)
 
 
@@ -93,6 +116,31 @@ def is_simple(value: Any) -> bool:
 
 def render(value: Any, indent: str = "") -> str:
     """Nix source for ``value``; ``indent`` is the indentation of the line it starts on."""
+    # the common types first, by exact type (a lab's files are mostly strings, attribute sets and lists); every
+    # other value, subclasses too, goes through _render's checks
+    kind = type(value)
+    if kind is str:
+        return _text(value, indent) if "\n" in value else quote(value)
+    if kind is dict:
+        if not value:
+            return "{ }"
+        inner = indent + "  "
+        return "{\n" + "".join([f"{inner}{attr_name(k)} = {render(v, inner)};\n" for k, v in value.items()]) \
+            + f"{indent}}}"
+    if kind is bool:
+        return "true" if value else "false"
+    return _render(value, indent)
+
+
+@functools.lru_cache(maxsize=1024)
+def _text(value: str, indent: str) -> str:
+    # a multi-line string (a host's firewall commands): most hosts of a lab have the same text, written once
+    if _indented_ok(value):
+        return _indented(value, indent)
+    return quote(value)
+
+
+def _render(value: Any, indent: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

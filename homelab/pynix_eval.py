@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -98,6 +99,29 @@ def _nix_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
                                                 env.get("NIX_LOG_DIR") or "/nix/var/log/nix", "/nix/var"))
 
 
+# What nix 2.8 printed here when two processes (or four) made a store that did not exist yet at once (a build
+# runs the read-back and the clash check side by side): each checks for gcroots/ and then makes
+# gcroots/profiles, or reads db/schema while the other is still writing it.  The loser's error names nix's own
+# state folder; run once more, it finds the store made:
+#   error: creating symlink from '<state>/gcroots/profiles' to '<state>/profiles': File exists
+#   error: '<state>/db/schema' is corrupt
+_MAKING_STORE = re.compile(r"^error: (?:creating symlink from '(?P<link>[^']*)' to '[^']*': File exists"
+                           r"|'(?P<schema>[^']*)/db/schema' is corrupt)$", re.M)
+MAKING_STORE_RETRIES = 2  # the store is made by then (the other process only has to finish writing it)
+
+
+def making_store(stderr: str, env: Mapping[str, str]) -> bool:
+    """Whether nix failed because another nix was making the same new store at that moment (see above): a
+    path in nix's state folder (``.../nix/var/nix``, the default's and a ``store = <folder>`` store's layout,
+    or $NIX_STATE_DIR), never a file nix was asked to read."""
+    state = (env.get("NIX_STATE_DIR") or "").rstrip("/")
+    for m in _MAKING_STORE.finditer(clean_message(stderr)):
+        path = m["link"] or m["schema"] + "/db/schema"
+        if "/nix/var/nix/" in path or (state and path.startswith(state + "/")):
+            return True
+    return False
+
+
 def unusable(stderr: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """``(what went wrong, how to fix it)`` when nix's error says nix itself cannot be used here, else None."""
     env = os.environ if env is None else env
@@ -127,6 +151,83 @@ def unusable(stderr: str, env: Mapping[str, str] | None = None) -> tuple[str, st
     return None
 
 
+_SLICE = 0.25  # seconds: how long a wait for nix may block before Python looks at its signals again
+
+
+def _communicate(proc: subprocess.Popen, stdin: str | None, limit: float) -> tuple[str, str]:
+    """``proc.communicate`` within ``limit`` seconds, in slices: a SIGTERM or SIGINT the kernel hands to another
+    thread (the clash check's) sets Python's flag only, and the main thread acts on it when its wait returns."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return proc.communicate(stdin, timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+            stdin = None  # given once: communicate goes on sending what is left of it
+
+
+_HOLD: dict[str, Any] = {"depth": 0, "held": None}  # the main thread's (signal handlers run there)
+
+
+def hold_interrupt(exc: type[BaseException]) -> bool:
+    """For a signal handler that raises ``exc`` (homelab.cli's, for SIGTERM and SIGINT): True when the main
+    thread is starting a nix process, and ``exc`` is raised as soon as Popen has returned it.  Raised between
+    the fork and Popen's return, the new process would be unknown, and outlive homelab in its own session."""
+    if _HOLD["depth"] and threading.current_thread() is threading.main_thread():
+        _HOLD["held"] = _HOLD["held"] or exc
+        return True
+    return False
+
+
+class _held_interrupts:
+    def __enter__(self):
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            _HOLD["depth"] += 1
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if self._main:
+            _HOLD["depth"] -= 1
+            held = _HOLD["held"] if not _HOLD["depth"] else None
+            if held is not None:
+                _HOLD["held"] = None
+                if kind is None:
+                    raise held()
+        return False
+
+
+class _Popen(subprocess.Popen):
+    """A Popen that puts itself into ``started`` and its handle's ``running`` before it forks: an interruption
+    while Popen waits for the exec (the process is there, Popen has not returned it) still finds it."""
+
+    def __init__(self, started: list, nix: "Nix", *args: Any, **kwargs: Any):
+        with _CALLS_LOCK:
+            started.append(self)
+            nix.running.add(self)
+        super().__init__(*args, **kwargs)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` (once it was forked) and reap it."""
+    if getattr(proc, "pid", None) is None:  # interrupted before the fork: nothing runs
+        return
+    _kill(proc)
+    try:
+        proc.wait()
+    except ChildProcessError:  # reaped meanwhile by the thread that runs it
+        pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL to nix's process group (it runs in a session of its own), unless it is gone already."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def nix_string(s: str) -> str:
     """A Nix double-quoted string literal equal to ``s`` (for building expressions)."""
     if "\x00" in s:
@@ -139,6 +240,18 @@ def nix_available(binary: str = "nix-instantiate") -> bool:
     return shutil.which(binary) is not None
 
 
+def _names_of(path: str) -> list[str]:
+    """``path`` and the paths nix may name it by in a message: where its symbolic links lead, link by link as nix
+    follows them (each relative to the link's folder), and the real path."""
+    names, p = [path], path
+    for _ in range(40):
+        if not os.path.islink(p):
+            break
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+        names.append(p)
+    return names + [os.path.realpath(path)]
+
+
 @dataclass
 class Nix:
     """A handle on the nix binaries.  ``timeout`` (seconds) bounds every call."""
@@ -147,6 +260,9 @@ class Nix:
     bindir: str | None = None  # where nix-instantiate and nix live; default: PATH
     extra_env: Mapping[str, str] = field(default_factory=dict)
     calls: int = 0  # how many nix processes this handle has started (for benchmarks and tests)
+    # the nix processes running now (from any thread): stop() ends them when the caller is interrupted
+    running: set = field(default_factory=set, repr=False, compare=False)
+    stopped: bool = field(default=False, repr=False, compare=False)
 
     def _bin(self, name: str) -> str:
         if self.bindir:
@@ -176,26 +292,54 @@ class Nix:
         with _CALLS_LOCK:  # one handle may start nix processes from two threads (homelab.readback.Pending)
             self.calls += 1
         env = self._env()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
-            start_new_session=True,
-        )
-        try:
-            out, err = proc.communicate(stdin, timeout=limit)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.communicate()
-            raise NixTimeout(f"{' '.join(args[:2])} did not finish within {limit:g} s", command=cmd, key=key)
-        if proc.returncode != 0:
+        for attempt in range(1 + MAKING_STORE_RETRIES):
+            returncode, out, err = self._run_once(cmd, args, env, stdin, cwd, limit, key)
+            if returncode == 0 or attempt == MAKING_STORE_RETRIES or not making_store(err, env):
+                break
+            time.sleep(0.05 * (attempt + 1))  # another nix is making the store: it is done in moments
+            with _CALLS_LOCK:
+                self.calls += 1
+        if returncode != 0:
             broken = unusable(err, env)
             if broken:
                 raise NixUnusable(broken[0], fix=broken[1], command=cmd, stderr=err)
             raise NixEvalError(clean_message(err), command=cmd, stderr=err, key=key)
         return out
+
+    def _run_once(self, cmd: list[str], args: Sequence[str], env: dict[str, str], stdin: str | None,
+                  cwd: str | Path | None, limit: float, key: str | None) -> tuple[int, str, str]:
+        started: list[subprocess.Popen] = []  # the process, known before Popen returns (an interruption there)
+        try:
+            with _held_interrupts():  # Ctrl-C or SIGTERM while Popen starts it: raised once ``proc`` is known
+                proc = _Popen(started, self, cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                              start_new_session=True)
+            with _CALLS_LOCK:
+                stopped = self.stopped
+            if stopped:  # started as stop() ran: ended like the others
+                _kill(proc)
+            out, err = _communicate(proc, stdin, limit)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            proc.communicate()
+            raise NixTimeout(f"{' '.join(args[:2])} did not finish within {limit:g} s", command=cmd, key=key)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): nix runs in a session of its own, so end it here
+            for p in started:
+                _end(p)
+            raise
+        finally:
+            with _CALLS_LOCK:
+                self.running.difference_update(started)
+        return proc.returncode, out, err
+
+    def stop(self) -> None:
+        """End every nix process this handle runs now (another thread's too): the caller was interrupted.  Until
+        the caller sets ``stopped`` back to False, one started meanwhile is ended at once."""
+        with _CALLS_LOCK:
+            self.stopped = True  # one a thread starts from now on is ended at once
+            procs = list(self.running)
+        for proc in procs:
+            _end(proc)  # gone before the caller goes on (no zombie once homelab exits)
 
     # ------------------------------------------------------------ evaluation
 
@@ -240,7 +384,8 @@ class Nix:
         try:
             self.run(["nix-instantiate", "--parse", *paths], timeout=timeout)
         except NixEvalError as e:
-            bad = next((p for p in paths if p in e.message), None)
+            # a file that is a symbolic link is named by nix where it leads (nix follows the link to parse it)
+            bad = next((p for p in paths if any(n in e.message for n in _names_of(p))), None)
             if bad is None:
                 raise
             raise NixEvalError(e.message, command=e.command, stderr=e.stderr, key=bad) from None

@@ -44,7 +44,7 @@ def why_unreachable(host: Host, opts: SshOptions) -> str | None:
     if r.returncode != 255:  # ssh itself succeeded; `true` ran (or the remote shell said why it did not)
         return None
     lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
-    reason = _CONNECT.sub("", lines[-1]) if lines else f"ssh exited 255 without a message"
+    reason = _CONNECT.sub("", lines[-1]) if lines else "ssh exited 255 without a message"
     if reason in ("Connection timed out", "Operation timed out") or reason.endswith("timed out"):
         return f"timed out after {opts.connect_timeout} s"
     return reason.removeprefix("ssh: ")

@@ -16,10 +16,10 @@ reported.  The merged values are what ``homelab show`` prints.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import posixpath
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -55,8 +55,18 @@ MODULE_ARGS = """{
 # ---------------------------------------------------------------- value forms
 
 
+_AS_IS = frozenset({str, int, bool, float, type(None)})  # values nix prints as they are
+
+
 def to_json(value: Any) -> Any:
     """A compiled value in the form nix prints for it (with the stand-ins)."""
+    kind = type(value)  # the common types by exact type first; subclasses and the rest below
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return {k: to_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v) for v in value]
     if isinstance(value, Pkg):
         return {"_type": "pkg", "attrPath": value.name}
     if isinstance(value, PkgCall):
@@ -113,18 +123,26 @@ def flatten(nested: dict, prefix: OptPath = (), contract: contracts.Contract | N
     ``lib.mkForce { a = 1; b = 2; }`` set above the options it holds applies to
     each of them, as the module system pushes overrides down to the options.
     """
-    contract = contract or builtin_contract()
     out: list[tuple[OptPath, Any]] = []
+    _flatten_into(nested, prefix, (contract or builtin_contract()).lookup, out)
+    return out
+
+
+def _flatten_into(nested: dict, prefix: OptPath, lookup: Callable[[OptPath], Any], out: list) -> None:
     for k, v in nested.items():
         path = prefix + (k,)
-        if contract.lookup(path) is None and isinstance(v, dict) and v and "_type" not in v:
-            out += flatten(v, path, contract)
-        elif (contract.lookup(path) is None and t.is_override(v) and isinstance(v["content"], dict)
-              and v["content"] and "_type" not in v["content"]):
-            out += [(p, _with_priority(x, v["priority"])) for p, x in flatten(v["content"], path, contract)]
-        else:
-            out.append((path, v))
-    return out
+        # only a non-empty attribute set that is no option is looked into (a leaf needs no lookup)
+        if isinstance(v, dict) and v and lookup(path) is None:
+            if "_type" not in v:
+                _flatten_into(v, path, lookup, out)
+                continue
+            content = v["content"] if v.get("_type") == "override" else None
+            if isinstance(content, dict) and content and "_type" not in content:
+                inner: list[tuple[OptPath, Any]] = []
+                _flatten_into(content, path, lookup, inner)
+                out += [(p, _with_priority(x, v["priority"])) for p, x in inner]
+                continue
+        out.append((path, v))
 
 
 def _with_priority(value: Any, priority: int) -> Any:
@@ -675,16 +693,40 @@ def stage_texts(base: str, texts: dict[str, str], made: set[str] | None = None) 
             f.write(text)
 
 
+def _copy(src: str, dst: str) -> bytes:
+    """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
+    system calls (a lab has a hardware file per host); the content, as read."""
+    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return data
+
+
 def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
-                       skip_present: bool = False) -> None:
+                       skip_present: bool = False, digests: dict[str, str] | None = None,
+                       made: set[str] | None = None) -> None:
     """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
     may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
-    ``skip_present``: leave a file another process staged there already as it is."""
+    ``skip_present``: leave a file another process staged there already as it is.  ``digests``: each import
+    copied gets the SHA-256 of its content as read, by its lab-relative path (what the no-op record needs);
+    ``made``: folders known to exist under ``base``."""
     base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
     copied = set()
-    made: set[str] = set()
+    made = set() if made is None else made
     for rel in hand_written:
         parent = posixpath.dirname(rel)
         if parent not in made:
@@ -693,7 +735,9 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
         if skip_present and os.path.lexists(base + rel):
             copied.add(rel)
         elif os.path.isfile(root_s + rel):
-            shutil.copyfile(root_s + rel, base + rel)
+            data = _copy(root_s + rel, base + rel)
+            if digests is not None:
+                digests[rel] = hashlib.sha256(data).hexdigest()
             copied.add(rel)
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
@@ -704,7 +748,7 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
             rel = f"{parent}/{name}" if parent else name
             if name != "default.nix" and rel not in generated and rel not in copied \
                     and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
-                shutil.copyfile(root_s + rel, base + rel)
+                _copy(root_s + rel, base + rel)
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code
@@ -872,10 +916,11 @@ class Pending:
             self._done = (False, e)
 
     def wait(self) -> None:
-        self._thread.join()
+        while self._thread.is_alive():  # in slices: a signal the kernel handed to that thread is acted on here
+            self._thread.join(0.25)
 
     def result(self) -> Any:
-        self._thread.join()
+        self.wait()
         ok, value = self._done
         if not ok:
             raise value

@@ -32,15 +32,17 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import attrs
 
 from .errors import MissingTool, Problem, UsageError
+from .fields import ssh_key_blob
 from .model import PLACEHOLDER_KEY, SECRET_NAME, SECRET_RUNTIME_DIR, Lab
 from .secretuse import cluster_needed, host_secrets, needed, secrets_of  # noqa: F401 - part of this API
 
@@ -54,6 +56,7 @@ AGE_TYPES = ("ssh-ed25519", "ssh-rsa")  # the SSH key types age encrypts to
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_BEGIN, ARMOR_END = b"-----BEGIN AGE ENCRYPTED FILE-----", b"-----END AGE ENCRYPTED FILE-----"
 ENCRYPT_SECONDS = 60  # how long age may take to encrypt (nothing to wait for)
+KEYGEN_SECONDS = 60  # how long ssh-keygen may take to make a host key (nothing to wait for either)
 DECRYPT_SECONDS = 300  # ... to decrypt (it may ask for the passphrase of the admin's key)
 
 
@@ -117,30 +120,19 @@ def _bare(key: str) -> str:
     return " ".join(key.split()[:2])
 
 
-def _holds_its_type(key: str) -> bool:
-    """Whether an SSH public key's base64 decodes (strictly) to a key blob of the type the line names: the
-    blob starts with that type as an SSH string, as every ssh-ed25519 and ssh-rsa key's does (RFC 4253 6.6)."""
-    parts = key.split()
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except (ValueError, IndexError):
-        return False
-    kind = parts[0].encode()
-    return blob.startswith(len(kind).to_bytes(4, "big") + kind)
-
-
 def admin_readers(lab: Lab) -> list[Reader]:
-    """The admins' keys age can encrypt to; the placeholder and other key types are left out."""
+    """The admins' keys age can encrypt to; the placeholder and other key types are left out.  Each is checked
+    whole (the model checks it too, where ``Cluster.admin_keys`` is defined) before it becomes a reader."""
     out = []
     for i, k in enumerate(lab.cluster.admin_keys):
         parts = k.split()
         if k == PLACEHOLDER_KEY or parts[0] not in AGE_TYPES:
             continue
-        out.append(Reader("admin", parts[2] if len(parts) > 2 else f"admin_keys[{i}]", _bare(k)))
-        if not _holds_its_type(k):
+        if ssh_key_blob(k) is None:
             raise SecretsError(f"cluster: admin_keys[{i}]: {_bare(k)!r} is not a whole {parts[0]} key (its base64 "
                                "does not decode to one; a line cut short or mistyped?), so age cannot encrypt to it; "
                                "copy the whole line of the admin's public key again (e.g. ~/.ssh/id_ed25519.pub)")
+        out.append(Reader("admin", parts[2] if len(parts) > 2 else f"admin_keys[{i}]", _bare(k)))
     return out
 
 
@@ -157,11 +149,7 @@ def read_host_key(root: Path, host: str) -> str | None:
     if len(parts) < 2 or parts[0] not in AGE_TYPES:
         raise SecretsError(f"{host_key_pub(host)}: not an ssh-ed25519 or ssh-rsa public key (age encrypts to those "
                            "only); copy the machine's /etc/ssh/ssh_host_ed25519_key.pub")
-    try:
-        key_tag(text)
-    except (ValueError, IndexError):
-        raise SecretsError(f"{host_key_pub(host)}: the key is not valid base64") from None
-    if not _holds_its_type(text):
+    if ssh_key_blob(text) is None:  # one strict decode: not base64, cut short, another type's key
         raise SecretsError(f"{host_key_pub(host)}: not a whole {parts[0]} key (its base64 does not decode to one; "
                            "a line cut short or mistyped?); copy the machine's /etc/ssh/ssh_host_ed25519_key.pub")
     return _bare(text)
@@ -201,6 +189,9 @@ def _validate_name(name: str) -> None:
         raise SecretsError(f"{name!r} is not a secret name (lower-case letters, digits, '.', '_' and '-'; up to 63)")
 
 
+RECORD_KEYS = frozenset({"hosts", "cluster", "readers"})  # a secret's table in the record, all of it
+
+
 def read_record(root: Path) -> dict[str, Entry]:
     p = root / RECORD
     if not p.exists():
@@ -213,6 +204,11 @@ def read_record(root: Path) -> dict[str, Entry]:
     for name, v in data.items():
         if not isinstance(v, dict) or not SECRET_NAME.match(name):
             raise SecretsError(f"{RECORD}: [{name}]: not a secret's table")
+        unknown = sorted(set(v) - RECORD_KEYS)
+        if unknown:  # a typo (host = [...]) would leave the secret for nobody, silently
+            known = ", ".join(sorted(RECORD_KEYS))
+            raise SecretsError(f"{RECORD}: [{name}]: unknown key{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(map(repr, unknown))} (a secret's table has: {known})")
         hosts, cluster, readers = v.get("hosts", []), v.get("cluster", False), v.get("readers", [])
         if not (isinstance(hosts, list) and all(isinstance(h, str) for h in hosts) and isinstance(cluster, bool)
                 and isinstance(readers, list) and all(isinstance(r, str) for r in readers)):
@@ -533,16 +529,22 @@ def private_dir() -> str:
 
 
 def remove_private(path: str) -> None:
-    """Overwrite every file in the folder with zeros, then remove it."""
+    """Overwrite every file in the folder with zeros, then remove it.
+
+    A symbolic link is removed, never followed: the file it points to is not the folder's (an editor's backup
+    link, or anything linked in), and it keeps every byte; a file the link points to inside the folder is
+    zeroed under its own name.  Nothing is opened but regular files (a FIFO would block)."""
     for dirpath, _, names in os.walk(path):
         for n in names:
             p = os.path.join(dirpath, n)
-            with _quiet():
-                size = os.path.getsize(p)
-                with open(p, "r+b") as f:
-                    f.write(b"\0" * size)
-                    f.flush()
-                    os.fsync(f.fileno())
+            with _quiet():  # a link (O_NOFOLLOW: ELOOP), a file gone meanwhile: nothing to zero
+                fd = os.open(p, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "wb") as f:
+                    info = os.fstat(fd)
+                    if stat.S_ISREG(info.st_mode):
+                        f.write(b"\0" * info.st_size)
+                        f.flush()
+                        os.fsync(fd)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -570,8 +572,15 @@ def edit(root: Path, lab: Lab, name: str, *, identity: str | Sequence[str] | Non
         rc = (run_editor or (lambda a: subprocess.run(a).returncode))(argv)
         if rc != 0:
             raise SecretsError(f"the editor ({argv[0]}) exited with {rc}; {age_file(name)} is unchanged")
-        with open(path, "rb") as f:
-            new = f.read()
+        try:
+            with open(path, "rb") as f:
+                new = f.read()
+        except FileNotFoundError:
+            raise SecretsError(f"the editor ({argv[0]}) removed the file it was given, so there is no new value; "
+                               f"{age_file(name)} is unchanged") from None
+        except OSError as e:  # a folder or a link loop where the file was: the editor's doing, not a crash
+            raise SecretsError(f"the edited value cannot be read back ({e.strerror}); {age_file(name)} is "
+                               "unchanged") from None
     finally:
         remove_private(work)
     if new == value:
@@ -596,7 +605,7 @@ def rekey(root: Path, lab: Lab, *, identity: str | Sequence[str] | None = None,
     with nothing changed.
     """
     record = read_record(root)
-    todo = sorted(names) if names else sorted(record)
+    todo = sorted(set(names)) if names else sorted(record)  # a name given twice is rekeyed once
     if not todo:
         return []
     known = {h.hostname for h in lab.hosts}
@@ -675,8 +684,12 @@ def make_host_key(root: Path, lab: Lab, host: str, *, force: bool = False) -> st
     work = private_dir()
     try:
         key = os.path.join(work, "ssh_host_ed25519_key")
-        r = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", key],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        try:
+            r = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", key],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=KEYGEN_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise SecretsError(f"hosts/{host}: ssh-keygen did not make the host key within {KEYGEN_SECONDS:g} s; "
+                               "nothing was written") from None
         if r.returncode != 0:
             raise SecretsError(f"ssh-keygen failed (exit {r.returncode}): {r.stderr.strip()}")
         with open(key, "rb") as f:

@@ -114,9 +114,12 @@ def _texts(lab: Lab, compiled: Compiled, half: _Half) -> dict[str, str]:
 
 
 def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], out: dict[str, str]) -> None:
-    """SHA-256 of each host's host.py and hand-written imports (what the no-op record hashes otherwise)."""
+    """SHA-256 of each host's host.py and hand-written imports (what the no-op record hashes otherwise); those in
+    ``out`` already (hashed as they were staged) are not read again."""
     for h in hosts:
         for rel in (f"{lab.where(h)}/host.py", *compiled.hosts[h].hand_written):
+            if rel in out:
+                continue
             try:
                 with open(root / rel, "rb") as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()
@@ -167,14 +170,16 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     texts = _texts(job.lab, job.compiled, half)
     plan = files.plan(job.root, texts, prune=False, force=job.force)
     t0 = time.perf_counter()
-    readback.stage_texts(job.base, texts)
+    made: set[str] = set()
+    readback.stage_texts(job.base, texts, made)
     hand = sorted({r for h in half.hosts for r in job.compiled.hosts[h].hand_written})
     staged_theirs()
-    readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first)
+    digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
+    readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
+                                made=made)
     staged_ours()
     calls = _verify(job, half)
     seconds = time.perf_counter() - t0
-    digests: dict[str, str] = {}
     temps: list[tuple[str, Path]] = []
     done = {"temps": temps, "unchanged": list(plan.unchanged), "calls": calls, "seconds": seconds,
             "digests": digests}

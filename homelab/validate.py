@@ -29,7 +29,6 @@ Facts from nixpkgs (nixos-26.05; see docs/nixpkgs-facts.md) relied on here:
 from __future__ import annotations
 
 import ipaddress
-import re
 import weakref
 from typing import Any, Iterator
 
@@ -375,7 +374,8 @@ def boot_problems(ctx: HostContext) -> Iterator[Problem]:
 
 def build_host_not_in_lab(ctx: HostContext) -> Iterator[Problem]:
     h = ctx.host
-    if h.build_host not in (None, "target") and h.build_host not in {x.hostname for x in ctx.lab.hosts}:
+    # the lab's host names worked out once per lab, not once per host that names a build host (N x N)
+    if h.build_host not in (None, "target") and h.build_host not in _first(ctx.lab, "hostname", lambda x: x.hostname):
         yield ctx.error("build_on", f"{h.build_on!r} is not a host of this lab (say \"local\", \"target\" or a "
                         "lab host's name)")
 
@@ -427,6 +427,8 @@ def world_open_ports(ctx: HostContext) -> list[Problem]:
     naming what listens there, from the host's port table (or sshd, on its port)."""
     from .access import SSH_PORT
 
+    if not any(isinstance(p.source, Source) and p.source.kind == "world" for p in ctx.host.open_ports):
+        return []  # most hosts: nothing open to the world, no port table to build
     listening: dict[tuple[int, str], list[str]] = {(SSH_PORT, "tcp"): ["sshd (homelab)"]}
     for p, role in port_table(ctx):
         where = " on 127.0.0.1 only" if p.loopback else ""

@@ -277,7 +277,7 @@ def test_one_failing_check_without_rollback_leaves_the_host_and_says_so(tmp_path
     assert res.result == "1 check failed, not rolled back (--no-rollback)"
     assert (res.after, res.rolled_back_to, res.ok) == (61, None, False)
     assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"]
-    assert said.lines[2:] == [("tokiwa", "1 check failed: tokiwa: kubelet active\n"),
+    assert said.lines[2:] == [("tokiwa", "1 check failed: tokiwa: kubelet active"),
                               ("tokiwa", "1 check failed: left at generation 61 (--no-rollback)")]
 
 
@@ -603,7 +603,7 @@ def test_deploy_of_one_host(lab_dir, tmp_path, monkeypatch, net, capsys):
 homelab deploy [   1.0s] yomogi: generation 10; switching (built on yomogi itself)
 homelab deploy [   3.0s] yomogi: generation 10 -> 11; live checks (live checks of yomogi (host scope))
 homelab deploy [   4.0s] yomogi: switched, checks passed
-homelab deploy [   4.0s] cluster: all 1 switched; live checks of yomogi (cluster scope)
+homelab deploy [   4.0s] cluster: yomogi switched; live checks of yomogi (cluster scope)
 
 host    generation  result                   time
 yomogi  10 -> 11    switched, checks passed  4 s
@@ -675,7 +675,6 @@ def test_deploy_stops_at_a_failing_host(lab_dir, tmp_path, monkeypatch, net, cap
 homelab deploy [{t:6.1f}s] {failing}: generation {g}; switching (built here)
 homelab deploy [{t + 2:6.1f}s] {failing}: generation {g} -> {g + 1}; live checks (live checks of {failing} (host scope))
 homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: {failing}: kubelet active
-
 homelab deploy [{t + 3:6.1f}s] {failing}: 1 check failed: left at generation {g + 1} (--no-rollback)
 
 host       generation  result                                           time
@@ -1096,3 +1095,125 @@ def test_cluster_secrets_not_set_stop_a_whole_lab_deploy_and_a_dry_run_warns(tmp
     rc, out, err = dry(root, tmp_path, monkeypatch, capsys, ["tokiwa"])
     assert (rc, err) == (0, "")
     assert net.log == [] and not (tmp_path / "ssh.log").exists()
+
+
+# ---------------------------------------------------------------- more of the rollout and of verify, exactly
+
+
+def test_a_host_whose_checks_fail_at_first_is_checked_again_by_name_while_it_settles(tmp_path, net):
+    lab, plan, hs = plan_of(tmp_path, names=["tokiwa"])
+    w = hs["tokiwa"]
+    host_net(net, w, 60, 61)
+    net.on(w.checks.argv, "checks", (1, "F\n", "", (w.report, junit(("tokiwa", "kubelet active")))), ok())
+    kube_status(net, w, ok("True/"))
+    said = Said()
+    res = rollout(plan, lab, said, settle=30).host(w)
+    assert (res.result, res.ok, res.after, res.rolled_back_to) == ("switched, checks passed", True, 61, None)
+    assert said.lines == [("tokiwa", "generation 60; switching (built here)"),
+                          ("tokiwa", "generation 60 -> 61; live checks (live checks of tokiwa (host scope))"),
+                          ("tokiwa", "1 check not as expected yet; again in 10 s"),
+                          ("tokiwa", "node tokiwa is Ready already: no join"),
+                          ("tokiwa", "switched, checks passed")]
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks", "checks", "kubectl get node"]
+    assert net.clock.slept == [10.0]
+
+
+def test_deploy_whose_control_plane_fails_rolls_it_back_and_deploys_no_worker(lab_dir, tmp_path, monkeypatch, net,
+                                                                            capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"], failing="yomogi")
+    plan = lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi"])
+    cp = plan.hosts[0]
+    net.on(cp.checks.argv, "checks", (1, "F.\n", "", (cp.report, junit(("yomogi", "api server")))))
+    assert run_deploy(lab_dir, settle=0) == 1
+    assert out_err(capsys) == ("""\
+homelab deploy [   1.0s] yomogi: generation 10; switching (built on yomogi itself)
+homelab deploy [   3.0s] yomogi: generation 10 -> 11; live checks (live checks of yomogi (host scope))
+homelab deploy [   4.0s] yomogi: 1 check failed: yomogi: api server
+    F.
+homelab deploy [   4.0s] yomogi: 1 check failed: rolling back
+homelab deploy [   6.0s] yomogi: rolled back to generation 10
+
+host       generation      result                             time
+yomogi     10 -> 11 -> 10  1 check failed, rolled back to 10  6 s
+hanaakari  -               not started: the rollout stopped   -
+tokiwa     -               not started: the rollout stopped   -
+the rollout stopped; not deployed: hanaakari, tokiwa
+""", "")
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks", "rollback", "generation"]
+    assert not (tmp_path / "ssh.log").exists()
+
+
+def test_deploy_of_a_worker_with_the_labs_pinned_nixos_rebuild_joined_but_not_ready_in_time(
+        lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh", "nix")
+    rebuild = tuple(remote.rebuild_program(lab_dir))
+    assert rebuild[0] == "nix" and rebuild[-2:] == (f"{remote.pinned_nixpkgs(lab_dir)}#nixos-rebuild-ng", "--")
+    lab = lab_of(lab_dir)
+    plan = deploy.make_steps(lab, lab_dir, ["tokiwa"], Path("<work>"), parallel=1, rollback=True,
+                             opts=SshOptions(), suite=VM_TESTS, rebuild=rebuild)
+    w = plan.hosts[0]
+    host_net(net, w, 60, 61)
+    net.on(plan.cluster.argv, "cluster checks", ok())
+    net.on(w.join.join.argv, "join", ok("joined\n"))
+    kube_status(net, w, (1, "", 'Error from server (NotFound): nodes "tokiwa" not found\n'), ok("False/\n"))
+    assert run_deploy(lab_dir, ["tokiwa"], ready_timeout=5) == 1
+    assert out_err(capsys) == ("""\
+homelab deploy [   1.0s] tokiwa: generation 60; switching (built here)
+homelab deploy [   3.0s] tokiwa: generation 60 -> 61; live checks (live checks of tokiwa (host scope))
+homelab deploy [   5.0s] tokiwa: node tokiwa is not in the cluster: joining it with the control plane's token
+homelab deploy [   9.0s] tokiwa: node tokiwa is Ready=False after 5 s
+
+host    generation  result                       time
+tokiwa  60 -> 61    joined, not Ready after 5 s  9 s
+the rollout stopped
+""", "")
+    assert [x[0] for x in net.log] == ["generation", "switch", "generation", "checks"] + ["kubectl get node"] * 3
+    assert net.log[1] == ("switch", 6 * 3600, SSHOPTS, None)
+    # the suite's reports went to a new folder homelab-deploy-* in the temporary folder, as the dry run says
+    work = Path(net.work)
+    assert (work.parent, work.name.startswith("homelab-deploy-"), work.exists()) == (
+        Path(tempfile.gettempdir()), True, False)
+
+
+def test_verify_checks_again_while_the_hosts_settle_naming_them(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    verify_net(net, lab, lab_dir, ["yomogi", "tokiwa"], "host")
+    step = deploy.checks_step(lab_dir.resolve(), [lab.host("tokiwa"), lab.host("yomogi")], "host",
+                              "<work>/verify.xml", SshOptions(), VM_TESTS, sys.executable, progress=True)
+    failing = (1, "", "", ("<work>/verify.xml", junit(("tokiwa", "a"), ("yomogi", "b"))))
+    net.on(step.argv, "checks", failing, ok())
+    assert run_verify(lab_dir, ["yomogi", "tokiwa"], scope="host", settle=30) == 0
+    assert out_err(capsys) == ("all checks passed on tokiwa, yomogi (host scope)\n", """\
+homelab verify [   0.0s] lab: probing 2 hosts over SSH (ConnectTimeout=10 s)
+homelab verify [   3.0s] tokiwa, yomogi: 2 checks not as expected yet; again in 10 s
+""")
+    assert [x[0] for x in net.log] == ["probe tokiwa", "probe yomogi", "checks", "checks"]
+    work = Path(net.work)
+    assert (work.parent, work.name.startswith("homelab-verify-"), work.exists()) == (
+        Path(tempfile.gettempdir()), True, False)
+
+
+def test_verify_says_which_hosts_passed_when_another_does_not_answer(lab_dir, tmp_path, monkeypatch, net, capsys):
+    path_with(tmp_path, monkeypatch, "ssh")
+    lab = lab_of(lab_dir)
+    verify_net(net, lab, lab_dir, ["yomogi", "tokiwa", "hanaakari"], "cluster", down=["tokiwa"])
+    monkeypatch.setattr(cluster_deploy, "live_checks", None)  # not with a host down
+    assert run_verify(lab_dir, quiet=True) == 1
+    assert out_err(capsys) == (
+        "all checks passed on hanaakari, yomogi (cluster scope)\nnot checked (no SSH): tokiwa\n",
+        "homelab verify: cannot reach tokiwa (192.168.10.11) over SSH: Connection refused\n")
+
+
+def test_verify_names_every_failing_check_of_the_cluster_layer(capsys):
+    layer = [cluster_deploy.LiveCheck("ceph", False, "HEALTH_ERR"), cluster_deploy.LiveCheck("traefik", True, "200"),
+             cluster_deploy.LiveCheck("traefik https", False, "refused")]
+    assert verdict(deploy.Verdict(True, True), layer=layer) == 1
+    assert out_err(capsys) == ("the cluster layer's checks failed: ceph, traefik https\n", "")
+
+
+def test_verify_prints_no_blank_line_when_the_failing_suite_printed_nothing(capsys):
+    assert verdict(deploy.Verdict(False, True, ("a: x", "b: y"), "")) == 1
+    assert verdict(deploy.Verdict(False, True, ("a: x",), ""), down={"b": "x"}) == 1
+    assert out_err(capsys) == ("2 checks failed:\n  a: x\n  b: y\n1 check failed:\n  a: x\nnot checked (no SSH): b\n", "")

@@ -131,7 +131,7 @@ def test_test_installs_the_test_tools_with_their_services_kept_stopped(box):
     rc, out, log = run("test", "-x")
     assert rc == 0, out
     assert installs(log) == {"nix-bin", "nginx-light", "libnginx-mod-stream", "iptables", "nftables", "iproute2",
-                             "openssh-server", "age", "zsh", "fish"}
+                             "openssh-server", "age", "zsh", "fish", "strace"}
     install = next(i for i, ln in enumerate(log) if ln.startswith("apt-get install"))
     assert log[install + 1] == "policy-rc.d present"  # nginx and sshd do not start serving while installed
     assert not (rootfs / "usr/sbin/policy-rc.d").exists()  # and the policy is gone afterwards

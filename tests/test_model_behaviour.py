@@ -66,6 +66,32 @@ def test_cluster_admins_field_is_named_plainly():
         Problem("lab", "admins[1]", f"'nope' is not {SOURCE_HELP}")]
 
 
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWVsYWItcGxhY2Vob2xkZXItcmVwbGFjZS1tZSEh"
+
+
+def test_cluster_admin_keys_cut_short_or_of_another_type_are_refused_naming_each():
+    """The pattern alone let a line cut short through (only the secrets commands refused it); the same strict
+    check (homelab.fields.ssh_key_blob) now runs where the field is defined: each bad key named, none else
+    (what the pattern refuses first, as the converter reports it, then each key that is not whole)."""
+    why = ("is not a whole {} key (its base64 does not decode to one; a line cut short or mistyped?); copy the whole "
+           "line of the admin's public key again (e.g. ~/.ssh/id_ed25519.pub)")
+    rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7"  # cut short, and its type still whole: age refuses it later
+    keys = [f"{ED25519} a@b", "ssh-ed25519 AAAAB x@y", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI!Gh2", rsa,
+            "ssh-ed25519 " + rsa.split()[1], "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= e@x"]
+    assert problems(lambda: cluster(admin_keys=keys)) == [
+        Problem("hosts/h", "admin_keys[2]", "'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI!Gh2' is not an SSH public key "
+                "(one line, e.g. \"ssh-ed25519 AAAA... you@laptop\")"),
+        Problem("hosts/h", "admin_keys[1]", "'ssh-ed25519 AAAAB' " + why.format("ssh-ed25519")),
+        Problem("hosts/h", "admin_keys[4]", f"'ssh-ed25519 {rsa.split()[1]}' " + why.format("ssh-ed25519"))]
+    assert refused(lambda: cluster(admin_keys=("ssh-rsa AAAA",))) == [
+        Problem("lab", "admin_keys[0]", "'ssh-rsa AAAA' " + why.format("ssh-rsa"))]
+    assert cluster(admin_keys=keys[:1] + keys[3:4] + keys[5:]).admin_keys == (keys[0], rsa, keys[5])
+    assert problems(lambda: cluster(admin_keys=[5, "ssh-ed25519 AAAA"])) == [  # the type first, once per key
+        Problem("hosts/h", "admin_keys[0]", "5 is an int, not an SSH public key (one line, e.g. \"ssh-ed25519 "
+                "AAAA... you@laptop\")"),
+        Problem("hosts/h", "admin_keys[1]", "'ssh-ed25519 AAAA' " + why.format("ssh-ed25519"))]
+
+
 # ---------------------------------------------------------------- option paths
 
 

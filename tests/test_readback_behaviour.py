@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import pickle
 
 import pytest
 
@@ -305,6 +306,15 @@ def test_merged_options_refuse_writes_and_deep_copy_into_a_dict():
     assert copied[1]["a"] is copied[0] and copied[0] is not inner
 
 
+def test_merged_options_copy_and_pickle_into_a_dict():
+    inner = ["x"]
+    merged = readback.MergedOptions({"a": inner})
+    shallow = copy.copy(merged)
+    assert (type(shallow), shallow, shallow["a"] is inner) == (dict, {"a": ["x"]}, True)
+    unpickled = pickle.loads(pickle.dumps(merged))  # e.g. sent to another process
+    assert (type(unpickled), unpickled) == (dict, {"a": ["x"]})
+
+
 # ---------------------------------------------------------------- contract_problems, precheck
 
 
@@ -557,3 +567,15 @@ def test_read_back_names_each_value_of_the_data_file_nix_read_otherwise(nix, tmp
     ]
     assert report.files == 4
     assert report.options["a"] == {"test.flag": True, "test.lines": "a\nm", "test.set": {"k": "v"}}
+
+
+def test_read_back_compares_with_the_prechecks_nested_files_without_nesting_them_again(nix, tmp_path, monkeypatch):
+    pre = readback.precheck(compiled_lab([module_file(rel, *defs) for rel, defs in MODEL.items()],
+                                         {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}))
+    nested: list = []
+    real = readback.nest
+    monkeypatch.setattr(readback, "nest", lambda defs: nested.append(defs) or real(defs))
+    report = read_back_lab(tmp_path, nix, {"modules/m.nix": '{ ... }: { test.set = { k = "w"; }; test.lines = "m"; }'},
+                           pre=pre)
+    assert report.problems == ["modules/m.nix: test.set.k differs: nix read 'w', the model says 'v'"] * 2  # each side
+    assert nested == []

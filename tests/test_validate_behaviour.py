@@ -575,3 +575,21 @@ def test_a_conflict_no_raw_option_explains_is_left_to_homelab():
     own = Conflict(("services", "foo", "bar"), "conflicting definitions 1 and 2", ("modules/a.nix", "modules/b.nix"))
     pre = attrs.evolve(readback.precheck(compiled), conflicts={"tokiwa": [own]})
     assert v.option_clashes(lab, compiled, pre) == ([], set())
+
+
+def test_only_lan_addresses_fill_the_lan_and_a_31_has_no_network_or_broadcast_to_leave_out():
+    """lan_without_a_free_address counts the gateway and the hosts' addresses inside the LAN, leaving out its
+    network and broadcast addresses except in a /31 (both its addresses are usable, RFC 3021): a host outside
+    the LAN takes none of its addresses (its own error says so), so one is still free for the LAN client."""
+    import ipaddress
+
+    from tests import labkit
+
+    h = attrs.evolve(labkit.seed_hosts()[0], address="192.168.20.2", roles=[ControlPlane()], tailscale_address=None)
+    for lan, gateway in (("192.168.10.0/30", "192.168.10.1"), ("192.168.10.0/31", "192.168.10.0")):
+        lab = seed_lab([h], lan=lan, gateway=gateway, nameservers=[gateway])
+        errors = [p for p in v.validate(lab) if p.severity == "error"]
+        outside = Problem("hosts/yomogi", "address", f"192.168.20.2 is outside the LAN {lan}")
+        ends = [] if ipaddress.ip_network(lan).num_addresses > 2 else [
+            err("gateway", "192.168.10.0 is the LAN's network or broadcast address")]
+        assert errors == ends + [outside], lan

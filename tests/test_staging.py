@@ -1,0 +1,66 @@
+"""The staging copy nix reads (issue 19: a hardware file per host, 10,000 of them): each hand-written import is
+copied byte for byte, hashed as it was read when asked, and a file another process staged is left alone."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+from homelab.readback import stage_hand_written
+
+
+def _lab(tmp_path):
+    root = tmp_path / "lab"
+    (root / "hosts" / "a").mkdir(parents=True)
+    (root / "hosts" / "b").mkdir(parents=True)
+    (root / "shared").mkdir()
+    (root / "hosts" / "a" / "hw.nix").write_bytes(b"{ ... }:\n{ boot.x = \"\xff\xfe not utf-8\"; }\n" * 3000)
+    (root / "shared" / "common.nix").write_text("{ }\n")
+    (root / "hosts" / "b" / "hw.nix").symlink_to("../../shared/common.nix")
+    (root / "hosts" / "a" / "disks.nix").write_text("{ disko = 1; }\n")  # beside an import: staged too
+    return root
+
+
+def test_imports_are_copied_byte_for_byte_and_hashed_as_read(tmp_path):
+    root = _lab(tmp_path)
+    base = tmp_path / "stage"
+    base.mkdir()
+    digests: dict[str, str] = {}
+    stage_hand_written(str(base), root, ["hosts/a/hw.nix", "hosts/b/hw.nix"], set(), digests=digests)
+    for rel in ("hosts/a/hw.nix", "hosts/b/hw.nix", "hosts/a/disks.nix"):
+        assert (base / rel).read_bytes() == (root / rel).read_bytes(), rel
+        assert not (base / rel).is_symlink()
+    assert digests == {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
+                       for rel in ("hosts/a/hw.nix", "hosts/b/hw.nix")}
+
+
+def test_copies_get_the_mode_shutil_gives(tmp_path):
+    root = _lab(tmp_path)
+    (root / "hosts" / "a" / "hw.nix").chmod(0o600)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    (theirs / "hosts" / "a").mkdir(parents=True)
+    stage_hand_written(str(ours), root, ["hosts/a/hw.nix"], set())
+    shutil.copyfile(root / "hosts/a/hw.nix", theirs / "hosts/a/hw.nix")
+    assert os.stat(ours / "hosts/a/hw.nix").st_mode == os.stat(theirs / "hosts/a/hw.nix").st_mode
+
+
+def test_a_file_staged_already_is_left_alone_and_not_hashed(tmp_path):
+    root = _lab(tmp_path)
+    base = tmp_path / "stage"
+    (base / "hosts" / "a").mkdir(parents=True)
+    (base / "hosts" / "a" / "hw.nix").write_text("the other process's copy\n")
+    digests: dict[str, str] = {}
+    stage_hand_written(str(base), root, ["hosts/a/hw.nix", "hosts/b/hw.nix"], set(), skip_present=True,
+                       digests=digests)
+    assert (base / "hosts/a/hw.nix").read_text() == "the other process's copy\n"
+    assert set(digests) == {"hosts/b/hw.nix"}
+
+
+def test_generated_files_beside_an_import_are_never_copied(tmp_path):
+    root = _lab(tmp_path)
+    base = tmp_path / "stage"
+    base.mkdir()
+    stage_hand_written(str(base), root, ["hosts/a/hw.nix"], {"hosts/a/disks.nix"})
+    assert sorted(os.listdir(base / "hosts" / "a")) == ["hw.nix"]
