@@ -341,3 +341,20 @@ def test_hand_written_problems_name_an_import_that_is_a_symbolic_link_to_a_file_
         nix.parse_files([tmp_path / "elsewhere" / "hw.nix"])
     assert readback.hand_written_problems(tmp_path / "lab", compiled, nix, ["a"], readback.precheck(compiled)) == [
         Problem("hosts/a", "imports", f"hw.nix is not valid Nix: {e.value.message}")]
+
+
+def test_hand_written_problems_pass_on_a_nix_failure_that_names_no_imported_file(tmp_path):
+    """nix failing for a reason of its own (out of memory, a broken store: no file of the lab named) is nix's error,
+    raised as it came for the command to report, never a problem pinned on an import nor a crash.  The real nix
+    here always names the file it could not parse, so a stand-in raises what such a failure raises."""
+    write(tmp_path, {"hosts/a/hw.nix": "{ ... }: { }"})
+    compiled = lab(CLASH_FILES, {"a": ()}, {"a": ("hosts/a/hw.nix",)})
+    failure = NixEvalError("out of memory", key=None)
+
+    class FailingNix:
+        def parse_files(self, paths):
+            raise failure
+
+    with pytest.raises(NixEvalError) as e:
+        readback.hand_written_problems(tmp_path, compiled, FailingNix(), ["a"], readback.precheck(compiled))
+    assert e.value is failure

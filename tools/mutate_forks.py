@@ -148,7 +148,9 @@ class Scheduler:
             item = next((i for i in items if name in getattr(i, "fixturenames", ())), None)
             if item is None:
                 continue
-            other = next(i for i in items if i.path != item.path)
+            other = next((i for i in items if i.path != item.path), None)
+            if other is None:  # one test file: nothing to tear its module down to, keeping the session's fixtures;
+                continue       # each child sets the fixture up itself (slower, the same verdicts)
             if any(r.failed for r in runtestprotocol(item, nextitem=other, log=False)):
                 raise SystemExit(f"mutate: {item.nodeid} fails with no mutant on: fix that first")
 
