@@ -108,13 +108,33 @@ def _subprocesses_run_unmutated_code():
     os.environ.pop("MUTANT_UNDER_TEST", None)
 
 
+# The suite's longest tests (CPU seconds under HYPOTHESIS_PROFILE=ci, one core each), collected first.  xdist
+# 3.8 (`./lab test`: -n auto, --dist load) gives each worker a first run of consecutive tests and the rest to
+# whichever is free: a two-minute test collected late ran alone at the end of the run while the other worker
+# had nothing left (the round trip through nix started 2m40s before the end of a whole run; the workers ended
+# 84 s apart).  Collected first, they start at once and the short tests fill in around them (39 s apart).
+# Only tests whose fixtures are session- or function-scoped (or cheap) are moved: a module-scoped fixture would
+# be set up once more for a test taken out of its module.
+LONGEST_FIRST = (
+    "tests/test_roundtrip_lab.py::test_random_labs_round_trip_through_nix",  # ~115 s
+    "tests/test_injection.py::test_hostile_strings_stay_strings",  # ~64 s
+    "tests/test_expect.py::test_expectations_agree_with_the_generated_options",  # ~33 s
+    "tests/test_nixvalue.py::test_any_data_round_trips_through_nix",  # ~21 s
+    "tests/test_cluster_layer.py::test_any_values_read_back_exactly",  # ~19 s
+    "tests/test_nixvalue.py::test_any_string_round_trips_through_nix",  # ~8 s
+)
+
+
 def pytest_collection_modifyitems(items):
-    """Under ./lab mutate: the quickest tests first.  mutmut runs a mutant's tests with -x, so a killed mutant
-    costs its quickest failing test, not its file order's first (mutmut hands the tests over unordered)."""
+    """The longest tests first (LONGEST_FIRST), the rest in file order.  Under ./lab mutate: the quickest tests
+    first.  mutmut runs a mutant's tests with -x, so a killed mutant costs its quickest failing test, not its
+    file order's first (mutmut hands the tests over unordered)."""
     import sys
 
     state = sys.modules.get("mutmut.state")
     if state is None or os.environ.get("MUTANT_UNDER_TEST", "") in ("", "stats", "fail", "list_all_tests"):
+        rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep their order
         return
     durations = state.state().duration_by_test
     items.sort(key=lambda item: durations.get(item.nodeid, 0.0))

@@ -44,12 +44,15 @@ from homelab.roles.tailscale import TAILSCALE_PORT
 from . import labkit
 
 
-def merged_options(lab: Lab, hostname: str) -> dict:
-    """The host's option values as homelab generates them (files merged the way NixOS merges types)."""
+def merged_options(lab: Lab) -> dict[str, dict]:
+    """Each host's option values as homelab generates them (files merged the way NixOS merges types), by host
+    name: the lab compiled once (compile_lab is a pure function of the lab), every host merged once."""
     compiled = compile_lab(lab)
-    files = [(rel, readback.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(hostname)]
-    merged, problems = readback.merge_host(files)
-    assert problems == []
+    merged = {}
+    for hostname in compiled.hosts:
+        files = [(rel, readback.nest(compiled.files[rel].definitions())) for rel in compiled.files_of(hostname)]
+        merged[hostname], problems = readback.merge_host(files)
+        assert problems == []
     return merged
 
 
@@ -250,9 +253,11 @@ def labs(draw) -> Lab:
 @given(labs())
 @settings(deadline=None)
 def test_expectations_agree_with_the_generated_options(lab):
+    options = merged_options(lab)
+    assert sorted(options) == sorted(h.hostname for h in lab.hosts)
     for host in lab.hosts:
         # random labs may break lab-wide rules, which host_expectations(lab, host) refuses unless told
-        opts = merged_options(lab, host.hostname)
+        opts = options[host.hostname]
         e = host_expectations(lab, host, validated=True)
         ids = [c.id for c in e.checks]
         assert len(ids) == len(set(ids))
@@ -317,7 +322,7 @@ def test_expectations_agree_with_the_generated_options(lab):
                 h for h in lab.with_role(DnsServer) if c.spec["server"] == str(h.tailscale_address if tailnet else h.ip))
             client = "127.0.0.1" if c.spec["server"] == "127.0.0.1" else str(host.tailscale_address if tailnet
                                                                                else host.ip)
-            corefile = merged_options(lab, dns_host.hostname)["services.coredns.config"]
+            corefile = options[dns_host.hostname]["services.coredns.config"]
             assert f".:{c.spec['port']} {{" in corefile
             block = coredns.serving_block(coredns.server_blocks(corefile), client, c.spec["port"])
             assert block is not None and coredns.acl_allows(block, client)
@@ -339,7 +344,7 @@ def test_expectations_agree_with_the_generated_options(lab):
                 "--kubelet-preferred-address-types=Hostname"
 
         # the DNS image: each node must hold what the control plane's Deployment names, as the node builds it
-        cp_image = merged_options(lab, lab.control_plane.hostname).get("services.kubernetes.addons.dns.corednsImage")
+        cp_image = options[lab.control_plane.hostname].get("services.kubernetes.addons.dns.corednsImage")
         images = {(c.spec["reference"], c.scope) for c in of(e, "image")}
         if cp_image is None:
             assert images == set()

@@ -10,14 +10,21 @@ from hypothesis import strategies as st
 
 from homelab import Pkg, default, force
 from homelab.nixvalue import NixValueError, _indented_ok, attr_name, quote, render
+from homelab.pynix_eval import MAX_ARG_EXPR, NixEvalError
 from homelab.readback import STUB_LIB, stub_pkgs, to_json
+
+
+HEAD = f"let lib = {STUB_LIB}; pkgs = {stub_pkgs(['htop', 'linuxPackages_rpi4', 'a.b'])}; in [\n"
+
+
+def element(value) -> str:
+    """One value as an element of the list nix evaluates: rendered, in parentheses, on its own line."""
+    return f"  ({render(value, '  ')})"
 
 
 def nix_eval_values(nix, values: list) -> list:
     """Render each value, evaluate them all in one nix process, return the JSON nix prints."""
-    body = "\n".join(f"  ({render(v, '  ')})" for v in values)
-    expr = f"let lib = {STUB_LIB}; pkgs = {stub_pkgs(['htop', 'linuxPackages_rpi4', 'a.b'])}; in [\n{body}\n]"
-    return nix.eval_expr(expr)
+    return nix.eval_expr(HEAD + "\n".join(element(v) for v in values) + "\n]")
 
 
 def test_scalars_render_as_nix_writes_them():
@@ -101,10 +108,74 @@ multiline = st.lists(st.one_of(st.text(st.characters(exclude_characters="\x00\n"
                      min_size=1, max_size=6).map(lambda xs: "\n".join(xs) + "\n")
 
 
-@given(st.lists(st.one_of(hostile, multiline), min_size=1, max_size=8))
-@settings(suppress_health_check=[HealthCheck.too_slow])
-def test_any_string_round_trips_through_nix(nix, strings):
-    assert nix_eval_values(nix, strings) == strings
+def drawn(strategy) -> list[tuple[list, list[str]]]:
+    """Every example hypothesis draws from ``strategy`` (as many as the profile asks: >= 1,000 in CI), with its
+    values rendered as list elements.  Rendering happens while hypothesis draws, so a value ``render`` refuses
+    fails as a hypothesis example does, shrunk."""
+    examples = []
+
+    @settings(suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def draw(values):
+        examples.append((values, [element(v) for v in values]))
+
+    draw()
+    assert len(examples) >= settings().max_examples  # hypothesis drew every example the profile asks for
+    return examples
+
+
+def each_round_trips(nix, examples, same) -> None:
+    """Real nix reads every example's values back ``same`` (got, values) as they went in.
+
+    The examples go to nix in as few processes as hold them: the list one example's values make, with the
+    next examples' values after them, each element on its own line as before, up to MAX_ARG_EXPR bytes (so nix
+    reads the expression from argv, as it read one example's).  A nix process costs ~40 ms of CPU, most of
+    this test when every example had its own; what nix reads of each example and what must come back are
+    unchanged, and each example now also sits between others.  When a batch does not come back whole, its
+    examples are read back one by one and the smallest that fails is the failure (if only the batch fails,
+    the batch is)."""
+    batches, batch, size = [], [], len(HEAD.encode()) + 1
+    for values, lines in examples:
+        n = sum(len(ln.encode()) + 1 for ln in lines)
+        if batch and size + n > MAX_ARG_EXPR:
+            batches.append(batch)
+            batch, size = [], len(HEAD.encode()) + 1
+        batch.append((values, lines))
+        size += n
+    batches.append(batch)
+    for batch in batches:
+        expr = HEAD + "\n".join(ln for _, lines in batch for ln in lines) + "\n]"
+        try:
+            got = nix.eval_expr(expr)
+        except NixEvalError:
+            got = None
+        if isinstance(got, list) and len(got) == sum(len(values) for values, _ in batch):
+            at, whole = 0, True
+            for values, _ in batch:
+                whole = whole and same(got[at:at + len(values)], values)
+                at += len(values)
+            if whole:
+                continue
+        failing = []
+        for values, _ in batch:
+            try:
+                back = nix_eval_values(nix, values)
+            except NixEvalError as e:
+                failing.append((values, e))
+                continue
+            if not same(back, values):
+                failing.append((values, back))
+        if failing:
+            values, back = min(failing, key=lambda f: len(repr(f[0])))
+            pytest.fail(f"{len(failing)} of {len(batch)} examples do not round-trip through nix; the smallest, "
+                        f"{values!r}, came back as {back!r}")
+        pytest.fail(f"each of these {len(batch)} examples round-trips alone, but not together: "
+                    f"{[values for values, _ in batch]!r} came back as {got!r}")
+
+
+def test_any_string_round_trips_through_nix(nix):
+    examples = drawn(st.lists(st.one_of(hostile, multiline), min_size=1, max_size=8))
+    each_round_trips(nix, examples, lambda got, strings: got == strings)
 
 
 json_leaf = st.one_of(st.booleans(), st.none(), st.integers(-(2**63), 2**63 - 1), hostile)
@@ -115,9 +186,8 @@ nix_data = st.recursive(
 )
 
 
-@given(st.lists(nix_data, min_size=1, max_size=4))
-@settings(suppress_health_check=[HealthCheck.too_slow])
-def test_any_data_round_trips_through_nix(nix, values):
-    back = nix_eval_values(nix, values)
+def test_any_data_round_trips_through_nix(nix):
+    examples = drawn(st.lists(nix_data, min_size=1, max_size=4))
     # nix prints attribute sets with sorted keys; compare as JSON data
-    assert json.dumps(back, sort_keys=True) == json.dumps(values, sort_keys=True)
+    each_round_trips(nix, examples,
+                     lambda got, values: json.dumps(got, sort_keys=True) == json.dumps(values, sort_keys=True))

@@ -108,7 +108,8 @@ def test_random_labs_round_trip_through_nix(nix, lab):
     assume(_no_prefix_clash(lab))
     assert [p for p in validate(lab) if p.severity == "error"] == []
     compiled = compile_lab(lab)
-    problems = readback.precheck(compiled).all_problems()
+    pre = readback.precheck(compiled)
+    problems = pre.all_problems()
     assume(not any("conflicting" in p for p in problems))  # random user options may clash with roles
     assert problems == []
     texts = render.render_all(compiled)
@@ -117,7 +118,7 @@ def test_random_labs_round_trip_through_nix(nix, lab):
         for rel, t in texts.items():
             (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / rel).write_text(t)
-        report = readback.read_back(Path(tmp), compiled, nix)
+        report = readback.read_back(Path(tmp), compiled, nix, pre=pre)  # the build hands its precheck over too
     assert report.problems == []
     assert report.nix_calls == 1
     for h in lab.hosts:

@@ -43,7 +43,8 @@ stat -c %a "$work" > "$STUB_LOG/mode"
 ls "$work" > "$STUB_LOG/files"
 case "$NIX_STUB" in
   fail) exit 1 ;;
-  interrupt) kill -INT "$PPID"; sleep 30; exit 0 ;;
+  interrupt) kill -INT "$PPID"; exec sleep 30 ;;  # exec: the build homelab kills on Ctrl-C is the sleeper (a
+    # sleep of its own would hold homelab's stdout open and the test would wait the 30 s for it)
   vm-dies)
     mkdir -p "$out/bin"
     printf '#!/bin/sh\\necho booting; exit 3\\n' > "$out/bin/run-tokiwa-vm"
