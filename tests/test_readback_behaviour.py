@@ -23,6 +23,8 @@ from homelab.nixmodule import ModuleFile, Section
 from homelab.pynix_eval import NixEvalError
 from homelab.readback import Conflict
 
+from .readbackkit import flattened, force  # noqa: F401 - flattened is a fixture
+
 C = Contract((
     OptionFact("test.alpha", t.bool_, "test.nix"),
     OptionFact("test.flag", t.bool_, "test.nix"),
@@ -31,24 +33,6 @@ C = Contract((
     OptionFact("test.set", t.AttrsOf(t.str_), "test.nix"),
 ))
 
-
-def force(content, priority=50):
-    return {"_type": "override", "priority": priority, "content": content}
-
-
-@pytest.fixture
-def flattened(monkeypatch):
-    """The nested sets flattened whole (a file's definitions), one entry per call."""
-    calls: list[dict] = []
-    real = readback.flatten
-
-    def spy(nested, prefix=(), contract=None):
-        if prefix == ():
-            calls.append(nested)
-        return real(nested, prefix, contract)
-
-    monkeypatch.setattr(readback, "flatten", spy)
-    return calls
 
 
 @pytest.fixture

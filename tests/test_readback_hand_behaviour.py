@@ -26,6 +26,8 @@ from homelab.errors import Problem
 from homelab.nixmodule import ModuleFile, Section
 from homelab.pynix_eval import NixEvalError
 
+from .readbackkit import flattened, force  # noqa: F401 - flattened is a fixture
+
 CH = Contract((
     OptionFact("test.alpha", t.bool_, "test.nix"),
     OptionFact("test.flag", t.bool_, "test.nix"),
@@ -36,9 +38,6 @@ CH = Contract((
     OptionFact("boot.loader.systemd-boot.enable", t.bool_, "test.nix"),
 ))
 
-
-def force(content, priority=50):
-    return {"_type": "override", "priority": priority, "content": content}
 
 
 def lab(files: dict[str, tuple], hosts: dict[str, tuple[str, ...]], hand: dict[str, tuple[str, ...]] = {}
@@ -54,21 +53,6 @@ def write(root: Path, texts: dict[str, str]) -> None:
     for rel, text in texts.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-
-
-@pytest.fixture
-def flattened(monkeypatch):
-    """The nested sets flattened whole (a file's definitions), one entry per call."""
-    calls: list[dict] = []
-    real = readback.flatten
-
-    def spy(nested, prefix=(), contract=None):
-        if prefix == ():
-            calls.append(nested)
-        return real(nested, prefix, contract)
-
-    monkeypatch.setattr(readback, "flatten", spy)
-    return calls
 
 
 # ---------------------------------------------------------------- one definition against a generated one
