@@ -156,15 +156,38 @@ _SLICE = 0.25  # seconds: how long a wait for nix may block before Python looks 
 
 def _communicate(proc: subprocess.Popen, stdin: str | None, limit: float) -> tuple[str, str]:
     """``proc.communicate`` within ``limit`` seconds, in slices: a SIGTERM or SIGINT the kernel hands to another
-    thread (the clash check's) sets Python's flag only, and the main thread acts on it when its wait returns."""
+    thread (the clash check's) sets Python's flag only, and the main thread acts on it when its wait returns.
+    ``stdin`` is written by a thread of its own: communicate() called again after a slice does not go on
+    writing its input (CPython watches stdin only on the call given the input), so nix waited for the rest of a
+    large expression until the time limit (a 10,000-host read-back did)."""
+    writer = None
+    if stdin is not None and proc.stdin is not None:
+        pipe, proc.stdin = proc.stdin, None  # communicate() now reads nix's output only
+        writer = threading.Thread(target=_write_all, args=(pipe, stdin), name="homelab-nix-stdin", daemon=True)
+        writer.start()
     deadline = time.monotonic() + limit
-    while True:
+    try:
+        while True:
+            try:
+                return proc.communicate(None, timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
+    finally:
+        if writer is not None:  # done (nix read it all, or ended: the caller kills nix on a time-out)
+            writer.join(_SLICE)
+
+
+def _write_all(pipe, text: str) -> None:
+    """``text`` to nix's stdin, then end of file; nix that ended early (an error) reads no more: not ours to say."""
+    try:
+        pipe.write(text)
+        pipe.close()
+    except (BrokenPipeError, OSError, ValueError):
         try:
-            return proc.communicate(stdin, timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline:
-                raise
-            stdin = None  # given once: communicate goes on sending what is left of it
+            pipe.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
 
 
 _HOLD: dict[str, Any] = {"depth": 0, "held": None}  # the main thread's (signal handlers run there)

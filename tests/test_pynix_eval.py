@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from homelab import pynix_eval
 from homelab.pynix_eval import Nix, NixEvalError, NixNotFound, NixTimeout, nix_string
 
 
@@ -58,6 +59,15 @@ def test_big_expressions_go_through_stdin(nix):
     items = " ".join(f'"k{i}" = {i};' for i in range(20000))  # > 128 KiB, the argv string limit
     assert len(items) > 200_000
     assert nix.eval_expr("builtins.length (builtins.attrNames { " + items + " })") == 20000
+
+
+def test_a_big_expression_is_written_whole_however_long_the_writing_takes(monkeypatch):
+    """The wait for nix is cut in slices (so a signal is acted on): writing stdin goes on across them.  With
+    slices far shorter than writing 4 MB takes, nix got the first slice's part only and waited for the rest
+    until the time limit (a 10,000-host build's read-back did, whenever writing took over 0.25 s)."""
+    monkeypatch.setattr(pynix_eval, "_SLICE", 0.001)
+    text = "a" * 4_000_000
+    assert Nix(timeout=20).eval_expr(f'builtins.stringLength "{text}"') == 4_000_000
 
 
 def test_nix_string_round_trips(nix):
