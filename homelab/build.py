@@ -163,22 +163,16 @@ def _read_back_staged(root: Path, p: Prepared, texts: dict[str, str], names: tup
             # the clash check's nix process runs beside the read-back's (both cores); its answer counts only
             # when nix read every file back as the model says
             specs, clash_check = readback.start_clash_check(Path(tmp), p.compiled, nix, list(names), p.pre)
-            try:
-                rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
-                clashes = [] if rep.problems else readback.hand_written_clashes(
-                    Path(tmp), p.compiled, nix, list(names), p.pre, specs=specs,
-                    described=clash_check.result if clash_check else None)
-            except NixError as e:  # name the lab's files, never the staging copy
-                if isinstance(e, NixNotFound):
-                    raise
-                raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
-            except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the clash check's nix too, at once, before the copy goes
-                nix.stop()
-                raise
-            finally:
-                if clash_check:
-                    clash_check.wait()  # its nix process reads the staging copy: done before the copy goes
-                nix.stopped = False  # no nix of this build runs now: the handle serves the caller again
+            with readback.clash_check_running(nix, clash_check):  # Ctrl-C, SIGTERM: its nix ends at once too
+                try:
+                    rep = readback.read_back(Path(tmp), p.compiled, nix, only, pre=p.pre)
+                    clashes = [] if rep.problems else readback.hand_written_clashes(
+                        Path(tmp), p.compiled, nix, list(names), p.pre, specs=specs,
+                        described=clash_check.result if clash_check else None)
+                except NixError as e:  # name the lab's files, never the staging copy
+                    if isinstance(e, NixNotFound):
+                        raise
+                    raise type(e)(_unstaged(e.message, tmp), key=e.key) from None
             rep = attrs.evolve(rep, nix_calls=nix.calls - calls)
     except NixUnusable:  # nix is there but cannot be used: its own message and fix, not "install nix"
         raise

@@ -936,6 +936,28 @@ def start_clash_check(root: Path, compiled: Compiled, nix: Nix, hosts: list[str]
     return specs, (Pending(_describe, root, specs[0], nix) if specs[0] else None)
 
 
+class clash_check_running:
+    """``with`` around the work beside a started clash check (:func:`start_clash_check`): on the way out its
+    nix process is done before the staging folder goes; Ctrl-C or SIGTERM ends it (and any nix of ``nix``) at
+    once instead of waiting for it.  The handle serves its caller again afterwards."""
+
+    def __init__(self, nix: Nix, pending: Pending | None):
+        self.nix, self.pending = nix, pending
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, tb) -> bool:
+        try:
+            if kind is not None and issubclass(kind, KeyboardInterrupt):
+                self.nix.stop()
+        finally:
+            if self.pending:
+                self.pending.wait()  # its nix process reads the staging copy: done before the copy goes
+            self.nix.stopped = False  # no nix of this build runs now
+        return False
+
+
 _NOT_FOUND = {"found": False}
 
 

@@ -149,7 +149,7 @@ def _verify(job: _Job, half: _Half) -> int:
     calls = nix.calls
     base = Path(job.base)
     specs, clash_check = readback.start_clash_check(base, job.compiled, nix, half.hosts, job.pre)
-    try:
+    with readback.clash_check_running(nix, clash_check):
         rep = readback.read_back(base, job.compiled, nix, half.hosts, pre=job.pre, with_data=half.data)
         if rep.problems:
             raise _Fallback("nix read back something else than the model says")
@@ -157,9 +157,6 @@ def _verify(job: _Job, half: _Half) -> int:
                                                 described=clash_check.result if clash_check else None)
         if clashes:
             raise _Fallback("the hand-written imports have something to say")
-    finally:
-        if clash_check:
-            clash_check.wait()
     return nix.calls - calls
 
 
