@@ -76,6 +76,16 @@ def loaded(tmp: Path, **make_args) -> tuple[Path, Path, object]:
     return root, keys, load_or_raise(root, secrets=False)[0]
 
 
+def fresh(base: tuple[Path, Path, object], tmp_path: Path, monkeypatch) -> tuple[Path, Path, object]:
+    """A copy of a module's lab (``loaded``'s triple) for one test at ``tmp_path``/lab, with no age identity from
+    the environment (HOMELAB_AGE_IDENTITY): each test file adds what else it keeps away (~/.ssh, the cwd)."""
+    root, keys, lab_ = base
+    copy = tmp_path / "lab"
+    shutil.copytree(root, copy)
+    monkeypatch.delenv("HOMELAB_AGE_IDENTITY", raising=False)
+    return copy, keys, lab_
+
+
 def homelab(root: Path, *args: str, stdin: bytes | None = None, env: dict | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}

@@ -9,7 +9,6 @@ from the real ssh-keygen (tests/secretlab.py).
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,8 @@ def base(tmp_path_factory):
 @pytest.fixture
 def lab(base, tmp_path, monkeypatch):
     """A fresh copy of the lab for one test; no identity from the environment or ~/.ssh."""
-    root, keys, lab_ = base
-    copy = tmp_path / "lab"
-    shutil.copytree(root, copy)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("HOMELAB_AGE_IDENTITY", raising=False)
-    return copy, keys, lab_
+    return secretlab.fresh(base, tmp_path, monkeypatch)
 
 
 def listing(root: Path) -> dict[str, bytes]:

@@ -14,7 +14,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -42,14 +41,10 @@ def base(tmp_path_factory):
 @pytest.fixture
 def lab(base, tmp_path, monkeypatch):
     """A fresh copy of the lab; the current folder an empty scratch folder (nothing may be written there)."""
-    root, keys, lab_ = base
-    copy = tmp_path / "lab"
-    shutil.copytree(root, copy)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    monkeypatch.delenv("HOMELAB_AGE_IDENTITY", raising=False)
-    return copy, keys, lab_
+    return secretlab.fresh(base, tmp_path, monkeypatch)
 
 
 def files(root: Path) -> dict[str, bytes]:

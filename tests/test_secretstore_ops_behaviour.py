@@ -38,14 +38,10 @@ def base(tmp_path_factory):
 @pytest.fixture
 def lab(base, tmp_path, monkeypatch):
     """A fresh copy of the lab for one test; no identity from the environment or ~/.ssh."""
-    root, keys, lab_ = base
-    copy = tmp_path / "lab"
-    shutil.copytree(root, copy)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("HOMELAB_AGE_IDENTITY", raising=False)
-    return copy, keys, lab_
+    return secretlab.fresh(base, tmp_path, monkeypatch)
 
 
 def pub(keys: Path, who: str) -> str:
