@@ -334,15 +334,16 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
         if finished and mine is None:  # the child's own reason, when it stopped before it was asked to
             theirs_done = _read_result(results_r)
         _close(results_r)
+    gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
+    if gone:
+        why.pop(0)
     if theirs_done is not None and "fallback" in theirs_done:
         reason, quiet = theirs_done["fallback"]
-        if why and why[0][0] == _GONE:  # this half stopped because the child had: the child's reason only
-            why.pop(0)
         why.append((str(reason), bool(quiet)))
         return None
-    if mine is None:
+    if mine is None and not gone:
         return None
-    if theirs_done is None:
+    if mine is None or theirs_done is None:
         why.append((f"the second process ended without its result ({_status(status)})", False))
         return None
     return [mine, theirs_done]
