@@ -96,15 +96,16 @@ def tree(root: Path) -> dict[str, bytes]:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
-def lab_warnings(root: Path, tmp_path: Path) -> list[str]:
+@pytest.fixture(scope="module")
+def warned(lab_source, tmp_path_factory) -> list[str]:
     """The lab's own warnings, as every build of it says them first (`build --check` runs no nix)."""
-    p = run(root, tmp_path / "cache-check", 0, "--check")
+    p = run(lab_source, tmp_path_factory.mktemp("cache-check"), 0, "--check")
     lines = p.stderr.splitlines()
     assert lines and all(": warning: " in line for line in lines), p.stderr
     return lines
 
 
-def test_a_nix_failure_in_the_second_process_is_said_in_one_line(lab_source, tmp_path, nix):
+def test_a_nix_failure_in_the_second_process_is_said_in_one_line(lab_source, warned, tmp_path, nix):
     one = copy_lab(lab_source, tmp_path / "one")
     two = copy_lab(lab_source, tmp_path / "two")
     bindir, pids = stand_in(tmp_path, "fail")
@@ -113,13 +114,12 @@ def test_a_nix_failure_in_the_second_process_is_said_in_one_line(lab_source, tmp
     assert (a.returncode, b.returncode) == (0, 0), b.stderr
     assert len(pids.read_text().split()) == 1  # the stand-in failed one read-back
     assert "(2 nix processes)" in b.stdout  # the build was done again, in one process
-    warned = lab_warnings(one, tmp_path)
     assert a.stderr.splitlines() == warned
     assert b.stderr.splitlines() == [*warned, SAID + "nix failed: planted failure of the second process's read-back"]
     assert tree(one) == tree(two) and files.stale_temps(two) == []
 
 
-def test_a_clash_check_warning_is_said_with_why_the_build_took_one_process(lab_source, tmp_path, nix):
+def test_a_clash_check_warning_is_said_with_why_the_build_took_one_process(lab_source, warned, tmp_path, nix):
     """A hand-written import sets an option homelab sets, with an expression of ``config``: a warning, which a
     two-process build does not pass on; the one-process build says it (after the line)."""
     runs = []
@@ -131,7 +131,6 @@ def test_a_clash_check_warning_is_said_with_why_the_build_took_one_process(lab_s
         p = run(root, tmp_path / f"cache-{name}", parallel)
         assert p.returncode == 0 and "(2 nix processes)" in p.stdout, p.stdout + p.stderr
         runs.append((p.stderr.splitlines(), tree(root)))
-    warned = lab_warnings(tmp_path / "one", tmp_path)
     clash = ("hosts/n0007: imports: warning: hardware-configuration.nix sets networking.hostName with an expression "
              "homelab cannot evaluate without nixpkgs, and homelab sets it to 'n0007' in hosts/n0007/default.nix; "
              "unless one of them is lib.mkForce, NixOS will refuse the two")
@@ -141,7 +140,8 @@ def test_a_clash_check_warning_is_said_with_why_the_build_took_one_process(lab_s
     assert runs[0][1] == runs[1][1]
 
 
-def test_a_problem_in_the_lab_is_said_once_and_with_homelab_debug_the_reason_too(lab_source, tmp_path, nix):
+def test_a_problem_in_the_lab_is_said_once_and_with_homelab_debug_the_reason_too(lab_source, warned, tmp_path,
+                                                                                 nix):
     """A hand edit in the second process's half: the one-process build names it (exit 2) and nothing more is
     said (tests/test_shard.py compares the whole output); HOMELAB_DEBUG=1 adds the reason the two processes
     gave up."""
@@ -155,7 +155,6 @@ def test_a_problem_in_the_lab_is_said_once_and_with_homelab_debug_the_reason_too
     assert (quiet.returncode, debug.returncode) == (2, 2)
     edited = ("hosts/n0006/default.nix: file: was edited by hand since homelab generated it; put the change into "
               "host.py (options= or imports=) and run the build again, or run it with --force to overwrite the edit")
-    warned = lab_warnings(root, tmp_path)
     said = ["homelab: 1 problem; nothing was written:", f"  {edited}"]
     assert quiet.stderr.splitlines() == [*warned, *said]
     assert debug.stderr.splitlines() == [*warned, SAID + "a problem in the lab: " + edited, *said]

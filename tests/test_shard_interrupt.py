@@ -21,20 +21,11 @@ from pathlib import Path
 import pytest
 
 from homelab import files, shard
-from tests.test_bench_runs import bench_module
+from tests.test_shard_fallback import lab_source, warned  # noqa: F401 - fixtures: the 8 hosts, their warnings
 
 from .conftest import REPO, copy_lab
 
-HOSTS = 8
 NIX_PROCESSES = 4  # a read-back and a clash check in each half (every host has a hand-written hardware file)
-
-
-@pytest.fixture(scope="module")
-def lab_source(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shard-interrupt-lab")
-    bench = bench_module()
-    bench.write_lab(bench.synthetic_lab(HOSTS), root)
-    return root
 
 
 def _alive(pid: int) -> bool:
@@ -69,8 +60,8 @@ def _pids(path: Path) -> list[int]:
     (signal.SIGINT, True, "homelab: interrupted"),  # Ctrl-C: the terminal's process group, the child too
     (signal.SIGTERM, True, "homelab: interrupted (SIGTERM)"),  # kill -- -PGID (a service manager's stop)
 ])
-def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab_source, tmp_path, sig, to_group,
-                                                                            said):
+def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab_source, warned, tmp_path, sig,
+                                                                            to_group, said):
     if not shard.available():
         pytest.skip("no fork or a single core: the two-process path is never taken here")
     root = copy_lab(lab_source, tmp_path / "lab")
@@ -87,10 +78,6 @@ def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    # the lab's own warnings, as any build of it says them first (`build --check` says them and runs no nix)
-    warned = subprocess.run([sys.executable, "-m", "homelab", "build", "--check", "--root", str(root)], env=env,
-                            capture_output=True, text=True, timeout=120).stderr.splitlines()
-    assert warned and all(": warning: " in line for line in warned), warned
     proc = subprocess.Popen([sys.executable, "-m", "homelab", "build", "-q", "--root", str(root)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=own_group_sigint_default)
