@@ -102,7 +102,8 @@ def _reason(e: BaseException) -> _Why:
         return e.reason, e.quiet
     if isinstance(e, LabError):
         more = len(e.problems) - 1
-        return f"a problem in the lab: {_line(str(e.problems[0]))}" + (f" (and {more} more)" if more else ""), True
+        first = _line(str(e.problems[0]) if e.problems else str(e))
+        return f"a problem in the lab: {first}" + (f" (and {more} more)" if more > 0 else ""), True
     if isinstance(e, (NixNotFound, NixTimeout)):  # "nix-instantiate not found ...", "... did not finish within 120 s"
         return _line(e.message), isinstance(e, NixNotFound)
     if isinstance(e, NixError):
