@@ -348,14 +348,24 @@ def tailscale_address_unusable(ctx: HostContext) -> Iterator[Problem]:
 
 def field_without_its_role(ctx: HostContext) -> Iterator[Problem]:
     """A host field only a role brings to life (``Role.host_fields``), set on a host without that role."""
-    from .roles import BUILTIN
-
-    kinds = {type(r) for r in ctx.host.roles}
-    for role_type in dict.fromkeys((*BUILTIN, *ctx.lab.role_types)):
-        for field, what in role_type.host_fields:
-            if getattr(ctx.host, field) is not None and role_type not in kinds:
+    host = ctx.host
+    kinds = None
+    for role_type, field, what in _host_fields(ctx.lab):
+        if getattr(host, field) is not None:
+            kinds = {type(r) for r in host.roles} if kinds is None else kinds
+            if role_type not in kinds:
                 yield ctx.warn(field, f"is set but the host has no {role_type.__name__}() role, so nothing brings "
                                f"{what} up")
+
+
+def _host_fields(lab: Lab) -> tuple[tuple[type, str, str], ...]:
+    """Every (role type, host field, what it brings up) of ``Role.host_fields``, built-in roles first: once per
+    lab, not once per host."""
+    from .roles import BUILTIN
+
+    return lab.derived("validate: host fields", lambda: tuple(
+        (role_type, field, what) for role_type in dict.fromkeys((*BUILTIN, *lab.role_types))
+        for field, what in role_type.host_fields))
 
 
 def repeated_role(ctx: HostContext) -> Iterator[Problem]:
