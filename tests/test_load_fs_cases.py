@@ -102,7 +102,7 @@ def _expected() -> set[tuple[str, str, str]]:
         return (p.where, p.field, p.reason)
 
     return {
-        ("hosts/gone", "folder", f"is a symbolic link to {{lab}}/nowhere, which does not exist"),
+        ("hosts/gone", "folder", "is a symbolic link to {lab}/nowhere, which does not exist"),
         ("hosts/dirhost", "host.py", "is a folder, not a Python file; nothing was removed"),
         ("hosts/danglinghost", "host.py", "is a symbolic link to missing.py, which does not exist; nothing was removed"),
         ("hosts/fifohost", "host.py", "is not a regular file; nothing was removed"),
