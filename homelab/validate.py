@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import attrs
 
-from . import firewall
+from . import firewall, forked
 from .errors import LabError, Problem
 from .component import problems as component_problems
 from .hardware import arch_mismatches
@@ -539,10 +539,37 @@ def validate(lab: Lab) -> list[Problem]:
     cps = [h for h in lab.hosts if h.is_control_plane]
     dns_addon = any(getattr(r, "dns_addon", False) for h in cps for r in h.roles if r.control_plane)
     out = validate_cluster(lab.cluster, len(lab.kubernetes_nodes), dns_addon)
-    for h in lab.hosts:
+    hosts = lab.hosts
+    if len(hosts) < 2 or not 0 < forked.threshold() <= len(hosts) or not forked.possible():
+        out += host_problems(lab, hosts)
+        out += [p for rule in LAB_RULES for p in rule(lab)]
+        return out
+    # a large lab: the last hosts are checked by a child on the other core, while this process checks the
+    # first ones and then the lab as a whole (about a third of the work, hence the 40 %)
+    mine = len(hosts) * 2 // 5
+    child = forked.start(host_problems, lab, hosts[mine:])
+    try:
+        out += host_problems(lab, hosts[:mine])
+        try:
+            lab_problems, lab_error = [p for rule in LAB_RULES for p in rule(lab)], None
+        except Exception as e:  # noqa: BLE001 - raised below, unless a host's rule raises first (as in one process)
+            lab_problems, lab_error = [], e
+    except BaseException:
+        child.stop()
+        raise
+    answered, theirs = child.result()
+    out += theirs if answered else host_problems(lab, hosts[mine:])  # no answer: here, as in one process
+    if lab_error is not None:
+        raise lab_error
+    return out + lab_problems
+
+
+def host_problems(lab: Lab, hosts) -> list[Problem]:
+    """The problems of each of ``hosts`` (the lab's), in their order: every host rule of each."""
+    out: list[Problem] = []
+    for h in hosts:
         ctx = HostContext(lab, h)
         out += [p for rule in HOST_RULES for p in rule(ctx)]
-    out += [p for rule in LAB_RULES for p in rule(lab)]
     return out
 
 
