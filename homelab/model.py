@@ -72,8 +72,15 @@ def option_path(dotted: str) -> tuple[str, ...]:
 
 def option_path_problem(path: Any) -> str | None:
     """Why ``path`` is not an option path a host.py may set, or None."""
+    if type(path) is str:  # noqa: E721 - exactly str: the same few paths on every host of a large lab
+        return _str_path_problem(path)
     if not isinstance(path, str):
         return fields.wrong_type(path, "a dotted option path (a string)")
+    return _str_path_problem.__wrapped__(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _str_path_problem(path: str) -> str | None:
     if not _OPTION_PATH.fullmatch(path):
         return (f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
                 "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
