@@ -14,7 +14,7 @@ files only after this process staged them.  Each writes its temporaries only onc
 one of its files back as the model says and found no hand-written clash, warning or error; the
 renames (modules first, then the hosts' entries), the deletions and the durability syncs are done
 here, only after both halves succeeded, under the lab's lock.  Anything else (a problem of any kind
-in either half, a warning of the clash check, a child that crashed or was killed, no nix) takes back
+in either half, its hosts' precheck's too, a warning of the clash check, a child that crashed or was killed, no nix) takes back
 every temporary and returns None: the caller then builds the single-process way, which finds the
 same problem and says it exactly as a build of a small lab does, or succeeds the same way.  Generated
 files are byte for byte those of the single-process build.
