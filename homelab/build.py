@@ -137,11 +137,12 @@ class BuildResult:
     stale: tuple[str, ...] = ()  # with check=True: the files a build would change
     also_built: tuple[str, ...] = ()  # hosts added because they import a module file the build changes
     verified: readback.Report | None = None
-    verify_seconds: float = 0.0
+    verify_seconds: float = 0.0  # with processes=2: the slower process's (both ran at once)
     warnings: tuple[Problem, ...] = ()
     # lab-relative path -> SHA-256 of the content this build read or wrote (a two-process build's; for the no-op
     # record, which then need not read those files again)
     digests: dict[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+    processes: int = 1  # how many processes rendered, verified and wrote the files (2: homelab.shard)
 
     @property
     def changed(self) -> bool:
@@ -227,7 +228,7 @@ def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool,
         done = shard.build(root, lab, tuple(warnings), nix, force=force)  # None: build in one process
         if done is not None:
             return BuildResult(done.hosts, done.written, done.unchanged, done.removed, (), (), done.report,
-                               done.seconds, done.warnings, digests=done.digests)
+                               done.seconds, done.warnings, digests=done.digests, processes=2)
     p = prepare(lab, warnings)
     only = sorted(hosts) if hosts else None
     also: tuple[str, ...] = ()

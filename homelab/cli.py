@@ -180,8 +180,9 @@ def _build_command(args) -> int:
     if res.also_built:
         _err(f"note: also building {', '.join(res.also_built)}: they import module files this build changes")
     rep = res.verified
-    verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written "
-                f"ones in {res.verify_seconds:.2f} s ({rep.nix_calls} nix process{'es' if rep.nix_calls != 1 else ''})") \
+    split = "the slower of two processes; " if res.processes == 2 else ""  # homelab.shard: they ran at once
+    verified = (f"; nix read back {rep.files} generated files and parsed {rep.hand_written} hand-written ones in "
+                f"{res.verify_seconds:.2f} s ({split}{rep.nix_calls} nix process{'es' if rep.nix_calls != 1 else ''})") \
         if rep else \
         "; NOT verified by nix (--no-verify)"
     n = len(res.hosts)

@@ -14,10 +14,17 @@ files only after this process staged them.  Each writes its temporaries only onc
 one of its files back as the model says and found no hand-written clash, warning or error; the
 renames (modules first, then the hosts' entries), the deletions and the durability syncs are done
 here, only after both halves succeeded, under the lab's lock.  Anything else (a problem of any kind
-in either half, its hosts' precheck's too, a warning of the clash check, a child that crashed or was killed, no nix) takes back
-every temporary and returns None: the caller then builds the single-process way, which finds the
-same problem and says it exactly as a build of a small lab does, or succeeds the same way.  Generated
-files are byte for byte those of the single-process build.
+in either half, its hosts' precheck's too, a warning of the clash check, a child that crashed or was
+killed, no nix) takes back every temporary and returns None: the caller then builds the single-process
+way, which finds the same problem and says it exactly as a build of a small lab does, or succeeds the
+same way.  Generated
+files are byte for byte those of the single-process build.  Why it went back to one process is said in one
+line on stderr (``homelab: building in one process instead of two: ...``), unless the single-process build
+stops on that reason and names it itself (a problem of the lab's, no nix); ``HOMELAB_DEBUG=1`` says every
+reason.
+
+Stopped by SIGTERM or Ctrl-C, this process asks the child to stop (SIGTERM), which ends its nix processes
+(each in a session of its own) before it exits, and waits for it: no process of the build outlives it.
 """
 
 from __future__ import annotations
@@ -75,12 +82,58 @@ class Done:
     unchanged: tuple[str, ...]
     removed: tuple[str, ...]
     report: readback.Report
-    seconds: float  # staging and reading back, the slower half
+    seconds: float  # staging and reading back: the slower half's (the halves run at once)
     digests: dict[str, str]  # lab-relative path -> SHA-256 of its content, as this build read or wrote it
 
 
 class _Fallback(Exception):
-    """The two-process build stops here; the single-process build decides what to say."""
+    """The two-process build stops here; the single-process build decides what to say.  ``quiet``: it stops on it
+    and names it (a problem of the lab's), so it is said only with ``HOMELAB_DEBUG``."""
+
+    def __init__(self, reason: str, quiet: bool = False):
+        super().__init__(reason)
+        self.reason, self.quiet = reason, quiet
+
+
+_Why = tuple[str, bool]  # why a build went back to one process, and whether that build names it itself
+
+
+def _reason(e: BaseException) -> _Why:
+    """What to say of a half's exception, in one line, and whether the single-process build stops on it and
+    names it itself (a problem of the lab's: exit 2; no nix: exit 4)."""
+    from .errors import LabError
+    from .pynix_eval import NixError, NixNotFound, NixTimeout
+
+    if isinstance(e, _Fallback):
+        return e.reason, e.quiet
+    if isinstance(e, LabError):
+        more = len(e.problems) - 1
+        first = _line(str(e.problems[0]) if e.problems else str(e))
+        return f"a problem in the lab: {first}" + (f" (and {more} more)" if more > 0 else ""), True
+    if isinstance(e, (NixNotFound, NixTimeout)):  # "nix-instantiate not found ...", "... did not finish within 120 s"
+        return _line(e.message), isinstance(e, NixNotFound)
+    if isinstance(e, NixError):
+        return f"nix failed: {_line(e.message).removeprefix('error: ')}", False
+    if isinstance(e, OSError):
+        return f"{type(e).__name__}: {_line(str(e))}", False
+    return f"{type(e).__name__}: {_line(str(e))} (a bug in homelab's two-process build: please report it)", False
+
+
+def _line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else "(no message)"
+
+
+def _tell(*why: _Why) -> None:
+    """Why this build goes on in one process, in one line on stderr: the first reason, unless one is the lab's
+    (the single-process build names it, and a problem of the other half is likely its consequence).
+    ``HOMELAB_DEBUG`` set (not 0): every reason, each on its line."""
+    if os.environ.get("HOMELAB_DEBUG", "") not in ("", "0"):
+        said = [reason for reason, _ in why]
+    else:
+        said = [] if any(quiet for _, quiet in why) else [reason for reason, _ in why[:1]]
+    for reason in said:
+        print(f"homelab: building in one process instead of two: {reason}", file=sys.stderr, flush=True)
 
 
 @attrs.frozen
@@ -155,11 +208,14 @@ def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) 
     with readback.clash_check_running(nix, clash_check):
         rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data)
         if rep.problems:
-            raise _Fallback("nix read back something else than the model says")
+            raise _Fallback("nix read back something other than the model says")
         clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs,
                                                 described=clash_check.result if clash_check else None)
+        if any(c.severity == "error" for c in clashes):
+            raise _Fallback("a hand-written import fights a generated definition", quiet=True)
         if clashes:
-            raise _Fallback("the hand-written imports have something to say")
+            raise _Fallback("the hand-written imports' clash check warns (said below); a build with such warnings "
+                            "runs in one process")
     return nix.calls - calls
 
 
@@ -167,7 +223,10 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     """One half's work up to its temporaries; ``staged_ours()`` is called once its hand-written files are staged,
     ``staged_theirs()`` waits until the other half's are (the child waits for this process's).  A dict of what
     it did; the temporaries it made are listed in it as they are made."""
-    compiled, pre = splitprep.half(job.shared, half.hosts, half.data)  # Refused: the one-process build says it
+    try:
+        compiled, pre = splitprep.half(job.shared, half.hosts, half.data)
+    except splitprep.Refused as e:  # a problem of the lab's hosts (or homelab's code): the one-process build says it
+        raise _Fallback(str(e), quiet=True) from None
     if not first:  # beside this process's half (10,000 folders listed: 0.5 s); never this build's own
         files.remove_stale_temps(job.root, keep=job.token)
     texts = _texts(job.shared.lab, compiled, half)
@@ -220,14 +279,17 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     """Prepare, render, verify and write the whole lab in two processes (see the module's text); None: nothing
     was written, build it in one process (which says what is wrong, if anything is)."""
     if not root.is_dir():  # a lab built in code into a new folder: made only once verified
+        _tell(("the lab's folder does not exist yet", True))
         return None
     try:
         shared = splitprep.shared(lab, warnings)
-    except Exception:  # noqa: BLE001 - the single-process build finds it again and says it
+    except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
+        _tell(_reason(e))
         return None
     compiled = shared.compiled
     ours, theirs = _halves(compiled)
     if not theirs.rels:
+        _tell(("no entry file for a second process", True))
         return None
     problems: list = []
     whole_texts = set(compiled.files) | {plan.entry for plan in compiled.hosts.values()} | {LAB_DATA}
@@ -237,13 +299,16 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
         generated = frozenset(whole_texts | set(helmfile.texts(lab)))
         delete = files.pruned(root, generated, force, problems)
         if problems:
+            _tell((f"a problem in the lab: {_line(str(problems[0]))}", True))
             return None
         committed = False
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
                 job = _Job(root, base, shared, nix, force, files._temp_token(), generated)
-                halves = _run_both(job, ours, theirs)
+                why: list[_Why] = []
+                halves = _run_both(job, ours, theirs, why)
             if halves is None:
+                _tell(*why)
                 return None
             temps = [t for h in halves for t in h["temps"]]
             files.commit(root, temps, delete, True)
@@ -264,55 +329,84 @@ def _done(shared: splitprep.Shared, halves: list[dict[str, Any]], temps: list, d
     report = readback.Report(len(generated) + 1, len(hand), splitprep.options(shared, names), [],  # + hosts/lab.nix
                              sum(h["calls"] for h in halves))
     digests = {k: v for h in halves for k, v in h["digests"].items()}
-    return Done(tuple(names), shared.warnings, tuple(sorted(rel for rel, _ in temps)), tuple(sorted(r for h in halves for r in h["unchanged"])),
-                tuple(delete), report, max(h["seconds"] for h in halves), digests)
+    return Done(tuple(names), shared.warnings, tuple(sorted(rel for rel, _ in temps)),
+                tuple(sorted(r for h in halves for r in h["unchanged"])), tuple(delete), report,
+                max(h["seconds"] for h in halves), digests)
 
 
-def _run_both(job: _Job, ours: _Half, theirs: _Half) -> list[dict[str, Any]] | None:
-    """Both halves' results (this process's first), or None when either did not finish its work."""
+def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[dict[str, Any]] | None:
+    """Both halves' results (this process's first), or None when either did not finish its work (``why`` then
+    says why)."""
     results_r, results_w = os.pipe()
     staged_r, staged_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)  # Ctrl-C, SIGTERM: raised once the child is known
+    try:
+        pid = os.fork()
+    except OSError as e:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for fd in (results_r, results_w, staged_r, staged_w):
+            _close(fd)
+        why.append((f"no second process: {_line(str(e))}", False))
+        return None
     if pid == 0:  # the child: its half, its result down the pipe, and out without running anything of ours
-        _child(job, theirs, results_w, staged_r, (results_r, staged_w))
+        _child(job, theirs, results_w, staged_r, (results_r, staged_w), mask)
     os.close(results_w)
     os.close(staged_r)
     mine: dict[str, Any] | None = None
     theirs_done: dict[str, Any] | None = None
     finished = False
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one that came meanwhile is raised here
         try:
             mine = _work(job, ours, True, lambda: _signal(staged_w), lambda: None)
-        except Exception:  # noqa: BLE001 - the single-process build finds it again and says it
-            mine = None
+        except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
+            why.append(_reason(e))
         finally:
             _close(staged_w)  # a child still waiting goes on (and finds the folder as it is) or fails
         if mine is not None:
             theirs_done = _read_result(results_r)
         finished = True
     finally:
+        status = _end(pid, stop=not finished or mine is None)
+        if finished and mine is None:  # the child's own reason, when it stopped before it was asked to
+            theirs_done = _read_result(results_r)
         _close(results_r)
-        _end(pid, kill=not finished or mine is None)
+    gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
+    if gone:
+        why.pop(0)
+    if theirs_done is not None and "fallback" in theirs_done:
+        reason, quiet = theirs_done["fallback"]
+        why.append((str(reason), bool(quiet)))
+        return None
+    if mine is None and not gone:
+        return None
     if mine is None or theirs_done is None:
+        why.append((f"the second process ended without its result ({_status(status)})", False))
         return None
     return [mine, theirs_done]
 
 
-def _child(job: _Job, half: _Half, out: int, staged: int, unused: tuple[int, int]) -> None:
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+STOP_WAIT = 10.0  # seconds the child has to end its nix processes and exit when asked to stop, before SIGKILL
+
+
+def _child(job: _Job, half: _Half, out: int, staged: int, unused: tuple[int, int], mask) -> None:
     code = 0
     try:
+        _stop_on_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in unused:
             os.close(fd)
         if os.environ.get("HOMELAB_TEST_SHARD_CRASH"):  # test hook: a child that dies after its temporaries
             _work(job, half, False, lambda: None, lambda: _wait(staged))
             os._exit(70)
         try:
-            done: dict[str, Any] | None = _work(job, half, False, lambda: None, lambda: _wait(staged))
+            done: dict[str, Any] = _work(job, half, False, lambda: None, lambda: _wait(staged))
             done["temps"] = [(rel, str(tmp)) for rel, tmp in done["temps"]]
-        except Exception:  # noqa: BLE001 - the parent builds in one process and says what is wrong
-            done = None
+        except Exception as e:  # noqa: BLE001 - the parent builds in one process and says why
+            done = {"fallback": _reason(e)}
         data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(out, "wb") as f:
             f.write(data)
@@ -322,8 +416,32 @@ def _child(job: _Job, half: _Half, out: int, staged: int, unused: tuple[int, int
         os._exit(code)
 
 
+def _stop_on_signals() -> None:
+    """The child: SIGTERM (its parent's, when the parent stops early) and Ctrl-C raise KeyboardInterrupt where it
+    is, so that its nix processes end on the way out (a child killed outright left them running); held while a
+    nix process starts, like homelab.cli's.  Once: the next (Ctrl-C reaches it and its parent, which then asks it
+    too) would cut that short; the parent kills it if it takes longer than ``STOP_WAIT``."""
+    from .pynix_eval import hold_interrupt
+
+    def stop(signum, frame):
+        for sig in _STOPS:
+            signal.signal(sig, signal.SIG_IGN)
+        if not hold_interrupt(KeyboardInterrupt):
+            raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays ignored
+        signal.signal(signal.SIGINT, stop)
+
+
+_GONE = "the second process ended before this one staged its files"
+
+
 def _signal(fd: int) -> None:
-    os.write(fd, b"1")
+    try:
+        os.write(fd, b"1")
+    except BrokenPipeError:  # the child stopped early: its result says why
+        raise _Fallback(_GONE) from None
 
 
 def _wait(fd: int) -> None:
@@ -351,16 +469,39 @@ def _read_result(fd: int) -> dict[str, Any] | None:
         done = pickle.loads(b"".join(chunks))
     except Exception:  # noqa: BLE001 - a half-written result is no result
         return None
-    if done is not None:
+    if done is not None and "temps" in done:
         done["temps"] = [(rel, Path(tmp)) for rel, tmp in done["temps"]]
     return done
 
 
-def _end(pid: int, kill: bool) -> None:
-    """The child is gone when this returns (``kill``: killed first, when this process stops early)."""
+def _end(pid: int, stop: bool) -> int | None:
+    """The child is gone when this returns: its wait status (None: reaped elsewhere).  ``stop``: this process stops
+    early; the child is asked to stop (SIGTERM: it ends its nix processes, each in a session of its own, which a
+    SIGKILL would leave running), and killed if it has not exited within ``STOP_WAIT`` seconds or this process
+    is interrupted again meanwhile."""
     try:
-        if kill:
+        if stop:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_WAIT
+            try:
+                while time.monotonic() < deadline:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        return status
+                    time.sleep(0.005)
+            except BaseException:  # interrupted again: no more waiting
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
             os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        return os.waitpid(pid, 0)[1]
     except (ChildProcessError, ProcessLookupError):
-        pass
+        return None
+
+
+def _status(status: int | None) -> str:
+    if status is None:
+        return "its exit status is unknown"
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -16,6 +16,8 @@ maps each test to the functions it reaches; a mutant is killed when a test that 
     .venv/bin/python tools/mutate.py --survivors "homelab.model.*"   # each survivor's diff
     .venv/bin/python tools/mutate.py --apply NAME DIR      # plant a mutant in another worktree's copy
     .venv/bin/python tools/mutate.py --ci-sample 1         # refresh CI's sample from the run's kills
+    .venv/bin/python tools/mutate.py --carry OLD_MUTANTS   # after the mutants were made again: keep the
+                                               # verdicts of functions whose code did not change
 
 Tests run with the ``mutmut`` hypothesis profile (few examples, no example database: exact tests do the
 killing), and a homelab started as a new process by a test runs the unmutated code (see tests/conftest.py).
@@ -248,6 +250,44 @@ def ci_sample(per_module: int) -> int:
     return 0
 
 
+def carry(old: Path) -> int:
+    """``--carry OLD_MUTANTS``: after mutmut made the mutants again (new code; it forgets every verdict), copy
+    back from OLD_MUTANTS (a copy of an earlier run's ``mutants/`` folder) the verdict of every mutant of a
+    function whose code has not changed (the same hash in both runs' records: the same mutants, numbered the
+    same) and its budget note; the tests that killed earlier mutants are kept as the scheduler's hints.
+    Mutants of changed or new functions stay "not checked" for the next ``--all``."""
+    new_root = ROOT / "mutants"
+    budget, killers = ({}, {})
+    for name, into in (("budget.json", budget), ("killers.json", killers)):
+        if (old / name).is_file():
+            into.update(json.loads((old / name).read_text()))
+    kept_budget = json.loads((new_root / "budget.json").read_text()) if (new_root / "budget.json").is_file() else {}
+    kept_killers = json.loads((new_root / "killers.json").read_text()) if (new_root / "killers.json").is_file() else {}
+    carried = fresh = 0
+    for meta in sorted((new_root / "homelab").glob("*.py.meta")):
+        module = f"homelab.{meta.name.removesuffix('.py.meta')}"
+        before = old / "homelab" / meta.name
+        if not before.is_file():
+            continue
+        now, then = json.loads(meta.read_text()), json.loads(before.read_text())
+        same = {fn for fn, h in now["hash_by_function_name"].items() if then["hash_by_function_name"].get(fn) == h}
+        for key in now["exit_code_by_key"]:
+            fn = key.removeprefix(f"{module}.").rpartition("__mutmut_")[0]
+            if fn in same and then["exit_code_by_key"].get(key) is not None:
+                now["exit_code_by_key"][key] = then["exit_code_by_key"][key]
+                if key in budget:
+                    kept_budget[key] = budget[key]
+                carried += 1
+            else:
+                fresh += 1
+        meta.write_text(json.dumps(now, indent=4))
+    (new_root / "budget.json").write_text(json.dumps(kept_budget, indent=1))
+    # every earlier kill stays a hint of which tests to ask a function's mutants first (the scheduler's order)
+    (new_root / "killers.json").write_text(json.dumps({**killers, **kept_killers}, indent=1))
+    print(f"carried {carried} verdicts of unchanged functions from {old}; {fresh} mutants to judge")
+    return 0
+
+
 def _row(name: str, c: collections.Counter) -> str:
     killed = c["killed"] + c["timeout"]
     real = killed + c["survived"] - c["equivalent"]
@@ -260,6 +300,8 @@ def _row(name: str, c: collections.Counter) -> str:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--ci-sample"]:
         return ci_sample(int(argv[1]))
+    if argv[:1] == ["--carry"] and len(argv) == 2:
+        return carry(Path(argv[1]).resolve())
     if argv[:1] == ["--report"]:
         return report()
     if argv[:1] == ["--survivors"]:

@@ -1,0 +1,111 @@
+"""A two-process build (homelab/shard.py) stopped by SIGTERM or Ctrl-C while both halves wait for nix leaves
+nothing behind, as a one-process build does (tests/test_interrupted_build.py): exit 130, no file written, no
+temporary, no staging folder, and no process of its tree left: neither the forked child nor any of the four nix
+processes (each half runs a read-back and a clash check, each nix in a session of its own).
+
+A lab of 8 hosts takes the two-process path with ``HOMELAB_PARALLEL_FROM=2``.  A stand-in ``nix-instantiate``
+writes down its pid and sleeps, so the build is verifying in both halves for as long as the test needs; the
+signal goes once all four have started and the child is there.  SIGTERM goes to homelab's own process (``kill
+PID``); Ctrl-C to the whole process group, as a terminal delivers it (the child gets it too).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from homelab import files, shard
+from tests.test_shard_fallback import lab_source, warned  # noqa: F401 - fixtures: the 8 hosts, their warnings
+
+from .conftest import REPO, copy_lab
+
+NIX_PROCESSES = 4  # a read-back and a clash check in each half (every host has a hand-written hardware file)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _pids(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("sig, to_group, said", [
+    (signal.SIGTERM, False, "homelab: interrupted (SIGTERM)"),  # kill PID: homelab's process only
+    (signal.SIGINT, True, "homelab: interrupted"),  # Ctrl-C: the terminal's process group, the child too
+    (signal.SIGTERM, True, "homelab: interrupted (SIGTERM)"),  # kill -- -PGID (a service manager's stop)
+])
+def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab_source, warned, tmp_path, sig,
+                                                                            to_group, said):
+    if not shard.available():
+        pytest.skip("no fork or a single core: the two-process path is never taken here")
+    root = copy_lab(lab_source, tmp_path / "lab")
+    before = _files(root)
+    bindir, tmp, pids = tmp_path / "bin", tmp_path / "tmp", tmp_path / "nix-pids"
+    bindir.mkdir()
+    tmp.mkdir()
+    (bindir / "nix-instantiate").write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n')
+    (bindir / "nix-instantiate").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), PYTHONPATH=str(REPO),
+               HOMELAB_PARALLEL_FROM="2", HOMELAB_CACHE_DIR=str(tmp_path / "cache"))
+
+    def own_group_sigint_default():  # a process group of its own (the terminal's, here); SIGINT not ignored
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-m", "homelab", "build", "-q", "--root", str(root)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=own_group_sigint_default)
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(_pids(pids)) < NIX_PROCESSES and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_pids(pids)) == NIX_PROCESSES, proc.communicate(timeout=30)
+        halves = [pid for pid in _children(proc.pid) if pid not in _pids(pids)]
+        assert len(halves) == 1, halves  # the forked half (beside this process's two nix processes)
+        assert len(set(_children(halves[0])) & set(_pids(pids))) == 2  # and the child's two
+        tree = {proc.pid, *halves, *_pids(pids)}
+        staged = [p.name for p in tmp.iterdir()]
+        assert len(staged) == 1 and staged[0].startswith("homelab-verify-"), staged  # both halves stage there
+        if to_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = {pid for pid in tree | set(_pids(pids)) if pid != proc.pid and _alive(pid)}
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert sorted(left) == [] and len(_pids(pids)) == NIX_PROCESSES
+    assert (proc.returncode, err.splitlines()) == (130, [*warned, said]), err
+    assert list(tmp.iterdir()) == []
+    assert _files(root) == before and files.stale_temps(root) == [] and out == ""
