@@ -224,6 +224,11 @@ def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool,
         lab, loaded = load_or_raise(root)
         warnings = tuple(warnings) + tuple(loaded)
     require_hosts(lab, hosts)
+    if not hosts and not check and not dry_run and verify_with_nix and shard.wanted(len(lab.hosts)):
+        done = shard.build(root, lab, tuple(warnings), nix, force=force)  # None: build in one process
+        if done is not None:
+            return BuildResult(done.hosts, done.written, done.unchanged, done.removed, (), (), done.report,
+                               done.seconds, done.warnings, digests=done.digests, processes=2)
     p = prepare(lab, warnings)
     only = sorted(hosts) if hosts else None
     also: tuple[str, ...] = ()
@@ -231,11 +236,6 @@ def _build(root: Path, *, lab: Lab | None, hosts: list[str] | None, check: bool,
         wider = hosts_sharing_changes(root, p.compiled, only)
         also = tuple(h for h in wider if h not in only)
         only = wider
-    if only is None and not check and not dry_run and verify_with_nix and shard.wanted(len(p.compiled.hosts)):
-        done = shard.build(root, p.lab, p.compiled, p.pre, nix, force=force)  # None: build in one process
-        if done is not None:
-            return BuildResult(tuple(sorted(p.compiled.hosts)), done.written, done.unchanged, done.removed, (), also,
-                               done.report, done.seconds, p.warnings, digests=done.digests, processes=2)
     texts = p.texts(only)
     prune = only is None
     names = tuple(only or sorted(p.compiled.hosts))

@@ -26,7 +26,8 @@ from .model import Host, Lab, option_path
 from .nixmodule import Module, ModuleFile, OptPath, Section, opt, section
 from .role import HostContext
 
-__all__ = ["Compiled", "DataFile", "HostFiles", "ModuleFile", "Section", "compile_lab", "opt", "section",
+__all__ = ["Compiled", "DataFile", "HostFiles", "ModuleFile", "Section", "compile_lab", "compile_shared", "entry_file",
+           "opt", "section",
            "CLUSTER_SOURCE", "LAB_DATA"]
 
 CLUSTER_SOURCE = "hosts/cluster.py"
@@ -215,20 +216,12 @@ class _Variants:
         return files, path_of
 
 
-def _entry_file(lab: Lab, host: Host, modules: list[str], sections: list[Section]) -> tuple[ModuleFile, HostFiles]:
-    """``hosts/<name>/default.nix``: imports the host's module files and hand-written imports, then its own part."""
+def _host_files(host: Host, modules: list[str]) -> HostFiles:
+    """A host's plan: its entry ``hosts/<name>/default.nix``, the module files and hand-written files it imports."""
     hostdir = f"hosts/{host.hostname}"
     # normalized: a file several hosts import (../common.nix) is one file, parsed and judged once per host
     hand = tuple(dict.fromkeys(posixpath.normpath(f"{hostdir}/{p}") for p in host.imports))
-    entry = f"{hostdir}/default.nix"
-    f = ModuleFile(
-        entry,
-        f"NixOS configuration of {host.hostname}",
-        f"{lab.where(host)}/host.py and {CLUSTER_SOURCE}",
-        tuple(_rel_from_host(m) for m in modules) + tuple(p if p.startswith(".") else "./" + p for p in host.imports),
-        tuple(sections),
-    )
-    return f, HostFiles(host.hostname, entry, tuple(modules), hand)
+    return HostFiles(host.hostname, f"{hostdir}/default.nix", tuple(modules), hand)
 
 
 def compile_lab(lab: Lab) -> Compiled:
@@ -239,9 +232,21 @@ def compile_lab(lab: Lab) -> Compiled:
     use keeps the plain name (ties: the first host by name) and the others get
     ``-2``, ``-3``.
     """
+    shared = compile_shared(lab)
+    files = dict(shared.files)
+    for host in lab.hosts:
+        entry = entry_file(lab, host, shared.hosts[host.hostname])
+        files[entry.path] = entry
+    return Compiled(files, shared.hosts, shared.contract, lab_data(lab))
+
+
+def compile_shared(lab: Lab) -> Compiled:
+    """What :func:`compile_lab` decides for the whole lab: the shared module files (a variant's name depends on
+    how many hosts use it) and each host's plan (its entry's path, the module files and hand-written files it
+    imports), without the hosts' entry files (:func:`entry_file`, a host at a time) and the lab's data file
+    (:func:`lab_data`).  A large lab's build makes those in the two processes it forks (homelab/splitprep.py)."""
     variants = _Variants(lab)
     wanted: dict[str, list[tuple[str, str]]] = {}
-    entries: dict[str, list[Section]] = {}
     shared = [firewall.base_module(lab.cluster), access.module(lab.cluster)]  # every host's; computed once
     for host in lab.hosts:
         ctx = HostContext(lab, host)
@@ -253,15 +258,23 @@ def compile_lab(lab: Lab) -> Compiled:
             for m in role.compile(ctx):
                 keys.append(variants.use(m, type(role), host))
         wanted[host.hostname] = list(dict.fromkeys(keys))
-        entries[host.hostname] = host_sections(ctx)
 
     files, path_of = variants.files()
-    plans: dict[str, HostFiles] = {}
-    for host in lab.hosts:
-        entry, plans[host.hostname] = _entry_file(lab, host, [path_of[k] for k in wanted[host.hostname]],
-                                                  entries[host.hostname])
-        files[entry.path] = entry
-    return Compiled(files, plans, contracts.of_roles(lab.role_types), lab_data(lab))
+    plans = {host.hostname: _host_files(host, [path_of[k] for k in wanted[host.hostname]]) for host in lab.hosts}
+    return Compiled(files, plans, contracts.of_roles(lab.role_types), None)
+
+
+def entry_file(lab: Lab, host: Host, plan: HostFiles) -> ModuleFile:
+    """``hosts/<name>/default.nix`` of one host (``plan``: its :class:`HostFiles` from :func:`compile_shared`):
+    imports the host's module files and hand-written imports, then its own part."""
+    return ModuleFile(
+        plan.entry,
+        f"NixOS configuration of {host.hostname}",
+        f"{lab.where(host)}/host.py and {CLUSTER_SOURCE}",
+        tuple(_rel_from_host(m) for m in plan.modules) + tuple(p if p.startswith(".") else "./" + p
+                                                                for p in host.imports),
+        tuple(host_sections(HostContext(lab, host))),
+    )
 
 
 __all__ += ["OptPath"]

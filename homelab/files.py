@@ -300,8 +300,11 @@ def stale_temps(root: Path) -> list[Path]:
                   for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink())
 
 
-def remove_stale_temps(root: Path) -> list[Path]:
+def remove_stale_temps(root: Path, keep: str | None = None) -> list[Path]:
+    """:func:`stale_temps` removed (``keep``: but those of the build whose token it is, :func:`_temp_token`)."""
     found = stale_temps(root)
+    if keep is not None:
+        found = [f for f in found if not f.name.endswith(f".{keep}.tmp")]
     for f in found:
         f.unlink(missing_ok=True)
     return found

@@ -274,9 +274,6 @@ def accept_local_problems(ctx: HostContext) -> list[str]:
     ``accept_local`` on (a ``boot.kernel.sysctl`` entry) on a host that has rules from the nodes."""
     from .model import Priority, option_path
 
-    if node_rules(ctx) is None:
-        return []
-
     def on(path: tuple[str, ...], value) -> bool:
         if isinstance(value, Priority):
             return on(path, value.value)
@@ -284,7 +281,9 @@ def accept_local_problems(ctx: HostContext) -> list[str]:
             return any(on(path + (str(k),), v) for k, v in value.items())
         return any(p.replace("/", ".").endswith("accept_local") for p in path) and value not in (0, False, "0", None)
 
-    return [path for path, value in sorted(ctx.host.options.items()) if on(option_path(path), value)]
+    found = [path for path, value in sorted(ctx.host.options.items()) if on(option_path(path), value)]
+    # the options first: most hosts set none, and the node rules would be worked out for nothing
+    return found if found and node_rules(ctx) is not None else []
 
 
 # ---------------------------------------------------------------- what a probe from a source should see

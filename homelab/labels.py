@@ -14,11 +14,13 @@ The kubelet applies ``--node-labels`` when it registers its node; it refuses to 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import Problem
 from .errors import report
-from .fields import field_name
+from .fields import field_name, wrong_type
+from .values import FrozenDict
 
 __all__ = ["label_problem", "to_labels", "node_labels", "node_labels_flag", "selects"]
 
@@ -57,15 +59,18 @@ def label_problem(key: Any, value: Any) -> str | None:
     return None
 
 
+_NO_LABELS = FrozenDict()
+
+
 def to_labels(value: Any, self_: Any, field: Any) -> Any:
     """attrs converter: a dict of label name -> value, each checked as the kubelet would."""
-    from .fields import wrong_type
-    from .values import FrozenDict
-
-    name = field_name(self_, field)
     if not isinstance(value, Mapping):
-        report(name, wrong_type(value, "a dict of Kubernetes node labels (e.g. {\"role\": \"application\"})"))
+        report(field_name(self_, field), wrong_type(value, "a dict of Kubernetes node labels (e.g. {\"role\": "
+                                                           "\"application\"})"))
         return value
+    if not value:  # most hosts: no labels of their own
+        return _NO_LABELS
+    name = field_name(self_, field)
     bad = False
     for k, v in value.items():
         why = label_problem(k, v)

@@ -98,32 +98,42 @@ def unreadable(path: Path) -> str | None:
 
     A host whose host.py cannot be read is an error, never a host that quietly
     left the lab (a build would then prune its generated files)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return "is missing"
-    except OSError as e:
-        return f"cannot be read: {e.strerror or e}"
-    if stat.S_ISLNK(st.st_mode):
+    return _examine(path, 1)[0]
+
+
+def _examine(path: Path | str, head: int, st: os.stat_result | None = None) -> tuple[str | None, bytes, bool]:
+    """:func:`unreadable`'s answer, the file's first ``head`` bytes (b"" when it cannot be read) and whether
+    ``path`` itself is a symbolic link: what loading asks of each host.py and hand-written import, found
+    with one ``lstat`` (``st``: that ``lstat``, when the caller made it) and one read."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return "is missing", b"", False
+        except OSError as e:
+            return f"cannot be read: {e.strerror or e}", b"", False
+    link = stat.S_ISLNK(st.st_mode)
+    if link:
+        path = Path(path)
         try:
             target = os.readlink(path)
         except OSError:
             target = "?"
         if not path.exists():
-            return f"is a symbolic link to {target}, which does not exist"
+            return f"is a symbolic link to {target}, which does not exist", b"", True
         try:
             st = path.stat()
         except OSError as e:
-            return f"is a symbolic link to {target}, which cannot be read: {e.strerror or e}"
+            return f"is a symbolic link to {target}, which cannot be read: {e.strerror or e}", b"", True
     if stat.S_ISDIR(st.st_mode):
-        return "is a folder, not a Python file"
+        return "is a folder, not a Python file", b"", link
     if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
+        return "is not a regular file", b"", link
     try:
-        _read_head(path, 1)
+        data = _read_head(path, head)
     except OSError as e:
-        return f"cannot be read: {e.strerror or e}"
-    return None
+        return f"cannot be read: {e.strerror or e}", b"", link
+    return None, data, link
 
 
 def _read_head(path: Path | str, n: int) -> bytes:
@@ -143,10 +153,11 @@ def _read_head(path: Path | str, n: int) -> bytes:
         os.close(fd)
 
 
-def generated_target(root: Path, path: Path) -> str | None:
-    """The lab-relative path of the generated file ``path`` leads to (through links too), or None."""
+def generated_target(root: Path, path: Path | str, link: bool | None = None) -> str | None:
+    """The lab-relative path of the generated file ``path`` leads to (through links too), or None.
+    ``link``: whether ``path`` itself is a symbolic link, when its ``lstat`` told already."""
     try:
-        real = realpath(str(path), _REAL_DIRS)
+        real = realpath(str(path), _REAL_DIRS, link)
         base = _real_root(str(root))
     except (OSError, ValueError, RuntimeError):
         return None
@@ -160,12 +171,14 @@ _REAL_ROOTS: dict[str, str] = {}
 _REAL_DIRS: dict[str, str] = {}  # realpath()'s folders, for one load
 
 
-def realpath(path: str, folders: dict[str, str]) -> str:
+def realpath(path: str, folders: dict[str, str], link: bool | None = None) -> str:
     """``os.path.realpath(path)``, each folder on the way resolved once per ``folders`` (a dict kept while
     nothing moves, e.g. one load): a lab's thousands of imports sit in a few folders each.  A folder is resolved
     first and the last name then looked at under it, which is what realpath does name by name; ``..``, a folder
     that is not one (missing) and the like go to realpath itself.  Past a symbolic link loop realpath stops
-    resolving and the two may differ: give it only paths that were read (unreadable() refuses the others)."""
+    resolving and the two may differ: give it only paths that were read (unreadable() refuses the others).
+    ``link``: whether ``path`` itself is a symbolic link, when known (its last name, looked at under the real
+    folder, is the same entry of the same folder)."""
     head, name = os.path.split(path)
     if name in ("", ".", "..") or head in ("", "/"):
         return os.path.realpath(path)
@@ -175,7 +188,7 @@ def realpath(path: str, folders: dict[str, str]) -> str:
     if not folders[head]:
         return os.path.realpath(path)
     joined = os.path.join(folders[head], name)
-    return os.path.realpath(joined) if os.path.islink(joined) else joined
+    return os.path.realpath(joined) if (os.path.islink(joined) if link is None else link) else joined
 
 
 def _real_root(root: str) -> str:
@@ -185,41 +198,58 @@ def _real_root(root: str) -> str:
     return _REAL_ROOTS[root]
 
 
-def host_sources(root: Path) -> tuple[list[Path], list[Problem]]:
+def host_sources(root: Path, folders: dict[str, str] | None = None) -> tuple[list[Path], list[Problem]]:
     """Every hosts/<name>/host.py of the lab, and problems with the ones that cannot be read.
 
     A folder without host.py is not a host (its generated files are pruned by a
-    build); a host.py that is there but cannot be read is an error.
+    build); a host.py that is there but cannot be read is an error.  ``folders``: a :func:`realpath` cache
+    (one load's), given the real path of each host folder that is a folder, not a link (what
+    :func:`realpath` would find with two more system calls per host).
     """
     hosts_dir = root / "hosts"
     found: list[Path] = []
     problems: list[Problem] = []
     try:
-        entries = sorted(hosts_dir.iterdir())
+        with os.scandir(hosts_dir) as it:
+            entries = sorted((e.name, e) for e in it)  # by name, as sorting the paths does
     except OSError:
         return found, problems  # no hosts/ folder: cluster.py is reported missing
-    for d in entries:
-        if d.name.startswith(".") or d.name == "__pycache__":
+    real_hosts = None
+    for name, entry in entries:
+        if name.startswith(".") or name == "__pycache__":
             continue
-        where = f"hosts/{d.name}"
-        if d.is_symlink() and not d.exists():
-            problems.append(Problem(where, "folder", unreadable(d) or "cannot be read"))
-            continue
-        if not d.is_dir():
-            continue
+        d = hosts_dir / name
         host_py = d / "host.py"
-        try:
-            present = host_py.is_symlink() or host_py.exists()
+        st = None
+        try:  # the common case, a real folder holding host.py: the folder's type from the listing, one lstat
+            if entry.is_dir(follow_symlinks=False):
+                st = os.lstat(host_py)
+                if folders is not None:
+                    if real_hosts is None:
+                        real_hosts = realpath(str(hosts_dir), folders)
+                        folders.setdefault(str(hosts_dir), real_hosts)
+                    folders.setdefault(str(d), os.path.join(real_hosts, name))
+        except OSError:
+            st = None  # looked at again below, as for any other entry
+        if st is None:
+            where = f"hosts/{name}"
+            if d.is_symlink() and not d.exists():
+                problems.append(Problem(where, "folder", unreadable(d) or "cannot be read"))
+                continue
+            if not d.is_dir():
+                continue
+            try:
+                present = host_py.is_symlink() or host_py.exists()
+                if not present:
+                    os.listdir(d)  # an unreadable folder must not pass for an empty one
+            except OSError as e:
+                problems.append(Problem(where, "host.py", f"cannot be read: {e.strerror or e}"))
+                continue
             if not present:
-                os.listdir(d)  # an unreadable folder must not pass for an empty one
-        except OSError as e:
-            problems.append(Problem(where, "host.py", f"cannot be read: {e.strerror or e}"))
-            continue
-        if not present:
-            continue
-        why = unreadable(host_py)
+                continue
+        why = _examine(host_py, 1, st)[0]
         if why:
-            problems.append(Problem(where, "host.py", f"{why}; nothing was removed"))
+            problems.append(Problem(f"hosts/{name}", "host.py", f"{why}; nothing was removed"))
             continue
         found.append(host_py)
     return found, problems
@@ -301,6 +331,11 @@ def is_placeholder(path: Path) -> bool:
         head = _read_head(path, _HEAD)  # bytes: a text file object per import cost more than the check
     except OSError:
         return False
+    return _placeholder_head(head, path)
+
+
+def _placeholder_head(head: bytes, path: Path | str) -> bool:
+    """:func:`is_placeholder` of the file ``path``, given its first ``_HEAD`` bytes."""
     text = head.decode("utf-8", errors="replace")
     end = _LINE_END.search(text)
     if end is None and len(head) == _HEAD:  # a first line longer than the head: read it as text
@@ -373,7 +408,7 @@ def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Prob
         if not ps and not isinstance(cluster, Cluster):
             problems.append(Problem("cluster", "cluster", "hosts/cluster.py must set `cluster = Cluster(...)`"))
             cluster = None
-    host_files, unread = host_sources(root)
+    host_files, unread = host_sources(root, _REAL_DIRS)
     problems += unread
     helper = Precompiled([str(p) for p in host_files]) \
         if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
@@ -416,22 +451,37 @@ def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, 
             problems.append(Problem(where, "hostname", f"{host.hostname!r} differs from its folder name "
                                     f"{host_py.parent.name!r}; rename one of them"))
             continue
-        for imp in host.imports:
-            why = unreadable(host_py.parent / imp)
-            if why == "is missing":
-                problems.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
-            elif why:
-                problems.append(Problem(where, "imports", f"{imp!r} {why}"))
-            elif generated_target(root, host_py.parent / imp):
-                problems.append(Problem(where, "imports", f"{imp!r} leads to "
-                                        f"{generated_target(root, host_py.parent / imp)}, a file homelab generates; "
-                                        "import only hand-written Nix (what a generated file sets comes from "
-                                        "host.py: roles, options)"))
-            elif is_placeholder(host_py.parent / imp) and not placeholders:
-                problems.append(placeholder_problem(host_py.parent.name, imp))
+        problems += _import_problems(root, host_py, host.imports, where, placeholders)
         hosts.append(host)
         sources[host.hostname] = where
     return hosts, sources
+
+
+def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where: str,
+                     placeholders: bool) -> list[Problem]:
+    """What is wrong with a host's hand-written imports (``imports``: valid relative paths): missing, unreadable,
+    a generated file, ``homelab init``'s placeholder.  Each file is looked at with one ``lstat`` and one read:
+    a lab has thousands of them."""
+    out: list[Problem] = []
+    folder = None
+    for imp in imports:
+        name = imp[2:] if imp.startswith("./") else imp
+        if "/" in name:  # in another folder: the path as pathlib spells it
+            path = str(host_py.parent / imp)
+        else:  # beside host.py, as pathlib would join it ('./' dropped)
+            folder = folder or str(host_py.parent)
+            path = f"{folder}/{name}"
+        why, head, link = _examine(path, _HEAD)
+        if why == "is missing":
+            out.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
+        elif why:
+            out.append(Problem(where, "imports", f"{imp!r} {why}"))
+        elif target := generated_target(root, path, link):
+            out.append(Problem(where, "imports", f"{imp!r} leads to {target}, a file homelab generates; import only "
+                               "hand-written Nix (what a generated file sets comes from host.py: roles, options)"))
+        elif not placeholders and _placeholder_head(head, path):
+            out.append(placeholder_problem(host_py.parent.name, imp))
+    return out
 
 
 def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab, list[Problem]]:

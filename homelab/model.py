@@ -16,11 +16,12 @@ import functools
 import ipaddress
 import posixpath
 import re
+from collections.abc import Mapping as _Mapping  # isinstance: typing.Mapping's check goes through typing's Python code
 from typing import Any, Iterator, Mapping
 
 import attrs
 
-from . import fields
+from . import fields, labels
 from .boot import Boot, RaspberryPi4, SystemdBoot
 from .errors import report
 from .fields import (
@@ -71,8 +72,15 @@ def option_path(dotted: str) -> tuple[str, ...]:
 
 def option_path_problem(path: Any) -> str | None:
     """Why ``path`` is not an option path a host.py may set, or None."""
+    if type(path) is str:  # noqa: E721 - exactly str: the same few paths on every host of a large lab
+        return _str_path_problem(path)
     if not isinstance(path, str):
         return fields.wrong_type(path, "a dotted option path (a string)")
+    return _str_path_problem.__wrapped__(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _str_path_problem(path: str) -> str | None:
     if not _OPTION_PATH.fullmatch(path):
         return (f"{path!r} is not a dotted option path such as 'services.openssh.enable' "
                 "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
@@ -92,6 +100,15 @@ def option_path_problem(path: Any) -> str | None:
 # ---------------------------------------------------------------- deploy target
 
 
+# each pattern compiled once: re.fullmatch(pattern, ...) looks the pattern up in re's cache for every host
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_SSH_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?")
+_RELEASE = re.compile(r"\d\d\.\d\d")
+_KERNEL_MODULE = re.compile(r"[A-Za-z0-9_-]+")
+_KERNEL_PARAM = re.compile(r"[^\s\"'\\$`]+")
+_IMPORT = re.compile(r"(\.\./|\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*\.nix")
+
+
 @attrs.frozen
 class Ssh:
     """How homelab reaches a host over SSH (``homelab deploy``, ``verify``, ``wake``, ``sleep``).
@@ -100,10 +117,10 @@ class Ssh:
     """
 
     user: str = attrs.field(default="root", validator=fields.typed(
-        str, "a user name", lambda v: re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", v) is not None,
+        str, "a user name", lambda v: _USER.fullmatch(v) is not None,
         lambda v: f"{v!r} is not a user name (lower-case letters, digits, '_' and '-')"))
     host: str | None = attrs.field(default=None, validator=fields.optional_text(
-        lambda v: re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?", v) is not None,
+        lambda v: _SSH_HOST.fullmatch(v) is not None,
         "a host name or address (a string), or None", lambda v: f"{v!r} is not a host name or address"))
     port: int = attrs.field(default=22, validator=port)
 
@@ -283,7 +300,7 @@ def _host_address(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv4Interface:
 
 def _options(value: Any) -> Any:
     """``options``: a FrozenDict of option path -> frozen value; a bad entry is reported and left out."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, _Mapping):
         report("options", fields.wrong_type(value, "a dict of option path -> value"))
         return FrozenDict()
     out = {}
@@ -309,9 +326,7 @@ def _component(v: Any) -> Any:
 
 
 def _labels(value: Any, self_: Any, field: attrs.Attribute) -> Any:
-    from .labels import to_labels
-
-    return to_labels(value, self_, field)
+    return labels.to_labels(value, self_, field)
 
 
 @attrs.frozen
@@ -382,7 +397,7 @@ class Host:
     # system.stateVersion, written explicitly (nixpkgs' default follows the running release, with a warning):
     # the release the host was first installed with; it never changes with upgrades
     state_version: str = attrs.field(kw_only=True, validator=fields.typed(
-        str, "a NixOS release such as '26.05'", lambda v: re.fullmatch(r"\d\d\.\d\d", v) is not None,
+        str, "a NixOS release such as '26.05'", lambda v: _RELEASE.fullmatch(v) is not None,
         lambda v: f"{v!r} is not a NixOS release such as '26.05'"),
         metadata={"required": "the NixOS release the host was first installed with, e.g. '26.05' (system."
                               "stateVersion: NixOS keeps that release's data formats; never change it on an "
@@ -416,19 +431,19 @@ class Host:
     @kernel_modules.validator
     def _kmods(self, attribute, value):
         for m in value if isinstance(value, tuple) else ():
-            if isinstance(m, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", m):  # non-strings: reported already
+            if isinstance(m, str) and not _KERNEL_MODULE.fullmatch(m):  # non-strings: reported already
                 report(attribute.name, f"{m!r} is not a kernel module name")
 
     @kernel_params.validator
     def _kparams(self, attribute, value):
         for p in value if isinstance(value, tuple) else ():
-            if isinstance(p, str) and (not p or not re.fullmatch(r"[^\s\"'\\$`]+", p)):
+            if isinstance(p, str) and (not p or not _KERNEL_PARAM.fullmatch(p)):
                 report(attribute.name, f"{p!r} is not a kernel parameter (no spaces, quotes, '$' or '\\')")
 
     @imports.validator
     def _imports(self, attribute, value):
         for p in value if isinstance(value, tuple) and all(isinstance(x, str) for x in value) else ():
-            if not re.fullmatch(r"(\.\./|\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*\.nix", p) or "/../" in p[3:]:
+            if not _IMPORT.fullmatch(p) or "/../" in p[3:]:
                 report(attribute.name, f"{p!r} is not a relative path to a .nix file")
             elif p.rstrip("/").endswith("default.nix") and "/" not in p.replace("./", "", 1):
                 report(attribute.name, f"{p!r} is the generated entry module itself")

@@ -1,8 +1,9 @@
 """A large lab's build from its rendering on: the per-host work on both cores.
 
-After the lab is loaded, validated, compiled and prechecked (everything the whole lab decides), the
-rest of a build is work per file: render the text, stage it for nix, have nix read it back and call
-the hand-written imports, compare, write the temporary beside its target.  From ``PARALLEL_FROM``
+After the lab is loaded, validated and its shared module files compiled (everything the whole lab decides:
+:func:`homelab.splitprep.shared`), the rest of a build is work per host and per file: make and precheck each
+host's entry file (:func:`homelab.splitprep.half`), render the text, stage it for nix, have nix read it back
+and call the hand-written imports, compare, write the temporary beside its target.  From ``PARALLEL_FROM``
 hosts on (``HOMELAB_PARALLEL_FROM`` overrides it) a whole build does that work in two processes: this
 one, and a child forked here that takes the entry files of the last 46 % of the hosts (each with
 its own nix processes).  The child hands back only small things (paths, temporaries, digests), never
@@ -13,9 +14,10 @@ files only after this process staged them.  Each writes its temporaries only onc
 one of its files back as the model says and found no hand-written clash, warning or error; the
 renames (modules first, then the hosts' entries), the deletions and the durability syncs are done
 here, only after both halves succeeded, under the lab's lock.  Anything else (a problem of any kind
-in either half, a warning of the clash check, a child that crashed or was killed, no nix) takes back
-every temporary and returns None: the caller then builds the single-process way, which finds the
-same problem and says it exactly as a build of a small lab does, or succeeds the same way.  Generated
+in either half, its hosts' precheck's too, a warning of the clash check, a child that crashed or was
+killed, no nix) takes back every temporary and returns None: the caller then builds the single-process
+way, which finds the same problem and says it exactly as a build of a small lab does, or succeeds the
+same way.  Generated
 files are byte for byte those of the single-process build.  Why it went back to one process is said in one
 line on stderr (``homelab: building in one process instead of two: ...``), unless the single-process build
 stops on that reason and names it itself (a problem of the lab's, no nix); ``HOMELAB_DEBUG=1`` says every
@@ -39,11 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import files, readback, render
+from . import files, readback, render, splitprep
+from .compile import LAB_DATA
 from .precompile import available
 
 if TYPE_CHECKING:
     from .compile import Compiled
+    from .errors import Problem
     from .model import Lab
     from .pynix_eval import Nix
 
@@ -72,6 +76,8 @@ def wanted(hosts: int) -> bool:
 class Done:
     """What a two-process build wrote, and what nix read back."""
 
+    hosts: tuple[str, ...]
+    warnings: tuple[Problem, ...]  # the lab's (:func:`homelab.splitprep.shared`)
     written: tuple[str, ...]
     unchanged: tuple[str, ...]
     removed: tuple[str, ...]
@@ -141,7 +147,7 @@ class _Half:
     cluster: bool
 
 
-def _halves(lab: Lab, compiled: Compiled) -> tuple[_Half, _Half]:
+def _halves(compiled: Compiled) -> tuple[_Half, _Half]:
     """This process: the first 54 % of the hosts (sorted), every file but the others' entries, and the cluster
     layer; the child: the other hosts, their entry files and the lab's data file (split at 50 %, the child's
     half took 0.8 s more of CPU at 10,000 hosts, about as much as 400 hosts' entries)."""
@@ -149,7 +155,7 @@ def _halves(lab: Lab, compiled: Compiled) -> tuple[_Half, _Half]:
     cut = len(names) * 27 // 50  # 54 %: the child's hosts/lab.nix (a line per host) costs as much as 4 % of entries
     first, second = names[:cut], names[cut:]
     theirs = {compiled.hosts[h].entry for h in second}
-    ours = [rel for rel in compiled.files if rel not in theirs]
+    ours = [*compiled.files, *(compiled.hosts[h].entry for h in first)]  # compile_shared's: no entry among its files
     return _Half(first, ours, False, True), _Half(second, sorted(theirs), True, False)
 
 
@@ -183,16 +189,14 @@ def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], 
 class _Job:
     root: Path
     base: str  # the staging folder
-    lab: Any
-    compiled: Any
-    pre: readback.Precheck
+    shared: splitprep.Shared
     nix: Any
     force: bool
     token: str
     generated: frozenset[str]  # every path this build writes
 
 
-def _verify(job: _Job, half: _Half) -> int:
+def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) -> int:
     """nix reads ``half``'s files back from the staging folder and calls its hand-written imports: the number of
     nix processes, or _Fallback for any problem or warning."""
     from .pynix_eval import Nix
@@ -200,12 +204,12 @@ def _verify(job: _Job, half: _Half) -> int:
     nix = job.nix or Nix()
     calls = nix.calls
     base = Path(job.base)
-    specs, clash_check = readback.start_clash_check(base, job.compiled, nix, half.hosts, job.pre)
+    specs, clash_check = readback.start_clash_check(base, compiled, nix, half.hosts, pre)
     with readback.clash_check_running(nix, clash_check):
-        rep = readback.read_back(base, job.compiled, nix, half.hosts, pre=job.pre, with_data=half.data)
+        rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data)
         if rep.problems:
             raise _Fallback("nix read back something other than the model says")
-        clashes = readback.hand_written_clashes(base, job.compiled, nix, half.hosts, job.pre, specs=specs,
+        clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs,
                                                 described=clash_check.result if clash_check else None)
         if any(c.severity == "error" for c in clashes):
             raise _Fallback("a hand-written import fights a generated definition", quiet=True)
@@ -219,18 +223,24 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     """One half's work up to its temporaries; ``staged_ours()`` is called once its hand-written files are staged,
     ``staged_theirs()`` waits until the other half's are (the child waits for this process's).  A dict of what
     it did; the temporaries it made are listed in it as they are made."""
-    texts = _texts(job.lab, job.compiled, half)
+    try:
+        compiled, pre = splitprep.half(job.shared, half.hosts, half.data)
+    except splitprep.Refused as e:  # a problem of the lab's hosts (or homelab's code): the one-process build says it
+        raise _Fallback(str(e), quiet=True) from None
+    if not first:  # beside this process's half (10,000 folders listed: 0.5 s); never this build's own
+        files.remove_stale_temps(job.root, keep=job.token)
+    texts = _texts(job.shared.lab, compiled, half)
     plan = files.plan(job.root, texts, prune=False, force=job.force)
     t0 = time.perf_counter()
     made: set[str] = set()
     readback.stage_texts(job.base, texts, made)
-    hand = sorted({r for h in half.hosts for r in job.compiled.hosts[h].hand_written})
+    hand = sorted({r for h in half.hosts for r in compiled.hosts[h].hand_written})
     staged_theirs()
     digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
     readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
                                 made=made)
     staged_ours()
-    calls = _verify(job, half)
+    calls = _verify(job, half, compiled, pre)
     seconds = time.perf_counter() - t0
     temps: list[tuple[str, Path]] = []
     done = {"temps": temps, "unchanged": list(plan.unchanged), "calls": calls, "seconds": seconds,
@@ -238,22 +248,52 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     files.write_temps(job.root, plan.write, job.token, True, temps, digests)
     for rel in plan.unchanged:
         digests[rel] = hashlib.sha256(texts[rel].encode("utf-8")).hexdigest()
-    _digest_sources(job.root, job.lab, job.compiled, half.hosts, digests)
+    _digest_sources(job.root, job.shared.lab, compiled, half.hosts, digests)
+    _unstage(job, half)
     return done
 
 
-def build(root: Path, lab: Lab, compiled: Compiled, pre: readback.Precheck, nix: Nix | None, *,
+def _unstage(job: _Job, half: _Half) -> None:
+    """This half's hosts' folders of the staging copy removed, now that its nix read them: each half removes its
+    own beside the other (10,000 folders removed after both took about 1 s).  A folder holding a hand-written
+    import of the other half's hosts stays (the other half's nix may still read it); what is left goes with the
+    staging folder."""
+    mine = set(half.hosts)
+    theirs = {rel.split("/", 2)[1] for h, plan in job.shared.compiled.hosts.items() if h not in mine
+              for rel in plan.hand_written if rel.startswith("hosts/") and rel.count("/") >= 2}
+    base = job.base + "/hosts/"
+    for h in half.hosts:
+        if h in theirs:
+            continue
+        folder = base + h
+        try:
+            for name in os.listdir(folder):
+                os.unlink(f"{folder}/{name}")
+            os.rmdir(folder)
+        except OSError:  # a folder inside, or anything else: removed with the staging folder
+            continue
+
+
+def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, *,
           force: bool = False) -> Done | None:
-    """Render, verify and write the whole lab in two processes (see the module's text); None: nothing was
-    written, build it in one process."""
-    ours, theirs = _halves(lab, compiled)
-    if not theirs.rels or not root.is_dir():  # a lab built in code into a new folder: made only once verified
-        _tell(("the lab's folder does not exist yet" if theirs.rels else "no entry file for a second process", True))
+    """Prepare, render, verify and write the whole lab in two processes (see the module's text); None: nothing
+    was written, build it in one process (which says what is wrong, if anything is)."""
+    if not root.is_dir():  # a lab built in code into a new folder: made only once verified
+        _tell(("the lab's folder does not exist yet", True))
+        return None
+    try:
+        shared = splitprep.shared(lab, warnings)
+    except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
+        _tell(_reason(e))
+        return None
+    compiled = shared.compiled
+    ours, theirs = _halves(compiled)
+    if not theirs.rels:
+        _tell(("no entry file for a second process", True))
         return None
     problems: list = []
-    whole_texts = set(compiled.files) | ({compiled.data.path} if compiled.data is not None else set())
-    with files.locked(root):
-        files.remove_stale_temps(root)
+    whole_texts = set(compiled.files) | {plan.entry for plan in compiled.hosts.values()} | {LAB_DATA}
+    with files.locked(root):  # the temporaries a killed build left: removed by the child (_work)
         from . import helmfile
 
         generated = frozenset(whole_texts | set(helmfile.texts(lab)))
@@ -264,7 +304,7 @@ def build(root: Path, lab: Lab, compiled: Compiled, pre: readback.Precheck, nix:
         committed = False
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
-                job = _Job(root, base, lab, compiled, pre, nix, force, files._temp_token(), generated)
+                job = _Job(root, base, shared, nix, force, files._temp_token(), generated)
                 why: list[_Why] = []
                 halves = _run_both(job, ours, theirs, why)
             if halves is None:
@@ -276,24 +316,22 @@ def build(root: Path, lab: Lab, compiled: Compiled, pre: readback.Precheck, nix:
         finally:
             if not committed:  # ours and the child's temporaries: the lock keeps every other build out
                 files.remove_stale_temps(root)
-    return _done(compiled, pre, halves, temps, delete)
+    return _done(shared, halves, temps, delete)
 
 
-def _done(compiled: Compiled, pre: readback.Precheck, halves: list[dict[str, Any]], temps: list,
-          delete: list[str]) -> Done:
+def _done(shared: splitprep.Shared, halves: list[dict[str, Any]], temps: list, delete: list[str]) -> Done:
     """The build's account, as the single-process build gives it (nix read each generated file back as the model
-    says: the merged option values are the precheck's)."""
+    says: the merged option values are the precheck's, merged when asked)."""
+    compiled = shared.compiled
     names = sorted(compiled.hosts)
-    merged = pre.merged
-    options = merged.restricted(names) if isinstance(merged, readback.HostOptions) else {h: merged[h] for h in names}
     generated = {rel for h in names for rel in compiled.files_of(h)}
     hand = {r for h in names for r in compiled.hosts[h].hand_written}
-    report = readback.Report(len(generated) + (1 if compiled.data is not None else 0), len(hand),
-                             options, [],
+    report = readback.Report(len(generated) + 1, len(hand), splitprep.options(shared, names), [],  # + hosts/lab.nix
                              sum(h["calls"] for h in halves))
     digests = {k: v for h in halves for k, v in h["digests"].items()}
-    return Done(tuple(sorted(rel for rel, _ in temps)), tuple(sorted(r for h in halves for r in h["unchanged"])),
-                tuple(delete), report, max(h["seconds"] for h in halves), digests)
+    return Done(tuple(names), shared.warnings, tuple(sorted(rel for rel, _ in temps)),
+                tuple(sorted(r for h in halves for r in h["unchanged"])), tuple(delete), report,
+                max(h["seconds"] for h in halves), digests)
 
 
 def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[dict[str, Any]] | None:

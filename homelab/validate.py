@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import attrs
 
-from . import firewall
+from . import firewall, forked
 from .errors import LabError, Problem
 from .component import problems as component_problems
 from .hardware import arch_mismatches
@@ -348,14 +348,24 @@ def tailscale_address_unusable(ctx: HostContext) -> Iterator[Problem]:
 
 def field_without_its_role(ctx: HostContext) -> Iterator[Problem]:
     """A host field only a role brings to life (``Role.host_fields``), set on a host without that role."""
-    from .roles import BUILTIN
-
-    kinds = {type(r) for r in ctx.host.roles}
-    for role_type in dict.fromkeys((*BUILTIN, *ctx.lab.role_types)):
-        for field, what in role_type.host_fields:
-            if getattr(ctx.host, field) is not None and role_type not in kinds:
+    host = ctx.host
+    kinds = None
+    for role_type, field, what in _host_fields(ctx.lab):
+        if getattr(host, field) is not None:
+            kinds = {type(r) for r in host.roles} if kinds is None else kinds
+            if role_type not in kinds:
                 yield ctx.warn(field, f"is set but the host has no {role_type.__name__}() role, so nothing brings "
                                f"{what} up")
+
+
+def _host_fields(lab: Lab) -> tuple[tuple[type, str, str], ...]:
+    """Every (role type, host field, what it brings up) of ``Role.host_fields``, built-in roles first: once per
+    lab, not once per host."""
+    from .roles import BUILTIN
+
+    return lab.derived("validate: host fields", lambda: tuple(
+        (role_type, field, what) for role_type in dict.fromkeys((*BUILTIN, *lab.role_types))
+        for field, what in role_type.host_fields))
 
 
 def repeated_role(ctx: HostContext) -> Iterator[Problem]:
@@ -529,10 +539,37 @@ def validate(lab: Lab) -> list[Problem]:
     cps = [h for h in lab.hosts if h.is_control_plane]
     dns_addon = any(getattr(r, "dns_addon", False) for h in cps for r in h.roles if r.control_plane)
     out = validate_cluster(lab.cluster, len(lab.kubernetes_nodes), dns_addon)
-    for h in lab.hosts:
+    hosts = lab.hosts
+    if len(hosts) < 2 or not 0 < forked.threshold() <= len(hosts) or not forked.possible():
+        out += host_problems(lab, hosts)
+        out += [p for rule in LAB_RULES for p in rule(lab)]
+        return out
+    # a large lab: the last hosts are checked by a child on the other core, while this process checks the
+    # first ones and then the lab as a whole (about a third of the work, hence the 40 %)
+    mine = len(hosts) * 2 // 5
+    child = forked.start(host_problems, lab, hosts[mine:])
+    try:
+        out += host_problems(lab, hosts[:mine])
+        try:
+            lab_problems, lab_error = [p for rule in LAB_RULES for p in rule(lab)], None
+        except Exception as e:  # noqa: BLE001 - raised below, unless a host's rule raises first (as in one process)
+            lab_problems, lab_error = [], e
+    except BaseException:
+        child.stop()
+        raise
+    answered, theirs = child.result()
+    out += theirs if answered else host_problems(lab, hosts[mine:])  # no answer: here, as in one process
+    if lab_error is not None:
+        raise lab_error
+    return out + lab_problems
+
+
+def host_problems(lab: Lab, hosts) -> list[Problem]:
+    """The problems of each of ``hosts`` (the lab's), in their order: every host rule of each."""
+    out: list[Problem] = []
+    for h in hosts:
         ctx = HostContext(lab, h)
         out += [p for rule in HOST_RULES for p in rule(ctx)]
-    out += [p for rule in LAB_RULES for p in rule(lab)]
     return out
 
 

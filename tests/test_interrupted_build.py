@@ -16,35 +16,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from .conftest import REPO, SEED, copy_lab
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from .stopkit import alive, files_of, sleeping_nix
 
 
 @pytest.mark.parametrize("sig, said", [(signal.SIGTERM, "homelab: interrupted (SIGTERM)"),
                                        (signal.SIGINT, "homelab: interrupted")])
 def test_a_build_stopped_while_nix_reads_back_removes_its_staging_folder_and_nix(tmp_path, sig, said):
     root = copy_lab(SEED, tmp_path / "lab")
-    before = _files(root)
-    bindir, tmp, pids = tmp_path / "bin", tmp_path / "tmp", tmp_path / "nix-pids"
-    bindir.mkdir()
-    tmp.mkdir()
-    (bindir / "nix-instantiate").write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n')
-    (bindir / "nix-instantiate").chmod(0o755)
+    before = files_of(root)
+    bindir, tmp, pids = sleeping_nix(tmp_path)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), PYTHONPATH=str(REPO))
     # Ctrl-C as a terminal delivers it: SIGINT not ignored (a shell's background job inherits it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "homelab", "build", "--root", str(root)], env=env,
@@ -68,12 +52,12 @@ def test_a_build_stopped_while_nix_reads_back_removes_its_staging_folder_and_nix
             proc.kill()
             proc.wait()
         for pid in started or ([int(x) for x in pids.read_text().split()] if pids.exists() else []):
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert (proc.returncode, err.splitlines()[-1]) == (130, said)
     assert list(tmp.iterdir()) == []
-    assert [pid for pid in started if _alive(pid)] == [] and len(started) == 2
-    assert _files(root) == before and out == ""
+    assert [pid for pid in started if alive(pid)] == [] and len(started) == 2
+    assert files_of(root) == before and out == ""
 
 
 def test_a_nix_handle_serves_again_after_the_build_it_ran_was_interrupted(tmp_path, monkeypatch):

@@ -94,3 +94,73 @@ def test_a_helper_closed_early_is_ended(tmp_path):
     helper.close()  # stops it wherever it is
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def _files(tmp_path: Path, n: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"f{i}.py"
+        p.write_text(f"x = {i}\n" + "y = [1, 2, 3]\n" * 50)
+        paths.append(str(p))
+    return paths
+
+
+def _x(code) -> int:
+    ns: dict = {}
+    exec(code, ns)
+    return ns["x"]
+
+
+def test_a_helper_that_does_not_move_is_not_waited_for(tmp_path):
+    """A busy machine may give the helper no time at all: this process compiles every file itself meanwhile."""
+    import signal
+    import threading
+
+    paths = _files(tmp_path, 40)
+    helper = Precompiled(paths)
+    os.kill(helper._pid, signal.SIGSTOP)
+    codes: list = []
+    try:
+        t = threading.Thread(target=lambda: codes.extend(helper.next_code() for _ in paths), daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "next_code() waited for a stopped helper"
+    finally:
+        os.kill(helper._pid, signal.SIGCONT)
+        helper.close()
+    assert [_x(c) for c in codes] == list(range(40))
+    assert [c.co_filename for c in codes] == paths
+
+
+def test_a_helper_ahead_compiles_every_file(tmp_path):
+    import time
+
+    paths = _files(tmp_path, 40)
+    helper = Precompiled(paths)
+    deadline = time.monotonic() + 30
+    while helper._items.qsize() < 41 and time.monotonic() < deadline:  # every record and the end are here
+        time.sleep(0.01)
+    codes = [helper.next_code() for _ in paths]
+    helper.close()
+    assert [_x(c) for c in codes] == list(range(40))
+    assert helper._tail == 40  # nothing was compiled here
+
+
+def test_the_helper_stops_before_the_files_taken_from_the_end(tmp_path):
+    import mmap
+
+    from homelab.precompile import _compile_all
+
+    paths = _files(tmp_path, 6)
+    taken = mmap.mmap(-1, 6)
+    taken[4] = taken[5] = 1
+    r, w = os.pipe()
+    _compile_all(paths, taken, w)  # closes w
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    indexes = []
+    while data:
+        index, size = int.from_bytes(data[:4], "little"), int.from_bytes(data[4:12], "little")
+        indexes.append(index)
+        data = data[12 + size:]
+    assert indexes == [0, 1, 2, 3]

@@ -24,6 +24,7 @@ from homelab import files, shard
 from tests.test_bench_runs import bench_module
 
 from .conftest import REPO, copy_lab
+from .stopkit import alive
 
 HOSTS = 8
 SAID = "homelab: building in one process instead of two: "
@@ -183,7 +184,7 @@ def test_a_nix_time_out_in_the_second_process_is_said(lab_source, tmp_path, nix,
     assert 5.0 <= time.monotonic() - t0 < 60
     assert res.verified is not None and res.verified.nix_calls == 2  # built again, in one process
     assert capfd.readouterr().err.splitlines() == [SAID + "nix-instantiate --eval did not finish within 5 s"]
-    assert [pid for pid in map(int, pids.read_text().split()) if _alive(pid)] == []
+    assert [pid for pid in map(int, pids.read_text().split()) if alive(pid)] == []
     assert tree(one) == tree(two) and files.stale_temps(two) == []
 
 
@@ -215,13 +216,6 @@ def test_an_exception_in_this_half_is_said_and_the_waiting_child_ends_its_nix(la
     assert capfd.readouterr().err.splitlines() == [
         SAID + "RuntimeError: planted (a bug in homelab's two-process build: please report it)"]
     waited = [int(x) for x in pids.read_text().split()]
-    assert len(waited) == 1 and not _alive(waited[0])
+    assert len(waited) == 1 and not alive(waited[0])
     assert tree(one) == tree(two) and files.stale_temps(two) == []
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

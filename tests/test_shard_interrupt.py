@@ -24,16 +24,9 @@ from homelab import files, shard
 from tests.test_shard_fallback import lab_source, warned  # noqa: F401 - fixtures: the 8 hosts, their warnings
 
 from .conftest import REPO, copy_lab
+from .stopkit import alive, files_of, sleeping_nix
 
 NIX_PROCESSES = 4  # a read-back and a clash check in each half (every host has a hand-written hardware file)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _children(pid: int) -> list[int]:
@@ -45,10 +38,6 @@ def _children(pid: int) -> list[int]:
     except FileNotFoundError:
         pass
     return out
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _pids(path: Path) -> list[int]:
@@ -65,12 +54,8 @@ def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab
     if not shard.available():
         pytest.skip("no fork or a single core: the two-process path is never taken here")
     root = copy_lab(lab_source, tmp_path / "lab")
-    before = _files(root)
-    bindir, tmp, pids = tmp_path / "bin", tmp_path / "tmp", tmp_path / "nix-pids"
-    bindir.mkdir()
-    tmp.mkdir()
-    (bindir / "nix-instantiate").write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n')
-    (bindir / "nix-instantiate").chmod(0o755)
+    before = files_of(root)
+    bindir, tmp, pids = sleeping_nix(tmp_path)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", TMPDIR=str(tmp), PYTHONPATH=str(REPO),
                HOMELAB_PARALLEL_FROM="2", HOMELAB_CACHE_DIR=str(tmp_path / "cache"))
 
@@ -102,10 +87,10 @@ def test_a_two_process_build_stopped_while_both_halves_verify_leaves_nothing(lab
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        left = {pid for pid in tree | set(_pids(pids)) if pid != proc.pid and _alive(pid)}
+        left = {pid for pid in tree | set(_pids(pids)) if pid != proc.pid and alive(pid)}
         for pid in left:
             os.kill(pid, signal.SIGKILL)
     assert sorted(left) == [] and len(_pids(pids)) == NIX_PROCESSES
     assert (proc.returncode, err.splitlines()) == (130, [*warned, said]), err
     assert list(tmp.iterdir()) == []
-    assert _files(root) == before and files.stale_temps(root) == [] and out == ""
+    assert files_of(root) == before and files.stale_temps(root) == [] and out == ""
