@@ -831,6 +831,28 @@ def test_a_tool_missing_during_the_rollout_ends_it(lab_dir, tmp_path, monkeypatc
     assert out_err(capsys) == ("", "homelab deploy: ssh vanished\n")
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_deploy_switches_the_workers_as_many_at_a_time_as_parallel_says(lab_dir, tmp_path, monkeypatch, net, capsys,
+                                                                        parallel):
+    """--parallel reaches the rollout: the workers after the control plane go through a pool of exactly that size."""
+    import concurrent.futures
+
+    path_with(tmp_path, monkeypatch, "ssh", "nixos-rebuild")
+    lab_net(net, lab_of(lab_dir), lab_dir, ["yomogi", "tokiwa", "hanaakari"])
+    pools = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    class Pool(real):
+        def __init__(self, max_workers=None, *a, **kw):
+            pools.append(max_workers)
+            super().__init__(max_workers, *a, **kw)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Pool)
+    assert run_deploy(lab_dir, parallel=parallel) == 0
+    assert pools == [parallel]
+    assert out_err(capsys)[0].splitlines()[-1] == "deployed 3 hosts; host and cluster checks passed"
+
+
 def refusal(lab_dir, only=None, lab=None, **kw) -> str:
     with pytest.raises(UsageError) as e:
         deploy.deploy(lab or lab_of(lab_dir), lab_dir, only, deploy.DeployOptions(**kw))

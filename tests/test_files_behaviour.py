@@ -357,3 +357,72 @@ def test_a_module_whose_text_holds_the_hash_placeholder_keeps_it_and_records_its
     text = render.module_text(f)
     assert text == want
     assert render.stored_hash(text) == content_hash(text)
+
+
+def _syncs(monkeypatch, root: Path, syncfs_works: bool) -> list[tuple]:
+    """Record what apply does to make its files durable, in order: ("fsync", a temporary's target), ("syncfs",),
+    ("rename", target), and each run of folder fsyncs as one ("fsync folders", sorted folders) (a set's order)."""
+    root = root.resolve()
+    events: list[tuple] = []
+    real_replace = os.replace
+
+    def where(fd: int) -> Path:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def fsync(fd):
+        path = where(fd)
+        if path.is_dir():
+            folders = (events.pop()[1] if events and events[-1][0] == "fsync folders" else ())
+            events.append(("fsync folders", tuple(sorted({*folders, path.relative_to(root).as_posix()}))))
+        else:
+            assert files._TEMP.match(path.name), path  # only temporaries are fsynced, before their rename
+            events.append(("fsync", (path.parent / path.name[1:].rsplit(".", 2)[0]).relative_to(root).as_posix()))
+
+    def syncfs(fd):
+        assert where(fd) == root
+        events.append(("syncfs",))
+        return 0 if syncfs_works else -1
+
+    def replace(src, dst):
+        events.append(("rename", Path(dst).relative_to(root).as_posix()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(files, "_SYNCFS", syncfs)
+    return events
+
+
+@pytest.mark.parametrize("case", ["few files", "a batch", "a batch whose sync fails"])
+def test_every_text_is_durable_before_the_first_rename_and_the_renames_after_the_last(tmp_path, monkeypatch, case):
+    """The durability steps exactly: few files get an fsync each as written, then the renames, then their
+    folders' fsyncs; a batch gets one filesystem sync before the renames and one after; a batch whose sync
+    fails falls back to an fsync of each temporary, then the folders' fsyncs (and asks the failing sync once)."""
+    n = 2 if case == "few files" else files.BATCH_SYNC_FROM
+    rels = [f"modules/{'ab'[i % 2]}/m{i}.nix" for i in range(n)]
+    events = _syncs(monkeypatch, tmp_path, syncfs_works=case == "a batch")
+    files.apply(tmp_path, files.Plan({rel: f"{rel}\n" for rel in rels}, (), ()))
+    assert tree(tmp_path) == {rel: f"{rel}\n".encode() for rel in rels}
+    order = sorted(rels)  # the rename order (all modules)
+    renames = [("rename", rel) for rel in order]
+    folders = [("fsync folders", ("modules/a", "modules/b"))]
+    assert events == {
+        "few files": [("fsync", rel) for rel in order] + renames + folders,
+        "a batch": [("syncfs",)] + renames + [("syncfs",)],
+        "a batch whose sync fails": [("syncfs",)] + [("fsync", rel) for rel in order] + renames + folders,
+    }[case]
+
+
+def test_write_temps_hands_back_each_temporary_and_the_sha256_of_each_text_as_written(tmp_path):
+    """What the two-process build's child hands back (homelab/shard.py): the temporaries by target, and the digests
+    the no-op fingerprint then takes instead of reading each file again."""
+    import hashlib
+
+    texts = {"modules/x.nix": "{ name = \"café\"; }\n", "hosts/a/default.nix": "b\n"}
+    temps: list[tuple[str, Path]] = []
+    digests: dict[str, str] = {}
+    files.write_temps(tmp_path, texts, "abcd1234", True, temps, digests)
+    assert temps == [("modules/x.nix", tmp_path / "modules/.x.nix.abcd1234.tmp"),
+                     ("hosts/a/default.nix", tmp_path / "hosts/a/.default.nix.abcd1234.tmp")]
+    assert {rel: tmp.read_bytes() for rel, tmp in temps} == {rel: t.encode("utf-8") for rel, t in texts.items()}
+    assert digests == {rel: hashlib.sha256(t.encode("utf-8")).hexdigest() for rel, t in texts.items()}

@@ -13,6 +13,7 @@ import pytest
 from homelab import Pkg, PkgCall, Priority, default, force
 from homelab.nixvalue import INT_MAX, INT_MIN, NixValueError, attr_name, quote, render, uses
 from homelab.readback import STUB_LIB, stub_pkgs, to_json
+from homelab.values import FrozenDict, freeze
 
 
 def _error(fn, *args) -> str:
@@ -121,6 +122,16 @@ def test_a_priority_inside_a_list_is_refused_with_its_reason():
 
 
 # ---------------------------------------------------------------- module arguments
+
+
+def test_the_frozen_values_a_host_holds_are_written_as_the_plain_ones_empty_sets_and_lists_too():
+    # a Host's option values are frozen (dicts become FrozenDict, a dict subclass that render's fast path for
+    # plain dicts does not take): an empty attribute set in an option must still be `{ }`
+    value = {"settings": {}, "extra": [], "nested": {"inner": {}}, "on": True}
+    text = "{\n  settings = { };\n  extra = [ ];\n  nested = {\n    inner = { };\n  };\n  on = true;\n}"
+    assert render(value) == text
+    assert render(freeze(value)) == text
+    assert render(FrozenDict()) == "{ }"
 
 
 def test_uses_names_every_module_argument_a_value_refers_to():
