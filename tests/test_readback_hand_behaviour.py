@@ -277,7 +277,8 @@ def test_ctrl_c_the_kernel_hands_the_clash_checks_thread_is_acted_on_while_waiti
     try:
         p = readback.Pending(call)
         assert started.wait(10)
-        signal.pthread_kill(ident[0], signal.SIGINT)
+        # sent from a third thread once the main one waits (raised inside pytest.raises whenever it comes)
+        threading.Timer(0.1, signal.pthread_kill, (ident[0], signal.SIGINT)).start()
         with pytest.raises(KeyboardInterrupt):
             p.wait()
         assert not finished.is_set()  # acted on while the call still ran
