@@ -176,6 +176,20 @@ def test_a_host_that_opens_every_port_from_8081_to_8999_is_probed_closed_on_9000
     assert len(lan) == 919 + 6
 
 
+def test_a_host_whose_flow_table_names_every_port_gets_no_probe_outside_it(monkeypatch):
+    """No closed port left (a flow table naming all 65,535 ports: too many for a fast test, so ``_closed_port``
+    says so here): every class of client is probed on the flow table's ports only, none on a port "None"."""
+    from homelab import expect
+
+    def reach(lab):
+        return [(c.spec["client"], c.spec["proto"], c.spec["port"], c.spec["expect"]) for c in of(tokiwa(lab), "reach")]
+
+    want = [r for r in reach(labkit.lab()) if r[2] != 8081]
+    assert len(want) == 12
+    monkeypatch.setattr(expect, "_closed_port", lambda taken: None)
+    assert reach(labkit.lab()) == want
+
+
 def test_the_closed_port_wraps_round_to_the_low_ports_and_is_none_when_every_port_is_named():
     assert _closed_port(set()) == 8081
     assert _closed_port(set(range(8081, 65536))) == 1

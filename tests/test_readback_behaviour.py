@@ -80,6 +80,18 @@ def test_to_json_writes_addresses_and_networks_as_text():
         ["10.0.0.1", "10.0.0.0/24"]
 
 
+def test_to_json_writes_a_list_or_tuple_of_any_class_as_a_list_of_its_items():
+    class Row(tuple):
+        pass
+
+    class Items(list):
+        pass
+
+    addr = ipaddress.IPv4Address("10.0.0.1")
+    assert readback.to_json(Items([addr, Row((addr, 1))])) == ["10.0.0.1", ["10.0.0.1", 1]]
+    assert readback.to_json((addr, [addr])) == ["10.0.0.1", ["10.0.0.1"]]
+
+
 # ---------------------------------------------------------------- flatten
 
 
@@ -101,6 +113,18 @@ def test_flatten_keeps_an_override_set_at_an_option_or_holding_a_package_whole()
     assert readback.flatten({"test": {"set": force({"k": "v"})}, "tool": force(pkg)}, (), C) == [
         (("test", "set"), force({"k": "v"})),
         (("tool",), force(pkg)),
+    ]
+
+
+def test_flatten_keeps_a_package_or_a_call_where_no_option_is_whole_and_goes_on_after_an_override():
+    pkg = {"_type": "pkg", "attrPath": "htop"}
+    call = {"_type": "pkg-call", "function": "dockerTools.pullImage", "args": {"name": "x"}}
+    nested = {"test": force({"flag": True}, 60), "tool": pkg, "image": call, "other": {"x": 1}}
+    assert readback.flatten(nested, (), C) == [
+        (("test", "flag"), force(True, 60)),
+        (("tool",), pkg),
+        (("image",), call),
+        (("other", "x"), 1),
     ]
 
 
@@ -474,7 +498,7 @@ IMPORTS = {"hosts/a/default.nix": ("../../modules/m.nix", "./extra.nix"), "hosts
 
 
 def read_back_lab(root, nix, changed: dict[str, str] = {}, *, data: str | None = None, only=("a", "b"),
-                  pre=None) -> readback.Report:
+                  pre=None, **with_data) -> readback.Report:
     """read_back of the MODEL lab (with its data file ``hosts/lab.nix``, {hosts.a.x = 1;}) whose files on disk
     are ON_DISK with ``changed``; ``data``: the data file's text on disk (None: not written)."""
     write_files(root, {**ON_DISK, **changed, **({"hosts/lab.nix": data} if data is not None else {})})
@@ -482,7 +506,7 @@ def read_back_lab(root, nix, changed: dict[str, str] = {}, *, data: str | None =
                        {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}, hand={"a": ("hosts/a/extra.nix",)},
                        data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
     calls = nix.calls
-    report = readback.read_back(root, lab, nix, list(only) if only is not None else None, pre=pre)
+    report = readback.read_back(root, lab, nix, list(only) if only is not None else None, pre=pre, **with_data)
     assert nix.calls == calls + 1 == calls + report.nix_calls  # one nix process, the caller's
     return report
 
@@ -551,6 +575,20 @@ def test_read_back_names_each_value_of_the_data_file_nix_read_otherwise(nix, tmp
     ]
     assert report.files == 4
     assert report.options["a"] == {"test.flag": True, "test.lines": "a\nm", "test.set": {"k": "v"}}
+
+
+def test_read_back_without_the_data_file_neither_reads_nor_counts_it(nix, tmp_path):
+    """The half of a two-process build that leaves the data file to the other (``with_data=False``)."""
+    report = read_back_lab(tmp_path, nix, BROKEN_C, data="{ hosts.a = { x = 2; }; }", with_data=False)
+    assert (report.files, report.hand_written, report.problems) == (3, 1, [])
+
+
+def test_evaluate_reads_the_data_file_when_it_is_there_unless_told_not_to(nix, tmp_path):
+    write_files(tmp_path, {"hosts/c/default.nix": "{ ... }: { }", "hosts/lab.nix": "{ hosts.a.x = 2; }"})
+    lab = compiled_lab([module_file("hosts/c/default.nix")], {"c": ()},
+                       data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
+    assert readback.evaluate(tmp_path, lab, nix)["data"] == {"hosts": {"a": {"x": 2}}}
+    assert readback.evaluate(tmp_path, lab, nix, with_data=False)["data"] is None
 
 
 def test_read_back_compares_with_the_prechecks_nested_files_without_nesting_them_again(nix, tmp_path, monkeypatch):

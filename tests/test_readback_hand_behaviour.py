@@ -257,6 +257,72 @@ def test_pending_does_not_keep_the_process_alive():
     p.wait()
 
 
+def test_ctrl_c_the_kernel_hands_the_clash_checks_thread_is_acted_on_while_waiting_for_it():
+    """The kernel may deliver SIGINT to any thread; Python acts on it in the main thread only, so waiting for the
+    clash check must wake up to do so, not wait for its nix process to end first."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    ident: list[int] = []
+
+    def call():
+        ident.append(threading.get_ident())
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        p = readback.Pending(call)
+        assert started.wait(10)
+        # sent from a third thread once the main one waits (raised inside pytest.raises whenever it comes)
+        threading.Timer(0.1, signal.pthread_kill, (ident[0], signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            p.wait()
+        assert not finished.is_set()  # acted on while the call still ran
+    finally:
+        release.set()
+        signal.signal(signal.SIGINT, old)
+    # (not p.wait(): Python 3.11's Thread.join marks a thread stopped when a KeyboardInterrupt interrupts it)
+    assert finished.wait(10)
+
+
+@pytest.mark.parametrize("raised, ended", [(None, False), (ValueError, False), (KeyboardInterrupt, True)])
+def test_the_clash_check_is_waited_for_and_only_ctrl_c_ends_the_builds_nix_processes(nix, raised, ended):
+    """Leaving the work beside a clash check: its call is done first (its nix process reads the staging copy);
+    Ctrl-C (KeyboardInterrupt, as SIGTERM is raised too) ends every nix process of the handle at once, nothing else
+    does; the handle serves again afterwards, and what was raised goes on."""
+    import subprocess
+
+    release, finished = threading.Event(), threading.Event()
+
+    def call():
+        release.wait(10)
+        finished.set()
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)  # as the handle runs nix: in a session of its own
+    nix.running.add(proc)
+    try:
+        pending = readback.Pending(call)
+        threading.Timer(0.05, release.set).start()
+        if raised is None:
+            with readback.clash_check_running(nix, pending):
+                pass
+        else:
+            with pytest.raises(raised):
+                with readback.clash_check_running(nix, pending):
+                    raise raised()
+        assert finished.is_set()
+        assert (proc.poll() is not None) == ended
+        assert nix.eval_expr("1 + 1") == 2
+    finally:
+        nix.running.discard(proc)
+        proc.kill()
+        proc.wait()
+
+
 # ---------------------------------------------------------------- the staging copy a build verifies
 
 @pytest.fixture

@@ -4,10 +4,16 @@ copied byte for byte, hashed as it was read when asked, and a file another proce
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from homelab.readback import stage_hand_written
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _lab(tmp_path):
@@ -64,3 +70,30 @@ def test_generated_files_beside_an_import_are_never_copied(tmp_path):
     base.mkdir()
     stage_hand_written(str(base), root, ["hosts/a/hw.nix"], {"hosts/a/disks.nix"})
     assert sorted(os.listdir(base / "hosts" / "a")) == ["hw.nix"]
+
+
+def test_an_import_larger_than_one_read_is_copied_whole(tmp_path):
+    root = tmp_path / "lab"
+    (root / "hosts" / "a").mkdir(parents=True)
+    data = b"# " + bytes(range(32, 127)) * 25_000 + b"\n{ }\n"  # 2.4 MB: several reads of 1 MiB
+    (root / "hosts" / "a" / "hw.nix").write_bytes(data)
+    base = tmp_path / "stage"
+    base.mkdir()
+    digests: dict[str, str] = {}
+    stage_hand_written(str(base), root, ["hosts/a/hw.nix"], set(), digests=digests)
+    assert (base / "hosts/a/hw.nix").read_bytes() == data
+    assert digests == {"hosts/a/hw.nix": hashlib.sha256(data).hexdigest()}
+
+
+def test_the_texts_are_staged_as_utf8_whatever_the_locale(tmp_path):
+    """A non-ASCII comment (a reason naming café's printer) is staged as the UTF-8 homelab writes, in a C locale
+    too, where Python's own default would be ASCII."""
+    texts = {"hosts/a/default.nix": "# the printer of café «Ü»\n{ }\n", "modules/m.nix": "{ }\n"}
+    code = ("import sys, json; from homelab.readback import stage_texts; "
+            "stage_texts(sys.argv[1], json.loads(sys.argv[2]))")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "LC_ALL": "C",
+           "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path), json.dumps(texts)], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert {rel: (tmp_path / rel).read_bytes() for rel in texts} == {rel: t.encode() for rel, t in texts.items()}

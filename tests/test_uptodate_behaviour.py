@@ -143,3 +143,35 @@ def test_a_folder_its_user_cannot_read_hides_nothing_else(tmp_path):
             with contextlib.suppress(OSError):
                 os.chmod(d, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_file_the_build_hashed_stands_with_the_bytes_the_build_wrote(tmp_path, monkeypatch):
+    """``known`` (the SHA-256 of what the build wrote, by lab-relative path) stands in for reading a regular file
+    again: the same bytes give the same fingerprint as reading them, and a file edited after the build wrote it
+    (before the record) is a change for the next build.  A link is always followed and read, whatever ``known``
+    says of its path; extra files outside the lab are stat'ed."""
+    import hashlib
+
+    monkeypatch.setenv("HOMELAB_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_lab(tmp_path)
+    (root / "modules" / "a.nix").write_text("{ }")
+    (root / "hosts" / "b.py").symlink_to(root / "hosts" / "a" / "host.py")
+    outside = tmp_path / "code.py"
+    outside.write_text("x = 1")
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    read = uptodate.fingerprint(str(root), [str(outside)])
+    written = {"modules/a.nix": sha("{ }"), "hosts/a/host.py": sha("roles=[]"), "hosts/b.py": sha("not read")}
+    assert uptodate.fingerprint(str(root), [str(outside)], written) == read
+    uptodate.save(str(root), [str(outside)], "check", "build", [], written)
+    assert uptodate.lookup(str(root))["fingerprint"] == read
+
+    edited = dict(written, **{"modules/a.nix": sha("{ x = 1; }")})  # the build wrote other bytes than are there now
+    assert uptodate.fingerprint(str(root), [str(outside)], edited) != read
+    uptodate.save(str(root), [str(outside)], "check", "build", [], edited)
+    assert uptodate.lookup(str(root)) is None
+
+    outside.write_text("x = 22")
+    assert uptodate.fingerprint(str(root), [str(outside)]) != read
