@@ -114,6 +114,14 @@ class collecting:
         _sink.reset(self._token)
 
 
+def some_of(names: list[str], shown: int = 10) -> str:
+    """``names`` for a message: all of them up to ``shown``, else the first ``shown`` and how many more (a warning
+    about 6,000 hosts of a large lab stays one readable line)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 def report(field: str, reason: str) -> None:
     problem = Problem(_where.get(), field, reason)
     sink = _sink.get()

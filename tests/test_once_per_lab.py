@@ -29,6 +29,15 @@ def test_rook_names_every_node_whose_kubelet_directory_the_csi_plugin_misses():
                       "CephStorage())")]
 
 
+def test_rook_names_ten_such_nodes_and_counts_the_rest():
+    lab = _ceph_lab(13)
+    found = [p.reason for p in problems_of(lab) if p.field == "RookCeph.hosts"]
+    names = ", ".join(sorted(f"plain{i}" for i in range(13))[:10])
+    assert found == ["the CSI plugin registers under the kubelet directory /var/lib/kubelet, which the kubelet of "
+                     f"{names} and 3 more does not use: pods there cannot mount Ceph volumes (give those hosts "
+                     "CephStorage())"]
+
+
 def test_rook_says_nothing_when_every_node_has_the_ceph_hosts_kubelet_directory():
     assert [p for p in problems_of(_ceph_lab(0)) if p.field == "RookCeph.hosts"] == []
 

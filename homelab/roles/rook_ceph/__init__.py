@@ -24,7 +24,7 @@ import attrs
 
 from ... import fields
 from ...component import Component, Release, Repository
-from ...errors import Problem
+from ...errors import Problem, some_of
 from ...role import Edge, GraphPart, Node
 from ...yamltext import Commented
 from .. import kubernetes
@@ -117,7 +117,7 @@ class RookCeph(Component):
                            if h.is_kubernetes_node and kubelet_root_dir(h) != kubelet_dir)
         if elsewhere:
             yield Problem("cluster", f"{type(self).__name__}.hosts", "the CSI plugin registers under the kubelet "
-                          f"directory {kubelet_dir}, which the kubelet of {', '.join(elsewhere)} does not "
+                          f"directory {kubelet_dir}, which the kubelet of {some_of(elsewhere)} does not "
                           "use: pods there cannot mount Ceph volumes (give those hosts CephStorage())", "warning")
         if self.mons is not None and self.mons > len(lab.kubernetes_nodes):
             yield self.error("mons", f"{self.mons} monitors need {self.mons} nodes (one per node), and the lab has "
