@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 __all__ = ["PARALLEL_FROM", "threshold", "possible", "Child", "start"]
 
-PARALLEL_FROM = 1000  # hosts, as homelab.shard's: below this a fork costs more than it saves
+PARALLEL_FROM = 1000  # hosts (homelab.shard uses it too): below this a fork costs more than it saves
 
 
 def threshold() -> int:

@@ -43,6 +43,7 @@ import attrs
 
 from . import files, readback, render, splitprep
 from .compile import LAB_DATA
+from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
 from .precompile import available
 
 if TYPE_CHECKING:
@@ -52,19 +53,6 @@ if TYPE_CHECKING:
     from .pynix_eval import Nix
 
 __all__ = ["PARALLEL_FROM", "threshold", "wanted", "Done", "build"]
-
-PARALLEL_FROM = 1000  # hosts: below this a build stays in one process (forking and two more nix processes cost)
-
-
-def threshold() -> int:
-    """From how many hosts on a whole build runs in two processes (``HOMELAB_PARALLEL_FROM``, else
-    ``PARALLEL_FROM``; 0 never)."""
-    value = os.environ.get("HOMELAB_PARALLEL_FROM", "")
-    try:
-        return int(value) if value.strip() else PARALLEL_FROM
-    except ValueError:
-        return PARALLEL_FROM
-
 
 def wanted(hosts: int) -> bool:
     """Whether a whole build of a lab of ``hosts`` hosts runs its per-file work in two processes."""
