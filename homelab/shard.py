@@ -147,15 +147,13 @@ def _halves(compiled: Compiled) -> tuple[_Half, _Half]:
     return _Half(first, ours, False, True), _Half(second, sorted(theirs), True, False)
 
 
-def _texts(lab: Lab, compiled: Compiled, half: _Half) -> dict[str, str]:
+def _texts(job: _Job, compiled: Compiled, half: _Half) -> dict[str, str]:
     """The texts of ``half``'s files."""
     out = {rel: render.module_text(compiled.files[rel]) for rel in half.rels}
     if half.data and compiled.data is not None:
         out[compiled.data.path] = render.data_text(compiled.data)
     if half.cluster:
-        from . import helmfile
-
-        out.update(helmfile.texts(lab))
+        out.update(job.cluster)
     return dict(sorted(out.items()))
 
 
@@ -182,6 +180,7 @@ class _Job:
     force: bool
     token: str
     generated: frozenset[str]  # every path this build writes
+    cluster: dict[str, str]  # the cluster layer's texts (homelab.helmfile), made once: this process's half writes them
 
 
 def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) -> int:
@@ -217,7 +216,7 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
         raise _Fallback(str(e), quiet=True) from None
     if not first:  # beside this process's half (10,000 folders listed: 0.5 s); never this build's own
         files.remove_stale_temps(job.root, keep=job.token)
-    texts = _texts(job.shared.lab, compiled, half)
+    texts = _texts(job, compiled, half)
     plan = files.plan(job.root, texts, prune=False, force=job.force)
     t0 = time.perf_counter()
     made: set[str] = set()
@@ -284,7 +283,8 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     with files.locked(root):  # the temporaries a killed build left: removed by the child (_work)
         from . import helmfile
 
-        generated = frozenset(whole_texts | set(helmfile.texts(lab)))
+        cluster = helmfile.texts(lab)
+        generated = frozenset(whole_texts | set(cluster))
         delete = files.pruned(root, generated, force, problems)
         if problems:
             _tell((f"a problem in the lab: {_line(str(problems[0]))}", True))
@@ -292,7 +292,7 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
         committed = False
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
-                job = _Job(root, base, shared, nix, force, files._temp_token(), generated)
+                job = _Job(root, base, shared, nix, force, files._temp_token(), generated, cluster)
                 why: list[_Why] = []
                 halves = _run_both(job, ours, theirs, why)
             if halves is None:
