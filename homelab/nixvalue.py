@@ -204,3 +204,19 @@ def uses(value: Any) -> set[str]:
     if isinstance(value, dict):
         return set().union(*(uses(v) for v in value.values())) if value else set()
     return set()
+
+
+def uses_into(value: Any, out: set[str]) -> None:
+    """Add to ``out`` what :func:`uses` gives for ``value``: the plain types (most of a lab's values) by their exact
+    type, without :func:`uses`' checks and sets; every other value (a subclass too) through :func:`uses`."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return
+    if kind is dict:
+        for v in value.values():
+            uses_into(v, out)
+    elif kind is list or kind is tuple:
+        for v in value:
+            uses_into(v, out)
+    else:
+        out |= uses(value)
