@@ -259,8 +259,60 @@ def own_rules(ctx: HostContext, nodes: NodeRules | None) -> list[Rule]:
 
 
 def host_section(ctx: HostContext) -> Section | None:
-    """The host's own firewall rules for its entry file, each group under a comment that says why."""
+    """The host's own firewall rules for its entry file, each group under a comment that says why.
+
+    Most hosts of a large lab have the same rules (the same roles on the same interface): the section is made
+    once per :func:`_section_key` (the very same :class:`Section` for each of those hosts), and the hosts that
+    key cannot speak for (the control plane, a host some source names) are worked out alone."""
     nodes = node_rules(ctx)
+    key = _section_key(ctx, nodes)
+    if key is None:
+        return _host_section(ctx, nodes)
+    return ctx.lab.derived(("firewall: own section", key), lambda: _host_section(ctx, nodes))
+
+
+def _section_key(ctx: HostContext, nodes: NodeRules | None) -> tuple | None:
+    """All that :func:`_host_section` reads of the host, or None when the host is one such a key cannot hold.
+
+    The section is the lab's backend (the key is per lab: :meth:`homelab.model.Lab.derived`) and the host's
+    rules (:func:`own_rules`): its flows not from the nodes, each with who asks for it, each source made
+    concrete (:func:`homelab.sources.matches`), less those ``nodes`` holds (``nodes.texts``, also whether the
+    comment names the node-rules file).  What ``matches`` reads of the host: whether IPv6 is off, its LAN
+    interface, whether it is the host a ``host:<name>`` or ``control-plane`` source stands for (then no key:
+    such a host is its own case), and what its roles say a role's source word stands for on it (each role's
+    ``sources``, read once here as ``matches`` reads them); every other source is the lab's alone (the LAN,
+    the world, a network, the nodes, another host's address).  The flows are compared by value, so a value
+    that equals another's but is written differently (a port ``True`` beside ``1``, a ``str`` subclass) is
+    left to the slow path."""
+    lab, host = ctx.lab, ctx.host
+    if host is lab.control_plane:
+        return None
+    flows = tuple([fb for fb in host_flows(ctx) if fb[0].source.kind != "nodes"])
+    named = lab.derived("firewall: named hosts", lambda: frozenset(
+        s.host for s in lab.cluster.admins if s.kind == "host"))
+    for f, by in flows:
+        if type(f.port) is not int or type(f.why) is not str or type(by) is not str:
+            return None
+        s = f.source
+        if s.kind == "host" and s.host == host.hostname:
+            return None
+    if host.hostname in named:
+        return None
+    said = []
+    for r in host.roles:
+        for k, m in r.sources(ctx):
+            if type(m) is not Match or type(k) is not str or type(m.iface) not in _PLAIN or \
+                    type(m.net) not in _PLAIN or type(m.family) is not int:
+                return None
+            said.append((k, m))
+    off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # as matches() keeps it
+    return (host.interface, off, flows, tuple(said), nodes.texts if nodes is not None else None)
+
+
+_PLAIN = (str, type(None))
+
+
+def _host_section(ctx: HostContext, nodes: NodeRules | None) -> Section | None:
     rules = own_rules(ctx, nodes)
     if not rules:
         return None

@@ -1,0 +1,115 @@
+"""The host's own firewall section, made once per key for hosts alike (firewall.host_section, issue 19: at 10,000
+hosts most have the same rules), is what working it out for each host alone gives (firewall._host_section), for
+hosts that differ in each thing the key must hold, in any order (the first host of a key makes the section the
+others get)."""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from homelab import ControlPlane, Host, Lab, OpenPort, Tailscale, Worker, firewall
+from homelab.role import Flow, HostContext, Role
+
+from . import labkit
+
+
+@attrs.frozen
+class Odd(Role):
+    """A lab's own role whose flow's port is True: equal to 1, written otherwise (--dport True)."""
+
+    port: object = 1
+
+    def flows(self, ctx):
+        yield Flow(self.port, "tcp", "lan", "odd")
+
+
+@attrs.frozen
+class ControlPlaneLike(Role):
+    """A lab's own role with the class name, flows and sources of ControlPlane, on a host that is not the control
+    plane: the same rows as the control plane's, where a source ``control-plane`` stands for another host."""
+
+    def flows(self, ctx):
+        return list(ControlPlane().flows(ctx))
+
+    def sources(self, ctx):
+        return ControlPlane().sources(ctx)
+
+
+ControlPlaneLike.__name__ = "ControlPlane"
+
+
+@attrs.frozen
+class WorkerLike(Role):
+    """Worker's name, sources and flows less those from the nodes: no node-rules file (the comment says so)."""
+
+    def flows(self, ctx):
+        return [f for f in Worker().flows(ctx) if f.source.kind != "nodes"]
+
+    def sources(self, ctx):
+        return Worker().sources(ctx)
+
+
+WorkerLike.__name__ = "Worker"
+
+
+def _host(name: str, n: int, **kw) -> Host:
+    base = dict(hostname=name, system="x86_64-linux", state_version="25.05", interface="enp1s0",
+                address=f"192.168.10.{n}", roles=[Worker(), Tailscale()])
+    base.update(kw)
+    return Host(**base)
+
+
+def _variants() -> list[Host]:
+    """Twins, and hosts that differ from them in one thing the section depends on."""
+    return [
+        _host("cp", 10, roles=[ControlPlane(), Tailscale()]),
+        _host("w1", 11),
+        _host("w2", 12),  # w1's twin: the same section
+        _host("eth", 13, interface="eth0"),  # another LAN interface
+        _host("nov6", 14, options={"networking.enableIPv6": False}),  # no ip6tables rules
+        _host("ts1", 15, roles=[Worker(), Tailscale(interface="ts1")]),  # the tailnet on another interface
+        _host("admin", 16),  # named in the admins: no rule from its own address
+        _host("self", 17, open_ports=[OpenPort(9000, source="host:self", reason="itself")]),
+        _host("other", 18, open_ports=[OpenPort(9000, source="host:self", reason="itself")]),  # self's flows
+        _host("mimic", 19, roles=[ControlPlaneLike(), Tailscale()]),  # the control plane's flows, not it
+        _host("nonode", 20, roles=[WorkerLike(), Tailscale()]),  # w1's own flows, no rules from the nodes
+        _host("one", 21, roles=[Odd(1)]),
+        _host("true", 22, roles=[Odd(True)]),  # one's flow, by ==
+        _host("nas", 23, roles=[]),
+        _host("nas-eth", 24, roles=[], interface="eth0"),  # nas on another interface (no rules from the nodes)
+    ]
+
+
+def _lab(hosts: list[Host], backend: str) -> Lab:
+    return labkit.lab(hosts, firewall=backend, admins=["lan", "tailnet", "host:admin"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.permutations(range(len(_variants()))), backend=st.sampled_from(["iptables", "nftables"]))
+def test_each_host_gets_the_section_worked_out_for_it_alone(order, backend):
+    hosts = [_variants()[i] for i in order]
+    fast, slow = _lab(hosts, backend), _lab(hosts, backend)
+    got = {h.hostname: firewall.host_section(HostContext(fast, h)) for h in fast.hosts}
+    want = {}
+    for h in slow.hosts:
+        ctx = HostContext(slow, h)
+        want[h.hostname] = firewall._host_section(ctx, firewall.node_rules(ctx))
+    assert got == want
+    assert got["w1"] is got["w2"]  # the twins' section was made once
+    assert got["w1"] is not None
+
+
+def test_what_the_key_tells_apart_is_written_apart():
+    """The cases above differ where they should (else the first test could not catch a key that merges them)."""
+    lab = _lab(_variants(), "iptables")
+    sec = {h.hostname: firewall.host_section(HostContext(lab, h)) for h in lab.hosts}
+    text = {name: s.defs[0][1] for name, s in sec.items()}
+    assert sec["nas-eth"] != sec["nas"]
+    for name in ("eth", "nov6", "ts1", "admin", "nonode"):
+        assert sec[name] != sec["w1"], name
+    assert text["self"] != text["other"] and text["mimic"] != text["cp"] and text["one"] != text["true"]
+    assert "nodes" not in sec["nonode"].comment and "nodes" in sec["w1"].comment
+    assert "--dport True" in text["true"] and "--dport 1 " in text["one"]
+    assert "192.168.10.16/32" in text["w1"] and "192.168.10.16/32" not in text["admin"]
