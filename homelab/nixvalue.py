@@ -129,6 +129,10 @@ def render(value: Any, indent: str = "") -> str:
             + f"{indent}}}"
     if kind is bool:
         return "true" if value else "false"
+    if kind is list or kind is tuple:  # what _render does with them, without its checks of the other types first
+        return _list(value, indent)
+    if kind is int:
+        return _int(value)
     return _render(value, indent)
 
 
@@ -146,11 +150,7 @@ def _render(value: Any, indent: str) -> str:
     if value is None:
         return "null"
     if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            raise NixValueError(f"{value} does not fit in a Nix integer")
-        if value == INT_MIN:  # the literal 9223372036854775808 does not exist in Nix
-            return f"({INT_MIN + 1} - 1)"
-        return f"({value})" if value < 0 else str(value)
+        return _int(value)
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
         return quote(str(value))
     if isinstance(value, str):
@@ -167,12 +167,7 @@ def _render(value: Any, indent: str) -> str:
         head = fn if fn else f"lib.mkOverride {value.priority}"
         return f"{head} {inner}"
     if isinstance(value, (list, tuple)):
-        if not value:
-            return "[ ]"
-        items = [_element(v, indent + "  ") for v in value]
-        if len(items) == 1 and is_simple(value[0]):
-            return f"[ {items[0]} ]"
-        return "[\n" + "".join(f"{indent}  {i}\n" for i in items) + f"{indent}]"
+        return _list(value, indent)
     if isinstance(value, dict):
         if not value:
             return "{ }"
@@ -181,6 +176,23 @@ def _render(value: Any, indent: str) -> str:
             lines.append(f"{indent}  {attr_name(k)} = {render(v, indent + '  ')};\n")
         return "{\n" + "".join(lines) + f"{indent}}}"
     raise NixValueError(f"cannot write {type(value).__name__} {value!r} as a Nix value")
+
+
+def _int(value: int) -> str:
+    if not INT_MIN <= value <= INT_MAX:
+        raise NixValueError(f"{value} does not fit in a Nix integer")
+    if value == INT_MIN:  # the literal 9223372036854775808 does not exist in Nix
+        return f"({INT_MIN + 1} - 1)"
+    return f"({value})" if value < 0 else str(value)
+
+
+def _list(value: list | tuple, indent: str) -> str:
+    if not value:
+        return "[ ]"
+    items = [_element(v, indent + "  ") for v in value]
+    if len(items) == 1 and is_simple(value[0]):
+        return f"[ {items[0]} ]"
+    return "[\n" + "".join(f"{indent}  {i}\n" for i in items) + f"{indent}]"
 
 
 def _element(value: Any, indent: str) -> str:

@@ -113,3 +113,29 @@ def test_what_the_key_tells_apart_is_written_apart():
     assert "nodes" not in sec["nonode"].comment and "nodes" in sec["w1"].comment
     assert "--dport True" in text["true"] and "--dport 1 " in text["one"]
     assert "192.168.10.16/32" in text["w1"] and "192.168.10.16/32" not in text["admin"]
+
+
+def test_the_lan_facts_and_the_pod_sources_are_each_lab_s_own():
+    """Worked out once per lab (compile._lan, kubernetes.node_sources): a second lab with other ranges gets its own,
+    and each host's entry file writes its lab's."""
+    from homelab.compile import host_sections
+    from homelab.roles import kubernetes
+
+    a = labkit.lab()
+    b = labkit.lab(lan="10.9.0.0/20", gateway="10.9.0.2", nameservers=["10.9.0.3", "10.9.0.4"], pod_cidr="10.77.0.0/16",
+                   hosts=[attrs.evolve(h, address=f"10.9.0.{10 + i}") for i, h in enumerate(labkit.seed_hosts())])
+    for lab, lan, gw, ns, pods in ((a, "192.168.10.0/24", "192.168.10.1", ["192.168.10.1"], "10.1.0.0/16"),
+                                   (b, "10.9.0.0/20", "10.9.0.2", ["10.9.0.3", "10.9.0.4"], "10.77.0.0/16"),
+                                   (a, "192.168.10.0/24", "192.168.10.1", ["192.168.10.1"], "10.1.0.0/16")):
+        for h in lab.hosts:
+            ctx = HostContext(lab, h)
+            sec = host_sections(ctx)[1]
+            assert sec.comment == f"LAN {lan}"
+            assert dict(sec.defs)[("networking", "defaultGateway")] == {"address": gw, "interface": h.interface}
+            assert dict(sec.defs)[("networking", "nameservers")] == ns
+            assert dict(sec.defs)[("networking", "interfaces", h.interface, "ipv4", "addresses")] == \
+                [{"address": str(h.ip), "prefixLength": int(lan.split("/")[1])}]
+            assert kubernetes.node_sources(ctx) == [("pods", kubernetes.Match(4, i, pods))
+                                                   for i in kubernetes.POD_INTERFACES]
+    first, second = host_sections(HostContext(a, a.hosts[0]))[1], host_sections(HostContext(a, a.hosts[1]))[1]
+    assert dict(first.defs)[("networking", "nameservers")] is not dict(second.defs)[("networking", "nameservers")]

@@ -99,3 +99,23 @@ def test_uses_into_finds_what_uses_finds(value):
     found: set[str] = {"already"}
     nixvalue.uses_into(value, found)
     assert found == nixvalue.uses(value) | {"already"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUE | st.integers(min_value=-(2**64), max_value=2**64), st.sampled_from(["", "  ", "    "]))
+@example([], "")
+@example((1, True), "  ")
+@example([{"a": 1}], "")
+@example(-(2**63), "")
+@example(2**63, "")
+@example(_List([1, 2]), "")
+def test_render_by_exact_type_is_what_the_checks_of_every_type_give(value, indent):
+    """render's shortcuts for plain lists, tuples and integers give what _render, which checks every type in
+    turn, gives (the same text, or the same refusal)."""
+    def written(fn):
+        try:
+            return fn(value, indent)
+        except nixvalue.NixValueError as e:
+            return ("refused", str(e))
+
+    assert written(nixvalue.render) == written(nixvalue._render)
