@@ -264,30 +264,31 @@ def host_section(ctx: HostContext) -> Section | None:
     Most hosts of a large lab have the same rules (the same roles on the same interface): the section is made
     once per :func:`_section_key` (the very same :class:`Section` for each of those hosts), and the hosts that
     key cannot speak for (the control plane, a host some source names) are worked out alone."""
-    nodes = node_rules(ctx)
-    key = _section_key(ctx, nodes)
+    key = _section_key(ctx)
     if key is None:
-        return _host_section(ctx, nodes)
-    return ctx.lab.derived(("firewall: own section", key), lambda: _host_section(ctx, nodes))
+        return _host_section(ctx, node_rules(ctx))
+    return ctx.lab.derived(("firewall: own section", key), lambda: _host_section(ctx, node_rules(ctx)))
 
 
-def _section_key(ctx: HostContext, nodes: NodeRules | None) -> tuple | None:
+def _section_key(ctx: HostContext) -> tuple | None:
     """All that :func:`_host_section` reads of the host, or None when the host is one such a key cannot hold.
 
-    The section is the lab's backend (the key is per lab: :meth:`homelab.model.Lab.derived`) and the host's
-    rules (:func:`own_rules`): its flows not from the nodes, each with who asks for it, each source made
-    concrete (:func:`homelab.sources.matches`), less those ``nodes`` holds (``nodes.texts``, also whether the
-    comment names the node-rules file).  What ``matches`` reads of the host: whether IPv6 is off, its LAN
+    The section is the lab's backend (the key is per lab: :meth:`homelab.model.Lab.derived`), the host's rules
+    (:func:`own_rules`) and its node rules (:func:`node_rules`, whose rules it leaves out, and whose presence the
+    comment tells).  The node rules are the lab's for the host's LAN interface and its flows from the nodes.  The
+    own rules are its other flows, each with who asks for it, each source made concrete
+    (:func:`homelab.sources.matches`).  What ``matches`` reads of the host: whether IPv6 is off, its LAN
     interface, whether it is the host a ``host:<name>`` or ``control-plane`` source stands for (then no key:
     such a host is its own case), and what its roles say a role's source word stands for on it (each role's
     ``sources``, read once here as ``matches`` reads them); every other source is the lab's alone (the LAN,
-    the world, a network, the nodes, another host's address).  The flows are compared by value, so a value
-    that equals another's but is written differently (a port ``True`` beside ``1``, a ``str`` subclass) is
-    left to the slow path."""
+    the world, a network, the nodes, another host's address).  So the key is the LAN interface, IPv6 off, every
+    flow with who asks for it (:func:`host_flows`) and what the roles say.  The flows are compared by value, so
+    a value that equals another's but is written differently (a port ``True`` beside ``1``, a ``str``
+    subclass) is left to the slow path."""
     lab, host = ctx.lab, ctx.host
     if host is lab.control_plane:
         return None
-    flows = tuple([fb for fb in host_flows(ctx) if fb[0].source.kind != "nodes"])
+    flows = host_flows(ctx)
     named = lab.derived("firewall: named hosts", lambda: frozenset(
         s.host for s in lab.cluster.admins if s.kind == "host"))
     for f, by in flows:
@@ -306,7 +307,7 @@ def _section_key(ctx: HostContext, nodes: NodeRules | None) -> tuple | None:
                 return None
             said.append((k, m))
     off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # as matches() keeps it
-    return (host.interface, off, flows, tuple(said), nodes.texts if nodes is not None else None)
+    return (host.interface, off, flows, tuple(said))
 
 
 _PLAIN = (str, type(None))
