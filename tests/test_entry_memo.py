@@ -139,3 +139,22 @@ def test_the_lan_facts_and_the_pod_sources_are_each_lab_s_own():
                                                    for i in kubernetes.POD_INTERFACES]
     first, second = host_sections(HostContext(a, a.hosts[0]))[1], host_sections(HostContext(a, a.hosts[1]))[1]
     assert dict(first.defs)[("networking", "nameservers")] is not dict(second.defs)[("networking", "nameservers")]
+
+
+@attrs.frozen
+class Broken(Role):
+    """A lab's own role whose sources fail: asked only when a flow's source is a role's word (pods, tailnet)."""
+
+    def sources(self, ctx):
+        raise RuntimeError("broken sources")
+
+
+def test_a_role_whose_sources_fail_fails_only_where_the_slow_path_asks_it():
+    quiet = labkit.lab([_host("b1", 11, roles=[Broken()]), _host("b2", 12, roles=[Broken()])], admins=["lan"])
+    sections = [firewall.host_section(HostContext(quiet, h)) for h in quiet.hosts]
+    assert [s.defs for s in sections] == [firewall._host_section(HostContext(quiet, h), None).defs
+                                          for h in quiet.hosts]
+    asked = labkit.lab([_host("b1", 11, roles=[Broken()])], admins=["lan", "tailnet"])
+    import pytest
+    with pytest.raises(RuntimeError, match="broken sources"):
+        firewall.host_section(HostContext(asked, asked.hosts[0]))
