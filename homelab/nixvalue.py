@@ -125,8 +125,13 @@ def render(value: Any, indent: str = "") -> str:
         if not value:
             return "{ }"
         inner = indent + "  "
-        return "{\n" + "".join([f"{inner}{attr_name(k)} = {render(v, inner)};\n" for k, v in value.items()]) \
-            + f"{indent}}}"
+        parts = ["{\n"]
+        for k, v in value.items():  # a one-line string or null (most of a lab's values) without another call
+            kv = type(v)
+            text = quote(v) if kv is str and "\n" not in v else "null" if v is None else render(v, inner)
+            parts.append(f"{inner}{attr_name(k)} = {text};\n")
+        parts.append(f"{indent}}}")
+        return "".join(parts)
     if kind is bool:
         return "true" if value else "false"
     if kind is list or kind is tuple:  # what _render does with them, without its checks of the other types first
