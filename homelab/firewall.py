@@ -267,7 +267,14 @@ def host_section(ctx: HostContext) -> Section | None:
     key = _section_key(ctx)
     if key is None:
         return _host_section(ctx, node_rules(ctx))
-    return ctx.lab.derived(("firewall: own section", key), lambda: _host_section(ctx, node_rules(ctx)))
+    made = ctx.lab.derived("firewall: own sections", dict)  # the lab's: key -> section (one look-up of the key)
+    sec = made.get(key, _NONE)
+    if sec is _NONE:
+        sec = made[key] = _host_section(ctx, node_rules(ctx))
+    return sec
+
+
+_NONE = object()  # not made yet (a section may be None)
 
 
 def _section_key(ctx: HostContext) -> tuple | None:
