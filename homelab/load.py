@@ -22,7 +22,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import CodeType
-from typing import Iterator
+from typing import Callable, Iterator
 
 import attrs
 
@@ -372,19 +372,22 @@ def placeholder_imports(root: Path, lab: Lab) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
+def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
+         loaded: Callable[[Lab], None] | None = None) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings).
 
     ``secrets``: also a secret a host needs and cannot read (``homelab secrets`` itself, which fixes those,
     loads without).  ``placeholders``: take ``homelab init``'s placeholder hardware files as they are
     (``homelab install``, which has nixos-anywhere write the machine's own; :func:`placeholder_imports` lists
-    them); every other command refuses them.
+    them); every other command refuses them.  ``loaded``: called with the lab once every host.py ran without an
+    error, before the lab is validated (``homelab build`` starts its shared compile beside the validation:
+    :func:`homelab.splitprep.ahead`).
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
-        lab, problems = _load(root, placeholders)
+        lab, problems = _load(root, placeholders, loaded)
     if secrets and lab is not None:
         from .secretstore import lab_problems
 
@@ -392,7 +395,8 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tup
     return lab, problems
 
 
-def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
+def _load(root: Path, placeholders: bool = False,
+          loaded: Callable[[Lab], None] | None = None) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
@@ -424,6 +428,8 @@ def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Prob
             problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
         return None, problems
     lab = Lab(cluster, hosts, sources)
+    if loaded is not None:
+        loaded(lab)
     return lab, problems + list(problems_of(lab))
 
 
@@ -484,18 +490,21 @@ def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where:
     return out
 
 
-def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
-    """The lab and its warnings; LabError listing every error if there is any."""
-    lab, problems = load(root, secrets=secrets, placeholders=placeholders)
+def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False,
+                  loaded: Callable[[Lab], None] | None = None) -> tuple[Lab, list[Problem]]:
+    """The lab and its warnings; LabError listing every error if there is any (``loaded``: as for :func:`load`)."""
+    lab, problems = load(root, secrets=secrets, placeholders=placeholders, loaded=loaded)
     errors = [p for p in problems if p.severity == "error"]
     if errors or lab is None:
         raise LabError(errors or problems)
     return lab, [p for p in problems if p.severity != "error"]
 
 
-def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
-    """The validated lab and its warnings; LabError if a named host has no host.py."""
-    lab, warnings = load_or_raise(root, placeholders=placeholders)
+def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False,
+                  loaded: Callable[[Lab], None] | None = None) -> tuple[Lab, list[Problem]]:
+    """The validated lab and its warnings; LabError if a named host has no host.py (``loaded``: as for
+    :func:`load`)."""
+    lab, warnings = load_or_raise(root, placeholders=placeholders, loaded=loaded)
     if only:
         known = {h.hostname for h in lab.hosts}
         missing = [n for n in only if n not in known]
