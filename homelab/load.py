@@ -28,6 +28,7 @@ import attrs
 
 from . import gcpause
 from .errors import LabError, Problem, collecting, located
+from .precompile import FROM as PRECOMPILE_FROM
 from .precompile import Precompiled, compile_file
 from .precompile import available as precompile_available
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan, generated_path
@@ -373,7 +374,8 @@ def placeholder_imports(root: Path, lab: Lab) -> dict[str, tuple[str, ...]]:
 
 
 def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
-         loaded: Callable[[Lab], None] | None = None) -> tuple[Lab | None, list[Problem]]:
+         loaded: Callable[[Lab], None] | None = None,
+         compiling: Precompiled | None = None) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings).
 
     ``secrets``: also a secret a host needs and cannot read (``homelab secrets`` itself, which fixes those,
@@ -381,13 +383,18 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
     (``homelab install``, which has nixos-anywhere write the machine's own; :func:`placeholder_imports` lists
     them); every other command refuses them.  ``loaded``: called with the lab once every host.py ran without an
     error, before the lab is validated (``homelab build`` starts its shared compile beside the validation:
-    :func:`homelab.splitprep.ahead`).
+    :func:`homelab.splitprep.ahead`).  ``compiling``: a helper started early on this lab's host.py files
+    (:func:`homelab.precompile.early`), used and closed here.
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
-        lab, problems = _load(root, placeholders, loaded)
+        try:
+            lab, problems = _load(root, placeholders, loaded, compiling)
+        finally:
+            if compiling is not None:
+                compiling.close()
     if secrets and lab is not None:
         from .secretstore import lab_problems
 
@@ -395,8 +402,8 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
     return lab, problems
 
 
-def _load(root: Path, placeholders: bool = False,
-          loaded: Callable[[Lab], None] | None = None) -> tuple[Lab | None, list[Problem]]:
+def _load(root: Path, placeholders: bool = False, loaded: Callable[[Lab], None] | None = None,
+          compiling: Precompiled | None = None) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
@@ -414,7 +421,7 @@ def _load(root: Path, placeholders: bool = False,
             cluster = None
     host_files, unread = host_sources(root, _REAL_DIRS)
     problems += unread
-    helper = Precompiled([str(p) for p in host_files]) \
+    helper = compiling if compiling is not None else Precompiled([str(p) for p in host_files]) \
         if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
     try:
         hosts, sources = _load_hosts(root, host_files, helper, problems, placeholders)
@@ -433,10 +440,6 @@ def _load(root: Path, placeholders: bool = False,
     return lab, problems + list(problems_of(lab))
 
 
-# From this many host.py files on, a second process compiles them while this one runs them (homelab.precompile).
-PRECOMPILE_FROM = 200
-
-
 def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
                 placeholders: bool) -> tuple[list[Host], dict[str, str]]:
     """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
@@ -445,7 +448,7 @@ def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, 
     sources: dict[str, str] = {}
     for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
-        ns, ps = _run(host_py, where, helper.next_code() if helper is not None else None)
+        ns, ps = _run(host_py, where, helper.code_for(str(host_py)) if helper is not None else None)
         problems += ps
         host = ns.get("host")
         if ps:
@@ -491,9 +494,11 @@ def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where:
 
 
 def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False,
-                  loaded: Callable[[Lab], None] | None = None) -> tuple[Lab, list[Problem]]:
-    """The lab and its warnings; LabError listing every error if there is any (``loaded``: as for :func:`load`)."""
-    lab, problems = load(root, secrets=secrets, placeholders=placeholders, loaded=loaded)
+                  loaded: Callable[[Lab], None] | None = None,
+                  compiling: Precompiled | None = None) -> tuple[Lab, list[Problem]]:
+    """The lab and its warnings; LabError listing every error if there is any (``loaded``, ``compiling``: as for
+    :func:`load`)."""
+    lab, problems = load(root, secrets=secrets, placeholders=placeholders, loaded=loaded, compiling=compiling)
     errors = [p for p in problems if p.severity == "error"]
     if errors or lab is None:
         raise LabError(errors or problems)
@@ -501,10 +506,11 @@ def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = Fals
 
 
 def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False,
-                  loaded: Callable[[Lab], None] | None = None) -> tuple[Lab, list[Problem]]:
-    """The validated lab and its warnings; LabError if a named host has no host.py (``loaded``: as for
-    :func:`load`)."""
-    lab, warnings = load_or_raise(root, placeholders=placeholders, loaded=loaded)
+                  loaded: Callable[[Lab], None] | None = None,
+                  compiling: Precompiled | None = None) -> tuple[Lab, list[Problem]]:
+    """The validated lab and its warnings; LabError if a named host has no host.py (``loaded``, ``compiling``:
+    as for :func:`load`)."""
+    lab, warnings = load_or_raise(root, placeholders=placeholders, loaded=loaded, compiling=compiling)
     if only:
         known = {h.hostname for h in lab.hosts}
         missing = [n for n in only if n not in known]
