@@ -18,6 +18,8 @@ from homelab.load import load_or_raise
 from tests.test_bench_runs import bench_module
 from tests.test_shard import copy_lab
 
+validating: list[int] = []  # the validation's children (the ``children`` fixture's)
+
 needs_fork = pytest.mark.skipif(not forked.possible(), reason="no fork, a single core or other threads here")
 
 
@@ -40,11 +42,14 @@ def children(monkeypatch) -> list[tuple[int, list[bool]]]:
     validation's children are left out: a lab equal to one validated before is not validated again)."""
     seen: list[tuple[int, list[bool]]] = []
     real_start, real_result = forked.start, forked.Child.result
+    validating.clear()
 
     def start(fn, *args):
         child = real_start(fn, *args)
         if fn.__name__ != "host_problems":
             seen.append((child._pid, []))
+        else:
+            validating.append(child._pid)
         return child
 
     def result(self):
@@ -154,3 +159,18 @@ def test_no_child_when_the_build_does_not_split(lab_source, monkeypatch, childre
         load_or_raise(lab_source, loaded=loaded)
         assert splitprep._PENDING == {}
     assert children == []
+
+
+@needs_fork
+def test_the_validation_runs_in_this_process_beside_the_shared_compile(lab_source, tmp_path, split, children):
+    root = copy_lab(lab_source, tmp_path / "lab")  # a lab no other test validated (a validation is kept per lab)
+    with splitprep.ahead() as loaded:
+        lab, warnings = load_or_raise(root, loaded=loaded)
+        assert len(children) == 1 and validating == []  # the second core is the compile's: no third process
+        splitprep.shared(lab, warnings)
+    assert forked._RUNNING == set()
+    root = copy_lab(lab_source, tmp_path / "again")
+    host_py = root / "hosts" / "n0001" / "host.py"
+    host_py.write_text(host_py.read_text().replace("synthetic mini PC #1'", "another mini PC'"))
+    load_or_raise(root)  # without the shared compile's child: the validation's own
+    assert len(validating) == 1 and forked._RUNNING == set()
