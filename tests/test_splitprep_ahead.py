@@ -12,6 +12,7 @@ import os
 import pytest
 
 from homelab import forked, render, splitprep
+from homelab import validate as V
 from homelab.compile import compile_shared
 from homelab.errors import LabError
 from homelab.load import load_or_raise
@@ -123,7 +124,8 @@ def test_a_compile_that_raises_raises_here_as_without_the_child(lab_source, spli
         lab, warnings = load_or_raise(lab_source, loaded=loaded)
         with pytest.raises(RuntimeError, match="^a bug in compile, 8 hosts$"):
             splitprep.shared(lab, warnings)
-    assert [answers for _, answers in children] == [[False]]  # it raised in the child too: no answer
+    # the child answered (the problems of its hosts); its compile raised there too, so it was made here
+    assert [answers for _, answers in children] == [[True]]
     assert splitprep._PENDING == {}
 
 
@@ -174,3 +176,63 @@ def test_the_validation_runs_in_this_process_beside_the_shared_compile(lab_sourc
     host_py.write_text(host_py.read_text().replace("synthetic mini PC #1'", "another mini PC'"))
     load_or_raise(root)  # without the shared compile's child: the validation's own
     assert len(validating) == 1 and forked._RUNNING == set()
+
+
+def _validated(lab, early: bool) -> list:
+    fresh = type(lab)(lab.cluster, lab.hosts, lab.sources)  # nothing worked out before
+    if not early:
+        return V.validate(fresh)
+    with splitprep.ahead() as loaded:
+        loaded(fresh)
+        assert id(fresh) in V._ELSEWHERE
+        found = V.validate(fresh)
+        assert V._ELSEWHERE == {}
+    return found
+
+
+@needs_fork
+def test_the_last_hosts_problems_come_from_the_child_as_one_process_finds_them(split, children):
+    from tests.test_validate_split import EXPECTED, _problem_lab, _where
+
+    lab = _problem_lab()  # 30 hosts, problems on n005, n020 (here) and n025, n027 (the child's last 9)
+    one = _validated(lab, early=False)
+    assert [p for p in _where(one) if p[0].startswith("hosts/")] == EXPECTED
+    assert _validated(lab, early=True) == one
+    assert [answers for _, answers in children] == [[True]]
+
+
+@needs_fork
+def test_a_rule_raising_on_the_childs_hosts_raises_here(split, children, monkeypatch):
+    from tests.test_validate_split import _problem_lab
+
+    lab = _problem_lab()
+
+    def raises_on_n025(ctx):
+        if ctx.host.hostname == "n025":
+            raise RuntimeError("a bug in a rule, on n025")
+        return []
+
+    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, raises_on_n025))
+    for early in (False, True):
+        with pytest.raises(RuntimeError, match="^a bug in a rule, on n025$"):
+            _validated(lab, early)
+    assert [answers for _, answers in children] == [[True]]  # it answered: its compile, not those problems
+    assert splitprep._PENDING == {} and forked._RUNNING == set()
+
+
+@needs_fork
+def test_a_child_that_dies_leaves_its_hosts_problems_to_this_process(split, children, monkeypatch):
+    from tests.test_validate_split import _problem_lab
+
+    lab = _problem_lab()
+    one = _validated(lab, early=False)
+    parent = os.getpid()
+
+    def dies_in_the_child(ctx):
+        if os.getpid() != parent:
+            os._exit(9)
+        return []
+
+    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_the_child))
+    assert _validated(lab, early=True) == one
+    assert [answers for _, answers in children] == [[False]]
