@@ -248,7 +248,24 @@ def _node_rules(lab: Lab, lan_if: str, flows: tuple[tuple[Flow, str], ...]) -> N
         "its own file. Every node's LAN address is listed, the importing host's own included, so one file "
         f"serves them all; {OWN_ADDRESS}.",
         (_option(lab.cluster), _text(rules))),), source="every node's address in its host.py")
-    return NodeRules(module, tuple(rules), frozenset(r.text for r in rules))
+    texts = frozenset(r.text for r in rules)
+    lab.derived(("firewall: node texts", lan_if, flows), lambda: texts)  # node_texts of this key: known now
+    return NodeRules(module, tuple(rules), texts)
+
+
+def node_texts(ctx: HostContext) -> frozenset[str] | None:
+    """``node_rules(ctx).texts``, or None when the host has no flows from the nodes: all a host's own firewall
+    section needs of its node rules (which of its rules they hold already, and that there are some).  Made as
+    :func:`_node_rules` makes them (the same :func:`rule` of each flow from the nodes and each node), without
+    its Rule objects, text and module file, when :func:`node_rules` was not asked for this key in this process:
+    each half of a two-process build makes its hosts' entry files, and the shared module files (the node rules'
+    among them) were made in another process."""
+    flows = tuple((f, by) for f, by in host_flows(ctx) if from_nodes(f.source))
+    if not flows:
+        return None
+    lab, lan_if = ctx.lab, ctx.host.interface
+    return lab.derived(("firewall: node texts", lan_if, flows), lambda: frozenset(
+        [rule(lab.cluster.firewall, m, f.proto, f.port) for f, _by in flows for m in node_matches(lab, lan_if)]))
 
 
 def own_rules(ctx: HostContext, nodes: NodeRules | None) -> list[Rule]:
@@ -266,11 +283,11 @@ def host_section(ctx: HostContext) -> Section | None:
     key cannot speak for (the control plane, a host some source names) are worked out alone."""
     key = _section_key(ctx)
     if key is None:
-        return _host_section(ctx, node_rules(ctx))
+        return _own_section(ctx, node_texts(ctx))
     made = ctx.lab.derived("firewall: own sections", dict)  # the lab's: key -> section (one look-up of the key)
     sec = made.get(key, _NONE)
     if sec is _NONE:
-        sec = made[key] = _host_section(ctx, node_rules(ctx))
+        sec = made[key] = _own_section(ctx, node_texts(ctx))
     return sec
 
 
@@ -324,10 +341,19 @@ _PLAIN = (str, type(None))
 
 
 def _host_section(ctx: HostContext, nodes: NodeRules | None) -> Section | None:
-    rules = own_rules(ctx, nodes)
+    """The host's own section from its :func:`node_rules` (what :func:`host_section` gives, worked out alone)."""
+    return _own_section(ctx, nodes.texts if nodes is not None else None)
+
+
+def _own_section(ctx: HostContext, skip: frozenset[str] | None) -> Section | None:
+    """The host's own section; ``skip``: the texts of its node rules (None: it has none)."""
+    rules = _rules(ctx.cluster.firewall, ((f, by, m) for f, by in host_flows(ctx) if not from_nodes(f.source)
+                                          for m in matches(ctx.lab, ctx.host, f.source)),
+                   skip if skip is not None else frozenset())
     if not rules:
         return None
-    where = " Those from the Kubernetes nodes are in the firewall-from-nodes file it imports." if nodes else ""
+    where = " Those from the Kubernetes nodes are in the firewall-from-nodes file it imports." \
+        if skip is not None else ""
     return section("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`)."
                    f"{where} Nothing else gets in.", (_option(ctx.cluster), _text(rules)))
 

@@ -158,3 +158,43 @@ def test_a_role_whose_sources_fail_fails_only_where_the_slow_path_asks_it():
     import pytest
     with pytest.raises(RuntimeError, match="broken sources"):
         firewall.host_section(HostContext(asked, asked.hosts[0]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(order=st.permutations(range(len(_variants()))), backend=st.sampled_from(["iptables", "nftables"]),
+       rules_first=st.booleans())
+def test_the_node_texts_are_the_node_rules_texts(order, backend, rules_first):
+    """node_texts (what a half of a two-process build makes when the node rules were made in another process) is
+    node_rules' texts, whichever of the two a process asks for first."""
+    hosts = [_variants()[i] for i in order]
+    lab, other = _lab(hosts, backend), _lab(hosts, backend)
+    for h in lab.hosts:
+        ctx, fresh = HostContext(lab, h), HostContext(other, h)
+        if rules_first:
+            nodes = firewall.node_rules(ctx)
+            texts = firewall.node_texts(ctx)
+        else:
+            texts = firewall.node_texts(ctx)
+            nodes = firewall.node_rules(ctx)
+        assert texts == (nodes.texts if nodes is not None else None)
+        assert firewall.node_texts(fresh) == texts  # made alone, in a lab that never made the node rules
+    assert firewall.node_texts(HostContext(lab, next(h for h in lab.hosts if h.hostname == "w1")))
+
+
+@attrs.frozen
+class FromNodes(Role):
+    """A lab's own role with a flow from the nodes, on a lab that has no Kubernetes node."""
+
+    def flows(self, ctx):
+        yield Flow(9100, "tcp", "nodes", "scraped by the nodes")
+
+
+def test_a_host_with_flows_from_the_nodes_of_a_lab_without_nodes_still_names_the_node_rules_file():
+    lab = labkit.lab([_host("solo", 11, roles=[FromNodes()])])
+    ctx = HostContext(lab, lab.hosts[0])
+    assert firewall.node_rules(ctx).texts == frozenset() and firewall.node_texts(ctx) == frozenset()
+    sec = firewall.host_section(ctx)
+    assert sec.comment == ("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`). "
+                           "Those from the Kubernetes nodes are in the firewall-from-nodes file it imports. Nothing "
+                           "else gets in.")
+    assert sec == firewall._host_section(ctx, firewall.node_rules(ctx))
