@@ -687,15 +687,40 @@ def stage_texts(base: str, texts: dict[str, str], made: set[str] | None = None) 
     for rel, text in texts.items():
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        with open(base + rel, "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_new(base + rel, text.encode("utf-8"))
 
 
-def _copy(src: str, dst: str) -> bytes:
+def _folder(path: str) -> None:
+    """The folder ``path`` made if it is not there (``os.makedirs``, whose look at the parent first is one more system
+    call, 10,000 of them for a lab's host folders)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _write_new(dst: str, data: bytes, exclusive: bool = False) -> None:
+    """``data`` written to ``dst``, made or truncated, as ``open(dst, "wb")`` writes it (its mode 0o666 less the umask),
+    with plain system calls (Python's ``open`` adds three: fstat, ioctl, lseek).  ``exclusive``: FileExistsError
+    when ``dst`` is there (a link too, wherever it leads), nothing written."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
     """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
-    system calls (a lab has a hardware file per host); the content, as read."""
+    system calls (a lab has a hardware file per host); the content, as read.  ``exclusive``: None, and ``dst`` left
+    as it is, when it is there already (one system call less than looking first)."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -704,24 +729,23 @@ def _copy(src: str, dst: str) -> bytes:
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+        _write_new(dst, data, exclusive)
+    except FileExistsError:
+        if not exclusive:
+            raise
+        return None
     return data
 
 
 def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
                        skip_present: bool = False, digests: dict[str, str] | None = None,
-                       made: set[str] | None = None) -> None:
+                       made: set[str] | None = None, staged: list[str] | None = None) -> None:
     """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
     may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
     ``skip_present``: leave a file another process staged there already as it is.  ``digests``: each import
     copied gets the SHA-256 of its content as read, by its lab-relative path (what the no-op record needs);
-    ``made``: folders known to exist under ``base``."""
+    ``made``: folders known to exist under ``base``; ``staged``: each path this call wrote is appended."""
     base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
@@ -730,14 +754,17 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
     for rel in hand_written:
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        if skip_present and os.path.lexists(base + rel):
+        if os.path.isfile(root_s + rel):
+            data = _copy(root_s + rel, base + rel, exclusive=skip_present)  # None: staged there already
+            if data is not None:
+                if digests is not None:
+                    digests[rel] = hashlib.sha256(data).hexdigest()
+                if staged is not None:
+                    staged.append(rel)
             copied.add(rel)
-        elif os.path.isfile(root_s + rel):
-            data = _copy(root_s + rel, base + rel)
-            if digests is not None:
-                digests[rel] = hashlib.sha256(data).hexdigest()
+        elif skip_present and os.path.lexists(base + rel):  # not a file here: the other process's copy stays
             copied.add(rel)
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
@@ -749,6 +776,8 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
             if name != "default.nix" and rel not in generated and rel not in copied \
                     and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
                 _copy(root_s + rel, base + rel)
+                if staged is not None:
+                    staged.append(rel)
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code
