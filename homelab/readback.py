@@ -821,12 +821,22 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
-  found = v: paths: builtins.filter (d: d.found)
-    (builtins.genList (i: { at = i; } // describe v (builtins.elemAt paths i)) (builtins.length paths));
+  # the paths asked about, as a tree (homelab.readback._tree_nix): each node { at = [ the paths that end here ];
+  # sub = { name = node; }; }.  A path is found where get finds it, walking only the names v has: a hardware
+  # file defines none of the 30 paths, each looked up alone cost 30 lookups and a list of 30 sets
+  found = v: node: builtins.sort (a: b: a.at < b.at) (walk v node);
+  walk = v: node:
+    map (i: { at = i; found = true; } // leaf v) node.at
+    ++ (if node.sub == { } then [ ] else
+          let ok = safe (builtins.isAttrs v && (v._type or null) == null); in
+          if ok == true
+          then builtins.concatMap (n: walk (builtins.getAttr n v) node.sub.${n})
+                 (builtins.attrNames (builtins.intersectAttrs node.sub v))
+          else [ ]);
 %(modules)s
   files = %(files)s;
 in {
-  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.paths) files;
+  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.tree) files;
   boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
 }"""
 
@@ -1045,14 +1055,41 @@ def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath
     out); and hand-written file -> its boot facts
     (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
-    listed = _paths_nix(paths)
-    base = Path(root).resolve()
-    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
-                     for hand in specs)
-    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
-                                      "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
+    out = nix.eval_expr(describe_expr(root, specs))
     # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
     return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
+
+
+def describe_expr(root: Path, specs: dict) -> str:
+    """The expression :func:`_describe` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    base = Path(root).resolve()
+    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit tree; }};"
+                     for hand in specs)
+    return HAND_EXPR % {"lib": HAND_LIB, "files": f"(let tree = {_tree_nix(_paths(specs))}; in {{ {files} }})",
+                        "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)}
+
+
+def _tree_nix(paths: list[OptPath]) -> str:
+    """``paths`` as the tree HAND_EXPR's ``found`` walks: a node is ``{ at = [ i ... ]; sub = { name = node; }; }``,
+    ``at`` the places in ``paths`` of the paths that end at it."""
+    root: dict = {}  # name -> node; a node: ("at" list, children dict)
+
+    def node_of(path: OptPath) -> tuple[list[int], dict]:
+        at, sub = [], root
+        for name in path:
+            at, sub = sub.setdefault(name, ([], {}))
+        return at, sub
+
+    top: list[int] = []
+    for i, path in enumerate(paths):
+        (node_of(path)[0] if path else top).append(i)
+
+    def emit(at: list[int], sub: dict) -> str:
+        names = " ".join(f"{nix_string(n)} = {emit(*sub[n])};" for n in sorted(sub))
+        return f"{{ at = [ {' '.join(map(str, at))} ]; sub = {{ {names} }}; }}"
+
+    return emit(top, root)
 
 
 def _paths_nix(paths) -> str:
