@@ -533,13 +533,10 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     file, when it is there)."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
-    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        data = compiled.data.path if with_data and compiled.data is not None \
-            and (Path(root) / compiled.data.path).is_file() else None
-        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled), data))
+        out = nix.eval_expr(evaluate_expr(root, compiled, only, with_data=with_data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
         bad = [rel for rel in hand if base + rel in e.message]
@@ -551,6 +548,17 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     for entry in out["generated"].values():
         entry["imports"] = [i.removeprefix(base) for i in entry["imports"]]
     return out
+
+
+def evaluate_expr(root: Path, compiled: Compiled, only: list[str] | None = None, *, with_data: bool = True) -> str:
+    """The expression :func:`evaluate` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    hosts = only if only is not None else sorted(compiled.hosts)
+    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
+    hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    data = compiled.data.path if with_data and compiled.data is not None \
+        and (Path(root) / compiled.data.path).is_file() else None
+    return evaluation_expr(root, generated, hand, _pkg_names(compiled), data)
 
 
 def _importers(compiled: Compiled, hosts: Iterable[str], hand: str) -> list[str]:

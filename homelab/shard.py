@@ -204,18 +204,27 @@ def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) 
     nix = job.nix or Nix()
     calls = nix.calls
     base = Path(job.base)
-    specs, clash_check = readback.start_clash_check(base, compiled, nix, half.hosts, pre)
-    with readback.clash_check_running(nix, clash_check):
+    specs = readback.clash_specs(compiled, half.hosts, pre)
+    # The read-back and the clash check in one nix process (the other half's keeps the other core busy): each
+    # hand-written import is parsed once, not once by each.  Should it fail, each runs alone as asked below, and
+    # fails as it does in a one-process build.
+    together = [readback.evaluate_expr(base, compiled, half.hosts, with_data=half.data)]
+    if specs[0]:
+        together.append(readback.describe_expr(base, specs[0]))
+    try:
+        nix.eval_together(together)
         rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data)
         if rep.problems:
             raise _Fallback("nix read back something other than the model says")
-        clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs,
-                                                described=clash_check.result if clash_check else None)
+        clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs)
         if any(c.severity == "error" for c in clashes):
             raise _Fallback("a hand-written import fights a generated definition", quiet=True)
         if clashes:
             raise _Fallback("the hand-written imports' clash check warns (said below); a build with such warnings "
                             "runs in one process")
+    finally:
+        for expr in together:  # a value not asked for (the read-back's problems stopped the half) is not kept
+            nix.kept.pop(expr, None)
     return nix.calls - calls
 
 
