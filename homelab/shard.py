@@ -35,6 +35,7 @@ import pickle
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -256,10 +257,15 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     done = {"temps": temps, "unchanged": list(plan.unchanged), "calls": calls, "seconds": seconds,
             "digests": digests}
     files.write_temps(job.root, plan.write, job.token, True, temps, digests)
+    # The temporaries on their way to the disk while this half hashes and unstages: the sync before the renames
+    # (files.commit) then waits for little (it waited 0.6-0.7 s for 10,000 files, both cores idle).
+    flushing = threading.Thread(target=files._syncfs, args=(job.root,), name="homelab-flush", daemon=True)
+    flushing.start()
     for rel in plan.unchanged:
         digests[rel] = hashlib.sha256(texts[rel].encode("utf-8")).hexdigest()
     _digest_sources(job.root, job.shared.lab, compiled, half.hosts, digests)
     _unstage(job, half, staged)
+    flushing.join()
     return done
 
 
