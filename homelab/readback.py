@@ -289,7 +289,9 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
                                 contract: contracts.Contract, memo: dict) -> list[Conflict]:
     """:func:`host_conflicts` of a host whose files are its entry (first) and shared ``modules``: what the
     modules define together is worked out once per set of modules (hosts alike share it), so a host costs
-    what its own entry defines."""
+    what its own entry defines.  Of that, a definition no shared module meets whose merge cannot fail
+    (:func:`_merges_alone`) is not merged, and one of a plain value (a string, a number, a bool, null) is judged
+    once per value and set of modules (hosts alike set the same ``system.stateVersion``)."""
     key = ("shared", modules)
     if key not in memo:
         sdefs, swhere = _definitions([(rel, nested[rel]) for rel in modules], contract, memo)
@@ -300,11 +302,61 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
     own = _flat(rel, defs, contract, memo)
     mine = {path for path, _ in own}
     out = [c for path, c in judged.items() if c is not None and path not in mine]
+    lookup = contract.lookup
     for path, value in own:
-        found = _judge(path, [value, *sdefs.get(path, ())], [rel, *swhere.get(path, ())], contract, memo)
+        shared = sdefs.get(path)
+        kind = type(value)
+        if shared is None and kind is not dict:
+            fact = lookup(path)
+            if _merges_alone(fact.type if fact is not None else t.anything, value):  # option_type's
+                continue
+        if kind in _PLAIN:
+            # The answer of _judge(path, [value, *shared], [rel, *shared files]) is made of the path (its type,
+            # from this precheck's one contract), the values (the shared ones fixed by ``modules`` within one
+            # precheck) and, only as the Conflict's list of files, ``rel``: so (modules, path, the value and
+            # its exact type) holds every input of the message; the Conflict is made again with this host's
+            # files.  Only plain values: their type and == tell them apart as repr does (True from 1).
+            vkey = ("alone", modules, path, kind, value)
+            message = memo.get(vkey, _UNSEEN)
+            if message is _UNSEEN:
+                found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
+                memo[vkey] = None if found is None else found.message
+            elif message is None:
+                found = None
+            else:
+                found = Conflict(path, message, (rel, *swhere.get(path, ())))
+        else:  # no memo: its key would hold this host's entry, asked about once
+            found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
         if found is not None:
             out.append(found)
     return sorted(out, key=lambda c: c.path)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # exact types whose == and hash tell values apart as repr does
+_UNSEEN = object()
+
+
+def _merges_alone(typ: t.OptionType, value: Any) -> bool:
+    """Whether ``t.merge_definitions(typ, [value])`` surely returns without raising, known from the classes of
+    ``typ`` and ``value`` alone (``value`` no dict, so no override: the definition is kept as it is and
+    ``typ.merge([value])`` is all that runs).  False means "merge it to know", never a conflict:
+
+    * ``OptionType.merge`` of one value (bool, str, int, enum, package...) returns it without a comparison;
+    * ``NullOr.merge``: null alone is null, else its element type's merge;
+    * ``ListOf.merge`` of one list concatenates its elements (it does not look into them);
+    * ``Joined.merge`` of one string joins it alone."""
+    while type(typ) is t.NullOr:
+        if value is None:
+            return True
+        typ = typ.elem  # type: ignore[attr-defined]
+    cls = type(typ)
+    if cls.merge is t.OptionType.merge:
+        return True
+    if cls is t.ListOf:
+        return type(value) is list
+    if cls is t.Joined:
+        return type(value) is str
+    return False
 
 
 class MergedOptions(dict):

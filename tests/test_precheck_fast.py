@@ -1,0 +1,106 @@
+"""The precheck's and the clash check's fast paths give what the slow paths give, conflicts and problems included.
+
+:func:`homelab.readback._entry_and_shared_conflicts` skips the merge of a definition no shared module meets whose
+merge cannot fail (``_merges_alone``), and judges a plain value once per value and set of modules; the answer must
+be :func:`homelab.readback.host_conflicts`' (every definition merged, nothing remembered) for every host, in the
+same order, with each host's own files named.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from homelab import optiontypes as t
+from homelab import readback
+from homelab.contract import Contract, OptionFact
+from homelab.readback import Conflict
+
+from .readbackkit import force
+
+_gateway = t.Either((t.str_, t.Submodule({"address": t.str_, "metric": t.NullOr(t.int_)})))
+C = Contract((
+    OptionFact("test.flag", t.bool_, "test.nix"),
+    OptionFact("test.name", t.str_, "test.nix"),
+    OptionFact("test.port", t.port, "test.nix"),
+    OptionFact("test.maybe", t.NullOr(t.str_), "test.nix"),
+    OptionFact("test.lines", t.lines, "test.nix"),
+    OptionFact("test.list", t.ListOf(t.str_), "test.nix"),
+    OptionFact("test.set", t.AttrsOf(t.str_), "test.nix"),
+    OptionFact("test.either", t.Either((t.bool_, t.str_)), "test.nix"),
+    OptionFact("test.gateway", t.NullOr(_gateway), "test.nix"),
+    OptionFact("test.nulllist", t.NullOr(t.ListOf(t.str_)), "test.nix"),
+))
+NAMES = ["flag", "name", "port", "maybe", "lines", "list", "set", "either", "gateway", "nulllist", "other"]
+
+plain = st.one_of(st.booleans(), st.integers(0, 2), st.sampled_from(["a", "b", ""]), st.none())
+value = st.recursive(plain, lambda inner: st.one_of(st.lists(inner, max_size=2),
+                                                    st.dictionaries(st.sampled_from(["address", "k"]), inner,
+                                                                    min_size=1, max_size=2)), max_leaves=3)
+definition = st.one_of(value, st.builds(force, value, st.sampled_from([50, 100, 1000])))
+file_defs = st.dictionaries(st.sampled_from(NAMES), definition, max_size=5).map(lambda d: {"test": d} if d else {})
+MODULES = ("modules/m1.nix", "modules/m2.nix", "modules/m3.nix")
+
+
+@given(modules=st.fixed_dictionaries({m: file_defs for m in MODULES}),
+       hosts=st.lists(st.tuples(file_defs, st.lists(st.sampled_from(MODULES), unique=True)), min_size=1, max_size=5))
+def test_entry_and_shared_conflicts_are_host_conflicts_for_every_host(modules, hosts):
+    memo: dict = {}  # one precheck's: shared by its hosts
+    for i, (entry, imported) in enumerate(hosts):
+        rel = f"hosts/h{i}/default.nix"
+        nested = {**modules, rel: entry}
+        fast = readback._entry_and_shared_conflicts((rel, entry), tuple(imported), nested, C, memo)
+        slow = readback.host_conflicts([(rel, entry), *[(m, modules[m]) for m in imported]], C)
+        assert fast == slow
+
+
+def test_a_plain_value_judged_once_names_each_hosts_own_file():
+    nested = {"modules/m.nix": {"test": {"name": "b", "flag": False, "either": "x"}},
+              "hosts/a/default.nix": {"test": {"name": "a", "flag": True, "either": 3}},
+              "hosts/b/default.nix": {"test": {"name": "a", "flag": True, "either": 3}},
+              "hosts/c/default.nix": {"test": {"name": "b", "flag": 1, "either": 3}}}
+    memo: dict = {}
+    got = {h: readback._entry_and_shared_conflicts((f"hosts/{h}/default.nix", nested[f"hosts/{h}/default.nix"]),
+                                                   ("modules/m.nix",), nested, C, memo) for h in "abc"}
+
+    def both(h, path, message):
+        return Conflict(("test", path), message, (f"hosts/{h}/default.nix", "modules/m.nix"))
+
+    assert got == {
+        "a": [both("a", "either", "definitions of different kinds: [3, 'x']"),
+              both("a", "flag", "conflicting definitions True and False"),
+              both("a", "name", "conflicting definitions 'a' and 'b'")],
+        "b": [both("b", "either", "definitions of different kinds: [3, 'x']"),
+              both("b", "flag", "conflicting definitions True and False"),
+              both("b", "name", "conflicting definitions 'a' and 'b'")],
+        # 1 == True, but its answer is not the bool's: it is named as it is
+        "c": [both("c", "either", "definitions of different kinds: [3, 'x']"),
+              both("c", "flag", "conflicting definitions 1 and False")],
+    }
+
+
+def test_one_definition_that_cannot_be_merged_alone_is_still_judged():
+    # no shared module defines these: each one value is merged alone, and these do not fit their type
+    entry = {"test": {"lines": 5, "list": 7, "either": 2.5, "other": None, "nulllist": 3}}
+    got = readback._entry_and_shared_conflicts(("hosts/a/default.nix", entry), (), {}, C, {})
+    assert got == readback.host_conflicts([("hosts/a/default.nix", entry)], C)
+    assert [(c.path[1], c.message) for c in got] == [
+        ("either", "definitions of different kinds: [2.5]"),
+        ("lines", "definitions that do not fit lines: [5]"),
+        ("list", "definitions that do not fit listOf (str): [7]"),
+        ("nulllist", "definitions that do not fit nullOr (listOf (str)): [3]"),
+        ("other", "definitions of different kinds: [None]"),
+    ]
+
+
+def test_merges_alone_says_so_only_where_a_merge_of_one_value_cannot_fail():
+    cases = [
+        (t.bool_, "x", True), (t.NullOr(t.str_), None, True), (t.NullOr(t.NullOr(t.int_)), 3, True),
+        (t.ListOf(t.str_), [1, {}], True), (t.ListOf(t.str_), "x", False), (t.ListOf(t.str_), (1,), False),
+        (t.lines, "x", True), (t.lines, 1, False), (t.NullOr(t.lines), 1, False),
+        (t.Either((t.bool_,)), True, False), (t.AttrsOf(t.str_), None, False), (t.anything, None, False),
+    ]
+    assert [readback._merges_alone(typ, v) for typ, v, _ in cases] == [alone for *_, alone in cases]
+    for typ, v, alone in cases:  # what it says is what the merge does
+        if alone:
+            assert t.merge_definitions(typ, [v]) == v
