@@ -234,7 +234,7 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
             merged[attr_path(path)] = t.merge_definitions(typ, defs[path])
         except t.MergeConflict as e:
             conflicts.append(Conflict(path, str(e), tuple(where[path])))
-        except (TypeError, AttributeError, KeyError):  # a value of another shape (a string where a set goes)
+        except (TypeError, AttributeError, LookupError):  # a value of another shape (a string where a set goes)
             conflicts.append(Conflict(path, f"definitions that do not fit {typ}: {defs[path]!r}", tuple(where[path])))
     return merged, conflicts
 
@@ -278,7 +278,7 @@ def _judge(path: OptPath, values: list[Any], where: list[str], contract: contrac
         t.merge_definitions(typ, values)
     except t.MergeConflict as e:
         found = Conflict(path, str(e), tuple(where))
-    except (TypeError, AttributeError, KeyError):
+    except (TypeError, AttributeError, LookupError):  # a list where a set goes: an IndexError
         found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where))
     if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where)):
         memo[key] = found  # one file's value, or shared files': the same answer for every host
@@ -441,6 +441,9 @@ class Precheck:
     conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
     nested: dict[str, dict]  # file -> its definitions as one nested attribute set
     by_file: dict[str, list[str]] = attrs.field(factory=dict)  # file -> its contract and nesting problems
+    # (the contract, file -> its definitions flattened by that contract): those the precheck made, for the clash
+    # check (:func:`clash_specs`), which flattens the same nested sets
+    flat: tuple[Any, dict[str, list[tuple[OptPath, Any]]]] = attrs.field(default=(None, {}), eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -481,7 +484,9 @@ def precheck(compiled: Compiled) -> Precheck:
     for name, plan in compiled.hosts.items():
         conflicts[name] = _entry_and_shared_conflicts((plan.entry, nested[plan.entry]), tuple(plan.modules), nested,
                                                       contract, memo)
-    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file)
+    flat = {rel: memo[("flat", rel)] for rel in nested if ("flat", rel) in memo}
+    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file,
+                    (contract, flat))
 
 
 # ---------------------------------------------------------------- nix
@@ -912,9 +917,11 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     for hand, described_ in sorted(results.items()):
         for h in asked[hand][0]:
             for leaf in host_leaves(h):
-                out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
+                if leaf[0] in described_:  # one the file does not define: _clash of _NOT_FOUND, nothing
+                    out += _clash(h, hand, leaf, described_[leaf[0]])
+    shared: dict[str, list[list[tuple[int, Any]]]] = {}
     for h in hosts:
-        out += boot_problems(compiled, pre, h, boot)
+        out += boot_problems(compiled, pre, h, boot, shared)
     return out
 
 
@@ -928,12 +935,22 @@ def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck
     defines), and each host's generated definitions that could clash (a shared file's found once)."""
     specs: dict[str, Spec] = {}
     of_file: dict[str, list[Leaf]] = {}  # a shared file's leaves, once
+    contract = compiled.contract
+    made = pre.flat[1] if pre.flat[0] is contract else {}  # the precheck's, flattened by this same contract
+    kept: dict[OptPath, t.OptionType | None] = {}  # option path -> its type when it does not merge (the contract's)
+
+    def judged(path: OptPath) -> t.OptionType | None:
+        if path not in kept:
+            typ = option_type(path, contract)
+            kept[path] = None if _merges(typ) else typ
+        return kept[path]
 
     def file_leaves(rel: str) -> list[Leaf]:
         if rel not in of_file:
-            of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
-                                                                                 compiled.contract)
-                            if not _merges(typ := option_type(path, compiled.contract))]
+            flat = made.get(rel)
+            if flat is None:
+                flat = flatten(pre.nested.get(rel, {}), (), contract)
+            of_file[rel] = [(path, value, rel, typ) for path, value in flat if (typ := judged(path)) is not None]
         return of_file[rel]
 
     def host_leaves(h: str) -> list[Leaf]:
@@ -1040,21 +1057,33 @@ def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: d
                     "host.py) or wrap it in lib.mkForce")]
 
 
-def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any]) -> list[Problem]:
+def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any],
+                  shared: dict[str, list[list[tuple[int, Any]]]] | None = None) -> list[Problem]:
     """A host without a root file system or a boot loader (:mod:`homelab.bootable`): from its generated files
-    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import."""
+    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import.
+
+    ``shared``: kept between the hosts of one ``pre`` (one clash check), a shared module's definitions of each of
+    :data:`homelab.bootable.PATHS` by its path: made of ``pre.nested[rel]`` alone, they are the same for every
+    host that imports it."""
     plan = compiled.hosts[hostname]
-    nested = [pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested]
+    per_file = [_boot_definitions(pre.nested[rel]) if shared is None or rel == plan.entry
+                else shared[rel] if rel in shared else shared.setdefault(rel, _boot_definitions(pre.nested[rel]))
+                for rel in compiled.files_of(hostname) if rel in pre.nested]
     whole = all(rel in boot and boot[rel]["complete"] for rel in plan.hand_written)
     defs = {}
     for i, path in enumerate(bootable.PATHS):
-        defs[path] = bootable.generated_definitions(nested, path)
+        defs[path] = [d for found in per_file for d in found[i]]
         for rel in plan.hand_written:
             if rel in boot:
                 found, ok = bootable.hand_definitions(boot[rel]["facts"][i])
                 defs[path] += found
                 whole = whole and ok
     return bootable.problems(f"hosts/{hostname}", tuple(plan.hand_written), defs, whole)
+
+
+def _boot_definitions(nested: dict) -> list[list[tuple[int, Any]]]:
+    """One generated file's definitions of each of :data:`homelab.bootable.PATHS`, in that order."""
+    return [bootable.generated_definitions((nested,), path) for path in bootable.PATHS]
 
 
 def _paths(specs: dict) -> list[OptPath]:

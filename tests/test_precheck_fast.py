@@ -104,3 +104,12 @@ def test_merges_alone_says_so_only_where_a_merge_of_one_value_cannot_fail():
     for typ, v, alone in cases:  # what it says is what the merge does
         if alone:
             assert t.merge_definitions(typ, [v]) == v
+
+
+def test_a_list_where_a_set_goes_is_a_conflict_not_a_crash():
+    # AttrsOf.merge looks a list's items up as keys: [True][True] is an IndexError, a value that does not fit
+    entry = {"test": {"set": [True]}}
+    want = [Conflict(("test", "set"), "definitions that do not fit attrsOf (str): [[True]]", ("hosts/a/default.nix",))]
+    assert readback.host_conflicts([("hosts/a/default.nix", entry)], C) == want
+    assert readback._entry_and_shared_conflicts(("hosts/a/default.nix", entry), (), {}, C, {}) == want
+    assert readback.merge_host([("hosts/a/default.nix", entry)], C)[1] == want
