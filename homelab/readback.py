@@ -84,16 +84,22 @@ def to_json(value: Any) -> Any:
 
 def nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
     """Dotted definitions -> one nested attribute set, as Nix builds it from ``a.b.c = v;`` lines."""
+    return _nest([(path, to_json(value)) for path, value in defs])
+
+
+def _nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
+    """:func:`nest` of definitions whose values are in the form nix prints (:func:`to_json`'s) already."""
     out: dict = {}
     for path, value in defs:
         node = out
         for i, part in enumerate(path[:-1]):
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict) or "_type" in nxt:
+            nxt = node.get(part, _UNSEEN)
+            if nxt is _UNSEEN:  # as setdefault(part, {}), without making a set each time
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict) or "_type" in nxt:
                 raise ValueError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is already set to a value")
             node = nxt
         leaf = path[-1]
-        value = to_json(value)
         if leaf in node:
             if isinstance(node[leaf], dict) and isinstance(value, dict) and "_type" not in value:
                 node[leaf] = _deep_union(node[leaf], value, path)
@@ -161,21 +167,30 @@ def option_type(path: OptPath, contract: contracts.Contract | None = None) -> t.
 
 def contract_problems(f: ModuleFile, contract: contracts.Contract | None = None) -> list[str]:
     """Paths not in the contract and values that do not fit their type (generated sections only)."""
-    contract = contract or builtin_contract()
+    return _contract_problems(f.path, _json_definitions(f), contract or builtin_contract())
+
+
+def _json_definitions(f: ModuleFile) -> list[tuple[OptPath, Any, Any, bool]]:
+    """(path, value, its :func:`to_json` form, whether the user wrote it) of each of ``f``'s definitions, in order
+    (``f.definitions()``'s): made once for the contract check and the nesting."""
+    return [(path, value, to_json(value), sec.user) for sec in f.sections for path, value in sec.defs]
+
+
+def _contract_problems(rel: str, defs: list[tuple[OptPath, Any, Any, bool]], contract: contracts.Contract
+                       ) -> list[str]:
     out = []
-    for sec in f.sections:
-        if sec.user:
+    lookup = contract.lookup
+    for path, value, json_value, user in defs:
+        if user:
             continue
-        for path, value in sec.defs:
-            dotted = ".".join(path)
-            fact = contract.lookup(path)
-            if fact is None:
-                out.append(f"{f.path}: {dotted} is not in the option contract (the core rows in homelab/contract.py "
-                           "or the options of the role that writes it)")
-                continue
-            why = t.check_with_priority(fact.type, to_json(value))
-            if why:
-                out.append(f"{f.path}: {dotted} = {value!r} does not fit {fact.type}: {why}")
+        fact = lookup(path)
+        if fact is None:
+            out.append(f"{rel}: {'.'.join(path)} is not in the option contract (the core rows in homelab/contract.py "
+                       "or the options of the role that writes it)")
+            continue
+        why = t.check_with_priority(fact.type, json_value)
+        if why:
+            out.append(f"{rel}: {'.'.join(path)} = {value!r} does not fit {fact.type}: {why}")
     return out
 
 
@@ -293,15 +308,20 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
     (:func:`_merges_alone`) is not merged, and one of a plain value (a string, a number, a bool, null) is judged
     once per value and set of modules (hosts alike set the same ``system.stateVersion``)."""
     key = ("shared", modules)
-    if key not in memo:
+    got = memo.get(key)
+    if got is None:
         sdefs, swhere = _definitions([(rel, nested[rel]) for rel in modules], contract, memo)
         judged = {path: _judge(path, values, swhere[path], contract, memo) for path, values in sdefs.items()}
-        memo[key] = (sdefs, swhere, judged)
-    sdefs, swhere, judged = memo[key]
+        # the modules' own conflicts (rarely any), and their answers for plain values of the hosts' entries
+        got = memo[key] = (sdefs, swhere, [(path, c) for path, c in judged.items() if c is not None], {})
+    sdefs, swhere, bad, answers = got
     rel, defs = entry
     own = _flat(rel, defs, contract, memo)
-    mine = {path for path, _ in own}
-    out = [c for path, c in judged.items() if c is not None and path not in mine]
+    if bad:
+        mine = {path for path, _ in own}
+        out = [c for path, c in bad if path not in mine]
+    else:
+        out = []
     lookup = contract.lookup
     for path, value in own:
         shared = sdefs.get(path)
@@ -313,14 +333,15 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
         if kind in _PLAIN:
             # The answer of _judge(path, [value, *shared], [rel, *shared files]) is made of the path (its type,
             # from this precheck's one contract), the values (the shared ones fixed by ``modules`` within one
-            # precheck) and, only as the Conflict's list of files, ``rel``: so (modules, path, the value and
-            # its exact type) holds every input of the message; the Conflict is made again with this host's
-            # files.  Only plain values: their type and == tell them apart as repr does (True from 1).
-            vkey = ("alone", modules, path, kind, value)
-            message = memo.get(vkey, _UNSEEN)
+            # precheck: ``answers`` is this set of modules') and, only as the Conflict's list of files, ``rel``:
+            # so (path, the value and its exact type) holds every other input of the message; the Conflict is
+            # made again with this host's files.  Only plain values: their exact type and == tell them apart as
+            # repr does (True from 1).
+            vkey = (path, kind, value)
+            message = answers.get(vkey, _UNSEEN)
             if message is _UNSEEN:
                 found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
-                memo[vkey] = None if found is None else found.message
+                answers[vkey] = None if found is None else found.message
             elif message is None:
                 found = None
             else:
@@ -465,9 +486,10 @@ def precheck(compiled: Compiled) -> Precheck:
     nested: dict[str, dict] = {}
     contract = compiled.contract
     for rel, f in compiled.files.items():
-        ps = contract_problems(f, contract)
+        defs = _json_definitions(f)  # each value's to_json form once, for both
+        ps = _contract_problems(f.path, defs, contract)
         try:
-            nested[rel] = nest(f.definitions())
+            nested[rel] = _nest([(path, json_value) for path, _, json_value, _ in defs])
         except ValueError as e:
             ps.append(f"{rel}: {e}")
         if ps:

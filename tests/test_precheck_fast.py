@@ -8,6 +8,7 @@ same order, with each host's own files named.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -113,3 +114,12 @@ def test_a_list_where_a_set_goes_is_a_conflict_not_a_crash():
     assert readback.host_conflicts([("hosts/a/default.nix", entry)], C) == want
     assert readback._entry_and_shared_conflicts(("hosts/a/default.nix", entry), (), {}, C, {}) == want
     assert readback.merge_host([("hosts/a/default.nix", entry)], C)[1] == want
+
+
+def test_nest_refuses_a_path_below_null_or_false_as_below_any_value():
+    # nest looks a part up without making a set each time: a part set to null, false or {} is there all the same
+    for value in (None, False, 0, ""):
+        with pytest.raises(ValueError) as e:
+            readback.nest([(("a", "b"), value), (("a", "b", "c"), 1)])
+        assert str(e.value) == "a.b.c: a.b is already set to a value"
+    assert readback.nest([(("a", "b"), {}), (("a", "b", "c"), 1)]) == {"a": {"b": {"c": 1}}}
