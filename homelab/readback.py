@@ -519,6 +519,8 @@ def _pkg_names(compiled: Compiled) -> list[tuple[str, str]]:
     names: set[tuple[str, str]] = set()
 
     def walk(v: Any) -> None:
+        if type(v) in _AS_IS:  # most values: a string, a number, a bool
+            return
         if isinstance(v, Pkg):
             names.add(("pkg", v.name))
         elif isinstance(v, PkgCall):
@@ -637,8 +639,23 @@ def _importers(compiled: Compiled, hosts: Iterable[str], hand: str) -> list[str]
     return [h for h in hosts if hand in compiled.hosts[h].hand_written]
 
 
+_TARGETS: dict[tuple[int, str], str] = {}  # (folders above a file, an import written there) -> its target
+
+
 def _import_target(rel_file: str, written: str) -> str:
     """hosts/x/default.nix + '../../modules/a.nix' -> 'modules/a.nix' (plain path arithmetic)."""
+    depth = rel_file.count("/")
+    known = _TARGETS.get((depth, written))
+    if known is not None:
+        return known
+    target = _import_target_of(rel_file, written)
+    if written.startswith("../" * depth) and len(_TARGETS) < 4096:
+        # its first ".." take away every folder of rel_file: what follows is the same from any file as deep
+        _TARGETS[(depth, written)] = target
+    return target
+
+
+def _import_target_of(rel_file: str, written: str) -> str:
     parts = rel_file.split("/")[:-1]
     for p in written.split("/"):
         if p == "..":
@@ -706,7 +723,9 @@ def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list
             for path, value in sorted(set(_leaves(entry["defs"])) ^ set(_leaves(want))):
                 problems.append(f"{rel}: {'.'.join(path)} differs: nix read {_get(entry['defs'], path)!r}, "
                                 f"the model says {_get(want, path)!r}")
-    if compiled.data is not None and evaluated.get("data") is not None:
+    # nix's JSON equal to the model's value as it is (C-level ==, no copy made): to_json only turns values that
+    # equal no JSON value (tuples, packages, addresses) into JSON ones, so it is equal to to_json's too
+    if compiled.data is not None and evaluated.get("data") is not None and evaluated["data"] != compiled.data.value:
         want = to_json(compiled.data.value)
         if evaluated["data"] != want:
             differs = True

@@ -123,3 +123,64 @@ def test_nest_refuses_a_path_below_null_or_false_as_below_any_value():
             readback.nest([(("a", "b"), value), (("a", "b", "c"), 1)])
         assert str(e.value) == "a.b.c: a.b is already set to a value"
     assert readback.nest([(("a", "b"), {}), (("a", "b", "c"), 1)]) == {"a": {"b": {"c": 1}}}
+
+
+# ---------------------------------------------------------------- read_back's comparisons
+
+_segment = st.sampled_from(["..", ".", "", "m", "x.nix"])
+
+
+@given(st.lists(st.tuples(st.lists(st.sampled_from(["hosts", "a", "b"]), max_size=3),
+                          st.lists(_segment, min_size=1, max_size=5)), min_size=1, max_size=8))
+def test_import_targets_remembered_by_depth_are_those_worked_out_from_the_file(cases):
+    readback._TARGETS.clear()
+    for folders, segments in cases:
+        rel, written = "/".join([*folders, "default.nix"]), "/".join(segments)
+        try:
+            want = readback._import_target_of(rel, written)
+        except IndexError:  # more ".." than folders: the same error from the fast path
+            with pytest.raises(IndexError):
+                readback._import_target(rel, written)
+            continue
+        assert readback._import_target(rel, written) == want
+
+
+def test_import_targets_of_files_as_deep_in_other_folders():
+    readback._TARGETS.clear()
+    assert [readback._import_target(f"hosts/{h}/default.nix", w) for h in "ab"
+            for w in ("../../modules/m.nix", "./hw.nix", "../b/x.nix", "../../x/../y.nix")] == \
+        ["modules/m.nix", "hosts/a/hw.nix", "hosts/b/x.nix", "y.nix",
+         "modules/m.nix", "hosts/b/hw.nix", "hosts/b/x.nix", "y.nix"]
+
+
+def test_the_data_file_compared_as_it_is_or_as_json(nix, tmp_path):
+    """The model's data compared with nix's JSON as it is first: a value with tuples and addresses is not equal to
+    it as it is, but is as JSON; a value nix read otherwise is named either way."""
+    import ipaddress
+
+    from homelab.compile import DataFile
+
+    from . import test_readback_behaviour as rb
+
+    def read(value, text):
+        rb.write_files(tmp_path, {**rb.ON_DISK, "hosts/lab.nix": text})
+        lab = rb.compiled_lab([rb.module_file(rel, *defs, imports=rb.IMPORTS.get(rel, ()))
+                               for rel, defs in rb.MODEL.items()],
+                              {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()},
+                              hand={"a": ("hosts/a/extra.nix",)}, data=DataFile("hosts/lab.nix", "t", "test", value))
+        return readback.read_back(tmp_path, lab, nix).problems
+
+    plain = {"hosts": {"a": {"x": 1, "tags": ["p", "q"]}}}
+    shaped = {"hosts": {"a": {"x": 1, "tags": ("p", "q"), "ip": ipaddress.IPv4Address("10.0.0.1")}}}
+    assert read(plain, '{ hosts.a = { x = 1; tags = [ "p" "q" ]; }; }') == []
+    assert read(shaped, '{ hosts.a = { x = 1; tags = [ "p" "q" ]; ip = "10.0.0.1"; }; }') == []
+    assert read(shaped, '{ hosts.a = { x = 1; tags = [ "p" "r" ]; ip = "10.0.0.2"; }; }') == [
+        "hosts/lab.nix: hosts.a.ip differs: nix read '10.0.0.2', the model says '10.0.0.1'",
+        "hosts/lab.nix: hosts.a.ip differs: nix read '10.0.0.2', the model says '10.0.0.1'",
+        "hosts/lab.nix: hosts.a.tags differs: nix read ['p', 'r'], the model says ['p', 'q']",
+        "hosts/lab.nix: hosts.a.tags differs: nix read ['p', 'r'], the model says ['p', 'q']",
+    ]
+    assert read(plain, '{ hosts.a = { x = 1; tags = [ "p" ]; }; }') == [
+        "hosts/lab.nix: hosts.a.tags differs: nix read ['p'], the model says ['p', 'q']",
+        "hosts/lab.nix: hosts.a.tags differs: nix read ['p'], the model says ['p', 'q']",
+    ]
