@@ -960,7 +960,7 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
             for leaf in host_leaves(h):
                 if leaf[0] in described_:  # one the file does not define: _clash of _NOT_FOUND, nothing
                     out += _clash(h, hand, leaf, described_[leaf[0]])
-    shared: dict[str, list[list[tuple[int, Any]]]] = {}
+    shared: dict[tuple[str, ...], list[list[tuple[int, Any]]]] = {}
     for h in hosts:
         out += boot_problems(compiled, pre, h, boot, shared)
     return out
@@ -994,15 +994,27 @@ def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck
             of_file[rel] = [(path, value, rel, typ) for path, value in flat if (typ := judged(path)) is not None]
         return of_file[rel]
 
+    of_modules: dict[tuple[str, ...], tuple[list[Leaf], frozenset[OptPath]]] = {}  # hosts alike import the same
+
+    def modules_leaves(modules: tuple[str, ...]) -> tuple[list[Leaf], frozenset[OptPath]]:
+        """The leaves of these module files, in order, and their paths: made of the files alone, once."""
+        got = of_modules.get(modules)
+        if got is None:
+            leaves = [leaf for rel in modules for leaf in file_leaves(rel)]
+            got = of_modules[modules] = (leaves, frozenset(leaf[0] for leaf in leaves))
+        return got
+
     def host_leaves(h: str) -> list[Leaf]:
-        return [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
+        plan = compiled.hosts[h]  # its files: its entry, then its modules (Compiled.files_of)
+        return file_leaves(plan.entry) + modules_leaves(tuple(plan.modules))[0]
 
     # a file several hosts import (../common.nix) is judged against each of them: they set other values
     # (networking.hostName, a role's options); nix describes it once, at the paths any of them defines
     for h in hosts:
-        if compiled.hosts[h].hand_written:
-            paths = {leaf[0] for leaf in host_leaves(h)}
-            for hand in compiled.hosts[h].hand_written:
+        plan = compiled.hosts[h]
+        if plan.hand_written:
+            paths = {leaf[0] for leaf in file_leaves(plan.entry)} | modules_leaves(tuple(plan.modules))[1]
+            for hand in plan.hand_written:
                 importers, known = specs.setdefault(hand, ([], set()))
                 importers.append(h)
                 known |= paths
@@ -1099,21 +1111,27 @@ def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: d
 
 
 def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any],
-                  shared: dict[str, list[list[tuple[int, Any]]]] | None = None) -> list[Problem]:
+                  shared: dict[tuple[str, ...], list[list[tuple[int, Any]]]] | None = None) -> list[Problem]:
     """A host without a root file system or a boot loader (:mod:`homelab.bootable`): from its generated files
     and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import.
 
-    ``shared``: kept between the hosts of one ``pre`` (one clash check), a shared module's definitions of each of
-    :data:`homelab.bootable.PATHS` by its path: made of ``pre.nested[rel]`` alone, they are the same for every
-    host that imports it."""
+    ``shared``: kept between the hosts of one ``pre`` (one clash check), the definitions of each of
+    :data:`homelab.bootable.PATHS` in a set of module files, by their paths: made of their ``pre.nested`` alone,
+    they are the same for every host that imports that set."""
     plan = compiled.hosts[hostname]
-    per_file = [_boot_definitions(pre.nested[rel]) if shared is None or rel == plan.entry
-                else shared[rel] if rel in shared else shared.setdefault(rel, _boot_definitions(pre.nested[rel]))
-                for rel in compiled.files_of(hostname) if rel in pre.nested]
+    if shared is None:
+        generated = _boot_definitions([pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested])
+    else:  # its files are its entry, then its modules (Compiled.files_of): the modules' found once
+        mine = _boot_definitions([pre.nested[plan.entry]] if plan.entry in pre.nested else [])
+        modules = tuple(plan.modules)
+        theirs = shared.get(modules)
+        if theirs is None:
+            theirs = shared[modules] = _boot_definitions([pre.nested[rel] for rel in modules if rel in pre.nested])
+        generated = [a + b for a, b in zip(mine, theirs)]  # new lists: the loop below adds to them
     whole = all(rel in boot and boot[rel]["complete"] for rel in plan.hand_written)
     defs = {}
     for i, path in enumerate(bootable.PATHS):
-        defs[path] = [d for found in per_file for d in found[i]]
+        defs[path] = generated[i]
         for rel in plan.hand_written:
             if rel in boot:
                 found, ok = bootable.hand_definitions(boot[rel]["facts"][i])
@@ -1122,9 +1140,9 @@ def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[s
     return bootable.problems(f"hosts/{hostname}", tuple(plan.hand_written), defs, whole)
 
 
-def _boot_definitions(nested: dict) -> list[list[tuple[int, Any]]]:
-    """One generated file's definitions of each of :data:`homelab.bootable.PATHS`, in that order."""
-    return [bootable.generated_definitions((nested,), path) for path in bootable.PATHS]
+def _boot_definitions(nested: list[dict]) -> list[list[tuple[int, Any]]]:
+    """Generated files' definitions of each of :data:`homelab.bootable.PATHS`, in that order."""
+    return [bootable.generated_definitions(nested, path) for path in bootable.PATHS]
 
 
 def _paths(specs: dict) -> list[OptPath]:

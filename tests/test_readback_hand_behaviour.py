@@ -438,3 +438,35 @@ def test_boot_problems_with_shared_modules_worked_out_once_are_each_hosts(mods, 
     shared: dict = {}
     assert [readback.boot_problems(compiled, pre, n, boot, shared) for n in names] == \
         [readback.boot_problems(compiled, pre, n, boot) for n in names]
+
+
+_clash_defs = st.lists(st.tuples(st.sampled_from([FLAG_P, ALPHA, LINES, ATTRS]), st.booleans()), max_size=3,
+                       unique_by=lambda d: d[0]).map(tuple)
+_MODS = ("modules/m1.nix", "modules/m2.nix", "modules/m3.nix")
+
+
+@given(mods=st.fixed_dictionaries({m: _clash_defs for m in _MODS}),
+       hosts=st.lists(st.tuples(_clash_defs, st.lists(st.sampled_from(_MODS), unique=True).map(tuple),
+                                st.sampled_from([(), ("hosts/shared.nix",), ("hosts/own.nix", "hosts/shared.nix")])),
+                      min_size=1, max_size=4))
+@settings(max_examples=60)
+def test_clash_specs_with_module_sets_worked_out_once_are_each_hosts(mods, hosts):
+    names = [f"h{i}" for i in range(len(hosts))]
+    files = {**mods, **{f"hosts/{n}/default.nix": defs for n, (defs, _, _) in zip(names, hosts)}}
+    compiled = lab(files, {n: m for n, (_, m, _) in zip(names, hosts)},
+                   {n: tuple(h.replace("own", n) for h in hand) for n, (_, _, hand) in zip(names, hosts)})
+    pre = readback.precheck(compiled)
+
+    def slow_leaves(h):  # every file of the host flattened here, in its order, the paths that do not merge kept
+        return [(path, value, rel, typ) for rel in compiled.files_of(h)
+                for path, value in readback.flatten(pre.nested[rel], (), CH)
+                if not readback._merges(typ := readback.option_type(path, CH))]
+
+    slow_specs: dict = {}
+    for n in names:
+        for hand in compiled.hosts[n].hand_written:
+            slow_specs.setdefault(hand, ([], set()))[0].append(n)
+            slow_specs[hand][1].update(leaf[0] for leaf in slow_leaves(n))
+    specs, host_leaves = readback.clash_specs(compiled, names, pre)
+    assert specs == slow_specs
+    assert [host_leaves(n) for n in names] == [slow_leaves(n) for n in names]
