@@ -138,7 +138,7 @@ def _flatten_into(nested: dict, prefix: OptPath, lookup: Callable[[OptPath], Any
     for k, v in nested.items():
         path = prefix + (k,)
         # only a non-empty attribute set that is no option is looked into (a leaf needs no lookup)
-        if isinstance(v, dict) and v and lookup(path) is None:
+        if (type(v) is dict or isinstance(v, dict)) and v and lookup(path) is None:
             if "_type" not in v:
                 _flatten_into(v, path, lookup, out)
                 continue

@@ -184,3 +184,9 @@ def test_the_data_file_compared_as_it_is_or_as_json(nix, tmp_path):
         "hosts/lab.nix: hosts.a.tags differs: nix read ['p'], the model says ['p', 'q']",
         "hosts/lab.nix: hosts.a.tags differs: nix read ['p'], the model says ['p', 'q']",
     ]
+
+
+def test_contract_lookup_of_a_list_is_that_of_its_tuple():
+    fresh = Contract(C.rows)
+    assert fresh.lookup(["test", "flag"]) is fresh.lookup(("test", "flag")) is C.by_path["test.flag"]
+    assert fresh.lookup(["test", "nothing"]) is fresh.lookup(("test", "nothing")) is None
