@@ -305,8 +305,8 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
     """:func:`host_conflicts` of a host whose files are its entry (first) and shared ``modules``: what the
     modules define together is worked out once per set of modules (hosts alike share it), so a host costs
     what its own entry defines.  Of that, a definition no shared module meets whose merge cannot fail
-    (:func:`_merges_alone`) is not merged, and one of a plain value (a string, a number, a bool, null) is judged
-    once per value and set of modules (hosts alike set the same ``system.stateVersion``)."""
+    (:func:`_merges_alone`) is not merged, and one of a plain value (strings, ints, bools, nulls, in lists and
+    sets: :func:`_frozen`) is judged once per value and set of modules (hosts alike set the same gateway)."""
     key = ("shared", modules)
     got = memo.get(key)
     if got is None:
@@ -330,14 +330,15 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
             fact = lookup(path)
             if _merges_alone(fact.type if fact is not None else t.anything, value):  # option_type's
                 continue
-        if kind in _PLAIN:
+        frozen = _frozen(value)
+        if frozen is not None:
             # The answer of _judge(path, [value, *shared], [rel, *shared files]) is made of the path (its type,
             # from this precheck's one contract), the values (the shared ones fixed by ``modules`` within one
             # precheck: ``answers`` is this set of modules') and, only as the Conflict's list of files, ``rel``:
-            # so (path, the value and its exact type) holds every other input of the message; the Conflict is
-            # made again with this host's files.  Only plain values: their exact type and == tell them apart as
-            # repr does (True from 1).
-            vkey = (path, kind, value)
+            # so the path and the value's frozen form (:func:`_frozen`: the same only for the same structure of
+            # the same exact types, so the same repr and the same merges) hold every other input of the message;
+            # the Conflict is made again with this host's files.
+            vkey = (path, frozen)
             message = answers.get(vkey, _UNSEEN)
             if message is _UNSEEN:
                 found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
@@ -355,6 +356,33 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
 
 _PLAIN = frozenset({str, int, bool, type(None)})  # exact types whose == and hash tell values apart as repr does
 _UNSEEN = object()
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a value made of exact dicts (string keys, in their order), lists, strings, ints,
+    bools and nulls: two values have equal ones only when they are the same structure of the same exact types
+    (so the same repr, and every merge of them alike: True is not 1 here); None for any other value (a float,
+    a tuple, a subclass)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is dict:
+        items = []
+        for k, v in value.items():
+            inner = _frozen(v)
+            if inner is None or type(k) is not str:
+                return None
+            items.append((k, inner))
+        return (dict, tuple(items))
+    if kind is list:
+        elems = []
+        for v in value:
+            inner = _frozen(v)
+            if inner is None:
+                return None
+            elems.append(inner)
+        return (list, tuple(elems))
+    return None
 
 
 def _merges_alone(typ: t.OptionType, value: Any) -> bool:

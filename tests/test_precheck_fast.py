@@ -190,3 +190,46 @@ def test_contract_lookup_of_a_list_is_that_of_its_tuple():
     fresh = Contract(C.rows)
     assert fresh.lookup(["test", "flag"]) is fresh.lookup(("test", "flag")) is C.by_path["test.flag"]
     assert fresh.lookup(["test", "nothing"]) is fresh.lookup(("test", "nothing")) is None
+
+
+_any_value = st.recursive(
+    st.one_of(st.booleans(), st.integers(-1, 2), st.floats(allow_nan=False, min_value=0, max_value=1),
+              st.sampled_from(["a", "1", "True"]), st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=2), st.lists(inner, max_size=2).map(tuple),
+                            st.dictionaries(st.sampled_from(["a", "b", "1"]), inner, max_size=2)), max_leaves=4)
+
+
+@given(_any_value, _any_value)
+def test_frozen_forms_are_equal_only_for_values_alike_in_repr_and_equality(a, b):
+    fa, fb = readback._frozen(a), readback._frozen(b)
+    if fa is not None and fa == fb:
+        assert (repr(a), a == b, hash(fa) == hash(fb)) == (repr(b), True, True)
+    if isinstance(a, (float, tuple)):
+        assert fa is None
+
+
+def test_frozen_tells_apart_what_equality_alone_does_not():
+    pairs = [(1, True), ({"a": 1}, {"a": True}), ({"a": 1, "b": 2}, {"b": 2, "a": 1}), ([0], [False])]
+    for a, b in pairs:
+        assert a == b and readback._frozen(a) != readback._frozen(b)
+
+
+def test_a_set_value_judged_once_per_value_names_each_hosts_own_file():
+    nested = {"modules/m.nix": {"test": {"gateway": {"address": "x", "metric": 1}}},
+              **{f"hosts/{h}/default.nix": {"test": {"gateway": g}}
+                 for h, g in [("a", {"address": "x", "metric": True}), ("b", {"address": "x", "metric": True}),
+                              ("c", {"address": "x", "metric": 1}), ("d", {"metric": True, "address": "x"})]}}
+    memo: dict = {}
+    got = {h: readback._entry_and_shared_conflicts((f"hosts/{h}/default.nix", nested[f"hosts/{h}/default.nix"]),
+                                                   ("modules/m.nix",), nested, C, memo) for h in "abcd"}
+    assert got == {h: readback.host_conflicts([(f"hosts/{h}/default.nix", nested[f"hosts/{h}/default.nix"]),
+                                               ("modules/m.nix", nested["modules/m.nix"])], C) for h in "abcd"}
+    assert [(h, [(c.message, c.files[0]) for c in cs]) for h, cs in got.items()] == [
+        ("a", [("definitions of different kinds: [{'address': 'x', 'metric': True}, {'address': 'x', 'metric': 1}]",
+                "hosts/a/default.nix")]),
+        ("b", [("definitions of different kinds: [{'address': 'x', 'metric': True}, {'address': 'x', 'metric': 1}]",
+                "hosts/b/default.nix")]),
+        ("c", []),
+        ("d", [("definitions of different kinds: [{'metric': True, 'address': 'x'}, {'address': 'x', 'metric': 1}]",
+                "hosts/d/default.nix")]),
+    ]
