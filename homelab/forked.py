@@ -30,9 +30,14 @@ def threshold() -> int:
 
 
 def possible() -> bool:
-    """A child can run beside this process: fork exists, there is a second core, and no other thread runs here
-    (a child forked while another thread holds a lock could wait for it forever)."""
-    return hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
+    """A child can run beside this process: fork exists, there is a second core, no other thread runs here (a
+    child forked while another thread holds a lock could wait for it forever), and no child of :func:`start`
+    runs already (it has the second core: a build's shared compile, :func:`homelab.splitprep.ahead`, beside
+    which this process validates alone; a third process would cost CPU and gain nothing on two cores)."""
+    return hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1 and not _RUNNING
+
+
+_RUNNING: set[int] = set()  # the pids of this process's children not yet waited for
 
 
 class Child:
@@ -74,6 +79,8 @@ class Child:
             _pid, status = os.waitpid(self._pid, 0)
         except ChildProcessError:
             return None
+        finally:
+            _RUNNING.discard(self._pid)
         return os.waitstatus_to_exitcode(status)
 
 
@@ -97,4 +104,5 @@ def start(fn: Callable[..., Any], *args: Any) -> Child:
         finally:
             os._exit(code)
     os.close(w)
+    _RUNNING.add(pid)
     return Child(pid, r)

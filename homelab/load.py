@@ -22,12 +22,13 @@ import sys
 import traceback
 from pathlib import Path
 from types import CodeType
-from typing import Iterator
+from typing import Callable, Iterator
 
 import attrs
 
 from . import gcpause
 from .errors import LabError, Problem, collecting, located
+from .precompile import FROM as PRECOMPILE_FROM
 from .precompile import Precompiled, compile_file
 from .precompile import available as precompile_available
 from .model import Cluster, Host, Lab, RaspberryPi4, Ssh, SystemdBoot, WakeOnLan, generated_path
@@ -372,19 +373,28 @@ def placeholder_imports(root: Path, lab: Lab) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
+def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
+         loaded: Callable[[Lab], None] | None = None,
+         compiling: Precompiled | None = None) -> tuple[Lab | None, list[Problem]]:
     """The lab under ``root`` and every problem found (errors and warnings).
 
     ``secrets``: also a secret a host needs and cannot read (``homelab secrets`` itself, which fixes those,
     loads without).  ``placeholders``: take ``homelab init``'s placeholder hardware files as they are
     (``homelab install``, which has nixos-anywhere write the machine's own; :func:`placeholder_imports` lists
-    them); every other command refuses them.
+    them); every other command refuses them.  ``loaded``: called with the lab once every host.py ran without an
+    error, before the lab is validated (``homelab build`` starts its shared compile beside the validation:
+    :func:`homelab.splitprep.ahead`).  ``compiling``: a helper started early on this lab's host.py files
+    (:func:`homelab.precompile.early`), used and closed here.
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
-        lab, problems = _load(root, placeholders)
+        try:
+            lab, problems = _load(root, placeholders, loaded, compiling)
+        finally:
+            if compiling is not None:
+                compiling.close()
     if secrets and lab is not None:
         from .secretstore import lab_problems
 
@@ -392,7 +402,8 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tup
     return lab, problems
 
 
-def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Problem]]:
+def _load(root: Path, placeholders: bool = False, loaded: Callable[[Lab], None] | None = None,
+          compiling: Precompiled | None = None) -> tuple[Lab | None, list[Problem]]:
     problems: list[Problem] = []
     cluster_py = root / "hosts" / "cluster.py"
     cluster = None
@@ -410,36 +421,61 @@ def _load(root: Path, placeholders: bool = False) -> tuple[Lab | None, list[Prob
             cluster = None
     host_files, unread = host_sources(root, _REAL_DIRS)
     problems += unread
-    helper = Precompiled([str(p) for p in host_files]) \
+    helper = compiling if compiling is not None else Precompiled([str(p) for p in host_files]) \
         if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
+    imports: list[tuple[int, Path, tuple[str, ...], str]] = []
     try:
-        hosts, sources = _load_hosts(root, host_files, helper, problems, placeholders)
+        hosts, sources = _load_hosts(host_files, helper, problems, imports)
     finally:
         if helper is not None:
             helper.close()
     if not host_files and not unread and cluster_py.is_file():
         problems.append(Problem("hosts", "host.py", "no hosts/<name>/host.py found"))
     if cluster is None or any(p.severity == "error" for p in problems):
-        if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
-            problems += validate_cluster(cluster)  # a broken host.py must not hide the cluster's own problems
-        return None, problems
+        return None, _refused(cluster, _with_import_problems(root, problems, imports, placeholders))
     lab = Lab(cluster, hosts, sources)
+    if loaded is not None:  # before the hand-written imports are looked at: a build's shared compile runs meanwhile
+        loaded(lab)
+    problems = _with_import_problems(root, problems, imports, placeholders)
+    if any(p.severity == "error" for p in problems):
+        return None, _refused(cluster, problems)
     return lab, problems + list(problems_of(lab))
 
 
-# From this many host.py files on, a second process compiles them while this one runs them (homelab.precompile).
-PRECOMPILE_FROM = 200
+def _refused(cluster: Cluster | None, problems: list[Problem]) -> list[Problem]:
+    """The problems of a lab that did not load, with the cluster's own (a broken host.py must not hide them)."""
+    if isinstance(cluster, Cluster) and not any(p.where == "cluster" for p in problems):
+        problems += validate_cluster(cluster)
+    return problems
 
 
-def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
-                placeholders: bool) -> tuple[list[Host], dict[str, str]]:
+def _with_import_problems(root: Path, problems: list[Problem], imports: list[tuple[int, Path, tuple[str, ...], str]],
+                          placeholders: bool) -> list[Problem]:
+    """``problems`` with each host's hand-written imports' problems (:func:`_import_problems`) where the host's
+    own are: ``imports`` holds, per host that ran, the index in ``problems`` they go at, its host.py, its imports
+    and where it is."""
+    out: list[Problem] = []
+    start = 0
+    for at, host_py, imps, where in imports:
+        found = _import_problems(root, host_py, imps, where, placeholders)
+        if found:
+            out += problems[start:at]
+            out += found
+            start = at
+    return out + problems[start:] if start or out else problems
+
+
+def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
+                imports: list[tuple[int, Path, tuple[str, ...], str]]) -> tuple[list[Host], dict[str, str]]:
     """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
-    from; their problems are added to ``problems``."""
+    from; their problems are added to ``problems``, and what :func:`_with_import_problems` needs to add their
+    hand-written imports' problems after them to ``imports`` (looked at later: at 10,000 hosts, 0.5 s of system
+    calls a build's shared compile does not wait for)."""
     hosts: list[Host] = []
     sources: dict[str, str] = {}
     for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
-        ns, ps = _run(host_py, where, helper.next_code() if helper is not None else None)
+        ns, ps = _run(host_py, where, helper.code_for(str(host_py)) if helper is not None else None)
         problems += ps
         host = ns.get("host")
         if ps:
@@ -451,7 +487,8 @@ def _load_hosts(root: Path, host_files: list[Path], helper: Precompiled | None, 
             problems.append(Problem(where, "hostname", f"{host.hostname!r} differs from its folder name "
                                     f"{host_py.parent.name!r}; rename one of them"))
             continue
-        problems += _import_problems(root, host_py, host.imports, where, placeholders)
+        if host.imports:
+            imports.append((len(problems), host_py, host.imports, where))
         hosts.append(host)
         sources[host.hostname] = where
     return hosts, sources
@@ -484,18 +521,24 @@ def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where:
     return out
 
 
-def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
-    """The lab and its warnings; LabError listing every error if there is any."""
-    lab, problems = load(root, secrets=secrets, placeholders=placeholders)
+def load_or_raise(root: Path, *, secrets: bool = True, placeholders: bool = False,
+                  loaded: Callable[[Lab], None] | None = None,
+                  compiling: Precompiled | None = None) -> tuple[Lab, list[Problem]]:
+    """The lab and its warnings; LabError listing every error if there is any (``loaded``, ``compiling``: as for
+    :func:`load`)."""
+    lab, problems = load(root, secrets=secrets, placeholders=placeholders, loaded=loaded, compiling=compiling)
     errors = [p for p in problems if p.severity == "error"]
     if errors or lab is None:
         raise LabError(errors or problems)
     return lab, [p for p in problems if p.severity != "error"]
 
 
-def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False) -> tuple[Lab, list[Problem]]:
-    """The validated lab and its warnings; LabError if a named host has no host.py."""
-    lab, warnings = load_or_raise(root, placeholders=placeholders)
+def load_selected(root: Path, only: list[str] | None, *, placeholders: bool = False,
+                  loaded: Callable[[Lab], None] | None = None,
+                  compiling: Precompiled | None = None) -> tuple[Lab, list[Problem]]:
+    """The validated lab and its warnings; LabError if a named host has no host.py (``loaded``, ``compiling``:
+    as for :func:`load`)."""
+    lab, warnings = load_or_raise(root, placeholders=placeholders, loaded=loaded, compiling=compiling)
     if only:
         known = {h.hostname for h in lab.hosts}
         missing = [n for n in only if n not in known]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import weakref
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -540,14 +540,20 @@ def validate(lab: Lab) -> list[Problem]:
     dns_addon = any(getattr(r, "dns_addon", False) for h in cps for r in h.roles if r.control_plane)
     out = validate_cluster(lab.cluster, len(lab.kubernetes_nodes), dns_addon)
     hosts = lab.hosts
-    if len(hosts) < 2 or not 0 < forked.threshold() <= len(hosts) or not forked.possible():
+    delegated = _ELSEWHERE.pop(id(lab), None)  # held with the lab itself: no other lab can have its id meanwhile
+    if delegated is not None:  # the last hosts are checked by a build's shared compile's child, after its compile
+        _lab, mine, answer = delegated
+        stop: Callable[[], None] = lambda: None  # noqa: E731 - that child is ended by whoever started it
+    elif len(hosts) < 2 or not 0 < forked.threshold() <= len(hosts) or not forked.possible():
         out += host_problems(lab, hosts)
         out += [p for rule in LAB_RULES for p in rule(lab)]
         return out
-    # a large lab: the last hosts are checked by a child on the other core, while this process checks the
-    # first ones and then the lab as a whole (about a third of the work, hence the 40 %)
-    mine = len(hosts) * 2 // 5
-    child = forked.start(host_problems, lab, hosts[mine:])
+    else:
+        # a large lab: the last hosts are checked by a child on the other core, while this process checks the
+        # first ones and then the lab as a whole (about a third of the work, hence the 40 %)
+        mine = len(hosts) * 2 // 5
+        child = forked.start(host_problems, lab, hosts[mine:])
+        answer, stop = child.result, child.stop
     try:
         out += host_problems(lab, hosts[:mine])
         try:
@@ -555,13 +561,18 @@ def validate(lab: Lab) -> list[Problem]:
         except Exception as e:  # noqa: BLE001 - raised below, unless a host's rule raises first (as in one process)
             lab_problems, lab_error = [], e
     except BaseException:
-        child.stop()
+        stop()
         raise
-    answered, theirs = child.result()
+    answered, theirs = answer()
     out += theirs if answered else host_problems(lab, hosts[mine:])  # no answer: here, as in one process
     if lab_error is not None:
         raise lab_error
     return out + lab_problems
+
+
+# labs whose last hosts another process checks: id(lab) -> (the lab, the index of the first of them, a function
+# giving (whether it answered, their problems)); taken by validate() (homelab.splitprep.ahead)
+_ELSEWHERE: dict[int, tuple[Lab, int, Callable[[], tuple[bool, Any]]]] = {}
 
 
 def host_problems(lab: Lab, hosts) -> list[Problem]:
