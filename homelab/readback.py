@@ -642,13 +642,10 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     file, when it is there)."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
-    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        data = compiled.data.path if with_data and compiled.data is not None \
-            and (Path(root) / compiled.data.path).is_file() else None
-        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled), data))
+        out = nix.eval_expr(evaluate_expr(root, compiled, only, with_data=with_data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
         bad = [rel for rel in hand if base + rel in e.message]
@@ -660,6 +657,17 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     for entry in out["generated"].values():
         entry["imports"] = [i.removeprefix(base) for i in entry["imports"]]
     return out
+
+
+def evaluate_expr(root: Path, compiled: Compiled, only: list[str] | None = None, *, with_data: bool = True) -> str:
+    """The expression :func:`evaluate` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    hosts = only if only is not None else sorted(compiled.hosts)
+    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
+    hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    data = compiled.data.path if with_data and compiled.data is not None \
+        and (Path(root) / compiled.data.path).is_file() else None
+    return evaluation_expr(root, generated, hand, _pkg_names(compiled), data)
 
 
 def _importers(compiled: Compiled, hosts: Iterable[str], hand: str) -> list[str]:
@@ -813,15 +821,40 @@ def stage_texts(base: str, texts: dict[str, str], made: set[str] | None = None) 
     for rel, text in texts.items():
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        with open(base + rel, "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_new(base + rel, text.encode("utf-8"))
 
 
-def _copy(src: str, dst: str) -> bytes:
+def _folder(path: str) -> None:
+    """The folder ``path`` made if it is not there (``os.makedirs``, whose look at the parent first is one more system
+    call, 10,000 of them for a lab's host folders)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _write_new(dst: str, data: bytes, exclusive: bool = False) -> None:
+    """``data`` written to ``dst``, made or truncated, as ``open(dst, "wb")`` writes it (its mode 0o666 less the umask),
+    with plain system calls (Python's ``open`` adds three: fstat, ioctl, lseek).  ``exclusive``: FileExistsError
+    when ``dst`` is there (a link too, wherever it leads), nothing written."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
     """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
-    system calls (a lab has a hardware file per host); the content, as read."""
+    system calls (a lab has a hardware file per host); the content, as read.  ``exclusive``: None, and ``dst`` left
+    as it is, when it is there already (one system call less than looking first)."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -830,24 +863,23 @@ def _copy(src: str, dst: str) -> bytes:
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+        _write_new(dst, data, exclusive)
+    except FileExistsError:
+        if not exclusive:
+            raise
+        return None
     return data
 
 
 def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
                        skip_present: bool = False, digests: dict[str, str] | None = None,
-                       made: set[str] | None = None) -> None:
+                       made: set[str] | None = None, staged: list[str] | None = None) -> None:
     """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
     may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
     ``skip_present``: leave a file another process staged there already as it is.  ``digests``: each import
     copied gets the SHA-256 of its content as read, by its lab-relative path (what the no-op record needs);
-    ``made``: folders known to exist under ``base``."""
+    ``made``: folders known to exist under ``base``; ``staged``: each path this call wrote is appended."""
     base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
@@ -856,14 +888,17 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
     for rel in hand_written:
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        if skip_present and os.path.lexists(base + rel):
+        if os.path.isfile(root_s + rel):
+            data = _copy(root_s + rel, base + rel, exclusive=skip_present)  # None: staged there already
+            if data is not None:
+                if digests is not None:
+                    digests[rel] = hashlib.sha256(data).hexdigest()
+                if staged is not None:
+                    staged.append(rel)
             copied.add(rel)
-        elif os.path.isfile(root_s + rel):
-            data = _copy(root_s + rel, base + rel)
-            if digests is not None:
-                digests[rel] = hashlib.sha256(data).hexdigest()
+        elif skip_present and os.path.lexists(base + rel):  # not a file here: the other process's copy stays
             copied.add(rel)
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
@@ -875,6 +910,8 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
             if name != "default.nix" and rel not in generated and rel not in copied \
                     and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
                 _copy(root_s + rel, base + rel)
+                if staged is not None:
+                    staged.append(rel)
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code
@@ -918,12 +955,22 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
-  found = v: paths: builtins.filter (d: d.found)
-    (builtins.genList (i: { at = i; } // describe v (builtins.elemAt paths i)) (builtins.length paths));
+  # the paths asked about, as a tree (homelab.readback._tree_nix): each node { at = [ the paths that end here ];
+  # sub = { name = node; }; }.  A path is found where get finds it, walking only the names v has: a hardware
+  # file defines none of the 30 paths, each looked up alone cost 30 lookups and a list of 30 sets
+  found = v: node: builtins.sort (a: b: a.at < b.at) (walk v node);
+  walk = v: node:
+    map (i: { at = i; found = true; } // leaf v) node.at
+    ++ (if node.sub == { } then [ ] else
+          let ok = safe (builtins.isAttrs v && (v._type or null) == null); in
+          if ok == true
+          then builtins.concatMap (n: walk (builtins.getAttr n v) node.sub.${n})
+                 (builtins.attrNames (builtins.intersectAttrs node.sub v))
+          else [ ]);
 %(modules)s
   files = %(files)s;
 in {
-  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.paths) files;
+  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.tree) files;
   boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
 }"""
 
@@ -1184,14 +1231,41 @@ def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath
     out); and hand-written file -> its boot facts
     (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
-    listed = _paths_nix(paths)
-    base = Path(root).resolve()
-    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
-                     for hand in specs)
-    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
-                                      "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
+    out = nix.eval_expr(describe_expr(root, specs))
     # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
     return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
+
+
+def describe_expr(root: Path, specs: dict) -> str:
+    """The expression :func:`_describe` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    base = Path(root).resolve()
+    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit tree; }};"
+                     for hand in specs)
+    return HAND_EXPR % {"lib": HAND_LIB, "files": f"(let tree = {_tree_nix(_paths(specs))}; in {{ {files} }})",
+                        "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)}
+
+
+def _tree_nix(paths: list[OptPath]) -> str:
+    """``paths`` as the tree HAND_EXPR's ``found`` walks: a node is ``{ at = [ i ... ]; sub = { name = node; }; }``,
+    ``at`` the places in ``paths`` of the paths that end at it."""
+    root: dict = {}  # name -> node; a node: ("at" list, children dict)
+
+    def node_of(path: OptPath) -> tuple[list[int], dict]:
+        at, sub = [], root
+        for name in path:
+            at, sub = sub.setdefault(name, ([], {}))
+        return at, sub
+
+    top: list[int] = []
+    for i, path in enumerate(paths):
+        (node_of(path)[0] if path else top).append(i)
+
+    def emit(at: list[int], sub: dict) -> str:
+        names = " ".join(f"{nix_string(n)} = {emit(*sub[n])};" for n in sorted(sub))
+        return f"{{ at = [ {' '.join(map(str, at))} ]; sub = {{ {names} }}; }}"
+
+    return emit(top, root)
 
 
 def _paths_nix(paths) -> str:
