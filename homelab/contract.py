@@ -328,7 +328,8 @@ class Contract:
 
     def lookup(self, parts: tuple[str, ...]) -> OptionFact | None:
         """The row whose path matches ``parts`` (``<name>`` matches any one part)."""
-        parts = tuple(parts)
+        if type(parts) is not tuple:  # a list; a tuple is looked up as it is (most calls: flatten's)
+            parts = tuple(parts)
         try:
             return self._cache[parts]
         except KeyError:

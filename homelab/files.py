@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import secrets
+import stat
 import sys
 import tempfile
 import time
@@ -76,10 +78,14 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     unchanged: list[str] = []
     in_the_way: dict[str, bool] = {}  # each folder looked at once (hosts/ holds 10,000 hosts' files)
 
-    def blocks(folder: str) -> bool:
+    def blocks(folder: str) -> bool:  # a link, or anything but a folder (one lstat: a lab has 10,000 folders)
         if folder not in in_the_way:
-            p = root / folder
-            in_the_way[folder] = p.is_symlink() or (p.exists() and not p.is_dir())
+            try:
+                in_the_way[folder] = not stat.S_ISDIR(os.lstat(root / folder).st_mode)
+            except OSError as e:  # not there (made when written): nothing in the way here; as pathlib's
+                if e.errno not in _NOT_THERE:  # is_symlink() and exists() said, other errors are raised
+                    raise
+                in_the_way[folder] = False
         return in_the_way[folder]
 
     for rel, text in sorted(texts.items()):
@@ -118,6 +124,9 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     if problems:
         raise LabError(problems)
     return Plan(write, tuple(delete), tuple(unchanged))
+
+
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # what pathlib takes for "no such file"
 
 
 def pruned(root: Path, produced: Collection[str], force: bool, problems: list[Problem]) -> list[str]:
@@ -214,13 +223,14 @@ def write_temps(root: Path, texts: dict[str, str], token: str, batch: bool, temp
     """Each text written to a new temporary beside its target, appended to ``temps`` as (path, temporary) once
     it exists (so a caller's cleanup finds it); fsynced one by one unless ``batch`` (a filesystem sync will).
     ``digests``: filled with the SHA-256 of each text's bytes, keyed by its lab-relative path."""
-    made: set[Path] = set()  # folders known to exist (a lab of 10,000 hosts writes into 10,000 of them)
+    base = str(root) + "/"  # plain strings: a lab of 10,000 hosts writes 10,000 files
     for rel, text in sorted(texts.items(), key=lambda kv: _rename_order(kv[0])):
-        target = root / rel
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        fd, tmp = _new_temp(target, token)
+        folder, _, name = (base + rel).rpartition("/")
+        try:
+            fd, tmp = _new_temp_in(folder, name, token)
+        except FileNotFoundError:  # its folder is not there yet (a folder looked up first cost two system calls
+            os.makedirs(folder, exist_ok=True)  # a file, for 10,000 folders that are there)
+            fd, tmp = _new_temp_in(folder, name, token)
         try:
             temps.append((rel, tmp))
             data = text.encode("utf-8")
@@ -268,12 +278,17 @@ def _new_temp(target: Path, token: str) -> tuple[int, Path]:
     """A new file beside ``target``, open for writing, readable only by its owner until it is complete: the
     build's own name (one temporary per target, so one token serves the whole build), or a fresh one if that
     name is taken."""
-    tmp = target.parent / f".{target.name}.{token}.tmp"
+    return _new_temp_in(str(target.parent), target.name, token)
+
+
+def _new_temp_in(folder: str, name: str, token: str) -> tuple[int, Path]:
+    """:func:`_new_temp` for the file ``name`` in ``folder`` (plain strings)."""
+    tmp = f"{folder}/.{name}.{token}.tmp"
     try:
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), Path(tmp)
     except FileExistsError:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        return fd, Path(name)
+        fd, other = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        return fd, Path(other)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -294,10 +309,20 @@ _TEMP = re.compile(r"^\..+\.(nix|yaml)\.[a-z0-9_]{8}\.tmp\Z")
 
 def stale_temps(root: Path) -> list[Path]:
     """Temporaries a killed build left beside generated files (modules/**, hosts/, hosts/*/)."""
-    dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", *(root / "hosts").glob("*"),
-            root / "cluster", root / "cluster" / "values"]
-    return sorted(f for d in dirs if d.is_dir() and not d.is_symlink()
-                  for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink())
+    dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", root / "cluster", root / "cluster" / "values"]
+    found = [f for d in dirs if d.is_dir() and not d.is_symlink()
+             for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink()]
+    hosts = root / "hosts"
+    if hosts.is_dir() and not hosts.is_symlink():  # hosts/*/: each folder's type from the listing (10,000 folders)
+        for d in _entries(str(hosts)):
+            if d.is_dir(follow_symlinks=False):
+                found += [Path(f.path) for f in _entries(d.path) if _TEMP.match(f.name) and f.is_file(follow_symlinks=False)]
+    return sorted(found)
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return list(it)
 
 
 def remove_stale_temps(root: Path, keep: str | None = None) -> list[Path]:

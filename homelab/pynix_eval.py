@@ -68,6 +68,7 @@ class NixEvalError(NixError):
 
 
 _CALLS_LOCK = threading.Lock()
+_NOT_KEPT = object()
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -286,6 +287,8 @@ class Nix:
     # the nix processes running now (from any thread): stop() ends them when the caller is interrupted
     running: set = field(default_factory=set, repr=False, compare=False)
     stopped: bool = field(default=False, repr=False, compare=False)
+    # expression -> its value, evaluated by eval_together and not asked for yet (eval_expr hands it out once)
+    kept: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _bin(self, name: str) -> str:
         if self.bindir:
@@ -369,12 +372,37 @@ class Nix:
     def eval_expr(self, expr: str, *, timeout: float | None = None, cwd: str | Path | None = None,
                   key: str | None = None) -> Any:
         """Evaluate a Nix expression strictly and return it as JSON data."""
+        if self.kept and cwd is None:
+            with _CALLS_LOCK:
+                value = self.kept.pop(expr, _NOT_KEPT)
+            if value is not _NOT_KEPT:  # evaluated already, with the others of its eval_together
+                return value
         args = ["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode"]
         if len(expr.encode()) > MAX_ARG_EXPR:  # too long for one argv string: read it from stdin
             out = self.run([*args, "-"], stdin=expr, timeout=timeout, cwd=cwd, key=key)
         else:
             out = self.run([*args, "--expr", expr], timeout=timeout, cwd=cwd, key=key)
         return json.loads(out)
+
+    def eval_together(self, exprs: Iterable[str], *, timeout: float | None = None) -> bool:
+        """Evaluate several expressions in one nix process (one start, and each file they read is parsed once), and
+        keep each value for the next :meth:`eval_expr` of exactly that expression (its text; no ``cwd``), which
+        hands it out once instead of starting nix: for a caller whose expressions read files that do not change
+        until it has asked for each (what nix prints is a function of the expression and the files it reads).
+
+        False when that process fails (an error in any of them): nothing is kept, and each expression is evaluated
+        on its own when asked for, failing or not as it does alone.  nix missing or unusable, and the time limit,
+        are raised as :meth:`eval_expr` raises them (each alone would take as long, or longer)."""
+        exprs = list(dict.fromkeys(exprs))  # the same text twice: one value
+        if not exprs:
+            return True
+        try:
+            values = self.eval_expr("[\n" + "\n".join(f"(\n{e}\n)" for e in exprs) + "\n]", timeout=timeout)
+        except NixEvalError:
+            return False
+        with _CALLS_LOCK:
+            self.kept.update(zip(exprs, values))
+        return True
 
     def eval_file(self, path: str | Path, *, attr: str | None = None, timeout: float | None = None) -> Any:
         args = ["nix-instantiate", "--eval", "--strict", "--json", "--readonly-mode", str(path)]

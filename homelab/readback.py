@@ -84,16 +84,22 @@ def to_json(value: Any) -> Any:
 
 def nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
     """Dotted definitions -> one nested attribute set, as Nix builds it from ``a.b.c = v;`` lines."""
+    return _nest([(path, to_json(value)) for path, value in defs])
+
+
+def _nest(defs: Iterable[tuple[OptPath, Any]]) -> dict:
+    """:func:`nest` of definitions whose values are in the form nix prints (:func:`to_json`'s) already."""
     out: dict = {}
     for path, value in defs:
         node = out
         for i, part in enumerate(path[:-1]):
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict) or "_type" in nxt:
+            nxt = node.get(part, _UNSEEN)
+            if nxt is _UNSEEN:  # as setdefault(part, {}), without making a set each time
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict) or "_type" in nxt:
                 raise ValueError(f"{'.'.join(path)}: {'.'.join(path[:i + 1])} is already set to a value")
             node = nxt
         leaf = path[-1]
-        value = to_json(value)
         if leaf in node:
             if isinstance(node[leaf], dict) and isinstance(value, dict) and "_type" not in value:
                 node[leaf] = _deep_union(node[leaf], value, path)
@@ -132,7 +138,7 @@ def _flatten_into(nested: dict, prefix: OptPath, lookup: Callable[[OptPath], Any
     for k, v in nested.items():
         path = prefix + (k,)
         # only a non-empty attribute set that is no option is looked into (a leaf needs no lookup)
-        if isinstance(v, dict) and v and lookup(path) is None:
+        if (type(v) is dict or isinstance(v, dict)) and v and lookup(path) is None:
             if "_type" not in v:
                 _flatten_into(v, path, lookup, out)
                 continue
@@ -161,21 +167,30 @@ def option_type(path: OptPath, contract: contracts.Contract | None = None) -> t.
 
 def contract_problems(f: ModuleFile, contract: contracts.Contract | None = None) -> list[str]:
     """Paths not in the contract and values that do not fit their type (generated sections only)."""
-    contract = contract or builtin_contract()
+    return _contract_problems(f.path, _json_definitions(f), contract or builtin_contract())
+
+
+def _json_definitions(f: ModuleFile) -> list[tuple[OptPath, Any, Any, bool]]:
+    """(path, value, its :func:`to_json` form, whether the user wrote it) of each of ``f``'s definitions, in order
+    (``f.definitions()``'s): made once for the contract check and the nesting."""
+    return [(path, value, to_json(value), sec.user) for sec in f.sections for path, value in sec.defs]
+
+
+def _contract_problems(rel: str, defs: list[tuple[OptPath, Any, Any, bool]], contract: contracts.Contract
+                       ) -> list[str]:
     out = []
-    for sec in f.sections:
-        if sec.user:
+    lookup = contract.lookup
+    for path, value, json_value, user in defs:
+        if user:
             continue
-        for path, value in sec.defs:
-            dotted = ".".join(path)
-            fact = contract.lookup(path)
-            if fact is None:
-                out.append(f"{f.path}: {dotted} is not in the option contract (the core rows in homelab/contract.py "
-                           "or the options of the role that writes it)")
-                continue
-            why = t.check_with_priority(fact.type, to_json(value))
-            if why:
-                out.append(f"{f.path}: {dotted} = {value!r} does not fit {fact.type}: {why}")
+        fact = lookup(path)
+        if fact is None:
+            out.append(f"{rel}: {'.'.join(path)} is not in the option contract (the core rows in homelab/contract.py "
+                       "or the options of the role that writes it)")
+            continue
+        why = t.check_with_priority(fact.type, json_value)
+        if why:
+            out.append(f"{rel}: {'.'.join(path)} = {value!r} does not fit {fact.type}: {why}")
     return out
 
 
@@ -234,7 +249,7 @@ def merge_host(files: list[tuple[str, dict]], contract: contracts.Contract | Non
             merged[attr_path(path)] = t.merge_definitions(typ, defs[path])
         except t.MergeConflict as e:
             conflicts.append(Conflict(path, str(e), tuple(where[path])))
-        except (TypeError, AttributeError, KeyError):  # a value of another shape (a string where a set goes)
+        except (TypeError, AttributeError, LookupError):  # a value of another shape (a string where a set goes)
             conflicts.append(Conflict(path, f"definitions that do not fit {typ}: {defs[path]!r}", tuple(where[path])))
     return merged, conflicts
 
@@ -278,7 +293,7 @@ def _judge(path: OptPath, values: list[Any], where: list[str], contract: contrac
         t.merge_definitions(typ, values)
     except t.MergeConflict as e:
         found = Conflict(path, str(e), tuple(where))
-    except (TypeError, AttributeError, KeyError):
+    except (TypeError, AttributeError, LookupError):  # a list where a set goes: an IndexError
         found = Conflict(path, f"definitions that do not fit {typ}: {values!r}", tuple(where))
     if memo is not None and (len(values) == 1 or all(rel.startswith("modules/") for rel in where)):
         memo[key] = found  # one file's value, or shared files': the same answer for every host
@@ -289,22 +304,108 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
                                 contract: contracts.Contract, memo: dict) -> list[Conflict]:
     """:func:`host_conflicts` of a host whose files are its entry (first) and shared ``modules``: what the
     modules define together is worked out once per set of modules (hosts alike share it), so a host costs
-    what its own entry defines."""
+    what its own entry defines.  Of that, a definition no shared module meets whose merge cannot fail
+    (:func:`_merges_alone`) is not merged, and one of a plain value (strings, ints, bools, nulls, in lists and
+    sets: :func:`_frozen`) is judged once per value and set of modules (hosts alike set the same gateway)."""
     key = ("shared", modules)
-    if key not in memo:
+    got = memo.get(key)
+    if got is None:
         sdefs, swhere = _definitions([(rel, nested[rel]) for rel in modules], contract, memo)
         judged = {path: _judge(path, values, swhere[path], contract, memo) for path, values in sdefs.items()}
-        memo[key] = (sdefs, swhere, judged)
-    sdefs, swhere, judged = memo[key]
+        # the modules' own conflicts (rarely any), and their answers for plain values of the hosts' entries
+        got = memo[key] = (sdefs, swhere, [(path, c) for path, c in judged.items() if c is not None], {})
+    sdefs, swhere, bad, answers = got
     rel, defs = entry
     own = _flat(rel, defs, contract, memo)
-    mine = {path for path, _ in own}
-    out = [c for path, c in judged.items() if c is not None and path not in mine]
+    if bad:
+        mine = {path for path, _ in own}
+        out = [c for path, c in bad if path not in mine]
+    else:
+        out = []
+    lookup = contract.lookup
     for path, value in own:
-        found = _judge(path, [value, *sdefs.get(path, ())], [rel, *swhere.get(path, ())], contract, memo)
+        shared = sdefs.get(path)
+        kind = type(value)
+        if shared is None and kind is not dict:
+            fact = lookup(path)
+            if _merges_alone(fact.type if fact is not None else t.anything, value):  # option_type's
+                continue
+        frozen = _frozen(value)
+        if frozen is not None:
+            # The answer of _judge(path, [value, *shared], [rel, *shared files]) is made of the path (its type,
+            # from this precheck's one contract), the values (the shared ones fixed by ``modules`` within one
+            # precheck: ``answers`` is this set of modules') and, only as the Conflict's list of files, ``rel``:
+            # so the path and the value's frozen form (:func:`_frozen`: the same only for the same structure of
+            # the same exact types, so the same repr and the same merges) hold every other input of the message;
+            # the Conflict is made again with this host's files.
+            vkey = (path, frozen)
+            message = answers.get(vkey, _UNSEEN)
+            if message is _UNSEEN:
+                found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
+                answers[vkey] = None if found is None else found.message
+            elif message is None:
+                found = None
+            else:
+                found = Conflict(path, message, (rel, *swhere.get(path, ())))
+        else:  # no memo: its key would hold this host's entry, asked about once
+            found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
         if found is not None:
             out.append(found)
     return sorted(out, key=lambda c: c.path)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # exact types whose == and hash tell values apart as repr does
+_UNSEEN = object()
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a value made of exact dicts (string keys, in their order), lists, strings, ints,
+    bools and nulls: two values have equal ones only when they are the same structure of the same exact types
+    (so the same repr, and every merge of them alike: True is not 1 here); None for any other value (a float,
+    a tuple, a subclass)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is dict:
+        items = []
+        for k, v in value.items():
+            inner = _frozen(v)
+            if inner is None or type(k) is not str:
+                return None
+            items.append((k, inner))
+        return (dict, tuple(items))
+    if kind is list:
+        elems = []
+        for v in value:
+            inner = _frozen(v)
+            if inner is None:
+                return None
+            elems.append(inner)
+        return (list, tuple(elems))
+    return None
+
+
+def _merges_alone(typ: t.OptionType, value: Any) -> bool:
+    """Whether ``t.merge_definitions(typ, [value])`` surely returns without raising, known from the classes of
+    ``typ`` and ``value`` alone (``value`` no dict, so no override: the definition is kept as it is and
+    ``typ.merge([value])`` is all that runs).  False means "merge it to know", never a conflict:
+
+    * ``OptionType.merge`` of one value (bool, str, int, enum, package...) returns it without a comparison;
+    * ``NullOr.merge``: null alone is null, else its element type's merge;
+    * ``ListOf.merge`` of one list concatenates its elements (it does not look into them);
+    * ``Joined.merge`` of one string joins it alone."""
+    while type(typ) is t.NullOr:
+        if value is None:
+            return True
+        typ = typ.elem  # type: ignore[attr-defined]
+    cls = type(typ)
+    if cls.merge is t.OptionType.merge:
+        return True
+    if cls is t.ListOf:
+        return type(value) is list
+    if cls is t.Joined:
+        return type(value) is str
+    return False
 
 
 class MergedOptions(dict):
@@ -389,6 +490,9 @@ class Precheck:
     conflicts: dict[str, list[Conflict]]  # host -> definitions that do not merge
     nested: dict[str, dict]  # file -> its definitions as one nested attribute set
     by_file: dict[str, list[str]] = attrs.field(factory=dict)  # file -> its contract and nesting problems
+    # (the contract, file -> its definitions flattened by that contract): those the precheck made, for the clash
+    # check (:func:`clash_specs`), which flattens the same nested sets
+    flat: tuple[Any, dict[str, list[tuple[OptPath, Any]]]] = attrs.field(default=(None, {}), eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -410,9 +514,10 @@ def precheck(compiled: Compiled) -> Precheck:
     nested: dict[str, dict] = {}
     contract = compiled.contract
     for rel, f in compiled.files.items():
-        ps = contract_problems(f, contract)
+        defs = _json_definitions(f)  # each value's to_json form once, for both
+        ps = _contract_problems(f.path, defs, contract)
         try:
-            nested[rel] = nest(f.definitions())
+            nested[rel] = _nest([(path, json_value) for path, _, json_value, _ in defs])
         except ValueError as e:
             ps.append(f"{rel}: {e}")
         if ps:
@@ -429,7 +534,9 @@ def precheck(compiled: Compiled) -> Precheck:
     for name, plan in compiled.hosts.items():
         conflicts[name] = _entry_and_shared_conflicts((plan.entry, nested[plan.entry]), tuple(plan.modules), nested,
                                                       contract, memo)
-    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file)
+    flat = {rel: memo[("flat", rel)] for rel in nested if ("flat", rel) in memo}
+    return Precheck(problems, HostOptions(compiled.hosts, files_of, contract, memo), conflicts, nested, by_file,
+                    (contract, flat))
 
 
 # ---------------------------------------------------------------- nix
@@ -440,6 +547,8 @@ def _pkg_names(compiled: Compiled) -> list[tuple[str, str]]:
     names: set[tuple[str, str]] = set()
 
     def walk(v: Any) -> None:
+        if type(v) in _AS_IS:  # most values: a string, a number, a bool
+            return
         if isinstance(v, Pkg):
             names.add(("pkg", v.name))
         elif isinstance(v, PkgCall):
@@ -533,13 +642,10 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     file, when it is there)."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
-    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        data = compiled.data.path if with_data and compiled.data is not None \
-            and (Path(root) / compiled.data.path).is_file() else None
-        out = nix.eval_expr(evaluation_expr(root, generated, hand, _pkg_names(compiled), data))
+        out = nix.eval_expr(evaluate_expr(root, compiled, only, with_data=with_data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
         bad = [rel for rel in hand if base + rel in e.message]
@@ -553,13 +659,39 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     return out
 
 
+def evaluate_expr(root: Path, compiled: Compiled, only: list[str] | None = None, *, with_data: bool = True) -> str:
+    """The expression :func:`evaluate` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    hosts = only if only is not None else sorted(compiled.hosts)
+    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
+    hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
+    data = compiled.data.path if with_data and compiled.data is not None \
+        and (Path(root) / compiled.data.path).is_file() else None
+    return evaluation_expr(root, generated, hand, _pkg_names(compiled), data)
+
+
 def _importers(compiled: Compiled, hosts: Iterable[str], hand: str) -> list[str]:
     """The hosts among ``hosts`` that import the hand-written file ``hand`` (a shared file: several)."""
     return [h for h in hosts if hand in compiled.hosts[h].hand_written]
 
 
+_TARGETS: dict[tuple[int, str], str] = {}  # (folders above a file, an import written there) -> its target
+
+
 def _import_target(rel_file: str, written: str) -> str:
     """hosts/x/default.nix + '../../modules/a.nix' -> 'modules/a.nix' (plain path arithmetic)."""
+    depth = rel_file.count("/")
+    known = _TARGETS.get((depth, written))
+    if known is not None:
+        return known
+    target = _import_target_of(rel_file, written)
+    if written.startswith("../" * depth) and len(_TARGETS) < 4096:
+        # its first ".." take away every folder of rel_file: what follows is the same from any file as deep
+        _TARGETS[(depth, written)] = target
+    return target
+
+
+def _import_target_of(rel_file: str, written: str) -> str:
     parts = rel_file.split("/")[:-1]
     for p in written.split("/"):
         if p == "..":
@@ -627,7 +759,9 @@ def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list
             for path, value in sorted(set(_leaves(entry["defs"])) ^ set(_leaves(want))):
                 problems.append(f"{rel}: {'.'.join(path)} differs: nix read {_get(entry['defs'], path)!r}, "
                                 f"the model says {_get(want, path)!r}")
-    if compiled.data is not None and evaluated.get("data") is not None:
+    # nix's JSON equal to the model's value as it is (C-level ==, no copy made): to_json only turns values that
+    # equal no JSON value (tuples, packages, addresses) into JSON ones, so it is equal to to_json's too
+    if compiled.data is not None and evaluated.get("data") is not None and evaluated["data"] != compiled.data.value:
         want = to_json(compiled.data.value)
         if evaluated["data"] != want:
             differs = True
@@ -687,15 +821,40 @@ def stage_texts(base: str, texts: dict[str, str], made: set[str] | None = None) 
     for rel, text in texts.items():
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        with open(base + rel, "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_new(base + rel, text.encode("utf-8"))
 
 
-def _copy(src: str, dst: str) -> bytes:
+def _folder(path: str) -> None:
+    """The folder ``path`` made if it is not there (``os.makedirs``, whose look at the parent first is one more system
+    call, 10,000 of them for a lab's host folders)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _write_new(dst: str, data: bytes, exclusive: bool = False) -> None:
+    """``data`` written to ``dst``, made or truncated, as ``open(dst, "wb")`` writes it (its mode 0o666 less the umask),
+    with plain system calls (Python's ``open`` adds three: fstat, ioctl, lseek).  ``exclusive``: FileExistsError
+    when ``dst`` is there (a link too, wherever it leads), nothing written."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
     """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
-    system calls (a lab has a hardware file per host); the content, as read."""
+    system calls (a lab has a hardware file per host); the content, as read.  ``exclusive``: None, and ``dst`` left
+    as it is, when it is there already (one system call less than looking first)."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -704,24 +863,23 @@ def _copy(src: str, dst: str) -> bytes:
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+        _write_new(dst, data, exclusive)
+    except FileExistsError:
+        if not exclusive:
+            raise
+        return None
     return data
 
 
 def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
                        skip_present: bool = False, digests: dict[str, str] | None = None,
-                       made: set[str] | None = None) -> None:
+                       made: set[str] | None = None, staged: list[str] | None = None) -> None:
     """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
     may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
     ``skip_present``: leave a file another process staged there already as it is.  ``digests``: each import
     copied gets the SHA-256 of its content as read, by its lab-relative path (what the no-op record needs);
-    ``made``: folders known to exist under ``base``."""
+    ``made``: folders known to exist under ``base``; ``staged``: each path this call wrote is appended."""
     base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
@@ -730,14 +888,17 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
     for rel in hand_written:
         parent = posixpath.dirname(rel)
         if parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            _folder(base + parent)
             made.add(parent)
-        if skip_present and os.path.lexists(base + rel):
+        if os.path.isfile(root_s + rel):
+            data = _copy(root_s + rel, base + rel, exclusive=skip_present)  # None: staged there already
+            if data is not None:
+                if digests is not None:
+                    digests[rel] = hashlib.sha256(data).hexdigest()
+                if staged is not None:
+                    staged.append(rel)
             copied.add(rel)
-        elif os.path.isfile(root_s + rel):
-            data = _copy(root_s + rel, base + rel)
-            if digests is not None:
-                digests[rel] = hashlib.sha256(data).hexdigest()
+        elif skip_present and os.path.lexists(base + rel):  # not a file here: the other process's copy stays
             copied.add(rel)
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
@@ -749,6 +910,8 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
             if name != "default.nix" and rel not in generated and rel not in copied \
                     and not os.path.lexists(base + rel) and os.path.isfile(root_s + rel):
                 _copy(root_s + rel, base + rel)
+                if staged is not None:
+                    staged.append(rel)
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code
@@ -792,12 +955,22 @@ HAND_EXPR = """let
     else if kind == null then { priority = 100; known = false; needs = true; }
     else { conditional = true; };
   describe = v: path: let r = get v path; in if r.found then { found = true; } // leaf r.value else { found = false; };
-  found = v: paths: builtins.filter (d: d.found)
-    (builtins.genList (i: { at = i; } // describe v (builtins.elemAt paths i)) (builtins.length paths));
+  # the paths asked about, as a tree (homelab.readback._tree_nix): each node { at = [ the paths that end here ];
+  # sub = { name = node; }; }.  A path is found where get finds it, walking only the names v has: a hardware
+  # file defines none of the 30 paths, each looked up alone cost 30 lookups and a list of 30 sets
+  found = v: node: builtins.sort (a: b: a.at < b.at) (walk v node);
+  walk = v: node:
+    map (i: { at = i; found = true; } // leaf v) node.at
+    ++ (if node.sub == { } then [ ] else
+          let ok = safe (builtins.isAttrs v && (v._type or null) == null); in
+          if ok == true
+          then builtins.concatMap (n: walk (builtins.getAttr n v) node.sub.${n})
+                 (builtins.attrNames (builtins.intersectAttrs node.sub v))
+          else [ ]);
 %(modules)s
   files = %(files)s;
 in {
-  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.paths) files;
+  clashes = builtins.mapAttrs (rel: spec: found (top spec.file) spec.tree) files;
   boot = builtins.mapAttrs (rel: spec: bootFacts spec.file %(boot_paths)s) files;
 }"""
 
@@ -860,9 +1033,11 @@ def hand_written_clashes(root: Path, compiled: Compiled, nix: Nix, hosts: list[s
     for hand, described_ in sorted(results.items()):
         for h in asked[hand][0]:
             for leaf in host_leaves(h):
-                out += _clash(h, hand, leaf, described_.get(leaf[0], _NOT_FOUND))
+                if leaf[0] in described_:  # one the file does not define: _clash of _NOT_FOUND, nothing
+                    out += _clash(h, hand, leaf, described_[leaf[0]])
+    shared: dict[tuple[str, ...], list[list[tuple[int, Any]]]] = {}
     for h in hosts:
-        out += boot_problems(compiled, pre, h, boot)
+        out += boot_problems(compiled, pre, h, boot, shared)
     return out
 
 
@@ -876,23 +1051,45 @@ def clash_specs(compiled: Compiled, hosts: list[str], pre: Precheck
     defines), and each host's generated definitions that could clash (a shared file's found once)."""
     specs: dict[str, Spec] = {}
     of_file: dict[str, list[Leaf]] = {}  # a shared file's leaves, once
+    contract = compiled.contract
+    made = pre.flat[1] if pre.flat[0] is contract else {}  # the precheck's, flattened by this same contract
+    kept: dict[OptPath, t.OptionType | None] = {}  # option path -> its type when it does not merge (the contract's)
+
+    def judged(path: OptPath) -> t.OptionType | None:
+        if path not in kept:
+            typ = option_type(path, contract)
+            kept[path] = None if _merges(typ) else typ
+        return kept[path]
 
     def file_leaves(rel: str) -> list[Leaf]:
         if rel not in of_file:
-            of_file[rel] = [(path, value, rel, typ) for path, value in flatten(pre.nested.get(rel, {}), (),
-                                                                                 compiled.contract)
-                            if not _merges(typ := option_type(path, compiled.contract))]
+            flat = made.get(rel)
+            if flat is None:
+                flat = flatten(pre.nested.get(rel, {}), (), contract)
+            of_file[rel] = [(path, value, rel, typ) for path, value in flat if (typ := judged(path)) is not None]
         return of_file[rel]
 
+    of_modules: dict[tuple[str, ...], tuple[list[Leaf], frozenset[OptPath]]] = {}  # hosts alike import the same
+
+    def modules_leaves(modules: tuple[str, ...]) -> tuple[list[Leaf], frozenset[OptPath]]:
+        """The leaves of these module files, in order, and their paths: made of the files alone, once."""
+        got = of_modules.get(modules)
+        if got is None:
+            leaves = [leaf for rel in modules for leaf in file_leaves(rel)]
+            got = of_modules[modules] = (leaves, frozenset(leaf[0] for leaf in leaves))
+        return got
+
     def host_leaves(h: str) -> list[Leaf]:
-        return [leaf for rel in compiled.files_of(h) for leaf in file_leaves(rel)]
+        plan = compiled.hosts[h]  # its files: its entry, then its modules (Compiled.files_of)
+        return file_leaves(plan.entry) + modules_leaves(tuple(plan.modules))[0]
 
     # a file several hosts import (../common.nix) is judged against each of them: they set other values
     # (networking.hostName, a role's options); nix describes it once, at the paths any of them defines
     for h in hosts:
-        if compiled.hosts[h].hand_written:
-            paths = {leaf[0] for leaf in host_leaves(h)}
-            for hand in compiled.hosts[h].hand_written:
+        plan = compiled.hosts[h]
+        if plan.hand_written:
+            paths = {leaf[0] for leaf in file_leaves(plan.entry)} | modules_leaves(tuple(plan.modules))[1]
+            for hand in plan.hand_written:
                 importers, known = specs.setdefault(hand, ([], set()))
                 importers.append(h)
                 known |= paths
@@ -988,21 +1185,39 @@ def _clash(h: str, hand: str, leaf: tuple[OptPath, Any, str, t.OptionType], d: d
                     "host.py) or wrap it in lib.mkForce")]
 
 
-def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any]) -> list[Problem]:
+def boot_problems(compiled: Compiled, pre: Precheck, hostname: str, boot: dict[str, Any],
+                  shared: dict[tuple[str, ...], list[list[tuple[int, Any]]]] | None = None) -> list[Problem]:
     """A host without a root file system or a boot loader (:mod:`homelab.bootable`): from its generated files
-    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import."""
+    and raw options as nix read them, and ``boot``, the facts nix read of each hand-written import.
+
+    ``shared``: kept between the hosts of one ``pre`` (one clash check), the definitions of each of
+    :data:`homelab.bootable.PATHS` in a set of module files, by their paths: made of their ``pre.nested`` alone,
+    they are the same for every host that imports that set."""
     plan = compiled.hosts[hostname]
-    nested = [pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested]
+    if shared is None:
+        generated = _boot_definitions([pre.nested[rel] for rel in compiled.files_of(hostname) if rel in pre.nested])
+    else:  # its files are its entry, then its modules (Compiled.files_of): the modules' found once
+        mine = _boot_definitions([pre.nested[plan.entry]] if plan.entry in pre.nested else [])
+        modules = tuple(plan.modules)
+        theirs = shared.get(modules)
+        if theirs is None:
+            theirs = shared[modules] = _boot_definitions([pre.nested[rel] for rel in modules if rel in pre.nested])
+        generated = [a + b for a, b in zip(mine, theirs)]  # new lists: the loop below adds to them
     whole = all(rel in boot and boot[rel]["complete"] for rel in plan.hand_written)
     defs = {}
     for i, path in enumerate(bootable.PATHS):
-        defs[path] = bootable.generated_definitions(nested, path)
+        defs[path] = generated[i]
         for rel in plan.hand_written:
             if rel in boot:
                 found, ok = bootable.hand_definitions(boot[rel]["facts"][i])
                 defs[path] += found
                 whole = whole and ok
     return bootable.problems(f"hosts/{hostname}", tuple(plan.hand_written), defs, whole)
+
+
+def _boot_definitions(nested: list[dict]) -> list[list[tuple[int, Any]]]:
+    """Generated files' definitions of each of :data:`homelab.bootable.PATHS`, in that order."""
+    return [bootable.generated_definitions(nested, path) for path in bootable.PATHS]
 
 
 def _paths(specs: dict) -> list[OptPath]:
@@ -1016,14 +1231,41 @@ def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath
     out); and hand-written file -> its boot facts
     (:mod:`homelab.bootable`), read by the same nix process."""
     paths = _paths(specs)
-    listed = _paths_nix(paths)
-    base = Path(root).resolve()
-    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit paths; }};"
-                     for hand in specs)
-    out = nix.eval_expr(HAND_EXPR % {"lib": HAND_LIB, "files": f"(let paths = {listed}; in {{ {files} }})",
-                                      "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)})
+    out = nix.eval_expr(describe_expr(root, specs))
     # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
     return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
+
+
+def describe_expr(root: Path, specs: dict) -> str:
+    """The expression :func:`_describe` has nix evaluate (for a caller that runs it together with others:
+    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    base = Path(root).resolve()
+    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit tree; }};"
+                     for hand in specs)
+    return HAND_EXPR % {"lib": HAND_LIB, "files": f"(let tree = {_tree_nix(_paths(specs))}; in {{ {files} }})",
+                        "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)}
+
+
+def _tree_nix(paths: list[OptPath]) -> str:
+    """``paths`` as the tree HAND_EXPR's ``found`` walks: a node is ``{ at = [ i ... ]; sub = { name = node; }; }``,
+    ``at`` the places in ``paths`` of the paths that end at it."""
+    root: dict = {}  # name -> node; a node: ("at" list, children dict)
+
+    def node_of(path: OptPath) -> tuple[list[int], dict]:
+        at, sub = [], root
+        for name in path:
+            at, sub = sub.setdefault(name, ([], {}))
+        return at, sub
+
+    top: list[int] = []
+    for i, path in enumerate(paths):
+        (node_of(path)[0] if path else top).append(i)
+
+    def emit(at: list[int], sub: dict) -> str:
+        names = " ".join(f"{nix_string(n)} = {emit(*sub[n])};" for n in sorted(sub))
+        return f"{{ at = [ {' '.join(map(str, at))} ]; sub = {{ {names} }}; }}"
+
+    return emit(top, root)
 
 
 def _paths_nix(paths) -> str:

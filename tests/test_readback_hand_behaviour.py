@@ -15,7 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homelab import bootable
 from homelab import optiontypes as t
@@ -131,9 +134,16 @@ def test_clash_specs_ask_each_file_about_what_its_importers_define_that_does_not
                                 (ATTRS, {"x": "1"}, "hosts/a/default.nix", t.Scalar("attrs", dict)),
                                 (ALPHA, True, "modules/m.nix", t.bool_)]
     assert host_leaves("b") == [(FLAG_P, False, "hosts/b/default.nix", t.bool_), (ALPHA, True, "modules/m.nix", t.bool_)]
-    assert len(flattened) == 3  # the entries of a and b, and m once
     assert host_leaves("c") == [(FLAG_P, True, "hosts/c/default.nix", t.bool_)]
+    assert flattened == []  # the precheck flattened each file by this contract already
     assert readback.clash_specs(compiled, ["b"], pre)[0] == {"hosts/shared.nix": (["b"], {FLAG_P, ALPHA})}
+    # a precheck without them (or made with another contract): each file flattened here, once, the same answers
+    for made in [(None, {}), (Contract(()), pre.flat[1])]:
+        flattened.clear()
+        specs_, host_leaves_ = readback.clash_specs(compiled, ["a", "b", "c"], attrs.evolve(pre, flat=made))
+        assert specs_ == specs
+        assert [host_leaves_(h) for h in "abc"] == [host_leaves(h) for h in "abc"]
+        assert len(flattened) == 4  # the entries of a, b and c, and m once
 
 
 # ---------------------------------------------------------------- the boot facts of the hand-written imports
@@ -408,3 +418,55 @@ def test_hand_written_problems_pass_on_a_nix_failure_that_names_no_imported_file
     with pytest.raises(NixEvalError) as e:
         readback.hand_written_problems(tmp_path, compiled, FailingNix(), ["a"], readback.precheck(compiled))
     assert e.value is failure
+
+
+_boot_value = st.one_of(st.booleans(), st.builds(force, st.booleans(), st.sampled_from([50, 100, 1000])))
+_boot_defs = st.lists(st.tuples(st.sampled_from([LOADER, ("boot", "isContainer")]), _boot_value), max_size=2,
+                      unique_by=lambda d: d[0]).map(tuple)
+
+
+@given(mods=st.fixed_dictionaries({m: _boot_defs for m in ("modules/m1.nix", "modules/m2.nix")}),
+       hosts=st.lists(st.tuples(_boot_defs, st.lists(st.sampled_from(["modules/m1.nix", "modules/m2.nix"]),
+                                                     unique=True).map(tuple)), min_size=1, max_size=4))
+@settings(max_examples=60)
+def test_boot_problems_with_shared_modules_worked_out_once_are_each_hosts(mods, hosts):
+    names = [f"h{i}" for i in range(len(hosts))]
+    files = {**mods, **{f"hosts/{n}/default.nix": defs for n, (defs, _) in zip(names, hosts)}}
+    compiled = lab(files, {n: m for n, (_, m) in zip(names, hosts)}, {n: (f"hosts/{n}/hw.nix",) for n in names})
+    pre = readback.precheck(compiled)
+    boot = {f"hosts/{n}/hw.nix": boot_facts(root=[found(known=False)] if i % 2 else []) for i, n in enumerate(names)}
+    shared: dict = {}
+    assert [readback.boot_problems(compiled, pre, n, boot, shared) for n in names] == \
+        [readback.boot_problems(compiled, pre, n, boot) for n in names]
+
+
+_clash_defs = st.lists(st.tuples(st.sampled_from([FLAG_P, ALPHA, LINES, ATTRS]), st.booleans()), max_size=3,
+                       unique_by=lambda d: d[0]).map(tuple)
+_MODS = ("modules/m1.nix", "modules/m2.nix", "modules/m3.nix")
+
+
+@given(mods=st.fixed_dictionaries({m: _clash_defs for m in _MODS}),
+       hosts=st.lists(st.tuples(_clash_defs, st.lists(st.sampled_from(_MODS), unique=True).map(tuple),
+                                st.sampled_from([(), ("hosts/shared.nix",), ("hosts/own.nix", "hosts/shared.nix")])),
+                      min_size=1, max_size=4))
+@settings(max_examples=60)
+def test_clash_specs_with_module_sets_worked_out_once_are_each_hosts(mods, hosts):
+    names = [f"h{i}" for i in range(len(hosts))]
+    files = {**mods, **{f"hosts/{n}/default.nix": defs for n, (defs, _, _) in zip(names, hosts)}}
+    compiled = lab(files, {n: m for n, (_, m, _) in zip(names, hosts)},
+                   {n: tuple(h.replace("own", n) for h in hand) for n, (_, _, hand) in zip(names, hosts)})
+    pre = readback.precheck(compiled)
+
+    def slow_leaves(h):  # every file of the host flattened here, in its order, the paths that do not merge kept
+        return [(path, value, rel, typ) for rel in compiled.files_of(h)
+                for path, value in readback.flatten(pre.nested[rel], (), CH)
+                if not readback._merges(typ := readback.option_type(path, CH))]
+
+    slow_specs: dict = {}
+    for n in names:
+        for hand in compiled.hosts[n].hand_written:
+            slow_specs.setdefault(hand, ([], set()))[0].append(n)
+            slow_specs[hand][1].update(leaf[0] for leaf in slow_leaves(n))
+    specs, host_leaves = readback.clash_specs(compiled, names, pre)
+    assert specs == slow_specs
+    assert [host_leaves(n) for n in names] == [slow_leaves(n) for n in names]

@@ -4,9 +4,11 @@ every reason.  A silent fall-back once hid a bug that made every 10,000-host bui
 
 ``HOMELAB_PARALLEL_FROM=2`` sends a lab of 8 hosts down the two-process path.  The one-process build of the
 same lab is the reference: the files written are the same, and stderr is its stderr with the one line added.
-A stand-in ``nix-instantiate`` runs the real one, except for the first read-back that holds ``hosts/lab.nix``
+A stand-in ``nix-instantiate`` runs the real one, except for the first nix process that holds ``hosts/lab.nix``
 (the second process's: it reads back the lab's data file), which it fails or makes wait; the one-process
-build after it runs the real nix throughout.
+build after it runs the real nix throughout.  That process reads back and checks the hand-written imports at
+once; when it fails, each runs alone (and fails as it does alone): to fail the half, the stand-in fails that
+read-back too.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ import os, subprocess, sys, time
 argv = sys.argv[1:]
 data = sys.stdin.read() if "-" in argv else None
 if "hosts/lab.nix" in " ".join(argv) + (data or ""):
-    try:
-        os.mkdir({marker!r})
-        first = True
-    except FileExistsError:
-        first = False
+    first = False
+    for n in range({times}):
+        try:
+            os.mkdir({marker!r} + str(n))
+            first = True
+            break
+        except FileExistsError:
+            pass
     if first:
         with open({pids!r}, "a") as f:
             f.write(f"{{os.getpid()}}\\n")
@@ -69,8 +74,9 @@ def _two_processes_here():
         pytest.skip("no fork or a single core: the two-process path is never taken here")
 
 
-def stand_in(tmp_path: Path, mode: str) -> tuple[Path, Path]:
-    """A folder holding the stand-in nix-instantiate (``mode``: "fail" or "wait"), and the file its pid goes to."""
+def stand_in(tmp_path: Path, mode: str, times: int = 1) -> tuple[Path, Path]:
+    """A folder holding the stand-in nix-instantiate (``mode``: "fail" or "wait", the first ``times`` processes that
+    hold hosts/lab.nix), and the file its pid goes to."""
     real = shutil.which("nix-instantiate")
     if real is None:
         pytest.skip("nix is not installed (Debian: apt-get install nix-bin)")
@@ -78,7 +84,7 @@ def stand_in(tmp_path: Path, mode: str) -> tuple[Path, Path]:
     bindir.mkdir()
     script = bindir / "nix-instantiate"
     script.write_text(STAND_IN.format(python=sys.executable, marker=str(tmp_path / "stand-in-used"), pids=str(pids),
-                                      mode=mode, real=real))
+                                      mode=mode, real=real, times=times))
     script.chmod(0o755)
     return bindir, pids
 
@@ -109,14 +115,30 @@ def warned(lab_source, tmp_path_factory) -> list[str]:
 def test_a_nix_failure_in_the_second_process_is_said_in_one_line(lab_source, warned, tmp_path, nix):
     one = copy_lab(lab_source, tmp_path / "one")
     two = copy_lab(lab_source, tmp_path / "two")
-    bindir, pids = stand_in(tmp_path, "fail")
+    bindir, pids = stand_in(tmp_path, "fail", times=2)
     a = run(one, tmp_path / "cache-one", 0)
     b = run(two, tmp_path / "cache-two", 2, PATH=f"{bindir}:{os.environ['PATH']}")
     assert (a.returncode, b.returncode) == (0, 0), b.stderr
-    assert len(pids.read_text().split()) == 1  # the stand-in failed one read-back
+    assert len(pids.read_text().split()) == 2  # the stand-in failed the half's nix process, then its read-back
     assert "(2 nix processes)" in b.stdout  # the build was done again, in one process
     assert a.stderr.splitlines() == warned
     assert b.stderr.splitlines() == [*warned, SAID + "nix failed: planted failure of the second process's read-back"]
+    assert tree(one) == tree(two) and files.stale_temps(two) == []
+
+
+def test_a_half_whose_one_nix_process_fails_reads_back_and_checks_alone(lab_source, warned, tmp_path, nix):
+    """The second process's nix (its read-back and its clash check at once) fails; each then runs alone, with
+    the real nix: the build stays in two processes, says nothing more, and writes what one process writes."""
+    one = copy_lab(lab_source, tmp_path / "one")
+    two = copy_lab(lab_source, tmp_path / "two")
+    bindir, pids = stand_in(tmp_path, "fail", times=1)
+    a = run(one, tmp_path / "cache-one", 0)
+    b = run(two, tmp_path / "cache-two", 2, PATH=f"{bindir}:{os.environ['PATH']}")
+    assert (a.returncode, b.returncode) == (0, 0), b.stderr
+    assert len(pids.read_text().split()) == 1
+    # this half's one process, the child's failed one, then its read-back and its clash check
+    assert "(the slower of two processes; 4 nix processes)" in b.stdout, b.stdout
+    assert a.stderr.splitlines() == b.stderr.splitlines() == warned
     assert tree(one) == tree(two) and files.stale_temps(two) == []
 
 

@@ -13,7 +13,7 @@ from tests.test_shard_fallback import HOSTS, copy_lab, lab_source, run, tree  # 
 
 
 @pytest.mark.parametrize("parallel_from, how", [(0, "2 nix processes"),
-                                                (2, "the slower of two processes; 4 nix processes")])
+                                                (2, "the slower of two processes; 2 nix processes")])
 def test_the_summary_says_whose_verify_time_it_prints(lab_source, tmp_path, nix, parallel_from, how):  # noqa: F811
     if parallel_from and not shard.available():
         pytest.skip("no fork or a single core: the two-process path is never taken here")
