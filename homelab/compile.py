@@ -81,10 +81,18 @@ def wake_on_lan_section(host: Host) -> Section | None:
     )
 
 
+def _lan(lab: Lab) -> tuple[str, str, int, tuple[str, ...]]:
+    """The LAN facts every host's entry file writes (the comment, the gateway, the prefix length, the name
+    servers), as text once per lab: the lab and its cluster never change."""
+    c = lab.cluster
+    return lab.derived("compile: LAN", lambda: (f"LAN {c.lan}", str(c.gateway), c.lan.prefixlen,
+                                                 tuple([str(a) for a in c.nameservers])))
+
+
 def host_sections(ctx: HostContext) -> list[Section]:
     """The definitions of a host's own entry file, in the order a person would write them."""
-    host, cluster = ctx.host, ctx.cluster
-    prefix = cluster.lan.prefixlen
+    host = ctx.host
+    lan, gateway, prefix, nameservers = _lan(ctx.lab)
     out = [
         section(
             "",
@@ -93,12 +101,12 @@ def host_sections(ctx: HostContext) -> list[Section]:
             ("system.stateVersion", host.state_version),
         ),
         section(
-            f"LAN {cluster.lan}",
+            lan,
             ("networking.useDHCP", False),
             (("networking", "interfaces", host.interface, "ipv4", "addresses"),  # "eth0.10" is one name
              [{"address": str(host.ip), "prefixLength": prefix}]),
-            ("networking.defaultGateway", {"address": str(cluster.gateway), "interface": host.interface}),
-            ("networking.nameservers", [str(a) for a in cluster.nameservers]),
+            ("networking.defaultGateway", {"address": gateway, "interface": host.interface}),
+            ("networking.nameservers", list(nameservers)),
         ),
     ]
     wol = wake_on_lan_section(host)

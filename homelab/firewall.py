@@ -248,7 +248,24 @@ def _node_rules(lab: Lab, lan_if: str, flows: tuple[tuple[Flow, str], ...]) -> N
         "its own file. Every node's LAN address is listed, the importing host's own included, so one file "
         f"serves them all; {OWN_ADDRESS}.",
         (_option(lab.cluster), _text(rules))),), source="every node's address in its host.py")
-    return NodeRules(module, tuple(rules), frozenset(r.text for r in rules))
+    texts = frozenset(r.text for r in rules)
+    lab.derived(("firewall: node texts", lan_if, flows), lambda: texts)  # node_texts of this key: known now
+    return NodeRules(module, tuple(rules), texts)
+
+
+def node_texts(ctx: HostContext) -> frozenset[str] | None:
+    """``node_rules(ctx).texts``, or None when the host has no flows from the nodes: all a host's own firewall
+    section needs of its node rules (which of its rules they hold already, and that there are some).  Made as
+    :func:`_node_rules` makes them (the same :func:`rule` of each flow from the nodes and each node), without
+    its Rule objects, text and module file, when :func:`node_rules` was not asked for this key in this process:
+    each half of a two-process build makes its hosts' entry files, and the shared module files (the node rules'
+    among them) were made in another process."""
+    flows = tuple((f, by) for f, by in host_flows(ctx) if from_nodes(f.source))
+    if not flows:
+        return None
+    lab, lan_if = ctx.lab, ctx.host.interface
+    return lab.derived(("firewall: node texts", lan_if, flows), lambda: frozenset(
+        [rule(lab.cluster.firewall, m, f.proto, f.port) for f, _by in flows for m in node_matches(lab, lan_if)]))
 
 
 def own_rules(ctx: HostContext, nodes: NodeRules | None) -> list[Rule]:
@@ -259,12 +276,84 @@ def own_rules(ctx: HostContext, nodes: NodeRules | None) -> list[Rule]:
 
 
 def host_section(ctx: HostContext) -> Section | None:
-    """The host's own firewall rules for its entry file, each group under a comment that says why."""
-    nodes = node_rules(ctx)
-    rules = own_rules(ctx, nodes)
+    """The host's own firewall rules for its entry file, each group under a comment that says why.
+
+    Most hosts of a large lab have the same rules (the same roles on the same interface): the section is made
+    once per :func:`_section_key` (the very same :class:`Section` for each of those hosts), and the hosts that
+    key cannot speak for (the control plane, a host some source names) are worked out alone."""
+    key = _section_key(ctx)
+    if key is None:
+        return _own_section(ctx, node_texts(ctx))
+    made = ctx.lab.derived("firewall: own sections", dict)  # the lab's: key -> section (one look-up of the key)
+    sec = made.get(key, _NONE)
+    if sec is _NONE:
+        sec = made[key] = _own_section(ctx, node_texts(ctx))
+    return sec
+
+
+_NONE = object()  # not made yet (a section may be None)
+
+
+def _section_key(ctx: HostContext) -> tuple | None:
+    """All that :func:`_host_section` reads of the host, or None when the host is one such a key cannot hold.
+
+    The section is the lab's backend (the key is per lab: :meth:`homelab.model.Lab.derived`), the host's rules
+    (:func:`own_rules`) and its node rules (:func:`node_rules`, whose rules it leaves out, and whose presence the
+    comment tells).  The node rules are the lab's for the host's LAN interface and its flows from the nodes.  The
+    own rules are its other flows, each with who asks for it, each source made concrete
+    (:func:`homelab.sources.matches`).  What ``matches`` reads of the host: whether IPv6 is off, its LAN
+    interface, whether it is the host a ``host:<name>`` or ``control-plane`` source stands for (then no key:
+    such a host is its own case), and what its roles say a role's source word stands for on it (each role's
+    ``sources``, read once here as ``matches`` reads them); every other source is the lab's alone (the LAN,
+    the world, a network, the nodes, another host's address).  So the key is the LAN interface, IPv6 off, every
+    flow with who asks for it (:func:`host_flows`) and what the roles say.  The flows are compared by value, so
+    a value that equals another's but is written differently (a port ``True`` beside ``1``, a ``str``
+    subclass) is left to the slow path."""
+    lab, host = ctx.lab, ctx.host
+    if host is lab.control_plane:
+        return None
+    flows = host_flows(ctx)
+    named = lab.derived("firewall: named hosts", lambda: frozenset(
+        s.host for s in lab.cluster.admins if s.kind == "host"))
+    for f, by in flows:
+        if type(f.port) is not int or type(f.why) is not str or type(by) is not str:
+            return None
+        s = f.source
+        if s.kind == "host" and s.host == host.hostname:
+            return None
+    if host.hostname in named:
+        return None
+    said = []
+    try:
+        for r in host.roles:
+            for k, m in r.sources(ctx):
+                if type(m) is not Match or type(k) is not str or type(m.iface) not in _PLAIN or \
+                        type(m.net) not in _PLAIN or type(m.family) is not int:
+                    return None
+                said.append((k, m))
+    except Exception:  # a lab's own role that fails here: the slow path asks it only when a flow needs it
+        return None
+    off = lab.derived(("firewall: ipv6 off", id(host)), lambda: (host, _ipv6_off(host)))[1]  # as matches() keeps it
+    return (host.interface, off, flows, tuple(said))
+
+
+_PLAIN = (str, type(None))
+
+
+def _host_section(ctx: HostContext, nodes: NodeRules | None) -> Section | None:
+    """The host's own section from its :func:`node_rules` (what :func:`host_section` gives, worked out alone)."""
+    return _own_section(ctx, nodes.texts if nodes is not None else None)
+
+
+def _own_section(ctx: HostContext, skip: frozenset[str] | None) -> Section | None:
+    """The host's own section; ``skip``: the texts of its node rules (None: it has none)."""
+    rules = _rules(ctx.cluster.firewall, ((f, by, m) for f, by in host_flows(ctx) if not from_nodes(f.source)
+                                          for m in matches(ctx.lab, ctx.host, f.source)),
+                   skip if skip is not None else frozenset())
     if not rules:
         return None
-    where = " Those from the Kubernetes nodes are in the firewall-from-nodes file it imports." if nodes else ""
+    where = " Those from the Kubernetes nodes are in the firewall-from-nodes file it imports." \
+        if skip is not None else ""
     return section("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`)."
                    f"{where} Nothing else gets in.", (_option(ctx.cluster), _text(rules)))
 

@@ -125,10 +125,19 @@ def render(value: Any, indent: str = "") -> str:
         if not value:
             return "{ }"
         inner = indent + "  "
-        return "{\n" + "".join([f"{inner}{attr_name(k)} = {render(v, inner)};\n" for k, v in value.items()]) \
-            + f"{indent}}}"
+        parts = ["{\n"]
+        for k, v in value.items():  # a one-line string or null (most of a lab's values) without another call
+            kv = type(v)
+            text = quote(v) if kv is str and "\n" not in v else "null" if v is None else render(v, inner)
+            parts.append(f"{inner}{attr_name(k)} = {text};\n")
+        parts.append(f"{indent}}}")
+        return "".join(parts)
     if kind is bool:
         return "true" if value else "false"
+    if kind is list or kind is tuple:  # what _render does with them, without its checks of the other types first
+        return _list(value, indent)
+    if kind is int:
+        return _int(value)
     return _render(value, indent)
 
 
@@ -146,11 +155,7 @@ def _render(value: Any, indent: str) -> str:
     if value is None:
         return "null"
     if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            raise NixValueError(f"{value} does not fit in a Nix integer")
-        if value == INT_MIN:  # the literal 9223372036854775808 does not exist in Nix
-            return f"({INT_MIN + 1} - 1)"
-        return f"({value})" if value < 0 else str(value)
+        return _int(value)
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv4Network)):
         return quote(str(value))
     if isinstance(value, str):
@@ -167,12 +172,7 @@ def _render(value: Any, indent: str) -> str:
         head = fn if fn else f"lib.mkOverride {value.priority}"
         return f"{head} {inner}"
     if isinstance(value, (list, tuple)):
-        if not value:
-            return "[ ]"
-        items = [_element(v, indent + "  ") for v in value]
-        if len(items) == 1 and is_simple(value[0]):
-            return f"[ {items[0]} ]"
-        return "[\n" + "".join(f"{indent}  {i}\n" for i in items) + f"{indent}]"
+        return _list(value, indent)
     if isinstance(value, dict):
         if not value:
             return "{ }"
@@ -181,6 +181,23 @@ def _render(value: Any, indent: str) -> str:
             lines.append(f"{indent}  {attr_name(k)} = {render(v, indent + '  ')};\n")
         return "{\n" + "".join(lines) + f"{indent}}}"
     raise NixValueError(f"cannot write {type(value).__name__} {value!r} as a Nix value")
+
+
+def _int(value: int) -> str:
+    if not INT_MIN <= value <= INT_MAX:
+        raise NixValueError(f"{value} does not fit in a Nix integer")
+    if value == INT_MIN:  # the literal 9223372036854775808 does not exist in Nix
+        return f"({INT_MIN + 1} - 1)"
+    return f"({value})" if value < 0 else str(value)
+
+
+def _list(value: list | tuple, indent: str) -> str:
+    if not value:
+        return "[ ]"
+    items = [_element(v, indent + "  ") for v in value]
+    if len(items) == 1 and is_simple(value[0]):
+        return f"[ {items[0]} ]"
+    return "[\n" + "".join(f"{indent}  {i}\n" for i in items) + f"{indent}]"
 
 
 def _element(value: Any, indent: str) -> str:
@@ -204,3 +221,19 @@ def uses(value: Any) -> set[str]:
     if isinstance(value, dict):
         return set().union(*(uses(v) for v in value.values())) if value else set()
     return set()
+
+
+def uses_into(value: Any, out: set[str]) -> None:
+    """Add to ``out`` what :func:`uses` gives for ``value``: the plain types (most of a lab's values) by their exact
+    type, without :func:`uses`' checks and sets; every other value (a subclass too) through :func:`uses`."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return
+    if kind is dict:
+        for v in value.values():
+            uses_into(v, out)
+    elif kind is list or kind is tuple:
+        for v in value:
+            uses_into(v, out)
+    else:
+        out |= uses(value)

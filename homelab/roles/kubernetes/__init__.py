@@ -318,7 +318,10 @@ def node_host_sections(ctx: HostContext):
 
 def node_sources(ctx: HostContext) -> list[tuple[str, Match]]:
     """The pods, on a node: the pod range arriving on the pods' own interfaces (never on the LAN)."""
-    return [("pods", Match(4, i, str(ctx.cluster.pod_cidr))) for i in POD_INTERFACES]
+    # the lab's pod range on each pod interface: the same for every node, made once per lab (the lab, and so its
+    # cluster, never changes); a fresh list each time, of the same Match values
+    return list(ctx.lab.derived("kubernetes: pod sources", lambda: tuple(
+        ("pods", Match(4, i, str(ctx.cluster.pod_cidr))) for i in POD_INTERFACES)))
 
 
 def node_flows(ctx: HostContext) -> list[Flow]:
