@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import files, readback, render, splitprep
+from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
 from .precompile import available
@@ -54,12 +55,6 @@ if TYPE_CHECKING:
     from .pynix_eval import Nix
 
 __all__ = ["PARALLEL_FROM", "threshold", "wanted", "Done", "build"]
-
-def wanted(hosts: int) -> bool:
-    """Whether a whole build of a lab of ``hosts`` hosts runs its per-file work in two processes."""
-    n = threshold()
-    return 0 < n <= hosts and hosts >= 2 and available()
-
 
 @attrs.frozen
 class Done:

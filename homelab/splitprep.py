@@ -22,6 +22,7 @@ import attrs
 
 from . import contract as contracts
 from . import forked, readback
+from .precompile import available
 from .compile import Compiled, HostFiles, ModuleFile, compile_shared, entry_file, lab_data
 from .errors import Problem
 from .model import Host, Lab
@@ -121,11 +122,18 @@ def _compiled(lab: Lab) -> Compiled:
     return compile_shared(lab)
 
 
+def wanted(hosts: int) -> bool:
+    """Whether a whole build of a lab of ``hosts`` hosts runs its per-file work in two processes (homelab.shard,
+    which names it ``shard.wanted``; here because this module decides from it too, below shard)."""
+    n = forked.threshold()
+    return 0 < n <= hosts and hosts >= 2 and available()
+
+
 @contextlib.contextmanager
-def ahead(wanted: bool = True) -> Iterator[Callable[[Lab], None] | None]:
+def ahead(whole: bool = True) -> Iterator[Callable[[Lab], None] | None]:
     """For ``homelab build``: a function to call with the lab once its hosts are loaded, before it is validated
     (:func:`homelab.load.load`'s ``loaded``), which starts :func:`homelab.compile.compile_shared` of a lab the
-    build will split in two processes (:func:`homelab.shard.wanted`) in a forked child, beside the validation
+    build will split in two processes (:func:`wanted`) in a forked child, beside the validation
     in this process; :func:`shared` then takes the child's answer.  At 10,000 hosts the shared compile
     (about 1.1 s) no longer waits for validation (about 1.3 s) on one core; the child then finds the problems of
     the last 30 % of the hosts (:func:`homelab.validate.validate` takes them from it).
@@ -134,13 +142,11 @@ def ahead(wanted: bool = True) -> Iterator[Callable[[Lab], None] | None]:
     here and the validation checks those hosts here, so an error is raised as without it; a lab that does not
     validate never uses its compile.  Leaving the
     ``with`` ends a child whose answer was not taken (the lab had a problem, the build went another way).
-    ``wanted`` False (a build of some hosts, ``--check``, ``--no-verify``: no two-process build): None."""
+    ``whole`` False (a build of some hosts, ``--check``, ``--no-verify``: no two-process build): None."""
     started: list[int] = []
 
     def start(lab: Lab) -> None:
-        from .shard import wanted as split  # shard imports this module
-
-        if id(lab) in _PENDING or not split(len(lab.hosts)) or not forked.possible():
+        if id(lab) in _PENDING or not wanted(len(lab.hosts)) or not forked.possible():
             return
         from .validate import _ELSEWHERE
 
@@ -154,7 +160,7 @@ def ahead(wanted: bool = True) -> Iterator[Callable[[Lab], None] | None]:
         started.append(id(lab))
 
     try:
-        yield start if wanted else None
+        yield start if whole else None
     finally:
         from .validate import _ELSEWHERE
 
