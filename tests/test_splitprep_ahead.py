@@ -222,17 +222,10 @@ def test_a_rule_raising_on_the_childs_hosts_raises_here(split, children, monkeyp
 
 @needs_fork
 def test_a_child_that_dies_leaves_its_hosts_problems_to_this_process(split, children, monkeypatch):
-    from tests.test_validate_split import _problem_lab
+    from tests.test_validate_split import _problem_lab, dies_in_a_child
 
     lab = _problem_lab()
     one = _validated(lab, early=False)
-    parent = os.getpid()
-
-    def dies_in_the_child(ctx):
-        if os.getpid() != parent:
-            os._exit(9)
-        return []
-
-    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_the_child))
+    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_a_child()))
     assert _validated(lab, early=True) == one
     assert [answers for _, answers in children] == [[False]]

@@ -69,10 +69,8 @@ def test_two_processes_find_the_same_problems_in_the_same_order(monkeypatch):
     assert two == one
 
 
-@needs_fork
-def test_a_child_that_dies_is_done_here(monkeypatch):
-    lab = _problem_lab()
-    one = _validate(lab, monkeypatch, split=False)
+def dies_in_a_child():
+    """A host rule that kills any process but this one (a forked child running it dies; here it finds nothing)."""
     parent = os.getpid()
 
     def dies_in_the_child(ctx):
@@ -80,7 +78,14 @@ def test_a_child_that_dies_is_done_here(monkeypatch):
             os._exit(9)
         return []
 
-    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_the_child))
+    return dies_in_the_child
+
+
+@needs_fork
+def test_a_child_that_dies_is_done_here(monkeypatch):
+    lab = _problem_lab()
+    one = _validate(lab, monkeypatch, split=False)
+    monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_a_child()))
     answers = _answers(monkeypatch)
     assert _validate(lab, monkeypatch, split=True) == one
     assert answers == [False]
