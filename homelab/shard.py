@@ -46,7 +46,7 @@ from . import files, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
-from .precompile import available
+from .precompile import available  # noqa: F401 - shard.available: whether this machine can fork a build (splitprep.wanted asks it)
 
 if TYPE_CHECKING:
     from .compile import Compiled

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 import types
-from pathlib import Path
 
 from homelab import files, shard
 
