@@ -153,6 +153,16 @@ def _flow_source(value: Any, self_: Any, field: attrs.Attribute) -> Any:
         return value  # reached only while collecting
 
 
+def _flow_port(value: Any) -> None:
+    """A Flow's port is a port number: a bool, 0 or a string would be written into a rule (``--dport True``).
+    Worded as homelab.fields.port words it (that module sits above this one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        name = type(value).__name__
+        report("Flow.port", f"{value!r} is {'an' if name[:1].lower() in 'aeiou' else 'a'} {name}, not a port number")
+    elif not 1 <= value <= 65535:
+        report("Flow.port", f"{value!r} is not a TCP/UDP port (1-65535)")
+
+
 @attrs.frozen
 class Flow:
     """One row of the lab's flow table: ``source`` may reach this host on ``port``/``proto``, because ``why``.
@@ -161,7 +171,7 @@ class Flow:
     "192.168.20.0/24"), read by :meth:`Source.parse` like every other source in the lab.
     """
 
-    port: int
+    port: int = attrs.field(validator=lambda self_, field, value: _flow_port(value))
     proto: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
     source: Source = attrs.field(converter=attrs.Converter(lambda v, self_, field: _flow_source(v, self_, field),
                                                             takes_self=True, takes_field=True))

@@ -17,7 +17,7 @@ from . import labkit
 
 @attrs.frozen
 class Odd(Role):
-    """A lab's own role whose flow's port is True: equal to 1, written otherwise (--dport True)."""
+    """A lab's own role with a flow on ``port`` (a bool there, equal to 1, is refused: role.Flow checks the port)."""
 
     port: object = 1
 
@@ -76,7 +76,7 @@ def _variants() -> list[Host]:
         _host("mimic", 19, roles=[ControlPlaneLike(), Tailscale()]),  # the control plane's flows, not it
         _host("nonode", 20, roles=[WorkerLike(), Tailscale()]),  # w1's own flows, no rules from the nodes
         _host("one", 21, roles=[Odd(1)]),
-        _host("true", 22, roles=[Odd(True)]),  # one's flow, by ==
+        _host("two", 22, roles=[Odd(2)]),  # one's flow on another port
         _host("nas", 23, roles=[]),
         _host("nas-eth", 24, roles=[], interface="eth0"),  # nas on another interface (no rules from the nodes)
     ]
@@ -109,9 +109,9 @@ def test_what_the_key_tells_apart_is_written_apart():
     assert sec["nas-eth"] != sec["nas"]
     for name in ("eth", "nov6", "ts1", "admin", "nonode"):
         assert sec[name] != sec["w1"], name
-    assert text["self"] != text["other"] and text["mimic"] != text["cp"] and text["one"] != text["true"]
+    assert text["self"] != text["other"] and text["mimic"] != text["cp"] and text["one"] != text["two"]
     assert "nodes" not in sec["nonode"].comment and "nodes" in sec["w1"].comment
-    assert "--dport True" in text["true"] and "--dport 1 " in text["one"]
+    assert "--dport 2 " in text["two"] and "--dport 1 " in text["one"]
     assert "192.168.10.16/32" in text["w1"] and "192.168.10.16/32" not in text["admin"]
 
 

@@ -259,6 +259,29 @@ def test_a_roles_unreadable_flow_source_is_reported_on_its_host_and_role():
         "\"world\", \"host:<name>\" or a network such as \"192.168.20.0/24\"")]
 
 
+@attrs.frozen
+class Kiln(Role):
+    port: object = 8080
+
+    def flows(self, ctx):
+        yield Flow(self.port, "tcp", "lan", "the kiln's panel")
+
+
+@pytest.mark.parametrize(("port", "reason"), [
+    (True, "True is a bool, not a port number"),
+    (0, "0 is not a TCP/UDP port (1-65535)"),
+    ("8080", "'8080' is a str, not a port number"),
+])
+def test_a_roles_flow_port_that_is_no_port_is_reported_on_its_host_and_role(port, reason):
+    """A lab's own role writing a flow's port as True, 0 or a string: reported like a bad source, never written
+    into a rule (``--dport True``)."""
+    s = labkit.seed_hosts()
+    lab = labkit.lab([attrs.evolve(s[0], roles=[ControlPlane(), Kiln(port)])])
+    with pytest.raises(LabError) as e:
+        firewall.host_flows(HostContext(lab, lab.hosts[0]))
+    assert e.value.problems == [Problem("hosts/yomogi", "Kiln.flows", f"Flow.port: {reason}")]
+
+
 def test_lan_clients_are_grouped_by_what_a_source_can_single_out():
     lab = labkit.evolve_host(small_lab(), "nas", address="192.168.10.12")
     lab = Lab(attrs.evolve(lab.cluster, admins=["lan", "192.168.10.0/28"]), lab.hosts)
