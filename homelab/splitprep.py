@@ -22,10 +22,11 @@ import attrs
 
 from . import contract as contracts
 from . import forked, readback
-from .precompile import available
 from .compile import Compiled, HostFiles, ModuleFile, compile_shared, entry_file, lab_data
 from .errors import Problem
 from .model import Host, Lab
+from .precompile import available
+from .validate import _ELSEWHERE, host_problems, option_clashes, require_valid
 
 __all__ = ["Shared", "Refused", "shared", "half", "options", "ahead"]
 
@@ -47,7 +48,6 @@ class Refused(Exception):
 
 def shared(lab: Lab, warnings: tuple[Problem, ...] | list[Problem] = ()) -> Shared:
     """Validate ``lab`` (LabError as :func:`homelab.build.prepare` raises it) and compile what its hosts share."""
-    from .validate import require_valid
 
     found = require_valid(lab)
     warnings = tuple(warnings) + tuple(w for w in found if w not in warnings)
@@ -72,7 +72,6 @@ def _shared_parts(lab: Lab) -> tuple[dict[str, ModuleFile], dict[str, HostFiles]
 def _ahead_work(lab: Lab, first: int) -> tuple[tuple[bool, Any], tuple[bool, Any]]:
     """The child's work: (whether it found them, the problems of ``lab.hosts[first:]``) and (whether it made
     them, :func:`_shared_parts`).  What raised is left to the parent, which meets the error itself."""
-    from .validate import host_problems
 
     try:
         found: tuple[bool, Any] = (True, host_problems(lab, lab.hosts[first:]))
@@ -148,7 +147,6 @@ def ahead(whole: bool = True) -> Iterator[Callable[[Lab], None] | None]:
     def start(lab: Lab) -> None:
         if id(lab) in _PENDING or not wanted(len(lab.hosts)) or not forked.possible():
             return
-        from .validate import _ELSEWHERE
 
         first = len(lab.hosts) - int(len(lab.hosts) * _THEIR_HOSTS)
         try:
@@ -162,8 +160,6 @@ def ahead(whole: bool = True) -> Iterator[Callable[[Lab], None] | None]:
     try:
         yield start if whole else None
     finally:
-        from .validate import _ELSEWHERE
-
         for key in started:
             _ELSEWHERE.pop(key, None)  # a lab validated before (kept per lab) is not validated again
             pending = _PENDING.pop(key, None)
@@ -184,7 +180,6 @@ def half(s: Shared, hosts: Iterable[str], data: bool) -> tuple[Compiled, readbac
     files (and, with ``data``, the lab's data file), and their precheck.  Refused when the precheck finds a
     problem or a conflict, or a host's raw options fight what homelab generates (anything
     :func:`homelab.build.prepare` raises for)."""
-    from .validate import option_clashes
 
     names = list(hosts)
     by_name = {h.hostname: h for h in s.lab.hosts}
