@@ -295,7 +295,7 @@ _NONE = object()  # not made yet (a section may be None)
 
 
 def _section_key(ctx: HostContext) -> tuple | None:
-    """All that :func:`_host_section` reads of the host, or None when the host is one such a key cannot hold.
+    """All that :func:`_own_section` reads of the host, or None when the host is one such a key cannot hold.
 
     The section is the lab's backend (the key is per lab: :meth:`homelab.model.Lab.derived`), the host's rules
     (:func:`own_rules`) and its node rules (:func:`node_rules`, whose rules it leaves out, and whose presence the
@@ -307,8 +307,8 @@ def _section_key(ctx: HostContext) -> tuple | None:
     ``sources``, read once here as ``matches`` reads them); every other source is the lab's alone (the LAN,
     the world, a network, the nodes, another host's address).  So the key is the LAN interface, IPv6 off, every
     flow with who asks for it (:func:`host_flows`) and what the roles say.  The flows are compared by value, so
-    a value that equals another's but is written differently (a port ``True`` beside ``1``, a ``str``
-    subclass) is left to the slow path."""
+    a value that equals another's but is written differently (an ``int`` or ``str`` subclass) is left to the
+    slow path."""
     lab, host = ctx.lab, ctx.host
     if host is lab.control_plane:
         return None
@@ -338,11 +338,6 @@ def _section_key(ctx: HostContext) -> tuple | None:
 
 
 _PLAIN = (str, type(None))
-
-
-def _host_section(ctx: HostContext, nodes: NodeRules | None) -> Section | None:
-    """The host's own section from its :func:`node_rules` (what :func:`host_section` gives, worked out alone)."""
-    return _own_section(ctx, nodes.texts if nodes is not None else None)
 
 
 def _own_section(ctx: HostContext, skip: frozenset[str] | None) -> Section | None:

@@ -1,5 +1,5 @@
 """The host's own firewall section, made once per key for hosts alike (firewall.host_section, issue 19: at 10,000
-hosts most have the same rules), is what working it out for each host alone gives (firewall._host_section), for
+hosts most have the same rules), is what working it out for each host alone gives (_alone), for
 hosts that differ in each thing the key must hold, in any order (the first host of a key makes the section the
 others get)."""
 
@@ -13,6 +13,11 @@ from homelab import ControlPlane, Host, Lab, OpenPort, Tailscale, Worker, firewa
 from homelab.role import Flow, HostContext, Role
 
 from . import labkit
+
+
+def _alone(ctx, nodes):
+    """The host's own section worked out alone from its node rules (what host_section gives without its memo)."""
+    return firewall._own_section(ctx, nodes.texts if nodes is not None else None)
 
 
 @attrs.frozen
@@ -95,7 +100,7 @@ def test_each_host_gets_the_section_worked_out_for_it_alone(order, backend):
     want = {}
     for h in slow.hosts:
         ctx = HostContext(slow, h)
-        want[h.hostname] = firewall._host_section(ctx, firewall.node_rules(ctx))
+        want[h.hostname] = _alone(ctx, firewall.node_rules(ctx))
     assert got == want
     assert got["w1"] is got["w2"]  # the twins' section was made once
     assert got["w1"] is not None
@@ -152,7 +157,7 @@ class Broken(Role):
 def test_a_role_whose_sources_fail_fails_only_where_the_slow_path_asks_it():
     quiet = labkit.lab([_host("b1", 11, roles=[Broken()]), _host("b2", 12, roles=[Broken()])], admins=["lan"])
     sections = [firewall.host_section(HostContext(quiet, h)) for h in quiet.hosts]
-    assert [s.defs for s in sections] == [firewall._host_section(HostContext(quiet, h), None).defs
+    assert [s.defs for s in sections] == [_alone(HostContext(quiet, h), None).defs
                                           for h in quiet.hosts]
     asked = labkit.lab([_host("b1", 11, roles=[Broken()])], admins=["lan", "tailnet"])
     import pytest
@@ -197,4 +202,4 @@ def test_a_host_with_flows_from_the_nodes_of_a_lab_without_nodes_still_names_the
     assert sec.comment == ("Who may reach this host, and why: its rows of the lab's flow table (`homelab policy`). "
                            "Those from the Kubernetes nodes are in the firewall-from-nodes file it imports. Nothing "
                            "else gets in.")
-    assert sec == firewall._host_section(ctx, firewall.node_rules(ctx))
+    assert sec == _alone(ctx, firewall.node_rules(ctx))
