@@ -851,18 +851,24 @@ def _write_new(dst: str, data: bytes, exclusive: bool = False) -> None:
         os.close(fd)
 
 
-def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
-    """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
-    system calls (a lab has a hardware file per host); the content, as read.  ``exclusive``: None, and ``dst`` left
-    as it is, when it is there already (one system call less than looking first)."""
-    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+def read_all(path: str) -> bytes:
+    """A file's content (links followed), with plain system calls: Python's ``open`` adds an fstat, an ioctl and an
+    lseek, and a lab has a host.py and a hardware file per host."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
+
+
+def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
+    """``src``'s content (links followed) written to the new file ``dst``, as shutil.copyfile writes it, with plain
+    system calls (a lab has a hardware file per host); the content, as read.  ``exclusive``: None, and ``dst`` left
+    as it is, when it is there already (one system call less than looking first)."""
+    data = read_all(src)
     try:
         _write_new(dst, data, exclusive)
     except FileExistsError:

@@ -162,22 +162,9 @@ def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], 
             if rel in out:
                 continue
             try:
-                out[rel] = hashlib.sha256(_read(base + rel)).hexdigest()
+                out[rel] = hashlib.sha256(readback.read_all(base + rel)).hexdigest()
             except OSError:
                 continue  # the record looks at it itself
-
-
-def _read(path: str) -> bytes:
-    """A file's content, with plain system calls (Python's ``open`` adds an fstat, an ioctl and an lseek: 10,000
-    host.py files)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 @attrs.frozen
