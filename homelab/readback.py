@@ -27,7 +27,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping
 
 import attrs
 
-from . import bootable
+from . import bootable, files
 from . import contract as contracts
 from . import optiontypes as t
 from .compile import Compiled, ModuleFile
@@ -340,15 +340,16 @@ def _entry_and_shared_conflicts(entry: tuple[str, dict], modules: tuple[str, ...
             # the Conflict is made again with this host's files.
             vkey = (path, frozen)
             message = answers.get(vkey, _UNSEEN)
-            if message is _UNSEEN:
-                found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
-                answers[vkey] = None if found is None else found.message
-            elif message is None:
-                found = None
-            else:
-                found = Conflict(path, message, (rel, *swhere.get(path, ())))
         else:  # no memo: its key would hold this host's entry, asked about once
+            message = _UNSEEN
+        if message is _UNSEEN:
             found = _judge(path, [value, *(shared or ())], [rel, *swhere.get(path, ())], contract, None)
+            if frozen is not None:
+                answers[vkey] = None if found is None else found.message
+        elif message is None:
+            found = None
+        else:
+            found = Conflict(path, message, (rel, *swhere.get(path, ())))
         if found is not None:
             out.append(found)
     return sorted(out, key=lambda c: c.path)
@@ -637,17 +638,17 @@ in {{
 
 
 def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None, *,
-             with_data: bool = True) -> dict:
+             with_data: bool = True, expr: str | None = None) -> dict:
     """Evaluate the generated files on disk under ``root`` (one nix process; ``with_data``: and the lab's data
-    file, when it is there)."""
+    file, when it is there).  ``expr``: :func:`evaluate_expr` of the same arguments, when the caller made it."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
-    hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     base = str(Path(root).resolve()) + "/"
     try:
-        out = nix.eval_expr(evaluate_expr(root, compiled, only, with_data=with_data))
+        out = nix.eval_expr(expr if expr is not None else evaluate_expr(root, compiled, only, with_data=with_data))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
+        hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
         bad = [rel for rel in hand if base + rel in e.message]
         if bad:
             message = e.message.replace(base, "")
@@ -732,19 +733,20 @@ def _read_files(evaluated: dict, compiled: Compiled, hostname: str) -> list[tupl
 
 
 def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
-              *, pre: Precheck | None = None, with_data: bool = True) -> Report:
+              *, pre: Precheck | None = None, with_data: bool = True, expr: str | None = None) -> Report:
     """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
 
     ``pre``: the :func:`precheck` of ``compiled`` when the caller has it (the build does, before
     rendering), so nothing is nested or merged twice.  When nix reads back exactly what the model
     says, file by file, the merged option values are the precheck's; they are merged again from what
-    nix read only where a file differs.
+    nix read only where a file differs.  ``expr``: :func:`evaluate_expr` of the same arguments, when the caller
+    made it already.
     """
     nix = nix or Nix()
     calls0 = nix.calls
     pre = pre or precheck(compiled)
     problems = pre.all_problems()
-    evaluated = evaluate(root, compiled, nix, only, with_data=with_data)
+    evaluated = evaluate(root, compiled, nix, only, with_data=with_data, expr=expr)
     gen = evaluated["generated"]
     differs = False
     for rel, entry in sorted(gen.items()):
@@ -844,9 +846,7 @@ def _write_new(dst: str, data: bytes, exclusive: bool = False) -> None:
     when ``dst`` is there (a link too, wherever it leads), nothing written."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        files._write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -1232,12 +1232,14 @@ def _paths(specs: dict) -> list[OptPath]:
     return sorted({path for _hosts, paths in specs.values() for path in paths})
 
 
-def _describe(root: Path, specs: dict, nix: Nix) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
+def _describe(root: Path, specs: dict, nix: Nix, expr: str | None = None
+              ) -> tuple[dict[str, dict[OptPath, Any]], dict[str, Any]]:
     """hand-written file -> option path -> what nix found there (the paths the file defines; nix leaves the others
     out); and hand-written file -> its boot facts
-    (:mod:`homelab.bootable`), read by the same nix process."""
+    (:mod:`homelab.bootable`), read by the same nix process.  ``expr``: :func:`describe_expr` of ``specs``, when
+    the caller made it."""
     paths = _paths(specs)
-    out = nix.eval_expr(describe_expr(root, specs))
+    out = nix.eval_expr(expr if expr is not None else describe_expr(root, specs))
     # nix lists only the paths a file defines (each with its place in ``paths``): the others are not found
     return {hand: {paths[d.pop("at")]: d for d in found} for hand, found in out["clashes"].items()}, out["boot"]
 

@@ -46,7 +46,7 @@ from . import files, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
-from .precompile import available  # noqa: F401 - shard.available: whether this machine can fork a build (splitprep.wanted asks it)
+from .precompile import available  # noqa: F401 - shard.available: whether this machine can fork a build
 
 if TYPE_CHECKING:
     from .compile import Compiled
@@ -196,10 +196,11 @@ def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) 
         together.append(readback.describe_expr(base, specs[0]))
     try:
         nix.eval_together(together)
-        rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data)
+        rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data, expr=together[0])
         if rep.problems:
             raise _Fallback("nix read back something other than the model says")
-        clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs)
+        described = (lambda: readback._describe(base, specs[0], nix, together[1])) if specs[0] else None
+        clashes = readback.hand_written_clashes(base, compiled, nix, half.hosts, pre, specs=specs, described=described)
         if any(c.severity == "error" for c in clashes):
             raise _Fallback("a hand-written import fights a generated definition", quiet=True)
         if clashes:
