@@ -199,7 +199,7 @@ def _validated(lab, early: bool) -> list:
 def test_the_last_hosts_problems_come_from_the_child_as_one_process_finds_them(split, children):
     from tests.test_validate_split import EXPECTED, _problem_lab, _where
 
-    lab = _problem_lab()  # 30 hosts, problems on n005, n020 (here) and n025, n027 (the child's last 9)
+    lab = _problem_lab()  # 30 hosts, problems on n005, n020 (here) and n025, n027 (the child's last 7)
     one = _validated(lab, early=False)
     assert [p for p in _where(one) if p[0].startswith("hosts/")] == EXPECTED
     assert _validated(lab, early=True) == one
