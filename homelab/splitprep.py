@@ -145,7 +145,7 @@ def ahead(whole: bool = True) -> Iterator[Callable[[Lab], None] | None]:
     build will split in two processes (:func:`wanted`) in a forked child, beside the validation
     in this process; :func:`shared` then takes the child's answer.  At 10,000 hosts the shared compile
     (about 1.1 s) no longer waits for validation (about 1.3 s) on one core.  The child first finds the problems of
-    the last 30 % of the hosts and sends them (:func:`homelab.validate.validate` takes them from it), then
+    the last 25 % of the hosts (``_THEIR_HOSTS``) and sends them (:func:`homelab.validate.validate` takes them from it), then
     compiles: this process checks the secrets and starts the build meanwhile, and waits for the compile only in
     :func:`shared`.
 
