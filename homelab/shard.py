@@ -285,6 +285,15 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     if not root.is_dir():  # a lab built in code into a new folder: made only once verified
         _tell(("the lab's folder does not exist yet", True))
         return None
+    from . import helmfile
+
+    # the cluster layer's texts, made while a child started early still compiles the shared module files
+    # (homelab.splitprep.ahead); should making them fail, they are made again below, where that error has always
+    # been raised (a lab that does not validate says so first, as before)
+    try:
+        cluster: dict[str, str] | None = helmfile.texts(lab)
+    except Exception:  # noqa: BLE001 - raised again below, in its place
+        cluster = None
     try:
         shared = splitprep.shared(lab, warnings)
     except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
@@ -298,9 +307,8 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     problems: list = []
     whole_texts = set(compiled.files) | {plan.entry for plan in compiled.hosts.values()} | {LAB_DATA}
     with files.locked(root):  # the temporaries a killed build left: removed by the child (_work)
-        from . import helmfile
-
-        cluster = helmfile.texts(lab)
+        if cluster is None:
+            cluster = helmfile.texts(lab)
         generated = frozenset(whole_texts | set(cluster))
         delete = files.pruned(root, generated, force, problems)
         if problems:
