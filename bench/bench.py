@@ -299,8 +299,9 @@ def whole_process(root: Path, cache: Path, repeat: int, cold_repeat: int, expect
 
     out = {"new": timed(lambda: homelab(copies[-1], cache, "build"), cold_repeat, new_copy)}
     out["cold"] = timed(lambda: run("build"), cold_repeat, from_nothing)
-    if same_generated(root, copies[-1]) is not True:  # the two ways must write the same files
-        raise SystemExit(f"{root.name}: a new copy of the sources built other files: {same_generated(root, copies[-1])}")
+    differs = same_generated(root, copies[-1])  # the two ways must write the same files
+    if differs is not True:
+        raise SystemExit(f"{root.name}: a new copy of the sources built other files: {differs}")
     run("build")  # recorded
     out["noop"] = timed(lambda: run("build"), repeat)
     out["full"] = timed(lambda: run("build", "--no-cache"), cold_repeat)
@@ -437,10 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  build --no-cache, nothing changed       {s['full']}  (the whole pipeline, nix included)")
             print(f"  build --check, nothing changed          {s['check']}")
         print("\nsynthetic labs, `python -m homelab build` (medians): cold = every file written, after clearing the "
-              "generated\n  files (the lab's own folder: creating files right after deleting thousands is slow on ext4); "
-              "new = every\n  file written into a new copy of the lab's sources, never built; no-op = nothing changed;\n  full = nothing changed, --no-cache (load, validate, compile, render, verify with nix, "
+              "generated\n  files (the lab's own folder: creating files right after deleting thousands is slow on "
+              "ext4); new = every\n  file written into a new copy of the lab's sources, never built; no-op = nothing "
+              "changed;\n  full = nothing changed, --no-cache (load, validate, compile, render, verify with nix, "
               "compare);\n  then one pass through the library, phase by phase (seconds)")
-        print(f"  {'hosts':>6} {'files':>6} {'lines':>8} {'cold':>8} {'new':>8} {'no-op':>7} {'full':>8} {'check':>7} | "
+        print(f"  {'hosts':>6} {'files':>6} {'lines':>8} {'cold':>8} {'new':>8} {'no-op':>7} {'full':>8} "
+              f"{'check':>7} | "
               f"{'load':>6} {'compile':>7} {'precheck':>8} {'render':>6} {'plan':>6} {'verify':>6}")
         results = {}
         for n in sizes:
@@ -452,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 phases = "(phases not run at this size)"
             print(f"  {n:>6} {r['files'] or '-':>6} {r['lines'] or '-':>8} {r['cold'].median:>7.3f}s "
-                  f"{r['new'].median:>7.3f}s {r['noop'].median:>6.3f}s {r['full'].median:>7.3f}s {r['check'].median:>6.3f}s | {phases}",
+                  f"{r['new'].median:>7.3f}s {r['noop'].median:>6.3f}s {r['full'].median:>7.3f}s "
+                  f"{r['check'].median:>6.3f}s | {phases}",
                   flush=True)
         print("\n  whole processes with their peak memory (the homelab process's ru_maxrss, from wait4):")
         for n in sizes:

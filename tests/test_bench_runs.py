@@ -32,7 +32,8 @@ def test_bench_script_runs_on_a_tiny_size(nix):
     assert "machine: " in out and "cores" in out
     assert "seed lab (3 hosts), through the CLI:" in out
     seed = [line.split("  ")[1].strip() for line in out.splitlines() if line.startswith("  build")]
-    assert seed == ["build, every file written", "build into a new copy of the sources", "build, nothing changed (no-op)", "build --no-cache, nothing changed",
+    assert seed == ["build, every file written", "build into a new copy of the sources",
+                    "build, nothing changed (no-op)", "build --no-cache, nothing changed",
                     "build --check, nothing changed"]
     rows = {line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit() and "s |" in line}
     assert rows == {"2", "3"}
