@@ -18,7 +18,7 @@ imports, nix included), run ``--repeat`` times: the median, with the fastest and
    compare); and ``build --check``.
 2. Synthetic labs of N hosts made with the library's own API (Cluster, Host and the
    roles), written out as hosts/<name>/host.py files (the repr of each Host, which
-   loads back to an equal Host: the run checks that): the same four figures, plus one
+   loads back to an equal Host: the run checks that): the same five figures, plus one
    pass through the library, phase by phase, so a slow phase shows.
 3. Offline verification at 100 hosts (or the largest size asked for): one nix
    process for every generated and hand-written file, versus one process per file.
@@ -279,7 +279,8 @@ def mark(value: float, target: float) -> str:
 
 def whole_process(root: Path, cache: Path, repeat: int, cold_repeat: int, expect: bool = False
                   ) -> dict[str, Timing]:
-    """The four figures of one lab folder, each a whole process (and ``homelab expect --json`` with ``expect``)."""
+    """The five figures of one lab folder (from nothing two ways, no-op, full, check), each a whole process (and
+    ``homelab expect --json`` with ``expect``)."""
     run = functools.partial(homelab, root, cache)
     shutil.rmtree(cache, ignore_errors=True)  # from nothing: no record of an earlier build either
     def from_nothing() -> None:  # no generated file and no record of an earlier build
