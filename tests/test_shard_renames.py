@@ -133,3 +133,56 @@ def test_a_rename_failing_after_the_go_fails_as_a_one_process_commit(lab_source,
     assert outside and outside <= made and made <= outside | set(CHILDS)
     assert all(now[rel] == one_process[rel] for rel in made)
     assert files.stale_temps(two) == []
+
+
+@pytest.mark.parametrize("to_group, after_go", [(False, True), (True, True), (False, False)])
+def test_a_build_stopped_during_its_renames_leaves_each_file_old_or_new_and_no_process(lab_source, one_process,
+                                                                                      tmp_path, to_group, after_go):
+    """SIGTERM while this process waits in the middle of its renames (the test hook holds it there): at its second
+    own entry (after the go), or at its second file outside hosts/ (before the go).  Exit 130, every generated
+    file absent or as the one-process build writes it, no temporary, the child gone (asked to stop, or done);
+    after the go the files outside hosts/ are all in place, before it no file under hosts/ is."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+    from .stopkit import alive
+
+    two = copy_lab(lab_source, tmp_path / "two")
+    sources = tree(lab_source)
+    outside = [rel for rel in one_process if rel not in sources and not rel.startswith("hosts/")]
+    ours = len(outside) + len(PARENTS)  # this process's temporaries: then the renames outside hosts/, then its own
+    stop_at = ours + (len(outside) if after_go else 0) + 2  # (the child's steps end well before: 2 x 5)
+    env = dict(os.environ, HOMELAB_PARALLEL_FROM="2", HOMELAB_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO),
+               HOMELAB_TEST_STOP_AT=str(stop_at))
+    proc = subprocess.Popen([sys.executable, "-m", "homelab", "build", "-q", "--root", str(two)], env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    steps, renamed = 0, []
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:  # both processes name their steps; the parent holds at its stop_at-th
+        if line.startswith("homelab-test-step "):
+            steps += 1
+            if line.startswith("homelab-test-step rename "):
+                renamed.append(line.split()[2])
+            if len([rel for rel in renamed if rel in (PARENTS if after_go else outside)]) == 2:
+                break
+        assert time.monotonic() < deadline
+    children = [int(x) for t in os.listdir(f"/proc/{proc.pid}/task")
+                for x in open(f"/proc/{proc.pid}/task/{t}/children").read().split()]
+    time.sleep(0.3)  # the child's renames, if it is still at them
+    (os.killpg if to_group else os.kill)(proc.pid if not to_group else os.getpgid(proc.pid), signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "homelab: interrupted (SIGTERM)" in rest
+    assert children and not any(alive(pid) for pid in children)
+    now = tree(two)
+    made = {rel for rel in now if rel not in sources}
+    if after_go:
+        assert set(outside) <= made and made <= set(outside) | set(PARENTS) | set(CHILDS)
+    else:
+        assert made == set(renamed) and len(made) == 2 and made <= set(outside)
+    assert all(now[rel] == one_process[rel] for rel in made)
+    assert {rel for rel in made if rel in PARENTS} == {rel for rel in renamed if rel in PARENTS}
+    assert files.stale_temps(two) == []
