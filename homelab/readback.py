@@ -638,14 +638,16 @@ in {{
 
 
 def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None, *,
-             with_data: bool = True, expr: str | None = None) -> dict:
+             with_data: bool = True, expr: str | None = None, files: Collection[str] | None = None) -> dict:
     """Evaluate the generated files on disk under ``root`` (one nix process; ``with_data``: and the lab's data
-    file, when it is there).  ``expr``: :func:`evaluate_expr` of the same arguments, when the caller made it."""
+    file, when it is there).  ``expr``: :func:`evaluate_expr` of the same arguments, when the caller made it;
+    ``files``: as for :func:`evaluate_expr`."""
     nix = nix or Nix()
     hosts = only if only is not None else sorted(compiled.hosts)
     base = str(Path(root).resolve()) + "/"
     try:
-        out = nix.eval_expr(expr if expr is not None else evaluate_expr(root, compiled, only, with_data=with_data))
+        out = nix.eval_expr(expr if expr is not None else
+                            evaluate_expr(root, compiled, only, with_data=with_data, files=files))
     except NixEvalError as e:
         # a hand-written import that does not parse is the user's mistake, not homelab's
         hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
@@ -660,11 +662,14 @@ def evaluate(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[
     return out
 
 
-def evaluate_expr(root: Path, compiled: Compiled, only: list[str] | None = None, *, with_data: bool = True) -> str:
+def evaluate_expr(root: Path, compiled: Compiled, only: list[str] | None = None, *, with_data: bool = True,
+                  files: Collection[str] | None = None) -> str:
     """The expression :func:`evaluate` has nix evaluate (for a caller that runs it together with others:
-    :meth:`homelab.pynix_eval.Nix.eval_together`)."""
+    :meth:`homelab.pynix_eval.Nix.eval_together`).  ``files``: the generated files to read back (default: every
+    file of the hosts ``only``: their entries and the modules they import); the hand-written imports are those
+    of the hosts ``only`` either way."""
     hosts = only if only is not None else sorted(compiled.hosts)
-    generated = sorted({rel for h in hosts for rel in compiled.files_of(h)})
+    generated = sorted(files) if files is not None else sorted({rel for h in hosts for rel in compiled.files_of(h)})
     hand = sorted({rel for h in hosts for rel in compiled.hosts[h].hand_written})
     data = compiled.data.path if with_data and compiled.data is not None \
         and (Path(root) / compiled.data.path).is_file() else None
@@ -733,20 +738,23 @@ def _read_files(evaluated: dict, compiled: Compiled, hostname: str) -> list[tupl
 
 
 def read_back(root: Path, compiled: Compiled, nix: Nix | None = None, only: list[str] | None = None,
-              *, pre: Precheck | None = None, with_data: bool = True, expr: str | None = None) -> Report:
+              *, pre: Precheck | None = None, with_data: bool = True, expr: str | None = None,
+              files: Collection[str] | None = None) -> Report:
     """Check the files under ``root`` against ``compiled`` with real nix; problems are listed, not raised.
 
     ``pre``: the :func:`precheck` of ``compiled`` when the caller has it (the build does, before
     rendering), so nothing is nested or merged twice.  When nix reads back exactly what the model
     says, file by file, the merged option values are the precheck's; they are merged again from what
     nix read only where a file differs.  ``expr``: :func:`evaluate_expr` of the same arguments, when the caller
-    made it already.
+    made it already.  ``files``: only these generated files are read back (:func:`evaluate_expr`); the options
+    merged from what nix read where a file differs then leave out the others (a caller that reads the rest
+    back elsewhere and stops on any problem: :func:`homelab.shard._verify`).
     """
     nix = nix or Nix()
     calls0 = nix.calls
     pre = pre or precheck(compiled)
     problems = pre.all_problems()
-    evaluated = evaluate(root, compiled, nix, only, with_data=with_data, expr=expr)
+    evaluated = evaluate(root, compiled, nix, only, with_data=with_data, expr=expr, files=files)
     gen = evaluated["generated"]
     differs = False
     for rel, entry in sorted(gen.items()):
