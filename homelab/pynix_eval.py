@@ -279,8 +279,13 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+_ESCAPED = re.compile(r'[\\"$\n\r\t\x00]')  # what nix_string escapes or refuses ("$" only before "{")
+
+
 def nix_string(s: str) -> str:
     """A Nix double-quoted string literal equal to ``s`` (for building expressions)."""
+    if _ESCAPED.search(s) is None:  # most strings (a lab's paths: 30,000 of them a build): nothing to escape
+        return '"' + s + '"'
     if "\x00" in s:
         raise ValueError("Nix strings cannot contain NUL")
     return '"' + (s.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")

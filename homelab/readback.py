@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import os
 import posixpath
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -546,27 +547,31 @@ def precheck(compiled: Compiled) -> Precheck:
 def _pkg_names(compiled: Compiled) -> list[tuple[str, str]]:
     """(kind, attribute path) of every pkgs reference: ("pkg", "htop"), ("call", "dockerTools.pullImage")."""
     names: set[tuple[str, str]] = set()
+    plain = _AS_IS  # most values (a string, a number, a bool): looked at where they are, no call for each
 
     def walk(v: Any) -> None:
-        if type(v) in _AS_IS:  # most values: a string, a number, a bool
-            return
         if isinstance(v, Pkg):
             names.add(("pkg", v.name))
         elif isinstance(v, PkgCall):
             names.add(("call", v.function))
             walk(v.args)
         elif isinstance(v, Priority):
-            walk(v.value)
+            if type(v.value) not in plain:
+                walk(v.value)
         elif isinstance(v, (list, tuple)):
             for x in v:
-                walk(x)
+                if type(x) not in plain:
+                    walk(x)
         elif isinstance(v, dict):
             for x in v.values():
-                walk(x)
+                if type(x) not in plain:
+                    walk(x)
 
     for f in compiled.files.values():
-        for _, v in f.definitions():
-            walk(v)
+        for sec in f.sections:  # f.definitions(), without the list
+            for _, v in sec.defs:
+                if type(v) not in plain:
+                    walk(v)
     return sorted(names)
 
 
@@ -614,12 +619,24 @@ def _path_expr(p: Path) -> str:
     return f"(/. + {nix_string(str(p))})"
 
 
+def _under(base: Path, rel: str) -> str:
+    """``str(base / rel)``, made by joining the strings when pathlib would not change ``rel`` (a lab's paths: no empty
+    or ``.`` part, not absolute), which is 10 times cheaper (30,000 paths a build)."""
+    if rel and rel[0] != "/" and rel[-1] != "/" and "//" not in rel and not _DOT_PART.search(rel):
+        b = str(base)
+        return (b if b.endswith("/") else b + "/") + rel
+    return str(base / rel)
+
+
+_DOT_PART = re.compile(r"(?:^|/)\.(?:/|$)")  # a "." part, which pathlib drops
+
+
 def evaluation_expr(root: Path, generated: list[str], hand_written: list[str], pkg_names: list[str],
                     data: str | None = None) -> str:
     root = Path(root).resolve()
-    files = " ".join(f"{nix_string(rel)} = load {_path_expr(root / rel)};" for rel in generated)
+    files = " ".join(f"{nix_string(rel)} = load (/. + {nix_string(_under(root, rel))});" for rel in generated)
     data_expr = f"import {_path_expr(root / data)}" if data else "null"
-    hand = " ".join(f"{nix_string(rel)} = builtins.typeOf (import {_path_expr(root / rel)});"
+    hand = " ".join(f"{nix_string(rel)} = builtins.typeOf (import (/. + {nix_string(_under(root, rel))}));"
                     for rel in hand_written)
     return f"""let
   lib = {STUB_LIB};
@@ -1256,7 +1273,7 @@ def describe_expr(root: Path, specs: dict) -> str:
     """The expression :func:`_describe` has nix evaluate (for a caller that runs it together with others:
     :meth:`homelab.pynix_eval.Nix.eval_together`)."""
     base = Path(root).resolve()
-    files = " ".join(f"{nix_string(hand)} = {{ file = {_path_expr(base / hand)}; inherit tree; }};"
+    files = " ".join(f"{nix_string(hand)} = {{ file = (/. + {nix_string(_under(base, hand))}); inherit tree; }};"
                      for hand in specs)
     return HAND_EXPR % {"lib": HAND_LIB, "files": f"(let tree = {_tree_nix(_paths(specs))}; in {{ {files} }})",
                         "modules": bootable.modules_nix(), "boot_paths": _paths_nix(bootable.PATHS)}
