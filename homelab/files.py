@@ -250,17 +250,43 @@ def commit(root: Path, temps: list[tuple[str, Path]], delete: Collection[str], b
     before the first rename (one filesystem sync when ``batch``, else an fsync each), the renames are durable
     after (a sync, else each folder fsynced)."""
     temps = sorted(temps, key=lambda rt: _rename_order(rt[0]))
-    if batch and not _syncfs(root):
-        batch = False
-        for _, tmp in temps:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+    batch = on_disk(root, temps, batch)
+    rename_all(root, temps)
+    renames_on_disk(root, temps, batch)
+    remove_all(root, delete)
+
+
+def on_disk(root: Path, temps: list[tuple[str, Path]], batch: bool) -> bool:
+    """Every temporary's text on disk, before the first rename: one filesystem sync when ``batch`` (True returned:
+    the renames are made durable the same way), else each temporary fsynced (``batch`` False: write_temps did)."""
+    if not batch:
+        return False
+    if _syncfs(root):
+        return True
+    for _, tmp in temps:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    return False
+
+
+def rename_all(root: Path, temps: list[tuple[str, Path]]) -> None:
+    """Each temporary renamed onto its target, in the order given (plain strings: 10,000 renames)."""
+    base = str(root) + "/"
+    pause = bool(os.environ.get("HOMELAB_TEST_STOP_AT"))
     for rel, tmp in temps:
-        os.replace(tmp, root / rel)
-        _test_pause("rename", rel)
+        os.replace(tmp, base + rel)
+        if pause:
+            _test_pause("rename", rel)
+
+
+def renames_on_disk(root: Path, temps: list[tuple[str, Path]], batch: bool) -> None:
+    """The renames durable: one filesystem sync when ``batch``, else each folder fsynced."""
     if not (batch and _syncfs(root)):
         for d in {(root / rel).parent for rel, _ in temps}:
             _fsync_dir(d)
+
+
+def remove_all(root: Path, delete: Collection[str]) -> None:
     for rel in delete:
         (root / rel).unlink(missing_ok=True)
         _test_pause("delete", rel)
@@ -348,7 +374,8 @@ def _test_pause(step: str, rel: str) -> None:
     if stop:
         global _steps_done
         _steps_done += 1
-        print(f"homelab-test-step {step} {rel}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"homelab-test-step {step} {rel}\n")  # one write (print writes the line's end apart):
+        sys.stderr.flush()  # the two processes of a large build name their steps on one stderr
         if _steps_done == int(stop):
             time.sleep(3600)
 

@@ -3,7 +3,8 @@
 For work that splits in two (validating a large lab's hosts: :func:`homelab.validate.validate`) on a machine
 with a second core.  Nothing depends on the child: :meth:`Child.result` says whether it answered, and the
 caller does that part itself when it did not (it died, it raised, its answer did not pickle), so an error is
-raised exactly as it would have been in one process.  Standalone: imports nothing from homelab.
+raised exactly as it would have been in one process.  A child of :func:`start_each` sends each part of its work
+as soon as it is done (:meth:`Child.next`).  Standalone: imports nothing from homelab.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 import pickle
 import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["PARALLEL_FROM", "threshold", "possible", "Child", "start"]
+__all__ = ["PARALLEL_FROM", "threshold", "possible", "Child", "start", "start_each"]
 
 PARALLEL_FROM = 1000  # hosts (homelab.shard uses it too): below this a fork costs more than it saves
 
@@ -45,6 +46,8 @@ class Child:
 
     def __init__(self, pid: int, fd: int):
         self._pid, self._fd = pid, fd
+        self._ended = False  # start_each's: no more items to read
+        self._reaped = False  # waited for: its pid may be another process's now, never signalled again
 
     def result(self) -> tuple[bool, Any]:
         """(True, what the child's call returned), or (False, None) when the child gave no answer."""
@@ -62,8 +65,38 @@ class Child:
         except Exception:  # noqa: BLE001 - an answer that does not load is no answer
             return False, None
 
+    def next(self) -> tuple[bool, Any]:
+        """A child of :func:`start_each`: (True, the next item it sent), or (False, None) when it sent no more (it
+        ended, died or raised first) or the item did not load.  Each item is whole when it is read: one the child
+        sent before it died is its answer all the same.  Once the child sent no more it is waited for."""
+        if self._ended:
+            return False, None
+        head = _read_exactly(self._fd, 8)
+        data = _read_exactly(self._fd, int.from_bytes(head, "little")) if len(head) == 8 else b""
+        if len(head) < 8 or len(data) < int.from_bytes(head, "little"):
+            self.finish()
+            return False, None
+        try:
+            return True, pickle.loads(data)
+        except Exception:  # noqa: BLE001 - an item that does not load is no item
+            return False, None
+
+    def finish(self) -> None:
+        """A child of :func:`start_each` whose items were all read: wait for it to leave (it does once it wrote
+        them); once."""
+        if not self._ended:
+            self._ended = True
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._wait()
+
     def stop(self) -> None:
-        """End the child (when its answer is no longer wanted) and wait for it."""
+        """End the child (when its answer is no longer wanted) and wait for it; nothing once it was waited for."""
+        self._ended = True
+        if self._reaped:
+            return
         try:
             os.kill(self._pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -80,8 +113,52 @@ class Child:
         except ChildProcessError:
             return None
         finally:
+            self._reaped = True
             _RUNNING.discard(self._pid)
         return os.waitstatus_to_exitcode(status)
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """``n`` bytes from ``fd``, fewer when it ends first."""
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def start_each(fn: Callable[..., Iterator[Any]], *args: Any) -> Child:
+    """Fork a child that sends each item ``fn(*args)`` yields, pickled, as soon as it is made (:meth:`Child.next`
+    reads them in order): what it found first is not held back by what it does next.  It leaves as
+    :func:`start`'s does."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # as start()'s child
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for item in fn(*args):
+                data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                _write_all(w, len(data).to_bytes(8, "little") + data)
+            code = 0
+        except BaseException:  # noqa: BLE001 - the parent does the rest itself and meets the error there
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    _RUNNING.add(pid)
+    return Child(pid, r)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def start(fn: Callable[..., Any], *args: Any) -> Child:

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import attrs
 
-from . import gcpause
+from . import gcpause, starimport
 from .errors import LabError, Problem, collecting, located
 from .precompile import FROM as PRECOMPILE_FROM
 from .precompile import Precompiled, compile_file
@@ -425,7 +425,8 @@ def _load(root: Path, placeholders: bool = False, loaded: Callable[[Lab], None] 
         if len(host_files) >= PRECOMPILE_FROM and precompile_available() else None
     imports: list[tuple[int, Path, tuple[str, ...], str]] = []
     try:
-        hosts, sources = _load_hosts(host_files, helper, problems, imports)
+        with starimport.quick():  # each host.py's `from homelab import *` (homelab.starimport)
+            hosts, sources = _load_hosts(host_files, helper, problems, imports)
     finally:
         if helper is not None:
             helper.close()

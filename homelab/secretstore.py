@@ -394,14 +394,15 @@ def lab_problems(root: Path, lab: Lab) -> list[Problem]:
     only ``homelab deploy``, which creates the Kubernetes Secret, needs it, and refuses to start without it:
     :func:`cluster_missing`)."""
     out = []
-    host_names = {n for names in needed(lab).values() for n in names}
+    wanted = needed(lab)  # once: it looks at every role of every host (0.05 s at 10,000 hosts)
+    host_names = {n for names in wanted.values() for n in names}
     for name, field in cluster_missing(root, lab).items():
         if name not in host_names:  # a host that needs it has its own error below
             out.append(Problem("cluster", field, f"secret {name!r} is not set ({age_file(name)} is missing): "
                                "`homelab deploy` creates the Kubernetes Secret from it and refuses to run without "
                                f"it; set it: homelab secrets set {name} --cluster < file-holding-the-value",
                                "warning"))
-    for host, names in needed(lab).items():
+    for host, names in wanted.items():
         where = f"hosts/{host}"
         try:
             key = read_host_key(root, host)

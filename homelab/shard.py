@@ -11,9 +11,11 @@ the objects it made.
 
 Nothing is decided differently.  Both halves stage into one folder; the child reads the shared module
 files only after this process staged them.  Each writes its temporaries only once its nix read every
-one of its files back as the model says and found no hand-written clash, warning or error; the
-renames (modules first, then the hosts' entries), the deletions and the durability syncs are done
-here, only after both halves succeeded, under the lab's lock.  Anything else (a problem of any kind
+one of its files back as the model says and found no hand-written clash, warning or error.  Only after
+both halves succeeded, under the lab's lock, are the temporaries renamed: this process syncs the file
+system, renames the files outside hosts/ (modules, the cluster layer), then gives the child the go, and
+each renames its own files under hosts/ at once (a child that does not finish them leaves the rest to this
+process); the durability sync and the deletions are done here.  Anything else (a problem of any kind
 in either half, its hosts' precheck's too, a warning of the clash check, a child that crashed or was
 killed, no nix) takes back every temporary and returns None: the caller then builds the single-process
 way, which finds the same problem and says it exactly as a build of a small lab does, or succeeds the
@@ -191,12 +193,17 @@ def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) 
     # The read-back and the clash check in one nix process (the other half's keeps the other core busy): each
     # hand-written import is parsed once, not once by each.  Should it fail, each runs alone as asked below, and
     # fails as it does in a one-process build.
-    together = [readback.evaluate_expr(base, compiled, half.hosts, with_data=half.data)]
+    # Each half reads back the files it writes (``half.rels``: this process's, the shared module files too), so each
+    # generated file is read back once in the build: the child's hosts' entries import the module files, and
+    # their imports are compared as paths; reading the modules there again cost the child's nix 4.5 MB of Nix
+    # to parse and evaluate, and Python as much JSON to compare, at 10,000 hosts.
+    together = [readback.evaluate_expr(base, compiled, half.hosts, with_data=half.data, files=half.rels)]
     if specs[0]:
         together.append(readback.describe_expr(base, specs[0]))
     try:
         nix.eval_together(together)
-        rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data, expr=together[0])
+        rep = readback.read_back(base, compiled, nix, half.hosts, pre=pre, with_data=half.data, expr=together[0],
+                                 files=half.rels)
         if rep.problems:
             raise _Fallback("nix read back something other than the model says")
         described = (lambda: readback._describe(base, specs[0], nix, together[1])) if specs[0] else None
@@ -220,8 +227,6 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
         compiled, pre = splitprep.half(job.shared, half.hosts, half.data)
     except splitprep.Refused as e:  # a problem of the lab's hosts (or homelab's code): the one-process build says it
         raise _Fallback(str(e), quiet=True) from None
-    if not first:  # beside this process's half (10,000 folders listed: 0.5 s); never this build's own
-        files.remove_stale_temps(job.root, keep=job.token)
     texts = _texts(job, compiled, half)
     plan = files.plan(job.root, texts, prune=False, force=job.force)
     t0 = time.perf_counter()
@@ -229,6 +234,9 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     readback.stage_texts(job.base, texts, made)
     staged = list(texts)  # what this half wrote into the staging folder, to remove (_unstage)
     hand = sorted({r for h in half.hosts for r in compiled.hosts[h].hand_written})
+    if not first:  # beside this process's half (10,000 folders listed: 0.2-0.3 s of CPU); never this build's own;
+        # here, before the child waits for this process's staging (it waited up to 0.8 s when this half was slower)
+        files.remove_stale_temps(job.root, keep=job.token)
     staged_theirs()
     digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
     readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
@@ -241,7 +249,7 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
             "digests": digests}
     files.write_temps(job.root, plan.write, job.token, True, temps, digests)
     # The temporaries on their way to the disk while this half hashes and unstages: the sync before the renames
-    # (files.commit) then waits for little (it waited 0.6-0.7 s for 10,000 files, both cores idle).
+    # (_commit) then waits for little (it waited 0.6-0.7 s for 10,000 files, both cores idle).
     flushing = threading.Thread(target=files._syncfs, args=(job.root,), name="homelab-flush", daemon=True)
     flushing.start()
     for rel in plan.unchanged:
@@ -285,6 +293,15 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     if not root.is_dir():  # a lab built in code into a new folder: made only once verified
         _tell(("the lab's folder does not exist yet", True))
         return None
+    from . import helmfile
+
+    # the cluster layer's texts, made while a child started early still compiles the shared module files
+    # (homelab.splitprep.ahead); should making them fail, they are made again below, where that error has always
+    # been raised (a lab that does not validate says so first, as before)
+    try:
+        cluster: dict[str, str] | None = helmfile.texts(lab)
+    except Exception:  # noqa: BLE001 - raised again below, in its place
+        cluster = None
     try:
         shared = splitprep.shared(lab, warnings)
     except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
@@ -298,27 +315,30 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
     problems: list = []
     whole_texts = set(compiled.files) | {plan.entry for plan in compiled.hosts.values()} | {LAB_DATA}
     with files.locked(root):  # the temporaries a killed build left: removed by the child (_work)
-        from . import helmfile
-
-        cluster = helmfile.texts(lab)
+        if cluster is None:
+            cluster = helmfile.texts(lab)
         generated = frozenset(whole_texts | set(cluster))
         delete = files.pruned(root, generated, force, problems)
         if problems:
             _tell((f"a problem in the lab: {_line(str(problems[0]))}", True))
             return None
         committed = False
+        child: _Child | None = None
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
                 job = _Job(root, base, shared, nix, force, files._temp_token(), generated, cluster)
                 why: list[_Why] = []
-                halves = _run_both(job, ours, theirs, why)
-            if halves is None:
+                both = _run_both(job, ours, theirs, why)
+            if both is None:
                 _tell(*why)
                 return None
+            halves, child = both
             temps = [t for h in halves for t in h["temps"]]
-            files.commit(root, temps, delete, True)
+            _commit(root, halves, child, delete)
             committed = True
         finally:
+            if child is not None:  # gone before its temporaries are looked for (stopped if this build stops early)
+                child.end(stop=not committed)
             if not committed:  # ours and the child's temporaries: the lock keeps every other build out
                 files.remove_stale_temps(root)
     return _done(shared, halves, temps, delete)
@@ -362,22 +382,27 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
     mine: dict[str, Any] | None = None
     theirs_done: dict[str, Any] | None = None
     finished = False
+    child: _Child | None = None
+    status: int | None = None
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one that came meanwhile is raised here
         try:
             mine = _work(job, ours, True, lambda: _signal(staged_w), lambda: None)
         except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
             why.append(_reason(e))
-        finally:
             _close(staged_w)  # a child still waiting goes on (and finds the folder as it is) or fails
         if mine is not None:
             theirs_done = _read_result(results_r)
         finished = True
     finally:
-        status = _end(pid, stop=not finished or mine is None)
-        if finished and mine is None:  # the child's own reason, when it stopped before it was asked to
-            theirs_done = _read_result(results_r)
-        _close(results_r)
+        if finished and mine is not None and theirs_done is not None and "fallback" not in theirs_done:
+            child = _Child(pid, staged_w, results_r)  # both halves succeeded: it waits for the go (_commit)
+        else:
+            _close(staged_w)  # a child waiting for the go reads the end: it renames nothing
+            status = _end(pid, stop=not finished or mine is None)
+            if finished and mine is None:  # the child's own reason, when it stopped before it was asked to
+                theirs_done = _read_result(results_r)
+            _close(results_r)
     gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
     if gone:
         why.pop(0)
@@ -387,10 +412,68 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
         return None
     if mine is None and not gone:
         return None
-    if mine is None or theirs_done is None:
+    if mine is None or theirs_done is None or child is None:
         why.append((f"the second process ended without its result ({_status(status)})", False))
         return None
-    return [mine, theirs_done]
+    return [mine, theirs_done], child
+
+
+def _commit(root: Path, halves: list[dict[str, Any]], child: _Child, delete: list[str]) -> None:
+    """:func:`homelab.files.commit` with the hosts' files renamed by both halves at once: every temporary's text on
+    disk (both halves'); the files that are not under hosts/ (modules, the cluster layer) renamed here, in
+    ``files._rename_order``; then the go: the child renames its temporaries under hosts/ (entries, hosts/lab.nix)
+    while this process renames its own, so no entry is in place before the modules it imports.  A child that does
+    not say it renamed every one (it failed or died): it is waited for, and what is left of its temporaries is
+    renamed here, as a one-process commit renames them (and fails as it fails).  Then the renames made durable
+    and the deletions."""
+    order = files._rename_order
+    everything = [t for h in halves for t in h["temps"]]
+    batch = files.on_disk(root, everything, True)
+    files.rename_all(root, sorted((t for t in everything if not order(t[0])[0]), key=lambda rt: order(rt[0])))
+    child.go()
+    files.rename_all(root, _entries(halves[0]["temps"]))
+    if not child.renamed():
+        child.end(stop=False)
+        files.rename_all(root, [t for t in _entries(halves[1]["temps"]) if os.path.lexists(t[1])])
+    files.renames_on_disk(root, everything, batch)
+    files.remove_all(root, delete)
+
+
+def _entries(temps: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The temporaries of files under hosts/ (what a half renames after the go), in rename order."""
+    order = files._rename_order
+    return sorted((t for t in temps if order(t[0])[0]), key=lambda rt: order(rt[0]))
+
+
+@attrs.define
+class _Child:
+    """The second process once both halves succeeded: it waits for the go to rename its temporaries under hosts/
+    (:func:`_commit`)."""
+
+    pid: int
+    go_fd: int  # b"g" written: rename them; closed unwritten: rename nothing and exit
+    result_fd: int  # after its result: b"r" once it renamed every one
+    ended: bool = False
+
+    def go(self) -> None:
+        try:
+            os.write(self.go_fd, b"g")
+        except BrokenPipeError:  # it is gone: renamed() says so
+            pass
+
+    def renamed(self) -> bool:
+        try:
+            return os.read(self.result_fd, 1) == b"r"
+        except OSError:
+            return False
+
+    def end(self, stop: bool) -> None:
+        """The child gone (asked to stop, then killed if need be, with ``stop``); once."""
+        if not self.ended:
+            self.ended = True
+            _close(self.go_fd)
+            _end(self.pid, stop)
+            _close(self.result_fd)
 
 
 _STOPS = {signal.SIGINT, signal.SIGTERM}
@@ -404,17 +487,26 @@ def _child(job: _Job, half: _Half, out: int, staged: int, unused: tuple[int, int
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in unused:
             os.close(fd)
-        if os.environ.get("HOMELAB_TEST_SHARD_CRASH"):  # test hook: a child that dies after its temporaries
+        crash = os.environ.get("HOMELAB_TEST_SHARD_CRASH")
+        if crash == "1":  # test hook: a child that dies after its temporaries
             _work(job, half, False, lambda: None, lambda: _wait(staged))
             os._exit(70)
+        temps: list[tuple[str, Path]] = []
         try:
             done: dict[str, Any] = _work(job, half, False, lambda: None, lambda: _wait(staged))
-            done["temps"] = [(rel, str(tmp)) for rel, tmp in done["temps"]]
+            temps = done["temps"]
+            done["temps"] = [(rel, str(tmp)) for rel, tmp in temps]
         except Exception as e:  # noqa: BLE001 - the parent builds in one process and says why
             done = {"fallback": _reason(e)}
         data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(out, "wb") as f:
-            f.write(data)
+        files._write_all(out, len(data).to_bytes(8, "little") + data)
+        if "fallback" not in done and os.read(staged, 1) == b"g":  # both halves succeeded: the go (_commit)
+            mine = _entries(temps)
+            if crash == "after-go":  # test hook: a child that dies halfway through its renames
+                files.rename_all(job.root, mine[:len(mine) // 2])
+                os._exit(71)
+            files.rename_all(job.root, mine)
+            os.write(out, b"r")
     except BaseException:  # noqa: BLE001 - the parent reads nothing, and builds in one process
         code = 1
     finally:
@@ -462,21 +554,30 @@ def _close(fd: int) -> None:
 
 
 def _read_result(fd: int) -> dict[str, Any] | None:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    if not chunks:
+    """The child's result: its length (8 bytes) and its pickle; None if the child ended before it was whole."""
+    head = _read_exactly(fd, 8)
+    if len(head) < 8:
         return None
+    data = _read_exactly(fd, int.from_bytes(head, "little"))
     try:
-        done = pickle.loads(b"".join(chunks))
+        done = pickle.loads(data)
     except Exception:  # noqa: BLE001 - a half-written result is no result
         return None
     if done is not None and "temps" in done:
         done["temps"] = [(rel, Path(tmp)) for rel, tmp in done["temps"]]
     return done
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """``n`` bytes from ``fd``, or fewer if it ends first."""
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _end(pid: int, stop: bool) -> int | None:

@@ -123,6 +123,17 @@ def test_option_path_problem_says_why_exactly():
     assert option_path_problem("services.config.options") is None
 
 
+def test_option_path_problem_of_a_str_subclass_is_that_of_its_text():
+    class Path(str):
+        pass
+
+    assert option_path_problem(Path("services.openssh.enable")) is None
+    assert option_path_problem(Path("imports.x")) == option_path_problem("imports.x")
+    assert option_path_problem(Path("services..x")) == (
+        "'services..x' is not a dotted option path such as 'services.openssh.enable' "
+        "(quote a name that holds a dot: 'environment.etc.\"a.conf\".text')")
+
+
 def test_option_path_problem_limits_the_number_of_parts():
     longest = ".".join(f"p{i}" for i in range(MAX_VALUE_DEPTH))
     assert option_path_problem(longest) is None

@@ -121,6 +121,24 @@ def test_a_priority_inside_a_list_is_refused_with_its_reason():
         "lib.mkForce / lib.mkDefault apply to a whole option value, not a list element")
 
 
+def test_subclasses_of_int_str_and_list_are_written_as_their_values():
+    # render's fast paths take the exact types only; a subclass (an IntEnum, a str or list type of a lab's own)
+    # goes through the checks of every type and is written as the plain value would be
+    class Port(int):
+        pass
+
+    class Text(str):
+        pass
+
+    class Items(list):
+        pass
+
+    assert render(Port(8080)) == "8080"
+    assert render(Port(-1)) == "(-1)"
+    assert render(Text("a\nb\n"), "  ") == "''\n    a\n    b\n  ''"
+    assert render(Items([1, "x"]), "  ") == '[\n    1\n    "x"\n  ]'
+
+
 # ---------------------------------------------------------------- module arguments
 
 

@@ -8,6 +8,7 @@ does (dies, raises, the lab does not validate) the build goes on or fails exactl
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -39,29 +40,33 @@ def split(monkeypatch):
 
 @pytest.fixture
 def children(monkeypatch) -> list[tuple[int, list[bool]]]:
-    """Each child forked for the shared compile (its pid) and whether it answered, as the caller was told (the
-    validation's children are left out: a lab equal to one validated before is not validated again)."""
+    """Each child forked for the shared compile (its pid) and, for each answer asked of it, whether it came, as the
+    caller was told (first its hosts' problems, then the compile: homelab.forked.start_each; the validation's
+    children are left out: a lab equal to one validated before is not validated again)."""
     seen: list[tuple[int, list[bool]]] = []
-    real_start, real_result = forked.start, forked.Child.result
+    real_start, real_each, real_next = forked.start, forked.start_each, forked.Child.next
     validating.clear()
 
     def start(fn, *args):
         child = real_start(fn, *args)
-        if fn.__name__ != "host_problems":
-            seen.append((child._pid, []))
-        else:
-            validating.append(child._pid)
+        validating.append(child._pid)
         return child
 
-    def result(self):
-        answered, value = real_result(self)
+    def start_each(fn, *args):
+        child = real_each(fn, *args)
+        seen.append((child._pid, []))
+        return child
+
+    def next_(self):
+        answered, value = real_next(self)
         for pid, answers in seen:
             if pid == self._pid:
                 answers.append(answered)
         return answered, value
 
     monkeypatch.setattr(forked, "start", start)
-    monkeypatch.setattr(forked.Child, "result", result)
+    monkeypatch.setattr(forked, "start_each", start_each)
+    monkeypatch.setattr(forked.Child, "next", next_)
     return seen
 
 
@@ -83,7 +88,7 @@ def test_the_early_childs_answer_is_the_one_process_compile(lab_source, split, c
         lab, warnings = load_or_raise(lab_source, loaded=loaded)
         assert len(children) == 1 and len(splitprep._PENDING) == 1
         compiled = splitprep.shared(lab, warnings).compiled
-    assert children[0][1] == [True]
+    assert children[0][1] == [True, True]  # its hosts' problems, then its compile
     here = compile_shared(lab)
     assert (compiled.files, compiled.hosts, compiled.data) == (here.files, here.hosts, None)
     assert compiled.contract is here.contract  # this process's own (homelab.contract.of_roles)
@@ -105,7 +110,7 @@ def test_a_child_that_dies_leaves_the_compile_to_this_process(lab_source, split,
     with splitprep.ahead() as loaded:
         lab, warnings = load_or_raise(lab_source, loaded=loaded)
         compiled = splitprep.shared(lab, warnings).compiled
-    assert children[0][1] == [False]
+    assert children[0][1] == [True, False]  # its hosts' problems came before it died
     here = compile_shared(lab)
     assert (compiled.files, compiled.hosts) == (here.files, here.hosts)
 
@@ -124,8 +129,8 @@ def test_a_compile_that_raises_raises_here_as_without_the_child(lab_source, spli
         lab, warnings = load_or_raise(lab_source, loaded=loaded)
         with pytest.raises(RuntimeError, match="^a bug in compile, 8 hosts$"):
             splitprep.shared(lab, warnings)
-    # the child answered (the problems of its hosts); its compile raised there too, so it was made here
-    assert [answers for _, answers in children] == [[True]]
+    # the child answered twice (the problems of its hosts; that its compile raised there too), so it was made here
+    assert [answers for _, answers in children] == [[True, True]]
     assert splitprep._PENDING == {}
 
 
@@ -194,7 +199,7 @@ def _validated(lab, early: bool) -> list:
 def test_the_last_hosts_problems_come_from_the_child_as_one_process_finds_them(split, children):
     from tests.test_validate_split import EXPECTED, _problem_lab, _where
 
-    lab = _problem_lab()  # 30 hosts, problems on n005, n020 (here) and n025, n027 (the child's last 9)
+    lab = _problem_lab()  # 30 hosts, problems on n005, n020 (here) and n025, n027 (the child's last 7)
     one = _validated(lab, early=False)
     assert [p for p in _where(one) if p[0].startswith("hosts/")] == EXPECTED
     assert _validated(lab, early=True) == one
@@ -229,3 +234,37 @@ def test_a_child_that_dies_leaves_its_hosts_problems_to_this_process(split, chil
     monkeypatch.setattr(V, "HOST_RULES", (*V.HOST_RULES, dies_in_a_child()))
     assert _validated(lab, early=True) == one
     assert [answers for _, answers in children] == [[False]]
+
+
+@needs_fork
+def test_the_validation_does_not_wait_for_the_shared_compile(lab_source, tmp_path, split, children, monkeypatch):
+    """The child sends its hosts' problems before it compiles: the validation (and what the build does next, the
+    secrets' check) goes on while the child compiles.  Here the child's compile waits until the validation has
+    returned; had the validation waited for the compile, the child would give up and die (the compile then made
+    here)."""
+    parent = os.getpid()
+    validated = tmp_path / "validated"
+    real = splitprep._shared_parts
+
+    def after_the_validation(lab):
+        if os.getpid() != parent:
+            for _ in range(100):  # 5 s at most
+                if validated.exists():
+                    return real(lab)
+                time.sleep(0.05)
+            os._exit(7)  # the validation waited for the compile: no compile from this child
+        return real(lab)
+
+    monkeypatch.setattr(splitprep, "_shared_parts", after_the_validation)
+    lab = load_or_raise(lab_source)[0]
+    fresh = type(lab)(lab.cluster, lab.hosts, lab.sources)  # nothing worked out before
+    with splitprep.ahead() as loaded:
+        loaded(fresh)
+        found = V.validate(fresh)
+        validated.touch()
+        compiled = splitprep.shared(fresh, ()).compiled
+    assert [answers for _, answers in children] == [[True, True]]  # the compile came from the child
+    assert found == V.validate(type(lab)(lab.cluster, lab.hosts, lab.sources))
+    here = compile_shared(lab)
+    assert (compiled.files, compiled.hosts) == (here.files, here.hosts)
+    assert splitprep._PENDING == {} and forked._RUNNING == set()
