@@ -125,3 +125,18 @@ def test_a_value_written_its_own_way_gets_the_section_of_its_own_host(what, plai
     got, want = _sections(hosts if plain_first else hosts[::-1], backend)
     assert got == want
     assert want["plain"] != want["other"]  # the two are written apart (else the test could not tell)
+
+
+def test_twins_whose_flows_name_another_host_get_the_section_made_once():
+    """A source ``host:<name>`` naming another host is the lab's alone (that host's address): twins with such a
+    flow share one key, so the section is made once for them (only the named host itself is worked out alone)."""
+    from homelab import OpenPort
+
+    port = OpenPort(9100, source="host:mon", reason="scraped by mon")
+    hosts = [_host("mon", 10, [Opens()]), _host("a", 11, [Opens()]), _host("b", 12, [Opens()])]
+    hosts = [attrs.evolve(h, open_ports=[port]) for h in hosts]
+    got, want = _sections(hosts, "iptables")
+    assert got == want
+    assert got["a"] is got["b"]
+    rule = "iptables -w -A nixos-fw -s 192.168.10.10/32 -i enp1s0 -p tcp -m tcp --dport 9100 -j nixos-fw-accept"
+    assert rule in got["a"].defs[0][1].splitlines() and rule not in got["mon"].defs[0][1].splitlines()
