@@ -191,6 +191,33 @@ def _write_all(pipe, text: str) -> None:
             pass
 
 
+def _output_file() -> int:
+    """A new file for a process's standard output, unnamed: in memory where Linux has ``memfd_create``."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return os.memfd_create("homelab-nix-output", os.MFD_CLOEXEC)
+        except OSError:  # not allowed here (a seccomp filter): a temporary file instead
+            pass
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="homelab-nix-output-")
+    os.unlink(path)
+    return fd
+
+
+def _read_from_start(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 24):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _translate(data: bytes, encoding: str, errors: str) -> str:
+    """``data`` as ``subprocess.Popen(text=True)`` hands out what it read from a pipe (its ``_translate_newlines``)."""
+    return data.decode(encoding, errors).replace("\r\n", "\n").replace("\r", "\n")
+
+
 _HOLD: dict[str, Any] = {"depth": 0, "held": None}  # the main thread's (signal handlers run there)
 
 
@@ -252,8 +279,13 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+_ESCAPED = re.compile(r'[\\"$\n\r\t\x00]')  # what nix_string escapes or refuses ("$" only before "{")
+
+
 def nix_string(s: str) -> str:
     """A Nix double-quoted string literal equal to ``s`` (for building expressions)."""
+    if _ESCAPED.search(s) is None:  # most strings (a lab's paths: 30,000 of them a build): nothing to escape
+        return '"' + s + '"'
     if "\x00" in s:
         raise ValueError("Nix strings cannot contain NUL")
     return '"' + (s.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
@@ -335,16 +367,22 @@ class Nix:
     def _run_once(self, cmd: list[str], args: Sequence[str], env: dict[str, str], stdin: str | None,
                   cwd: str | Path | None, limit: float, key: str | None) -> tuple[int, str, str]:
         started: list[subprocess.Popen] = []  # the process, known before Popen returns (an interruption there)
+        # nix's standard output goes to a file in memory, read once nix is done: through a pipe, Python woke up for
+        # every few KiB nix wrote (3,000 times for the 16 MB of a 10,000-host half's read-back: 0.15-0.2 s of
+        # Python's CPU, and as much of nix's); stderr stays a pipe
+        out_fd = _output_file()
         try:
             with _held_interrupts():  # Ctrl-C or SIGTERM while Popen starts it: raised once ``proc`` is known
                 proc = _Popen(started, self, cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                              stdout=out_fd, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
                               start_new_session=True)
             with _CALLS_LOCK:
                 stopped = self.stopped
             if stopped:  # started as stop() ran: ended like the others
                 _kill(proc)
-            out, err = _communicate(proc, stdin, limit)
+            _, err = _communicate(proc, stdin, limit)
+            # decoded as Popen's text mode decodes a pipe's (stderr's encoding and errors, newlines translated)
+            out = _translate(_read_from_start(out_fd), proc.stderr.encoding, proc.stderr.errors)
         except subprocess.TimeoutExpired:
             _kill(proc)
             proc.communicate()
@@ -354,6 +392,7 @@ class Nix:
                 _end(p)
             raise
         finally:
+            os.close(out_fd)
             with _CALLS_LOCK:
                 self.running.difference_update(started)
         return proc.returncode, out, err
