@@ -214,6 +214,12 @@ def test_frozen_tells_apart_what_equality_alone_does_not():
         assert a == b and readback._frozen(a) != readback._frozen(b)
 
 
+def test_frozen_has_no_form_for_a_value_holding_a_float_or_a_key_no_string():
+    # a set of a float would otherwise share its form with every other set of a float under the same key
+    assert [readback._frozen(v) for v in ({"a": 0.5}, {"a": 1, "b": 0.5}, {1: "a"}, [0.5], {"a": [0.5]})] == \
+        [None] * 5
+
+
 def test_a_set_value_judged_once_per_value_names_each_hosts_own_file():
     nested = {"modules/m.nix": {"test": {"gateway": {"address": "x", "metric": 1}}},
               **{f"hosts/{h}/default.nix": {"test": {"gateway": g}}
