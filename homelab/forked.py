@@ -71,9 +71,8 @@ class Child:
         sent before it died is its answer all the same.  Once the child sent no more it is waited for."""
         if self._ended:
             return False, None
-        head = _read_exactly(self._fd, 8)
-        data = _read_exactly(self._fd, int.from_bytes(head, "little")) if len(head) == 8 else b""
-        if len(head) < 8 or len(data) < int.from_bytes(head, "little"):
+        data = receive(self._fd)
+        if data is None:
             self.finish()
             return False, None
         try:
@@ -118,6 +117,22 @@ class Child:
         return os.waitstatus_to_exitcode(status)
 
 
+def send(fd: int, item: Any) -> None:
+    """Write ``item`` to ``fd`` as one message: its pickle's length (8 bytes, little-endian), then the pickle."""
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_all(fd, len(data).to_bytes(8, "little") + data)
+
+
+def receive(fd: int) -> bytes | None:
+    """The pickle of the next message :func:`send` wrote to ``fd``; None when the writer ended before it was whole."""
+    head = _read_exactly(fd, 8)
+    if len(head) < 8:
+        return None
+    n = int.from_bytes(head, "little")
+    data = _read_exactly(fd, n)
+    return data if len(data) == n else None
+
+
 def _read_exactly(fd: int, n: int) -> bytes:
     """``n`` bytes from ``fd``, fewer when it ends first."""
     chunks = []
@@ -143,8 +158,7 @@ def start_each(fn: Callable[..., Iterator[Any]], *args: Any) -> Child:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # as start()'s child
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             for item in fn(*args):
-                data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-                _write_all(w, len(data).to_bytes(8, "little") + data)
+                send(w, item)
             code = 0
         except BaseException:  # noqa: BLE001 - the parent does the rest itself and meets the error there
             code = 1

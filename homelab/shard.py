@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import files, readback, render, splitprep
+from . import files, forked, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
@@ -498,8 +498,7 @@ def _child(job: _Job, half: _Half, out: int, staged: int, unused: tuple[int, int
             done["temps"] = [(rel, str(tmp)) for rel, tmp in temps]
         except Exception as e:  # noqa: BLE001 - the parent builds in one process and says why
             done = {"fallback": _reason(e)}
-        data = pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
-        files._write_all(out, len(data).to_bytes(8, "little") + data)
+        forked.send(out, done)
         if "fallback" not in done and os.read(staged, 1) == b"g":  # both halves succeeded: the go (_commit)
             mine = _entries(temps)
             if crash == "after-go":  # test hook: a child that dies halfway through its renames
@@ -555,10 +554,9 @@ def _close(fd: int) -> None:
 
 def _read_result(fd: int) -> dict[str, Any] | None:
     """The child's result: its length (8 bytes) and its pickle; None if the child ended before it was whole."""
-    head = _read_exactly(fd, 8)
-    if len(head) < 8:
+    data = forked.receive(fd)
+    if data is None:
         return None
-    data = _read_exactly(fd, int.from_bytes(head, "little"))
     try:
         done = pickle.loads(data)
     except Exception:  # noqa: BLE001 - a half-written result is no result
@@ -566,18 +564,6 @@ def _read_result(fd: int) -> dict[str, Any] | None:
     if done is not None and "temps" in done:
         done["temps"] = [(rel, Path(tmp)) for rel, tmp in done["temps"]]
     return done
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    """``n`` bytes from ``fd``, or fewer if it ends first."""
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def _end(pid: int, stop: bool) -> int | None:

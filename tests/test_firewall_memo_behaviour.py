@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from homelab import Host, Lab, Tailscale, firewall
+from homelab import Host, Tailscale, firewall
 from homelab.role import Flow, HostContext, Role
 from homelab.sources import Match
 

@@ -214,6 +214,22 @@ def test_frozen_tells_apart_what_equality_alone_does_not():
         assert a == b and readback._frozen(a) != readback._frozen(b)
 
 
+def test_frozen_has_no_form_for_a_value_holding_a_float_or_a_key_no_string():
+    # a set of a float would otherwise share its form with every other set of a float under the same key
+    assert [readback._frozen(v) for v in ({"a": 0.5}, {"a": 1, "b": 0.5}, {1: "a"}, [0.5], {"a": [0.5]})] == \
+        [None] * 5
+
+
+def test_what_two_shared_modules_define_together_is_judged_for_each_host():
+    nested = {"modules/m1.nix": {"test": {"list": ["a"], "name": "x"}},
+              "modules/m2.nix": {"test": {"list": ["b"], "name": "y"}},
+              "hosts/a/default.nix": {"test": {"list": ["c"]}}}
+    got = readback._entry_and_shared_conflicts(("hosts/a/default.nix", nested["hosts/a/default.nix"]),
+                                               ("modules/m1.nix", "modules/m2.nix"), nested, C, {})
+    assert got == readback.host_conflicts([(rel, nested[rel]) for rel in nested], C)
+    assert [(c.path, c.files) for c in got] == [(("test", "name"), ("modules/m1.nix", "modules/m2.nix"))]
+
+
 def test_a_set_value_judged_once_per_value_names_each_hosts_own_file():
     nested = {"modules/m.nix": {"test": {"gateway": {"address": "x", "metric": 1}}},
               **{f"hosts/{h}/default.nix": {"test": {"gateway": g}}

@@ -7,6 +7,7 @@ uses the lab's contract from one that falls back to the built-in one.
 
 from __future__ import annotations
 
+import collections
 import copy
 import ipaddress
 import pickle
@@ -106,6 +107,11 @@ def test_flatten_cuts_at_the_contracts_paths_and_pushes_an_override_down_to_them
         (("test", "flag"), force(True)),
         (("test", "lines"), force("a", 10)),  # an inner override is the one that counts
     ]
+
+
+def test_flatten_looks_into_a_set_of_a_dict_subclass_as_into_a_dict():
+    nested = {"test": collections.OrderedDict([("flag", True), ("lines", "a")]), "other": {"x": 1}}
+    assert readback.flatten(nested, (), C) == [(("test", "flag"), True), (("test", "lines"), "a"), (("other", "x"), 1)]
 
 
 def test_flatten_keeps_an_override_set_at_an_option_or_holding_a_package_whole():
