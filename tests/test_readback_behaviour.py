@@ -607,3 +607,41 @@ def test_read_back_compares_with_the_prechecks_nested_files_without_nesting_them
                            pre=pre)
     assert report.problems == ["modules/m.nix: test.set.k differs: nix read 'w', the model says 'v'"] * 2  # each side
     assert nested == []
+
+
+C2 = Contract((
+    OptionFact("test.alpha", t.bool_, "test.nix"),
+    OptionFact("test.flag", t.bool_, "test.nix"),
+    OptionFact("test.lines", t.lines, "test.nix"),
+    OptionFact("test.list", t.ListOf(t.str_), "test.nix"),
+    OptionFact("test.maybe", t.NullOr(t.ListOf(t.str_)), "test.nix"),
+))
+ALIKE = {
+    "modules/m1.nix": {"test": {"lines": "m1", "alpha": False}},
+    "hosts/a/default.nix": {"test": {"alpha": True, "lines": "a", "list": 5, "maybe": 7, "flag": 1.5}},
+    "hosts/c/default.nix": {"test": {"alpha": True, "lines": "a", "list": 5, "maybe": 7, "flag": 1.5}},
+    "hosts/d/default.nix": {"test": {"flag": 2.5, "alpha": False, "list": ["x"], "other": {"k": 1}}},
+    "hosts/e/default.nix": {"test": {"alpha": 1.5}},
+}
+
+
+def test_entry_and_shared_conflicts_of_hosts_alike_are_each_hosts_own():
+    """Hosts with the same shared modules and the same values get the same conflicts, each naming its own file;
+    a value no module defines is judged as well (a list option given a number, in a nullOr too); a value
+    of another host at the same option gets its own answer; an option no contract row names is judged too."""
+    memo: dict = {}
+
+    def conflicts(host):
+        rel = f"hosts/{host}/default.nix"
+        return readback._entry_and_shared_conflicts((rel, ALIKE[rel]), ("modules/m1.nix",), ALIKE, C2, memo)
+
+    for host in "ac":
+        rel = f"hosts/{host}/default.nix"
+        assert conflicts(host) == [
+            Conflict(("test", "alpha"), "conflicting definitions True and False", (rel, "modules/m1.nix")),
+            Conflict(("test", "list"), "definitions that do not fit listOf (str): [5]", (rel,)),
+            Conflict(("test", "maybe"), "definitions that do not fit nullOr (listOf (str)): [7]", (rel,)),
+        ]
+    assert conflicts("d") == []
+    assert conflicts("e") == [Conflict(("test", "alpha"), "conflicting definitions 1.5 and False",
+                                       ("hosts/e/default.nix", "modules/m1.nix"))]
