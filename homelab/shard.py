@@ -324,6 +324,7 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
             return None
         committed = False
         child: _Child | None = None
+        both = None
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
                 job = _Job(root, base, shared, nix, force, files._temp_token(), generated, cluster)
@@ -337,6 +338,8 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
             _commit(root, halves, child, delete)
             committed = True
         finally:
+            if child is None and both is not None:  # stopped before it was taken over (the staging's removal): a
+                child = both[1]  # child waiting for the go would hold the lab's lock as long as this process lives
             if child is not None:  # gone before its temporaries are looked for (stopped if this build stops early)
                 child.end(stop=not committed)
             if not committed:  # ours and the child's temporaries: the lock keeps every other build out
@@ -389,8 +392,8 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
         try:
             mine = _work(job, ours, True, lambda: _signal(staged_w), lambda: None)
         except Exception as e:  # noqa: BLE001 - the single-process build finds it again and says it
-            why.append(_reason(e))
-            _close(staged_w)  # a child still waiting goes on (and finds the folder as it is) or fails
+            why.append(_reason(e))  # staged_w is closed below: a child still waiting goes on (and finds the
+            # folder as it is) or fails
         if mine is not None:
             theirs_done = _read_result(results_r)
         finished = True
@@ -403,19 +406,24 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
             if finished and mine is None:  # the child's own reason, when it stopped before it was asked to
                 theirs_done = _read_result(results_r)
             _close(results_r)
-    gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
-    if gone:
-        why.pop(0)
-    if theirs_done is not None and "fallback" in theirs_done:
-        reason, quiet = theirs_done["fallback"]
-        why.append((str(reason), bool(quiet)))
-        return None
-    if mine is None and not gone:
-        return None
-    if mine is None or theirs_done is None or child is None:
-        why.append((f"the second process ended without its result ({_status(status)})", False))
-        return None
-    return [mine, theirs_done], child
+    try:
+        gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
+        if gone:
+            why.pop(0)
+        if theirs_done is not None and "fallback" in theirs_done:
+            reason, quiet = theirs_done["fallback"]
+            why.append((str(reason), bool(quiet)))
+            return None
+        if mine is None and not gone:
+            return None
+        if mine is None or theirs_done is None or child is None:
+            why.append((f"the second process ended without its result ({_status(status)})", False))
+            return None
+        return [mine, theirs_done], child
+    except BaseException:  # Ctrl-C or SIGTERM before the caller has the child: it waits for no go
+        if child is not None:
+            child.end(stop=True)
+        raise
 
 
 def _commit(root: Path, halves: list[dict[str, Any]], child: _Child, delete: list[str]) -> None:

@@ -186,3 +186,54 @@ def test_a_build_stopped_during_its_renames_leaves_each_file_old_or_new_and_no_p
     assert all(now[rel] == one_process[rel] for rel in made)
     assert {rel for rel in made if rel in PARENTS} == {rel for rel in renamed if rel in PARENTS}
     assert files.stale_temps(two) == []
+
+
+_WINDOW = r'''
+import fcntl, json, os, sys, tempfile
+from pathlib import Path
+from homelab import build, shard
+root = Path(sys.argv[1])
+real_exit = tempfile.TemporaryDirectory.__exit__
+class Staging(tempfile.TemporaryDirectory):
+    def __exit__(self, *a):
+        real_exit(self, *a)
+        if a[0] is None:
+            raise KeyboardInterrupt  # as a Ctrl-C that reaches this process only (a notebook's interrupt)
+shard.tempfile = type("T", (), {"TemporaryDirectory": Staging})
+try:
+    build.build(root)
+    outcome = "built"
+except KeyboardInterrupt:
+    outcome = "interrupted"
+me = str(os.getpid())
+children = [p for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/stat")
+            and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == me]
+fd = os.open(root, os.O_RDONLY)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock = "free"
+except BlockingIOError:
+    lock = "held"
+print(json.dumps({"outcome": outcome, "children": children, "lock": lock, "fds": len(os.listdir("/proc/self/fd"))}))
+'''
+
+
+def test_a_library_build_stopped_after_its_staging_is_removed_leaves_no_child_holding_the_lock(lab_source, tmp_path):
+    """A Ctrl-C that reaches a library caller's process (a notebook's kernel) in the moment between the staging
+    folder's removal and the build taking over the child that waits for the go: the child is ended and the lab's
+    lock free (the child was forked under it: alive, it held it as long as the caller's process lived), nothing
+    renamed, no temporary left."""
+    import json
+    import subprocess
+    import sys
+
+    lab = copy_lab(lab_source, tmp_path / "lab")
+    before = tree(lab)
+    env = dict(os.environ, HOMELAB_PARALLEL_FROM="2", HOMELAB_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    p = subprocess.run([sys.executable, "-c", _WINDOW, str(lab)], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert (got["outcome"], got["children"], got["lock"]) == ("interrupted", [], "free")
+    assert tree(lab) == before
