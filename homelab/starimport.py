@@ -15,11 +15,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sys
+import threading
 from typing import Iterator
 
 __all__ = ["quick"]
 
 _PACKAGE = "homelab"
+_ACTIVE = threading.Lock()  # held while a hook of quick() is in place: one at a time in a process
 
 
 @contextlib.contextmanager
@@ -33,6 +35,9 @@ def quick() -> Iterator[None]:
             or not all(isinstance(n, str) and hasattr(package, n) for n in names):
         yield  # a name a star import would still have to import: importlib's own way
         return
+    if not _ACTIVE.acquire(blocking=False):  # another thread's load has it in place: importlib's way here (its
+        yield  # hook answers this thread's star imports too while it lasts), so the last to leave never
+        return  # puts back a hook another one installed
     before = builtins.__import__
 
     def _import(name, globals=None, locals=None, fromlist=(), level=0):
@@ -47,3 +52,4 @@ def quick() -> Iterator[None]:
     finally:
         if builtins.__import__ is _import:
             builtins.__import__ = before
+        _ACTIVE.release()

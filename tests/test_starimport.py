@@ -118,3 +118,40 @@ def test_a_name_the_package_lacks_leaves_the_import_to_importlib(monkeypatch):
             seen = _star_searches(m)
             exec("from homelab import *", {})
         assert seen == ["*"]
+
+
+def test_two_threads_loading_at_once_leave_the_import_function_as_it_was():
+    """Loads in two threads that overlap (A enters, B enters, A leaves, B leaves): the import function in place
+    before is back after both, and B's star import meanwhile still gives the package."""
+    import builtins
+    import threading
+
+    import homelab
+    from homelab import starimport
+
+    original = builtins.__import__
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with starimport.quick():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b():
+        a_in.wait(5)
+        with starimport.quick():
+            b_in.set()
+            a_out.wait(5)
+            namespace: dict = {}
+            exec("from homelab import *", namespace)
+            seen["Host"] = namespace.get("Host")
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert builtins.__import__ is original
+    assert seen == {"Host": homelab.Host}
