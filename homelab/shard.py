@@ -407,23 +407,29 @@ def _run_both(job: _Job, ours: _Half, theirs: _Half, why: list[_Why]) -> list[di
                 theirs_done = _read_result(results_r)
             _close(results_r)
     try:
-        gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
-        if gone:
-            why.pop(0)
-        if theirs_done is not None and "fallback" in theirs_done:
-            reason, quiet = theirs_done["fallback"]
-            why.append((str(reason), bool(quiet)))
-            return None
-        if mine is None and not gone:
-            return None
-        if mine is None or theirs_done is None or child is None:
-            why.append((f"the second process ended without its result ({_status(status)})", False))
-            return None
-        return [mine, theirs_done], child
+        return _outcome(why, mine, theirs_done, child, status)
     except BaseException:  # Ctrl-C or SIGTERM before the caller has the child: it waits for no go
         if child is not None:
             child.end(stop=True)
         raise
+
+
+def _outcome(why: list[_Why], mine: dict[str, Any] | None, theirs_done: dict[str, Any] | None,
+             child: _Child | None, status: int | None) -> tuple[list[dict[str, Any]], _Child] | None:
+    """:func:`_run_both`'s answer from what each half gave (None, and ``why`` says why, unless both succeeded)."""
+    gone = bool(why) and why[0][0] == _GONE  # this half stopped because the child had: the child says why
+    if gone:
+        why.pop(0)
+    if theirs_done is not None and "fallback" in theirs_done:
+        reason, quiet = theirs_done["fallback"]
+        why.append((str(reason), bool(quiet)))
+        return None
+    if mine is None and not gone:
+        return None
+    if mine is None or theirs_done is None or child is None:
+        why.append((f"the second process ended without its result ({_status(status)})", False))
+        return None
+    return [mine, theirs_done], child
 
 
 def _commit(root: Path, halves: list[dict[str, Any]], child: _Child, delete: list[str]) -> None:
