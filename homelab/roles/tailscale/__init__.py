@@ -110,6 +110,16 @@ class Tailscale(Role):
     )
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
+        # The module depends on nothing but these three fields (the role class too, kept in the key for a subclass):
+        # hosts configured alike get the very same Module, once per lab (the compiler then writes out its variant
+        # key once, not per host).  Each value keyed with its type, so that no two values equal by == but written
+        # differently (True and 1) share an entry; str, None are all these fields hold.
+        key_path = self.auth_key.path if self.auth_key is not None else None
+        key = ("tailscale: module", type(self), *((type(v), v) for v in (self.interface, self.auth_key_file,
+                                                                            key_path)))
+        yield ctx.lab.derived(key, self._module)
+
+    def _module(self) -> Module:
         defs: list[tuple[str, object]] = [
             ("services.tailscale.enable", True),
             ("services.tailscale.openFirewall", False),
@@ -119,7 +129,7 @@ class Tailscale(Role):
             defs.append(("services.tailscale.authKeyFile", self.auth_key_file))
         elif self.auth_key is not None:  # agenix's age.secrets.<name>.path, set so by nix/lib.nix
             defs.append(("services.tailscale.authKeyFile", self.auth_key.path))
-        yield Module("modules/network/tailscale.nix", "Tailscale on every host", (
+        return Module("modules/network/tailscale.nix", "Tailscale on every host", (
             section("", *defs),
             section("tailscaled would accept everything arriving on its interface ahead of NixOS's firewall; "
                     "turned off, the host's flow table decides what tailnet peers reach. `tailscale up` resets "
