@@ -54,6 +54,8 @@ TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
 TAILNET_V4 = str(TAILSCALE_RANGE)  # Tailscale's IPv4 range (CGNAT), the one validation checks addresses against
 TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
+# made of constants only, and a Flow is frozen and holds only immutable values: one object serves every host
+_FLOW = Flow(TAILSCALE_PORT, "udp", WORLD, "WireGuard: tailnet peers reach this host directly from anywhere")
 
 
 @attrs.frozen
@@ -139,7 +141,7 @@ class Tailscale(Role):
         ))
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
-        yield Flow(TAILSCALE_PORT, "udp", WORLD, "WireGuard: tailnet peers reach this host directly from anywhere")
+        yield _FLOW
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(TAILSCALE_PORT, "udp", "tailscaled")
