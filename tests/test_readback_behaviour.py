@@ -397,6 +397,27 @@ def test_precheck_of_a_lab_with_file_problems_lists_them_per_file():
     assert pre.all_problems() == [twice, outside] and not pre.ok
 
 
+def test_precheck_of_an_override_without_its_priority_or_content_alone_on_a_host():
+    # an attribute set the module system reads as mkOverride, with no priority (a role's own) or no content (a
+    # raw option's, not contract-checked): the only definition of a bool, yet NixOS could not merge it
+    no_priority = {"_type": "override", "content": True}
+    no_content = {"_type": "override", "priority": 50}
+    lab = compiled_lab([
+        module_file("hosts/a/default.nix", (("test", "flag"), no_priority)),
+        module_file("hosts/b/default.nix", (("test", "alpha"), no_content), user=True),
+        module_file("hosts/c/default.nix", (("test", "flag"), True)),
+    ], {"a": (), "b": (), "c": ()})
+    pre = readback.precheck(lab)
+    assert pre.problems == []
+    assert pre.conflicts == {
+        "a": [Conflict(("test", "flag"), f"definitions that do not fit bool: [{no_priority!r}]",
+                       ("hosts/a/default.nix",))],
+        "b": [Conflict(("test", "alpha"), f"definitions that do not fit bool: [{no_content!r}]",
+                       ("hosts/b/default.nix",))],
+        "c": [],
+    }
+
+
 # ---------------------------------------------------------------- names read from the model
 
 
