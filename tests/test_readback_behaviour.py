@@ -618,6 +618,17 @@ def test_evaluate_reads_the_data_file_when_it_is_there_unless_told_not_to(nix, t
     assert readback.evaluate(tmp_path, lab, nix, with_data=False)["data"] is None
 
 
+def test_the_expression_of_a_read_back_of_the_same_arguments_is_the_one_evaluate_reads(nix, tmp_path):
+    # evaluate_expr's defaults are evaluate's: a caller that makes the expression (to run it with others) and hands
+    # it to evaluate reads what evaluate alone reads, the data file included
+    write_files(tmp_path, {"hosts/c/default.nix": "{ ... }: { }", "hosts/lab.nix": "{ hosts.a.x = 2; }"})
+    lab = compiled_lab([module_file("hosts/c/default.nix")], {"c": ()},
+                       data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
+    alone = readback.evaluate(tmp_path, lab, nix)
+    assert alone["data"] == {"hosts": {"a": {"x": 2}}}
+    assert readback.evaluate(tmp_path, lab, nix, expr=readback.evaluate_expr(tmp_path, lab)) == alone
+
+
 def test_read_back_compares_with_the_prechecks_nested_files_without_nesting_them_again(nix, tmp_path, monkeypatch):
     pre = readback.precheck(compiled_lab([module_file(rel, *defs) for rel, defs in MODEL.items()],
                                          {"a": ("modules/m.nix",), "b": ("modules/m.nix",), "c": ()}))
