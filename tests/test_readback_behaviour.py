@@ -347,6 +347,32 @@ def test_contract_problems_of_every_generated_section_and_definition():
     ]
 
 
+def test_a_lab_role_writing_an_override_without_its_content_is_told_so_not_a_crash():
+    # a lab's own role whose host section holds the set lib.mkOverride makes, without its content: the contract
+    # check said KeyError: 'content' (a traceback from build.prepare); now the value is named, with the reason
+    import attrs
+
+    from homelab import build
+    from homelab.errors import GeneratedCodeError
+    from homelab.nixmodule import section
+    from homelab.role import Role
+    from tests import labkit
+
+    value = {"_type": "override", "priority": 50}
+
+    @attrs.frozen
+    class Mine(Role):
+        def host_sections(self, ctx):
+            yield section("mine", ("services.nginx.enable", value))
+
+    seed = labkit.lab()
+    lab = labkit.evolve_host(seed, "tokiwa", roles=[*seed.hosts[1].roles, Mine()])
+    with pytest.raises(GeneratedCodeError) as e:
+        build.prepare(lab, [])
+    assert e.value.problems == [f"hosts/tokiwa/default.nix: services.nginx.enable = {value!r} does not fit bool: "
+                                f"{value!r} is an override (lib.mkOverride) without its content"]
+
+
 def module_file(rel: str, *defs, user: bool = False, imports: tuple[str, ...] = ()) -> ModuleFile:
     return ModuleFile(rel, "t", "test", imports, (Section("", tuple(defs), user=user),))
 
