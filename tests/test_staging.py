@@ -78,8 +78,9 @@ def test_each_file_staged_is_listed_and_an_import_that_is_no_file_is_passed_over
                                                                  "hosts/d/missing.nix"], set(),
                            skip_present=skip_present, staged=staged)
         assert staged == ["hosts/a/hw.nix", "hosts/a/disks.nix"]
-        assert sorted(str(p.relative_to(base / str(skip_present))) for p in (base / str(skip_present)).rglob("*")) \
-            == ["hosts", "hosts/a", "hosts/a/disks.nix", "hosts/a/hw.nix", "hosts/c", "hosts/d"]
+        here = base / str(skip_present)
+        assert sorted(str(p.relative_to(here)) for p in here.rglob("*") if not p.is_dir()) == \
+            ["hosts/a/disks.nix", "hosts/a/hw.nix"]
 
 
 def test_generated_files_beside_an_import_are_never_copied(tmp_path):
