@@ -28,7 +28,6 @@ Standalone: imports nothing from homelab.
 from __future__ import annotations
 
 import re
-import sys
 from types import CodeType
 
 __all__ = ["compile_source", "MAX_SHAPES"]
@@ -46,7 +45,6 @@ _PART = re.compile(
     r'|"[^"\\\r\n]*"'
     r"|(?<!\w)[0-9][0-9A-Za-z_.]*))")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_]*")  # the strings compile() interns (all_name_chars)
 # what the rest may hold (\x00 and \x01: a literal's start and end, '#': a comment)
 _REST = re.compile(r"[\w \t\f\r\n=()\[\]{},:.*#\x00\x01]*")
 _BAD = re.compile(
@@ -82,10 +80,7 @@ def _split(text: str) -> tuple[str, list] | None:
             continue
         if c == "'" or c == '"':
             q = 3 if len(tok) >= 6 and tok[1] == c and tok[2] == c else 1
-            s = tok[q:-q]
-            if _NAME_CHARS.fullmatch(s):
-                s = sys.intern(s)
-            values.append(s)
+            values.append(tok[q:-q])  # interned, if it looks like a name, by the code object made, as by compile()
             k = "s"
         else:
             if not _INT.fullmatch(tok):
