@@ -63,8 +63,9 @@ _KEYWORDS = frozenset({"False", "None", "True", "and", "as", "assert", "async", 
 _ALLOWED_KEYWORDS = frozenset({"from", "import", "as", "None", "True", "False"})
 _SINGLETONS = frozenset({(type(None), None), (bool, True), (bool, False), (type(Ellipsis), Ellipsis)})
 
-# shape -> (its code, its literals' values) or None: not reused (its constants are not only its literals')
-_SHAPES: dict[str, tuple[CodeType, tuple] | None] = {}
+# shape -> (its code, its literals' equality classes (_classes), how to make its constants with other values
+# (_recipe, per constant), the constants the rest of the file can make) or None: not reused
+_SHAPES: dict[str, tuple[CodeType, list, list, frozenset] | None] = {}
 
 
 def _split(text: str) -> tuple[str, list] | None:
@@ -119,28 +120,45 @@ def _leaves(consts: tuple, into: set) -> bool:
     return True
 
 
-def _mapping(old: tuple, new: list) -> dict | None:
-    """old value key -> new value, or None: the two files' literals do not correspond one to one."""
-    forward: dict = {}
-    backward: dict = {}
-    for a, b in zip(old, new):
-        ka, kb = (type(a), a), (type(b), b)
-        if forward.setdefault(ka, kb) != kb or backward.setdefault(kb, ka) != ka:
-            return None
-    return {k: v[1] for k, v in forward.items()}
+def _classes(values: list) -> tuple[list, dict]:
+    """Which literals are equal, as compile()'s constant table merges them: per literal, the number of its value's
+    key (type and value) in order of first appearance; and those keys in that order."""
+    first: dict = {}
+    return [first.setdefault((type(v), v), len(first)) for v in values], first
 
 
-def _put(consts: tuple, to: dict) -> tuple:
-    """``consts`` with each literal's value replaced (``to``: old key -> new value); the rest as it is."""
+def _recipe(consts: tuple, number: dict):
+    """How to make ``consts`` with other values: None (keep it: no literal in it), ('v', n) (the value of key number
+    n), (type, [recipe or ('k', constant) per item]) for a tuple or frozenset holding literals."""
     out = []
+    changed = False
     for c in consts:
         t = type(c)
-        if t is tuple:
-            out.append(_put(c, to))
-        elif t is frozenset:
-            out.append(frozenset(_put(tuple(c), to)))
+        if t is tuple or t is frozenset:
+            r = _recipe(tuple(c), number)
+            if r is not None:
+                out.append((t, r))
+                changed = True
+                continue
+        elif (t, c) in number:
+            out.append(("v", number[(t, c)]))
+            changed = True
+            continue
+        out.append(("k", c))
+    return out if changed else None
+
+
+def _make(recipe: list, new: list) -> tuple:
+    out = []
+    for kind, x in recipe:
+        if kind == "k":
+            out.append(x)
+        elif kind == "v":
+            out.append(new[x])
+        elif kind is tuple:
+            out.append(_make(x, new))
         else:
-            out.append(to.get((t, c), c))
+            out.append(frozenset(_make(x, new)))
     return tuple(out)
 
 
@@ -164,14 +182,17 @@ def compile_source(source: bytes, filename: str) -> CodeType:
         return code
     if known is None:
         return compile(source, filename, "exec", dont_inherit=True)
-    template, old, made = known
-    to = _mapping(old, values)
-    if to is None or not made.isdisjoint([(type(v), v) for v in values]):
+    template, classes, recipe, made = known
+    mine, keys = _classes(values)
+    if mine != classes or not made.isdisjoint(keys):  # equal literals where the first file's were not, or the reverse
         return compile(source, filename, "exec", dont_inherit=True)
-    return template.replace(co_consts=_put(template.co_consts, to), co_filename=filename)
+    new = [v for _, v in keys]
+    consts = tuple(c if r is None else new[r[1]] if r[0] == "v" else _make([r], new)[0]
+                   for c, r in zip(template.co_consts, recipe))
+    return template.replace(co_consts=consts, co_filename=filename)
 
 
-def _template(code: CodeType, values: list, words: set | None) -> tuple[CodeType, tuple, frozenset] | None:
+def _template(code: CodeType, values: list, words: set | None) -> tuple[CodeType, list, list, frozenset] | None:
     """What files of ``code``'s shape are made from: ``code``, its literals' values, the constants the rest of the
     file makes (names of keyword arguments, of imported and annotated names, '*', an import's level 0, the singletons);
     or None: its constants are not exactly its literals' and those (nothing folded, nothing dropped, no literal that is
@@ -186,5 +207,9 @@ def _template(code: CodeType, values: list, words: set | None) -> tuple[CodeType
     possible = {(str, w) for w in words} | {(str, "*"), (int, 0)} | _SINGLETONS
     if not made <= possible or not own.isdisjoint(possible):
         return None
-    return code, tuple(values), frozenset(possible)
+    classes, keys = _classes(values)
+    number = {k: n for n, k in enumerate(keys)}
+    recipe = [_recipe((c,), number) for c in code.co_consts]
+    recipe = [None if r is None else r[0] for r in recipe]
+    return code, classes, recipe, frozenset(possible)
 
