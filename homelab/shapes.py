@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from types import CodeType
 
-__all__ = ["compile_source", "MAX_SHAPES"]
+__all__ = ["compile_source", "reset", "MAX_SHAPES", "GIVE_UP"]
 
 MAX_SHAPES = 512  # shapes kept per process (a lab of hand-written files, each its own shape, keeps no more)
 
@@ -51,6 +51,7 @@ _BAD = re.compile(
     r"[)\]}\x01][ \t\f\r\n#]*[(\[.]"  # a call, subscript or attribute of a literal or of a display
     r"|[)\]}\x01\w][ \t\f\r\n#]*\x00"  # a literal after a literal (implicit concatenation), a display, a prefix
     r"|\.[ \t\f\r\n#]*\x00n"  # .5
+    r"|\b(?:None|True|False)[ \t\f\r\n#]*[(\[]|\.[ \t\f\r\n#]*[(\[]"  # None(..), True[..], ...[..]: a warning
     r"|[=:][ \t\f\r\n#]*="  # == :=
     r"|\bfrom[ \t\f\r\n#]*\."  # a relative import (its level a constant besides 0)
 )
@@ -66,6 +67,16 @@ _SINGLETONS = frozenset({(type(None), None), (bool, True), (bool, False), (type(
 # shape -> (its code, its literals' equality classes (_classes), how to make its constants with other values
 # (_recipe, per constant), the constants the rest of the file can make) or None: not reused
 _SHAPES: dict[str, tuple[CodeType, list, list, frozenset] | None] = {}
+# files looked at and files made from a shape: a process whose files rarely share a shape (hand-written, each its own)
+# stops looking after GIVE_UP files (the look costs about a sixth of a compile)
+_COUNTS = [0, 0]
+GIVE_UP = 64
+
+
+def reset() -> None:
+    """Forget every shape and count (a new lab)."""
+    _SHAPES.clear()
+    _COUNTS[0] = _COUNTS[1] = 0
 
 
 def _split(text: str) -> tuple[str, list] | None:
@@ -166,6 +177,10 @@ def compile_source(source: bytes, filename: str) -> CodeType:
     """``compile(source, filename, "exec", dont_inherit=True)``: the same code, made from an earlier file's of the
     same shape where that is certainly the same (see the module's rules)."""
     split = None
+    looked, made = _COUNTS
+    if looked >= GIVE_UP and made * 4 < looked:  # most files here have their own shape: compile them all
+        return compile(source, filename, "exec", dont_inherit=True)
+    _COUNTS[0] = looked + 1
     if not source.startswith(b"\xef\xbb\xbf") and b"\0" not in source and b"coding" not in source:
         try:
             split = _split(source.decode("utf-8"))
@@ -189,6 +204,7 @@ def compile_source(source: bytes, filename: str) -> CodeType:
     new = [v for _, v in keys]
     consts = tuple(c if r is None else new[r[1]] if r[0] == "v" else _make([r], new)[0]
                    for c, r in zip(template.co_consts, recipe))
+    _COUNTS[1] += 1
     return template.replace(co_consts=consts, co_filename=filename)
 
 

@@ -62,12 +62,12 @@ class Counted:
             return compile(*args, **kwargs)
 
         shapes.compile = counting
-        shapes._SHAPES.clear()
+        shapes.reset()
         return self
 
     def __exit__(self, *exc):
         del shapes.compile
-        shapes._SHAPES.clear()
+        shapes.reset()
 
 
 def warned(source: bytes, name: str, fast: bool):
@@ -308,6 +308,9 @@ EDGES = [
     ["x = 'a'(1)\n", "x = 'b'(2)\n"],
     ["x = [1, 2]['a']\n", "x = [3, 4]['b']\n"],
     ["x = 'a'.upper()\n", "x = 'b'.upper()\n"],
+    ["host = None[7]\n", "host = None[8]\n"],  # found by hypothesis: compile() warns
+    ["host = True(7)\n", "host = True(8)\n"],
+    ["host = ...[7]\n", "host = ...[8]\n"],
     ["x = y == 1\n", "x = y == 2\n"],
     ["x = (y := 1)\n", "x = (y := 2)\n"],
     # syntax errors: the same error, the same place
@@ -337,6 +340,15 @@ def test_made_files_really_are_made():
                             "from homelab import *\nhost = Host(hostname='bb', roles=[Worker(port=2)])  # yy\n"]) == 1
     assert same_as_compile(["x = 'é'; y = f(1)\n", "x = 'ée'; y = f(1)\n"]) == 0  # 2 bytes and 3: not one shape
     assert same_as_compile(["x = 1 in [1, 2]\n", "x = 3 in [3, 4]\n"]) == 0
+
+
+def test_files_of_their_own_shapes_stop_the_looking():
+    """After GIVE_UP files of which fewer than a quarter were made from a shape, every file is compiled (and still
+    the same); a new lab (reset) looks again."""
+    own = [f"x{i} = 'a'\n" + "y = 1\n" * i for i in range(shapes.GIVE_UP)]
+    alike = ["x = ('a', 'b')\n", "x = ('c', 'd')\n"]
+    assert same_as_compile(own + alike) == 0
+    assert same_as_compile(own[:shapes.GIVE_UP - 2] + alike) == 1
 
 
 # --- whole files run: the same namespace, the same problems with the same lines ---------------------------------
