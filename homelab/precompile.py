@@ -17,7 +17,7 @@ itself any file the helper did not list.
 Nothing depends on the helper: a file it could not compile (a syntax error, a file it could not
 read) comes back as None, and so does every file after the helper stopped for any reason; the
 caller then compiles the file itself, so its error is exactly the one it would have had.
-Standalone: imports nothing from homelab.
+Standalone: imports nothing from homelab but :mod:`homelab.shapes` (itself standalone).
 """
 
 from __future__ import annotations
@@ -30,16 +30,19 @@ import signal
 import threading
 from types import CodeType
 
+from .shapes import compile_source
+
 __all__ = ["Precompiled", "compile_file", "available", "early", "FROM"]
 
 FROM = 200  # files: below this a helper costs more than it saves (homelab.load.PRECOMPILE_FROM)
 
 
 def compile_file(path: str) -> CodeType:
-    """``path``'s code, as running it as a script compiles it (no ``__future__`` flags of the caller)."""
+    """``path``'s code, as running it as a script compiles it (no ``__future__`` flags of the caller): compile()'s,
+    or the same code made from an earlier file's of the same shape (:mod:`homelab.shapes`)."""
     with open(path, "rb") as f:
         source = f.read()
-    return compile(source, path, "exec", dont_inherit=True)
+    return compile_source(source, path)
 
 
 def available() -> bool:
