@@ -71,12 +71,16 @@ def edited(text: str) -> bool:
     return h is None or h != content_hash(text)
 
 
-def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False) -> Plan:
-    """What a build would do; raises LabError for files it must not touch."""
+def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False,
+         listed: dict[str, Collection[str]] | None = None) -> Plan:
+    """What a build would do; raises LabError for files it must not touch.  ``listed``: real folders of the lab
+    (lab-relative, no link) the caller listed already, each with the names in it: a folder there is not in the
+    way, and a file whose name is not in its folder's listing is not there (no look at either)."""
     problems: list[Problem] = []
     write: dict[str, str] = {}
     unchanged: list[str] = []
-    in_the_way: dict[str, bool] = {}  # each folder looked at once (hosts/ holds 10,000 hosts' files)
+    in_the_way: dict[str, bool] = {folder: False for folder in listed or ()}  # each folder looked at once (hosts/
+    # holds 10,000 hosts' files); a folder listed is a real one
 
     def blocks(folder: str) -> bool:  # a link, or anything but a folder (one lstat: a lab has 10,000 folders)
         if folder not in in_the_way:
@@ -94,6 +98,10 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
         blocking = next((f for f in ("/".join(parts[:n]) for n in range(len(parts), 0, -1)) if blocks(f)), None)
         if blocking is not None:
             problems.append(Problem(blocking, "file", f"is in the way: homelab needs a folder there to write {rel}"))
+            continue
+        folder = rel.rpartition("/")[0]
+        if listed is not None and folder in listed and rel.rpartition("/")[2] not in listed[folder]:
+            write[rel] = text  # not there when its folder was listed: as the look below finds it
             continue
         try:
             os.lstat(target)

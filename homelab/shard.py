@@ -229,13 +229,14 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     except splitprep.Refused as e:  # a problem of the lab's hosts (or homelab's code): the one-process build says it
         raise _Fallback(str(e), quiet=True) from None
     texts = _texts(job, compiled, half)
-    plan = files.plan(job.root, texts, prune=False, force=job.force)
+    listed = _listed(job, half)
+    plan = files.plan(job.root, texts, prune=False, force=job.force,
+                      listed={folder: {e.name for e in entries} for folder, entries in listed.items()})
     t0 = time.perf_counter()
     made: set[str] = set()
     readback.stage_texts(job.base, texts, made)
     staged = list(texts)  # what this half wrote into the staging folder, to remove (_unstage)
     hand = sorted({r for h in half.hosts for r in compiled.hosts[h].hand_written})
-    listed = _listed(job, half)
     if not first:  # beside this process's half; never this build's own; the host folders each half lists are
         # skipped (_listed); here, before the child waits for this process's staging (it waited up to 0.8 s when this
         # half was slower)
