@@ -79,8 +79,7 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
     problems: list[Problem] = []
     write: dict[str, str] = {}
     unchanged: list[str] = []
-    in_the_way: dict[str, bool] = {folder: False for folder in listed or ()}  # each folder looked at once (hosts/
-    # holds 10,000 hosts' files); a folder listed is a real one
+    in_the_way: dict[str, bool] = {folder: False for folder in listed or ()}  # each folder looked at once (10,000)
 
     def blocks(folder: str) -> bool:  # a link, or anything but a folder (one lstat: a lab has 10,000 folders)
         if folder not in in_the_way:
