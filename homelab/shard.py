@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import files, forked, readback, render, splitprep
+from . import files, forked, load, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
@@ -160,7 +160,11 @@ def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], 
     ``out`` already (hashed as they were staged) are not read again."""
     base = str(root) + "/"
     for h in hosts:
-        for rel in (f"{lab.where(h)}/host.py", *compiled.hosts[h].hand_written):
+        host_py = f"{lab.where(h)}/host.py"
+        known = load.source_digest(lab.host(h), str(root / host_py))  # the bytes the load ran, hashed then
+        if known is not None and host_py not in out:
+            out[host_py] = known
+        for rel in (host_py, *compiled.hosts[h].hand_written):
             if rel in out:
                 continue
             try:

@@ -1,0 +1,98 @@
+"""The no-op record's digest of each host.py, in a two-process build (homelab/shard.py), is the SHA-256 of the bytes
+the load ran to make that host (homelab.load.source_digest: kept from the load, by the precompile helper or by
+this process's own compile), not of the file as it is later: a host.py edited during the build makes the next
+build rebuild.  ``HOMELAB_PARALLEL_FROM=2`` sends a lab of 6 hosts down the two-process path; ``PRECOMPILE_FROM``
+set to 1 has the helper compile them (the load's other path, compiling in this process, with it left as it is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from homelab import build, load, shard, uptodate
+from tests.test_bench_runs import bench_module
+
+from .conftest import copy_lab
+
+HOSTS = 6
+
+
+@pytest.fixture(scope="module")
+def lab_source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source-digests-lab")
+    bench = bench_module()
+    bench.write_lab(bench.synthetic_lab(HOSTS), root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _two_processes_here():
+    if not shard.available():
+        pytest.skip("no fork or a single core: the two-process path is never taken here")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("helper", [True, False], ids=["helper-compiled", "compiled-here"])
+def test_a_host_py_edited_during_the_build_keeps_the_digest_of_what_was_loaded(lab_source, tmp_path, nix,
+                                                                              monkeypatch, helper):
+    root = copy_lab(lab_source, tmp_path / "lab")
+    names = sorted(p.name for p in (root / "hosts").iterdir() if (p / "host.py").is_file())
+    loaded = {f"hosts/{h}/host.py": (root / "hosts" / h / "host.py").read_bytes() for h in names}
+    if helper:
+        monkeypatch.setattr(load, "PRECOMPILE_FROM", 1)
+    real = shard._digest_sources
+    edited: list[str] = []
+
+    def edit_then_digest(root_, lab, compiled, hosts, out):
+        # between the load and the record, in each half's own process: the first host's host.py changes, its size
+        # kept (a comment's letter)
+        p = root_ / "hosts" / hosts[0] / "host.py"
+        data = p.read_bytes()
+        p.write_bytes(data[:-2] + (b"X" if data[-2:-1] != b"X" else b"Y") + data[-1:])
+        edited.append(hosts[0])  # this process's list (the child's is its own copy)
+        return real(root_, lab, compiled, hosts, out)
+
+    monkeypatch.setattr(shard, "_digest_sources", edit_then_digest)
+    monkeypatch.setenv("HOMELAB_PARALLEL_FROM", "2")
+    monkeypatch.delenv("HOMELAB_DEBUG", raising=False)
+    res = build.build(root, nix=nix)
+    assert res.processes == 2
+    now = {rel: (root / rel).read_bytes() for rel in loaded}
+    changed = sorted(rel for rel in loaded if now[rel] != loaded[rel])
+    assert len(changed) == 2 and f"hosts/{edited[0]}/host.py" in changed  # one host of each half
+    # every host.py's digest is the loaded content's, the edited two included
+    assert {rel: d for rel, d in res.digests.items() if rel.endswith("/host.py")} == \
+        {rel: _sha(data) for rel, data in loaded.items()}
+    # so the record made from them does not match the lab now: the next build rebuilds
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HOMELAB_CACHE_DIR", str(cache))
+    assert uptodate.fingerprint(str(root), [], res.digests) != uptodate.fingerprint(str(root), [])
+    for rel in changed:  # put back: the digests then match the files exactly
+        (root / rel).write_bytes(loaded[rel])
+    assert uptodate.fingerprint(str(root), [], res.digests) == uptodate.fingerprint(str(root), [])
+
+
+def test_the_digest_is_only_for_the_very_host_the_load_made_from_that_path(lab_source, tmp_path):
+    """source_digest answers for the Host object the last load made from that host.py; another load (the file
+    edited since), another path or an equal Host made elsewhere: None (the build then reads the file)."""
+    root = copy_lab(lab_source, tmp_path / "lab")
+    lab, problems = load.load(root, secrets=False)
+    assert lab is not None
+    host = lab.hosts[0]
+    path = root / "hosts" / host.hostname / "host.py"
+    assert load.source_digest(host, str(path)) == _sha(path.read_bytes())
+    assert load.source_digest(host, str(path) + "x") is None
+    import attrs
+
+    assert load.source_digest(attrs.evolve(host), str(path)) is None  # equal, not the one loaded
+    path.write_bytes(path.read_bytes() + b"\n# edited\n")
+    again, _ = load.load(root, secrets=False)
+    assert load.source_digest(host, str(path)) is None  # the earlier load's host: forgotten
+    assert load.source_digest(again.host(host.hostname), str(path)) == _sha(path.read_bytes())
