@@ -157,11 +157,13 @@ def _texts(job: _Job, compiled: Compiled, half: _Half) -> dict[str, str]:
 
 def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], out: dict[str, str]) -> None:
     """SHA-256 of each host's host.py and hand-written imports (what the no-op record hashes otherwise); those in
-    ``out`` already (hashed as they were staged) are not read again."""
+    ``out`` already (hashed as they were staged) are not read again, nor a host.py whose bytes the load hashed as
+    it ran them to make this lab's host (homelab.load.source_digest): an edit since is then a change to the
+    record, as an edit of a staged import is."""
     base = str(root) + "/"
     for h in hosts:
         host_py = f"{lab.where(h)}/host.py"
-        known = load.source_digest(lab.host(h), str(root / host_py))  # the bytes the load ran, hashed then
+        known = load.source_digest(lab.host(h), base + host_py)  # the bytes the load ran, hashed then
         if known is not None and host_py not in out:
             out[host_py] = known
         for rel in (host_py, *compiled.hosts[h].hand_written):
