@@ -392,6 +392,7 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
     _SOURCE_DIGESTS.clear()
+    _IMPORT_CONTENTS.clear()
     _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
         try:
@@ -521,6 +522,17 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
     return hosts, sources
 
 
+# path -> the whole content of a hand-written import as the last load read it (one under _HEAD bytes): a build
+# stages these very bytes for nix and hashes them for its no-op record (:func:`import_contents`), without reading
+# each file again; an edit since the load is then a change to the record.  Cleared by each load.
+_IMPORT_CONTENTS: dict[str, bytes] = {}
+
+
+def import_contents() -> dict[str, bytes]:
+    """The hand-written imports' contents the last load read whole, by the path it read them at (``root``/...)."""
+    return _IMPORT_CONTENTS
+
+
 def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where: str,
                      placeholders: bool) -> list[Problem]:
     """What is wrong with a host's hand-written imports (``imports``: valid relative paths): missing, unreadable,
@@ -536,6 +548,8 @@ def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where:
             folder = folder or str(host_py.parent)
             path = f"{folder}/{name}"
         why, head, link = _examine(path, _HEAD)
+        if why is None and len(head) < _HEAD:  # all of it (a regular file's read stops short only at its end)
+            _IMPORT_CONTENTS[path] = head
         if why == "is missing":
             out.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
         elif why:

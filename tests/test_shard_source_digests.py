@@ -96,3 +96,56 @@ def test_the_digest_is_only_for_the_very_host_the_load_made_from_that_path(lab_s
     again, _ = load.load(root, secrets=False)
     assert load.source_digest(host, str(path)) is None  # the earlier load's host: forgotten
     assert load.source_digest(again.host(host.hostname), str(path)) == _sha(path.read_bytes())
+
+
+def test_a_hardware_file_edited_before_its_staging_is_staged_and_recorded_as_loaded(lab_source, tmp_path, nix,
+                                                                                    monkeypatch):
+    """The hand-written imports the load read whole (homelab.load.import_contents) are staged for nix as the load
+    read them and hashed so for the record: one edited after the load (before it is staged) does not reach nix,
+    and the next build rebuilds."""
+    from homelab import readback
+
+    root = copy_lab(lab_source, tmp_path / "lab")
+    hw = sorted(p.relative_to(root).as_posix() for p in (root / "hosts").glob("*/hardware-configuration.nix"))
+    assert len(hw) == HOSTS
+    loaded = {rel: (root / rel).read_bytes() for rel in hw}
+    real = readback.stage_hand_written
+    seen: list[str] = []
+    mine: list[str] = []
+
+    def edit_then_stage(base, root_, hand, *args, **kw):
+        for rel in hand:  # this half's, each edited (size kept) after the load, before it is staged
+            p = root_ / rel
+            data = p.read_bytes()
+            p.write_bytes(data + b"# edited\n")  # still Nix: what nix reads decides, not a parse error
+        hand = list(hand)
+        mine.extend(hand)
+        real(base, root_, hand, *args, **kw)
+        seen.extend(rel for rel in hand if (Path(base) / rel).read_bytes() == loaded[rel])  # what nix reads
+
+    monkeypatch.setattr(readback, "stage_hand_written", edit_then_stage)
+    monkeypatch.setenv("HOMELAB_PARALLEL_FROM", "2")
+    monkeypatch.delenv("HOMELAB_DEBUG", raising=False)
+    res = build.build(root, nix=nix)
+    assert res.processes == 2
+    assert mine and seen == mine  # this process's half staged the loaded bytes (the child's lists are its own)
+    assert all((root / rel).read_bytes() != loaded[rel] for rel in hw)  # both halves edited theirs
+    assert {rel: d for rel, d in res.digests.items() if rel in loaded} == {rel: _sha(b) for rel, b in loaded.items()}
+    assert uptodate.fingerprint(str(root), [], res.digests) != uptodate.fingerprint(str(root), [])
+    for rel in hw:
+        (root / rel).write_bytes(loaded[rel])
+    assert uptodate.fingerprint(str(root), [], res.digests) == uptodate.fingerprint(str(root), [])
+
+
+def test_the_imports_read_whole_are_the_last_loads_only(lab_source, tmp_path):
+    """import_contents holds what the last load read whole: a file that grew past the head read since, or that no
+    host imports any more, is not answered from an earlier load (the build then reads it)."""
+    root = copy_lab(lab_source, tmp_path / "lab")
+    hw = root / "hosts" / "n0000" / "hardware-configuration.nix"
+    lab, _ = load.load(root, secrets=False, placeholders=True)
+    assert lab is not None and load.import_contents()[str(hw)] == hw.read_bytes()
+    hw.write_bytes(hw.read_bytes() + b"# " + b"x" * load._HEAD + b"\n")
+    again, _ = load.load(root, secrets=False, placeholders=True)
+    assert again is not None and str(hw) not in load.import_contents()
+    assert sorted(load.import_contents()) == sorted(str(p) for p in (root / "hosts").glob("*/hardware-configuration.nix")
+                                                    if p != hw)
