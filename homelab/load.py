@@ -528,9 +528,12 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
 _IMPORT_CONTENTS: dict[str, bytes] = {}
 
 
-def import_contents() -> dict[str, bytes]:
-    """The hand-written imports' contents the last load read whole, by the path it read them at (``root``/...)."""
-    return _IMPORT_CONTENTS
+def import_contents(lab: Lab) -> dict[str, bytes]:
+    """The hand-written imports' contents the last load read whole, by the path it read them at (``root``/...),
+    when ``lab``'s hosts are the very ones that load made (else none: a lab made or changed in code since)."""
+    if all(id(h) in _SOURCE_DIGESTS for h in lab.hosts):  # held there, each Host's id is no other object's
+        return _IMPORT_CONTENTS
+    return {}
 
 
 def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where: str,

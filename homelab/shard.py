@@ -246,7 +246,7 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     staged_theirs()
     digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
     readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
-                                made=made, staged=staged, contents=load.import_contents())
+                                made=made, staged=staged, contents=load.import_contents(job.shared.lab))
     staged_ours()
     calls = _verify(job, half, compiled, pre)
     seconds = time.perf_counter() - t0

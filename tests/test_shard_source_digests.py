@@ -138,14 +138,22 @@ def test_a_hardware_file_edited_before_its_staging_is_staged_and_recorded_as_loa
 
 
 def test_the_imports_read_whole_are_the_last_loads_only(lab_source, tmp_path):
-    """import_contents holds what the last load read whole: a file that grew past the head read since, or that no
-    host imports any more, is not answered from an earlier load (the build then reads it)."""
+    """import_contents holds what the last load read whole, for the lab that load made only: a file that grew past
+    the head read since is not answered from an earlier load, nor a lab another load or code made (the build then
+    reads each file)."""
     root = copy_lab(lab_source, tmp_path / "lab")
     hw = root / "hosts" / "n0000" / "hardware-configuration.nix"
     lab, _ = load.load(root, secrets=False, placeholders=True)
-    assert lab is not None and load.import_contents()[str(hw)] == hw.read_bytes()
+    assert lab is not None and load.import_contents(lab)[str(hw)] == hw.read_bytes()
+    import attrs
+
+    from homelab.model import Lab
+
+    changed = Lab(lab.cluster, [attrs.evolve(lab.hosts[0]), *lab.hosts[1:]], lab.sources)
+    assert load.import_contents(changed) == {}  # a host made since (in code): nothing of the load's is used
     hw.write_bytes(hw.read_bytes() + b"# " + b"x" * load._HEAD + b"\n")
     again, _ = load.load(root, secrets=False, placeholders=True)
-    assert again is not None and str(hw) not in load.import_contents()
-    assert sorted(load.import_contents()) == sorted(str(p) for p in (root / "hosts").glob("*/hardware-configuration.nix")
+    assert again is not None and str(hw) not in load.import_contents(again)
+    assert load.import_contents(lab) == {}  # the earlier load's lab
+    assert sorted(load.import_contents(again)) == sorted(str(p) for p in (root / "hosts").glob("*/hardware-configuration.nix")
                                                     if p != hw)
