@@ -399,6 +399,23 @@ def machine() -> str:
             f"Python {platform.python_version()}, {nixv}")
 
 
+def calibrate() -> float:
+    """CPU seconds of a fixed pure-Python workload (formatting, dicts, sorting: the kind of work a build does; no
+    homelab code), the fastest of 5 runs: how fast this machine is at the moment.  On a virtual machine whose host
+    is busy elsewhere every figure slows down, CPU times included (the same build measured 16 s and 25 s of CPU an
+    hour apart here): read the other figures beside this one."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.process_time()
+        d = {}
+        for i in range(200_000):
+            k = f"n{i:05d}"
+            d[k] = (k.upper(), i * 7 % 13)
+        sorted(d.items(), key=lambda kv: kv[1])
+        best = min(best, time.process_time() - t)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="example: python bench/bench.py --sizes 10 100 1000")
@@ -427,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"homelab benchmark, {time.strftime('%Y-%m-%d')}: whole `python -m homelab` processes, median of "
           f"{repeat} runs (fastest-slowest)")
     print(f"machine: {machine()}")
+    print(f"machine speed: a fixed Python workload took {calibrate():.3f} s of CPU (bench.calibrate; smaller is "
+          "faster; compare figures measured at the same speed)")
     with tempfile.TemporaryDirectory(prefix="homelab-bench-") as t:
         tmp = Path(t)
         if not args.no_seed:
@@ -484,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nscaling of the full build: {b} hosts / {a} hosts = {ratio:.2f} in time, {mem:.2f} in peak memory "
                   f"(hosts x{b / a:g})")
         v = bench_verify_batching(vhosts, tmp)
+        print(f"\nmachine speed after the runs: {calibrate():.3f} s (as above)")
         print(f"\noffline verification at {vhosts} hosts ({v['files']} files), in-process:")
         print(f"  one nix process for all files        {v['one']:7.3f} s  ({v['one_calls']} process)")
         print(f"  one nix process per file             {v['many']:7.3f} s  ({v['many_calls']} processes)")

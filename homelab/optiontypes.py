@@ -216,6 +216,8 @@ class Package(OptionType):
 
 def check_with_priority(t: OptionType, v: Any) -> str | None:
     if is_override(v):
+        if "content" not in v:  # a set a lab's own role wrote by hand, not what force()/default() make
+            return f"{v!r} is an override (lib.mkOverride) without its content"
         return t.check(v["content"])
     return t.check(v)
 

@@ -347,6 +347,32 @@ def test_contract_problems_of_every_generated_section_and_definition():
     ]
 
 
+def test_a_lab_role_writing_an_override_without_its_content_is_told_so_not_a_crash():
+    # a lab's own role whose host section holds the set lib.mkOverride makes, without its content: the contract
+    # check said KeyError: 'content' (a traceback from build.prepare); now the value is named, with the reason
+    import attrs
+
+    from homelab import build
+    from homelab.errors import GeneratedCodeError
+    from homelab.nixmodule import section
+    from homelab.role import Role
+    from tests import labkit
+
+    value = {"_type": "override", "priority": 50}
+
+    @attrs.frozen
+    class Mine(Role):
+        def host_sections(self, ctx):
+            yield section("mine", ("services.nginx.enable", value))
+
+    seed = labkit.lab()
+    lab = labkit.evolve_host(seed, "tokiwa", roles=[*seed.hosts[1].roles, Mine()])
+    with pytest.raises(GeneratedCodeError) as e:
+        build.prepare(lab, [])
+    assert e.value.problems == [f"hosts/tokiwa/default.nix: services.nginx.enable = {value!r} does not fit bool: "
+                                f"{value!r} is an override (lib.mkOverride) without its content"]
+
+
 def module_file(rel: str, *defs, user: bool = False, imports: tuple[str, ...] = ()) -> ModuleFile:
     return ModuleFile(rel, "t", "test", imports, (Section("", tuple(defs), user=user),))
 
@@ -395,6 +421,27 @@ def test_precheck_of_a_lab_with_file_problems_lists_them_per_file():
     assert pre.nested == {"modules/m.nix": {"test": {"nope": 1, "lines": "m"}}}
     assert list(pre.merged) == [] and "a" not in pre.merged
     assert pre.all_problems() == [twice, outside] and not pre.ok
+
+
+def test_precheck_of_an_override_without_its_priority_or_content_alone_on_a_host():
+    # an attribute set the module system reads as mkOverride, with no priority (a role's own) or no content (a
+    # raw option's, not contract-checked): the only definition of a bool, yet NixOS could not merge it
+    no_priority = {"_type": "override", "content": True}
+    no_content = {"_type": "override", "priority": 50}
+    lab = compiled_lab([
+        module_file("hosts/a/default.nix", (("test", "flag"), no_priority)),
+        module_file("hosts/b/default.nix", (("test", "alpha"), no_content), user=True),
+        module_file("hosts/c/default.nix", (("test", "flag"), True)),
+    ], {"a": (), "b": (), "c": ()})
+    pre = readback.precheck(lab)
+    assert pre.problems == []
+    assert pre.conflicts == {
+        "a": [Conflict(("test", "flag"), f"definitions that do not fit bool: [{no_priority!r}]",
+                       ("hosts/a/default.nix",))],
+        "b": [Conflict(("test", "alpha"), f"definitions that do not fit bool: [{no_content!r}]",
+                       ("hosts/b/default.nix",))],
+        "c": [],
+    }
 
 
 # ---------------------------------------------------------------- names read from the model
@@ -595,6 +642,17 @@ def test_evaluate_reads_the_data_file_when_it_is_there_unless_told_not_to(nix, t
                        data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
     assert readback.evaluate(tmp_path, lab, nix)["data"] == {"hosts": {"a": {"x": 2}}}
     assert readback.evaluate(tmp_path, lab, nix, with_data=False)["data"] is None
+
+
+def test_the_expression_of_a_read_back_of_the_same_arguments_is_the_one_evaluate_reads(nix, tmp_path):
+    # evaluate_expr's defaults are evaluate's: a caller that makes the expression (to run it with others) and hands
+    # it to evaluate reads what evaluate alone reads, the data file included
+    write_files(tmp_path, {"hosts/c/default.nix": "{ ... }: { }", "hosts/lab.nix": "{ hosts.a.x = 2; }"})
+    lab = compiled_lab([module_file("hosts/c/default.nix")], {"c": ()},
+                       data=DataFile("hosts/lab.nix", "t", "test", {"hosts": {"a": {"x": 1}}}))
+    alone = readback.evaluate(tmp_path, lab, nix)
+    assert alone["data"] == {"hosts": {"a": {"x": 2}}}
+    assert readback.evaluate(tmp_path, lab, nix, expr=readback.evaluate_expr(tmp_path, lab)) == alone
 
 
 def test_read_back_compares_with_the_prechecks_nested_files_without_nesting_them_again(nix, tmp_path, monkeypatch):

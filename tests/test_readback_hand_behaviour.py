@@ -176,6 +176,15 @@ def test_boot_problems_of_a_host_judge_only_what_nix_read_whole(boot, problems):
     assert readback.boot_problems(compiled, readback.precheck(compiled), "a", boot) == problems
 
 
+def test_the_clash_check_judges_each_hosts_boot_with_what_nix_read_of_its_imports(nix, tmp_path):
+    # a's hardware file mounts nothing, b's mounts /: read whole by nix, only a lacks a root file system
+    write(tmp_path, {"hosts/a/hw.nix": "{ ... }: { }",
+                     "hosts/b/hw.nix": '{ ... }: { fileSystems."/" = { device = "/dev/sda1"; fsType = "ext4"; }; }'})
+    compiled = lab({"hosts/a/default.nix": ((LOADER, True),), "hosts/b/default.nix": ((LOADER, True),)},
+                   {"a": (), "b": ()}, {"a": ("hosts/a/hw.nix",), "b": ("hosts/b/hw.nix",)})
+    assert readback.hand_written_clashes(tmp_path, compiled, nix, ["a", "b"], readback.precheck(compiled)) == [NO_ROOT]
+
+
 # ---------------------------------------------------------------- with real nix: the clash check of a lab
 
 CONTAINER = ("boot", "isContainer")  # no boot problems: these tests are about clashes

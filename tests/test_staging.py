@@ -64,6 +64,25 @@ def test_a_file_staged_already_is_left_alone_and_not_hashed(tmp_path):
     assert set(digests) == {"hosts/b/hw.nix"}
 
 
+def test_each_file_staged_is_listed_and_an_import_that_is_no_file_is_passed_over(tmp_path):
+    """``staged`` (what the two-process build removes again, host folder by host folder) names each file this call
+    wrote, the Nix files beside an import too; an import that is a folder, or missing, is no file to copy, in the
+    half that leaves present files alone too."""
+    root = _lab(tmp_path)
+    (root / "hosts" / "c" / "hw.nix").mkdir(parents=True)
+    base = tmp_path / "stage"
+    base.mkdir()
+    for skip_present in (False, True):
+        staged: list[str] = []
+        stage_hand_written(str(base / str(skip_present)), root, ["hosts/a/hw.nix", "hosts/c/hw.nix",
+                                                                 "hosts/d/missing.nix"], set(),
+                           skip_present=skip_present, staged=staged)
+        assert staged == ["hosts/a/hw.nix", "hosts/a/disks.nix"]
+        here = base / str(skip_present)
+        assert sorted(str(p.relative_to(here)) for p in here.rglob("*") if not p.is_dir()) == \
+            ["hosts/a/disks.nix", "hosts/a/hw.nix"]
+
+
 def test_generated_files_beside_an_import_are_never_copied(tmp_path):
     root = _lab(tmp_path)
     base = tmp_path / "stage"
