@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import files, forked, readback, render, splitprep
+from . import files, forked, load, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
@@ -157,10 +157,16 @@ def _texts(job: _Job, compiled: Compiled, half: _Half) -> dict[str, str]:
 
 def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], out: dict[str, str]) -> None:
     """SHA-256 of each host's host.py and hand-written imports (what the no-op record hashes otherwise); those in
-    ``out`` already (hashed as they were staged) are not read again."""
+    ``out`` already (hashed as they were staged) are not read again, nor a host.py whose bytes the load hashed as
+    it ran them to make this lab's host (homelab.load.source_digest): an edit since is then a change to the
+    record, as an edit of a staged import is."""
     base = str(root) + "/"
     for h in hosts:
-        for rel in (f"{lab.where(h)}/host.py", *compiled.hosts[h].hand_written):
+        host_py = f"{lab.where(h)}/host.py"
+        known = load.source_digest(lab.host(h), base + host_py)  # the bytes the load ran, hashed then
+        if known is not None and host_py not in out:
+            out[host_py] = known
+        for rel in (host_py, *compiled.hosts[h].hand_written):
             if rel in out:
                 continue
             try:
@@ -244,7 +250,8 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     staged_theirs()
     digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
     readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
-                                made=made, staged=staged, listed=listed)
+                                made=made, staged=staged, listed=listed,
+                                contents=load.import_contents(job.shared.lab))
     staged_ours()
     calls = _verify(job, half, compiled, pre)
     seconds = time.perf_counter() - t0
