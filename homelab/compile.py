@@ -193,7 +193,8 @@ class _Variants:
         # node's name) is written out as a key once
         self.keys_of: dict[int, tuple[Module, tuple[str, str]]] = {}
 
-    def use(self, m: Module, role: type | None, host: Host) -> tuple[str, str]:
+    def use(self, m: Module, role: type | None, where: str) -> tuple[str, str]:
+        """``m``'s key, counting a use by the host at ``where`` (``lab.where(host)``, worked out once per host)."""
         known = self.keys_of.get(id(m))
         if known is not None and known[0] is m:
             key = known[1]
@@ -203,7 +204,7 @@ class _Variants:
         if key not in self.variants:
             why = f"the {role.__name__} role in host.py" if m.source is None else m.source
             self.variants[key] = (m, why, role)
-        self.users.setdefault(key, []).append(self.lab.where(host))
+        self.users.setdefault(key, []).append(where)
         return key
 
     def files(self) -> tuple[dict[str, ModuleFile], dict[tuple[str, str], str]]:
@@ -258,13 +259,14 @@ def compile_shared(lab: Lab) -> Compiled:
     shared = [firewall.base_module(lab.cluster), access.module(lab.cluster)]  # every host's; computed once
     for host in lab.hosts:
         ctx = HostContext(lab, host)
-        keys = [variants.use(m, None, host) for m in shared]
+        where = lab.where(host)
+        keys = [variants.use(m, None, where) for m in shared]
         nodes = firewall.node_rules(ctx)  # the host's rules from the nodes, in a file shared with like hosts
         if nodes is not None:
-            keys.insert(1, variants.use(nodes.module, None, host))
+            keys.insert(1, variants.use(nodes.module, None, where))
         for role in host.roles:
             for m in role.compile(ctx):
-                keys.append(variants.use(m, type(role), host))
+                keys.append(variants.use(m, type(role), where))
         wanted[host.hostname] = list(dict.fromkeys(keys))
 
     files, path_of = variants.files()

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import attrs
-
 from .model import Host, Lab, Secret
 
 
 def secrets_of(obj: object, _depth: int = 0) -> Iterator[tuple[str, Secret]]:
     """(field, Secret) for every Secret an attrs value holds: in its fields, in lists/dicts of them, and in the
     attrs values among them (a cluster component's own fields), the field named as ``Class.field``."""
-    if not attrs.has(type(obj)) or _depth > 8:
+    # a class's ``__attrs_attrs__`` is what attrs.has looks for and attrs.fields returns (for the class of a value,
+    # never a generic alias, these are all they do): read once, without the two calls per value
+    fields = getattr(type(obj), "__attrs_attrs__", None)
+    if fields is None or _depth > 8:
         return
-    for f in attrs.fields(type(obj)):
+    for f in fields:
         v = getattr(obj, f.name)
         items = v if isinstance(v, (list, tuple)) else (v.values() if isinstance(v, dict) else (v,))
         for item in items:
             if isinstance(item, Secret):
                 yield f"{type(obj).__name__}.{f.name}", item
-            elif attrs.has(type(item)):
+            elif getattr(type(item), "__attrs_attrs__", None) is not None:
                 yield from secrets_of(item, _depth + 1)
 
 

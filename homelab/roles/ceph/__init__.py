@@ -55,7 +55,15 @@ class CephStorage(Role):
                 report(fields.field_name(self, attribute), f"{d!r} is not a device path under /dev/")
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
-        yield Module("modules/k8s/ceph.nix", "Rook Ceph prerequisites", (
+        # The module depends on nothing but these two fields (the role class too, kept in the key for a subclass):
+        # hosts configured alike get the very same Module, once per lab.  Each value keyed with its type, so that
+        # no two values equal by == but written differently (True and 1) share an entry.
+        key = ("ceph: module", type(self), type(self.kubelet_root_dir), self.kubelet_root_dir,
+               type(self.containerd_nofile), self.containerd_nofile)
+        yield ctx.lab.derived(key, self._module)
+
+    def _module(self) -> Module:
+        return Module("modules/k8s/ceph.nix", "Rook Ceph prerequisites", (
             section("Ceph's CSI driver maps RBD volumes and mounts CephFS through these kernel modules.",
                     ("boot.kernelModules", ["ceph", "rbd"])),
             section("Rook expects the kubelet's root directory here. nixpkgs passes --root-dir=<kubernetes dataDir> "

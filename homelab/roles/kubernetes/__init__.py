@@ -324,12 +324,16 @@ def node_sources(ctx: HostContext) -> list[tuple[str, Match]]:
         ("pods", Match(4, i, str(ctx.cluster.pod_cidr))) for i in POD_INTERFACES)))
 
 
+# made of constants only, and a Flow is frozen and holds only immutable values: one object of each serves every node
+_NODE_FLOWS = (
+    Flow(KUBELET_PORT, "tcp", CONTROL_PLANE, "the API server reaches the kubelet (logs, exec, port-forward)"),
+    Flow(FLANNEL_VXLAN_PORT, "udp", NODES, "flannel: pod traffic between nodes (VXLAN)"),
+)
+
+
 def node_flows(ctx: HostContext) -> list[Flow]:
     """What every node lets in: the control plane's API server reaching its kubelet, the other nodes' VXLAN."""
-    return [
-        Flow(KUBELET_PORT, "tcp", CONTROL_PLANE, "the API server reaches the kubelet (logs, exec, port-forward)"),
-        Flow(FLANNEL_VXLAN_PORT, "udp", NODES, "flannel: pod traffic between nodes (VXLAN)"),
-    ]
+    return list(_NODE_FLOWS)
 
 
 def _is_address(name: str) -> bool:

@@ -54,6 +54,8 @@ TAILSCALE = "nixos/modules/services/networking/tailscale.nix"
 TAILSCALE_PORT = 41641  # services.tailscale.port default; openFirewall opens it for UDP
 TAILNET_V4 = str(TAILSCALE_RANGE)  # Tailscale's IPv4 range (CGNAT), the one validation checks addresses against
 TAILNET_V6 = "fd7a:115c:a1e0::/48"  # Tailscale's IPv6 range (ULA)
+# made of constants only, and a Flow is frozen and holds only immutable values: one object serves every host
+_FLOW = Flow(TAILSCALE_PORT, "udp", WORLD, "WireGuard: tailnet peers reach this host directly from anywhere")
 
 
 @attrs.frozen
@@ -110,6 +112,16 @@ class Tailscale(Role):
     )
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
+        # The module depends on nothing but these three fields (the role class too, kept in the key for a subclass):
+        # hosts configured alike get the very same Module, once per lab (the compiler then writes out its variant
+        # key once, not per host).  Each value keyed with its type, so that no two values equal by == but written
+        # differently (True and 1) share an entry; str, None are all these fields hold.
+        key_path = self.auth_key.path if self.auth_key is not None else None
+        key = ("tailscale: module", type(self), *((type(v), v) for v in (self.interface, self.auth_key_file,
+                                                                            key_path)))
+        yield ctx.lab.derived(key, self._module)
+
+    def _module(self) -> Module:
         defs: list[tuple[str, object]] = [
             ("services.tailscale.enable", True),
             ("services.tailscale.openFirewall", False),
@@ -119,7 +131,7 @@ class Tailscale(Role):
             defs.append(("services.tailscale.authKeyFile", self.auth_key_file))
         elif self.auth_key is not None:  # agenix's age.secrets.<name>.path, set so by nix/lib.nix
             defs.append(("services.tailscale.authKeyFile", self.auth_key.path))
-        yield Module("modules/network/tailscale.nix", "Tailscale on every host", (
+        return Module("modules/network/tailscale.nix", "Tailscale on every host", (
             section("", *defs),
             section("tailscaled would accept everything arriving on its interface ahead of NixOS's firewall; "
                     "turned off, the host's flow table decides what tailnet peers reach. `tailscale up` resets "
@@ -129,7 +141,7 @@ class Tailscale(Role):
         ))
 
     def flows(self, ctx: HostContext) -> Iterable[Flow]:
-        yield Flow(TAILSCALE_PORT, "udp", WORLD, "WireGuard: tailnet peers reach this host directly from anywhere")
+        yield _FLOW
 
     def ports(self, ctx: HostContext) -> Iterable[Port]:
         yield Port(TAILSCALE_PORT, "udp", "tailscaled")

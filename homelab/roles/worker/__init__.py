@@ -28,11 +28,15 @@ class Worker(Role):
 
     def compile(self, ctx: HostContext) -> Iterable[Module]:
         yield from kubernetes.node_modules(ctx)
-        yield Module("modules/k8s/node.nix", "Kubernetes worker: role node", (
-            section("", ("services.kubernetes.roles", ["node"])),
-            section("The kubelet talks to the API server by its name.",
-                    ("services.kubernetes.kubelet.kubeconfig.server", ctx.cluster.api_url)),
-        ))
+        # The module depends on nothing but the cluster's API URL, the same for every host of a lab (the lab and its
+        # cluster never change): made once per lab, every worker gets the very same Module.
+        cluster = ctx.cluster
+        yield ctx.lab.derived("worker: node module", lambda: Module(
+            "modules/k8s/node.nix", "Kubernetes worker: role node", (
+                section("", ("services.kubernetes.roles", ["node"])),
+                section("The kubelet talks to the API server by its name.",
+                        ("services.kubernetes.kubelet.kubeconfig.server", cluster.api_url)),
+            )))
 
     def host_sections(self, ctx: HostContext):
         return kubernetes.node_host_sections(ctx)
