@@ -8,7 +8,6 @@ set to 1 has the helper compile them (the load's other path, compiling in this p
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
