@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Collection, Iterator
+from typing import Collection, Iterable, Iterator
 
 import attrs
 
@@ -71,12 +71,15 @@ def edited(text: str) -> bool:
     return h is None or h != content_hash(text)
 
 
-def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False) -> Plan:
-    """What a build would do; raises LabError for files it must not touch."""
+def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool = False,
+         listed: dict[str, Collection[str]] | None = None) -> Plan:
+    """What a build would do; raises LabError for files it must not touch.  ``listed``: real folders of the lab
+    (lab-relative, no link) the caller listed already, each with the names in it: a folder there is not in the
+    way, and a file whose name is not in its folder's listing is not there (no look at either)."""
     problems: list[Problem] = []
     write: dict[str, str] = {}
     unchanged: list[str] = []
-    in_the_way: dict[str, bool] = {}  # each folder looked at once (hosts/ holds 10,000 hosts' files)
+    in_the_way: dict[str, bool] = {folder: False for folder in listed or ()}  # each folder looked at once (10,000)
 
     def blocks(folder: str) -> bool:  # a link, or anything but a folder (one lstat: a lab has 10,000 folders)
         if folder not in in_the_way:
@@ -94,6 +97,10 @@ def plan(root: Path, texts: dict[str, str], *, prune: bool = True, force: bool =
         blocking = next((f for f in ("/".join(parts[:n]) for n in range(len(parts), 0, -1)) if blocks(f)), None)
         if blocking is not None:
             problems.append(Problem(blocking, "file", f"is in the way: homelab needs a folder there to write {rel}"))
+            continue
+        folder = rel.rpartition("/")[0]
+        if listed is not None and folder in listed and rel.rpartition("/")[2] not in listed[folder]:
+            write[rel] = text  # not there when its folder was listed: as the look below finds it
             continue
         try:
             os.lstat(target)
@@ -333,17 +340,36 @@ def _rename_order(rel: str) -> tuple[bool, bool, str]:
 _TEMP = re.compile(r"^\..+\.(nix|yaml)\.[a-z0-9_]{8}\.tmp\Z")
 
 
-def stale_temps(root: Path) -> list[Path]:
-    """Temporaries a killed build left beside generated files (modules/**, hosts/, hosts/*/)."""
+def stale_temps(root: Path, skip: Collection[str] = ()) -> list[Path]:
+    """Temporaries a killed build left beside generated files (modules/**, hosts/, hosts/*/); ``skip``: the host
+    folders (by name) looked at by the caller itself, from listings it takes anyway (:func:`temps_in`)."""
     dirs = [root / "modules", *(root / "modules").rglob("*"), root / "hosts", root / "cluster", root / "cluster" / "values"]
     found = [f for d in dirs if d.is_dir() and not d.is_symlink()
              for f in d.iterdir() if _TEMP.match(f.name) and f.is_file() and not f.is_symlink()]
     hosts = root / "hosts"
     if hosts.is_dir() and not hosts.is_symlink():  # hosts/*/: each folder's type from the listing (10,000 folders)
         for d in _entries(str(hosts)):
-            if d.is_dir(follow_symlinks=False):
-                found += [Path(f.path) for f in _entries(d.path) if _TEMP.match(f.name) and f.is_file(follow_symlinks=False)]
+            if d.is_dir(follow_symlinks=False) and d.name not in skip:
+                found += [Path(p) for p in temps_in(_entries(d.path))]
     return sorted(found)
+
+
+def temps_in(entries: Iterable[os.DirEntry]) -> list[str]:
+    """The paths of the temporaries (``_TEMP``'s names, regular files) in one folder's listing, as
+    :func:`stale_temps` finds them there."""
+    return [e.path for e in entries if _TEMP.match(e.name) and e.is_file(follow_symlinks=False)]
+
+
+def host_folders(root: Path) -> frozenset[str]:
+    """The names of the real folders (no link) in ``root``/hosts, from one listing; none if hosts/ is not a real
+    folder: those :func:`stale_temps` walks."""
+    hosts = root / "hosts"
+    try:
+        if not stat.S_ISDIR(os.lstat(hosts).st_mode):
+            return frozenset()
+        return frozenset(d.name for d in _entries(str(hosts)) if d.is_dir(follow_symlinks=False))
+    except OSError:
+        return frozenset()
 
 
 def _entries(folder: str) -> list[os.DirEntry]:
@@ -351,9 +377,10 @@ def _entries(folder: str) -> list[os.DirEntry]:
         return list(it)
 
 
-def remove_stale_temps(root: Path, keep: str | None = None) -> list[Path]:
-    """:func:`stale_temps` removed (``keep``: but those of the build whose token it is, :func:`_temp_token`)."""
-    found = stale_temps(root)
+def remove_stale_temps(root: Path, keep: str | None = None, skip: Collection[str] = ()) -> list[Path]:
+    """:func:`stale_temps` removed (``keep``: but those of the build whose token it is, :func:`_temp_token`;
+    ``skip``: as for :func:`stale_temps`)."""
+    found = stale_temps(root, skip)
     if keep is not None:
         found = [f for f in found if not f.name.endswith(f".{keep}.tmp")]
     for f in found:

@@ -256,15 +256,17 @@ def host_sources(root: Path, folders: dict[str, str] | None = None) -> tuple[lis
     return found, problems
 
 
-def run_file(path: Path, run_name: str, code: CodeType | None = None) -> dict:
+def run_file(path: Path, run_name: str, code: CodeType | None = None,
+             digests: dict[str, bytes] | None = None) -> dict:
     """Run a Python file as ``runpy.run_path`` does for a plain script (its globals back; ``__name__`` is
     ``run_name``, ``__file__`` its path, the module in sys.modules while it runs, so classes it defines work),
     without runpy's search for an importer of the path (a zip file, a folder): a lab has thousands of host.py.
-    ``code``: the file's code when it was compiled already (:mod:`homelab.precompile`)."""
+    ``code``: the file's code when it was compiled already (:mod:`homelab.precompile`); ``digests``: when this
+    compiles it, given the SHA-256 of the bytes it compiled (:func:`homelab.precompile.compile_file`)."""
     import types
 
     if code is None:
-        code = compile_file(str(path))
+        code = compile_file(str(path), digests)
     module = types.ModuleType(run_name)
     module.__dict__.update(__file__=str(path), __cached__=None, __loader__=None, __package__="", __spec__=None)
     saved = sys.modules.get(run_name)
@@ -284,11 +286,12 @@ def run_file(path: Path, run_name: str, code: CodeType | None = None) -> dict:
     return dict(module.__dict__)
 
 
-def _run(path: Path, where: str, code: CodeType | None = None) -> tuple[dict, list[Problem]]:
+def _run(path: Path, where: str, code: CodeType | None = None,
+         digests: dict[str, bytes] | None = None) -> tuple[dict, list[Problem]]:
     problems: list[Problem] = []
     with located(where), collecting() as sink:
         try:
-            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}", code)
+            ns = run_file(path, f"homelab_user_{where.replace('/', '_')}", code, digests)
         except SyntaxError as e:
             problems.append(Problem(where, path.name, f"syntax error on line {e.lineno}: {e.msg}"))
             ns = {}
@@ -388,6 +391,8 @@ def load(root: Path, *, secrets: bool = True, placeholders: bool = False,
     """
     root = Path(root)
     _REAL_ROOTS.clear()  # a folder may have been moved or relinked since the last load
+    _SOURCE_DIGESTS.clear()
+    _IMPORT_CONTENTS.clear()
     _REAL_DIRS.clear()
     with lab_on_path(root), gcpause.paused():  # thousands of hosts' objects, no garbage (homelab.gcpause)
         try:
@@ -466,6 +471,21 @@ def _with_import_problems(root: Path, problems: list[Problem], imports: list[tup
     return out + problems[start:] if start or out else problems
 
 
+# id(host) -> (that Host, the path of the host.py it came from, the SHA-256 of the bytes run to make it): the
+# last load's, so a build's no-op record hashes exactly the host.py content its hosts were made from, without
+# reading each file again (:func:`source_digest`).  The Host is kept to make its id certain; cleared by each load.
+_SOURCE_DIGESTS: dict[int, tuple[Host, str, bytes]] = {}
+
+
+def source_digest(host: Host, path: str) -> str | None:
+    """The SHA-256 (hex) of the host.py bytes whose run made ``host`` (this very object), read from ``path`` by
+    the last load; None when that load did not make it from ``path`` (read the file)."""
+    entry = _SOURCE_DIGESTS.get(id(host))
+    if entry is None or entry[1] != path:  # held there, that Host's id is no other live object's
+        return None
+    return entry[2].hex()
+
+
 def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: list[Problem],
                 imports: list[tuple[int, Path, tuple[str, ...], str]]) -> tuple[list[Host], dict[str, str]]:
     """Run every host.py (``helper``: their code, compiled by a second process): the hosts, and where each came
@@ -476,7 +496,12 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
     sources: dict[str, str] = {}
     for host_py in host_files:
         where = f"hosts/{host_py.parent.name}"
-        ns, ps = _run(host_py, where, helper.code_for(str(host_py)) if helper is not None else None)
+        path = str(host_py)
+        code = helper.code_for(path) if helper is not None else None
+        compiled: dict[str, bytes] = {}  # the SHA-256 of the bytes of the code run, when compiled here
+        digest = helper.digests.pop(path, None) if code is not None else None  # the helper's, with its code
+        ns, ps = _run(host_py, where, code, None if code is not None else compiled)
+        digest = digest if code is not None else compiled.get(path)
         problems += ps
         host = ns.get("host")
         if ps:
@@ -490,9 +515,25 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
             continue
         if host.imports:
             imports.append((len(problems), host_py, host.imports, where))
+        if digest is not None:
+            _SOURCE_DIGESTS[id(host)] = (host, path, digest)
         hosts.append(host)
         sources[host.hostname] = where
     return hosts, sources
+
+
+# path -> the whole content of a hand-written import as the last load read it (one under _HEAD bytes): a build
+# stages these very bytes for nix and hashes them for its no-op record (:func:`import_contents`), without reading
+# each file again; an edit since the load is then a change to the record.  Cleared by each load.
+_IMPORT_CONTENTS: dict[str, bytes] = {}
+
+
+def import_contents(lab: Lab) -> dict[str, bytes]:
+    """The hand-written imports' contents the last load read whole, by the path it read them at (``root``/...),
+    when ``lab``'s hosts are the very ones that load made (else none: a lab made or changed in code since)."""
+    if all(id(h) in _SOURCE_DIGESTS for h in lab.hosts):  # held there, each Host's id is no other object's
+        return _IMPORT_CONTENTS
+    return {}
 
 
 def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where: str,
@@ -510,6 +551,8 @@ def _import_problems(root: Path, host_py: Path, imports: tuple[str, ...], where:
             folder = folder or str(host_py.parent)
             path = f"{folder}/{name}"
         why, head, link = _examine(path, _HEAD)
+        if why is None and len(head) < _HEAD:  # all of it (a regular file's read stops short only at its end)
+            _IMPORT_CONTENTS[path] = head
         if why == "is missing":
             out.append(Problem(where, "imports", f"{imp!r} does not exist next to host.py"))
         elif why:

@@ -17,11 +17,12 @@ itself any file the helper did not list.
 Nothing depends on the helper: a file it could not compile (a syntax error, a file it could not
 read) comes back as None, and so does every file after the helper stopped for any reason; the
 caller then compiles the file itself, so its error is exactly the one it would have had.
-Standalone: imports nothing from homelab.
+Standalone: imports nothing from homelab but :mod:`homelab.shapes` (itself standalone).
 """
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import mmap
 import os
@@ -30,16 +31,25 @@ import signal
 import threading
 from types import CodeType
 
+from .shapes import compile_source
+
 __all__ = ["Precompiled", "compile_file", "available", "early", "FROM"]
+
+_DIGEST = 32  # bytes of SHA-256 before the code in each record of the helper's
 
 FROM = 200  # files: below this a helper costs more than it saves (homelab.load.PRECOMPILE_FROM)
 
 
-def compile_file(path: str) -> CodeType:
-    """``path``'s code, as running it as a script compiles it (no ``__future__`` flags of the caller)."""
+def compile_file(path: str, digests: dict[str, bytes] | None = None) -> CodeType:
+    """``path``'s code, as running it as a script compiles it (no ``__future__`` flags of the caller): compile()'s,
+    or the same code made from an earlier file's of the same shape (:mod:`homelab.shapes`).
+    ``digests``: given the SHA-256 of the bytes compiled, by ``path`` (once they are read, even if they do not
+    compile), so a build's no-op record need not read the file again (homelab.load.source_digest)."""
     with open(path, "rb") as f:
         source = f.read()
-    return compile(source, path, "exec", dont_inherit=True)
+    if digests is not None:
+        digests[path] = hashlib.sha256(source).digest()
+    return compile_source(source, path)
 
 
 def available() -> bool:
@@ -47,9 +57,9 @@ def available() -> bool:
     return hasattr(os, "fork") and (os.cpu_count() or 1) >= 2
 
 
-def _compiled(path: str) -> CodeType | None:
+def _compiled(path: str, digests: dict[str, bytes] | None = None) -> CodeType | None:
     try:
-        return compile_file(path)
+        return compile_file(path, digests)
     except Exception:  # noqa: BLE001 - None: the caller compiles it and meets the error itself
         return None
 
@@ -67,6 +77,8 @@ class Precompiled:
         self._next = 0  # the index next_code() gives next
         self._tail = len(self._paths)  # the files from here on are compiled here (the helper stops before them)
         self._own: dict[int, CodeType | None] = {}
+        # path -> SHA-256 of the bytes its code (as next_code/code_for give it) was compiled from
+        self.digests: dict[str, bytes] = {}
         # one byte per file, shared with the helper: 1 when this process took it (the helper skips it)
         self._taken = mmap.mmap(-1, max(1, len(self._paths)))
         r, w = os.pipe()
@@ -112,7 +124,7 @@ class Precompiled:
                 if self._tail > i:  # the helper is behind: compile the last file nobody took, meanwhile
                     self._tail -= 1
                     self._taken[self._tail] = 1
-                    self._own[self._tail] = _compiled(self._paths[self._tail])
+                    self._own[self._tail] = _compiled(self._paths[self._tail], self.digests)
                     if self._tail == i:  # it was this one (the helper may be compiling it too: that is dropped)
                         return self._own.pop(i)
                     continue
@@ -123,12 +135,14 @@ class Precompiled:
             index, data = item
             if index < i:  # a file this process took while the helper was compiling it too
                 continue
-            if not data:
+            if len(data) <= _DIGEST:
                 return None
             try:
-                return marshal.loads(data)
+                code = marshal.loads(data[_DIGEST:])
             except (ValueError, EOFError, TypeError):
                 return None
+            self.digests[self._paths[index]] = data[:_DIGEST]  # what the helper compiled this code from
+            return code
         return None
 
     def code_for(self, path: str) -> CodeType | None:
@@ -185,7 +199,9 @@ def _compile_all(paths: list[str], taken: mmap.mmap, fd: int) -> None:
             if taken[index]:  # the parent took the files from here on
                 break
             try:
-                data = marshal.dumps(compile_file(path))
+                digests: dict[str, bytes] = {}
+                data = marshal.dumps(compile_file(path, digests))
+                data = digests[path] + data  # a record: the source's SHA-256, then the code
             except Exception:  # noqa: BLE001 - an empty record: the parent compiles it and meets the error itself
                 data = b""
             out.write(index.to_bytes(4, "little") + len(data).to_bytes(8, "little"))

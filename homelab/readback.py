@@ -903,14 +903,31 @@ def _copy(src: str, dst: str, exclusive: bool = False) -> bytes | None:
     return data
 
 
+def _write_new_or_none(dst: str, data: bytes, exclusive: bool) -> bool:
+    """:func:`_write_new`; False (nothing written) when ``exclusive`` and ``dst`` is there already."""
+    try:
+        _write_new(dst, data, exclusive)
+    except FileExistsError:
+        if not exclusive:
+            raise
+        return False
+    return True
+
+
 def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], generated: Collection[str],
                        skip_present: bool = False, digests: dict[str, str] | None = None,
-                       made: set[str] | None = None, staged: list[str] | None = None) -> None:
+                       made: set[str] | None = None, staged: list[str] | None = None,
+                       listed: dict[str, list[os.DirEntry]] | None = None,
+                       contents: Mapping[str, bytes] | None = None) -> None:
     """Copies of the hand-written imports under the folder ``base``, and the Nix files beside them, which they
     may import in turn (./disks.nix: read for the root file system); never a ``generated`` path.
     ``skip_present``: leave a file another process staged there already as it is.  ``digests``: each import
     copied gets the SHA-256 of its content as read, by its lab-relative path (what the no-op record needs);
-    ``made``: folders known to exist under ``base``; ``staged``: each path this call wrote is appended."""
+    ``made``: folders known to exist under ``base``; ``staged``: each path this call wrote is appended;
+    ``listed``: the listings of folders of the lab (lab-relative) the caller took already, used instead of a look at
+    each file there and of listing the folder again (a lab has a folder and a hardware file per host).
+    ``contents``: imports' contents read already (by ``root``/<path>: homelab.load.import_contents), staged and
+    hashed as they are, not read again."""
     base = base + "/"
     hand_written = list(hand_written)
     root_s = str(root) + "/"
@@ -921,8 +938,12 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
         if parent not in made:
             _folder(base + parent)
             made.add(parent)
-        if os.path.isfile(root_s + rel):
-            data = _copy(root_s + rel, base + rel, exclusive=skip_present)  # None: staged there already
+        known = contents.get(root_s + rel) if contents else None
+        if known is not None or _is_file(root_s, rel, parent, listed):
+            if known is not None:
+                data = known if _write_new_or_none(base + rel, known, skip_present) else None
+            else:
+                data = _copy(root_s + rel, base + rel, exclusive=skip_present)  # None: staged there already
             if data is not None:
                 if digests is not None:
                     digests[rel] = hashlib.sha256(data).hexdigest()
@@ -933,7 +954,9 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
             copied.add(rel)
     for parent in sorted({posixpath.dirname(rel) for rel in hand_written}):
         try:
-            names = sorted(n for n in os.listdir(root_s + parent) if n.endswith(".nix") and not n.startswith("."))
+            there = [e.name for e in listed[parent]] if listed is not None and parent in listed \
+                else os.listdir(root_s + parent)
+            names = sorted(n for n in there if n.endswith(".nix") and not n.startswith("."))
         except OSError:  # not a folder (any more)
             continue
         for name in names:
@@ -943,6 +966,19 @@ def stage_hand_written(base: str, root: Path, hand_written: Iterable[str], gener
                 _copy(root_s + rel, base + rel)
                 if staged is not None:
                     staged.append(rel)
+
+
+def _is_file(root_s: str, rel: str, parent: str, listed: dict[str, list[os.DirEntry]] | None) -> bool:
+    """``os.path.isfile`` of the lab's ``rel``, from its folder's listing when the caller took it (a link is
+    followed as isfile follows it; a name not listed is not a file)."""
+    if listed is None or parent not in listed:
+        return os.path.isfile(root_s + rel)
+    name = posixpath.basename(rel)
+    entry = next((e for e in listed[parent] if e.name == name), None)
+    try:
+        return entry is not None and entry.is_file()
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------- hand-written imports against generated code

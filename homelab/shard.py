@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import files, forked, readback, render, splitprep
+from . import files, forked, load, readback, render, splitprep
 from .splitprep import wanted  # noqa: F401 - shard.wanted: whether a whole build runs in two processes
 from .compile import LAB_DATA
 from .forked import PARALLEL_FROM, threshold  # one knob: a large lab's validation and build split alike
@@ -157,10 +157,16 @@ def _texts(job: _Job, compiled: Compiled, half: _Half) -> dict[str, str]:
 
 def _digest_sources(root: Path, lab: Lab, compiled: Compiled, hosts: list[str], out: dict[str, str]) -> None:
     """SHA-256 of each host's host.py and hand-written imports (what the no-op record hashes otherwise); those in
-    ``out`` already (hashed as they were staged) are not read again."""
+    ``out`` already (hashed as they were staged) are not read again, nor a host.py whose bytes the load hashed as
+    it ran them to make this lab's host (homelab.load.source_digest): an edit since is then a change to the
+    record, as an edit of a staged import is."""
     base = str(root) + "/"
     for h in hosts:
-        for rel in (f"{lab.where(h)}/host.py", *compiled.hosts[h].hand_written):
+        host_py = f"{lab.where(h)}/host.py"
+        known = load.source_digest(lab.host(h), base + host_py)  # the bytes the load ran, hashed then
+        if known is not None and host_py not in out:
+            out[host_py] = known
+        for rel in (host_py, *compiled.hosts[h].hand_written):
             if rel in out:
                 continue
             try:
@@ -179,6 +185,7 @@ class _Job:
     token: str
     generated: frozenset[str]  # every path this build writes
     cluster: dict[str, str]  # the cluster layer's texts (homelab.helmfile), made once: this process's half writes them
+    host_dirs: frozenset[str] = frozenset()  # the real folders in hosts/ (files.host_folders): each half lists its hosts'
 
 
 def _verify(job: _Job, half: _Half, compiled: Compiled, pre: readback.Precheck) -> int:
@@ -228,19 +235,23 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     except splitprep.Refused as e:  # a problem of the lab's hosts (or homelab's code): the one-process build says it
         raise _Fallback(str(e), quiet=True) from None
     texts = _texts(job, compiled, half)
-    plan = files.plan(job.root, texts, prune=False, force=job.force)
+    listed = _listed(job, half)
+    plan = files.plan(job.root, texts, prune=False, force=job.force,
+                      listed={folder: {e.name for e in entries} for folder, entries in listed.items()})
     t0 = time.perf_counter()
     made: set[str] = set()
     readback.stage_texts(job.base, texts, made)
     staged = list(texts)  # what this half wrote into the staging folder, to remove (_unstage)
     hand = sorted({r for h in half.hosts for r in compiled.hosts[h].hand_written})
-    if not first:  # beside this process's half (10,000 folders listed: 0.2-0.3 s of CPU); never this build's own;
-        # here, before the child waits for this process's staging (it waited up to 0.8 s when this half was slower)
-        files.remove_stale_temps(job.root, keep=job.token)
+    if not first:  # beside this process's half; never this build's own; the host folders each half lists are
+        # skipped (_listed); here, before the child waits for this process's staging (it waited up to 0.8 s when this
+        # half was slower)
+        files.remove_stale_temps(job.root, keep=job.token, skip=_scanned(job))
     staged_theirs()
     digests: dict[str, str] = {}  # the hand-written imports' as they are staged, then what is written
     readback.stage_hand_written(job.base, job.root, hand, job.generated, skip_present=not first, digests=digests,
-                                made=made, staged=staged)
+                                made=made, staged=staged, listed=listed,
+                                contents=load.import_contents(job.shared.lab))
     staged_ours()
     calls = _verify(job, half, compiled, pre)
     seconds = time.perf_counter() - t0
@@ -258,6 +269,42 @@ def _work(job: _Job, half: _Half, first: bool, staged_ours, staged_theirs) -> di
     _unstage(job, half, staged)
     flushing.join()
     return done
+
+
+def _scanned(job: _Job) -> set[str]:
+    """The host folders (names in hosts/) the halves list themselves (:func:`_listed`): every host's that is a real
+    folder; the child's look for stale temporaries skips them."""
+    lab = job.shared.lab
+    return {f for h in job.shared.compiled.hosts if (f := lab.where(h).removeprefix("hosts/")) in job.host_dirs}
+
+
+def _listed(job: _Job, half: _Half) -> dict[str, list[os.DirEntry]]:
+    """Each of ``half``'s hosts' folders listed once (lab-relative folder -> its entries): the stale temporaries a
+    killed build left there removed (but this build's: ``job.token``), as files.remove_stale_temps removes them,
+    and the listing kept for staging the hand-written imports (readback.stage_hand_written: no look at each file,
+    no second listing).  Only real folders (``job.host_dirs``, as :func:`files.stale_temps` walks them); a folder
+    that cannot be listed is left to the ways that look at it themselves."""
+    lab = job.shared.lab
+    base = str(job.root) + "/"
+    keep = f".{job.token}.tmp"
+    out: dict[str, list[os.DirEntry]] = {}
+    for h in half.hosts:
+        where = lab.where(h)
+        if where.removeprefix("hosts/") not in job.host_dirs:
+            continue
+        try:
+            with os.scandir(base + where) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        stale = [path for path in files.temps_in(entries) if not path.endswith(keep)]
+        for path in stale:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        out[where] = [e for e in entries if e.path not in stale] if stale else entries
+    return out
 
 
 def _unstage(job: _Job, half: _Half, staged: list[str]) -> None:
@@ -327,7 +374,8 @@ def build(root: Path, lab: Lab, warnings: tuple[Problem, ...], nix: Nix | None, 
         both = None
         try:
             with tempfile.TemporaryDirectory(prefix="homelab-verify-", dir=readback._scratch_dir()) as base:
-                job = _Job(root, base, shared, nix, force, files._temp_token(), generated, cluster)
+                job = _Job(root, base, shared, nix, force, files._temp_token(), generated, cluster,
+                           files.host_folders(root))
                 why: list[_Why] = []
                 both = _run_both(job, ours, theirs, why)
             if both is None:
