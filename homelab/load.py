@@ -499,9 +499,8 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
         path = str(host_py)
         code = helper.code_for(path) if helper is not None else None
         compiled: dict[str, bytes] = {}  # the SHA-256 of the bytes of the code run, when compiled here
-        digest = helper.digests.pop(path, None) if code is not None else None  # the helper's, with its code
-        ns, ps = _run(host_py, where, code, None if code is not None else compiled)
-        digest = digest if code is not None else compiled.get(path)
+        ns, ps = _run(host_py, where, code, compiled)  # (filled only when there is no code yet)
+        digest = helper.digests.pop(path, None) if code is not None else compiled.get(path)  # the helper's: with its code
         problems += ps
         host = ns.get("host")
         if ps:
