@@ -500,7 +500,7 @@ def _load_hosts(host_files: list[Path], helper: Precompiled | None, problems: li
         code = helper.code_for(path) if helper is not None else None
         compiled: dict[str, bytes] = {}  # the SHA-256 of the bytes of the code run, when compiled here
         ns, ps = _run(host_py, where, code, compiled)  # (filled only when there is no code yet)
-        digest = helper.digests.pop(path, None) if code is not None else compiled.get(path)  # the helper's: with its code
+        digest = helper.digests.pop(path, None) if code is not None else compiled.get(path)  # the helper's: its code
         problems += ps
         host = ns.get("host")
         if ps:
